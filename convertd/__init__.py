@@ -1,0 +1,3 @@
+"""convertd: a self-hosted conversion daemon with a SkyConvert-compatible v1 API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from convertd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Reading request bodies: multipart files streamed to disk under a size budget, plus form fields.
+
+A file part is written chunk by chunk into the upload area, so memory stays flat whatever its
+size; the request is refused with 413 as soon as its files pass the limit, and anything it had
+written is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from aiohttp import BodyPartReader, web
+
+from convertd.api.state import CONFIG, DATA
+from convertd.errors import BadRequest, PayloadTooLarge
+from convertd.files import DataDir, extension_of
+
+CHUNK = 256 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+# Multipart boundaries and part headers add a little to the body beyond the files themselves.
+ENVELOPE_SLACK = 64 * 1024
+
+
+@dataclasses.dataclass
+class ReceivedFile:
+    file_path: str  # "<token>/<name>" inside the upload area
+    file_name: str  # as the client named it (made safe)
+    size: int
+    extension: str
+
+
+@dataclasses.dataclass
+class Body:
+    fields: dict[str, str]
+    files: list[ReceivedFile]
+
+    def discard(self, data: DataDir) -> None:
+        for received in self.files:
+            data.remove_upload(received.file_path)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The upload is larger than this server's limit of {limit:,} bytes.",
+        "Send a smaller file, or ask the admin to raise max_upload_bytes.",
+    )
+
+
+def _write(fh: BinaryIO, chunk: bytes) -> None:
+    fh.write(chunk)
+
+
+async def _stream_part(part: BodyPartReader, dest: Path, budget: int, limit: int) -> int:
+    size = 0
+    fh = await asyncio.to_thread(dest.open, "wb")
+    try:
+        while chunk := await part.read_chunk(CHUNK):
+            size += len(chunk)
+            if size > budget:
+                raise _too_large(limit)
+            await asyncio.to_thread(_write, fh, chunk)
+    finally:
+        await asyncio.to_thread(fh.close)
+    return size
+
+
+async def read_body(request: web.Request, *, allow_files: bool) -> Body:
+    """Parse multipart, urlencoded or JSON bodies into fields and streamed files."""
+    config = request.app[CONFIG]
+    data = request.app[DATA]
+    limit = config.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit + ENVELOPE_SLACK:
+        raise _too_large(limit)
+
+    if request.content_type == "multipart/form-data":
+        return await _read_multipart(request, data, limit, allow_files)
+    if request.content_type == "application/json":
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest("The request body is not valid JSON.") from None
+        if not isinstance(payload, dict):
+            raise BadRequest("The JSON body must be an object of fields.")
+        fields = {
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None
+        }
+        return Body(fields=fields, files=[])
+    if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:
+        form = await request.post()
+        return Body(fields={k: str(v) for k, v in form.items()}, files=[])
+    raise BadRequest(
+        f"Unsupported Content-Type {request.content_type!r}.",
+        "Send multipart/form-data (as curl -F does).",
+    )
+
+
+async def _read_multipart(
+    request: web.Request, data: DataDir, limit: int, allow_files: bool
+) -> Body:
+    body = Body(fields={}, files=[])
+    remaining = limit
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("Nested multipart bodies are not supported.")
+            name = part.name or ""
+            if part.filename is not None and name == "file":
+                if not allow_files:
+                    raise BadRequest("This endpoint does not take files.")
+                file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename)
+                body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
+                size = await _stream_part(part, dest, remaining, limit)
+                body.files[-1].size = size
+                remaining -= size
+            elif part.filename is not None:
+                await part.release()  # a file under some other field name: not ours to keep
+            else:
+                value = await part.read(decode=True)
+                if len(value) > MAX_FIELD_BYTES:
+                    raise BadRequest(f"The field {name!r} is too long.")
+                body.fields[name] = value.decode(part.get_charset("utf-8"), errors="replace")
+    except BaseException:
+        await asyncio.to_thread(body.discard, data)
+        raise
+    return body
+
+
+def json_field(fields: dict[str, str], name: str) -> dict[str, Any]:
+    raw = fields.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise BadRequest(
+            f"The field {name!r} is not valid JSON.", 'Send a JSON object, e.g. {"quality": 80}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"The field {name!r} must be a JSON object.", 'e.g. {"quality": 80}')
+    return value

@@ -1,0 +1,22 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from convertd.config import Config
+from convertd.converters.registry import Registry
+from convertd.db import Database
+from convertd.files import DataDir
+from convertd.keys import ApiKey
+from convertd.quotas import Usage
+from convertd.worker import WorkerPool
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", Database)
+DATA = web.AppKey("data", DataDir)
+REGISTRY = web.AppKey("registry", Registry)
+POOL = web.AppKey("pool", WorkerPool)
+
+API_KEY = web.RequestKey("api_key", ApiKey)
+USAGE = web.RequestKey("usage", Usage)

@@ -1,0 +1,327 @@
+"""The `convertd` command: the daemon and its admin tools. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from convertd import __version__, jobs, keys
+from convertd.clock import iso
+from convertd.config import DEFAULT_PORT, Config, ConfigError, load_config
+from convertd.db import Database, SchemaTooNew
+
+logger = logging.getLogger("convertd")
+
+EPILOG = """examples:
+  convertd serve                                  start on 127.0.0.1:%d
+  convertd keys create --name laptop              make an API key (shown once)
+  convertd keys create --name web --restrict domain --allow example.com
+  convertd plans set basic --calls-per-minute 120
+  curl -H "X-API-Key: $KEY" -F file=@photo.png -F filetype=image \\
+       -F output_format=webp http://127.0.0.1:%d/v1/convert
+""" % (DEFAULT_PORT, DEFAULT_PORT)
+
+
+def _limit(text: str) -> int | None:
+    if text.strip().lower() in {"unlimited", "none", "-"}:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'unlimited', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a limit cannot be negative")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convertd",
+        description="A self-hosted file conversion daemon with a SkyConvert-compatible v1 API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"convertd {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", type=Path, help="where the database and files live (env CONVERTD_DATA_DIR)"
+    )
+    common.add_argument("--config", type=Path, help="TOML config file (env CONVERTD_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the daemon",
+        description="Run the API server and the workers until SIGINT or SIGTERM.",
+        epilog="example: convertd serve --port 8470 --workers 2",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; others are explicit)")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
+    serve.add_argument("--workers", type=int, help="conversion workers (default: CPU count)")
+
+    keys_cmd = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = keys_sub.add_parser(
+        "create",
+        parents=[common],
+        help="create a key and print it once",
+        epilog="example: convertd keys create --name nas --plan pro --restrict ip --allow 10.0.0.0/24",
+    )
+    create.add_argument("--name", required=True, help="a label for the key")
+    create.add_argument("--plan", default="basic", help="plan name (default basic)")
+    create.add_argument("--restrict", choices=("ip", "domain"), help="lock the key to IPs or domains")
+    create.add_argument(
+        "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
+    )
+    list_keys = keys_sub.add_parser("list", parents=[common], help="list keys (never the secrets)")
+    list_keys.add_argument("--json", action="store_true", help="machine-readable output")
+    revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
+    revoke.add_argument("key_id", type=int)
+
+    plans_cmd = sub.add_parser("plans", help="list and change plans")
+    plans_sub = plans_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    list_plans = plans_sub.add_parser("list", parents=[common], help="list plans")
+    list_plans.add_argument("--json", action="store_true", help="machine-readable output")
+    set_plan = plans_sub.add_parser(
+        "set",
+        parents=[common],
+        help="create or change a plan",
+        epilog="example: convertd plans set basic --calls-per-day unlimited --calls-per-minute 30",
+    )
+    set_plan.add_argument("name")
+    set_plan.add_argument(
+        "--api", action=argparse.BooleanOptionalAction, default=None, help="API access on or off"
+    )
+    set_plan.add_argument("--calls-per-day", type=_limit, default=keys._UNSET, metavar="N|unlimited")
+    set_plan.add_argument(
+        "--calls-per-minute", type=_limit, default=keys._UNSET, metavar="N|unlimited"
+    )
+
+    jobs_cmd = sub.add_parser("jobs", help="inspect the job queue")
+    jobs_sub = jobs_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    list_jobs = jobs_sub.add_parser("list", parents=[common], help="recent jobs, newest first")
+    list_jobs.add_argument("--status", choices=[s.value for s in jobs.Status])
+    list_jobs.add_argument("--limit", type=int, default=50)
+    list_jobs.add_argument("--json", action="store_true", help="machine-readable output")
+    show_job = jobs_sub.add_parser("show", parents=[common], help="one job in full")
+    show_job.add_argument("job_id")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {
+        name: getattr(args, name, None) for name in ("data_dir", "host", "port", "workers")
+    }
+    return load_config(config_path=args.config, overrides=overrides)
+
+
+def _with_db(config: Config, action: Callable[[Database], Awaitable[int]]) -> int:
+    async def run() -> int:
+        db = await Database.open(config.db_path)
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _fmt_limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def _key_json(key: keys.ApiKey) -> dict[str, Any]:
+    return {
+        "key_id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "plan": key.plan.name,
+        "restriction_type": key.restriction_type,
+        "allowed_ips": key.allowed_ips,
+        "allowed_domains": key.allowed_domains,
+        "usage_count": key.usage_count,
+        "last_used_at": iso(key.last_used_at),
+        "created_at": iso(key.created_at),
+        "revoked_at": iso(key.revoked_at),
+    }
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def _keys_create(db: Database, args: argparse.Namespace) -> int:
+    key, secret = await keys.create_key(
+        db, args.name, args.plan, args.restrict or "all", args.allow
+    )
+    allowed = key.allowed_ips or key.allowed_domains
+    print(f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
+          f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}).")
+    print("Copy it now: it is stored only as a hash and cannot be shown again.")
+    print(secret)
+    return 0
+
+
+async def _keys_list(db: Database, args: argparse.Namespace) -> int:
+    found = await keys.list_keys(db)
+    if args.json:
+        print(json.dumps([_key_json(k) for k in found], indent=2))
+        return 0
+    rows = [["ID", "NAME", "PREFIX", "PLAN", "RESTRICTION", "CALLS", "LAST USED", "STATE"]]
+    for k in found:
+        restriction = k.restriction_type
+        if k.allowed_ips or k.allowed_domains:
+            restriction += ":" + ",".join(k.allowed_ips or k.allowed_domains)
+        rows.append([
+            str(k.id), k.name, k.prefix + "…", k.plan.name, restriction, str(k.usage_count),
+            iso(k.last_used_at) or "never", "revoked" if k.revoked_at else "active",
+        ])
+    _print_table(rows)
+    return 0
+
+
+async def _keys_revoke(db: Database, args: argparse.Namespace) -> int:
+    key = await keys.revoke_key(db, args.key_id)
+    print(f"Revoked key {key.id} ({key.name!r}); it stops working at once.")
+    return 0
+
+
+async def _plans_list(db: Database, args: argparse.Namespace) -> int:
+    plans = await keys.list_plans(db)
+    if args.json:
+        print(json.dumps([p.__dict__ for p in plans], indent=2))
+        return 0
+    rows = [["PLAN", "API", "CALLS/DAY", "CALLS/MINUTE"]]
+    rows += [
+        [p.name, "yes" if p.api_access else "no", _fmt_limit(p.calls_per_day),
+         _fmt_limit(p.calls_per_minute)]
+        for p in plans
+    ]
+    _print_table(rows)
+    return 0
+
+
+async def _plans_set(db: Database, args: argparse.Namespace) -> int:
+    plan = await keys.set_plan(
+        db,
+        args.name,
+        api_access=args.api,
+        calls_per_day=args.calls_per_day,
+        calls_per_minute=args.calls_per_minute,
+    )
+    print(f"Plan {plan.name}: API {'on' if plan.api_access else 'off'}, "
+          f"{_fmt_limit(plan.calls_per_day)} calls/day, "
+          f"{_fmt_limit(plan.calls_per_minute)} calls/minute.")
+    return 0
+
+
+def _job_json(job: jobs.Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "key_id": job.key_id,
+        "status": job.status.value,
+        "filetype": job.filetype,
+        "input_format": job.input_format,
+        "output_format": job.output_format,
+        "options": job.options,
+        "attempts": job.attempts,
+        "progress": job.progress,
+        "error": job.error,
+        "result_name": job.result_name,
+        "result_count": job.result_count,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "expired": job.expired,
+    }
+
+
+async def _jobs_list(db: Database, args: argparse.Namespace) -> int:
+    found = await jobs.list_recent(db, args.status, args.limit)
+    if args.json:
+        print(json.dumps([_job_json(j) for j in found], indent=2))
+        return 0
+    rows = [["JOB", "STATUS", "CONVERSION", "CREATED", "DETAIL"]]
+    for j in found:
+        detail = j.error or j.result_name or ""
+        rows.append([j.id, j.status.value, f"{j.filetype} {j.input_format}->{j.output_format}",
+                     iso(j.created_at) or "", detail[:60]])
+    _print_table(rows)
+    return 0
+
+
+async def _jobs_show(db: Database, args: argparse.Namespace) -> int:
+    job = await jobs.get(db, args.job_id)
+    if job is None:
+        print(f"convertd: no job with id {args.job_id}", file=sys.stderr)
+        return 1
+    print(json.dumps(_job_json(job), indent=2))
+    return 0
+
+
+ADMIN_ACTIONS: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Awaitable[int]]] = {
+    ("keys", "create"): _keys_create,
+    ("keys", "list"): _keys_list,
+    ("keys", "revoke"): _keys_revoke,
+    ("plans", "list"): _plans_list,
+    ("plans", "set"): _plans_set,
+    ("jobs", "list"): _jobs_list,
+    ("jobs", "show"): _jobs_show,
+}
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _serve(config: Config) -> int:
+    from convertd.server import AlreadyRunning, serve
+
+    try:
+        host_is_loopback = ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        host_is_loopback = config.host == "localhost"
+    if not host_is_loopback:
+        logger.warning(
+            "listening on %s: reachable from other machines; every key's restrictions apply",
+            config.host,
+        )
+    try:
+        asyncio.run(serve(config))
+    except AlreadyRunning as exc:
+        logger.error("%s", exc)
+        return 1
+    except OSError as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging()
+    try:
+        config = _config(args)
+        if args.command == "serve":
+            return _serve(config)
+        action = ADMIN_ACTIONS[(args.command, args.action)]
+        return _with_db(config, lambda db: action(db, args))
+    except (ConfigError, keys.AdminError, SchemaTooNew) as exc:
+        print(f"convertd: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

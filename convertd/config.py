@@ -1,0 +1,149 @@
+"""The daemon's settings: defaults < TOML file < CONVERTD_* environment < command-line flags.
+
+Resolved once into a frozen `Config`; nothing else reads the environment or the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "convertd"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8470
+
+
+class ConfigError(Exception):
+    """A setting has a value convertd cannot use; the message names the setting."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    # Largest accepted request body for uploads, in bytes (sum of all files in one request).
+    max_upload_bytes: int = 1024**3
+    retention_seconds: int = 24 * 3600
+    sweep_interval_seconds: int = 60
+    job_timeout_seconds: int = 600
+    # A job whose process died under it is tried again this many times in all.
+    max_attempts: int = 3
+    shutdown_grace_seconds: float = 30.0
+    # Honour X-Forwarded-For/-Proto/-Host only when a reverse proxy is known to set them.
+    trust_proxy: bool = False
+    max_image_pixels: int = 100_000_000
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "convertd.db"
+
+
+# Setting name -> converter from its text form (for env vars and TOML strings).
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+_PARSERS: dict[str, Any] = {
+    "data_dir": lambda v: Path(v).expanduser(),
+    "host": str,
+    "port": int,
+    "workers": int,
+    "max_upload_bytes": int,
+    "retention_seconds": int,
+    "sweep_interval_seconds": int,
+    "job_timeout_seconds": int,
+    "max_attempts": int,
+    "shutdown_grace_seconds": float,
+    "trust_proxy": _to_bool,
+    "max_image_pixels": int,
+}
+
+_POSITIVE = {
+    "workers": 0,
+    "max_upload_bytes": 1,
+    "retention_seconds": 1,
+    "sweep_interval_seconds": 1,
+    "job_timeout_seconds": 1,
+    "max_attempts": 1,
+    "max_image_pixels": 1,
+}
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def _parse(name: str, value: Any, source: str) -> Any:
+    try:
+        parsed = _PARSERS[name](value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: setting {name!r} has an invalid value {value!r}") from exc
+    minimum = _POSITIVE.get(name)
+    if minimum is not None and parsed < minimum:
+        raise ConfigError(f"{source}: setting {name!r} must be at least {minimum}")
+    if name == "port" and not 0 <= parsed <= 65535:
+        raise ConfigError(f"{source}: setting 'port' must be between 0 and 65535")
+    return parsed
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    # Settings may sit at the top level or under [server]; other tables belong to later features.
+    table = data.get("server", data)
+    return {k: v for k, v in table.items() if not isinstance(v, dict | list)}
+
+
+def load_config(
+    *,
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Resolve the settings once, from every source, in precedence order."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+
+    explicit_path = config_path or (Path(env["CONVERTD_CONFIG"]) if env.get("CONVERTD_CONFIG") else None)
+    path = explicit_path or default_config_path()
+    if explicit_path is not None or path.exists():
+        for name, value in _read_toml(path).items():
+            if name not in _PARSERS:
+                raise ConfigError(f"{path}: unknown setting {name!r}")
+            values[name] = _parse(name, value, str(path))
+
+    for name in _PARSERS:
+        raw = env.get(f"CONVERTD_{name.upper()}")
+        if raw:
+            values[name] = _parse(name, raw, f"CONVERTD_{name.upper()}")
+
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _parse(name, value, f"--{name.replace('_', '-')}")
+
+    values.setdefault("data_dir", default_data_dir())
+    return Config(**values)

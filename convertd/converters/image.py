@@ -1,0 +1,204 @@
+"""Raster images through Pillow, with an allow-list of decoders and a pixel budget."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.errors import ConversionError
+
+# convertd format name -> Pillow plugin name. Only these decoders are ever used on input, so a
+# PSD, EPS or FITS file renamed .jpg is refused instead of reaching a riskier parser.
+PILLOW_FORMATS = {
+    "jpg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "ico": "ICO",
+}
+DECODERS = list(PILLOW_FORMATS.values())
+
+# Modes each encoder writes faithfully; anything else is converted first.
+WRITABLE_MODES = {
+    "jpg": {"RGB", "L", "CMYK"},
+    "png": {"RGB", "RGBA", "L", "LA", "P", "1", "I;16"},
+    "webp": {"RGB", "RGBA"},
+    "gif": {"P", "L", "RGB", "RGBA"},
+    "bmp": {"RGB", "RGBA", "L", "P", "1"},
+    "tiff": {"RGB", "RGBA", "L", "LA", "CMYK", "1", "I;16"},
+    "ico": {"RGBA", "RGB"},
+}
+ALPHA_CAPABLE = {"png", "webp", "gif", "tiff", "ico", "bmp"}
+ICO_MAX = 256
+HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def _parse_colour(value: str) -> tuple[int, int, int]:
+    match = HEX_COLOUR.match(value.strip())
+    if not match:
+        raise OptionError("option 'background' must be a colour such as #ffffff")
+    digits = match.group(1)
+    return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (
+        im.mode == "P" and "transparency" in im.info
+    )
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """Scale 16/32-bit greyscale to 8 bits; a plain convert('L') would clip it to white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        scale = 1 / 256 if im.mode.startswith("I;16") else 1 / 65536
+        return im.point(lambda v: v * scale).convert("L")
+    if im.mode == "F":
+        return im.convert("L")
+    return im
+
+
+def _prepare_mode(im: Image.Image, fmt: str, background: tuple[int, int, int]) -> Image.Image:
+    if im.mode in WRITABLE_MODES[fmt] and not (fmt == "jpg" and _has_alpha(im)):
+        return im
+    im = _to_8bit(im)
+    if _has_alpha(im):
+        rgba = im.convert("RGBA")
+        if fmt in ALPHA_CAPABLE:
+            return rgba
+        flat = Image.new("RGB", rgba.size, background)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    if fmt == "ico":
+        return im.convert("RGBA")
+    return im.convert("L" if im.mode in {"L", "1"} and "L" in WRITABLE_MODES[fmt] else "RGB")
+
+
+def _target_size(
+    size: tuple[int, int], width: int | None, height: int | None, fit: str
+) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """(resize to, then crop to) for the requested box; aspect kept unless fit is 'fill'."""
+    w, h = size
+    if width is None and height is None:
+        return size, None
+    if width is None or height is None:
+        ratio = (width / w) if width is not None else (height or h) / h
+        return (max(1, round(w * ratio)), max(1, round(h * ratio))), None
+    if fit == "fill":
+        return (width, height), None
+    if fit == "cover":
+        ratio = max(width / w, height / h)
+        return (max(1, round(w * ratio)), max(1, round(h * ratio))), (width, height)
+    ratio = min(width / w, height / h)  # contain
+    return (max(1, round(w * ratio)), max(1, round(h * ratio))), None
+
+
+def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_pixels: int) -> None:
+    try:
+        with Image.open(src, formats=DECODERS) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ConversionError(
+                    f"Image is {width}x{height} pixels, more than this server's limit of "
+                    f"{max_pixels:,} pixels"
+                )
+            decoder = opened.format
+            opened.seek(0)  # first frame of an animation or page of a TIFF
+            im = ImageOps.exif_transpose(opened) or opened
+            im.load()
+    except ConversionError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ConversionError(
+            "Input is not a valid image in a supported format (jpg, png, webp, gif, bmp, tiff, ico)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ConversionError(f"Input is a damaged or truncated {decoder_name(src)} image") from exc
+
+    background = _parse_colour(options.get("background", "#ffffff"))
+    new_size, crop_to = _target_size(
+        im.size, options.get("width"), options.get("height"), options.get("fit", "contain")
+    )
+    if new_size[0] * new_size[1] > max_pixels:
+        raise ConversionError(f"The requested size {new_size[0]}x{new_size[1]} is too large")
+    if new_size != im.size:
+        im = _to_8bit(im)
+        if im.mode == "P":
+            im = im.convert("RGBA" if _has_alpha(im) else "RGB")
+        im = im.resize(new_size, Image.Resampling.LANCZOS)
+    if crop_to is not None:
+        left = (im.width - crop_to[0]) // 2
+        top = (im.height - crop_to[1]) // 2
+        im = im.crop((left, top, left + crop_to[0], top + crop_to[1]))
+
+    im = _prepare_mode(im, fmt, background)
+    params: dict[str, Any] = {}
+    quality = options.get("quality")
+    if fmt == "jpg":
+        params.update(quality=quality or 85, optimize=True, progressive=True)
+    elif fmt == "webp":
+        params.update(quality=quality or 80, method=4)
+    elif fmt == "png":
+        params.update(optimize=False, compress_level=6)
+    elif fmt == "tiff":
+        params.update(compression="tiff_lzw")
+    elif fmt == "ico":
+        side = min(max(im.size), ICO_MAX)
+        params.update(sizes=[s for s in [(16, 16), (32, 32), (48, 48), (64, 64), (128, 128),
+                                         (256, 256)] if s[0] <= side] or [(side, side)])
+    if not options.get("strip_metadata", False):
+        if icc := opened.info.get("icc_profile"):
+            if fmt in {"jpg", "png", "webp", "tiff"}:
+                params["icc_profile"] = icc
+        if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF"}:
+            exif = im.getexif()
+            if len(exif):
+                params["exif"] = exif
+    im.save(dst, format=PILLOW_FORMATS[fmt], **params)
+
+
+def decoder_name(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    return {"jpeg": "JPG", "tif": "TIFF"}.get(ext, ext.upper() or "image")
+
+
+class ImageConverter(Converter):
+    filetype = "image"
+    input_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico")
+    output_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico")
+    options = {
+        "quality": Option(int, "Encoder quality for jpg and webp (1-100)", 1, 100),
+        "width": Option(int, "Output width in pixels; height follows unless given", 1, 20000),
+        "height": Option(int, "Output height in pixels; width follows unless given", 1, 20000),
+        "fit": Option(
+            str,
+            "With width and height: contain (fit inside), cover (fill and crop) or fill (stretch)",
+            choices=("contain", "cover", "fill"),
+        ),
+        "background": Option(str, "Colour behind transparent areas for jpg, e.g. #ffffff"),
+        "strip_metadata": Option(bool, "Drop EXIF and ICC metadata from the output"),
+    }
+
+    def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
+        options = super().validate_options(raw, output_format)
+        if "background" in options:
+            _parse_colour(options["background"])
+        return options
+
+    async def convert(self, task: Task) -> list[Path]:
+        out = task.output_path()
+        await asyncio.to_thread(
+            convert_image,
+            task.input_path,
+            out,
+            task.output_format,
+            task.options,
+            task.limits.max_image_pixels,
+        )
+        return [out]

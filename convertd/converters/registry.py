@@ -1,0 +1,53 @@
+"""The converters this process offers, by filetype; the source of `/v1/formats`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convertd.converters.base import Converter
+
+# The filetypes the v1 API names; a request for any other is a 400.
+FILETYPES = ("image", "audio", "video", "document", "pdf", "hash", "archive", "ebook")
+
+
+class Registry:
+    def __init__(self, converters: list[Converter]) -> None:
+        self._all: dict[str, Converter] = {}
+        for converter in converters:
+            if converter.filetype in self._all:
+                raise ValueError(f"two converters claim filetype {converter.filetype!r}")
+            if converter.filetype not in FILETYPES:
+                raise ValueError(f"converter filetype {converter.filetype!r} is not a v1 filetype")
+            self._all[converter.filetype] = converter
+
+    def get(self, filetype: str) -> Converter | None:
+        """The converter for a filetype, if its tools are present on this machine."""
+        converter = self._all.get(filetype)
+        if converter is None or converter.missing_tools():
+            return None
+        return converter
+
+    def known(self, filetype: str) -> Converter | None:
+        """The converter for a filetype whether or not it can run here."""
+        return self._all.get(filetype)
+
+    def available(self) -> list[Converter]:
+        return [c for c in self._all.values() if not c.missing_tools()]
+
+    def formats(self) -> dict[str, Any]:
+        """What `/v1/formats` lists: only what this machine can really do."""
+        return {
+            c.filetype: {
+                "input_formats": list(c.input_formats),
+                "output_formats": list(c.output_formats),
+                "options": {name: opt.describe() for name, opt in c.options.items()},
+            }
+            for c in self.available()
+        }
+
+
+def default_registry() -> Registry:
+    from convertd.converters.hash import HashConverter
+    from convertd.converters.image import ImageConverter
+
+    return Registry([ImageConverter(), HashConverter()])

@@ -1,0 +1,181 @@
+"""The SQLite database: connection settings, numbered migrations, and the single writer.
+
+Every write goes through `Database.write()`, one `BEGIN IMMEDIATE ... COMMIT` under a lock, so a
+transaction never starts as a reader and later fails to upgrade ("database is locked"). Reads use
+a second connection and see only committed data. The admin CLI opens the same file the same way
+while the daemon runs; WAL and the busy timeout let both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+
+# Each entry moves the schema from version N to N+1. Never edit a shipped entry: append one.
+MIGRATIONS: list[str] = [
+    # 1: plans, keys, quota counters, uploads, jobs.
+    """
+    CREATE TABLE plans (
+        name TEXT PRIMARY KEY,
+        api_access INTEGER NOT NULL,
+        calls_per_day INTEGER,          -- NULL: unlimited
+        calls_per_minute INTEGER        -- NULL: unlimited
+    );
+    INSERT INTO plans (name, api_access, calls_per_day, calls_per_minute) VALUES
+        ('free', 0, NULL, NULL),
+        ('basic', 1, 2000, 60),
+        ('pro', 1, NULL, NULL);
+
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL UNIQUE,    -- the key's public start, used to find it
+        key_hash TEXT NOT NULL,         -- sha256 of the whole key; the key itself is never stored
+        plan TEXT NOT NULL REFERENCES plans(name) ON UPDATE CASCADE,
+        restriction_type TEXT NOT NULL DEFAULT 'all'
+            CHECK (restriction_type IN ('all', 'ip', 'domain')),
+        allowed_ips TEXT NOT NULL DEFAULT '[]',
+        allowed_domains TEXT NOT NULL DEFAULT '[]',
+        usage_count INTEGER NOT NULL DEFAULT 0,
+        last_used_at REAL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+
+    CREATE TABLE call_counts (
+        key_id INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+        span TEXT NOT NULL CHECK (span IN ('minute', 'day')),
+        span_start INTEGER NOT NULL,    -- unix seconds at the start of the UTC window
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key_id, span, span_start)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER REFERENCES api_keys(id),
+        file_path TEXT NOT NULL UNIQUE,  -- "<token>/<stored name>", relative to the uploads dir
+        file_name TEXT NOT NULL,         -- the name the client sent
+        file_size INTEGER NOT NULL,
+        extension TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expired INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        key_id INTEGER REFERENCES api_keys(id),
+        upload_id INTEGER NOT NULL REFERENCES uploads(id),
+        filetype TEXT NOT NULL,
+        input_format TEXT NOT NULL,
+        output_format TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'processing', 'finished', 'failed')),
+        progress INTEGER,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,                      -- the worker that holds a 'processing' job
+        result_name TEXT,
+        result_count INTEGER,
+        result_size INTEGER,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        expired INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_pending ON jobs (status, created_at);
+    CREATE INDEX uploads_created ON uploads (expired, created_at);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer convertd; running older code on it could corrupt it."""
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable across process crashes in WAL mode; only power loss can drop the last commit.
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Database:
+    """One writer connection behind a lock, one reader connection."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        try:
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the database is at schema version {current}, but this convertd knows only up to "
+            f"{SCHEMA_VERSION}; upgrade convertd"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        # executescript() commits first, so the script and the version bump form their own
+        # transaction: a crash leaves the database at either the old or the new version.
+        script = MIGRATIONS[version]
+        await conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+        )
+        logger.info("database migrated to schema version %d", version + 1)

@@ -1,0 +1,85 @@
+"""Errors that carry their HTTP status, and the one JSON body every error is answered with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConvertdError(Exception):
+    """An error a client caused or must hear about; rendered as `{"error","message","hint"}`."""
+
+    status = 500
+    error = "Internal Server Error"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(ConvertdError):
+    status = 400
+    error = "Bad Request"
+
+
+class Unauthorized(ConvertdError):
+    status = 401
+    error = "Unauthorized"
+
+
+class Forbidden(ConvertdError):
+    status = 403
+    error = "Forbidden"
+
+
+class NotFound(ConvertdError):
+    status = 404
+    error = "Not Found"
+
+
+class Conflict(ConvertdError):
+    status = 409
+    error = "Conflict"
+
+
+class PayloadTooLarge(ConvertdError):
+    status = 413
+    error = "Payload Too Large"
+
+
+class RateLimited(ConvertdError):
+    status = 429
+    error = "Too Many Requests"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: int,
+        hint: str | None = None,
+        rate_headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+        self.rate_headers = rate_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after), **self.rate_headers}
+
+
+class ServiceUnavailable(ConvertdError):
+    status = 503
+    error = "Service Unavailable"
+
+
+class ConversionError(Exception):
+    """A conversion failed for a reason the user can act on; the message is stored on the job."""
+
+
+def error_body(error: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if hint:
+        body["hint"] = hint
+    return body

@@ -1,0 +1,126 @@
+"""The data directory's layout and the only place paths inside it are made.
+
+    <data dir>/convertd.db          the database
+    <data dir>/uploads/<token>/<name>   files clients sent
+    <data dir>/work/<job id>/       a job's scratch space, removed when the job ends
+    <data dir>/results/<job id>/<name>  a finished job's output
+
+Client-supplied names are only ever used as the last component, after `safe_filename`; client
+supplied upload paths are looked up in the database, never joined onto a directory as given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import unicodedata
+from pathlib import Path
+
+MAX_NAME_BYTES = 180
+_UPLOAD_PATH = re.compile(r"^[0-9a-f]{16}/[^/\\\x00]{1,255}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def safe_filename(name: str, default: str = "file") -> str:
+    """A harmless single path component that keeps the user's name where it can."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    # Drop control characters (NUL, newlines) and format characters such as the RTL override.
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in {"Cc", "Cf", "Cs"})
+    name = name.strip().strip(".")
+    name = name.lstrip("-")  # a name must never look like an option to a tool
+    if not name:
+        return default
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext) > 16:
+        stem, ext = name, ""
+    while len(stem.encode()) + len(ext) + 1 > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    if not stem:
+        return default + (f".{ext}" if ext else "")
+    return f"{stem}.{ext}" if ext else stem
+
+
+def extension_of(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return ext.lower() if dot and stem else ""
+
+
+def stem_of(name: str) -> str:
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_JOB_ID.match(value))
+
+
+class DataDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.uploads = self.root / "uploads"
+        self.work = self.root / "work"
+        self.results = self.root / "results"
+
+    def ensure(self) -> None:
+        for path in (self.root, self.uploads, self.work, self.results):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def new_upload_path(self, file_name: str) -> tuple[str, Path]:
+        """A fresh `<token>/<name>` for a file being uploaded, and where to write it."""
+        token = secrets.token_hex(8)
+        directory = self.uploads / token
+        directory.mkdir(mode=0o700)
+        name = safe_filename(file_name)
+        return f"{token}/{name}", directory / name
+
+    def upload_file(self, file_path: str) -> Path:
+        """The file for a `file_path` that the database says exists; never leaves uploads/."""
+        if not _UPLOAD_PATH.match(file_path) or ".." in file_path.split("/"):
+            raise ValueError("not an upload path")
+        path = (self.uploads / file_path).resolve()
+        if path.parent.parent != self.uploads:
+            raise ValueError("upload path escapes the upload area")
+        return path
+
+    def remove_upload(self, file_path: str) -> None:
+        try:
+            path = self.upload_file(file_path)
+        except ValueError:
+            return
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+    def work_dir(self, job_id: str) -> Path:
+        assert is_job_id(job_id)
+        return self.work / job_id
+
+    def result_dir(self, job_id: str) -> Path:
+        assert is_job_id(job_id)
+        return self.results / job_id
+
+    def result_file(self, job_id: str, name: str) -> Path:
+        return self.result_dir(job_id) / safe_filename(name)
+
+    def remove_job_files(self, job_id: str) -> None:
+        shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+
+    def fresh_work_dir(self, job_id: str) -> Path:
+        """An empty scratch directory for one attempt at a job."""
+        path = self.work_dir(job_id)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
+        return path
+
+    def publish_result(self, job_id: str, produced: Path, name: str) -> Path:
+        """Move a finished output into results/ in one rename, so it appears whole or not at all."""
+        final_dir = self.result_dir(job_id)
+        staging = self.results / f".{job_id}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        target = staging / safe_filename(name)
+        os.replace(produced, target)
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(staging, final_dir)
+        return final_dir / target.name

@@ -1,0 +1,235 @@
+"""The job queue: create, claim, progress, finish, fail, requeue, recover, expire.
+
+Every state change is one committed transaction that also checks the state it expects, so a job
+is never run by two workers at once and a late writer (a worker whose job was requeued under it)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import uuid
+from typing import Any
+
+import aiosqlite
+
+from convertd import clock
+from convertd.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    key_id: int | None
+    upload_id: int
+    filetype: str
+    input_format: str
+    output_format: str
+    options: dict[str, Any]
+    status: Status
+    progress: int | None
+    error: str | None
+    attempts: int
+    result_name: str | None
+    result_count: int | None
+    result_size: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    expired: bool
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Job:
+        return cls(
+            id=row["id"],
+            key_id=row["key_id"],
+            upload_id=row["upload_id"],
+            filetype=row["filetype"],
+            input_format=row["input_format"],
+            output_format=row["output_format"],
+            options=json.loads(row["options"]),
+            status=Status(row["status"]),
+            progress=row["progress"],
+            error=row["error"],
+            attempts=row["attempts"],
+            result_name=row["result_name"],
+            result_count=row["result_count"],
+            result_size=row["result_size"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            expired=bool(row["expired"]),
+        )
+
+
+async def create(
+    db: Database,
+    *,
+    key_id: int | None,
+    upload_id: int,
+    filetype: str,
+    input_format: str,
+    output_format: str,
+    options: dict[str, Any],
+) -> Job:
+    job_id = str(uuid.uuid4())
+    async with db.write() as conn:
+        async with conn.execute(
+            """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
+                                 options, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+            (
+                job_id,
+                key_id,
+                upload_id,
+                filetype,
+                input_format,
+                output_format,
+                json.dumps(options),
+                clock.now(),
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+    assert row is not None
+    logger.info(
+        "job %s pending: %s %s -> %s", job_id, filetype, input_format, output_format
+    )
+    return Job.from_row(row)
+
+
+async def get(db: Database, job_id: str) -> Job | None:
+    row = await db.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    return Job.from_row(row) if row else None
+
+
+async def claim_next(db: Database, owner: str) -> Job | None:
+    """Take the oldest pending job for `owner`, in one statement: two claimers never share one."""
+    async with db.write() as conn:
+        async with conn.execute(
+            """UPDATE jobs SET status = 'processing', owner = ?, attempts = attempts + 1,
+                              started_at = ?, progress = NULL, error = NULL
+               WHERE id = (SELECT id FROM jobs WHERE status = 'pending'
+                           ORDER BY created_at, rowid LIMIT 1)
+               RETURNING *""",
+            (owner, clock.now()),
+        ) as cur:
+            row = await cur.fetchone()
+    if row is None:
+        return None
+    job = Job.from_row(row)
+    logger.info("job %s processing (attempt %d, %s)", job.id, job.attempts, owner)
+    return job
+
+
+async def set_progress(db: Database, job_id: str, owner: str, percent: int) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND status = 'processing'",
+            (max(0, min(100, percent)), job_id, owner),
+        )
+
+
+async def finish(
+    db: Database, job_id: str, owner: str, result_name: str, result_count: int, result_size: int
+) -> bool:
+    async with db.write() as conn:
+        cur = await conn.execute(
+            """UPDATE jobs SET status = 'finished', progress = 100, finished_at = ?,
+                              result_name = ?, result_count = ?, result_size = ?, owner = NULL
+               WHERE id = ? AND owner = ? AND status = 'processing'""",
+            (clock.now(), result_name, result_count, result_size, job_id, owner),
+        )
+        done = cur.rowcount == 1
+    if done:
+        logger.info("job %s finished: %s (%d bytes)", job_id, result_name, result_size)
+    return done
+
+
+async def fail(db: Database, job_id: str, owner: str, error: str) -> bool:
+    async with db.write() as conn:
+        cur = await conn.execute(
+            """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+               WHERE id = ? AND owner = ? AND status = 'processing'""",
+            (error, clock.now(), job_id, owner),
+        )
+        done = cur.rowcount == 1
+    if done:
+        logger.info("job %s failed: %s", job_id, error)
+    return done
+
+
+async def requeue(db: Database, job_id: str, owner: str) -> None:
+    """Give back a job this process had to abandon (shutdown); the attempt does not count."""
+    async with db.write() as conn:
+        cur = await conn.execute(
+            """UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL,
+                              attempts = MAX(attempts - 1, 0)
+               WHERE id = ? AND owner = ? AND status = 'processing'""",
+            (job_id, owner),
+        )
+        if cur.rowcount:
+            logger.info("job %s pending: requeued at shutdown", job_id)
+
+
+async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
+    """At start-up: jobs left 'processing' by a process that died run again, up to
+    `max_attempts` attempts in all; past that they fail with the reason. Returns (requeued, failed).
+    """
+    reason = (
+        f"Gave up after {max_attempts} attempts: convertd stopped unexpectedly while running this "
+        "job each time."
+    )
+    async with db.write() as conn:
+        async with conn.execute(
+            """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+               WHERE status = 'processing' AND attempts >= ? RETURNING id""",
+            (reason, clock.now(), max_attempts),
+        ) as cur:
+            failed = [row[0] for row in await cur.fetchall()]
+        async with conn.execute(
+            """UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL
+               WHERE status = 'processing' RETURNING id""",
+        ) as cur:
+            requeued = [row[0] for row in await cur.fetchall()]
+    for job_id in requeued:
+        logger.info("job %s pending: recovered after an unclean stop", job_id)
+    for job_id in failed:
+        logger.info("job %s failed: %s", job_id, reason)
+    return len(requeued), len(failed)
+
+
+async def expire_older_than(db: Database, cutoff: float) -> list[str]:
+    """Mark finished and failed jobs that ended before `cutoff` expired; returns their ids."""
+    async with db.write() as conn:
+        async with conn.execute(
+            """UPDATE jobs SET expired = 1
+               WHERE expired = 0 AND status IN ('finished', 'failed') AND finished_at < ?
+               RETURNING id""",
+            (cutoff,),
+        ) as cur:
+            expired = [row[0] for row in await cur.fetchall()]
+    for job_id in expired:
+        logger.info("job %s expired: its files were deleted after the retention period", job_id)
+    return expired
+
+
+async def list_recent(db: Database, status: str | None = None, limit: int = 50) -> list[Job]:
+    if status:
+        rows = await db.fetch_all(
+            "SELECT * FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
+        )
+    else:
+        rows = await db.fetch_all("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+    return [Job.from_row(r) for r in rows]

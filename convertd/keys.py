@@ -1,0 +1,241 @@
+"""API keys and plans: creation, lookup by secret, revocation, plan settings.
+
+A key is `cvd_` followed by 43 URL-safe characters (256 random bits). Only its SHA-256 is stored;
+its first 12 characters are kept in clear to find the row, then the hashes are compared in
+constant time. Plain SHA-256 is enough here: the secret is random, not a password to brute-force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from convertd import clock
+from convertd.db import Database
+from convertd.restrictions import normalise_allowed
+
+KEY_PREFIX = "cvd_"
+LOOKUP_CHARS = 12
+RESTRICTIONS = ("all", "ip", "domain")
+
+
+class AdminError(Exception):
+    """An admin request about keys or plans cannot be carried out; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    name: str
+    api_access: bool
+    calls_per_day: int | None
+    calls_per_minute: int | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Plan:
+        return cls(
+            name=row["name"],
+            api_access=bool(row["api_access"]),
+            calls_per_day=row["calls_per_day"],
+            calls_per_minute=row["calls_per_minute"],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    id: int
+    name: str
+    prefix: str
+    plan: Plan
+    restriction_type: str
+    allowed_ips: list[str]
+    allowed_domains: list[str]
+    usage_count: int
+    last_used_at: float | None
+    created_at: float
+    revoked_at: float | None
+
+
+_KEY_COLUMNS = """
+    k.id, k.name, k.prefix, k.key_hash, k.restriction_type, k.allowed_ips, k.allowed_domains,
+    k.usage_count, k.last_used_at, k.created_at, k.revoked_at,
+    p.name AS plan_name, p.api_access, p.calls_per_day, p.calls_per_minute
+"""
+
+
+def _key_from_row(row: aiosqlite.Row) -> ApiKey:
+    plan = Plan(
+        name=row["plan_name"],
+        api_access=bool(row["api_access"]),
+        calls_per_day=row["calls_per_day"],
+        calls_per_minute=row["calls_per_minute"],
+    )
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        plan=plan,
+        restriction_type=row["restriction_type"],
+        allowed_ips=json.loads(row["allowed_ips"]),
+        allowed_domains=json.loads(row["allowed_domains"]),
+        usage_count=row["usage_count"],
+        last_used_at=row["last_used_at"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_key(
+    db: Database,
+    name: str,
+    plan: str = "basic",
+    restriction_type: str = "all",
+    allowed: list[str] | None = None,
+) -> tuple[ApiKey, str]:
+    """Make a key; returns it with the secret, which exists nowhere else from then on."""
+    if not name.strip():
+        raise AdminError("a key needs a non-empty --name")
+    if restriction_type not in RESTRICTIONS:
+        raise AdminError(f"unknown restriction {restriction_type!r}; use one of {RESTRICTIONS}")
+    allowed = allowed or []
+    if restriction_type == "all" and allowed:
+        raise AdminError("--allow needs --restrict ip or --restrict domain")
+    if restriction_type != "all" and not allowed:
+        raise AdminError(f"--restrict {restriction_type} needs at least one --allow VALUE")
+    try:
+        allowed = normalise_allowed(restriction_type, allowed)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+    ips = allowed if restriction_type == "ip" else []
+    domains = allowed if restriction_type == "domain" else []
+
+    async with db.write() as conn:
+        async with conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)) as cur:
+            if await cur.fetchone() is None:
+                raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
+        for _ in range(5):
+            secret = KEY_PREFIX + secrets.token_urlsafe(32)
+            try:
+                cur = await conn.execute(
+                    """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
+                                             allowed_ips, allowed_domains, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        name.strip(),
+                        secret[:LOOKUP_CHARS],
+                        _hash(secret),
+                        plan,
+                        restriction_type,
+                        json.dumps(ips),
+                        json.dumps(domains),
+                        clock.now(),
+                    ),
+                )
+                key_id = cur.lastrowid
+                break
+            except sqlite3.IntegrityError:  # a prefix collision: draw again
+                continue
+        else:
+            raise AdminError("could not draw a unique key; try again")
+    key = await get_key(db, int(key_id or 0))
+    assert key is not None
+    return key, secret
+
+
+async def get_key(db: Database, key_id: int) -> ApiKey | None:
+    row = await db.fetch_one(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan WHERE k.id = ?",
+        (key_id,),
+    )
+    return _key_from_row(row) if row else None
+
+
+async def find_by_secret(db: Database, secret: str) -> ApiKey | None:
+    """The live key with this secret, or None (unknown, malformed or revoked)."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    row = await db.fetch_one(
+        f"""SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan
+            WHERE k.prefix = ? AND k.revoked_at IS NULL""",
+        (secret[:LOOKUP_CHARS],),
+    )
+    if row is None or not hmac.compare_digest(row["key_hash"], _hash(secret)):
+        return None
+    return _key_from_row(row)
+
+
+async def list_keys(db: Database) -> list[ApiKey]:
+    rows = await db.fetch_all(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan ORDER BY k.id"
+    )
+    return [_key_from_row(r) for r in rows]
+
+
+async def revoke_key(db: Database, key_id: int) -> ApiKey:
+    async with db.write() as conn:
+        cur = await conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (clock.now(), key_id),
+        )
+        changed = cur.rowcount
+    key = await get_key(db, key_id)
+    if key is None:
+        raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
+    if not changed:
+        raise AdminError(f"key {key_id} was already revoked")
+    return key
+
+
+async def list_plans(db: Database) -> list[Plan]:
+    rows = await db.fetch_all("SELECT * FROM plans ORDER BY name")
+    return [Plan.from_row(r) for r in rows]
+
+
+_UNSET: Any = object()
+
+
+async def set_plan(
+    db: Database,
+    name: str,
+    *,
+    api_access: bool | None = None,
+    calls_per_day: int | None = _UNSET,
+    calls_per_minute: int | None = _UNSET,
+) -> Plan:
+    """Create or change a plan; limits given as None mean unlimited, unset ones stay as they are."""
+    if not name.strip() or len(name) > 64:
+        raise AdminError("a plan needs a name of 1 to 64 characters")
+    for label, value in (("calls-per-day", calls_per_day), ("calls-per-minute", calls_per_minute)):
+        if value is not _UNSET and value is not None and value < 0:
+            raise AdminError(f"--{label} must be 0 or more, or 'unlimited'")
+    async with db.write() as conn:
+        await conn.execute(
+            """INSERT INTO plans (name, api_access, calls_per_day, calls_per_minute)
+               VALUES (?, 0, NULL, NULL) ON CONFLICT (name) DO NOTHING""",
+            (name,),
+        )
+        if api_access is not None:
+            await conn.execute(
+                "UPDATE plans SET api_access = ? WHERE name = ?", (int(api_access), name)
+            )
+        if calls_per_day is not _UNSET:
+            await conn.execute(
+                "UPDATE plans SET calls_per_day = ? WHERE name = ?", (calls_per_day, name)
+            )
+        if calls_per_minute is not _UNSET:
+            await conn.execute(
+                "UPDATE plans SET calls_per_minute = ? WHERE name = ?", (calls_per_minute, name)
+            )
+    row = await db.fetch_one("SELECT * FROM plans WHERE name = ?", (name,))
+    assert row is not None
+    return Plan.from_row(row)

@@ -1,0 +1,82 @@
+"""Upload records: which key sent which file, and when it expires."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import aiosqlite
+
+from convertd import clock
+from convertd.db import Database
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    id: int
+    key_id: int | None
+    file_path: str
+    file_name: str
+    file_size: int
+    extension: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Upload:
+        return cls(
+            id=row["id"],
+            key_id=row["key_id"],
+            file_path=row["file_path"],
+            file_name=row["file_name"],
+            file_size=row["file_size"],
+            extension=row["extension"],
+            created_at=row["created_at"],
+        )
+
+
+async def record_uploads(
+    db: Database, key_id: int | None, files: list[tuple[str, str, int, str]]
+) -> list[Upload]:
+    """Record (file_path, file_name, size, extension) tuples written by one request, together."""
+    ts = clock.now()
+    ids: list[int] = []
+    async with db.write() as conn:
+        for file_path, file_name, size, extension in files:
+            cur = await conn.execute(
+                """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension,
+                                        created_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                (key_id, file_path, file_name, size, extension, ts),
+            )
+            ids.append(int(cur.lastrowid or 0))
+    return [
+        Upload(i, key_id, path, name, size, ext, ts)
+        for i, (path, name, size, ext) in zip(ids, files, strict=True)
+    ]
+
+
+async def get_owned(db: Database, key_id: int | None, file_path: str) -> Upload | None:
+    """The live upload at `file_path` if this key made it; another key's upload is not found."""
+    row = await db.fetch_one(
+        "SELECT * FROM uploads WHERE file_path = ? AND key_id IS ? AND expired = 0",
+        (file_path, key_id),
+    )
+    return Upload.from_row(row) if row else None
+
+
+async def get(db: Database, upload_id: int) -> Upload | None:
+    row = await db.fetch_one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+    return Upload.from_row(row) if row else None
+
+
+async def expire_older_than(db: Database, cutoff: float) -> list[str]:
+    """Mark uploads made before `cutoff` expired, except those a queued or running job still
+    needs; returns their file paths for the caller to delete."""
+    async with db.write() as conn:
+        async with conn.execute(
+            """UPDATE uploads SET expired = 1
+               WHERE expired = 0 AND created_at < ?
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.upload_id = uploads.id
+                                 AND jobs.status IN ('pending', 'processing'))
+               RETURNING file_path""",
+            (cutoff,),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]

@@ -1,0 +1,160 @@
+"""The in-process worker pool: claim a job, run its converter under a timeout, record the result.
+
+Stopping: the pool stops claiming, lets running jobs finish within the grace period, then cancels
+the rest and puts them back in the queue for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import zipfile
+from pathlib import Path
+
+from convertd import jobs, uploads
+from convertd.config import Config
+from convertd.converters.base import Limits, Task
+from convertd.converters.registry import Registry
+from convertd.db import Database
+from convertd.errors import ConversionError
+from convertd.files import DataDir, stem_of
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+
+
+def _zip_outputs(outputs: list[Path], dest: Path) -> None:
+    # Outputs are already compressed formats for the most part; ZIP_DEFLATED costs little anyway.
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in outputs:
+            zf.write(path, arcname=path.name)
+
+
+class WorkerPool:
+    def __init__(self, config: Config, db: Database, registry: Registry, data: DataDir) -> None:
+        self.config = config
+        self.db = db
+        self.registry = registry
+        self.data = data
+        self.limits = Limits(max_image_pixels=config.max_image_pixels)
+        self._instance = secrets.token_hex(4)
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def start(self) -> None:
+        for n in range(self.config.workers):
+            owner = f"worker-{self._instance}-{n}"
+            self._loops.append(asyncio.create_task(self._loop(owner), name=owner))
+        logger.info("worker pool started with %d workers", self.config.workers)
+
+    def notify(self) -> None:
+        """A job was queued: wake an idle worker now instead of at its next poll."""
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        running = list(self._running.values())
+        if running:
+            logger.info(
+                "waiting up to %.0f s for %d running job(s)",
+                self.config.shutdown_grace_seconds,
+                len(running),
+            )
+            await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+
+    async def _loop(self, owner: str) -> None:
+        while not self._stopping.is_set():
+            job = await jobs.claim_next(self.db, owner)
+            if job is None:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_POLL_SECONDS):
+                        await self._wakeup.wait()
+                continue
+            # The job runs in its own task so that stop() can wait for it while cancelling loops.
+            run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
+            self._running[job.id] = run
+            try:
+                await asyncio.shield(run)
+            except asyncio.CancelledError:
+                if not run.done():
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run
+                    await jobs.requeue(self.db, job.id, owner)
+                raise
+            finally:
+                self._running.pop(job.id, None)
+
+    async def _run(self, job: jobs.Job, owner: str) -> None:
+        converter = self.registry.get(job.filetype)
+        upload = await uploads.get(self.db, job.upload_id)
+        if converter is None:
+            await jobs.fail(
+                self.db, job.id, owner, f"The {job.filetype} converter is not available here"
+            )
+            return
+        if upload is None:
+            await jobs.fail(self.db, job.id, owner, "The input file no longer exists")
+            return
+        work = await asyncio.to_thread(self.data.fresh_work_dir, job.id)
+
+        async def report(percent: int) -> None:
+            await jobs.set_progress(self.db, job.id, owner, percent)
+
+        task = Task(
+            job_id=job.id,
+            input_path=self.data.upload_file(upload.file_path),
+            input_name=upload.file_name,
+            input_format=job.input_format,
+            output_format=job.output_format,
+            options=job.options,
+            work_dir=work,
+            limits=self.limits,
+            report_progress=report,
+        )
+        try:
+            async with asyncio.timeout(self.config.job_timeout_seconds):
+                outputs = await converter.convert(task)
+            if not outputs:
+                raise ConversionError("The conversion produced no output")
+            name, path = await asyncio.to_thread(self._package, task, outputs)
+            size = path.stat().st_size
+            final = await asyncio.to_thread(self.data.publish_result, job.id, path, name)
+            await jobs.finish(self.db, job.id, owner, final.name, len(outputs), size)
+        except ConversionError as exc:
+            await jobs.fail(self.db, job.id, owner, str(exc))
+        except TimeoutError:
+            await jobs.fail(
+                self.db,
+                job.id,
+                owner,
+                f"The conversion took longer than the {self.config.job_timeout_seconds} s limit",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("job %s: unexpected error in the %s converter", job.id, job.filetype)
+            await jobs.fail(self.db, job.id, owner, "Internal error while converting this file")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    def _package(self, task: Task, outputs: list[Path]) -> tuple[str, Path]:
+        """One output downloads as itself; several as one ZIP named after the input."""
+        if len(outputs) == 1:
+            return f"{stem_of(task.input_name)}.{task.output_format}", outputs[0]
+        bundle = task.work_dir / f".bundle-{os.getpid()}.zip"
+        _zip_outputs(outputs, bundle)
+        return f"{stem_of(task.input_name)}.zip", bundle
