@@ -19,14 +19,14 @@ from convertd.db import Database, SchemaTooNew
 
 logger = logging.getLogger("convertd")
 
-EPILOG = """examples:
-  convertd serve                                  start on 127.0.0.1:%d
+EPILOG = f"""examples:
+  convertd serve                                  start on 127.0.0.1:{DEFAULT_PORT}
   convertd keys create --name laptop              make an API key (shown once)
   convertd keys create --name web --restrict domain --allow example.com
   convertd plans set basic --calls-per-minute 120
   curl -H "X-API-Key: $KEY" -F file=@photo.png -F filetype=image \\
-       -F output_format=webp http://127.0.0.1:%d/v1/convert
-""" % (DEFAULT_PORT, DEFAULT_PORT)
+       -F output_format=webp http://127.0.0.1:{DEFAULT_PORT}/v1/convert
+"""
 
 
 def _limit(text: str) -> int | None:
@@ -35,7 +35,9 @@ def _limit(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'unlimited', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number or 'unlimited', got {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError("a limit cannot be negative")
     return value
@@ -73,11 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         "create",
         parents=[common],
         help="create a key and print it once",
-        epilog="example: convertd keys create --name nas --plan pro --restrict ip --allow 10.0.0.0/24",
+        epilog="example: convertd keys create --name nas --restrict ip --allow 10.0.0.0/24",
     )
     create.add_argument("--name", required=True, help="a label for the key")
     create.add_argument("--plan", default="basic", help="plan name (default basic)")
-    create.add_argument("--restrict", choices=("ip", "domain"), help="lock the key to IPs or domains")
+    create.add_argument(
+        "--restrict", choices=("ip", "domain"), help="lock the key to IPs or domains"
+    )
     create.add_argument(
         "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
     )
@@ -100,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     set_plan.add_argument(
         "--api", action=argparse.BooleanOptionalAction, default=None, help="API access on or off"
     )
-    set_plan.add_argument("--calls-per-day", type=_limit, default=keys._UNSET, metavar="N|unlimited")
+    set_plan.add_argument(
+        "--calls-per-day", type=_limit, default=keys._UNSET, metavar="N|unlimited"
+    )
     set_plan.add_argument(
         "--calls-per-minute", type=_limit, default=keys._UNSET, metavar="N|unlimited"
     )
@@ -157,7 +163,9 @@ def _key_json(key: keys.ApiKey) -> dict[str, Any]:
 def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 async def _keys_create(db: Database, args: argparse.Namespace) -> int:
@@ -165,8 +173,10 @@ async def _keys_create(db: Database, args: argparse.Namespace) -> int:
         db, args.name, args.plan, args.restrict or "all", args.allow
     )
     allowed = key.allowed_ips or key.allowed_domains
-    print(f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
-          f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}).")
+    print(
+        f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
+        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''})."
+    )
     print("Copy it now: it is stored only as a hash and cannot be shown again.")
     print(secret)
     return 0
@@ -182,10 +192,18 @@ async def _keys_list(db: Database, args: argparse.Namespace) -> int:
         restriction = k.restriction_type
         if k.allowed_ips or k.allowed_domains:
             restriction += ":" + ",".join(k.allowed_ips or k.allowed_domains)
-        rows.append([
-            str(k.id), k.name, k.prefix + "…", k.plan.name, restriction, str(k.usage_count),
-            iso(k.last_used_at) or "never", "revoked" if k.revoked_at else "active",
-        ])
+        rows.append(
+            [
+                str(k.id),
+                k.name,
+                k.prefix + "…",
+                k.plan.name,
+                restriction,
+                str(k.usage_count),
+                iso(k.last_used_at) or "never",
+                "revoked" if k.revoked_at else "active",
+            ]
+        )
     _print_table(rows)
     return 0
 
@@ -203,8 +221,12 @@ async def _plans_list(db: Database, args: argparse.Namespace) -> int:
         return 0
     rows = [["PLAN", "API", "CALLS/DAY", "CALLS/MINUTE"]]
     rows += [
-        [p.name, "yes" if p.api_access else "no", _fmt_limit(p.calls_per_day),
-         _fmt_limit(p.calls_per_minute)]
+        [
+            p.name,
+            "yes" if p.api_access else "no",
+            _fmt_limit(p.calls_per_day),
+            _fmt_limit(p.calls_per_minute),
+        ]
         for p in plans
     ]
     _print_table(rows)
@@ -219,9 +241,11 @@ async def _plans_set(db: Database, args: argparse.Namespace) -> int:
         calls_per_day=args.calls_per_day,
         calls_per_minute=args.calls_per_minute,
     )
-    print(f"Plan {plan.name}: API {'on' if plan.api_access else 'off'}, "
-          f"{_fmt_limit(plan.calls_per_day)} calls/day, "
-          f"{_fmt_limit(plan.calls_per_minute)} calls/minute.")
+    print(
+        f"Plan {plan.name}: API {'on' if plan.api_access else 'off'}, "
+        f"{_fmt_limit(plan.calls_per_day)} calls/day, "
+        f"{_fmt_limit(plan.calls_per_minute)} calls/minute."
+    )
     return 0
 
 
@@ -254,8 +278,15 @@ async def _jobs_list(db: Database, args: argparse.Namespace) -> int:
     rows = [["JOB", "STATUS", "CONVERSION", "CREATED", "DETAIL"]]
     for j in found:
         detail = j.error or j.result_name or ""
-        rows.append([j.id, j.status.value, f"{j.filetype} {j.input_format}->{j.output_format}",
-                     iso(j.created_at) or "", detail[:60]])
+        rows.append(
+            [
+                j.id,
+                j.status.value,
+                f"{j.filetype} {j.input_format}->{j.output_format}",
+                iso(j.created_at) or "",
+                detail[:60],
+            ]
+        )
     _print_table(rows)
     return 0
 

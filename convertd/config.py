@@ -128,7 +128,9 @@ def load_config(
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
 
-    explicit_path = config_path or (Path(env["CONVERTD_CONFIG"]) if env.get("CONVERTD_CONFIG") else None)
+    explicit_path = config_path or (
+        Path(env["CONVERTD_CONFIG"]) if env.get("CONVERTD_CONFIG") else None
+    )
     path = explicit_path or default_config_path()
     if explicit_path is not None or path.exists():
         for name, value in _read_toml(path).items():

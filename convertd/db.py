@@ -110,7 +110,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     conn.row_factory = aiosqlite.Row
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL is durable across process crashes in WAL mode; only power loss can drop the last commit.
+    # NORMAL survives process crashes in WAL mode; only power loss can drop the last commit.
     await conn.execute("PRAGMA synchronous = NORMAL")
     await conn.execute("PRAGMA foreign_keys = ON")
     return conn

@@ -103,9 +103,7 @@ async def create(
         ) as cur:
             row = await cur.fetchone()
     assert row is not None
-    logger.info(
-        "job %s pending: %s %s -> %s", job_id, filetype, input_format, output_format
-    )
+    logger.info("job %s pending: %s %s -> %s", job_id, filetype, input_format, output_format)
     return Job.from_row(row)
 
 

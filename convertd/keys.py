@@ -62,10 +62,12 @@ class ApiKey:
     revoked_at: float | None
 
 
-_KEY_COLUMNS = """
+# A constant, never built from input: the queries below only append a WHERE with parameters.
+_SELECT_KEY = """SELECT
     k.id, k.name, k.prefix, k.key_hash, k.restriction_type, k.allowed_ips, k.allowed_domains,
     k.usage_count, k.last_used_at, k.created_at, k.revoked_at,
     p.name AS plan_name, p.api_access, p.calls_per_day, p.calls_per_minute
+    FROM api_keys k JOIN plans p ON p.name = k.plan
 """
 
 
@@ -154,7 +156,7 @@ async def create_key(
 
 async def get_key(db: Database, key_id: int) -> ApiKey | None:
     row = await db.fetch_one(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan WHERE k.id = ?",
+        _SELECT_KEY + " WHERE k.id = ?",
         (key_id,),
     )
     return _key_from_row(row) if row else None
@@ -165,8 +167,7 @@ async def find_by_secret(db: Database, secret: str) -> ApiKey | None:
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
     row = await db.fetch_one(
-        f"""SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan
-            WHERE k.prefix = ? AND k.revoked_at IS NULL""",
+        _SELECT_KEY + " WHERE k.prefix = ? AND k.revoked_at IS NULL",
         (secret[:LOOKUP_CHARS],),
     )
     if row is None or not hmac.compare_digest(row["key_hash"], _hash(secret)):
@@ -175,9 +176,7 @@ async def find_by_secret(db: Database, secret: str) -> ApiKey | None:
 
 
 async def list_keys(db: Database) -> list[ApiKey]:
-    rows = await db.fetch_all(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN plans p ON p.name = k.plan ORDER BY k.id"
-    )
+    rows = await db.fetch_all(_SELECT_KEY + " ORDER BY k.id")
     return [_key_from_row(r) for r in rows]
 
 

@@ -77,7 +77,10 @@ async def serve(config: Config) -> None:
         await site.start()
         url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
         logger.info(
-            "convertd listening on %s (data dir %s, %d workers)", url, config.data_dir, config.workers
+            "convertd listening on %s (data dir %s, %d workers)",
+            url,
+            config.data_dir,
+            config.workers,
         )
         await stop.wait()
         logger.info("stopping: no new jobs; running jobs get %.0f s", config.shutdown_grace_seconds)

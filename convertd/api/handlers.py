@@ -69,9 +69,7 @@ async def api_info(request: web.Request) -> web.Response:
             "name": "convertd",
             "version": __version__,
             "api_version": "v1",
-            "endpoints": [
-                {"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS
-            ],
+            "endpoints": [{"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS],
             "docs_url": f"{base}/v1/docs",
         }
     )

@@ -20,7 +20,11 @@ PUBLIC_ROUTES = {"api_info", "api_info_bare", "docs"}
 
 
 def json_error(
-    status: int, error: str, message: str, hint: str | None = None, headers: dict[str, str] | None = None
+    status: int,
+    error: str,
+    message: str,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(error_body(error, message, hint), status=status, headers=headers)
 

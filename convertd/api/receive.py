@@ -86,7 +86,9 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         if not isinstance(payload, dict):
             raise BadRequest("The JSON body must be an object of fields.")
         fields = {
-            k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in payload.items()
+            if v is not None
         }
         return Body(fields=fields, files=[])
     if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:

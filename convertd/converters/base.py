@@ -128,7 +128,8 @@ class Converter(abc.ABC):
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
             raise OptionError(
-                f"unknown option(s) for {self.filetype}: {', '.join(unknown)}; known options: {known}"
+                f"unknown option(s) for {self.filetype}: {', '.join(unknown)}; "
+                f"known options: {known}"
             )
         return {name: self.options[name].validate(name, value) for name, value in raw.items()}
 

@@ -37,6 +37,7 @@ WRITABLE_MODES = {
 }
 ALPHA_CAPABLE = {"png", "webp", "gif", "tiff", "ico", "bmp"}
 ICO_MAX = 256
+ICO_SIZES = (16, 32, 48, 64, 128, 256)
 HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -150,12 +151,12 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
         params.update(compression="tiff_lzw")
     elif fmt == "ico":
         side = min(max(im.size), ICO_MAX)
-        params.update(sizes=[s for s in [(16, 16), (32, 32), (48, 48), (64, 64), (128, 128),
-                                         (256, 256)] if s[0] <= side] or [(side, side)])
+        sizes = [(n, n) for n in ICO_SIZES if n <= side]
+        params.update(sizes=sizes or [(side, side)])
     if not options.get("strip_metadata", False):
-        if icc := opened.info.get("icc_profile"):
-            if fmt in {"jpg", "png", "webp", "tiff"}:
-                params["icc_profile"] = icc
+        icc = opened.info.get("icc_profile")
+        if icc and fmt in {"jpg", "png", "webp", "tiff"}:
+            params["icc_profile"] = icc
         if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF"}:
             exif = im.getexif()
             if len(exif):
