@@ -70,10 +70,16 @@ class Daemon:
     def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "convertd", "serve",
-                "--data-dir", str(self.data_dir),
-                "--port", str(self.port),
-                "--workers", str(self.workers),
+                sys.executable,
+                "-m",
+                "convertd",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -116,8 +122,15 @@ class Daemon:
         s.headers["X-API-Key"] = key
         return s
 
-    def convert(self, key: str, data: bytes, name: str, filetype: str, output_format: str,
-                options: dict[str, Any] | None = None) -> requests.Response:
+    def convert(
+        self,
+        key: str,
+        data: bytes,
+        name: str,
+        filetype: str,
+        output_format: str,
+        options: dict[str, Any] | None = None,
+    ) -> requests.Response:
         fields: dict[str, Any] = {"filetype": filetype, "output_format": output_format}
         if options is not None:
             import json
@@ -142,9 +155,15 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} did not end within {timeout} s")
 
-    def convert_and_fetch(self, key: str, data: bytes, name: str, filetype: str,
-                          output_format: str, options: dict[str, Any] | None = None
-                          ) -> tuple[dict[str, Any], requests.Response | None]:
+    def convert_and_fetch(
+        self,
+        key: str,
+        data: bytes,
+        name: str,
+        filetype: str,
+        output_format: str,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], requests.Response | None]:
         resp = self.convert(key, data, name, filetype, output_format, options)
         assert resp.status_code == 202, resp.text
         status = self.wait(key, resp.json()["job_id"])
@@ -171,8 +190,9 @@ def key(daemon: Daemon) -> str:
 def make_daemon(tmp_path: Path) -> Iterator[Any]:
     started: list[Daemon] = []
 
-    def make(env: dict[str, str] | None = None, workers: int = 2, data_dir: Path | None = None
-             ) -> Daemon:
+    def make(
+        env: dict[str, str] | None = None, workers: int = 2, data_dir: Path | None = None
+    ) -> Daemon:
         d = Daemon(data_dir or tmp_path / "data", env, workers)
         started.append(d)
         return d.start()
@@ -183,15 +203,16 @@ def make_daemon(tmp_path: Path) -> Iterator[Any]:
             d.kill()
 
 
-def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB",
-                **save: Any) -> bytes:
+def image_bytes(
+    fmt: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: Any
+) -> bytes:
     im = Image.new(mode, size)
     # A gradient, so that resizing and encoding have real work to do.
     px = im.load()
     for x in range(size[0]):
         for y in range(size[1]):
             v = (x * 255 // max(size[0] - 1, 1), y * 255 // max(size[1] - 1, 1), 128)
-            px[x, y] = v + (200,) if mode == "RGBA" else v if mode == "RGB" else v[0]
+            px[x, y] = (*v, 200) if mode == "RGBA" else v if mode == "RGB" else v[0]
     buf = io.BytesIO()
     im.save(buf, format=fmt, **save)
     return buf.getvalue()

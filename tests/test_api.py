@@ -42,7 +42,13 @@ def test_formats_lists_what_this_machine_does(daemon: Daemon, key: str) -> None:
     assert resp.json()["ok"] is True
     assert set(filetypes["image"]["input_formats"]) >= {"jpg", "png", "webp", "gif", "bmp", "tiff"}
     assert set(filetypes["image"]["output_formats"]) >= {
-        "jpg", "png", "webp", "gif", "bmp", "tiff", "ico"
+        "jpg",
+        "png",
+        "webp",
+        "gif",
+        "bmp",
+        "tiff",
+        "ico",
     }
     assert set(filetypes["hash"]["output_formats"]) >= {"md5", "sha1", "sha256", "sha512"}
 
@@ -113,10 +119,10 @@ def test_pending_job_409_then_runs_after_restart(make_daemon) -> None:  # type: 
         assert im.format == "BMP"
 
 
-def test_multi_output_downloads_as_zip_and_non_ascii_names(daemon: Daemon, key: str) -> None:
+def test_non_ascii_names_download_with_rfc5987(daemon: Daemon, key: str) -> None:
     status, out = daemon.convert_and_fetch(key, b"x" * 10, "résumé 2026.txt", "hash", "md5")
     assert out is not None
-    assert out.content.strip().decode() == hashlib.md5(b"x" * 10).hexdigest()  # noqa: S324
+    assert out.content.strip().decode() == hashlib.md5(b"x" * 10).hexdigest()
     cd = out.headers["Content-Disposition"]
     assert "filename*=UTF-8''r%C3%A9sum%C3%A9%202026.md5" in cd
     assert status["file_name"] == "résumé 2026.md5"
@@ -125,10 +131,10 @@ def test_multi_output_downloads_as_zip_and_non_ascii_names(daemon: Daemon, key: 
 
 def test_worker_zips_several_outputs() -> None:
     # The pool's packaging step, on real files: several outputs become one ZIP of them all.
-    from convertd.worker import _zip_outputs
-
     import tempfile
     from pathlib import Path
+
+    from convertd.worker import _zip_outputs
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -158,8 +164,9 @@ BAD_CONVERTS = [
 
 
 @pytest.mark.parametrize(("fields", "named"), BAD_CONVERTS)
-def test_convert_400_names_the_field(daemon: Daemon, key: str, fields: dict[str, str],
-                                     named: str) -> None:
+def test_convert_400_names_the_field(
+    daemon: Daemon, key: str, fields: dict[str, str], named: str
+) -> None:
     resp = requests.post(
         f"{daemon.base}/convert",
         headers={"X-API-Key": key},
@@ -195,7 +202,7 @@ def test_convert_refuses_input_the_converter_cannot_read(daemon: Daemon, key: st
 
 
 def test_misnamed_image_is_recognised_by_content(daemon: Daemon, key: str) -> None:
-    status, out = daemon.convert_and_fetch(key, image_bytes("PNG"), "scan.dat", "image", "webp")
+    _status, out = daemon.convert_and_fetch(key, image_bytes("PNG"), "scan.dat", "image", "webp")
     assert out is not None
     with Image.open(io.BytesIO(out.content)) as im:
         assert im.format == "WEBP"
@@ -234,23 +241,34 @@ def test_unknown_route_and_method_are_json(daemon: Daemon, key: str) -> None:
 
 def test_upload_without_file_is_400(daemon: Daemon, key: str) -> None:
     resp = requests.post(
-        f"{daemon.base}/upload", headers={"X-API-Key": key}, files={"other": ("a", b"1")},
+        f"{daemon.base}/upload",
+        headers={"X-API-Key": key},
+        files={"other": ("a", b"1")},
         timeout=5,
     )
     assert_error_body(resp, 400)
-    resp = requests.post(f"{daemon.base}/upload", headers={"X-API-Key": key}, data={"a": "b"},
-                         timeout=5)
+    resp = requests.post(
+        f"{daemon.base}/upload", headers={"X-API-Key": key}, data={"a": "b"}, timeout=5
+    )
     assert_error_body(resp, 400)
 
 
 def test_json_body_convert_by_file_path(daemon: Daemon, key: str) -> None:
-    up = requests.post(f"{daemon.base}/upload", headers={"X-API-Key": key},
-                       files={"file": ("j.png", image_bytes())}, timeout=5).json()
+    up = requests.post(
+        f"{daemon.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("j.png", image_bytes())},
+        timeout=5,
+    ).json()
     resp = requests.post(
         f"{daemon.base}/convert",
         headers={"X-API-Key": key},
-        json={"file_path": up["files"][0]["file_path"], "filetype": "image",
-              "output_format": "gif", "options": {"width": 10}},
+        json={
+            "file_path": up["files"][0]["file_path"],
+            "filetype": "image",
+            "output_format": "gif",
+            "options": {"width": 10},
+        },
         timeout=5,
     )
     assert resp.status_code == 202, resp.text

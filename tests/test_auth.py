@@ -25,8 +25,13 @@ def test_missing_and_wrong_keys_are_401(daemon: Daemon, key: str) -> None:
     assert_error_body(requests.get(url, headers={"X-API-Key": "cvd_short"}, timeout=5), 401)
     assert_error_body(requests.get(url, headers={"Authorization": f"Basic {key}"}, timeout=5), 401)
     # Every endpoint but the info ones needs a key, before it reads anything else.
-    for method, path in [("post", "/upload"), ("post", "/convert"), ("get", "/keys/me"),
-                         ("get", "/status/x"), ("get", "/download/x")]:
+    for method, path in [
+        ("post", "/upload"),
+        ("post", "/convert"),
+        ("get", "/keys/me"),
+        ("get", "/status/x"),
+        ("get", "/download/x"),
+    ]:
         assert_error_body(requests.request(method, daemon.base + path, timeout=5), 401)
 
 
@@ -50,8 +55,9 @@ def test_plan_without_api_access_is_403_with_upgrade_hint(daemon: Daemon) -> Non
 
 
 def test_ip_restriction(daemon: Daemon) -> None:
-    allowed = daemon.create_key("lan", "--restrict", "ip", "--allow", "127.0.0.0/8",
-                                "--allow", "::1")
+    allowed = daemon.create_key(
+        "lan", "--restrict", "ip", "--allow", "127.0.0.0/8", "--allow", "::1"
+    )
     denied = daemon.create_key("remote", "--restrict", "ip", "--allow", "203.0.113.5")
     ok = requests.get(f"{daemon.base}/keys/me", headers={"X-API-Key": allowed}, timeout=5)
     assert ok.status_code == 200
@@ -61,8 +67,11 @@ def test_ip_restriction(daemon: Daemon) -> None:
     body = assert_error_body(resp, 403)
     assert "127.0.0.1" in body["message"]
     # Without trust_proxy, a forged X-Forwarded-For changes nothing.
-    resp = requests.get(f"{daemon.base}/keys/me",
-                        headers={"X-API-Key": denied, "X-Forwarded-For": "203.0.113.5"}, timeout=5)
+    resp = requests.get(
+        f"{daemon.base}/keys/me",
+        headers={"X-API-Key": denied, "X-Forwarded-For": "203.0.113.5"},
+        timeout=5,
+    )
     assert_error_body(resp, 403)
 
 
@@ -84,11 +93,13 @@ def test_domain_restriction(daemon: Daemon) -> None:
 
 
 def test_bad_restriction_values_are_refused_by_the_cli(daemon: Daemon) -> None:
-    for args in (["--restrict", "ip", "--allow", "not-an-ip"],
-                 ["--restrict", "domain", "--allow", "exa mple.com"],
-                 ["--restrict", "ip"],
-                 ["--allow", "1.2.3.4"],
-                 ["--plan", "platinum"]):
+    for args in (
+        ["--restrict", "ip", "--allow", "not-an-ip"],
+        ["--restrict", "domain", "--allow", "exa mple.com"],
+        ["--restrict", "ip"],
+        ["--allow", "1.2.3.4"],
+        ["--plan", "platinum"],
+    ):
         proc = run_cli(daemon.data_dir, "keys", "create", "--name", "bad", *args, check=False)
         assert proc.returncode != 0, args
         assert proc.stdout == ""
@@ -96,12 +107,19 @@ def test_bad_restriction_values_are_refused_by_the_cli(daemon: Daemon) -> None:
 
 def test_jobs_and_uploads_belong_to_their_key(daemon: Daemon, key: str) -> None:
     other = daemon.create_key("other", "--plan", "pro")
-    up = requests.post(f"{daemon.base}/upload", headers={"X-API-Key": key},
-                       files={"file": ("mine.png", image_bytes())}, timeout=5).json()
+    up = requests.post(
+        f"{daemon.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("mine.png", image_bytes())},
+        timeout=5,
+    ).json()
     file_path = up["files"][0]["file_path"]
-    stolen = requests.post(f"{daemon.base}/convert", headers={"X-API-Key": other},
-                           data={"file_path": file_path, "filetype": "image",
-                                 "output_format": "png"}, timeout=5)
+    stolen = requests.post(
+        f"{daemon.base}/convert",
+        headers={"X-API-Key": other},
+        data={"file_path": file_path, "filetype": "image", "output_format": "png"},
+        timeout=5,
+    )
     assert_error_body(stolen, 404)
 
     status, out = daemon.convert_and_fetch(key, image_bytes(), "mine.png", "image", "png")
@@ -126,18 +144,31 @@ def test_path_traversal_in_file_path_never_reads_outside(daemon: Daemon, key: st
         "0123456789abcdef/\x00.png",
     ]
     for file_path in attempts:
-        resp = requests.post(f"{daemon.base}/convert", headers={"X-API-Key": key},
-                             data={"file_path": file_path, "filetype": "hash",
-                                   "output_format": "md5"}, timeout=5)
+        resp = requests.post(
+            f"{daemon.base}/convert",
+            headers={"X-API-Key": key},
+            data={"file_path": file_path, "filetype": "hash", "output_format": "md5"},
+            timeout=5,
+        )
         assert resp.status_code in (400, 404), (file_path, resp.text)
         assert_error_body(resp, resp.status_code)
 
 
 def test_upload_names_are_made_safe(daemon: Daemon, key: str) -> None:
-    names = ["../../etc/cron.d/x.png", "-i.png", "--convert-to.png", "a\nb.png",
-             "\u202egnp.exe", "x" * 4000 + ".png"]
-    resp = requests.post(f"{daemon.base}/upload", headers={"X-API-Key": key},
-                         files=[("file", (n, b"data")) for n in names], timeout=10)
+    names = [
+        "../../etc/cron.d/x.png",
+        "-i.png",
+        "--convert-to.png",
+        "a\nb.png",
+        "\u202egnp.exe",
+        "x" * 4000 + ".png",
+    ]
+    resp = requests.post(
+        f"{daemon.base}/upload",
+        headers={"X-API-Key": key},
+        files=[("file", (n, b"data")) for n in names],
+        timeout=10,
+    )
     assert resp.status_code == 200, resp.text
     for entry in resp.json()["files"]:
         name = entry["file_name"]

@@ -78,10 +78,12 @@ def test_attempts_are_bounded_then_the_job_fails_with_a_reason(make_daemon: Any)
     # Provoke what a process dying mid-job leaves behind: rows stuck in 'processing'.
     conn = sqlite3.connect(d.data_dir / "convertd.db")
     with conn:
-        conn.execute("UPDATE jobs SET status='processing', attempts=3, owner='dead' WHERE id=?",
-                     (doomed,))
-        conn.execute("UPDATE jobs SET status='processing', attempts=1, owner='dead' WHERE id=?",
-                     (saved,))
+        conn.execute(
+            "UPDATE jobs SET status='processing', attempts=3, owner='dead' WHERE id=?", (doomed,)
+        )
+        conn.execute(
+            "UPDATE jobs SET status='processing', attempts=1, owner='dead' WHERE id=?", (saved,)
+        )
     conn.close()
     again = make_daemon(workers=1, data_dir=d.data_dir)
     failed = again.wait(key, doomed)
@@ -122,8 +124,15 @@ def test_two_claimers_never_take_the_same_job(tmp_path: Path) -> None:
         second = await Database.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(first, None, [("t/x.txt", "x.txt", 1, "txt")])
         for _ in range(200):
-            await jobs.create(first, key_id=None, upload_id=upload.id, filetype="hash",
-                              input_format="txt", output_format="md5", options={})
+            await jobs.create(
+                first,
+                key_id=None,
+                upload_id=upload.id,
+                filetype="hash",
+                input_format="txt",
+                output_format="md5",
+                options={},
+            )
 
         async def drain(db: Database, owner: str) -> list[str]:
             taken = []
@@ -131,8 +140,9 @@ def test_two_claimers_never_take_the_same_job(tmp_path: Path) -> None:
                 taken.append(job.id)
             return taken
 
-        results = await asyncio.gather(*(drain(db, f"w{n}") for n, db in
-                                         enumerate([first, second, first, second])))
+        results = await asyncio.gather(
+            *(drain(db, f"w{n}") for n, db in enumerate([first, second, first, second]))
+        )
         await first.close()
         await second.close()
         return [job_id for taken in results for job_id in taken]
@@ -145,8 +155,15 @@ def test_late_writer_cannot_change_a_requeued_job(tmp_path: Path) -> None:
     async def scenario() -> tuple[bool, str]:
         db = await Database.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(db, None, [("t/x.txt", "x.txt", 1, "txt")])
-        job = await jobs.create(db, key_id=None, upload_id=upload.id, filetype="hash",
-                                input_format="txt", output_format="md5", options={})
+        job = await jobs.create(
+            db,
+            key_id=None,
+            upload_id=upload.id,
+            filetype="hash",
+            input_format="txt",
+            output_format="md5",
+            options={},
+        )
         await jobs.claim_next(db, "old")
         await jobs.recover_orphans(db, max_attempts=3)
         await jobs.claim_next(db, "new")

@@ -20,15 +20,26 @@ def _away_from_minute_edge() -> None:
 
 
 def test_concurrent_calls_at_the_edge_of_the_limit(daemon: Daemon) -> None:
-    run_cli(daemon.data_dir, "plans", "set", "ten", "--api", "--calls-per-minute", "10",
-            "--calls-per-day", "1000")
+    run_cli(
+        daemon.data_dir,
+        "plans",
+        "set",
+        "ten",
+        "--api",
+        "--calls-per-minute",
+        "10",
+        "--calls-per-day",
+        "1000",
+    )
     secret = daemon.create_key("burst", "--plan", "ten")
     _away_from_minute_edge()
     url = f"{daemon.base}/keys/me"
     with ThreadPoolExecutor(max_workers=30) as pool:
-        responses = list(pool.map(
-            lambda _: requests.get(url, headers={"X-API-Key": secret}, timeout=30), range(40)
-        ))
+        responses = list(
+            pool.map(
+                lambda _: requests.get(url, headers={"X-API-Key": secret}, timeout=30), range(40)
+            )
+        )
     codes = sorted(r.status_code for r in responses)
     assert codes.count(200) == 10 and codes.count(429) == 30, codes
     for resp in responses:
@@ -38,8 +49,9 @@ def test_concurrent_calls_at_the_edge_of_the_limit(daemon: Daemon) -> None:
             assert 1 <= int(resp.headers["Retry-After"]) <= 60
             assert resp.headers["X-RateLimit-Remaining"] == "0"
             assert resp.headers["X-RateLimit-Limit"] == "10"
-    remaining = sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses
-                       if r.status_code == 200)
+    remaining = sorted(
+        int(r.headers["X-RateLimit-Remaining"]) for r in responses if r.status_code == 200
+    )
     assert remaining == list(range(10))
     # Refused calls were not counted.
     keys_list = run_cli(daemon.data_dir, "keys", "list", "--json").stdout
@@ -50,23 +62,48 @@ def test_concurrent_calls_at_the_edge_of_the_limit(daemon: Daemon) -> None:
 
 
 def test_day_limit_and_keys_me_counts(daemon: Daemon) -> None:
-    run_cli(daemon.data_dir, "plans", "set", "daily3", "--api", "--calls-per-day", "3",
-            "--calls-per-minute", "unlimited")
+    run_cli(
+        daemon.data_dir,
+        "plans",
+        "set",
+        "daily3",
+        "--api",
+        "--calls-per-day",
+        "3",
+        "--calls-per-minute",
+        "unlimited",
+    )
     secret = daemon.create_key("daily", "--plan", "daily3")
     url = f"{daemon.base}/keys/me"
     first = requests.get(url, headers={"X-API-Key": secret}, timeout=5)
     body = first.json()
     limits = body["rate_limits"]
-    assert limits == {"calls_per_day": 3, "calls_per_minute": None, "used_today": 1,
-                      "used_this_minute": 1, "remaining_today": 2}
+    assert limits == {
+        "calls_per_day": 3,
+        "calls_per_minute": None,
+        "used_today": 1,
+        "used_this_minute": 1,
+        "remaining_today": 2,
+    }
     assert body["usage_count"] == 1 and body["last_used_at"] is not None
-    assert set(body) == {"ok", "key_id", "name", "plan", "restriction_type", "allowed_ips",
-                         "allowed_domains", "usage_count", "last_used_at", "created_at",
-                         "rate_limits"}
+    assert set(body) == {
+        "ok",
+        "key_id",
+        "name",
+        "plan",
+        "restriction_type",
+        "allowed_ips",
+        "allowed_domains",
+        "usage_count",
+        "last_used_at",
+        "created_at",
+        "rate_limits",
+    }
     assert first.headers["X-RateLimit-Limit"] == "3"
     assert first.headers["X-RateLimit-Remaining"] == "2"
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(
-        hour=0, minute=0, second=0, microsecond=0)
+        hour=0, minute=0, second=0, microsecond=0
+    )
     assert int(first.headers["X-RateLimit-Reset"]) == int(tomorrow.timestamp())
     requests.get(url, headers={"X-API-Key": secret}, timeout=5)
     requests.get(url, headers={"X-API-Key": secret}, timeout=5)

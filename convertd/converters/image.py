@@ -81,6 +81,18 @@ def _prepare_mode(im: Image.Image, fmt: str, background: tuple[int, int, int]) -
     return im.convert("L" if im.mode in {"L", "1"} and "L" in WRITABLE_MODES[fmt] else "RGB")
 
 
+def _square_icon(im: Image.Image) -> Image.Image:
+    """Icons are square: fit within 256 px and centre on a transparent square."""
+    im = im.copy()
+    im.thumbnail((ICO_MAX, ICO_MAX), Image.Resampling.LANCZOS)
+    side = max(im.size)
+    if im.width == im.height:
+        return im
+    square = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    square.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
+    return square
+
+
 def _target_size(
     size: tuple[int, int], width: int | None, height: int | None, fit: str
 ) -> tuple[tuple[int, int], tuple[int, int] | None]:
@@ -115,7 +127,11 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
             im.load()
     except ConversionError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ConversionError(
+            f"Image has more pixels than this server's limit of {max_pixels:,} pixels"
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise ConversionError(
             "Input is not a valid image in a supported format (jpg, png, webp, gif, bmp, tiff, ico)"
         ) from exc
@@ -150,9 +166,9 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
     elif fmt == "tiff":
         params.update(compression="tiff_lzw")
     elif fmt == "ico":
-        side = min(max(im.size), ICO_MAX)
-        sizes = [(n, n) for n in ICO_SIZES if n <= side]
-        params.update(sizes=sizes or [(side, side)])
+        im = _square_icon(im)
+        sizes = [(n, n) for n in ICO_SIZES if n <= im.width]
+        params.update(sizes=sizes or [im.size])
     if not options.get("strip_metadata", False):
         icc = opened.info.get("icc_profile")
         if icc and fmt in {"jpg", "png", "webp", "tiff"}:

@@ -1,0 +1,172 @@
+"""Uploads are streamed to disk under a size limit; results expire after the retention period."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import image_bytes
+from tests.test_api import assert_error_body
+
+BOUNDARY = "convertdtestboundary"
+
+
+def multipart_stream(name: str, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A multipart body sent chunked, of `size` bytes of a repeating pattern."""
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    block = bytes(range(256)) * (chunk // 256)
+    sent = 0
+    while sent < size:
+        part = block[: min(chunk, size - sent)]
+        sent += len(part)
+        yield part
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def pattern_digest(size: int, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    block = bytes(range(256)) * (chunk // 256)
+    sent = 0
+    while sent < size:
+        part = block[: min(chunk, size - sent)]
+        sent += len(part)
+        h.update(part)
+    return h.hexdigest()
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def upload_files(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "uploads").rglob("*") if p.is_file()]
+
+
+def test_too_large_upload_is_413_and_leaves_nothing(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_MAX_UPLOAD_BYTES": "100000"})
+    key = d.create_key("small", "--plan", "pro")
+    # Declared too large: refused from Content-Length before the body is read.
+    resp = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("big.bin", b"x" * 300_000)},
+        timeout=10,
+    )
+    body = assert_error_body(resp, 413)
+    assert "100,000" in body["message"]
+    # Chunked, so the size is only known while streaming: refused when it passes the limit.
+    resp = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        data=multipart_stream("big.bin", 300_000, chunk=16_384),
+        timeout=10,
+    )
+    assert_error_body(resp, 413)
+    resp = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": key},
+        files={"file": ("big.bin", b"x" * 300_000)},
+        data={"filetype": "hash", "output_format": "md5"},
+        timeout=10,
+    )
+    assert_error_body(resp, 413)
+    assert upload_files(d.data_dir) == []
+    # Two files that fit alone but not together.
+    resp = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key},
+        files=[("file", ("a", b"a" * 60_000)), ("file", ("b", b"b" * 60_000))],
+        timeout=10,
+    )
+    assert_error_body(resp, 413)
+    assert upload_files(d.data_dir) == []
+    ok = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("fits.bin", b"y" * 90_000)},
+        timeout=10,
+    )
+    assert ok.status_code == 200
+
+
+def test_large_upload_streams_with_flat_memory(make_daemon: Any) -> None:
+    size = 400 * 1024 * 1024
+    d = make_daemon(workers=1)
+    key = d.create_key("big", "--plan", "pro")
+    assert d.proc is not None
+    before = peak_rss_kib(d.proc.pid)
+    resp = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        data=multipart_stream("big.bin", size),
+        timeout=300,
+    )
+    assert resp.status_code == 200, resp.text
+    entry = resp.json()["files"][0]
+    assert entry["file_size"] == size
+    job = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": key},
+        data={"file_path": entry["file_path"], "filetype": "hash", "output_format": "sha256"},
+        timeout=10,
+    ).json()
+    status = d.wait(key, job["job_id"], timeout=300)
+    digest = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=10).text
+    assert digest.strip() == pattern_digest(size)
+    grown_mib = (peak_rss_kib(d.proc.pid) - before) / 1024
+    assert grown_mib < 50, f"peak RSS grew by {grown_mib:.0f} MiB for a {size >> 20} MiB upload"
+
+
+def test_results_and_uploads_expire(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_RETENTION_SECONDS": "2", "CONVERTD_SWEEP_INTERVAL_SECONDS": "1"})
+    key = d.create_key("retention", "--plan", "pro")
+    status, out = d.convert_and_fetch(key, image_bytes(), "old.png", "image", "webp")
+    assert out is not None
+    upload = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("kept.png", image_bytes())},
+        timeout=5,
+    ).json()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        resp = requests.get(
+            f"{d.base}/status/{status['job_id']}", headers={"X-API-Key": key}, timeout=5
+        )
+        if resp.status_code == 404:
+            break
+        time.sleep(0.2)
+    body = assert_error_body(resp, 404)
+    assert "expired" in body["message"]
+    body = assert_error_body(
+        requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=5), 404
+    )
+    assert "expired" in body["message"]
+    assert not (d.data_dir / "results" / status["job_id"]).exists()
+    # The upload expires too (the sweep may need one more round for it).
+    deadline = time.monotonic() + 30
+    while upload_files(d.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert upload_files(d.data_dir) == []
+    resp = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": key},
+        data={
+            "file_path": upload["files"][0]["file_path"],
+            "filetype": "image",
+            "output_format": "png",
+        },
+        timeout=5,
+    )
+    assert_error_body(resp, 404)
