@@ -176,3 +176,25 @@ def test_upload_names_are_made_safe(daemon: Daemon, key: str) -> None:
         assert not name.startswith("-") and len(name.encode()) <= 180
         token, stored = entry["file_path"].split("/")
         assert (daemon.data_dir / "uploads" / token / stored).read_bytes() == b"data"
+
+
+def test_trusted_proxy_headers(make_daemon) -> None:  # type: ignore[no-untyped-def]
+    d = make_daemon(env={"CONVERTD_TRUST_PROXY": "true"})
+    secret = d.create_key("proxied", "--restrict", "ip", "--allow", "198.51.100.7")
+    headers = {
+        "X-API-Key": secret,
+        "X-Forwarded-For": "198.51.100.7, 10.0.0.1",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "convert.example.net",
+    }
+    resp = requests.post(
+        f"{d.base}/convert",
+        headers=headers,
+        files={"file": ("a.txt", b"a")},
+        data={"filetype": "hash", "output_format": "md5"},
+        timeout=5,
+    )
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["status_url"].startswith("https://convert.example.net/v1/status/")
+    headers["X-Forwarded-For"] = "203.0.113.9"
+    assert requests.get(f"{d.base}/keys/me", headers=headers, timeout=5).status_code == 403
