@@ -145,19 +145,7 @@ def _fmt_limit(value: int | None) -> str:
 
 
 def _key_json(key: keys.ApiKey) -> dict[str, Any]:
-    return {
-        "key_id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "plan": key.plan.name,
-        "restriction_type": key.restriction_type,
-        "allowed_ips": key.allowed_ips,
-        "allowed_domains": key.allowed_domains,
-        "usage_count": key.usage_count,
-        "last_used_at": iso(key.last_used_at),
-        "created_at": iso(key.created_at),
-        "revoked_at": iso(key.revoked_at),
-    }
+    return {**keys.describe(key), "prefix": key.prefix, "revoked_at": iso(key.revoked_at)}
 
 
 def _print_table(rows: list[list[str]]) -> None:

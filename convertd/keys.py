@@ -93,6 +93,21 @@ def _key_from_row(row: aiosqlite.Row) -> ApiKey:
     )
 
 
+def describe(key: ApiKey) -> dict[str, Any]:
+    """The key as `GET /v1/keys/me` shows it (the seed's fields, plus the plan name)."""
+    return {
+        "key_id": key.id,
+        "name": key.name,
+        "plan": key.plan.name,
+        "restriction_type": key.restriction_type,
+        "allowed_ips": key.allowed_ips,
+        "allowed_domains": key.allowed_domains,
+        "usage_count": key.usage_count,
+        "last_used_at": clock.iso(key.last_used_at),
+        "created_at": clock.iso(key.created_at),
+    }
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

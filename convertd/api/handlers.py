@@ -305,15 +305,7 @@ async def keys_me(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "ok": True,
-            "key_id": key.id,
-            "name": key.name,
-            "plan": key.plan.name,
-            "restriction_type": key.restriction_type,
-            "allowed_ips": key.allowed_ips,
-            "allowed_domains": key.allowed_domains,
-            "usage_count": key.usage_count,
-            "last_used_at": iso(key.last_used_at),
-            "created_at": iso(key.created_at),
+            **keys.describe(key),
             "rate_limits": {
                 "calls_per_day": key.plan.calls_per_day,
                 "calls_per_minute": key.plan.calls_per_minute,
