@@ -41,7 +41,10 @@ class WorkerPool:
         self.db = db
         self.registry = registry
         self.data = data
-        self.limits = Limits(max_image_pixels=config.max_image_pixels)
+        self.limits = Limits(
+            max_image_pixels=config.max_image_pixels,
+            job_timeout_seconds=config.job_timeout_seconds,
+        )
         self._instance = secrets.token_hex(4)
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()

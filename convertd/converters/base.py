@@ -16,7 +16,22 @@ from typing import Any, ClassVar
 from convertd.files import stem_of
 
 # Spellings users send for a format, mapped to the one name convertd uses.
-FORMAT_ALIASES = {"jpeg": "jpg", "jpe": "jpg", "tif": "tiff", "htm": "html", "tgz": "tar.gz"}
+FORMAT_ALIASES = {
+    "jpeg": "jpg",
+    "jpe": "jpg",
+    "tif": "tiff",
+    "htm": "html",
+    "xhtml": "html",
+    "aif": "aiff",
+    "oga": "ogg",
+    "mpg": "mpeg",
+    "markdown": "md",
+    "text": "txt",
+    "tgz": "tar.gz",
+    "tbz2": "tar.bz2",
+    "tbz": "tar.bz2",
+    "txz": "tar.xz",
+}
 
 ANY_FORMAT = "*"
 
@@ -84,6 +99,7 @@ class Option:
 @dataclasses.dataclass(frozen=True)
 class Limits:
     max_image_pixels: int
+    job_timeout_seconds: float
 
 
 @dataclasses.dataclass

@@ -47,7 +47,9 @@ class Registry:
 
 
 def default_registry() -> Registry:
+    from convertd.converters.audio import AudioConverter
     from convertd.converters.hash import HashConverter
     from convertd.converters.image import ImageConverter
+    from convertd.converters.video import VideoConverter
 
-    return Registry([ImageConverter(), HashConverter()])
+    return Registry([ImageConverter(), AudioConverter(), VideoConverter(), HashConverter()])

@@ -1,0 +1,155 @@
+"""FFmpeg and ffprobe, run the one safe way: local files only, allow-listed demuxers, no stdin.
+
+`-protocol_whitelist file` alone does not stop a playlist (HLS, concat) renamed `.mp4` from making
+FFmpeg open other files; `-format_whitelist` refuses such demuxers before they read anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from convertd import procs
+from convertd.converters.base import OptionError
+from convertd.errors import ConversionError
+
+# Demuxers convertd lets FFmpeg use. Playlist and list demuxers (hls, concat, dash, image2,
+# ffmetadata, ...) are deliberately absent.
+AUDIO_DEMUXERS = ("mp3", "wav", "ogg", "flac", "aac", "mov", "asf", "aiff", "matroska", "w64")
+VIDEO_DEMUXERS = ("mov", "matroska", "avi", "flv", "asf", "mpeg", "mpegts", "h263")
+MEDIA_DEMUXERS = tuple(dict.fromkeys(AUDIO_DEMUXERS + VIDEO_DEMUXERS))
+
+_BITRATE = re.compile(r"^(\d{1,4})k$")
+
+
+def input_args(
+    path: Path, demuxers: tuple[str, ...], options: dict[str, Any] | None = None
+) -> list[str]:
+    """Input flags; with options, trimming is applied (seek before -i, length after it)."""
+    before, after = trim_args(options or {})
+    return [
+        *before,
+        "-protocol_whitelist", "file",
+        "-format_whitelist", ",".join(demuxers),
+        "-i", f"file:{path}",
+        *after,
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    duration: float | None
+    format_name: str
+    streams: list[dict[str, Any]]
+
+    def has(self, codec_type: str) -> bool:
+        return any(s.get("codec_type") == codec_type for s in self.streams)
+
+    def first(self, codec_type: str) -> dict[str, Any] | None:
+        return next((s for s in self.streams if s.get("codec_type") == codec_type), None)
+
+
+async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
+    """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""
+    result = await procs.run(
+        [
+            "ffprobe", "-v", "error", *input_args(path, demuxers),
+            "-show_entries", "format=duration,format_name:stream=codec_type,codec_name,width,height,"
+            "sample_rate,channels,duration,disposition",
+            "-of", "json",
+        ],
+        timeout=min(timeout, 60),
+        capture_stdout=True,
+    )
+    if result.returncode != 0:
+        raise ConversionError(f"Input is not a valid {kind} file")
+    try:
+        data = json.loads(result.stdout or b"{}")
+    except json.JSONDecodeError:
+        raise ConversionError(f"Input is not a valid {kind} file") from None
+    fmt = data.get("format") or {}
+    streams = data.get("streams") or []
+    # Cover art arrives as a one-frame "video" stream: it is not video.
+    streams = [s for s in streams if not (s.get("disposition") or {}).get("attached_pic")]
+    duration = _float(fmt.get("duration"))
+    return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and number >= 0 else None  # NaN-safe
+
+
+def check_bitrate(value: str) -> str:
+    match = _BITRATE.match(value.strip().lower())
+    if not match or not 8 <= int(match.group(1)) <= 1024:
+        raise OptionError("option 'bitrate' must look like 192k (8k to 1024k)")
+    return f"{int(match.group(1))}k"
+
+
+def check_trim(options: dict[str, Any]) -> None:
+    start, end = options.get("trim_start"), options.get("trim_end")
+    if start is not None and end is not None and end <= start:
+        raise OptionError("option 'trim_end' must be after 'trim_start'")
+
+
+def trim_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(input args, output args) for trimming. Seeking on the input is fast, and exact when
+    transcoding; the length then goes on the output, whose clock starts at the seek point."""
+    start, end = options.get("trim_start"), options.get("trim_end")
+    before = ["-ss", f"{start:.3f}"] if start else []
+    after = ["-t", f"{end - (start or 0):.3f}"] if end is not None else []
+    return before, after
+
+
+def expected_duration(source: float | None, options: dict[str, Any]) -> float | None:
+    if source is None:
+        return None
+    start = options.get("trim_start") or 0.0
+    end = min(options.get("trim_end") or source, source)
+    return max(end - start, 0.0)
+
+
+async def run_ffmpeg(
+    args: list[str],
+    output: Path,
+    *,
+    duration: float | None,
+    timeout: float,
+    report: Callable[[int], Awaitable[None]],
+    what: str,
+) -> None:
+    """Run FFmpeg writing `output`, reporting progress from its `-progress` stream."""
+    last = -1
+
+    async def on_line(line: str) -> None:
+        nonlocal last
+        key, _, value = line.partition("=")
+        if key != "out_time_us" or not duration:
+            return
+        seconds = (_float(value) or 0) / 1_000_000
+        percent = min(99, int(seconds * 100 / duration))
+        if percent >= last + 5:  # one database write per 5 %, not per progress line
+            last = percent
+            await report(percent)
+
+    result = await procs.run(
+        [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            *args,
+            "-progress", "pipe:1", "-nostats",
+            f"file:{output}",
+        ],
+        timeout=timeout,
+        on_line=on_line,
+    )
+    if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
+        detail = procs.last_error_line(result.stderr, "FFmpeg could not convert it")
+        raise ConversionError(f"Could not convert this {what}: {detail}")

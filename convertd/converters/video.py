@@ -1,0 +1,172 @@
+"""Video through FFmpeg: transcode between containers, make GIFs, or pull out the audio track."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from convertd.converters import audio, media
+from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.errors import ConversionError
+
+VIDEO_ENCODERS = {
+    "h264": ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"],
+    "vp8": ["-c:v", "libvpx", "-deadline", "good", "-cpu-used", "4", "-b:v", "0"],
+    "vp9": ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1",
+            "-b:v", "0"],
+    "mpeg4": ["-c:v", "mpeg4"],
+}
+AUDIO_ENCODERS = {
+    "aac": ["-c:a", "aac", "-b:a", "128k"],
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "160k"],
+    "opus": ["-c:a", "libopus", "-b:a", "128k"],
+    "vorbis": ["-c:a", "libvorbis", "-b:a", "128k"],
+    "pcm": ["-c:a", "pcm_s16le"],
+}
+# container -> (muxer, default video codec, default audio codec, allowed video, allowed audio)
+CONTAINERS: dict[str, tuple[str, str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "mp4": ("mp4", "h264", "aac", ("h264", "mpeg4", "vp9"), ("aac", "mp3", "opus")),
+    "mov": ("mov", "h264", "aac", ("h264", "mpeg4"), ("aac", "mp3", "pcm")),
+    "mkv": ("matroska", "h264", "aac", tuple(VIDEO_ENCODERS), tuple(AUDIO_ENCODERS)),
+    "webm": ("webm", "vp9", "opus", ("vp8", "vp9"), ("opus", "vorbis")),
+    "avi": ("avi", "mpeg4", "mp3", ("mpeg4", "h264"), ("mp3", "pcm")),
+}
+AUDIO_OUTPUTS = {"mp3", "wav"}
+QUALITY_CRF = {"low": 32, "medium": 26, "high": 20}
+# libvpx's CRF scale sits higher than x264's for similar quality.
+VPX_CRF_OFFSET = 8
+
+VIDEO_OPTIONS = {
+    "video_codec": Option(str, "Video codec", choices=(*VIDEO_ENCODERS, "copy")),
+    "audio_codec": Option(str, "Audio codec", choices=(*AUDIO_ENCODERS, "copy")),
+    "crf": Option(int, "Constant rate factor: lower is better quality (0-51)", 0, 51),
+    "quality": Option(str, "Preset quality instead of crf", choices=tuple(QUALITY_CRF)),
+    "width": Option(int, "Output width; height follows unless given", 16, 7680),
+    "height": Option(int, "Output height; width follows unless given", 16, 4320),
+    "fps": Option(float, "Frames per second", 1, 120),
+    "trim_start": Option(float, "Start at this many seconds into the input", 0, 86400),
+    "trim_end": Option(float, "Stop at this many seconds into the input", 0, 86400),
+    "mute": Option(bool, "Drop the audio track"),
+    "bitrate": Option(str, "Audio bitrate when extracting mp3, e.g. 192k"),
+}
+
+
+def _even(n: int) -> int:
+    return n - n % 2
+
+
+def scale_filter(options: dict[str, Any], default_width: int | None = None) -> str | None:
+    """A scale filter keeping the aspect ratio when one side is given (-2: even, for yuv420p)."""
+    width, height = options.get("width"), options.get("height")
+    if width is None and height is None:
+        if default_width is None:
+            return None
+        return f"scale='min({default_width},iw)':-2:flags=lanczos"
+    w = str(_even(width)) if width else "-2"
+    h = str(_even(height)) if height else "-2"
+    return f"scale={w}:{h}:flags=lanczos"
+
+
+def video_args(fmt: str, options: dict[str, Any]) -> list[str]:
+    muxer, vdefault, adefault, _, _ = CONTAINERS[fmt]
+    vcodec = options.get("video_codec") or vdefault
+    acodec = options.get("audio_codec") or adefault
+    args: list[str] = ["-map", "0:v:0"]
+    if not options.get("mute"):
+        args += ["-map", "0:a:0?"]
+
+    if vcodec == "copy":
+        args += ["-c:v", "copy"]
+    else:
+        args += VIDEO_ENCODERS[vcodec]
+        crf = options.get("crf")
+        if crf is None:
+            crf = QUALITY_CRF[options.get("quality") or "medium"]
+        if vcodec in {"vp8", "vp9"}:
+            args += ["-crf", str(min(63, crf + VPX_CRF_OFFSET))]
+        elif vcodec == "mpeg4":
+            args += ["-q:v", str(max(1, min(31, crf // 5)))]  # mpeg4 has qscale, not crf
+        else:
+            args += ["-crf", str(crf)]
+        filters = [f for f in (scale_filter(options),) if f]
+        if fps := options.get("fps"):
+            filters.append(f"fps={fps:g}")
+        if filters:
+            args += ["-vf", ",".join(filters)]
+
+    if options.get("mute"):
+        args += ["-an"]
+    elif acodec == "copy":
+        args += ["-c:a", "copy"]
+    else:
+        args += AUDIO_ENCODERS[acodec]
+    if muxer in {"mp4", "mov"}:
+        args += ["-movflags", "+faststart"]
+    # Drop container metadata such as a phone's GPS location; the streams are what was asked for.
+    return [*args, "-map_metadata", "-1", "-sn", "-dn", "-f", muxer]
+
+
+def gif_args(options: dict[str, Any]) -> list[str]:
+    fps = options.get("fps") or 10
+    scale = scale_filter(options, default_width=480)
+    # One palette made for this clip, then applied: far better than the default web palette.
+    graph = f"fps={fps:g},{scale},split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse"
+    return ["-map", "0:v:0", "-vf", graph, "-an", "-loop", "0", "-f", "gif"]
+
+
+class VideoConverter(Converter):
+    filetype = "video"
+    input_formats = ("mp4", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpeg", "m4v", "3gp", "ts")
+    output_formats = (*CONTAINERS, "gif", "mp3", "wav")
+    options = VIDEO_OPTIONS
+    tools = ("ffmpeg", "ffprobe")
+
+    def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
+        options = super().validate_options(raw, output_format)
+        media.check_trim(options)
+        if "bitrate" in options:
+            options["bitrate"] = media.check_bitrate(options["bitrate"])
+        if output_format in CONTAINERS:
+            _, _, _, vallowed, aallowed = CONTAINERS[output_format]
+            vcodec, acodec = options.get("video_codec"), options.get("audio_codec")
+            if vcodec not in (None, "copy", *vallowed):
+                raise OptionError(
+                    f"option 'video_codec' {vcodec!r} cannot go in {output_format}; "
+                    f"use one of: {', '.join(vallowed)}"
+                )
+            if acodec not in (None, "copy", *aallowed):
+                raise OptionError(
+                    f"option 'audio_codec' {acodec!r} cannot go in {output_format}; "
+                    f"use one of: {', '.join(aallowed)}"
+                )
+        if "crf" in options and "quality" in options:
+            raise OptionError("give either 'crf' or 'quality', not both")
+        return options
+
+    async def convert(self, task: Task) -> list[Path]:
+        timeout = task.limits.job_timeout_seconds
+        info = await media.probe(task.input_path, media.VIDEO_DEMUXERS, "video", timeout)
+        fmt = task.output_format
+        if fmt in AUDIO_OUTPUTS:
+            if not info.has("audio"):
+                raise ConversionError("Input has no audio track to extract")
+            args = ["-map", "0:a:0", "-vn", *audio.audio_args(fmt, task.options)]
+        elif not info.has("video"):
+            raise ConversionError("Input has no video stream")
+        elif fmt == "gif":
+            args = gif_args(task.options)
+        else:
+            args = video_args(fmt, task.options)
+        out = task.output_path()
+        await media.run_ffmpeg(
+            [
+                *media.input_args(task.input_path, media.VIDEO_DEMUXERS, task.options),
+                *args,
+            ],
+            out,
+            duration=media.expected_duration(info.duration, task.options),
+            timeout=timeout,
+            report=task.report_progress,
+            what="video",
+        )
+        return [out]

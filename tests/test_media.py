@@ -1,0 +1,360 @@
+"""Audio and video through the API, checked with ffprobe: codec, duration, size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import CORPUS, Daemon
+from tests.media import duration, ffprobe, make_audio, make_video, streams
+
+AUDIO_OUT = {
+    "mp3": ("mp3", "mp3"),
+    "wav": ("pcm_s16le", "wav"),
+    "ogg": ("vorbis", "ogg"),
+    "flac": ("flac", "flac"),
+    "aac": ("aac", "aac"),
+    "m4a": ("aac", "mov,mp4,m4a,3gp,3g2,mj2"),
+    "opus": ("opus", "ogg"),
+}
+AUDIO_IN = {
+    "mp3": ("-c:a", "libmp3lame"),
+    "wav": ("-c:a", "pcm_s16le"),
+    "ogg": ("-c:a", "libvorbis"),
+    "flac": ("-c:a", "flac"),
+    "aac": ("-c:a", "aac", "-f", "adts"),
+    "m4a": ("-c:a", "aac"),
+    "opus": ("-c:a", "libopus"),
+    "wma": ("-c:a", "wmav2", "-f", "asf"),
+    "aiff": ("-c:a", "pcm_s16be"),
+}
+
+
+@pytest.fixture(scope="module")
+def audio_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("audio")
+    return {fmt: make_audio(tmp / f"tone.{fmt}", 3.0, *args) for fmt, args in AUDIO_IN.items()}
+
+
+@pytest.mark.parametrize("src", sorted(AUDIO_IN))
+def test_audio_inputs_to_mp3(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], src: str, tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, audio_inputs[src].read_bytes(), f"t.{src}", "audio", "mp3"
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    assert streams(info, "audio")[0]["codec_name"] == "mp3"
+    assert abs(duration(info) - 3.0) < 0.2
+
+
+@pytest.mark.parametrize("dst", sorted(AUDIO_OUT))
+def test_audio_outputs(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], dst: str, tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, audio_inputs["wav"].read_bytes(), "t.wav", "audio", dst
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    codec, container = AUDIO_OUT[dst]
+    assert streams(info, "audio")[0]["codec_name"] == codec
+    assert info["format"]["format_name"] == container
+    assert abs(duration(info) - 3.0) < 0.2
+    assert status["file_name"] == f"t.{dst}"
+
+
+def test_audio_options(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key,
+        audio_inputs["flac"].read_bytes(),
+        "t.flac",
+        "audio",
+        "mp3",
+        {
+            "bitrate": "96k",
+            "sample_rate": 22050,
+            "channels": 1,
+            "trim_start": 0.5,
+            "trim_end": 2.0,
+            "normalize": True,
+        },
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    audio = streams(info, "audio")[0]
+    assert audio["sample_rate"] == "22050" and audio["channels"] == 1
+    assert abs(int(audio["bit_rate"]) - 96000) < 5000
+    assert abs(duration(info) - 1.5) < 0.2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bitrate": "loud"},
+        {"bitrate": "-filter_complex"},
+        {"channels": 0},
+        {"trim_start": 2, "trim_end": 1},
+        {"sample_rate": "44100"},
+        {"normalize": {"on": True}},
+    ],
+)
+def test_bad_audio_options(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], options: dict[str, object]
+) -> None:
+    resp = daemon.convert(key, audio_inputs["wav"].read_bytes(), "t.wav", "audio", "mp3", options)
+    assert resp.status_code == 400 and "options" in resp.json()["message"]
+
+
+CORPUS_AUDIO = [
+    "aac-lc.m4a",
+    "aiff-pcm.aif",
+    "flac-with-cover-art.flac",
+    "float32-6ch-extensible.wav",
+    "id3-i18n-tags.mp3",
+    "opus.opus",
+    "vorbis.ogg",
+    "wma-v2.wma",
+    "vbr-xing.mp3",
+    "speech-mono.mp3",
+]
+
+
+@pytest.mark.parametrize("name", CORPUS_AUDIO)
+def test_real_world_audio(daemon: Daemon, key: str, name: str, tmp_path: Path) -> None:
+    data = (CORPUS / "audio" / name).read_bytes()
+    source = ffprobe(data, tmp_path, "source" + Path(name).suffix)
+    status, out = daemon.convert_and_fetch(key, data, name, "audio", "ogg")
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    assert streams(info, "audio")[0]["codec_name"] == "vorbis"
+    assert streams(info, "video") == []  # cover art is not carried into audio
+    assert abs(duration(info) - duration(source)) < 0.2
+
+
+def test_audio_without_samples_fails_cleanly(daemon: Daemon, key: str) -> None:
+    data = (CORPUS / "audio" / "empty-header-only.wav").read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, "empty.wav", "audio", "mp3")
+    assert out is None and status["status"] == "failed"
+    assert "audio" in status["error"] and "Traceback" not in status["error"]
+
+
+VIDEO_IN = {
+    "mp4": ("-c:v", "libx264", "-pix_fmt", "yuv420p"),
+    "mov": ("-c:v", "libx264", "-pix_fmt", "yuv420p"),
+    "mkv": ("-c:v", "libx264"),
+    "webm": ("-c:v", "libvpx", "-c:a", "libvorbis"),
+    "avi": ("-c:v", "mpeg4", "-c:a", "libmp3lame"),
+    "flv": ("-c:v", "flv1", "-c:a", "libmp3lame", "-ar", "44100"),
+    "wmv": ("-c:v", "wmv2", "-c:a", "wmav2", "-f", "asf"),
+    "mpeg": ("-c:v", "mpeg2video", "-c:a", "mp2", "-f", "mpeg"),
+}
+VIDEO_OUT = {
+    "mp4": ("h264", "aac"),
+    "mov": ("h264", "aac"),
+    "mkv": ("h264", "aac"),
+    "webm": ("vp9", "opus"),
+    "avi": ("mpeg4", "mp3"),
+}
+
+
+@pytest.fixture(scope="module")
+def video_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("video")
+    return {
+        fmt: make_video(tmp / f"clip.{fmt}", 2.0, "320x240", *args)
+        for fmt, args in VIDEO_IN.items()
+    }
+
+
+@pytest.mark.parametrize("src", sorted(VIDEO_IN))
+def test_video_inputs_to_mp4(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path], src: str, tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, video_inputs[src].read_bytes(), f"c.{src}", "video", "mp4"
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    video = streams(info, "video")[0]
+    assert (video["codec_name"], video["width"], video["height"]) == ("h264", 320, 240)
+    assert streams(info, "audio")[0]["codec_name"] == "aac"
+    assert abs(duration(info) - 2.0) < 0.2
+
+
+@pytest.mark.parametrize("dst", sorted(VIDEO_OUT))
+def test_video_outputs(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path], dst: str, tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, video_inputs["mp4"].read_bytes(), "c.mp4", "video", dst
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    vcodec, acodec = VIDEO_OUT[dst]
+    assert streams(info, "video")[0]["codec_name"] == vcodec
+    assert streams(info, "audio")[0]["codec_name"] == acodec
+    assert abs(duration(info) - 2.0) < 0.2
+
+
+@pytest.mark.parametrize(("dst", "codec"), [("mp3", "mp3"), ("wav", "pcm_s16le")])
+def test_video_audio_track(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path], dst: str, codec: str, tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, video_inputs["mkv"].read_bytes(), "c.mkv", "video", dst
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    assert streams(info, "video") == []
+    assert streams(info, "audio")[0]["codec_name"] == codec
+    assert abs(duration(info) - 2.0) < 0.2
+
+
+def test_video_to_gif(daemon: Daemon, key: str, video_inputs: dict[str, Path]) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    status, out = daemon.convert_and_fetch(
+        key, video_inputs["mp4"].read_bytes(), "c.mp4", "video", "gif", {"width": 160, "fps": 5}
+    )
+    assert out is not None, status
+    with Image.open(BytesIO(out.content)) as im:
+        assert im.format == "GIF" and im.size == (160, 120)
+        assert getattr(im, "n_frames", 1) >= 9
+
+
+def test_video_options(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key,
+        video_inputs["mp4"].read_bytes(),
+        "c.mp4",
+        "video",
+        "webm",
+        {
+            "video_codec": "vp8",
+            "audio_codec": "vorbis",
+            "width": 160,
+            "fps": 10,
+            "trim_start": 0.5,
+            "trim_end": 1.5,
+            "crf": 30,
+        },
+    )
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    video = streams(info, "video")[0]
+    assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 160, 120)
+    assert video["r_frame_rate"] == "10/1"
+    assert streams(info, "audio")[0]["codec_name"] == "vorbis"
+    assert abs(duration(info) - 1.0) < 0.2
+    status, out = daemon.convert_and_fetch(
+        key,
+        video_inputs["mp4"].read_bytes(),
+        "c.mp4",
+        "video",
+        "mp4",
+        {"mute": True, "quality": "low"},
+    )
+    assert out is not None
+    assert streams(ffprobe(out.content, tmp_path), "audio") == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"video_codec": "vp9", "audio_codec": "pcm"},
+        {"video_codec": "h264"},
+        {"crf": 99},
+        {"crf": 20, "quality": "high"},
+        {"width": 1e9},
+    ],
+)
+def test_bad_video_options(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path], options: dict[str, object]
+) -> None:
+    resp = daemon.convert(key, video_inputs["mp4"].read_bytes(), "c.mp4", "video", "webm", options)
+    assert resp.status_code == 400, resp.text
+
+
+CORPUS_VIDEO = [
+    "camera-rotated-180-gps.mp4",
+    "h263.3gp",
+    "h264-aac.flv",
+    "h264-aac.mp4",
+    "h264-ac3-srt-subs.mkv",
+    "hevc-10bit-hdr.mp4",
+    "mpeg4-mp3.avi",
+    "quicktime-pcm.mov",
+    "vp8-vorbis.webm",
+    "vp9-alpha.webm",
+    "vp9-square.webm",
+    "wmv3.wmv",
+]
+
+
+@pytest.mark.parametrize("name", CORPUS_VIDEO)
+def test_real_world_video(daemon: Daemon, key: str, name: str, tmp_path: Path) -> None:
+    data = (CORPUS / "video" / name).read_bytes()
+    source = ffprobe(data, tmp_path, "source" + Path(name).suffix)
+    status, out = daemon.convert_and_fetch(key, data, name, "video", "mp4", {"width": 320})
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path)
+    video = streams(info, "video")[0]
+    assert video["codec_name"] == "h264" and video["width"] == 320
+    assert abs(duration(info) - duration(source)) < 0.3
+    assert "location" not in str(info["format"].get("tags", {})).lower()
+
+
+def test_corrupt_video_fails_cleanly(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path]
+) -> None:
+    data = video_inputs["mp4"].read_bytes()
+    status, out = daemon.convert_and_fetch(
+        key, data[:2000] + b"\0" * 5000, "broken.mp4", "video", "webm"
+    )
+    assert out is None and status["status"] == "failed"
+    assert "video" in status["error"]
+    ok, fine = daemon.convert_and_fetch(key, data, "fine.mp4", "video", "mkv")
+    assert fine is not None
+
+
+def test_playlist_disguised_as_mp4_is_refused(daemon: Daemon, key: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n" * 100)
+    playlist = (
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{secret}\n#EXT-X-ENDLIST\n"
+    ).encode()
+    status, out = daemon.convert_and_fetch(key, playlist, "movie.mp4", "video", "mkv")
+    assert out is None and status["status"] == "failed"
+    concat = f"ffconcat version 1.0\nfile '{secret}'\n".encode()
+    status, out = daemon.convert_and_fetch(key, concat, "movie.mp4", "video", "mp4")
+    assert out is None and status["status"] == "failed"
+
+
+def test_progress_is_reported_while_processing(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = make_daemon(workers=1)
+    key = d.create_key("progress", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "long.mp4", 40.0, "640x360", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    job = d.convert(
+        key, clip.read_bytes(), "long.mp4", "video", "webm", {"video_codec": "vp9", "crf": 10}
+    ).json()
+    seen = set()
+    while True:
+        status = requests.get(job["status_url"], headers={"X-API-Key": key}, timeout=5).json()
+        if status["status"] == "processing":
+            seen.add(status["progress"])
+        if status["status"] in {"finished", "failed"}:
+            break
+    assert status["status"] == "finished"
+    assert any(0 < p < 100 for p in seen), seen
