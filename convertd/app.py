@@ -13,11 +13,12 @@ from PIL import Image
 from convertd import jobs
 from convertd.api.handlers import add_routes
 from convertd.api.middleware import add_rate_limit_headers, auth_middleware, error_middleware
-from convertd.api.state import CONFIG, DATA, DB, POOL, REGISTRY
+from convertd.api.state import CONFIG, DATA, DB, OFFICE, POOL, REGISTRY
 from convertd.config import Config
 from convertd.converters.registry import Registry, default_registry
 from convertd.db import Database
 from convertd.files import DataDir
+from convertd.office import OfficePool
 from convertd.retention import run_sweeper
 from convertd.worker import WorkerPool
 
@@ -34,6 +35,21 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         logger.info("recovered %d interrupted job(s); %d gave up", requeued, failed)
     yield
     await db.close()
+
+
+async def _office(app: web.Application) -> AsyncIterator[None]:
+    office = app[OFFICE]
+    await asyncio.to_thread(office.detect)
+    office.start()
+    warm_up = None
+    if app[CONFIG].office_prewarm and office.uno_ready:
+        warm_up = asyncio.create_task(office.warm_up(), name="office-warm-up")
+    yield
+    if warm_up is not None:
+        warm_up.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm_up
+    await office.stop()
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
@@ -58,8 +74,11 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[CONFIG] = config
     app[DATA] = DataDir(config.data_dir)
-    app[REGISTRY] = registry or default_registry()
-    app.cleanup_ctx.extend([_database, _workers, _sweeper])
+    app[OFFICE] = OfficePool(
+        DataDir(config.data_dir).office, config.office_pool_size, config.office_recycle_after
+    )
+    app[REGISTRY] = registry or default_registry(app[OFFICE])
+    app.cleanup_ctx.extend([_database, _office, _workers, _sweeper])
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app)
     return app

@@ -40,6 +40,14 @@ class Config:
     # Honour X-Forwarded-For/-Proto/-Host only when a reverse proxy is known to set them.
     trust_proxy: bool = False
     max_image_pixels: int = 100_000_000
+    # Warm LibreOffice instances (0: as many as workers), started with the daemon or on first use.
+    office_instances: int = 0
+    office_prewarm: bool = True
+    office_recycle_after: int = 200
+
+    @property
+    def office_pool_size(self) -> int:
+        return self.office_instances or max(1, self.workers)
 
     @property
     def db_path(self) -> Path:
@@ -71,6 +79,9 @@ _PARSERS: dict[str, Any] = {
     "shutdown_grace_seconds": float,
     "trust_proxy": _to_bool,
     "max_image_pixels": int,
+    "office_instances": int,
+    "office_prewarm": _to_bool,
+    "office_recycle_after": int,
 }
 
 _POSITIVE = {
@@ -81,6 +92,8 @@ _POSITIVE = {
     "job_timeout_seconds": 1,
     "max_attempts": 1,
     "max_image_pixels": 1,
+    "office_instances": 0,
+    "office_recycle_after": 1,
 }
 
 

@@ -4,6 +4,7 @@
     <data dir>/uploads/<token>/<name>   files clients sent
     <data dir>/work/<job id>/       a job's scratch space, removed when the job ends
     <data dir>/results/<job id>/<name>  a finished job's output
+    <data dir>/office/profile-<n>/  a warm LibreOffice instance's private profile
 
 Client-supplied names are only ever used as the last component, after `safe_filename`; client
 supplied upload paths are looked up in the database, never joined onto a directory as given.
@@ -32,8 +33,9 @@ def safe_filename(name: str, default: str = "file") -> str:
     name = name.lstrip("-")  # a name must never look like an option to a tool
     if not name:
         return default
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext) > 16:
+    ext = name[len(name) - len(extension_of(name)) :] if extension_of(name) else ""
+    stem = name[: -len(ext) - 1] if ext else name
+    if len(ext) > 16:
         stem, ext = name, ""
     while len(stem.encode()) + len(ext) + 1 > MAX_NAME_BYTES:
         stem = stem[:-1]
@@ -42,14 +44,22 @@ def safe_filename(name: str, default: str = "file") -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+# Extensions of two parts; everything else is the part after the last dot.
+COMPOUND_EXTENSIONS = ("tar.gz", "tar.bz2", "tar.xz", "tar.zst")
+
+
 def extension_of(name: str) -> str:
+    lower = name.lower()
+    for compound in COMPOUND_EXTENSIONS:
+        if lower.endswith("." + compound) and len(name) > len(compound) + 1:
+            return compound
     stem, dot, ext = name.rpartition(".")
     return ext.lower() if dot and stem else ""
 
 
 def stem_of(name: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return stem if dot and stem else name
+    ext = extension_of(name)
+    return name[: -len(ext) - 1] if ext else name
 
 
 def is_job_id(value: str) -> bool:
@@ -62,6 +72,7 @@ class DataDir:
         self.uploads = self.root / "uploads"
         self.work = self.root / "work"
         self.results = self.root / "results"
+        self.office = self.root / "office"  # LibreOffice profiles, one per instance
 
     def ensure(self) -> None:
         for path in (self.root, self.uploads, self.work, self.results):

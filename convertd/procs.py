@@ -87,7 +87,9 @@ async def run(
     proc = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE if (on_line or capture_stdout) else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE
+        if (on_line or capture_stdout)
+        else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
         env=env,
@@ -137,4 +139,4 @@ def last_error_line(stderr: str, default: str) -> str:
         lower = line.lower()
         if any(word in lower for word in ("error", "invalid", "could not", "unable", "failed")):
             return line[:300]
-    return (lines[-1][:300] if lines else default)
+    return lines[-1][:300] if lines else default

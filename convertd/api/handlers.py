@@ -186,6 +186,13 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
                 f"It reads: {', '.join(converter.input_formats)}.",
             )
         input_format = sniffed
+    try:
+        converter.check_pair(input_format, output_format)
+    except OptionError as exc:
+        raise BadRequest(
+            f"The field 'output_format' does not fit this input: {exc}.",
+            "See GET /v1/formats.",
+        ) from None
 
     return await jobs.create(
         request.app[DB],

@@ -9,6 +9,7 @@ from convertd.converters.registry import Registry
 from convertd.db import Database
 from convertd.files import DataDir
 from convertd.keys import ApiKey
+from convertd.office import OfficePool
 from convertd.quotas import Usage
 from convertd.worker import WorkerPool
 
@@ -17,6 +18,7 @@ DB = web.AppKey("db", Database)
 DATA = web.AppKey("data", DataDir)
 REGISTRY = web.AppKey("registry", Registry)
 POOL = web.AppKey("pool", WorkerPool)
+OFFICE = web.AppKey("office", OfficePool)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)

@@ -77,7 +77,11 @@ class AudioConverter(Converter):
         await media.run_ffmpeg(
             [
                 *media.input_args(task.input_path, media.AUDIO_DEMUXERS, task.options),
-                "-map", "0:a:0", "-vn", "-map_metadata", "0",
+                "-map",
+                "0:a:0",
+                "-vn",
+                "-map_metadata",
+                "0",
                 *audio_args(task.output_format, task.options),
             ],
             out,

@@ -139,6 +139,10 @@ class Converter(abc.ABC):
     def accepts_input(self, fmt: str) -> bool:
         return ANY_FORMAT in self.input_formats or fmt in self.input_formats
 
+    def check_pair(self, input_format: str, output_format: str) -> None:
+        """Raise OptionError when this input cannot become this output (e.g. a sheet as docx)."""
+        return None
+
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         unknown = sorted(set(raw) - set(self.options))
         if unknown:

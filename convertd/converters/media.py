@@ -33,9 +33,12 @@ def input_args(
     before, after = trim_args(options or {})
     return [
         *before,
-        "-protocol_whitelist", "file",
-        "-format_whitelist", ",".join(demuxers),
-        "-i", f"file:{path}",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        ",".join(demuxers),
+        "-i",
+        f"file:{path}",
         *after,
     ]
 
@@ -57,10 +60,15 @@ async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float
     """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""
     result = await procs.run(
         [
-            "ffprobe", "-v", "error", *input_args(path, demuxers),
-            "-show_entries", "format=duration,format_name:stream=codec_type,codec_name,width,height,"
+            "ffprobe",
+            "-v",
+            "error",
+            *input_args(path, demuxers),
+            "-show_entries",
+            "format=duration,format_name:stream=codec_type,codec_name,width,height,"
             "sample_rate,channels,duration,disposition",
-            "-of", "json",
+            "-of",
+            "json",
         ],
         timeout=min(timeout, 60),
         capture_stdout=True,
@@ -142,9 +150,16 @@ async def run_ffmpeg(
 
     result = await procs.run(
         [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
             *args,
-            "-progress", "pipe:1", "-nostats",
+            "-progress",
+            "pipe:1",
+            "-nostats",
             f"file:{output}",
         ],
         timeout=timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from convertd.converters.base import Converter
+from convertd.office import OfficePool
 
 # The filetypes the v1 API names; a request for any other is a 400.
 FILETYPES = ("image", "audio", "video", "document", "pdf", "hash", "archive", "ebook")
@@ -46,10 +47,19 @@ class Registry:
         }
 
 
-def default_registry() -> Registry:
+def default_registry(office: OfficePool) -> Registry:
     from convertd.converters.audio import AudioConverter
+    from convertd.converters.document import DocumentConverter
     from convertd.converters.hash import HashConverter
     from convertd.converters.image import ImageConverter
     from convertd.converters.video import VideoConverter
 
-    return Registry([ImageConverter(), AudioConverter(), VideoConverter(), HashConverter()])
+    return Registry(
+        [
+            ImageConverter(),
+            AudioConverter(),
+            VideoConverter(),
+            DocumentConverter(office),
+            HashConverter(),
+        ]
+    )

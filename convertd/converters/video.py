@@ -12,8 +12,18 @@ from convertd.errors import ConversionError
 VIDEO_ENCODERS = {
     "h264": ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"],
     "vp8": ["-c:v", "libvpx", "-deadline", "good", "-cpu-used", "4", "-b:v", "0"],
-    "vp9": ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1",
-            "-b:v", "0"],
+    "vp9": [
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "good",
+        "-cpu-used",
+        "4",
+        "-row-mt",
+        "1",
+        "-b:v",
+        "0",
+    ],
     "mpeg4": ["-c:v", "mpeg4"],
 }
 AUDIO_ENCODERS = {

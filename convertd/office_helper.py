@@ -1,0 +1,183 @@
+"""The UNO side of one warm LibreOffice instance. Runs under the Python that has `uno`.
+
+This file is executed as a script by the system interpreter (Debian's python3 with python3-uno),
+not imported by the daemon: it must use nothing outside the standard library and `uno`.
+
+It starts soffice with a private, hardened profile, connects over a named pipe, and then serves
+one JSON request per stdin line, answering one JSON line on stdout:
+
+    {"input": PATH, "output": PATH, "filter": NAME, "filter_options": STR?, "filter_data": {}?,
+     "import_filter": NAME?, "families": [...]?}
+    -> {"ok": true, "family": "text"} | {"ok": false, "kind": "input"|"crash", "error": STR}
+
+It exits when stdin closes or when soffice dies under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import uno  # type: ignore[import-not-found]
+from com.sun.star.beans import PropertyValue  # type: ignore[import-not-found]
+
+# MacroExecutionMode.NEVER_EXECUTE and UpdateDocMode.NO_UPDATE.
+NEVER_EXECUTE = 0
+NO_UPDATE = 0
+CONNECT_TIMEOUT = 60.0
+
+FAMILIES = {
+    "com.sun.star.sheet.SpreadsheetDocument": "sheet",
+    "com.sun.star.presentation.PresentationDocument": "slides",
+    "com.sun.star.drawing.DrawingDocument": "drawing",
+    "com.sun.star.text.TextDocument": "text",
+}
+
+
+def props(**values: Any) -> tuple[Any, ...]:
+    return tuple(PropertyValue(Name=k, Value=v) for k, v in values.items())
+
+
+def reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def start_office(soffice: str, profile: str, pipe: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            soffice,
+            "--headless",
+            "--invisible",
+            "--nocrashreport",
+            "--nodefault",
+            "--nologo",
+            "--nofirststartwizard",
+            "--norestore",
+            "--nolockcheck",
+            "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
+            f"--accept=pipe,name={pipe};urp;StarOffice.ComponentContext",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def connect(pipe: str, office: subprocess.Popen[bytes]) -> Any:
+    local = uno.getComponentContext()
+    resolver = local.ServiceManager.createInstanceWithContext(
+        "com.sun.star.bridge.UnoUrlResolver", local
+    )
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        try:
+            context = resolver.resolve(f"uno:pipe,name={pipe};urp;StarOffice.ComponentContext")
+            return context.ServiceManager.createInstanceWithContext(
+                "com.sun.star.frame.Desktop", context
+            )
+        except Exception:
+            if office.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def family_of(document: Any) -> str:
+    for service, family in FAMILIES.items():
+        if document.supportsService(service):
+            return family
+    return "other"
+
+
+def convert(desktop: Any, request: dict[str, Any]) -> dict[str, Any]:
+    load = dict(
+        Hidden=True,
+        ReadOnly=True,
+        MacroExecutionMode=NEVER_EXECUTE,
+        UpdateDocMode=NO_UPDATE,
+        # An empty password makes an encrypted document fail to load instead of asking.
+        Password="",
+    )
+    if request.get("import_filter"):
+        load["FilterName"] = request["import_filter"]
+    if request.get("import_options"):
+        load["FilterOptions"] = request["import_options"]
+    url = uno.systemPathToFileUrl(request["input"])
+    try:
+        document = desktop.loadComponentFromURL(url, "_blank", 0, props(**load))
+    except Exception as exc:  # UNO raises IllegalArgumentException, IOException, ...
+        if type(exc).__name__ in {"DisposedException", "RuntimeException"}:
+            raise
+        document = None
+    if document is None:
+        return {
+            "ok": False,
+            "kind": "input",
+            "error": "LibreOffice could not open it (damaged, password-protected, or not a "
+            "document)",
+        }
+    try:
+        family = family_of(document)
+        allowed = request.get("families")
+        if allowed and family not in allowed:
+            return {
+                "ok": False,
+                "kind": "family",
+                "family": family,
+                "error": f"the input is a {family} document",
+            }
+        store = dict(FilterName=request["filter"], Overwrite=True)
+        if request.get("filter_options"):
+            store["FilterOptions"] = request["filter_options"]
+        if request.get("filter_data"):
+            data = tuple(PropertyValue(Name=k, Value=v) for k, v in request["filter_data"].items())
+            store["FilterData"] = uno.Any("[]com.sun.star.beans.PropertyValue", data)
+        # uno.invoke with explicit Any types: the nested FilterData sequence is lost otherwise.
+        store_props = uno.Any("[]com.sun.star.beans.PropertyValue", props(**store))
+        out_url = uno.systemPathToFileUrl(request["output"])
+        uno.invoke(document, "storeToURL", (out_url, store_props))
+        return {"ok": True, "family": family}
+    finally:
+        with contextlib.suppress(Exception):
+            document.close(True)
+
+
+def main() -> int:
+    soffice, profile, pipe = sys.argv[1:4]
+    office = start_office(soffice, profile, pipe)
+    try:
+        desktop = connect(pipe, office)
+    except Exception as exc:
+        reply({"ready": False, "error": f"LibreOffice did not start: {exc}"})
+        office.kill()
+        return 1
+    reply({"ready": True, "office_pid": office.pid, "helper_pid": os.getpid()})
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            try:
+                reply(convert(desktop, request))
+            except Exception as exc:
+                # The bridge is gone (soffice crashed or was killed): say so, then exit so
+                # the pool starts a fresh instance.
+                reply({"ok": False, "kind": "crash", "error": type(exc).__name__})
+                return 2
+    finally:
+        with contextlib.suppress(Exception):
+            desktop.terminate()
+        try:
+            office.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            office.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
