@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -117,6 +118,14 @@ def find_soffice() -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
+def office_binary(soffice: str) -> str:
+    """soffice.bin beside the soffice launcher, when there is one: the helper runs it directly
+    so that it is the helper's own child (see office_helper.start_office)."""
+    real = Path(soffice).resolve()
+    binary = real.with_name("soffice.bin")
+    return str(binary) if binary.exists() else str(real)
+
+
 @dataclasses.dataclass
 class Request:
     input: Path
@@ -157,6 +166,8 @@ class Instance:
         self.proc: asyncio.subprocess.Process | None = None
         self.office_pid: int | None = None
         self.served = 0
+        # One conversation with the helper at a time: warm-up and a first job may race for it.
+        self._lock = asyncio.Lock()
 
     @property
     def alive(self) -> bool:
@@ -164,13 +175,22 @@ class Instance:
 
     async def start(self) -> None:
         await asyncio.to_thread(write_profile, self.profile)
+        # Let LibreOffice do its first-run work on the new profile in a throwaway start: a
+        # document opened during that work on the real instance fails to load.
+        await procs.run(
+            [
+                office_binary(self.soffice),
+                "--headless",
+                "--terminate_after_init",
+                "--norestore",
+                f"-env:UserInstallation={self.profile.as_uri()}",
+            ],
+            timeout=START_TIMEOUT,
+        )
         pipe = f"convertd-{os.getpid()}-{self.number}-{secrets.token_hex(4)}"
+        argv = [self.python, str(HELPER), office_binary(self.soffice), str(self.profile), pipe]
         self.proc = await asyncio.create_subprocess_exec(
-            self.python,
-            str(HELPER),
-            self.soffice,
-            str(self.profile),
-            pipe,
+            *procs.tied_to_parent(argv),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
@@ -190,15 +210,27 @@ class Instance:
         logger.info("office instance %d ready (soffice pid %s)", self.number, self.office_pid)
 
     async def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-                self.proc.stdin.close()
+        """Ask the helper to close LibreOffice, then make sure the whole group is gone."""
+        proc, self.proc, self.office_pid = self.proc, None, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                proc.stdin.close()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
-                    await self.proc.wait()
-            await procs.terminate(self.proc)
-        self.proc = None
-        self.office_pid = None
+                    await proc.wait()
+        finally:
+            # Even when cancelled: a hung soffice must not outlive its instance.
+            procs.kill_group(proc.pid, signal.SIGKILL)
+        await procs.terminate(proc)
+
+    async def kill(self) -> None:
+        """End a hung or crashed instance at once (helper and soffice share one group)."""
+        proc, self.proc, self.office_pid = self.proc, None, None
+        if proc is not None:
+            procs.kill_group(proc.pid, signal.SIGKILL)
+            await procs.terminate(proc)
 
     async def _read(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
@@ -208,9 +240,28 @@ class Instance:
         result: dict[str, Any] = json.loads(line)
         return result
 
+    async def ensure_started(self) -> None:
+        async with self._lock:
+            if not self.alive:
+                await self.start()
+
     async def convert(self, request: Request, timeout: float) -> dict[str, Any]:
-        if not self.alive:
-            await self.start()
+        try:
+            # The wait for the instance counts too: warm-up may hold it while soffice starts.
+            async with asyncio.timeout(timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise ConversionError(
+                f"LibreOffice was not ready within {timeout:.0f} s; try again"
+            ) from None
+        try:
+            if not self.alive:
+                await self.start()
+            return await self._convert(request, timeout)
+        finally:
+            self._lock.release()
+
+    async def _convert(self, request: Request, timeout: float) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
         try:
             async with asyncio.timeout(timeout):
@@ -219,21 +270,23 @@ class Instance:
                 result = await self._read()
         except TimeoutError:
             logger.warning("office instance %d hung; restarting it", self.number)
-            await self.stop()
+            await self.kill()
             raise ConversionError(
                 f"LibreOffice took longer than {timeout:.0f} s on this document and was stopped"
             ) from None
         except (OfficeCrashed, ConnectionError):
             logger.warning("office instance %d died; restarting it", self.number)
-            await self.stop()
+            await self.kill()
             raise OfficeCrashed(
                 "LibreOffice stopped unexpectedly while converting this document"
             ) from None
         except BaseException:
-            await self.stop()  # cancelled mid-conversion: the instance's state is unknown
+            # Cancelled mid-conversion (shutdown): the instance's state is unknown.
+            procs.kill_group(self.proc.pid, signal.SIGKILL)
+            self.proc = self.office_pid = None
             raise
         if result.get("kind") == "crash":
-            await self.stop()
+            await self.kill()
             raise OfficeCrashed("LibreOffice stopped unexpectedly while converting this document")
         self.served += 1
         if self.served >= self.recycle_after:
@@ -283,7 +336,7 @@ class OfficePool:
     async def warm_up(self) -> None:
         """Start every instance now, so the first documents do not wait for LibreOffice."""
         started = await asyncio.gather(
-            *(i.start() for i in self._instances if not i.alive), return_exceptions=True
+            *(i.ensure_started() for i in self._instances), return_exceptions=True
         )
         for outcome in started:
             if isinstance(outcome, BaseException):

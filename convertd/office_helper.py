@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ from com.sun.star.beans import PropertyValue  # type: ignore[import-not-found]
 NEVER_EXECUTE = 0
 NO_UPDATE = 0
 CONNECT_TIMEOUT = 60.0
+# soffice.bin's exit code when a fresh profile needs a restart (oosplash would restart it).
+RESTART_REQUESTED = 81
 
 FAMILIES = {
     "com.sun.star.sheet.SpreadsheetDocument": "sheet",
@@ -49,8 +52,12 @@ def reply(message: dict[str, Any]) -> None:
 
 
 def start_office(soffice: str, profile: str, pipe: str) -> subprocess.Popen[bytes]:
+    # soffice.bin is started directly (not through the soffice script and oosplash), as our own
+    # child, with a parent-death signal: if this helper dies, even by SIGKILL, so does soffice.
+    tie = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
     return subprocess.Popen(
         [
+            *tie,
             soffice,
             "--headless",
             "--invisible",
@@ -94,15 +101,17 @@ def family_of(document: Any) -> str:
     return "other"
 
 
-def convert(desktop: Any, request: dict[str, Any]) -> dict[str, Any]:
+def convert(
+    desktop: Any, office: subprocess.Popen[bytes], request: dict[str, Any]
+) -> dict[str, Any]:
     load = dict(
         Hidden=True,
         ReadOnly=True,
         MacroExecutionMode=NEVER_EXECUTE,
         UpdateDocMode=NO_UPDATE,
-        # An empty password makes an encrypted document fail to load instead of asking.
-        Password="",
     )
+    # No Password property: headless, with no interaction handler, an encrypted document just
+    # fails to load. (An empty Password marks the document as encrypted, and ODF export fails.)
     if request.get("import_filter"):
         load["FilterName"] = request["import_filter"]
     if request.get("import_options"):
@@ -110,10 +119,10 @@ def convert(desktop: Any, request: dict[str, Any]) -> dict[str, Any]:
     url = uno.systemPathToFileUrl(request["input"])
     try:
         document = desktop.loadComponentFromURL(url, "_blank", 0, props(**load))
-    except Exception as exc:  # UNO raises IllegalArgumentException, IOException, ...
-        if type(exc).__name__ in {"DisposedException", "RuntimeException"}:
-            raise
+    except Exception:  # UNO raises IllegalArgumentException, IOException, ...
         document = None
+    if document is None and office.poll() is not None:
+        raise RuntimeError("soffice is gone")
     if document is None:
         return {
             "ok": False,
@@ -147,14 +156,25 @@ def convert(desktop: Any, request: dict[str, Any]) -> dict[str, Any]:
             document.close(True)
 
 
+def start_and_connect(soffice: str, profile: str, pipe: str) -> tuple[Any, Any]:
+    for _ in range(3):
+        office = start_office(soffice, profile, pipe)
+        try:
+            return office, connect(pipe, office)
+        except Exception:
+            if office.poll() == RESTART_REQUESTED:
+                continue
+            office.kill()
+            raise
+    raise RuntimeError("soffice kept asking for a restart")
+
+
 def main() -> int:
     soffice, profile, pipe = sys.argv[1:4]
-    office = start_office(soffice, profile, pipe)
     try:
-        desktop = connect(pipe, office)
+        office, desktop = start_and_connect(soffice, profile, pipe)
     except Exception as exc:
         reply({"ready": False, "error": f"LibreOffice did not start: {exc}"})
-        office.kill()
         return 1
     reply({"ready": True, "office_pid": office.pid, "helper_pid": os.getpid()})
     try:
@@ -163,7 +183,7 @@ def main() -> int:
                 continue
             request = json.loads(line)
             try:
-                reply(convert(desktop, request))
+                reply(convert(desktop, office, request))
             except Exception as exc:
                 # The bridge is gone (soffice crashed or was killed): say so, then exit so
                 # the pool starts a fresh instance.

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,17 @@ class Result:
 
 class ProcessTimeout(ConversionError):
     pass
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+def tied_to_parent(argv: Sequence[str], sig: str = "KILL") -> list[str]:
+    """argv run so that the child gets `sig` if convertd itself dies (even by SIGKILL): no tool
+    keeps running, or writing into a job directory, after the daemon is gone."""
+    if SETPRIV is None:
+        return list(argv)
+    return [SETPRIV, "--pdeathsig", sig, "--", *argv]
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -85,7 +97,7 @@ async def run(
     args = [str(a) for a in argv]
     label = name or Path(args[0]).name
     proc = await asyncio.create_subprocess_exec(
-        *args,
+        *tied_to_parent(args),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE
         if (on_line or capture_stdout)

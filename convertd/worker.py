@@ -26,6 +26,7 @@ from convertd.files import DataDir, stem_of
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
+OUTER_TIMEOUT_SLACK = 5.0
 
 
 def _zip_outputs(outputs: list[Path], dest: Path) -> None:
@@ -129,7 +130,9 @@ class WorkerPool:
             report_progress=report,
         )
         try:
-            async with asyncio.timeout(self.config.job_timeout_seconds):
+            # Converters stop their own tools at the job timeout and say which one hung; this
+            # outer limit, a little later, is the backstop for a converter that does not.
+            async with asyncio.timeout(self.config.job_timeout_seconds + OUTER_TIMEOUT_SLACK):
                 outputs = await converter.convert(task)
             if not outputs:
                 raise ConversionError("The conversion produced no output")

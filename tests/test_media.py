@@ -323,7 +323,7 @@ def test_corrupt_video_fails_cleanly(
     )
     assert out is None and status["status"] == "failed"
     assert "video" in status["error"]
-    ok, fine = daemon.convert_and_fetch(key, data, "fine.mp4", "video", "mkv")
+    _ok, fine = daemon.convert_and_fetch(key, data, "fine.mp4", "video", "mkv")
     assert fine is not None
 
 

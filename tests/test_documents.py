@@ -1,0 +1,196 @@
+"""Office documents through the warm LibreOffice pool, checked by opening the output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CORPUS, Daemon
+from tests.inspect_files import check_output, pdf_text
+
+TEXT_OUT = ["pdf", "docx", "odt", "rtf", "txt", "html"]
+SHEET_OUT = ["xlsx", "ods", "csv", "pdf"]
+SLIDES_OUT = ["pptx", "odp", "pdf"]
+CORPUS_DOCS = {
+    "word2013-numbered-lists.docx": TEXT_OUT,
+    "word97.doc": TEXT_OUT,
+    "libreoffice-writer-odf13.odt": TEXT_OUT,
+    "japanese.rtf": TEXT_OUT,
+    "résumé-ünïcode.docx": TEXT_OUT,
+    "excel2016-multi-sheet.xlsx": SHEET_OUT,
+    "excel97.xls": SHEET_OUT,
+    "libreoffice-calc-odf13.ods": SHEET_OUT,
+    "powerpoint2007-various.pptx": SLIDES_OUT,
+    "powerpoint97-various.ppt": SLIDES_OUT,
+    "libreoffice-impress-odf13.odp": SLIDES_OUT,
+}
+CASES = [(name, fmt) for name, outs in CORPUS_DOCS.items() for fmt in outs]
+MARKER = "convertd marker Grüße 2026"
+
+
+@pytest.mark.parametrize(("name", "fmt"), CASES)
+def test_real_world_documents(daemon: Daemon, key: str, name: str, fmt: str) -> None:
+    data = (CORPUS / "document" / name).read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, name, "document", fmt)
+    assert out is not None, status
+    check_output(fmt, out.content)
+    assert status["file_name"] == f"{Path(name).stem}.{fmt}"
+
+
+MADE_INPUTS = {
+    "txt": f"{MARKER}\nsecond line\n".encode(),
+    "html": f"<html><body><h1>{MARKER}</h1><p>para</p></body></html>".encode(),
+    "csv": f"name,value\n{MARKER},42\n".encode(),
+}
+
+
+@pytest.mark.parametrize(
+    ("src", "fmt"),
+    [("txt", f) for f in TEXT_OUT]
+    + [("html", f) for f in TEXT_OUT]
+    + [("csv", f) for f in SHEET_OUT],
+)
+def test_text_survives(daemon: Daemon, key: str, src: str, fmt: str) -> None:
+    status, out = daemon.convert_and_fetch(key, MADE_INPUTS[src], f"made.{src}", "document", fmt)
+    assert out is not None, status
+    text = check_output(fmt, out.content)
+    if fmt == "rtf":
+        assert "convertd marker" in text
+    else:
+        assert MARKER in text, text[:500]
+
+
+def test_pages_and_pdf_a(daemon: Daemon, key: str) -> None:
+    data = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    _, whole = daemon.convert_and_fetch(key, data, "lists.docx", "document", "pdf")
+    _, part = daemon.convert_and_fetch(key, data, "lists.docx", "document", "pdf", {"pages": "2-3"})
+    assert whole is not None and part is not None
+    assert pdf_text(whole.content)[0] == 3 and pdf_text(part.content)[0] == 2
+    _, archival = daemon.convert_and_fetch(
+        key, data, "lists.docx", "document", "pdf", {"pdf_a": True}
+    )
+    assert archival is not None and b"pdfaid" in archival.content
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "options"),
+    [
+        ("a.docx", "xlsx", None),
+        ("a.xlsx", "docx", None),
+        ("a.pptx", "csv", None),
+        ("a.docx", "pdf", {"pages": "one"}),
+        ("a.docx", "docx", {"pages": "1"}),
+    ],
+)
+def test_impossible_pairs_are_400(
+    daemon: Daemon, key: str, name: str, fmt: str, options: dict[str, Any] | None
+) -> None:
+    resp = daemon.convert(key, b"PK\x03\x04", name, "document", fmt, options)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    if options is None:
+        assert "can become" in body["message"]
+
+
+def test_broken_and_locked_documents_fail_cleanly(daemon: Daemon, key: str) -> None:
+    locked = (CORPUS / "document" / "password-protected.docx").read_bytes()
+    status, out = daemon.convert_and_fetch(key, locked, "locked.docx", "document", "pdf")
+    assert out is None and "password-protected" in status["error"]
+    good = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    status, out = daemon.convert_and_fetch(key, good[:3000], "cut.docx", "document", "pdf")
+    assert out is None and status["status"] == "failed" and "Traceback" not in status["error"]
+    status, out = daemon.convert_and_fetch(key, good, "fine.docx", "document", "pdf")
+    assert out is not None
+
+
+def office_pids(data_dir: Path) -> list[int]:
+    """soffice.bin processes whose profile lives in this daemon's data dir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if comm == "soffice.bin" and str(data_dir / "office") in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for_pids(data_dir: Path, count: int, timeout: float = 60) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = office_pids(data_dir)
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} soffice processes, found {office_pids(data_dir)}")
+
+
+def test_killed_office_is_replaced(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1"}, workers=1)
+    key = d.create_key("office-kill", "--plan", "pro")
+    doc = (CORPUS / "document" / "libreoffice-writer-odf13.odt").read_bytes()
+    _, warm = d.convert_and_fetch(key, doc, "warm.odt", "document", "pdf")
+    assert warm is not None
+    (first,) = wait_for_pids(d.data_dir, 1)
+    os.kill(first, signal.SIGKILL)
+    status, out = d.convert_and_fetch(key, doc, "a.odt", "document", "pdf")
+    assert out is not None, status
+    (second,) = wait_for_pids(d.data_dir, 1)
+    assert second != first
+
+
+def test_hung_office_times_out_and_is_replaced(make_daemon: Any) -> None:
+    d = make_daemon(
+        env={"CONVERTD_OFFICE_INSTANCES": "1", "CONVERTD_JOB_TIMEOUT_SECONDS": "4"}, workers=1
+    )
+    key = d.create_key("office-hang", "--plan", "pro")
+    doc = (CORPUS / "document" / "libreoffice-writer-odf13.odt").read_bytes()
+    _, warm = d.convert_and_fetch(key, doc, "warm.odt", "document", "pdf")
+    assert warm is not None
+    (frozen,) = wait_for_pids(d.data_dir, 1)
+    os.kill(frozen, signal.SIGSTOP)
+    status, out = d.convert_and_fetch(key, doc, "a.odt", "document", "pdf")
+    assert out is None and "LibreOffice took longer than 4 s" in status["error"]
+    # The frozen soffice was killed with its process group, not left behind.
+    deadline = time.monotonic() + 10
+    while frozen in office_pids(d.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert frozen not in office_pids(d.data_dir)
+    status, out = d.convert_and_fetch(key, doc, "b.odt", "document", "pdf")
+    assert out is not None, status
+
+
+def test_documents_convert_in_parallel_on_two_instances(daemon: Daemon, key: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    doc = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda n: daemon.convert_and_fetch(key, doc, f"p{n}.docx", "document", "pdf"),
+                range(6),
+            )
+        )
+    for status, out in results:
+        assert out is not None, status
+        assert pdf_text(out.content)[0] == 3
+    assert len(office_pids(daemon.data_dir)) == 2
+
+
+def test_no_office_process_outlives_a_killed_daemon(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "2"})
+    wait_for_pids(d.data_dir, 2)
+    d.kill()
+    deadline = time.monotonic() + 15
+    while office_pids(d.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert office_pids(d.data_dir) == []
