@@ -52,6 +52,7 @@ def default_registry(office: OfficePool) -> Registry:
     from convertd.converters.document import DocumentConverter
     from convertd.converters.hash import HashConverter
     from convertd.converters.image import ImageConverter
+    from convertd.converters.pdf import PdfConverter
     from convertd.converters.video import VideoConverter
 
     return Registry(
@@ -60,6 +61,7 @@ def default_registry(office: OfficePool) -> Registry:
             AudioConverter(),
             VideoConverter(),
             DocumentConverter(office),
+            PdfConverter(office),
             HashConverter(),
         ]
     )
