@@ -48,6 +48,7 @@ class Registry:
 
 
 def default_registry(office: OfficePool) -> Registry:
+    from convertd.converters.archive import ArchiveConverter
     from convertd.converters.audio import AudioConverter
     from convertd.converters.document import DocumentConverter
     from convertd.converters.hash import HashConverter
@@ -62,6 +63,7 @@ def default_registry(office: OfficePool) -> Registry:
             VideoConverter(),
             DocumentConverter(office),
             PdfConverter(office),
+            ArchiveConverter(),
             HashConverter(),
         ]
     )
