@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from convertd import procs
+from convertd import htmlclean, procs
 from convertd.converters.base import Converter, Option, OptionError, Task
 from convertd.errors import ConversionError
 from convertd.office import OfficePool, Request, write_profile
@@ -81,6 +81,16 @@ def stage_input(task: Task, extension: str) -> Path:
         os.link(task.input_path, staged)
     except OSError:
         shutil.copyfile(task.input_path, staged)
+    return staged
+
+
+def stage_clean_html(task: Task) -> Path:
+    """HTML goes to LibreOffice only after cleaning: it would otherwise fetch every image URL
+    and read any local file an <img> names (file:///etc/...) into the output."""
+    staged = task.work_dir / "input.html"
+    markup = task.input_path.read_bytes().decode("utf-8", errors="replace")
+    body, title = htmlclean.clean(markup)
+    staged.write_text(htmlclean.document(title or task.output_stem, body), encoding="utf-8")
     return staged
 
 
@@ -236,7 +246,10 @@ class DocumentConverter(Converter):
 
     async def convert(self, task: Task) -> list[Path]:
         family = FAMILY_OF_INPUT[task.input_format]
-        source = await asyncio.to_thread(stage_input, task, task.input_format)
+        if task.input_format == "html":
+            source = await asyncio.to_thread(stage_clean_html, task)
+        else:
+            source = await asyncio.to_thread(stage_input, task, task.input_format)
         out = task.output_path()
         await office_convert(
             self.office,

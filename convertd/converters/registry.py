@@ -51,6 +51,7 @@ def default_registry(office: OfficePool) -> Registry:
     from convertd.converters.archive import ArchiveConverter
     from convertd.converters.audio import AudioConverter
     from convertd.converters.document import DocumentConverter
+    from convertd.converters.ebook import EbookConverter
     from convertd.converters.hash import HashConverter
     from convertd.converters.image import ImageConverter
     from convertd.converters.pdf import PdfConverter
@@ -64,6 +65,7 @@ def default_registry(office: OfficePool) -> Registry:
             DocumentConverter(office),
             PdfConverter(office),
             ArchiveConverter(),
+            EbookConverter(office),
             HashConverter(),
         ]
     )
