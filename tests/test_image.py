@@ -157,3 +157,52 @@ def test_heic_is_not_an_accepted_input(daemon: Daemon, key: str) -> None:
         key, (CORPUS / "image" / "iphone-photo.heic").read_bytes(), "photo.heic", "image", "jpg"
     )
     assert resp.status_code == 400 and "heic" in resp.json()["message"]
+
+
+def frame_count(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as im:
+        return getattr(im, "n_frames", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "dst", "frames"),
+    [
+        ("animated-transparent.gif", "webp", 30),
+        ("animated.webp", "gif", 42),
+        ("animated-transparent.gif", "gif", 30),
+        ("multipage-jpeg.tif", "tiff", 2),
+        ("animated.webp", "png", 1),
+    ],
+)
+def test_animations_and_pages_keep_their_frames(
+    daemon: Daemon, key: str, name: str, dst: str, frames: int
+) -> None:
+    data = (CORPUS / "image" / name).read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, name, "image", dst, {"width": 120})
+    assert out is not None, status
+    assert frame_count(out.content) == frames
+    with Image.open(io.BytesIO(out.content)) as im:
+        assert im.width == 120
+
+
+def test_image_to_pdf(daemon: Daemon, key: str) -> None:
+    from tests.inspect_files import pdf_text
+
+    data = (CORPUS / "image" / "multipage-jpeg.tif").read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, "scan.tif", "image", "pdf")
+    assert out is not None, status
+    assert pdf_text(out.content)[0] == 2
+    status, out = daemon.convert_and_fetch(
+        key, image_bytes("PNG", mode="RGBA"), "a.png", "image", "pdf"
+    )
+    assert out is not None and pdf_text(out.content)[0] == 1
+
+
+def test_too_many_frames_is_refused(daemon: Daemon, key: str) -> None:
+    frames = [Image.new("L", (8, 8), n % 256) for n in range(2500)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.gif", "image", "webp")
+    assert out is None and "frames" in status["error"]
+    status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.gif", "image", "png")
+    assert out is not None  # one frame is asked for: the first one is fine

@@ -22,8 +22,14 @@ PILLOW_FORMATS = {
     "bmp": "BMP",
     "tiff": "TIFF",
     "ico": "ICO",
+    "pdf": "PDF",
 }
-DECODERS = list(PILLOW_FORMATS.values())
+DECODERS = [name for fmt, name in PILLOW_FORMATS.items() if fmt != "pdf"]
+# Formats that hold several frames or pages: animations and multi-page TIFFs keep them all.
+MULTI_FRAME = {"gif", "webp", "tiff", "pdf"}
+MAX_FRAMES = 2000
+# All frames together may hold this many times the single-image pixel limit.
+FRAME_PIXEL_FACTOR = 4
 
 # Modes each encoder writes faithfully; anything else is converted first.
 WRITABLE_MODES = {
@@ -34,6 +40,7 @@ WRITABLE_MODES = {
     "bmp": {"RGB", "RGBA", "L", "P", "1"},
     "tiff": {"RGB", "RGBA", "L", "LA", "CMYK", "1", "I;16"},
     "ico": {"RGBA", "RGB"},
+    "pdf": {"RGB", "L", "CMYK"},
 }
 ALPHA_CAPABLE = {"png", "webp", "gif", "tiff", "ico", "bmp"}
 ICO_MAX = 256
@@ -66,7 +73,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 
 def _prepare_mode(im: Image.Image, fmt: str, background: tuple[int, int, int]) -> Image.Image:
-    if im.mode in WRITABLE_MODES[fmt] and not (fmt == "jpg" and _has_alpha(im)):
+    if im.mode in WRITABLE_MODES[fmt] and not (fmt in {"jpg", "pdf"} and _has_alpha(im)):
         return im
     im = _to_8bit(im)
     if _has_alpha(im):
@@ -112,7 +119,10 @@ def _target_size(
     return (max(1, round(w * ratio)), max(1, round(h * ratio))), None
 
 
-def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_pixels: int) -> None:
+def _load_frames(
+    src: Path, keep_all: bool, max_pixels: int
+) -> tuple[list[Image.Image], list[int], dict[str, Any], str | None]:
+    """Decoded frames (all of them, or the first), their durations, the image info, decoder."""
     try:
         with Image.open(src, formats=DECODERS) as opened:
             width, height = opened.size
@@ -121,10 +131,23 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
                     f"Image is {width}x{height} pixels, more than this server's limit of "
                     f"{max_pixels:,} pixels"
                 )
-            decoder = opened.format
-            opened.seek(0)  # first frame of an animation or page of a TIFF
-            im = ImageOps.exif_transpose(opened) or opened
-            im.load()
+            count = getattr(opened, "n_frames", 1) if keep_all else 1
+            if count > MAX_FRAMES or count * width * height > max_pixels * FRAME_PIXEL_FACTOR:
+                raise ConversionError(
+                    f"The image has {count} frames of {width}x{height}, more than this server "
+                    "decodes; convert it to a single-frame format"
+                )
+            frames: list[Image.Image] = []
+            durations: list[int] = []
+            for index in range(count):
+                opened.seek(index)
+                frame = ImageOps.exif_transpose(opened) if index == 0 else opened.copy()
+                frame = frame or opened.copy()
+                frame.load()
+                frames.append(frame)
+                durations.append(int(opened.info.get("duration", 100) or 100))
+            info = {str(k): v for k, v in opened.info.items()}
+            return frames, durations, info, opened.format
     except ConversionError:
         raise
     except Image.DecompressionBombError as exc:
@@ -138,6 +161,9 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ConversionError(f"Input is a damaged or truncated {decoder_name(src)} image") from exc
 
+
+def _transform(im: Image.Image, fmt: str, options: dict[str, Any], max_pixels: int) -> Image.Image:
+    """Resize, crop and convert one frame for the output format."""
     background = _parse_colour(options.get("background", "#ffffff"))
     new_size, crop_to = _target_size(
         im.size, options.get("width"), options.get("height"), options.get("fit", "contain")
@@ -153,8 +179,13 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
         left = (im.width - crop_to[0]) // 2
         top = (im.height - crop_to[1]) // 2
         im = im.crop((left, top, left + crop_to[0], top + crop_to[1]))
+    return _prepare_mode(im, fmt, background)
 
-    im = _prepare_mode(im, fmt, background)
+
+def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_pixels: int) -> None:
+    frames, durations, info, decoder = _load_frames(src, fmt in MULTI_FRAME, max_pixels)
+    frames = [_transform(f, fmt, options, max_pixels) for f in frames]
+    im = frames[0]
     params: dict[str, Any] = {}
     quality = options.get("quality")
     if fmt == "jpg":
@@ -165,12 +196,18 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
         params.update(optimize=False, compress_level=6)
     elif fmt == "tiff":
         params.update(compression="tiff_lzw")
+    elif fmt == "pdf":
+        params.update(resolution=72.0)
     elif fmt == "ico":
         im = _square_icon(im)
         sizes = [(n, n) for n in ICO_SIZES if n <= im.width]
         params.update(sizes=sizes or [im.size])
+    if len(frames) > 1:
+        params.update(save_all=True, append_images=frames[1:])
+        if fmt in {"gif", "webp"}:
+            params.update(duration=durations, loop=info.get("loop", 0))
     if not options.get("strip_metadata", False):
-        icc = opened.info.get("icc_profile")
+        icc = info.get("icc_profile")
         if icc and fmt in {"jpg", "png", "webp", "tiff"}:
             params["icc_profile"] = icc
         if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF"}:
@@ -188,7 +225,7 @@ def decoder_name(path: Path) -> str:
 class ImageConverter(Converter):
     filetype = "image"
     input_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico")
-    output_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico")
+    output_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico", "pdf")
     options = {
         "quality": Option(int, "Encoder quality for jpg and webp (1-100)", 1, 100),
         "width": Option(int, "Output width in pixels; height follows unless given", 1, 20000),
