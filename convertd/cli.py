@@ -111,6 +111,20 @@ def _parser() -> argparse.ArgumentParser:
         "--calls-per-minute", type=_limit, default=keys._UNSET, metavar="N|unlimited"
     )
 
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check tools, data dir, database and port",
+        description="Check what convertd needs, and say how to fix what is missing.",
+    )
+    doctor.add_argument("--host", help="address serve would bind")
+    doctor.add_argument("--port", type=int, help="port serve would bind")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    formats = sub.add_parser(
+        "formats", parents=[common], help="what this machine can convert, by filetype"
+    )
+    formats.add_argument("--json", action="store_true", help="machine-readable output")
+
     jobs_cmd = sub.add_parser("jobs", help="inspect the job queue")
     jobs_sub = jobs_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
     list_jobs = jobs_sub.add_parser("list", parents=[common], help="recent jobs, newest first")
@@ -299,6 +313,46 @@ ADMIN_ACTIONS: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Aw
 }
 
 
+def _doctor(config: Config, as_json: bool) -> int:
+    from convertd.doctor import run_checks
+
+    checks = run_checks(config)
+    if as_json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        for c in checks:
+            mark = "ok " if c.ok else ("FAIL" if c.required else "warn")
+            print(f"[{mark}] {c.name:16} {c.detail}")
+            if not c.ok and c.fix:
+                print(f"       fix: {c.fix}")
+    return 0 if all(c.ok for c in checks if c.required) else 1
+
+
+def _formats(config: Config, as_json: bool) -> int:
+    from convertd.converters.registry import default_registry
+    from convertd.files import DataDir
+    from convertd.office import OfficePool
+
+    office = OfficePool(DataDir(config.data_dir).office, 1)
+    registry = default_registry(office)
+    table = registry.formats()
+    if as_json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for filetype, entry in table.items():
+        print(f"{filetype}")
+        print(f"  in:  {', '.join(entry['input_formats'])}")
+        print(f"  out: {', '.join(entry['output_formats'])}")
+        if entry["options"]:
+            print(f"  options: {', '.join(entry['options'])}")
+    for converter in registry.unavailable():
+        print(
+            f"{converter.filetype}: unavailable, needs {', '.join(converter.missing_tools())}"
+            " (see `convertd doctor`)"
+        )
+    return 0
+
+
 def _setup_logging() -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -337,6 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         if args.command == "serve":
             return _serve(config)
+        if args.command == "doctor":
+            return _doctor(config, args.json)
+        if args.command == "formats":
+            return _formats(config, args.json)
         action = ADMIN_ACTIONS[(args.command, args.action)]
         return _with_db(config, lambda db: action(db, args))
     except (ConfigError, keys.AdminError, SchemaTooNew) as exc:

@@ -35,6 +35,9 @@ class Registry:
     def available(self) -> list[Converter]:
         return [c for c in self._all.values() if not c.missing_tools()]
 
+    def unavailable(self) -> list[Converter]:
+        return [c for c in self._all.values() if c.missing_tools()]
+
     def formats(self) -> dict[str, Any]:
         """What `/v1/formats` lists: only what this machine can really do."""
         return {

@@ -1,0 +1,169 @@
+"""`convertd doctor`: what this machine has, what it lacks, and how to fix each problem."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import shutil
+import socket
+import subprocess
+
+from convertd.config import Config
+from convertd.db import SCHEMA_VERSION, Database, SchemaTooNew
+from convertd.office import find_soffice, find_uno_python
+
+APT = "sudo apt-get install -y"
+MIN_FREE_BYTES = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True  # a failed optional check only removes some formats
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"does not run ({exc})"
+    first = (out.stdout or out.stderr).strip().splitlines()
+    return first[0][:80] if first else "present"
+
+
+def tool_checks() -> list[Check]:
+    checks: list[Check] = []
+    for tool, package, formats in (
+        ("ffmpeg", "ffmpeg", "audio and video"),
+        ("ffprobe", "ffmpeg", "audio and video"),
+        ("pdftoppm", "poppler-utils", "PDF to images"),
+    ):
+        path = shutil.which(tool)
+        checks.append(
+            Check(
+                tool,
+                path is not None,
+                _version([tool, "-version" if tool != "pdftoppm" else "-v"])
+                if path
+                else f"missing: no {formats}",
+                f"{APT} {package}",
+                required=False,
+            )
+        )
+    soffice = find_soffice()
+    checks.append(
+        Check(
+            "LibreOffice",
+            soffice is not None,
+            _version([soffice, "--version"])
+            if soffice
+            else "missing: no documents, ebooks, PDF to Word",
+            f"{APT} --no-install-recommends "
+            "libreoffice-writer libreoffice-calc libreoffice-impress",
+            required=False,
+        )
+    )
+    python = find_uno_python() if soffice else None
+    checks.append(
+        Check(
+            "LibreOffice UNO",
+            python is not None,
+            f"warm instances through {python}"
+            if python
+            else "missing: documents use a cold soffice per file (slow)",
+            f"{APT} python3-uno",
+            required=False,
+        )
+    )
+    checks.append(
+        Check(
+            "setpriv",
+            shutil.which("setpriv") is not None,
+            "tools die with the daemon"
+            if shutil.which("setpriv")
+            else "missing: tools may outlive a killed daemon",
+            f"{APT} util-linux",
+            required=False,
+        )
+    )
+    return checks
+
+
+def data_checks(config: Config) -> list[Check]:
+    checks: list[Check] = []
+    root = config.data_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".doctor-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        checks.append(Check("data dir", True, f"{root} is writable"))
+    except OSError as exc:
+        checks.append(
+            Check(
+                "data dir",
+                False,
+                f"{root}: {exc.strerror}",
+                "choose another with --data-dir, or fix its permissions",
+            )
+        )
+        return checks
+    free = shutil.disk_usage(root).free
+    checks.append(
+        Check(
+            "free disk",
+            free >= MIN_FREE_BYTES,
+            f"{free / 1024**3:.1f} GiB free in {root}",
+            "free some space, or move the data dir to a larger disk",
+        )
+    )
+
+    async def open_db() -> str:
+        db = await Database.open(config.db_path)
+        await db.close()
+        return f"{config.db_path} (schema {SCHEMA_VERSION})"
+
+    try:
+        checks.append(Check("database", True, asyncio.run(open_db())))
+    except SchemaTooNew as exc:
+        checks.append(Check("database", False, str(exc), "upgrade convertd"))
+    except Exception as exc:
+        checks.append(
+            Check(
+                "database",
+                False,
+                f"{config.db_path}: {exc}",
+                "check the file, or restore it from a backup",
+            )
+        )
+    return checks
+
+
+def port_check(config: Config) -> Check:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return Check(
+                    "port",
+                    False,
+                    f"{config.host}:{config.port} is in use (convertd already running?)",
+                    "stop the other program, or pick another with --port",
+                )
+            return Check(
+                "port",
+                False,
+                f"{config.host}:{config.port}: {exc.strerror}",
+                "pick another --host or --port",
+            )
+    return Check("port", True, f"{config.host}:{config.port} is free")
+
+
+def run_checks(config: Config) -> list[Check]:
+    return [*tool_checks(), *data_checks(config), port_check(config)]

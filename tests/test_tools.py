@@ -1,0 +1,84 @@
+"""What happens when tools are missing: doctor says so, formats shrink, requests get a 503."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import run_cli
+
+
+def bare_path(tmp_path: Path) -> str:
+    """A PATH with none of the converters' tools on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("setpriv",):
+        os.symlink(f"/usr/bin/{tool}", bin_dir / tool)
+    return str(bin_dir)
+
+
+def test_doctor_reports_everything_here(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path / "data", "doctor", "--json", "--port", "0")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    for name in (
+        "ffmpeg",
+        "ffprobe",
+        "pdftoppm",
+        "LibreOffice",
+        "LibreOffice UNO",
+        "data dir",
+        "database",
+        "port",
+    ):
+        assert checks[name]["ok"], checks[name]
+
+
+def test_doctor_and_formats_without_tools(tmp_path: Path) -> None:
+    env = {"PATH": bare_path(tmp_path), "CONVERTD_CONFIG": os.devnull}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convertd",
+            "doctor",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0  # optional tools: warnings, not failures
+    assert "[warn] ffmpeg" in proc.stdout and "apt-get install -y ffmpeg" in proc.stdout
+    assert "[warn] LibreOffice" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "convertd", "formats", "--json", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert set(json.loads(proc.stdout)) == {"image", "archive", "hash"}
+
+
+def test_doctor_fails_on_a_busy_port(tmp_path: Path, daemon: Any) -> None:
+    proc = run_cli(tmp_path / "data", "doctor", "--port", str(daemon.port), check=False)
+    assert proc.returncode == 1 and "in use" in proc.stdout
+
+
+def test_daemon_without_ffmpeg_answers_503(make_daemon: Any, tmp_path: Path) -> None:
+    d = make_daemon(env={"PATH": bare_path(tmp_path)})
+    key = d.create_key("no-tools", "--plan", "pro")
+    formats = d.session(key).get(f"{d.base}/formats", timeout=5).json()["filetypes"]
+    assert "audio" not in formats and "document" not in formats and "image" in formats
+    resp = d.convert(key, b"ID3fake", "a.mp3", "audio", "wav")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert "ffmpeg" in body["message"] and "doctor" in body["hint"]
