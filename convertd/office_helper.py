@@ -102,8 +102,10 @@ def family_of(document: Any) -> str:
 
 
 def convert(
-    desktop: Any, office: subprocess.Popen[bytes], request: dict[str, Any]
+    desktop: Any, office: subprocess.Popen[bytes], request: dict[str, Any], opened: list[Any]
 ) -> dict[str, Any]:
+    """Convert one document; the loaded document is left in `opened` for the caller to close
+    after it has replied (closing takes time the client need not wait for)."""
     load = dict(
         Hidden=True,
         ReadOnly=True,
@@ -130,30 +132,36 @@ def convert(
             "error": "LibreOffice could not open it (damaged, password-protected, or not a "
             "document)",
         }
+    opened.append(document)
+    family = family_of(document)
+    allowed = request.get("families")
+    if allowed and family not in allowed:
+        return {
+            "ok": False,
+            "kind": "family",
+            "family": family,
+            "error": f"the input is a {family} document",
+        }
+    store = dict(FilterName=request["filter"], Overwrite=True)
+    if request.get("filter_options"):
+        store["FilterOptions"] = request["filter_options"]
+    if request.get("filter_data"):
+        data = tuple(PropertyValue(Name=k, Value=v) for k, v in request["filter_data"].items())
+        store["FilterData"] = uno.Any("[]com.sun.star.beans.PropertyValue", data)
+    # uno.invoke with explicit Any types: the nested FilterData sequence is lost otherwise.
+    store_props = uno.Any("[]com.sun.star.beans.PropertyValue", props(**store))
+    out_url = uno.systemPathToFileUrl(request["output"])
     try:
-        family = family_of(document)
-        allowed = request.get("families")
-        if allowed and family not in allowed:
-            return {
-                "ok": False,
-                "kind": "family",
-                "family": family,
-                "error": f"the input is a {family} document",
-            }
-        store = dict(FilterName=request["filter"], Overwrite=True)
-        if request.get("filter_options"):
-            store["FilterOptions"] = request["filter_options"]
-        if request.get("filter_data"):
-            data = tuple(PropertyValue(Name=k, Value=v) for k, v in request["filter_data"].items())
-            store["FilterData"] = uno.Any("[]com.sun.star.beans.PropertyValue", data)
-        # uno.invoke with explicit Any types: the nested FilterData sequence is lost otherwise.
-        store_props = uno.Any("[]com.sun.star.beans.PropertyValue", props(**store))
-        out_url = uno.systemPathToFileUrl(request["output"])
         uno.invoke(document, "storeToURL", (out_url, store_props))
-        return {"ok": True, "family": family}
-    finally:
-        with contextlib.suppress(Exception):
-            document.close(True)
+    except Exception:
+        if office.poll() is not None:
+            raise
+        return {
+            "ok": False,
+            "kind": "input",
+            "error": "LibreOffice could not write this document in the asked format",
+        }
+    return {"ok": True, "family": family}
 
 
 def start_and_connect(soffice: str, profile: str, pipe: str) -> tuple[Any, Any]:
@@ -169,6 +177,28 @@ def start_and_connect(soffice: str, profile: str, pipe: str) -> tuple[Any, Any]:
     raise RuntimeError("soffice kept asking for a restart")
 
 
+def prime(desktop: Any, profile: str) -> None:
+    """Write an empty Writer document as DOCX, read it back and export it as PDF, so the first
+    real job does not pay for loading Writer and its most used filters."""
+    document = desktop.loadComponentFromURL(
+        "private:factory/swriter", "_blank", 0, props(Hidden=True)
+    )
+    docx = uno.systemPathToFileUrl(os.path.join(profile, "prime.docx"))
+    try:
+        document.storeToURL(docx, props(FilterName="MS Word 2007 XML", Overwrite=True))
+    finally:
+        with contextlib.suppress(Exception):
+            document.close(True)
+    # Reading it back warms the DOCX import filter too, the most common input.
+    document = desktop.loadComponentFromURL(docx, "_blank", 0, props(Hidden=True))
+    try:
+        target = uno.systemPathToFileUrl(os.path.join(profile, "prime.pdf"))
+        document.storeToURL(target, props(FilterName="writer_pdf_Export", Overwrite=True))
+    finally:
+        with contextlib.suppress(Exception):
+            document.close(True)
+
+
 def main() -> int:
     soffice, profile, pipe = sys.argv[1:4]
     try:
@@ -176,14 +206,22 @@ def main() -> int:
     except Exception as exc:
         reply({"ready": False, "error": f"LibreOffice did not start: {exc}"})
         return 1
+    with contextlib.suppress(Exception):
+        prime(desktop, profile)
     reply({"ready": True, "office_pid": office.pid, "helper_pid": os.getpid()})
     try:
         for line in sys.stdin:
             if not line.strip():
                 continue
             request = json.loads(line)
+            opened: list[Any] = []
             try:
-                reply(convert(desktop, office, request))
+                reply(convert(desktop, office, request, opened))
+                for document in opened:
+                    with contextlib.suppress(Exception):
+                        document.close(True)
+                if office.poll() is not None:
+                    return 2
             except Exception as exc:
                 # The bridge is gone (soffice crashed or was killed): say so, then exit so
                 # the pool starts a fresh instance.

@@ -358,3 +358,47 @@ def test_progress_is_reported_while_processing(make_daemon, tmp_path: Path) -> N
             break
     assert status["status"] == "finished"
     assert any(0 < p < 100 for p in seen), seen
+
+
+def ffmpeg_pids(data_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if comm == "ffmpeg" and str(data_dir) in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_timeout_kills_ffmpeg(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    d = make_daemon(env={"CONVERTD_JOB_TIMEOUT_SECONDS": "3"}, workers=1)
+    key = d.create_key("timeout", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "long.mp4", 60.0, "1280x720", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    job = d.convert(
+        key, clip.read_bytes(), "long.mp4", "video", "webm", {"video_codec": "vp9", "crf": 4}
+    ).json()
+    seen_running = False
+    while True:
+        status = requests.get(job["status_url"], headers={"X-API-Key": key}, timeout=5).json()
+        seen_running = seen_running or bool(ffmpeg_pids(d.data_dir))
+        if status["status"] in {"finished", "failed"}:
+            break
+        time.sleep(0.1)
+    assert seen_running
+    assert status["status"] == "failed" and "longer than 3 s" in status["error"]
+    assert ffmpeg_pids(d.data_dir) == []
+    # The work directory is gone too, and the daemon still converts.
+    assert list((d.data_dir / "work").iterdir()) == []
+    _, ok = d.convert_and_fetch(
+        key, make_audio(tmp_path / "t.wav", 1.0).read_bytes(), "t.wav", "audio", "mp3"
+    )
+    assert ok is not None
