@@ -120,7 +120,7 @@ def _target_size(
 
 
 def _load_frames(
-    src: Path, keep_all: bool, max_pixels: int
+    src: Path, keep_all: bool, max_pixels: int, options: dict[str, Any]
 ) -> tuple[list[Image.Image], list[int], dict[str, Any], str | None]:
     """Decoded frames (all of them, or the first), their durations, the image info, decoder."""
     try:
@@ -132,6 +132,18 @@ def _load_frames(
                     f"{max_pixels:,} pixels"
                 )
             count = getattr(opened, "n_frames", 1) if keep_all else 1
+            if opened.format == "JPEG":
+                # Shrink-on-load: the JPEG decoder skips detail a downscale would throw away.
+                # A square box keeps the draft large enough whatever the EXIF rotation.
+                (w, h), _ = _target_size(
+                    opened.size,
+                    options.get("width"),
+                    options.get("height"),
+                    options.get("fit", "contain"),
+                )
+                side = max(w, h)
+                if side < max(width, height) // 2:
+                    opened.draft("RGB", (side, side))
             if count > MAX_FRAMES or count * width * height > max_pixels * FRAME_PIXEL_FACTOR:
                 raise ConversionError(
                     f"The image has {count} frames of {width}x{height}, more than this server "
@@ -174,7 +186,7 @@ def _transform(im: Image.Image, fmt: str, options: dict[str, Any], max_pixels: i
         im = _to_8bit(im)
         if im.mode == "P":
             im = im.convert("RGBA" if _has_alpha(im) else "RGB")
-        im = im.resize(new_size, Image.Resampling.LANCZOS)
+        im = im.resize(new_size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if crop_to is not None:
         left = (im.width - crop_to[0]) // 2
         top = (im.height - crop_to[1]) // 2
@@ -183,7 +195,7 @@ def _transform(im: Image.Image, fmt: str, options: dict[str, Any], max_pixels: i
 
 
 def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_pixels: int) -> None:
-    frames, durations, info, decoder = _load_frames(src, fmt in MULTI_FRAME, max_pixels)
+    frames, durations, info, decoder = _load_frames(src, fmt in MULTI_FRAME, max_pixels, options)
     frames = [_transform(f, fmt, options, max_pixels) for f in frames]
     im = frames[0]
     params: dict[str, Any] = {}
