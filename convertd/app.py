@@ -20,6 +20,7 @@ from convertd.db import Database
 from convertd.files import DataDir
 from convertd.office import OfficePool
 from convertd.retention import run_sweeper
+from convertd.watch import DropWatcher
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await pool.stop()
 
 
+async def _watcher(app: web.Application) -> AsyncIterator[None]:
+    if not app[CONFIG].drop_enabled:
+        yield
+        return
+    watcher = DropWatcher(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL].notify)
+    watcher.start()
+    yield
+    await watcher.stop()
+
+
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(run_sweeper(app[CONFIG], app[DB], app[DATA]), name="retention")
     yield
@@ -78,7 +89,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         DataDir(config.data_dir).office, config.office_pool_size, config.office_recycle_after
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE])
-    app.cleanup_ctx.extend([_database, _office, _workers, _sweeper])
+    app.cleanup_ctx.extend([_database, _office, _workers, _watcher, _sweeper])
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app)
     return app

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from convertd import __version__, jobs, keys
 from convertd.clock import iso
 from convertd.config import DEFAULT_PORT, Config, ConfigError, load_config
 from convertd.db import Database, SchemaTooNew
+from convertd.droprules import RuleError
 
 logger = logging.getLogger("convertd")
 
@@ -68,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; others are explicit)")
     serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     serve.add_argument("--workers", type=int, help="conversion workers (default: CPU count)")
+    serve.add_argument(
+        "--drop-root", type=Path, help="where inbox/, outbox/, processed/, failed/ live"
+    )
 
     keys_cmd = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -125,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     formats.add_argument("--json", action="store_true", help="machine-readable output")
 
+    drops_cmd = sub.add_parser(
+        "drops",
+        parents=[common],
+        help="drop folders: files waiting, skipped (and why), recent drops",
+    )
+    drops_cmd.add_argument("--limit", type=int, default=30, help="recent drops to show")
+    drops_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
     jobs_cmd = sub.add_parser("jobs", help="inspect the job queue")
     jobs_sub = jobs_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
     list_jobs = jobs_sub.add_parser("list", parents=[common], help="recent jobs, newest first")
@@ -138,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Config:
     overrides = {
-        name: getattr(args, name, None) for name in ("data_dir", "host", "port", "workers")
+        name: getattr(args, name, None)
+        for name in ("data_dir", "host", "port", "workers", "drop_root")
     }
     return load_config(config_path=args.config, overrides=overrides)
 
@@ -302,6 +316,42 @@ async def _jobs_show(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _drops(db: Database, args: argparse.Namespace, config: Config) -> int:
+    from convertd import drops
+
+    status_file = config.data_dir / "drops-status.json"
+    state = json.loads(status_file.read_text()) if status_file.exists() else {}
+    recent = await drops.recent(db, args.limit)
+    if args.json:
+        state["recent"] = [
+            {
+                "id": d.id,
+                "rule": d.rule,
+                "file": d.display_name,
+                "status": d.status,
+                "job_id": d.job_id,
+                "error": d.error,
+                "output": os.fsdecode(d.output_path) if d.output_path else None,
+            }
+            for d in recent
+        ]
+        print(json.dumps(state, indent=2))
+        return 0
+    print("Waiting:" if state.get("waiting") else "Waiting: none")
+    for w in state.get("waiting", []):
+        print(f"  {w['path']}  ({w['reason']}, {w['waiting_seconds']} s)")
+    print("Skipped:" if state.get("skipped") else "Skipped: none")
+    for k in state.get("skipped", []):
+        print(f"  {k['path']}  ({k['reason']})")
+    print("Recent drops:" if recent else "Recent drops: none")
+    for d in recent:
+        detail = d.error or (os.fsdecode(d.output_path) if d.output_path else d.job_id or "")
+        print(f"  {d.status:10} {d.display_name}  {detail}")
+    if not status_file.exists():
+        print("(no status from a running daemon: is `convertd serve` running on this data dir?)")
+    return 0
+
+
 ADMIN_ACTIONS: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Awaitable[int]]] = {
     ("keys", "create"): _keys_create,
     ("keys", "list"): _keys_list,
@@ -359,6 +409,8 @@ def _setup_logging() -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # watchfiles logs every batch of events; our own lines say what was taken.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def _serve(config: Config) -> int:
@@ -378,6 +430,9 @@ def _serve(config: Config) -> int:
     except AlreadyRunning as exc:
         logger.error("%s", exc)
         return 1
+    except RuleError as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
     except OSError as exc:
         logger.error("cannot start: %s", exc)
         return 1
@@ -395,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(config, args.json)
         if args.command == "formats":
             return _formats(config, args.json)
+        if args.command == "drops":
+            return _with_db(config, lambda db: _drops(db, args, config))
         action = ADMIN_ACTIONS[(args.command, args.action)]
         return _with_db(config, lambda db: action(db, args))
     except (ConfigError, keys.AdminError, SchemaTooNew) as exc:

@@ -14,6 +14,8 @@ from typing import Any
 
 import platformdirs
 
+from convertd.droprules import ORIGINALS, RuleError, WatchRule, parse_rules
+
 APP_NAME = "convertd"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
@@ -44,6 +46,19 @@ class Config:
     office_instances: int = 0
     office_prewarm: bool = True
     office_recycle_after: int = 200
+    # Drop folders (see droprules.py): the embedded inbox lives under drop_root.
+    drop_root: Path | None = None
+    drop_enabled: bool = True
+    drop_settle_seconds: float = 2.0
+    drop_max_wait_seconds: float = 3600.0
+    drop_scan_seconds: float = 60.0
+    drop_events: bool = True  # false: find files by periodic scans only
+    drop_originals: str = "move"
+    watch_rules: tuple[WatchRule, ...] = ()
+
+    @property
+    def drop_dir(self) -> Path:
+        return self.drop_root or self.data_dir / "drop"
 
     @property
     def office_pool_size(self) -> int:
@@ -82,6 +97,13 @@ _PARSERS: dict[str, Any] = {
     "office_instances": int,
     "office_prewarm": _to_bool,
     "office_recycle_after": int,
+    "drop_root": lambda v: Path(v).expanduser(),
+    "drop_enabled": _to_bool,
+    "drop_settle_seconds": float,
+    "drop_max_wait_seconds": float,
+    "drop_scan_seconds": float,
+    "drop_events": _to_bool,
+    "drop_originals": str,
 }
 
 _POSITIVE = {
@@ -94,6 +116,9 @@ _POSITIVE = {
     "max_image_pixels": 1,
     "office_instances": 0,
     "office_recycle_after": 1,
+    "drop_settle_seconds": 0.05,
+    "drop_max_wait_seconds": 1,
+    "drop_scan_seconds": 0.2,
 }
 
 
@@ -113,12 +138,14 @@ def _parse(name: str, value: Any, source: str) -> Any:
     minimum = _POSITIVE.get(name)
     if minimum is not None and parsed < minimum:
         raise ConfigError(f"{source}: setting {name!r} must be at least {minimum}")
+    if name == "drop_originals" and parsed not in ORIGINALS:
+        raise ConfigError(f"{source}: setting 'drop_originals' must be one of {ORIGINALS}")
     if name == "port" and not 0 <= parsed <= 65535:
         raise ConfigError(f"{source}: setting 'port' must be between 0 and 65535")
     return parsed
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> tuple[dict[str, Any], Any]:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -126,9 +153,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    # Settings may sit at the top level or under [server]; other tables belong to later features.
+    # Settings may sit at the top level or under [server]; watch rules are [[watch]] tables.
     table = data.get("server", data)
-    return {k: v for k, v in table.items() if not isinstance(v, dict | list)}
+    settings = {k: v for k, v in table.items() if not isinstance(v, dict | list)}
+    return settings, data.get("watch")
 
 
 def load_config(
@@ -145,8 +173,10 @@ def load_config(
         Path(env["CONVERTD_CONFIG"]) if env.get("CONVERTD_CONFIG") else None
     )
     path = explicit_path or default_config_path()
+    watch_tables: Any = None
     if explicit_path is not None or path.exists():
-        for name, value in _read_toml(path).items():
+        settings, watch_tables = _read_toml(path)
+        for name, value in settings.items():
             if name not in _PARSERS:
                 raise ConfigError(f"{path}: unknown setting {name!r}")
             values[name] = _parse(name, value, str(path))
@@ -161,4 +191,8 @@ def load_config(
             values[name] = _parse(name, value, f"--{name.replace('_', '-')}")
 
     values.setdefault("data_dir", default_data_dir())
+    try:
+        values["watch_rules"] = parse_rules(watch_tables, values.get("drop_originals", "move"))
+    except RuleError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return Config(**values)

@@ -96,6 +96,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_pending ON jobs (status, created_at);
     CREATE INDEX uploads_created ON uploads (expired, created_at);
     """,
+    # 2: drop folders. A drop is a file taken from a watched folder; its job is an ordinary job.
+    """
+    ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'api';
+    CREATE TABLE drops (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        source_path BLOB NOT NULL,      -- where it was dropped; bytes, names need not be UTF-8
+        display_name TEXT NOT NULL,     -- the name for humans and for the output
+        output_format TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        upload_path TEXT NOT NULL,      -- where the claim moves it, inside the upload area
+        upload_id INTEGER REFERENCES uploads(id),
+        job_id TEXT REFERENCES jobs(id),
+        status TEXT NOT NULL
+            CHECK (status IN ('claiming', 'queued', 'delivering', 'done', 'failed')),
+        output_path BLOB,               -- chosen before it is written, so a crash cannot double it
+        error TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX drops_status ON drops (status);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

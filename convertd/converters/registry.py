@@ -32,6 +32,9 @@ class Registry:
         """The converter for a filetype whether or not it can run here."""
         return self._all.get(filetype)
 
+    def known_all(self) -> list[Converter]:
+        return list(self._all.values())
+
     def available(self) -> list[Converter]:
         return [c for c in self._all.values() if not c.missing_tools()]
 

@@ -1,0 +1,209 @@
+"""Watch rules: which folders are drop folders, what their files become, where results go.
+
+The embedded default needs no configuration: under the drop root, `inbox/<format>/` folders
+are watched, results go to `outbox/`, originals to `processed/<format>/` or `failed/<format>/`.
+More rules come from `[[watch]]` tables in the config file; each is checked when convertd starts,
+and a bad one stops it with a message naming the rule and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+ORIGINALS = ("move", "delete", "keep")
+# Names that are never taken: partial downloads, editor and office lock files, our own reports.
+IGNORED_PATTERNS = (
+    ".*",
+    "*.part",
+    "*.partial",
+    "*.crdownload",
+    "*.download",
+    "*.tmp",
+    "*.temp",
+    "~$*",
+    "*~",
+    "*.swp",
+    "*.error.txt",
+    "*.error.json",
+)
+
+
+class RuleError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchRule:
+    name: str
+    folder: Path
+    output: Path
+    processed: Path
+    failed: Path
+    output_format: str | None  # None: the first folder under `folder` names it (the inbox)
+    filetype: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    originals: str = "move"
+    recursive: bool = False
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    polling: bool = False
+    poll_interval: float = 5.0
+
+    @property
+    def by_subfolder(self) -> bool:
+        return self.output_format is None
+
+    def format_for(self, relative: PurePosixPath) -> str | None:
+        """The output format for a file at `relative` (to the rule's folder)."""
+        if self.output_format is not None:
+            return self.output_format
+        return relative.parts[0].lower() if len(relative.parts) > 1 else None
+
+    def processed_dir(self, fmt: str) -> Path:
+        return self.processed / fmt if self.by_subfolder else self.processed
+
+    def failed_dir(self, fmt: str) -> Path:
+        return self.failed / fmt if self.by_subfolder else self.failed
+
+    def wants(self, relative: PurePosixPath) -> bool:
+        name = relative.name
+        if any(fnmatch.fnmatch(name, p) for p in IGNORED_PATTERNS):
+            return False
+        if any(part.startswith(".") for part in relative.parts[:-1]):
+            return False
+        text = relative.as_posix()
+        if not any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(text, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(text, p) for p in self.exclude)
+
+
+def inbox_rule(drop_root: Path, originals: str) -> WatchRule:
+    return WatchRule(
+        name="inbox",
+        folder=drop_root / "inbox",
+        output=drop_root / "outbox",
+        processed=drop_root / "processed",
+        failed=drop_root / "failed",
+        output_format=None,
+        originals=originals,
+        recursive=True,
+    )
+
+
+def _path(rule: str, field: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise RuleError(f"watch rule {rule!r}: field {field!r} must be a folder path")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise RuleError(f"watch rule {rule!r}: field {field!r} must be an absolute path")
+    return path
+
+
+def _strings(rule: str, field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise RuleError(f"watch rule {rule!r}: field {field!r} must be a list of patterns")
+    return tuple(value)
+
+
+FIELDS = {
+    "name",
+    "folder",
+    "output_format",
+    "filetype",
+    "options",
+    "output",
+    "processed",
+    "failed",
+    "originals",
+    "recursive",
+    "include",
+    "exclude",
+    "polling",
+    "poll_interval",
+}
+
+
+def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> WatchRule:
+    name = table.get("name", f"watch-{index}")
+    if not isinstance(name, str) or not name.strip():
+        raise RuleError(f"watch rule #{index}: field 'name' must be a non-empty string")
+    unknown = sorted(set(table) - FIELDS)
+    if unknown:
+        raise RuleError(f"watch rule {name!r}: unknown field(s) {', '.join(unknown)}")
+    folder = _path(name, "folder", table.get("folder"))
+    output = _path(name, "output", table.get("output"))
+    fmt = table.get("output_format")
+    if not isinstance(fmt, str) or not fmt.strip():
+        raise RuleError(f"watch rule {name!r}: field 'output_format' is required, e.g. \"pdf\"")
+    filetype = table.get("filetype")
+    if filetype is not None and not isinstance(filetype, str):
+        raise RuleError(f"watch rule {name!r}: field 'filetype' must be a string")
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise RuleError(f"watch rule {name!r}: field 'options' must be a table")
+    originals = table.get("originals", default_originals)
+    if originals not in ORIGINALS:
+        raise RuleError(f"watch rule {name!r}: field 'originals' must be one of {ORIGINALS}")
+    for flag in ("recursive", "polling"):
+        if not isinstance(table.get(flag, False), bool):
+            raise RuleError(f"watch rule {name!r}: field {flag!r} must be true or false")
+    interval = table.get("poll_interval", 5.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0.1:
+        raise RuleError(f"watch rule {name!r}: field 'poll_interval' must be seconds >= 0.1")
+    return WatchRule(
+        name=name.strip(),
+        folder=folder,
+        output=output,
+        processed=_path(name, "processed", table["processed"])
+        if "processed" in table
+        else output / "processed",
+        failed=_path(name, "failed", table["failed"]) if "failed" in table else output / "failed",
+        output_format=fmt.strip().lower(),
+        filetype=filetype.strip().lower() if filetype else None,
+        options=options,
+        originals=originals,
+        recursive=table.get("recursive", False),
+        include=_strings(name, "include", table.get("include", ["*"])),
+        exclude=_strings(name, "exclude", table.get("exclude", [])),
+        polling=table.get("polling", False),
+        poll_interval=float(interval),
+    )
+
+
+def check_layout(rules: list[WatchRule]) -> None:
+    """Refuse rules whose outputs would be watched as inputs, or that share a folder."""
+    seen: dict[Path, str] = {}
+    for rule in rules:
+        folder = rule.folder.resolve()
+        if folder in seen:
+            raise RuleError(f"watch rules {seen[folder]!r} and {rule.name!r} watch one folder")
+        seen[folder] = rule.name
+        for field in ("output", "processed", "failed"):
+            target = getattr(rule, field).resolve()
+            if target == folder or target.is_relative_to(folder):
+                raise RuleError(
+                    f"watch rule {rule.name!r}: field {field!r} ({target}) is inside the "
+                    f"watched folder {folder}; convertd would convert its own output"
+                )
+    for rule in rules:
+        for other in rules:
+            for field in ("output", "processed", "failed"):
+                target = getattr(rule, field).resolve()
+                if other is not rule and target.is_relative_to(other.folder.resolve()):
+                    raise RuleError(
+                        f"watch rule {rule.name!r}: field {field!r} is inside the folder "
+                        f"watched by rule {other.name!r}"
+                    )
+
+
+def parse_rules(tables: Any, default_originals: str) -> tuple[WatchRule, ...]:
+    if tables is None:
+        return ()
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise RuleError("[[watch]] must be a list of tables")
+    return tuple(parse_rule(t, n, default_originals) for n, t in enumerate(tables, 1))

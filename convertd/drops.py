@@ -1,0 +1,182 @@
+"""Drop records: a file taken from a watched folder, its job, and what became of it.
+
+A drop moves through: claiming (row written, file being moved into the upload area) -> queued
+(its upload and job exist) -> delivering (output name chosen) -> done | failed. Each step is one
+transaction, so a crash at any point is repaired at the next start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+
+import aiosqlite
+
+from convertd import clock
+from convertd.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Drop:
+    id: int
+    rule: str
+    source_path: bytes
+    display_name: str
+    output_format: str
+    size: int
+    mtime_ns: int
+    upload_path: str  # where the claim moves the file: "<token>/<name>" in the upload area
+    upload_id: int | None
+    job_id: str | None
+    status: str
+    output_path: bytes | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Drop:
+        return cls(
+            id=row["id"],
+            rule=row["rule"],
+            source_path=bytes(row["source_path"]),
+            display_name=row["display_name"],
+            output_format=row["output_format"],
+            size=row["size"],
+            mtime_ns=row["mtime_ns"],
+            upload_path=row["upload_path"],
+            upload_id=row["upload_id"],
+            job_id=row["job_id"],
+            status=row["status"],
+            output_path=bytes(row["output_path"]) if row["output_path"] is not None else None,
+            error=row["error"],
+        )
+
+
+async def begin_claim(
+    db: Database,
+    rule: str,
+    source: bytes,
+    name: str,
+    fmt: str,
+    size: int,
+    mtime_ns: int,
+    upload_path: str,
+) -> int:
+    async with db.write() as conn:
+        cur = await conn.execute(
+            """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
+                                  upload_path, status, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?)""",
+            (rule, source, name, fmt, size, mtime_ns, upload_path, clock.now()),
+        )
+        return int(cur.lastrowid or 0)
+
+
+async def queue(
+    db: Database,
+    drop_id: int,
+    *,
+    file_name: str,
+    extension: str,
+    filetype: str,
+    input_format: str,
+    output_format: str,
+    options: dict[str, object],
+) -> str:
+    """Record the claimed file as an upload and queue its job, in one transaction."""
+    job_id = str(uuid.uuid4())
+    async with db.write() as conn:
+        async with conn.execute(
+            "SELECT size, upload_path FROM drops WHERE id = ?", (drop_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        cur = await conn.execute(
+            """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension,
+                                    created_at) VALUES (NULL, ?, ?, ?, ?, ?)""",
+            (row[1], file_name, row[0], extension, clock.now()),
+        )
+        upload_id = int(cur.lastrowid or 0)
+        await conn.execute(
+            """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
+                                 options, created_at, source)
+               VALUES (?, NULL, ?, ?, ?, ?, ?, ?, 'drop')""",
+            (
+                job_id,
+                upload_id,
+                filetype,
+                input_format,
+                output_format,
+                json.dumps(options),
+                clock.now(),
+            ),
+        )
+        await conn.execute(
+            "UPDATE drops SET status = 'queued', upload_id = ?, job_id = ? WHERE id = ?",
+            (upload_id, job_id, drop_id),
+        )
+    logger.info("job %s pending: %s %s -> %s (drop)", job_id, filetype, input_format, output_format)
+    return job_id
+
+
+async def set_output(db: Database, drop_id: int, output: bytes) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE drops SET status = 'delivering', output_path = ? WHERE id = ?",
+            (output, drop_id),
+        )
+
+
+async def close(db: Database, drop_id: int, status: str, error: str | None = None) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE drops SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+            (status, error, clock.now(), drop_id),
+        )
+        # The original has left the upload area: its record must not be swept again.
+        await conn.execute(
+            "UPDATE uploads SET expired = 1 WHERE id = (SELECT upload_id FROM drops WHERE id = ?)",
+            (drop_id,),
+        )
+
+
+async def forget(db: Database, drop_id: int) -> None:
+    async with db.write() as conn:
+        await conn.execute("DELETE FROM drops WHERE id = ? AND status = 'claiming'", (drop_id,))
+
+
+async def by_status(db: Database, *statuses: str) -> list[Drop]:
+    marks = ",".join("?" * len(statuses))
+    rows = await db.fetch_all(
+        f"SELECT * FROM drops WHERE status IN ({marks}) ORDER BY id",  # noqa: S608 (placeholders)
+        statuses,
+    )
+    return [Drop.from_row(r) for r in rows]
+
+
+async def ready_to_deliver(db: Database) -> list[tuple[Drop, str, str | None, str | None]]:
+    """Queued or half-delivered drops whose job has ended: (drop, job status, result, error)."""
+    rows = await db.fetch_all(
+        """SELECT d.*, j.status AS job_status, j.result_name, j.error AS job_error
+           FROM drops d JOIN jobs j ON j.id = d.job_id
+           WHERE d.status IN ('queued', 'delivering') AND j.status IN ('finished', 'failed')
+           ORDER BY d.id LIMIT 200"""
+    )
+    return [(Drop.from_row(r), r["job_status"], r["result_name"], r["job_error"]) for r in rows]
+
+
+async def kept_originals(db: Database, rule: str) -> set[tuple[bytes, int, int]]:
+    """(path, size, mtime) of originals left in place after conversion: not to be taken again."""
+    rows = await db.fetch_all(
+        "SELECT source_path, size, mtime_ns FROM drops WHERE rule = ? AND status = 'done'",
+        (rule,),
+    )
+    return {(bytes(r[0]), r[1], r[2]) for r in rows}
+
+
+async def recent(db: Database, limit: int = 50) -> list[Drop]:
+    rows = await db.fetch_all("SELECT * FROM drops ORDER BY id DESC LIMIT ?", (limit,))
+    return [Drop.from_row(r) for r in rows]
