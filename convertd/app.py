@@ -20,7 +20,7 @@ from convertd.db import Database
 from convertd.files import DataDir
 from convertd.office import OfficePool
 from convertd.retention import run_sweeper
-from convertd.watch import DropWatcher
+from convertd.watch import DropWatcher, build_rules
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         DataDir(config.data_dir).office, config.office_pool_size, config.office_recycle_after
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE])
+    if config.drop_enabled:
+        build_rules(config, app[REGISTRY])  # a bad watch rule stops start-up before anything runs
     app.cleanup_ctx.extend([_database, _office, _workers, _watcher, _sweeper])
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app)

@@ -71,7 +71,12 @@ async def serve(config: Config) -> None:
         # Running jobs get their own grace period in the worker pool; requests get this.
         shutdown_timeout=5.0,
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()  # unwind whatever had started
+        lock.close()
+        raise
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()

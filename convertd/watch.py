@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SKIPPED_SHOWN = 500
 # The order filetypes are tried in when a file's type must be inferred.
-INFERENCE_ORDER = ("image", "audio", "video", "document", "pdf", "archive", "ebook")
+INFERENCE_ORDER = ("image", "audio", "video", "document", "pdf", "archive", "ebook", "hash")
 
 
 def display(path: bytes | Path) -> str:
@@ -58,6 +58,7 @@ class Candidate:
     stable_since: float
     checks: int = 1
     not_before: float = 0.0  # back-off after a temporary failure
+    reason: str = ""  # why it is still here, when that is not just settling
 
 
 def unique_path(directory: Path, name: str) -> Path:
@@ -103,6 +104,44 @@ def place_file(src: Path, directory: Path, name: str, *, move: bool) -> Path:
         return target
 
 
+def build_rules(config: Config, registry: Registry) -> list[WatchRule]:
+    """The embedded inbox plus the configured rules, checked: a RuleError names the rule and
+    the field at fault."""
+    rules = [inbox_rule(config.drop_dir, config.drop_originals), *config.watch_rules]
+    check_layout(rules)
+    for rule in rules[1:]:
+        _check_rule(rule, registry)
+    return rules
+
+
+def _check_rule(rule: WatchRule, registry: Registry) -> None:
+    if rule.filetype is not None:
+        if rule.filetype not in FILETYPES:
+            raise RuleError(
+                f"watch rule {rule.name!r}: field 'filetype' must be one of {', '.join(FILETYPES)}"
+            )
+        converter = registry.known(rule.filetype)
+        if converter is None or rule.output_format not in converter.output_formats:
+            raise RuleError(
+                f"watch rule {rule.name!r}: field 'output_format' "
+                f"{rule.output_format!r} is not made by {rule.filetype}"
+            )
+        try:
+            converter.validate_options(dict(rule.options), rule.output_format or "")
+        except OptionError as exc:
+            raise RuleError(f"watch rule {rule.name!r}: field 'options': {exc}") from None
+    elif not any(rule.output_format in c.output_formats for c in registry.known_all()):
+        raise RuleError(
+            f"watch rule {rule.name!r}: field 'output_format' "
+            f"{rule.output_format!r} is not a format convertd makes"
+        )
+    elif rule.options:
+        raise RuleError(
+            f"watch rule {rule.name!r}: field 'options' needs a 'filetype', "
+            "since options belong to one converter"
+        )
+
+
 class DropWatcher:
     def __init__(
         self,
@@ -117,7 +156,7 @@ class DropWatcher:
         self.data = data
         self.registry = registry
         self.notify = notify
-        self.rules = self._rules()
+        self.rules = build_rules(config, registry)
         self.candidates: dict[Path, Candidate] = {}
         self.skipped: dict[str, str] = {}
         self.failures: dict[Path, int] = {}
@@ -127,37 +166,6 @@ class DropWatcher:
         self._status_written = ""
 
     # ----- setup -----
-
-    def _rules(self) -> list[WatchRule]:
-        rules = [inbox_rule(self.config.drop_dir, self.config.drop_originals)]
-        rules += list(self.config.watch_rules)
-        check_layout(rules)
-        for rule in rules[1:]:
-            self._check_rule(rule)
-        return rules
-
-    def _check_rule(self, rule: WatchRule) -> None:
-        if rule.filetype is not None:
-            if rule.filetype not in FILETYPES:
-                raise RuleError(
-                    f"watch rule {rule.name!r}: field 'filetype' must be one of "
-                    f"{', '.join(FILETYPES)}"
-                )
-            converter = self.registry.known(rule.filetype)
-            if converter is None or rule.output_format not in converter.output_formats:
-                raise RuleError(
-                    f"watch rule {rule.name!r}: field 'output_format' "
-                    f"{rule.output_format!r} is not made by {rule.filetype}"
-                )
-            try:
-                converter.validate_options(dict(rule.options), rule.output_format or "")
-            except OptionError as exc:
-                raise RuleError(f"watch rule {rule.name!r}: field 'options': {exc}") from None
-        elif not any(rule.output_format in c.output_formats for c in self.registry.known_all()):
-            raise RuleError(
-                f"watch rule {rule.name!r}: field 'output_format' "
-                f"{rule.output_format!r} is not a format convertd makes"
-            )
 
     def start(self) -> None:
         default = self.rules[0]
@@ -233,6 +241,10 @@ class DropWatcher:
             await asyncio.sleep(0.1)  # let a burst of events settle into one scan
 
     async def scan_all(self) -> None:
+        # The embedded folders come back if someone deletes them.
+        default = self.rules[0]
+        for path in (default.folder, default.output, default.processed, default.failed):
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         for rule in self.rules:
             kept = (
                 await drops.kept_originals(self.db, rule.name)
@@ -311,9 +323,7 @@ class DropWatcher:
                 "rule": c.rule.name,
                 "size": c.size,
                 "waiting_seconds": round(now - c.first_seen, 1),
-                "reason": "waiting for the file to stop changing"
-                if now >= c.not_before
-                else "retrying after a temporary error",
+                "reason": c.reason or "waiting for the file to stop changing",
             }
             for c in list(self.candidates.values())[:MAX_SKIPPED_SHOWN]
         ]
@@ -363,7 +373,7 @@ class DropWatcher:
             if cand.checks >= 2 and now - cand.stable_since >= self.config.drop_settle_seconds:
                 ready.append(cand)
             elif now - cand.first_seen > self.config.drop_max_wait_seconds:
-                self.skipped[f"{cand.rule.name}:{display(path)}"] = (
+                cand.reason = (
                     f"still changing after {self.config.drop_max_wait_seconds:.0f} s; "
                     "taken once it stops"
                 )
@@ -476,7 +486,7 @@ class DropWatcher:
         count = self.failures.get(cand.path, 0) + 1
         self.failures[cand.path] = count
         cand.not_before = time.monotonic() + min(2.0**count, 300.0)
-        self.skipped[f"{cand.rule.name}:{display(cand.path)}"] = reason
+        cand.reason = f"{reason}; retrying"
         logger.warning("drop waiting: %s: %s (retry %d)", display(cand.path), reason, count)
 
     async def _reject(self, cand: Candidate, fmt: str, name: str, reason: str) -> None:

@@ -1,0 +1,364 @@
+"""Drop folders, end to end: real folders, a real daemon, the files that come out."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.conftest import Daemon, image_bytes, run_cli
+
+FAST = {
+    "CONVERTD_DROP_SETTLE_SECONDS": "0.6",
+    "CONVERTD_DROP_SCAN_SECONDS": "2",
+    "CONVERTD_OFFICE_PREWARM": "false",
+}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def files(folder: Path) -> list[str]:
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+
+@pytest.fixture
+def drop(make_daemon: Any) -> Any:
+    def start(env: dict[str, str] | None = None, **kw: Any) -> tuple[Daemon, Path]:
+        d = make_daemon(env={**FAST, **(env or {})}, **kw)
+        return d, d.data_dir / "drop"
+
+    return start
+
+
+def write_png(path: Path, size: tuple[int, int] = (40, 30), **kw: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image_bytes("PNG", size, **kw))
+    return path
+
+
+def webp_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        assert im.format == "WEBP"
+        im.load()
+        return im.size
+
+
+def test_inbox_to_outbox(drop: Any) -> None:
+    d, root = drop()
+    write_png(root / "inbox" / "webp" / "photo.png")
+    out = wait_for(lambda: files(root / "outbox"), what="output")
+    assert out == ["photo.webp"]
+    assert webp_size(root / "outbox" / "photo.webp") == (40, 30)
+    wait_for(lambda: files(root / "processed" / "webp") == ["photo.png"], what="original moved")
+    assert files(root / "inbox" / "webp") == []
+    assert "drop taken" in d.log() and "drop finished" in d.log()
+    listing = json.loads(run_cli(d.data_dir, "jobs", "list", "--json").stdout)
+    assert listing[0]["status"] == "finished" and listing[0]["key_id"] is None
+
+
+def test_slow_copy_is_taken_once_complete(drop: Any) -> None:
+    d, root = drop()
+    data = image_bytes("PNG", (400, 300))
+    target = root / "inbox" / "webp" / "slow.png"
+    target.parent.mkdir(parents=True)
+    with target.open("wb") as fh:
+        step = len(data) // 10 + 1
+        for n in range(0, len(data), step):
+            fh.write(data[n : n + step])
+            fh.flush()
+            time.sleep(0.3)  # slower than nothing, faster than the settle time
+    wait_for(lambda: files(root / "outbox"), what="output")
+    time.sleep(2)
+    assert files(root / "outbox") == ["slow.webp"]
+    assert webp_size(root / "outbox" / "slow.webp") == (400, 300)
+    assert d.log().count("drop taken") == 1
+    assert files(root / "failed" / "webp") == []
+
+
+def test_renamed_into_the_inbox_and_temp_names_ignored(drop: Any) -> None:
+    _d, root = drop()
+    inbox = root / "inbox" / "webp"
+    for name in (
+        "movie.part",
+        "file.crdownload",
+        "x.tmp",
+        "~$report.docx",
+        ".hidden.png",
+        "old.error.txt",
+    ):
+        write_png(inbox / name)
+    partial = write_png(inbox / "late.png.part")
+    time.sleep(3)  # well past the settle time: none of those is taken
+    assert files(root / "outbox") == [] and files(root / "failed" / "webp") == []
+    os.rename(partial, inbox / "late.png")
+    wait_for(lambda: files(root / "outbox") == ["late.webp"], what="renamed file converted")
+    assert sorted(files(inbox)) == sorted(
+        [".hidden.png", "file.crdownload", "movie.part", "old.error.txt", "x.tmp", "~$report.docx"]
+    )
+
+
+def test_same_name_twice_never_overwrites(drop: Any) -> None:
+    _d, root = drop()
+    write_png(root / "inbox" / "webp" / "same.png", (10, 10))
+    wait_for(lambda: files(root / "outbox") == ["same.webp"], what="first")
+    write_png(root / "inbox" / "webp" / "same.png", (20, 20))
+    wait_for(lambda: len(files(root / "outbox")) == 2, what="second")
+    assert files(root / "outbox") == ["same (1).webp", "same.webp"]
+    assert webp_size(root / "outbox" / "same.webp") == (10, 10)
+    assert webp_size(root / "outbox" / "same (1).webp") == (20, 20)
+    wait_for(
+        lambda: files(root / "processed" / "webp") == ["same (1).png", "same.png"],
+        what="both originals kept",
+    )
+
+
+def test_corrupt_file_goes_to_failed_and_comes_back(drop: Any) -> None:
+    _d, root = drop()
+    bad = root / "inbox" / "webp" / "broken.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(image_bytes("PNG", (100, 100))[:300])
+    failed = root / "failed" / "webp"
+    wait_for(lambda: "broken.png.error.txt" in files(failed), what="error report")
+    report = (failed / "broken.png.error.txt").read_text()
+    details = json.loads((failed / "broken.png.error.json").read_text())
+    assert "PNG" in report and details["job_id"] in report and details["error"] in report
+    assert files(root / "outbox") == []
+    # Fixed and moved back, it converts.
+    (failed / "broken.png").write_bytes(image_bytes("PNG", (100, 100)))
+    os.rename(failed / "broken.png", bad)
+    wait_for(lambda: files(root / "outbox") == ["broken.webp"], what="retry converted")
+
+
+def test_files_dropped_while_stopped_and_kill_mid_conversion(drop: Any, make_daemon: Any) -> None:
+    d, root = drop(workers=1)
+    d.stop()
+    write_png(root / "inbox" / "webp" / "while-down.png")
+    noise = io.BytesIO()
+    Image.effect_noise((5000, 5000), 40).convert("RGB").save(noise, "PNG", compress_level=1)
+    (root / "inbox" / "webp" / "noise.png").write_bytes(noise.getvalue())
+    d2 = make_daemon(env=FAST, workers=1, data_dir=d.data_dir)
+
+    def noise_running() -> bool:
+        import sqlite3
+
+        conn = sqlite3.connect(d.data_dir / "convertd.db")
+        try:
+            row = conn.execute(
+                "SELECT j.status FROM jobs j JOIN uploads u ON u.id = j.upload_id "
+                "WHERE u.file_name = 'noise.png'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return bool(row and row[0] == "processing")
+
+    wait_for(noise_running, what="noise job running")
+    d2.kill()
+    d3 = make_daemon(env=FAST, workers=1, data_dir=d.data_dir)
+    wait_for(lambda: "noise.webp" in files(root / "outbox"), timeout=120, what="after restart")
+    time.sleep(1)
+    assert files(root / "outbox") == ["noise.webp", "while-down.webp"]
+    assert webp_size(root / "outbox" / "noise.webp") == (5000, 5000)
+    assert files(root / "processed" / "webp") == ["noise.png", "while-down.png"]
+    assert "drop finished" in d3.log()
+
+
+def test_a_thousand_files_at_once(drop: Any) -> None:
+    d, root = drop()
+    staging = d.data_dir.parent / "burst"
+    staging.mkdir()
+    for n in range(1000):
+        (staging / f"f{n:04d}.txt").write_text(f"file {n}\n")
+    os.rename(staging, root / "inbox" / "md5")  # all at once, as one folder
+    import hashlib
+
+    import requests
+
+    assert requests.get(f"{d.base}/", timeout=5).status_code == 200  # responsive meanwhile
+    wait_for(lambda: len(files(root / "outbox")) == 1000, timeout=240, what="1000 outputs")
+    for n in (0, 499, 999):
+        digest = (root / "outbox" / f"f{n:04d}.md5").read_text().strip()
+        assert digest == hashlib.md5(f"file {n}\n".encode()).hexdigest()
+    wait_for(lambda: len(files(root / "processed" / "md5")) == 1000, what="originals")
+
+
+def test_folder_moved_in_and_nested_and_non_utf8(drop: Any, tmp_path: Path) -> None:
+    _d, root = drop()
+    outside = tmp_path / "album"
+    write_png(outside / "a.png")
+    write_png(outside / "deeper" / "b.png")
+    (root / "inbox" / "webp").mkdir(parents=True)
+    os.rename(outside, root / "inbox" / "webp" / "album")
+    weird = os.path.join(os.fsencode(root / "inbox" / "webp"), b"caf\xe9.png")
+    with open(weird, "wb") as fh:
+        fh.write(image_bytes("PNG"))
+    wait_for(lambda: len(files(root / "outbox")) == 3, what="three outputs")
+    assert "a.webp" in files(root / "outbox") and "b.webp" in files(root / "outbox")
+    assert any(n.startswith("caf") for n in files(root / "outbox"))
+
+
+def test_watched_root_removed_and_recreated(drop: Any) -> None:
+    _d, root = drop()
+    write_png(root / "inbox" / "webp" / "one.png")
+    wait_for(lambda: files(root / "outbox") == ["one.webp"], what="first")
+    shutil.rmtree(root / "inbox")
+    time.sleep(1.5)
+    write_png(root / "inbox" / "webp" / "two.png")
+    wait_for(lambda: "two.webp" in files(root / "outbox"), what="after recreate")
+
+
+def test_scans_find_what_events_miss(drop: Any) -> None:
+    _d, root = drop(env={"CONVERTD_DROP_EVENTS": "false", "CONVERTD_DROP_SCAN_SECONDS": "1"})
+    write_png(root / "inbox" / "webp" / "quiet.png")
+    wait_for(lambda: files(root / "outbox") == ["quiet.webp"], what="scan-only pickup")
+
+
+def test_symlinks_are_not_followed(drop: Any) -> None:
+    d, root = drop()
+    (root / "inbox" / "md5").mkdir(parents=True)
+    os.symlink("/etc/hostname", root / "inbox" / "md5" / "host.txt")
+    write_png(root / "inbox" / "md5" / "real.png")
+    wait_for(lambda: files(root / "outbox") == ["real.md5"], what="real file")
+    time.sleep(2.5)
+    assert files(root / "outbox") == ["real.md5"]
+    status = json.loads(run_cli(d.data_dir, "drops", "--json").stdout)
+    assert any("symbolic link" in s["reason"] for s in status["skipped"])
+
+
+def test_missing_tool_waits_instead_of_failing(drop: Any, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    d, root = drop(env={"PATH": str(bin_dir)})
+    wav = root / "inbox" / "mp3" / "tone.wav"
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 30)
+    wait_for(lambda: "not available" in run_cli(d.data_dir, "drops").stdout, what="reported")
+    assert wav.exists() and files(root / "failed" / "mp3") == []
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_configured_rule_recursive_with_patterns_and_polling(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    scans = tmp_path / "scans"
+    out = tmp_path / "converted"
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[watch]]
+name = "scanner"
+folder = "{scans}"
+output_format = "jpg"
+filetype = "image"
+options = {{ width = 20 }}
+output = "{out}"
+originals = "delete"
+recursive = true
+include = ["*.png", "*.bmp"]
+exclude = ["skip-*"]
+polling = true
+poll_interval = 0.5
+""",
+    )
+    scans.mkdir()
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    write_png(scans / "2026" / "11" / "page.png", (40, 20))
+    write_png(scans / "skip-me.png")
+    (scans / "notes.txt").write_text("not an image")
+    wait_for(lambda: files(out) == ["page.jpg"], what="nested output")
+    with Image.open(out / "page.jpg") as im:
+        assert im.size == (20, 10)
+    wait_for(lambda: not (scans / "2026" / "11" / "page.png").exists(), what="original deleted")
+    time.sleep(1.5)
+    assert (scans / "skip-me.png").exists() and (scans / "notes.txt").exists()
+    assert files(out) == ["page.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "named"),
+    [
+        ('folder = "/tmp/x"\noutput_format = "jpg"', "'output'"),
+        ('folder = "relative"\noutput = "/tmp/o"\noutput_format = "jpg"', "'folder'"),
+        ('folder = "/tmp/in"\noutput = "/tmp/in/out"\noutput_format = "jpg"', "'output'"),
+        ('folder = "/tmp/in"\noutput = "/tmp/o"\noutput_format = "xyz"', "'output_format'"),
+        (
+            'folder = "/tmp/in"\noutput = "/tmp/o"\noutput_format = "jpg"\noriginals = "shred"',
+            "'originals'",
+        ),
+        (
+            'folder = "/tmp/in"\noutput = "/tmp/o"\noutput_format = "jpg"\nfiletype = "image"\n'
+            "options = { quality = 500 }",
+            "'options'",
+        ),
+        ('folder = "/tmp/in"\noutput = "/tmp/o"\noutput_format = "jpg"\ncolour = 1', "colour"),
+    ],
+)
+def test_invalid_rule_stops_serve_naming_rule_and_field(
+    tmp_path: Path, rule: str, named: str
+) -> None:
+    config = write_config(tmp_path / "c.toml", f'[[watch]]\nname = "bad-rule"\n{rule}\n')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convertd",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CONVERTD_OFFICE_PREWARM": "false"},
+    )
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert "bad-rule" in proc.stderr and named in proc.stderr
+
+
+def test_keep_originals_in_place(make_daemon: Any, tmp_path: Path) -> None:
+    watched = tmp_path / "keep-in"
+    out = tmp_path / "keep-out"
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[watch]]
+name = "keeper"
+folder = "{watched}"
+output = "{out}"
+output_format = "md5"
+originals = "keep"
+""",
+    )
+    watched.mkdir()
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    (watched / "keep.txt").write_text("keep me")
+    wait_for(lambda: files(out) == ["keep.md5"], what="output")
+    time.sleep(3)  # more scans: the kept original is not converted again
+    assert files(out) == ["keep.md5"] and (watched / "keep.txt").read_text() == "keep me"
