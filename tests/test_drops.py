@@ -362,3 +362,34 @@ originals = "keep"
     wait_for(lambda: files(out) == ["keep.md5"], what="output")
     time.sleep(3)  # more scans: the kept original is not converted again
     assert files(out) == ["keep.md5"] and (watched / "keep.txt").read_text() == "keep me"
+
+
+def test_half_claimed_files_are_repaired_at_start(drop: Any, make_daemon: Any) -> None:
+    import sqlite3
+
+    d, root = drop()
+    d.stop()
+    # What a crash leaves between "row written" and "queued": one file already moved into the
+    # upload area, one not moved yet.
+    moved_token = "0123456789abcdef"
+    (d.data_dir / "uploads" / moved_token).mkdir(parents=True)
+    (d.data_dir / "uploads" / moved_token / "moved.png").write_bytes(image_bytes("PNG"))
+    waiting = write_png(root / "inbox" / "webp" / "unmoved.png")
+    conn = sqlite3.connect(d.data_dir / "convertd.db")
+    with conn:
+        for name, source, token in (
+            ("moved.png", root / "inbox" / "webp" / "moved.png", moved_token),
+            ("unmoved.png", waiting, "fedcba9876543210"),
+        ):
+            conn.execute(
+                "INSERT INTO drops (rule, source_path, display_name, output_format, size, "
+                "mtime_ns, upload_path, status, created_at) "
+                "VALUES ('inbox', ?, ?, 'webp', 1, 0, ?, 'claiming', 0)",
+                (os.fsencode(source), name, f"{token}/{name}"),
+            )
+    conn.close()
+    make_daemon(env=FAST, data_dir=d.data_dir)
+    wait_for(lambda: files(root / "outbox") == ["moved.webp", "unmoved.webp"], what="both")
+    time.sleep(1.5)
+    assert files(root / "outbox") == ["moved.webp", "unmoved.webp"]
+    assert files(root / "processed" / "webp") == ["moved.png", "unmoved.png"]
