@@ -287,3 +287,19 @@ def test_error_bodies_never_leak_tracebacks(daemon: Daemon, key: str) -> None:
     )
     body = assert_error_body(resp, 400)
     assert "Traceback" not in json.dumps(body)
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha1", "sha256", "sha512", "crc32", "blake2b"])
+def test_every_hash(daemon: Daemon, key: str, algorithm: str) -> None:
+    import zlib
+
+    data = bytes(range(256)) * 5000
+    _, out = daemon.convert_and_fetch(key, data, "blob.bin", "hash", algorithm)
+    assert out is not None
+    expected = (
+        f"{zlib.crc32(data):08x}"
+        if algorithm == "crc32"
+        else hashlib.new(algorithm, data).hexdigest()
+    )
+    assert out.text == expected + "\n"
+    assert out.headers["Content-Type"].startswith("text/plain")

@@ -402,3 +402,12 @@ def test_timeout_kills_ffmpeg(make_daemon, tmp_path: Path) -> None:  # type: ign
         key, make_audio(tmp_path / "t.wav", 1.0).read_bytes(), "t.wav", "audio", "mp3"
     )
     assert ok is not None
+
+
+@pytest.mark.parametrize("name", ["noise.mp3", "noise.flac", "noise.m4a"])
+def test_corrupt_audio_fails_cleanly(daemon: Daemon, key: str, name: str) -> None:
+    import os as _os
+
+    status, out = daemon.convert_and_fetch(key, _os.urandom(20_000), name, "audio", "wav")
+    assert out is None and status["status"] == "failed"
+    assert "audio" in status["error"] and "Traceback" not in status["error"]
