@@ -116,6 +116,25 @@ def _parser() -> argparse.ArgumentParser:
         "--calls-per-minute", type=_limit, default=keys._UNSET, metavar="N|unlimited"
     )
 
+    convert = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert local files directly, no server needed",
+        description="Convert files with the same converters the daemon uses. Results go "
+        "beside each input (or into -o), never over an existing file.",
+        epilog="examples:\n"
+        "  convertd convert report.docx --to pdf\n"
+        "  convertd convert *.png --to webp --options '{\"quality\": 80}' -o small/\n"
+        "  convertd convert talk.mp4 --to mp3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    convert.add_argument("--to", required=True, metavar="FORMAT", help="output format")
+    convert.add_argument("--options", default="{}", metavar="JSON", help="converter options")
+    convert.add_argument("--filetype", help="force a converter (image, audio, ...)")
+    convert.add_argument("-o", "--output", type=Path, help="output file, or folder")
+    convert.add_argument("--json", action="store_true", help="machine-readable summary")
+
     doctor = sub.add_parser(
         "doctor",
         parents=[common],
@@ -363,6 +382,63 @@ ADMIN_ACTIONS: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Aw
 }
 
 
+def _convert(config: Config, args: argparse.Namespace) -> int:
+    from convertd.local import Outcome, convert_files
+
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        print(
+            "convertd: --options must be a JSON object, e.g. '{\"quality\": 80}'", file=sys.stderr
+        )
+        return 2
+    if len(args.inputs) > 1 and args.output is not None and not args.output.is_dir():
+        print("convertd: with several inputs, -o must be an existing folder", file=sys.stderr)
+        return 2
+    interactive = sys.stderr.isatty() and not args.json
+
+    def progress(source: Path, percent: int) -> None:
+        if interactive:
+            print(f"\r  {source.name}: {percent:3d}%", end="", file=sys.stderr, flush=True)
+
+    def done(outcome: Outcome, n: int, total: int) -> None:
+        if args.json:
+            return
+        if interactive:
+            print("\r\033[K", end="", file=sys.stderr)
+        if outcome.error:
+            print(f"[{n}/{total}] {outcome.source}: failed: {outcome.error}", file=sys.stderr)
+        else:
+            print(f"[{n}/{total}] {outcome.source} -> {outcome.output} ({outcome.seconds:.1f} s)")
+
+    outcomes = asyncio.run(
+        convert_files(
+            config, args.inputs, args.to, options, args.filetype, args.output, progress, done
+        )
+    )
+    failed = [o for o in outcomes if o.error]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "input": str(o.source),
+                        "output": str(o.output) if o.output else None,
+                        "error": o.error,
+                        "seconds": round(o.seconds, 3),
+                    }
+                    for o in outcomes
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print(f"{len(outcomes) - len(failed)} converted, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _doctor(config: Config, as_json: bool) -> int:
     from convertd.doctor import run_checks
 
@@ -446,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         if args.command == "serve":
             return _serve(config)
+        if args.command == "convert":
+            return _convert(config, args)
         if args.command == "doctor":
             return _doctor(config, args.json)
         if args.command == "formats":

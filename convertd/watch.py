@@ -34,13 +34,10 @@ from convertd.converters.registry import FILETYPES, Registry
 from convertd.db import Database
 from convertd.droprules import RuleError, WatchRule, check_layout, inbox_rule
 from convertd.files import DataDir, extension_of, safe_filename, stem_of
-from convertd.sniff import sniff_file
 
 logger = logging.getLogger(__name__)
 
 MAX_SKIPPED_SHOWN = 500
-# The order filetypes are tried in when a file's type must be inferred.
-INFERENCE_ORDER = ("image", "audio", "video", "document", "pdf", "archive", "ebook", "hash")
 
 
 def display(path: bytes | Path) -> str:
@@ -380,40 +377,12 @@ class DropWatcher:
         for cand in sorted(ready, key=lambda c: (c.first_seen, str(c.path))):
             await self._take(cand)
 
-    def _filetype_for(self, rule: WatchRule, path: Path, fmt: str) -> tuple[str, str] | str:
-        """(filetype, input format), or a sentence saying why there is none."""
-        ext = canonical_format(extension_of(path.name))
-        sniffed: str | None = None
-        order = [rule.filetype] if rule.filetype else list(INFERENCE_ORDER)
-        for attempt in ("name", "content"):
-            if attempt == "content":
-                try:
-                    sniffed = sniff_file(path)
-                except OSError:
-                    sniffed = None
-                if not sniffed:
-                    break
-            input_format = ext if attempt == "name" else str(sniffed)
-            for filetype in order:
-                converter = self.registry.known(filetype)
-                if converter is None or fmt not in converter.output_formats:
-                    continue
-                if not converter.accepts_input(input_format):
-                    continue
-                try:
-                    converter.check_pair(input_format, fmt)
-                except OptionError:
-                    continue
-                return filetype, input_format
-        what = f"a .{ext} file" if ext else "a file without an extension"
-        return f"convertd cannot make {fmt} from {what}"
-
     async def _take(self, cand: Candidate) -> None:
         rule, path = cand.rule, cand.path
         relative = PurePosixPath(path.relative_to(rule.folder).as_posix())
         fmt = canonical_format(rule.format_for(relative) or "")
         name = safe_filename(display(os.fsencode(path.name)))
-        choice = await asyncio.to_thread(self._filetype_for, rule, path, fmt)
+        choice = await asyncio.to_thread(self.registry.infer, path, fmt, rule.filetype)
         if isinstance(choice, str):
             await self._reject(cand, fmt, name, choice)
             return
@@ -621,7 +590,9 @@ class DropWatcher:
             rule = next((r for r in self.rules if r.name == drop.rule), None)
             if rule is None:
                 continue
-            choice = await asyncio.to_thread(self._filetype_for, rule, moved, drop.output_format)
+            choice = await asyncio.to_thread(
+                self.registry.infer, moved, drop.output_format, rule.filetype
+            )
             if isinstance(choice, str):
                 await drops.close(self.db, drop.id, "failed", choice)
                 continue

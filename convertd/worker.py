@@ -158,9 +158,13 @@ class WorkerPool:
             await asyncio.to_thread(shutil.rmtree, work, True)
 
     def _package(self, task: Task, outputs: list[Path]) -> tuple[str, Path]:
-        """One output downloads as itself; several as one ZIP named after the input."""
-        if len(outputs) == 1:
-            return f"{stem_of(task.input_name)}.{task.output_format}", outputs[0]
-        bundle = task.work_dir / f".bundle-{os.getpid()}.zip"
-        _zip_outputs(outputs, bundle)
-        return f"{stem_of(task.input_name)}.zip", bundle
+        return package_outputs(task, outputs)
+
+
+def package_outputs(task: Task, outputs: list[Path]) -> tuple[str, Path]:
+    """One output is delivered as itself; several as one ZIP named after the input."""
+    if len(outputs) == 1:
+        return f"{stem_of(task.input_name)}.{task.output_format}", outputs[0]
+    bundle = task.work_dir / f".bundle-{os.getpid()}.zip"
+    _zip_outputs(outputs, bundle)
+    return f"{stem_of(task.input_name)}.zip", bundle

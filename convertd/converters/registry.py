@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from convertd.converters.base import Converter
+from convertd.converters.base import Converter, OptionError, canonical_format
+from convertd.files import extension_of
 from convertd.office import OfficePool
+from convertd.sniff import sniff_file
 
 # The filetypes the v1 API names; a request for any other is a 400.
 FILETYPES = ("image", "audio", "video", "document", "pdf", "hash", "archive", "ebook")
+# The order filetypes are tried in when a file's type must be inferred.
+INFERENCE_ORDER = ("image", "audio", "video", "document", "pdf", "archive", "ebook", "hash")
 
 
 class Registry:
@@ -40,6 +45,33 @@ class Registry:
 
     def unavailable(self) -> list[Converter]:
         return [c for c in self._all.values() if c.missing_tools()]
+
+    def infer(self, path: Path, fmt: str, filetype: str | None = None) -> tuple[str, str] | str:
+        """(filetype, input format) that turns this file into `fmt`, judged by its name and,
+        failing that, its first bytes; or a sentence saying why there is none. Blocking."""
+        ext = canonical_format(extension_of(path.name))
+        order = [filetype] if filetype else list(INFERENCE_ORDER)
+        guesses = [ext]
+        try:
+            sniffed = sniff_file(path)
+        except OSError:
+            sniffed = None
+        if sniffed and sniffed != ext:
+            guesses.append(sniffed)
+        for input_format in guesses:
+            for name in order:
+                converter = self.known(name)
+                if converter is None or fmt not in converter.output_formats:
+                    continue
+                if not converter.accepts_input(input_format):
+                    continue
+                try:
+                    converter.check_pair(input_format, fmt)
+                except OptionError:
+                    continue
+                return name, input_format
+        what = f"a .{ext} file" if ext else "a file without an extension"
+        return f"convertd cannot make {fmt} from {what}"
 
     def formats(self) -> dict[str, Any]:
         """What `/v1/formats` lists: only what this machine can really do."""
