@@ -12,6 +12,7 @@ from typing import IO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from convertd import sdnotify
 from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
@@ -87,7 +88,9 @@ async def serve(config: Config) -> None:
             config.data_dir,
             config.workers,
         )
+        sdnotify.notify(f"READY=1\nSTATUS=listening on {url}")
         await stop.wait()
+        sdnotify.notify("STOPPING=1\nSTATUS=finishing running jobs")
         logger.info("stopping: no new jobs; running jobs get %.0f s", config.shutdown_grace_seconds)
     finally:
         await runner.cleanup()

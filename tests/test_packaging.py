@@ -1,0 +1,77 @@
+"""systemd units that verify, a low exposure score, and readiness sent once the API listens."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+
+
+def unit_with_local_binary(tmp_path: Path, name: str, placeholder: str) -> Path:
+    """The unit as shipped, with ExecStart pointed at this checkout's convertd."""
+    binary = shutil.which("convertd") or str(ROOT / ".venv" / "bin" / "convertd")
+    text = (ROOT / "systemd" / name).read_text().replace(placeholder, binary)
+    target = tmp_path / name
+    target.write_text(text)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("name", "placeholder"),
+    [
+        ("convertd.service", "/usr/local/bin/convertd"),
+        ("convertd-user.service", "%h/.local/bin/convertd"),
+    ],
+)
+def test_units_verify(tmp_path: Path, name: str, placeholder: str) -> None:
+    unit = unit_with_local_binary(tmp_path, name, placeholder)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ""
+
+
+def test_system_unit_exposure_is_low() -> None:
+    proc = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            str(ROOT / "systemd" / "convertd.service"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout + proc.stderr)
+    assert match, proc.stdout[-500:]
+    assert float(match.group(1)) <= 2.0
+    readme = (ROOT / "README.md").read_text()
+    assert f"exposure level {match.group(1)}" in readme  # the README quotes the real score
+
+
+def test_readiness_is_sent_once_listening(make_daemon: Any, tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(60)
+        d = make_daemon(env={"NOTIFY_SOCKET": str(path), "CONVERTD_OFFICE_PREWARM": "false"})
+        message = sock.recv(4096).decode()
+        assert message.startswith("READY=1") and f":{d.port}/v1/" in message
+        # Ready means ready: the API answers.
+        assert requests.get(f"{d.base}/", timeout=5).status_code == 200
+        d.stop()
+        assert sock.recv(4096).decode().startswith("STOPPING=1")
