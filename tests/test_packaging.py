@@ -75,3 +75,32 @@ def test_readiness_is_sent_once_listening(make_daemon: Any, tmp_path: Path) -> N
         assert requests.get(f"{d.base}/", timeout=5).status_code == 200
         d.stop()
         assert sock.recv(4096).decode().startswith("STOPPING=1")
+
+
+def test_single_file_executable_runs_without_the_venv(tmp_path: Path) -> None:
+    build = subprocess.run(
+        [str(ROOT / "packaging" / "build")], capture_output=True, text=True, timeout=600
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    binary = ROOT / "dist" / "convertd"
+    # A clean environment: system PATH only, no venv, no PYTHONPATH, a fresh HOME.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+        )
+
+    assert run("--version").stdout.startswith("convertd ")
+    doctor = run("doctor", "--data-dir", str(tmp_path / "data"), "--port", "0")
+    assert doctor.returncode == 0 and "[ok ] ffmpeg" in doctor.stdout
+    image = tmp_path / "in.png"
+    from tests.conftest import image_bytes
+
+    image.write_bytes(image_bytes("PNG", (30, 20)))
+    converted = run("convert", str(image), "--to", "webp", "--data-dir", str(tmp_path / "data"))
+    assert converted.returncode == 0, converted.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "in.webp") as im:
+        assert im.format == "WEBP" and im.size == (30, 20)
