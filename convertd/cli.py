@@ -90,14 +90,26 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
     )
-    list_keys = keys_sub.add_parser("list", parents=[common], help="list keys (never the secrets)")
+    list_keys = keys_sub.add_parser(
+        "list",
+        parents=[common],
+        help="list keys (never the secrets)",
+        epilog="example: convertd keys list --json",
+    )
     list_keys.add_argument("--json", action="store_true", help="machine-readable output")
-    revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
+    revoke = keys_sub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a key by id",
+        epilog="example: convertd keys revoke 3   (ids are in `convertd keys list`)",
+    )
     revoke.add_argument("key_id", type=int)
 
     plans_cmd = sub.add_parser("plans", help="list and change plans")
     plans_sub = plans_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
-    list_plans = plans_sub.add_parser("list", parents=[common], help="list plans")
+    list_plans = plans_sub.add_parser(
+        "list", parents=[common], help="list plans", epilog="example: convertd plans list"
+    )
     list_plans.add_argument("--json", action="store_true", help="machine-readable output")
     set_plan = plans_sub.add_parser(
         "set",
@@ -140,12 +152,16 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="check tools, data dir, database and port",
         description="Check what convertd needs, and say how to fix what is missing.",
+        epilog="example: convertd doctor --port 9000",
     )
     doctor.add_argument("--host", help="address serve would bind")
     doctor.add_argument("--port", type=int, help="port serve would bind")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     formats = sub.add_parser(
-        "formats", parents=[common], help="what this machine can convert, by filetype"
+        "formats",
+        parents=[common],
+        help="what this machine can convert, by filetype",
+        epilog="example: convertd formats --json",
     )
     formats.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -153,17 +169,28 @@ def _parser() -> argparse.ArgumentParser:
         "drops",
         parents=[common],
         help="drop folders: files waiting, skipped (and why), recent drops",
+        epilog="example: convertd drops --limit 100",
     )
     drops_cmd.add_argument("--limit", type=int, default=30, help="recent drops to show")
     drops_cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
     jobs_cmd = sub.add_parser("jobs", help="inspect the job queue")
     jobs_sub = jobs_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
-    list_jobs = jobs_sub.add_parser("list", parents=[common], help="recent jobs, newest first")
+    list_jobs = jobs_sub.add_parser(
+        "list",
+        parents=[common],
+        help="recent jobs, newest first",
+        epilog="example: convertd jobs list --status failed --limit 20",
+    )
     list_jobs.add_argument("--status", choices=[s.value for s in jobs.Status])
     list_jobs.add_argument("--limit", type=int, default=50)
     list_jobs.add_argument("--json", action="store_true", help="machine-readable output")
-    show_job = jobs_sub.add_parser("show", parents=[common], help="one job in full")
+    show_job = jobs_sub.add_parser(
+        "show",
+        parents=[common],
+        help="one job in full",
+        epilog="example: convertd jobs show 3f2a...-uuid",
+    )
     show_job.add_argument("job_id")
     return parser
 

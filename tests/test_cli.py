@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from convertd import __version__
@@ -172,3 +173,30 @@ def test_serve_logs_requests_without_secrets(daemon: Daemon, key: Any) -> None:
     log = daemon.log()
     assert "GET /v1/keys/me 200" in log
     assert key not in log and key[12:] not in log
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "serve",
+        "keys create",
+        "keys list",
+        "keys revoke",
+        "plans list",
+        "plans set",
+        "jobs list",
+        "jobs show",
+        "doctor",
+        "formats",
+        "drops",
+        "convert",
+    ],
+)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "convertd", *command.split(), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and "example" in proc.stdout
