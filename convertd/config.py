@@ -33,6 +33,8 @@ class Config:
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     # Largest accepted request body for uploads, in bytes (sum of all files in one request).
     max_upload_bytes: int = 1024**3
+    # An upload that sends nothing for this long is dropped (slow-loris clients hold sockets).
+    upload_idle_timeout_seconds: float = 30.0
     retention_seconds: int = 24 * 3600
     sweep_interval_seconds: int = 60
     job_timeout_seconds: int = 600
@@ -87,6 +89,7 @@ _PARSERS: dict[str, Any] = {
     "port": int,
     "workers": int,
     "max_upload_bytes": int,
+    "upload_idle_timeout_seconds": float,
     "retention_seconds": int,
     "sweep_interval_seconds": int,
     "job_timeout_seconds": int,
@@ -109,6 +112,7 @@ _PARSERS: dict[str, Any] = {
 _POSITIVE = {
     "workers": 0,
     "max_upload_bytes": 1,
+    "upload_idle_timeout_seconds": 0.1,
     "retention_seconds": 1,
     "sweep_interval_seconds": 1,
     "job_timeout_seconds": 1,

@@ -40,6 +40,11 @@ class NotFound(ConvertdError):
     error = "Not Found"
 
 
+class RequestTimeout(ConvertdError):
+    status = 408
+    error = "Request Timeout"
+
+
 class Conflict(ConvertdError):
     status = 409
     error = "Conflict"

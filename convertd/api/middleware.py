@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd import keys, quotas, restrictions
 from convertd.api.state import API_KEY, CONFIG, DB, USAGE
@@ -56,6 +57,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             message = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
         return json_error(exc.status, exc.reason, message, _HTTP_HINTS.get(exc.status), headers)
+    except HttpProcessingError as exc:  # a malformed body aiohttp noticed while we read it
+        status = exc.code if 400 <= exc.code < 500 else 400
+        return json_error(
+            status,
+            "Bad Request",
+            "The request is malformed.",
+            "Send standard HTTP with a well-formed body.",
+        )
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.state import CONFIG, DATA
-from convertd.errors import BadRequest, PayloadTooLarge
+from convertd.errors import BadRequest, ConvertdError, PayloadTooLarge, RequestTimeout
 from convertd.files import DataDir, extension_of
 
 CHUNK = 256 * 1024
@@ -54,11 +55,28 @@ def _write(fh: BinaryIO, chunk: bytes) -> None:
     fh.write(chunk)
 
 
-async def _stream_part(part: BodyPartReader, dest: Path, budget: int, limit: int) -> int:
+def _stalled(idle: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"The upload sent nothing for {idle:.0f} s and was dropped.",
+        "Check the connection and send the file again.",
+    )
+
+
+async def _next_chunk(part: BodyPartReader, idle: float) -> bytes:
+    try:
+        async with asyncio.timeout(idle):
+            return bytes(await part.read_chunk(CHUNK))
+    except TimeoutError:
+        raise _stalled(idle) from None
+
+
+async def _stream_part(
+    part: BodyPartReader, dest: Path, budget: int, limit: int, idle: float
+) -> int:
     size = 0
     fh = await asyncio.to_thread(dest.open, "wb")
     try:
-        while chunk := await part.read_chunk(CHUNK):
+        while chunk := await _next_chunk(part, idle):
             size += len(chunk)
             if size > budget:
                 raise _too_large(limit)
@@ -77,10 +95,15 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         raise _too_large(limit)
 
     if request.content_type == "multipart/form-data":
-        return await _read_multipart(request, data, limit, allow_files)
+        return await _read_multipart(
+            request, data, limit, allow_files, config.upload_idle_timeout_seconds
+        )
     if request.content_type == "application/json":
         try:
-            payload = await request.json()
+            async with asyncio.timeout(config.upload_idle_timeout_seconds):
+                payload = await request.json()
+        except TimeoutError:
+            raise _stalled(config.upload_idle_timeout_seconds) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest("The request body is not valid JSON.") from None
         if not isinstance(payload, dict):
@@ -92,7 +115,11 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         }
         return Body(fields=fields, files=[])
     if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:
-        form = await request.post()
+        try:
+            async with asyncio.timeout(config.upload_idle_timeout_seconds):
+                form = await request.post()
+        except TimeoutError:
+            raise _stalled(config.upload_idle_timeout_seconds) from None
         return Body(fields={k: str(v) for k, v in form.items()}, files=[])
     raise BadRequest(
         f"Unsupported Content-Type {request.content_type!r}.",
@@ -101,13 +128,20 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
 
 
 async def _read_multipart(
-    request: web.Request, data: DataDir, limit: int, allow_files: bool
+    request: web.Request, data: DataDir, limit: int, allow_files: bool, idle: float
 ) -> Body:
     body = Body(fields={}, files=[])
     remaining = limit
     try:
         reader = await request.multipart()
-        while (part := await reader.next()) is not None:
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    part = await reader.next()
+            except TimeoutError:
+                raise _stalled(idle) from None
+            if part is None:
+                break
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("Nested multipart bodies are not supported.")
             name = part.name or ""
@@ -116,16 +150,28 @@ async def _read_multipart(
                     raise BadRequest("This endpoint does not take files.")
                 file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename)
                 body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
-                size = await _stream_part(part, dest, remaining, limit)
+                size = await _stream_part(part, dest, remaining, limit, idle)
                 body.files[-1].size = size
                 remaining -= size
             elif part.filename is not None:
                 await part.release()  # a file under some other field name: not ours to keep
             else:
-                value = await part.read(decode=True)
+                try:
+                    async with asyncio.timeout(idle):
+                        value = await part.read(decode=True)
+                except TimeoutError:
+                    raise _stalled(idle) from None
                 if len(value) > MAX_FIELD_BYTES:
                     raise BadRequest(f"The field {name!r} is too long.")
                 body.fields[name] = value.decode(part.get_charset("utf-8"), errors="replace")
+    except (HttpProcessingError, ValueError) as exc:
+        # A part header aiohttp refuses (a NUL in a file name, say) is the client's mistake.
+        await asyncio.to_thread(body.discard, data)
+        if isinstance(exc, ConvertdError):
+            raise
+        raise BadRequest(
+            "The multipart body is malformed.", "Send it as standard multipart/form-data."
+        ) from exc
     except BaseException:
         await asyncio.to_thread(body.discard, data)
         raise

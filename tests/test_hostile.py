@@ -1,0 +1,359 @@
+"""Hostile input: every case ends with a failed (or harmless) job, a healthy daemon, nothing
+read outside the job, and no connection to a canary listening on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import struct
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Daemon, image_bytes
+from tests.inspect_files import pdf_text
+
+
+class Canary:
+    """An HTTP server on loopback that counts every request made to it."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        canary = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                canary.hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"CANARY-CONTENT")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/x.png") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canary() -> Iterator[Canary]:
+    c = Canary()
+    yield c
+    c.close()
+
+
+def healthy(d: Daemon, key: str) -> None:
+    _, out = d.convert_and_fetch(key, b"still alive", "ok.txt", "hash", "md5")
+    assert out is not None and out.text.strip() == hashlib.md5(b"still alive").hexdigest()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_pixel_bomb_png_is_refused_before_decoding(daemon: Daemon, key: str) -> None:
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + png_chunk(b"IEND", b"")
+    )
+    status, out = daemon.convert_and_fetch(key, bomb, "bomb.png", "image", "webp")
+    assert out is None and "limit" in status["error"]
+    healthy(daemon, key)
+
+
+def test_huge_gif_canvas_is_refused(daemon: Daemon, key: str) -> None:
+    gif = (
+        b"GIF89a"
+        + struct.pack("<HH", 65535, 65535)
+        + b"\x00\x00\x00"
+        + b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    )
+    status, out = daemon.convert_and_fetch(key, gif, "canvas.gif", "image", "png")
+    assert out is None and status["status"] == "failed"
+    healthy(daemon, key)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("eps.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n(/etc/passwd) run\n"),
+        (
+            "psd.jpg",
+            b"8BPS\x00\x01" + b"\x00" * 6 + b"\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10"
+            b"\x00\x08\x00\x03" + b"\x00" * 64,
+        ),
+        ("fits.jpg", b"SIMPLE  =                    T" + b" " * 50 + b"END" + b" " * 2797),
+    ],
+)
+def test_decoders_outside_the_allow_list_are_never_used(
+    daemon: Daemon, key: str, name: str, data: bytes
+) -> None:
+    status, out = daemon.convert_and_fetch(key, data, name, "image", "png")
+    assert out is None and "not a valid image" in status["error"]
+
+
+def test_dash_manifest_as_media_is_refused(daemon: Daemon, key: str, canary: Canary) -> None:
+    mpd = (
+        f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static">'
+        f'<Period><AdaptationSet><Representation id="1" bandwidth="1">'
+        f"<BaseURL>{canary.url('/seg.mp4')}</BaseURL></Representation></AdaptationSet>"
+        f"</Period></MPD>"
+    ).encode()
+    _status, out = daemon.convert_and_fetch(key, mpd, "movie.mp4", "video", "mkv")
+    assert out is None and canary.hits == []
+
+
+def docx_with_external_image(target: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(
+            "[Content_Types].xml",
+            (
+                '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+                'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats'
+                '-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+                '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-'
+                'officedocument.wordprocessingml.document.main+xml"/></Types>'
+            ),
+        )
+        zf.writestr(
+            "_rels/.rels",
+            (
+                '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+                '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+                'officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>'
+                "</Relationships>"
+            ),
+        )
+        zf.writestr(
+            "word/_rels/document.xml.rels",
+            (
+                '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+                '2006/relationships"><Relationship Id="rImg" Type="http://schemas.openxmlformats.org/'
+                f'officeDocument/2006/relationships/image" Target="{target}" TargetMode="External"/>'
+                "</Relationships>"
+            ),
+        )
+        zf.writestr(
+            "word/document.xml",
+            (
+                '<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
+                'wordprocessingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/'
+                'officeDocument/2006/relationships" xmlns:wp="http://schemas.openxmlformats.org/'
+                'drawingml/2006/wordprocessingDrawing" xmlns:a="http://schemas.openxmlformats.org/'
+                'drawingml/2006/main" xmlns:pic="http://schemas.openxmlformats.org/drawingml/2006/'
+                'picture"><w:body><w:p><w:r><w:t>visible body text</w:t></w:r></w:p><w:p><w:r>'
+                '<w:drawing><wp:inline><wp:extent cx="914400" cy="914400"/><wp:docPr id="1" name="p"/>'
+                '<a:graphic><a:graphicData uri="http://schemas.openxmlformats.org/drawingml/2006/'
+                'picture"><pic:pic><pic:nvPicPr><pic:cNvPr id="1" name="p"/><pic:cNvPicPr/>'
+                '</pic:nvPicPr><pic:blipFill><a:blip r:link="rImg"/></pic:blipFill><pic:spPr/>'
+                "</pic:pic></a:graphicData></a:graphic></wp:inline></w:drawing></w:r></w:p>"
+                "</w:body></w:document>"
+            ),
+        )
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "odt", "html"])
+def test_docx_external_image_is_never_fetched(
+    daemon: Daemon, key: str, canary: Canary, fmt: str
+) -> None:
+    for target in (canary.url(), "file:///etc/passwd"):
+        status, out = daemon.convert_and_fetch(
+            key, docx_with_external_image(target), "external.docx", "document", fmt
+        )
+        assert out is not None, status
+        assert b"root:x:0:0" not in out.content and b"CANARY-CONTENT" not in out.content
+    time.sleep(1)
+    assert canary.hits == []
+
+
+def ods_with_webservice(url: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        zf.writestr(
+            "META-INF/manifest.xml",
+            (
+                '<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:'
+                'opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
+                'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.'
+                'spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" '
+                'manifest:media-type="text/xml"/></manifest:manifest>'
+            ),
+        )
+        cells = "".join(
+            f'<table:table-cell table:formula="of:=WEBSERVICE(&quot;{src}&quot;)" '
+            f'office:value-type="string"><text:p>cached</text:p></table:table-cell>'
+            for src in (url, "file:///etc/passwd")
+        )
+        zf.writestr(
+            "content.xml",
+            (
+                '<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:'
+                'opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:'
+                'table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+                'office:version="1.2"><office:body><office:spreadsheet><table:table '
+                f'table:name="S"><table:table-row>{cells}</table:table-row></table:table>'
+                "</office:spreadsheet></office:body></office:document-content>"
+            ),
+        )
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pdf", "xlsx"])
+def test_webservice_formulas_never_fetch(
+    daemon: Daemon, key: str, canary: Canary, fmt: str
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, ods_with_webservice(canary.url("/ws")), "sheet.ods", "document", fmt
+    )
+    assert out is not None, status
+    text = out.content if fmt != "pdf" else pdf_text(out.content)[1].encode()
+    assert b"root:x:0:0" not in text and b"CANARY-CONTENT" not in text
+    time.sleep(1)
+    assert canary.hits == []
+
+
+def test_pdf_with_circular_xref_fails_in_bounded_time(daemon: Daemon, key: str) -> None:
+    body = (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[2 0 R]/Count 1>>endobj\n"
+    )
+    xref_at = len(body)
+    pdf = (
+        body
+        + b"xref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000054 00000 n \n"
+        + f"trailer<</Size 3/Root 1 0 R/Prev {xref_at}>>\nstartxref\n{xref_at}\n%%EOF\n".encode()
+    )
+    for fmt in ("txt", "pdf", "png"):
+        status, _out = daemon.convert_and_fetch(key, pdf, "loop.pdf", "pdf", fmt)
+        assert status["status"] in {"failed", "finished"}
+        assert "Traceback" not in str(status.get("error"))
+    healthy(daemon, key)
+
+
+def test_flate_bomb_pdf_stays_bounded(daemon: Daemon, key: str) -> None:
+    stream = zlib.compress(b"0 0 m 1 1 l S\n" * 20_000_000, 9)
+    pdf = (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 100 100]/Contents 4 0 R>>endobj\n"
+        + f"4 0 obj<</Length {len(stream)}/Filter/FlateDecode>>stream\n".encode()
+        + stream
+        + b"\nendstream endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    )
+    status, _ = daemon.convert_and_fetch(key, pdf, "bomb.pdf", "pdf", "txt")
+    assert status["status"] in {"failed", "finished"}
+    healthy(daemon, key)
+
+
+def test_slow_loris_upload_is_dropped(make_daemon: Any) -> None:
+    d = make_daemon(
+        env={"CONVERTD_UPLOAD_IDLE_TIMEOUT_SECONDS": "1", "CONVERTD_OFFICE_PREWARM": "false"}
+    )
+    key = d.create_key("slow", "--plan", "pro")
+    boundary = "slowboundary"
+    head = (
+        f"POST /v1/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 100000\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"'
+        "\r\n\r\nsome bytes"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=30) as sock:
+        sock.sendall(head)
+        start = time.monotonic()
+        response = sock.recv(65536).decode(errors="replace")
+        waited = time.monotonic() - start
+    assert response.startswith("HTTP/1.1 408"), response[:200]
+    assert '"error"' in response and waited < 25
+    assert [p for p in (d.data_dir / "uploads").rglob("*") if p.is_file()] == []
+
+
+def test_hundred_concurrent_uploads_all_accounted(daemon: Daemon, key: str) -> None:
+    payloads = [bytes([n]) * (50_000 + n) for n in range(100)]
+
+    def send(n: int) -> tuple[int, dict[str, Any]]:
+        resp = requests.post(
+            f"{daemon.base}/upload",
+            headers={"X-API-Key": key},
+            files={"file": (f"u{n}.bin", payloads[n])},
+            timeout=60,
+        )
+        return n, resp.json()
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(send, range(100)))
+    for n, body in results:
+        entry = body["files"][0]
+        assert entry["file_size"] == len(payloads[n])
+        stored = daemon.data_dir / "uploads" / entry["file_path"]
+        assert stored.read_bytes() == payloads[n]
+
+
+def test_rate_limit_race_hundred_requests(daemon: Daemon) -> None:
+    import datetime as dt
+
+    from tests.conftest import run_cli
+
+    run_cli(daemon.data_dir, "plans", "set", "race10", "--api", "--calls-per-minute", "10")
+    secret = daemon.create_key("race", "--plan", "race10")
+    if dt.datetime.now(dt.UTC).second >= 50:
+        time.sleep(61 - dt.datetime.now(dt.UTC).second)
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(
+            pool.map(
+                lambda _: requests.get(
+                    f"{daemon.base}/formats", headers={"X-API-Key": secret}, timeout=60
+                ),
+                range(100),
+            )
+        )
+    statuses = [r.status_code for r in codes]
+    assert statuses.count(200) == 10 and statuses.count(429) == 90, sorted(set(statuses))
+    assert all("Retry-After" in r.headers for r in codes if r.status_code == 429)
+    assert "database is locked" not in daemon.log()
+
+
+def test_hostile_upload_names_are_stored_safely(daemon: Daemon, key: str) -> None:
+    names = (
+        "../../etc/cron.d/x.png",
+        "-i.png",
+        "--convert-to.png",
+        "line\nbreak.png",
+        "\u202egnp.png",
+        "x" * 4000 + ".png",
+    )
+    for name in names:
+        status, out = daemon.convert_and_fetch(key, image_bytes(), name, "image", "webp")
+        assert out is not None, (name, status)
+        stored = status["file_name"]
+        assert "/" not in stored and not stored.startswith("-") and "\n" not in stored
+        assert "\u202e" not in stored and len(stored.encode()) <= 180
+    assert not Path("/etc/cron.d/x.png").exists()
+    # A NUL in a part header is malformed multipart: a 400, not a 500.
+    resp = daemon.convert(key, image_bytes(), "a\x00b.png", "image", "webp")
+    assert resp.status_code == 400 and resp.json()["error"] == "Bad Request"
