@@ -11,6 +11,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from convertd import __version__, jobs, keys, quotas, uploads
+from convertd.api.openapi import openapi_document
 from convertd.api.receive import Body, json_field, read_body
 from convertd.api.state import API_KEY, CONFIG, DATA, DB, POOL, REGISTRY
 from convertd.clock import iso
@@ -29,6 +30,7 @@ ENDPOINTS = [
     ("GET", "/v1/download/{job_id}", "A finished job's result"),
     ("GET", "/v1/keys/me", "This key's details and remaining quota"),
     ("GET", "/v1/docs", "This API's reference (Markdown)"),
+    ("GET", "/v1/openapi.json", "This API as an OpenAPI 3 document"),
 ]
 
 # Content types mimetypes may not know on a minimal system.
@@ -78,6 +80,10 @@ async def api_info(request: web.Request) -> web.Response:
 async def docs(request: web.Request) -> web.Response:
     text = resources.files("convertd.api").joinpath("reference.md").read_text(encoding="utf-8")
     return web.Response(text=text, content_type="text/markdown")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(base_url(request)))
 
 
 async def formats(request: web.Request) -> web.Response:
@@ -328,6 +334,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/", api_info, name="api_info")
     app.router.add_get("/v1", api_info, name="api_info_bare")
     app.router.add_get("/v1/docs", docs, name="docs")
+    app.router.add_get("/v1/openapi.json", openapi, name="openapi")
     app.router.add_get("/v1/formats", formats)
     app.router.add_post("/v1/upload", upload)
     app.router.add_post("/v1/convert", convert)

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that answer without a key.
-PUBLIC_ROUTES = {"api_info", "api_info_bare", "docs"}
+PUBLIC_ROUTES = {"api_info", "api_info_bare", "docs", "openapi"}
 
 
 def json_error(
