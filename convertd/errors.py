@@ -74,6 +74,11 @@ class RateLimited(ConvertdError):
         return {"Retry-After": str(self.retry_after), **self.rate_headers}
 
 
+class InsufficientStorage(ConvertdError):
+    status = 507
+    error = "Insufficient Storage"
+
+
 class ServiceUnavailable(ConvertdError):
     status = 503
     error = "Service Unavailable"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from convertd import jobs, uploads
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 OUTER_TIMEOUT_SLACK = 5.0
+RECORD_ATTEMPTS = 5
 
 
 def _zip_outputs(outputs: list[Path], dest: Path) -> None:
@@ -80,27 +84,39 @@ class WorkerPool:
 
     async def _loop(self, owner: str) -> None:
         while not self._stopping.is_set():
-            job = await jobs.claim_next(self.db, owner)
-            if job is None:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_POLL_SECONDS):
-                        await self._wakeup.wait()
-                continue
-            # The job runs in its own task so that stop() can wait for it while cancelling loops.
-            run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
-            self._running[job.id] = run
             try:
-                await asyncio.shield(run)
+                await self._one(owner)
             except asyncio.CancelledError:
-                if not run.done():
-                    run.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await run
-                    await jobs.requeue(self.db, job.id, owner)
                 raise
-            finally:
-                self._running.pop(job.id, None)
+            except Exception:
+                # A worker must outlive a bad moment (a full disk, a locked database): the job
+                # it held, if any, is still 'processing' and runs again at the next start.
+                logger.exception("%s: unexpected error; carrying on", owner)
+                await asyncio.sleep(1.0)
+
+    async def _one(self, owner: str) -> None:
+        """Claim one job and run it to its end, or wait a little for one to arrive."""
+        job = await jobs.claim_next(self.db, owner)
+        if job is None:
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_POLL_SECONDS):
+                    await self._wakeup.wait()
+            return
+        # The job runs in its own task so that stop() can wait for it while cancelling loops.
+        run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
+        self._running[job.id] = run
+        try:
+            await asyncio.shield(run)
+        except asyncio.CancelledError:
+            if not run.done():
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+                await jobs.requeue(self.db, job.id, owner)
+            raise
+        finally:
+            self._running.pop(job.id, None)
 
     async def _run(self, job: jobs.Job, owner: str) -> None:
         converter = self.registry.get(job.filetype)
@@ -129,6 +145,7 @@ class WorkerPool:
             limits=self.limits,
             report_progress=report,
         )
+        error: str | None = None
         try:
             # Converters stop their own tools at the job timeout and say which one hung; this
             # outer limit, a little later, is the backstop for a converter that does not.
@@ -139,23 +156,40 @@ class WorkerPool:
             name, path = await asyncio.to_thread(self._package, task, outputs)
             size = path.stat().st_size
             final = await asyncio.to_thread(self.data.publish_result, job.id, path, name)
-            await jobs.finish(self.db, job.id, owner, final.name, len(outputs), size)
         except ConversionError as exc:
-            await jobs.fail(self.db, job.id, owner, str(exc))
+            error = str(exc)
         except TimeoutError:
-            await jobs.fail(
-                self.db,
-                job.id,
-                owner,
-                f"The conversion took longer than the {self.config.job_timeout_seconds} s limit",
-            )
+            error = f"The conversion took longer than the {self.config.job_timeout_seconds} s limit"
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("job %s: unexpected error in the %s converter", job.id, job.filetype)
-            await jobs.fail(self.db, job.id, owner, "Internal error while converting this file")
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                error = "The server ran out of disk space while converting this file"
+            else:
+                logger.exception(
+                    "job %s: unexpected error in the %s converter", job.id, job.filetype
+                )
+                error = "Internal error while converting this file"
         finally:
+            # Scratch space goes first: on a full disk it is what lets the result be recorded.
             await asyncio.to_thread(shutil.rmtree, work, True)
+        if error is None:
+            await self._record(
+                lambda: jobs.finish(self.db, job.id, owner, final.name, len(outputs), size)
+            )
+        else:
+            await self._record(lambda: jobs.fail(self.db, job.id, owner, str(error)))
+
+    async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
+        """A job's end, written even if the database is briefly unwritable (a full disk)."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await write()
+                return
+            except sqlite3.OperationalError as exc:
+                logger.error("could not record a job's end (%s); attempt %d", exc, attempt + 1)
+                await asyncio.sleep(1.0 + attempt)
+        logger.error("gave up recording a job's end; it runs again at the next start")
 
     def _package(self, task: Task, outputs: list[Path]) -> tuple[str, Path]:
         return package_outputs(task, outputs)

@@ -357,3 +357,55 @@ def test_hostile_upload_names_are_stored_safely(daemon: Daemon, key: str) -> Non
     # A NUL in a part header is malformed multipart: a 400, not a 500.
     resp = daemon.convert(key, image_bytes(), "a\x00b.png", "image", "webp")
     assert resp.status_code == 400 and resp.json()["error"] == "Bad Request"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MB tmpfs for a data dir (mounting needs root, which CI has)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_fails_cleanly(make_daemon: Any, small_disk: Path) -> None:
+    import os
+    import sqlite3
+    import tarfile
+
+    d = make_daemon(env={"CONVERTD_OFFICE_PREWARM": "false"}, data_dir=small_disk / "data")
+    key = d.create_key("full", "--plan", "pro")
+    resp = requests.post(
+        f"{d.base}/upload",
+        headers={"X-API-Key": key},
+        files={"file": ("big.bin", os.urandom(45 * 1024 * 1024))},
+        timeout=120,
+    )
+    assert resp.status_code == 507 and resp.json()["error"] == "Insufficient Storage"
+    assert [p for p in (d.data_dir / "uploads").rglob("*") if p.is_file()] == []
+    # A job whose output does not fit: 14 MB in, unpacked and repacked, over 40 MB.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = os.urandom(14 * 1024 * 1024)
+        info = tarfile.TarInfo("noise.bin")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    status, out = d.convert_and_fetch(
+        key, buf.getvalue(), "noise.tar", "archive", "zip", {"compression_level": 0}
+    )
+    assert out is None and "disk space" in status["error"], status
+    assert list((d.data_dir / "work").iterdir()) == []
+    conn = sqlite3.connect(d.data_dir / "convertd.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+    healthy(d, key)

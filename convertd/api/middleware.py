@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -65,14 +67,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "The request is malformed.",
             "Send standard HTTP with a well-formed body.",
         )
+    except (OSError, sqlite3.OperationalError) as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc):
+            logger.error("disk full on %s %s", request.method, request.path)
+            return json_error(
+                507,
+                "Insufficient Storage",
+                "The server's disk is full.",
+                "Try again later; the admin can free space.",
+            )
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _internal_error()
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(
-            500,
-            "Internal Server Error",
-            "Something went wrong inside convertd.",
-            "Try again; if it keeps happening, the server log says what failed.",
-        )
+        return _internal_error()
+
+
+def _internal_error() -> web.Response:
+    return json_error(
+        500,
+        "Internal Server Error",
+        "Something went wrong inside convertd.",
+        "Try again; if it keeps happening, the server log says what failed.",
+    )
 
 
 def _presented_key(request: web.Request) -> str | None:

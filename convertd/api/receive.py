@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,7 +18,13 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.state import CONFIG, DATA
-from convertd.errors import BadRequest, ConvertdError, PayloadTooLarge, RequestTimeout
+from convertd.errors import (
+    BadRequest,
+    ConvertdError,
+    InsufficientStorage,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from convertd.files import DataDir, extension_of
 
 CHUNK = 256 * 1024
@@ -42,6 +49,13 @@ class Body:
     def discard(self, data: DataDir) -> None:
         for received in self.files:
             data.remove_upload(received.file_path)
+
+
+def disk_full() -> InsufficientStorage:
+    return InsufficientStorage(
+        "The server's disk is full; the upload was not kept.",
+        "Try again later; the admin can free space or wait for the retention sweep.",
+    )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -164,6 +178,11 @@ async def _read_multipart(
                 if len(value) > MAX_FIELD_BYTES:
                     raise BadRequest(f"The field {name!r} is too long.")
                 body.fields[name] = value.decode(part.get_charset("utf-8"), errors="replace")
+    except OSError as exc:
+        await asyncio.to_thread(body.discard, data)
+        if exc.errno == errno.ENOSPC:
+            raise disk_full() from None
+        raise
     except (HttpProcessingError, ValueError) as exc:
         # A part header aiohttp refuses (a NUL in a file name, say) is the client's mistake.
         await asyncio.to_thread(body.discard, data)
