@@ -44,6 +44,8 @@ class Config:
     # Honour X-Forwarded-For/-Proto/-Host only when a reverse proxy is known to set them.
     trust_proxy: bool = False
     max_image_pixels: int = 100_000_000
+    # Longer audio or video (by its own header) is refused before FFmpeg decodes any of it.
+    max_media_seconds: int = 6 * 3600
     # Warm LibreOffice instances (0: as many as workers), started with the daemon or on first use.
     office_instances: int = 0
     office_prewarm: bool = True
@@ -97,6 +99,7 @@ _PARSERS: dict[str, Any] = {
     "shutdown_grace_seconds": float,
     "trust_proxy": _to_bool,
     "max_image_pixels": int,
+    "max_media_seconds": int,
     "office_instances": int,
     "office_prewarm": _to_bool,
     "office_recycle_after": int,
@@ -118,6 +121,7 @@ _POSITIVE = {
     "job_timeout_seconds": 1,
     "max_attempts": 1,
     "max_image_pixels": 1,
+    "max_media_seconds": 1,
     "office_instances": 0,
     "office_recycle_after": 1,
     "drop_settle_seconds": 0.05,

@@ -113,7 +113,9 @@ async def convert_files(
     office = OfficePool(DataDir(config.data_dir).office, 1, config.office_recycle_after)
     registry = default_registry(office)
     limits = Limits(
-        max_image_pixels=config.max_image_pixels, job_timeout_seconds=config.job_timeout_seconds
+        max_image_pixels=config.max_image_pixels,
+        job_timeout_seconds=config.job_timeout_seconds,
+        max_media_seconds=config.max_media_seconds,
     )
     await asyncio.to_thread(office.detect)
     office.start()  # instances start lazily, only if a document needs one

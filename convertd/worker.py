@@ -49,6 +49,7 @@ class WorkerPool:
         self.limits = Limits(
             max_image_pixels=config.max_image_pixels,
             job_timeout_seconds=config.job_timeout_seconds,
+            max_media_seconds=config.max_media_seconds,
         )
         self._instance = secrets.token_hex(4)
         self._wakeup = asyncio.Event()

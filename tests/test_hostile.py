@@ -409,3 +409,107 @@ def test_disk_full_fails_cleanly(make_daemon: Any, small_disk: Path) -> None:
     finally:
         conn.close()
     healthy(d, key)
+
+
+def test_repeated_kill_9_loses_no_job(make_daemon: Any) -> None:
+    import signal as _signal
+
+    d = make_daemon(env={"CONVERTD_OFFICE_PREWARM": "false"}, workers=2)
+    key = d.create_key("chaos", "--plan", "pro")
+    session = requests.Session()
+    session.headers["X-API-Key"] = key
+    expected: dict[str, tuple[str, bytes]] = {}
+    big = image_bytes("PNG", (1500, 1500))
+    for n in range(500):
+        if n % 10 == 0:
+            data, name, ft, fmt = big, f"img{n}.png", "image", "webp"
+        else:
+            data, name, ft, fmt = f"payload {n}".encode(), f"f{n}.txt", "hash", "sha256"
+        job = session.post(
+            f"{d.base}/convert",
+            files={"file": (name, data)},
+            data={"filetype": ft, "output_format": fmt},
+            timeout=30,
+        ).json()
+        expected[job["job_id"]] = (fmt, data)
+        if n in (150, 300, 450):  # kill mid-stream, then start again on the same data dir
+            assert d.proc is not None
+            d.proc.send_signal(_signal.SIGKILL)
+            d.proc.wait()
+            d = make_daemon(
+                env={"CONVERTD_OFFICE_PREWARM": "false"}, workers=2, data_dir=d.data_dir
+            )
+            session.headers["X-API-Key"] = key
+            base = d.base
+            session.get(f"{base}/", timeout=5)
+    deadline = time.monotonic() + 300
+    pending = set(expected)
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending):
+            body = session.get(f"{d.base}/status/{job_id}", timeout=10).json()
+            if body["status"] in {"finished", "failed"}:
+                pending.discard(job_id)
+                if body["status"] == "failed":
+                    assert body["error"], body
+                    continue
+                out = session.get(body["download_url"], timeout=30)
+                fmt, data = expected[job_id]
+                if fmt == "sha256":
+                    assert out.text.strip() == hashlib.sha256(data).hexdigest()
+                else:
+                    from PIL import Image
+
+                    with Image.open(io.BytesIO(out.content)) as im:
+                        assert im.format == "WEBP" and im.size == (1500, 1500)
+        time.sleep(0.2)
+    assert not pending, f"{len(pending)} jobs never ended"
+
+
+def test_media_claiming_24_hours_is_refused(daemon: Daemon, key: str, tmp_path: Path) -> None:
+    from tests.media import make_video
+
+    clip = bytearray(
+        make_video(
+            tmp_path / "short.mp4", 1.0, "64x64", "-c:v", "libx264", "-pix_fmt", "yuv420p"
+        ).read_bytes()
+    )
+    # Rewrite the movie and track headers to claim a day: FFmpeg would believe them.
+    for tag in (b"mvhd", b"mdhd"):
+        at = clip.find(tag)
+        while at != -1:
+            timescale = struct.unpack(">I", clip[at + 16 : at + 20])[0]
+            clip[at + 20 : at + 24] = struct.pack(">I", timescale * 86400)
+            at = clip.find(tag, at + 4)
+    status, out = daemon.convert_and_fetch(key, bytes(clip), "endless.mp4", "video", "webm")
+    assert out is None and "longer than this server's limit" in status["error"]
+    healthy(daemon, key)
+
+
+def test_nested_and_overlapping_zips(daemon: Daemon, key: str) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * (5 * 1024 * 1024))
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w") as zf:
+        for n in range(16):
+            zf.writestr(f"layer{n}.zip", inner.getvalue())
+    # Nested archives are carried as files, never unpacked recursively.
+    status, out = daemon.convert_and_fetch(key, outer.getvalue(), "nested.zip", "archive", "tar")
+    assert out is not None, status
+    assert len(out.content) < 2 * 1024 * 1024
+    # Overlapping entries: a central directory pointing twice at one local file.
+    data = bytearray(outer.getvalue())
+    status, out = daemon.convert_and_fetch(
+        key, bytes(data[: len(data) // 2]) + bytes(data[-200:]), "overlap.zip", "archive", "tar"
+    )
+    assert status["status"] in {"failed", "finished"}
+    healthy(daemon, key)
+
+
+def test_too_many_entries_is_refused(daemon: Daemon, key: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n in range(25_000):
+            zf.writestr(f"e{n}", b"")
+    status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.zip", "archive", "tar")
+    assert out is None and "entries" in status["error"]

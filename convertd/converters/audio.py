@@ -73,6 +73,7 @@ class AudioConverter(Converter):
             raise ConversionError("Input has no audio to convert")
         if not info.duration:
             raise ConversionError("Input has no audio samples (its length is zero)")
+        media.check_duration(info, task.limits.max_media_seconds)
         out = task.output_path()
         await media.run_ffmpeg(
             [

@@ -100,6 +100,7 @@ class Option:
 class Limits:
     max_image_pixels: int
     job_timeout_seconds: float
+    max_media_seconds: float = 6 * 3600
 
 
 @dataclasses.dataclass

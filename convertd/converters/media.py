@@ -87,6 +87,15 @@ async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float
     return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
 
 
+def check_duration(info: Probe, limit: float) -> None:
+    """Refuse media whose header claims more than the limit (a 24 h "endless" file)."""
+    if info.duration is not None and info.duration > limit:
+        raise ConversionError(
+            f"The input lasts {info.duration / 3600:.1f} h, longer than this server's limit of "
+            f"{limit / 3600:.1f} h"
+        )
+
+
 def _float(value: Any) -> float | None:
     try:
         number = float(value)

@@ -156,6 +156,7 @@ class VideoConverter(Converter):
     async def convert(self, task: Task) -> list[Path]:
         timeout = task.limits.job_timeout_seconds
         info = await media.probe(task.input_path, media.VIDEO_DEMUXERS, "video", timeout)
+        media.check_duration(info, task.limits.max_media_seconds)
         fmt = task.output_format
         if fmt in AUDIO_OUTPUTS:
             if not info.has("audio"):
