@@ -513,3 +513,45 @@ def test_too_many_entries_is_refused(daemon: Daemon, key: str) -> None:
             zf.writestr(f"e{n}", b"")
     status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.zip", "archive", "tar")
     assert out is None and "entries" in status["error"]
+
+
+def soffice_rss_kib(data_dir: Path) -> int:
+    from tests.test_documents import office_pids
+
+    total = 0
+    for pid in office_pids(data_dir):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_office_memory_over_a_300_document_soak(make_daemon: Any) -> None:
+    from tests.conftest import CORPUS
+
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1"}, workers=1)
+    key = d.create_key("soak", "--plan", "pro")
+    doc = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    session = requests.Session()
+    session.headers["X-API-Key"] = key
+
+    def run(count: int) -> None:
+        ids = [
+            session.post(
+                f"{d.base}/convert",
+                files={"file": ("d.docx", doc)},
+                data={"filetype": "document", "output_format": "pdf"},
+                timeout=30,
+            ).json()["job_id"]
+            for _ in range(count)
+        ]
+        for job_id in ids:
+            assert d.wait(key, job_id, timeout=120)["status"] == "finished"
+
+    run(20)
+    warm = soffice_rss_kib(d.data_dir)
+    assert warm > 0
+    run(280)
+    after = soffice_rss_kib(d.data_dir)
+    assert after <= 2 * warm, f"soffice grew from {warm} KiB to {after} KiB"
+    assert "recycled after 200 documents" in d.log()
