@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -175,6 +178,28 @@ class Database:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
+
+    async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` inside one `BEGIN IMMEDIATE … COMMIT` on the writer's own thread.
+
+        The same transaction as `write()`, in one hop to the database thread instead of one per
+        statement: the hot paths (quota counting, claiming, finishing) use it. `_execute` is
+        aiosqlite's way to run a function on its connection thread.
+        """
+        raw: sqlite3.Connection = self._writer._conn
+
+        def transaction() -> T:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(raw)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return result
+
+        async with self._write_lock:
+            return await self._writer._execute(transaction)  # type: ignore[no-untyped-call,no-any-return]
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, tuple(params)) as cur:

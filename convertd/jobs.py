@@ -85,23 +85,24 @@ async def create(
     options: dict[str, Any],
 ) -> Job:
     job_id = str(uuid.uuid4())
-    async with db.write() as conn:
-        async with conn.execute(
+    values = (
+        job_id,
+        key_id,
+        upload_id,
+        filetype,
+        input_format,
+        output_format,
+        json.dumps(options),
+        clock.now(),
+    )
+    row = await db.run_write(
+        lambda conn: conn.execute(
             """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
                                  options, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-            (
-                job_id,
-                key_id,
-                upload_id,
-                filetype,
-                input_format,
-                output_format,
-                json.dumps(options),
-                clock.now(),
-            ),
-        ) as cur:
-            row = await cur.fetchone()
+            values,
+        ).fetchone()
+    )
     assert row is not None
     logger.info("job %s pending: %s %s -> %s", job_id, filetype, input_format, output_format)
     return Job.from_row(row)
@@ -114,16 +115,16 @@ async def get(db: Database, job_id: str) -> Job | None:
 
 async def claim_next(db: Database, owner: str) -> Job | None:
     """Take the oldest pending job for `owner`, in one statement: two claimers never share one."""
-    async with db.write() as conn:
-        async with conn.execute(
+    row = await db.run_write(
+        lambda conn: conn.execute(
             """UPDATE jobs SET status = 'processing', owner = ?, attempts = attempts + 1,
                               started_at = ?, progress = NULL, error = NULL
                WHERE id = (SELECT id FROM jobs WHERE status = 'pending'
                            ORDER BY created_at, rowid LIMIT 1)
                RETURNING *""",
             (owner, clock.now()),
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
+    )
     if row is None:
         return None
     job = Job.from_row(row)
@@ -142,14 +143,17 @@ async def set_progress(db: Database, job_id: str, owner: str, percent: int) -> N
 async def finish(
     db: Database, job_id: str, owner: str, result_name: str, result_count: int, result_size: int
 ) -> bool:
-    async with db.write() as conn:
-        cur = await conn.execute(
-            """UPDATE jobs SET status = 'finished', progress = 100, finished_at = ?,
+    done = await db.run_write(
+        lambda conn: (
+            conn.execute(
+                """UPDATE jobs SET status = 'finished', progress = 100, finished_at = ?,
                               result_name = ?, result_count = ?, result_size = ?, owner = NULL
                WHERE id = ? AND owner = ? AND status = 'processing'""",
-            (clock.now(), result_name, result_count, result_size, job_id, owner),
+                (clock.now(), result_name, result_count, result_size, job_id, owner),
+            ).rowcount
+            == 1
         )
-        done = cur.rowcount == 1
+    )
     if done:
         logger.info("job %s finished: %s (%d bytes)", job_id, result_name, result_size)
     return done

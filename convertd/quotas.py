@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sqlite3
 
 from convertd import clock
 from convertd.db import Database
@@ -65,35 +66,41 @@ def _window_start(window: str, ts: float) -> int:
     return clock.minute_start(ts) if window == "minute" else clock.day_start(ts)
 
 
+_BUMP = """INSERT INTO call_counts (key_id, span, span_start, count)
+           VALUES (:key_id, :span, :start, 1)
+           ON CONFLICT (key_id, span, span_start)
+           DO UPDATE SET count = count + 1 WHERE :limit IS NULL OR count < :limit
+           RETURNING count"""
+
+
 async def count_call(db: Database, key: ApiKey) -> Usage:
     """Count one call against the key, or raise RateLimited without counting it."""
     ts = clock.now()
-    used: dict[str, int] = {}
+
+    def bump(conn: sqlite3.Connection) -> dict[str, int]:
+        used: dict[str, int] = {}
+        for window in WINDOWS:
+            limit = _limit(key, window)
+            row = conn.execute(
+                _BUMP,
+                {
+                    "key_id": key.id,
+                    "span": window,
+                    "start": _window_start(window, ts),
+                    "limit": limit,
+                },
+            ).fetchone()
+            if row is None or (limit is not None and row[0] > limit):
+                raise _OverLimit(window)  # rolls the whole transaction back
+            used[window] = row[0]
+        conn.execute(
+            "UPDATE api_keys SET usage_count = usage_count + 1, last_used_at = ? WHERE id = ?",
+            (ts, key.id),
+        )
+        return used
+
     try:
-        async with db.write() as conn:
-            for window in WINDOWS:
-                limit = _limit(key, window)
-                async with conn.execute(
-                    """INSERT INTO call_counts (key_id, span, span_start, count)
-                       VALUES (:key_id, :span, :start, 1)
-                       ON CONFLICT (key_id, span, span_start)
-                       DO UPDATE SET count = count + 1 WHERE :limit IS NULL OR count < :limit
-                       RETURNING count""",
-                    {
-                        "key_id": key.id,
-                        "span": window,
-                        "start": _window_start(window, ts),
-                        "limit": limit,
-                    },
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is None or (limit is not None and row[0] > limit):
-                    raise _OverLimit(window)
-                used[window] = row[0]
-            await conn.execute(
-                "UPDATE api_keys SET usage_count = usage_count + 1, last_used_at = ? WHERE id = ?",
-                (ts, key.id),
-            )
+        used = await db.run_write(bump)
     except _OverLimit as over:
         limit = _limit(key, over.window) or 0
         full = WindowUsage(

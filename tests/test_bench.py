@@ -1,0 +1,24 @@
+"""The benchmark command runs (quick mode) and writes its table; figures are not asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_bench_quick_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = out.read_text()
+    for case in ("document:", "image:", "video:", "queue:", "control plane:"):
+        assert case in table
