@@ -104,13 +104,17 @@ class Daemon:
         job = self.http.post(
             f"{self.base}/convert", files={"file": (name, data)}, data=fields, timeout=600
         ).json()
+        # Poll quickly at first, then back off: a tight loop would steal CPU from the very
+        # conversion it waits for (the seed API suggests 2 s; short jobs deserve better).
+        started = time.perf_counter()
         while True:
             status = self.http.get(job["status_url"], timeout=30).json()
             if status["status"] == "finished":
                 return bytes(self.http.get(job["download_url"], timeout=600).content)
             if status["status"] == "failed":
                 raise RuntimeError(status["error"])
-            time.sleep(0.005)
+            waited = time.perf_counter() - started
+            time.sleep(0.01 if waited < 1 else 0.05 if waited < 5 else 0.2)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
