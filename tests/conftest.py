@@ -203,6 +203,22 @@ def make_daemon(tmp_path: Path) -> Iterator[Any]:
             d.kill()
 
 
+def tool_pids(comm: str, data_dir: Path) -> list[int]:
+    """Live processes named `comm` whose command line mentions this daemon's data dir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if name == comm and str(data_dir) in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 def image_bytes(
     fmt: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: Any
 ) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CORPUS, Daemon
+from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.inspect_files import check_output, pdf_text
 
 TEXT_OUT = ["pdf", "docx", "odt", "rtf", "txt", "html"]
@@ -110,18 +110,7 @@ def test_broken_and_locked_documents_fail_cleanly(daemon: Daemon, key: str) -> N
 
 def office_pids(data_dir: Path) -> list[int]:
     """soffice.bin processes whose profile lives in this daemon's data dir."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = (entry / "comm").read_text().strip()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if comm == "soffice.bin" and str(data_dir / "office") in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return tool_pids("soffice.bin", data_dir / "office")
 
 
 def wait_for_pids(data_dir: Path, count: int, timeout: float = 60) -> list[int]:

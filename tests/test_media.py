@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import CORPUS, Daemon
+from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.media import duration, ffprobe, make_audio, make_video, streams
 
 AUDIO_OUT = {
@@ -361,18 +361,7 @@ def test_progress_is_reported_while_processing(make_daemon, tmp_path: Path) -> N
 
 
 def ffmpeg_pids(data_dir: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = (entry / "comm").read_text().strip()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if comm == "ffmpeg" and str(data_dir) in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return tool_pids("ffmpeg", data_dir)
 
 
 def test_timeout_kills_ffmpeg(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

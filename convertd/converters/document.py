@@ -64,6 +64,15 @@ def check_pages(value: str) -> str:
     return value.replace(" ", "")
 
 
+def check_pdf_options(options: dict[str, Any], output_format: str) -> dict[str, Any]:
+    """`pages` and `pdf_a` shape a PDF export: refused for any other output."""
+    if options and output_format != "pdf":
+        raise OptionError(f"options {', '.join(options)} apply only to pdf output")
+    if "pages" in options:
+        options["pages"] = check_pages(options["pages"])
+    return options
+
+
 def pdf_filter_data(options: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if options.get("pages"):
@@ -237,12 +246,7 @@ class DocumentConverter(Converter):
             )
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
-        options = super().validate_options(raw, output_format)
-        if options and output_format != "pdf":
-            raise OptionError(f"options {', '.join(options)} apply only to pdf output")
-        if "pages" in options:
-            options["pages"] = check_pages(options["pages"])
-        return options
+        return check_pdf_options(super().validate_options(raw, output_format), output_format)
 
     async def convert(self, task: Task) -> list[Path]:
         family = FAMILY_OF_INPUT[task.input_format]

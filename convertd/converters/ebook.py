@@ -13,10 +13,10 @@ from typing import Any
 import markdown
 
 from convertd import htmlclean
-from convertd.converters.base import Converter, OptionError, Task
+from convertd.converters.base import Converter, Task
 from convertd.converters.document import (
     PDF_OPTIONS,
-    check_pages,
+    check_pdf_options,
     office_convert,
     pdf_filter_data,
     stage_input,
@@ -117,12 +117,7 @@ class EbookConverter(Converter):
         return self.office.missing()
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
-        options = super().validate_options(raw, output_format)
-        if options and output_format != "pdf":
-            raise OptionError(f"options {', '.join(options)} apply only to pdf output")
-        if "pages" in options:
-            options["pages"] = check_pages(options["pages"])
-        return options
+        return check_pdf_options(super().validate_options(raw, output_format), output_format)
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
