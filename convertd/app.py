@@ -13,7 +13,7 @@ from PIL import Image
 from convertd import jobs
 from convertd.api.handlers import add_routes
 from convertd.api.middleware import add_rate_limit_headers, auth_middleware, error_middleware
-from convertd.api.state import CONFIG, DATA, DB, OFFICE, POOL, REGISTRY
+from convertd.api.state import CONFIG, DATA, DB, OFFICE, POOL, REGISTRY, RULES
 from convertd.config import Config
 from convertd.converters.registry import Registry, default_registry
 from convertd.db import Database
@@ -65,7 +65,9 @@ async def _watcher(app: web.Application) -> AsyncIterator[None]:
     if not app[CONFIG].drop_enabled:
         yield
         return
-    watcher = DropWatcher(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL].notify)
+    watcher = DropWatcher(
+        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL].notify, app[RULES]
+    )
     watcher.start()
     yield
     await watcher.stop()
@@ -89,8 +91,8 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         DataDir(config.data_dir).office, config.office_pool_size, config.office_recycle_after
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE])
-    if config.drop_enabled:
-        build_rules(config, app[REGISTRY])  # a bad watch rule stops start-up before anything runs
+    # Built (and checked) here: a bad watch rule stops start-up before anything runs.
+    app[RULES] = build_rules(config, app[REGISTRY]) if config.drop_enabled else []
     app.cleanup_ctx.extend([_database, _office, _workers, _watcher, _sweeper])
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app)

@@ -8,13 +8,13 @@ transaction, so a crash at any point is repaired at the next start.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import uuid
+import sqlite3
+from typing import Any
 
 import aiosqlite
 
-from convertd import clock
+from convertd import clock, jobs, uploads
 from convertd.db import Database
 
 logger = logging.getLogger(__name__)
@@ -84,42 +84,33 @@ async def queue(
     filetype: str,
     input_format: str,
     output_format: str,
-    options: dict[str, object],
+    options: dict[str, Any],
 ) -> str:
     """Record the claimed file as an upload and queue its job, in one transaction."""
-    job_id = str(uuid.uuid4())
-    async with db.write() as conn:
-        async with conn.execute(
+
+    def record(conn: sqlite3.Connection) -> str:
+        row = conn.execute(
             "SELECT size, upload_path FROM drops WHERE id = ?", (drop_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         assert row is not None
-        cur = await conn.execute(
-            """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension,
-                                    created_at) VALUES (NULL, ?, ?, ?, ?, ?)""",
-            (row[1], file_name, row[0], extension, clock.now()),
+        upload_id = uploads.insert(conn, None, row[1], file_name, row[0], extension, clock.now())
+        job = jobs.insert(
+            conn,
+            key_id=None,
+            upload_id=upload_id,
+            filetype=filetype,
+            input_format=input_format,
+            output_format=output_format,
+            options=options,
+            source="drop",
         )
-        upload_id = int(cur.lastrowid or 0)
-        await conn.execute(
-            """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
-                                 options, created_at, source)
-               VALUES (?, NULL, ?, ?, ?, ?, ?, ?, 'drop')""",
-            (
-                job_id,
-                upload_id,
-                filetype,
-                input_format,
-                output_format,
-                json.dumps(options),
-                clock.now(),
-            ),
-        )
-        await conn.execute(
+        conn.execute(
             "UPDATE drops SET status = 'queued', upload_id = ?, job_id = ? WHERE id = ?",
-            (upload_id, job_id, drop_id),
+            (upload_id, job["id"], drop_id),
         )
-    logger.info("job %s pending: %s %s -> %s (drop)", job_id, filetype, input_format, output_format)
-    return job_id
+        return str(job["id"])
+
+    return await db.run_write(record)
 
 
 async def set_output(db: Database, drop_id: int, output: bytes) -> None:

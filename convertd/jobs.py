@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import json
 import logging
+import sqlite3
 import uuid
 from typing import Any
 
@@ -74,6 +75,40 @@ class Job:
         )
 
 
+def insert(
+    conn: sqlite3.Connection,
+    *,
+    key_id: int | None,
+    upload_id: int,
+    filetype: str,
+    input_format: str,
+    output_format: str,
+    options: dict[str, Any],
+    source: str = "api",
+) -> sqlite3.Row:
+    """Insert a pending job inside the caller's transaction; returns its row."""
+    row: sqlite3.Row = conn.execute(
+        """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
+                             options, created_at, source)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+        (
+            str(uuid.uuid4()),
+            key_id,
+            upload_id,
+            filetype,
+            input_format,
+            output_format,
+            json.dumps(options),
+            clock.now(),
+            source,
+        ),
+    ).fetchone()
+    logger.info(
+        "job %s pending: %s %s -> %s (%s)", row["id"], filetype, input_format, output_format, source
+    )
+    return row
+
+
 async def create(
     db: Database,
     *,
@@ -84,27 +119,17 @@ async def create(
     output_format: str,
     options: dict[str, Any],
 ) -> Job:
-    job_id = str(uuid.uuid4())
-    values = (
-        job_id,
-        key_id,
-        upload_id,
-        filetype,
-        input_format,
-        output_format,
-        json.dumps(options),
-        clock.now(),
-    )
     row = await db.run_write(
-        lambda conn: conn.execute(
-            """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
-                                 options, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-            values,
-        ).fetchone()
+        lambda conn: insert(
+            conn,
+            key_id=key_id,
+            upload_id=upload_id,
+            filetype=filetype,
+            input_format=input_format,
+            output_format=output_format,
+            options=options,
+        )
     )
-    assert row is not None
-    logger.info("job %s pending: %s %s -> %s", job_id, filetype, input_format, output_format)
     return Job.from_row(row)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import aiosqlite
 
@@ -33,20 +34,30 @@ class Upload:
         )
 
 
+def insert(
+    conn: sqlite3.Connection,
+    key_id: int | None,
+    file_path: str,
+    file_name: str,
+    size: int,
+    extension: str,
+    created_at: float,
+) -> int:
+    """Insert an upload row inside the caller's transaction; returns its id."""
+    cur = conn.execute(
+        """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        (key_id, file_path, file_name, size, extension, created_at),
+    )
+    return int(cur.lastrowid or 0)
+
+
 async def record_uploads(
     db: Database, key_id: int | None, files: list[tuple[str, str, int, str]]
 ) -> list[Upload]:
     """Record (file_path, file_name, size, extension) tuples written by one request, together."""
     ts = clock.now()
-    ids: list[int] = []
-    async with db.write() as conn:
-        for file_path, file_name, size, extension in files:
-            cur = await conn.execute(
-                """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension,
-                                        created_at) VALUES (?, ?, ?, ?, ?, ?)""",
-                (key_id, file_path, file_name, size, extension, ts),
-            )
-            ids.append(int(cur.lastrowid or 0))
+    ids = await db.run_write(lambda conn: [insert(conn, key_id, *entry, ts) for entry in files])
     return [
         Upload(i, key_id, path, name, size, ext, ts)
         for i, (path, name, size, ext) in zip(ids, files, strict=True)

@@ -147,13 +147,14 @@ class DropWatcher:
         data: DataDir,
         registry: Registry,
         notify: Any,
+        rules: list[WatchRule],
     ) -> None:
         self.config = config
         self.db = db
         self.data = data
         self.registry = registry
         self.notify = notify
-        self.rules = build_rules(config, registry)
+        self.rules = rules  # from build_rules, checked at start-up
         self.candidates: dict[Path, Candidate] = {}
         self.skipped: dict[str, str] = {}
         self.failures: dict[Path, int] = {}

@@ -7,6 +7,7 @@ from aiohttp import web
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.db import Database
+from convertd.droprules import WatchRule
 from convertd.files import DataDir
 from convertd.keys import ApiKey
 from convertd.office import OfficePool
@@ -19,6 +20,7 @@ DATA = web.AppKey("data", DataDir)
 REGISTRY = web.AppKey("registry", Registry)
 POOL = web.AppKey("pool", WorkerPool)
 OFFICE = web.AppKey("office", OfficePool)
+RULES = web.AppKey("rules", list[WatchRule])
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)
