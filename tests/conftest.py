@@ -20,6 +20,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 
+# The loopback canary web server, for the hostile-input tests.
+pytest_plugins = ["tests.canary"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
