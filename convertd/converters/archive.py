@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import py7zr
 from py7zr.exceptions import Bad7zFile, PasswordRequired, UnsupportedCompressionMethodError
+from py7zr.io import BytesIOFactory
 
 from convertd.converters.base import Converter, Option, Task
 from convertd.errors import ConversionError
@@ -31,6 +32,7 @@ MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_RATIO = 200
 MIN_SIZE_FOR_RATIO = 10 * 1024**2
 CHUNK = 1024 * 1024
+MAX_LINK_TARGET = 4096  # PATH_MAX
 
 ARCHIVE_OPTIONS = {
     "compression_level": Option(int, "0 (store) to 9 (smallest)", 0, 9),
@@ -215,9 +217,17 @@ def unpack_7z(src: Path, root: Path, password: str | None) -> None:
                     f"The archive unpacks to more than {MAX_TOTAL_BYTES // 1024**3} GiB"
                 )
             budget.add(declared)
-            # Files first, links last: nothing is ever written through a link from the archive.
             links = [e.filename for e in entries if e.is_symlink]
             files = [e.filename for e in entries if not e.is_symlink]
+            if links:
+                # Link targets are read into memory and checked before anything is written.
+                targets = BytesIOFactory(limit=MAX_LINK_TARGET)
+                archive.extract(targets=links, factory=targets)
+                archive.reset()
+                for name in links:
+                    target = targets.get(name).read().decode("utf-8", errors="replace")
+                    check_link(safe_name(name), target)
+            # Files first, links last: nothing is ever written through a link from the archive.
             if files:
                 archive.extract(path=root, targets=files)
             if links:
@@ -240,7 +250,7 @@ def unpack_7z(src: Path, root: Path, password: str | None) -> None:
             if wrong
             else "Input is not a valid 7z archive"
         ) from exc
-    # py7zr makes the links itself: each must point inside the archive, or the job fails.
+    # py7zr makes the links itself; check what it made, whatever the archive claimed.
     for path in root.rglob("*"):
         if path.is_symlink():
             check_link(PurePosixPath(path.relative_to(root).as_posix()), os.readlink(path))
