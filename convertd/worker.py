@@ -25,6 +25,7 @@ from convertd.converters.registry import Registry
 from convertd.db import Database
 from convertd.errors import ConversionError
 from convertd.files import DataDir, stem_of
+from convertd.memory import Reclaimer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._reclaimer = Reclaimer()
 
     def start(self) -> None:
         for n in range(self.config.workers):
@@ -82,6 +84,7 @@ class WorkerPool:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
+        self._reclaimer.close()
 
     async def _loop(self, owner: str) -> None:
         while not self._stopping.is_set():
@@ -180,6 +183,7 @@ class WorkerPool:
             )
         else:
             await self._record(lambda: jobs.fail(self.db, job.id, owner, str(error)))
+        self._reclaimer.job_ended()
 
     async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
         """A job's end, written even if the database is briefly unwritable (a full disk)."""

@@ -60,6 +60,7 @@ class Daemon:
         self.base = f"http://127.0.0.1:{self.port}/v1"
         self.env = env or {}
         self.workers = workers
+        self.wait_timeout = 60.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"daemon-{self.port}.log"
 
@@ -147,7 +148,8 @@ class Daemon:
             timeout=30,
         )
 
-    def wait(self, key: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    def wait(self, key: str, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        timeout = timeout or self.wait_timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             body: dict[str, Any] = requests.get(

@@ -327,19 +327,6 @@ def test_corrupt_video_fails_cleanly(
     assert fine is not None
 
 
-def test_playlist_disguised_as_mp4_is_refused(daemon: Daemon, key: str, tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOP-SECRET-CONTENT\n" * 100)
-    playlist = (
-        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{secret}\n#EXT-X-ENDLIST\n"
-    ).encode()
-    status, out = daemon.convert_and_fetch(key, playlist, "movie.mp4", "video", "mkv")
-    assert out is None and status["status"] == "failed"
-    concat = f"ffconcat version 1.0\nfile '{secret}'\n".encode()
-    status, out = daemon.convert_and_fetch(key, concat, "movie.mp4", "video", "mp4")
-    assert out is None and status["status"] == "failed"
-
-
 def test_progress_is_reported_while_processing(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     d = make_daemon(workers=1)
     key = d.create_key("progress", "--plan", "pro")

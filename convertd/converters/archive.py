@@ -225,7 +225,7 @@ def unpack_7z(src: Path, root: Path, password: str | None) -> None:
                 archive.extract(targets=links, factory=targets)
                 archive.reset()
                 for name in links:
-                    target = targets.get(name).read().decode("utf-8", errors="replace")
+                    target = targets.products[name].read().decode("utf-8", errors="replace")
                     check_link(safe_name(name), target)
             # Files first, links last: nothing is ever written through a link from the archive.
             if files:

@@ -20,12 +20,8 @@ import requests
 
 from tests.canary import Canary
 from tests.conftest import Daemon, image_bytes
+from tests.hostile.checks import healthy
 from tests.inspect_files import pdf_text
-
-
-def healthy(d: Daemon, key: str) -> None:
-    _, out = d.convert_and_fetch(key, b"still alive", "ok.txt", "hash", "md5")
-    assert out is not None and out.text.strip() == hashlib.md5(b"still alive").hexdigest()
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -42,7 +38,6 @@ def test_pixel_bomb_png_is_refused_before_decoding(daemon: Daemon, key: str) -> 
     )
     status, out = daemon.convert_and_fetch(key, bomb, "bomb.png", "image", "webp")
     assert out is None and "limit" in status["error"]
-    healthy(daemon, key)
 
 
 def test_huge_gif_canvas_is_refused(daemon: Daemon, key: str) -> None:
@@ -54,7 +49,6 @@ def test_huge_gif_canvas_is_refused(daemon: Daemon, key: str) -> None:
     )
     status, out = daemon.convert_and_fetch(key, gif, "canvas.gif", "image", "png")
     assert out is None and status["status"] == "failed"
-    healthy(daemon, key)
 
 
 @pytest.mark.parametrize(
@@ -74,17 +68,6 @@ def test_decoders_outside_the_allow_list_are_never_used(
 ) -> None:
     status, out = daemon.convert_and_fetch(key, data, name, "image", "png")
     assert out is None and "not a valid image" in status["error"]
-
-
-def test_dash_manifest_as_media_is_refused(daemon: Daemon, key: str, canary: Canary) -> None:
-    mpd = (
-        f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static">'
-        f'<Period><AdaptationSet><Representation id="1" bandwidth="1">'
-        f"<BaseURL>{canary.url('/seg.mp4')}</BaseURL></Representation></AdaptationSet>"
-        f"</Period></MPD>"
-    ).encode()
-    _status, out = daemon.convert_and_fetch(key, mpd, "movie.mp4", "video", "mkv")
-    assert out is None and canary.hits == []
 
 
 def docx_with_external_image(target: str) -> bytes:
@@ -214,7 +197,6 @@ def test_pdf_with_circular_xref_fails_in_bounded_time(daemon: Daemon, key: str) 
         status, _out = daemon.convert_and_fetch(key, pdf, "loop.pdf", "pdf", fmt)
         assert status["status"] in {"failed", "finished"}
         assert "Traceback" not in str(status.get("error"))
-    healthy(daemon, key)
 
 
 def test_flate_bomb_pdf_stays_bounded(daemon: Daemon, key: str) -> None:
@@ -229,7 +211,6 @@ def test_flate_bomb_pdf_stays_bounded(daemon: Daemon, key: str) -> None:
     )
     status, _ = daemon.convert_and_fetch(key, pdf, "bomb.pdf", "pdf", "txt")
     assert status["status"] in {"failed", "finished"}
-    healthy(daemon, key)
 
 
 def test_slow_loris_upload_is_dropped(make_daemon: Any) -> None:
@@ -444,37 +425,6 @@ def test_media_claiming_24_hours_is_refused(daemon: Daemon, key: str, tmp_path: 
             at = clip.find(tag, at + 4)
     status, out = daemon.convert_and_fetch(key, bytes(clip), "endless.mp4", "video", "webm")
     assert out is None and "longer than this server's limit" in status["error"]
-    healthy(daemon, key)
-
-
-def test_nested_and_overlapping_zips(daemon: Daemon, key: str) -> None:
-    inner = io.BytesIO()
-    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("zeros.bin", b"\0" * (5 * 1024 * 1024))
-    outer = io.BytesIO()
-    with zipfile.ZipFile(outer, "w") as zf:
-        for n in range(16):
-            zf.writestr(f"layer{n}.zip", inner.getvalue())
-    # Nested archives are carried as files, never unpacked recursively.
-    status, out = daemon.convert_and_fetch(key, outer.getvalue(), "nested.zip", "archive", "tar")
-    assert out is not None, status
-    assert len(out.content) < 2 * 1024 * 1024
-    # Overlapping entries: a central directory pointing twice at one local file.
-    data = bytearray(outer.getvalue())
-    status, out = daemon.convert_and_fetch(
-        key, bytes(data[: len(data) // 2]) + bytes(data[-200:]), "overlap.zip", "archive", "tar"
-    )
-    assert status["status"] in {"failed", "finished"}
-    healthy(daemon, key)
-
-
-def test_too_many_entries_is_refused(daemon: Daemon, key: str) -> None:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for n in range(25_000):
-            zf.writestr(f"e{n}", b"")
-    status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.zip", "archive", "tar")
-    assert out is None and "entries" in status["error"]
 
 
 def soffice_rss_kib(data_dir: Path) -> int:

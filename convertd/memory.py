@@ -1,0 +1,76 @@
+"""Handing memory back to the system after jobs.
+
+Parsing a hostile or merely huge file in-process (an archive with 100,000 entries, a big image)
+leaves the daemon's heap large after the objects are gone: CPython frees them into its arenas
+and glibc keeps the pages, so a long-running daemon would sit at its high-water mark. After jobs,
+at most once per interval, a full collection and malloc_trim give those pages back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+MIN_INTERVAL_SECONDS = 2.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+    return trim
+
+
+_trim = _malloc_trim()
+
+
+def release() -> None:
+    gc.collect()
+    if _trim is not None:
+        _trim(0)
+
+
+class Reclaimer:
+    """Runs `release` after jobs: soon after the last one, never more often than the interval."""
+
+    def __init__(self, interval: float = MIN_INTERVAL_SECONDS) -> None:
+        self.interval = interval
+        self._last = 0.0
+        self._scheduled: asyncio.TimerHandle | None = None
+        self._running: asyncio.Future[None] | None = None
+
+    def job_ended(self) -> None:
+        if self._scheduled is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last + self.interval - loop.time())
+        self._scheduled = loop.call_later(delay, self._run)
+
+    def _run(self) -> None:
+        self._scheduled = None
+        if self._running is not None and not self._running.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._running = loop.run_in_executor(None, release)
+        self._running.add_done_callback(self._done)
+
+    @staticmethod
+    def _done(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("could not release memory: %s", future.exception())
+
+    def close(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
