@@ -13,12 +13,13 @@ from PIL import Image
 from convertd import jobs
 from convertd.api.handlers import add_routes
 from convertd.api.middleware import add_rate_limit_headers, auth_middleware, error_middleware
-from convertd.api.state import CONFIG, DATA, DB, OFFICE, POOL, REGISTRY, RULES
+from convertd.api.state import CALLS, CONFIG, DATA, DB, OFFICE, POOL, REGISTRY, RULES
 from convertd.config import Config
 from convertd.converters.registry import Registry, default_registry
 from convertd.db import Database
 from convertd.files import DataDir
 from convertd.office import OfficePool
+from convertd.quotas import CallCounter
 from convertd.retention import run_sweeper
 from convertd.watch import DropWatcher, build_rules
 from convertd.worker import WorkerPool
@@ -36,6 +37,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         logger.info("recovered %d interrupted job(s); %d gave up", requeued, failed)
     yield
     await db.close()
+
+
+async def _call_counter(app: web.Application) -> AsyncIterator[None]:
+    counter = CallCounter(app[DB])
+    app[CALLS] = counter
+    task = asyncio.create_task(counter.run(), name="call-counter")
+    yield
+    task.cancel()  # run() writes the last counts as it stops
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _office(app: web.Application) -> AsyncIterator[None]:
@@ -93,7 +104,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[REGISTRY] = registry or default_registry(app[OFFICE])
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, app[REGISTRY]) if config.drop_enabled else []
-    app.cleanup_ctx.extend([_database, _office, _workers, _watcher, _sweeper])
+    app.cleanup_ctx.extend([_database, _call_counter, _office, _workers, _watcher, _sweeper])
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app)
     return app

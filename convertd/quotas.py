@@ -1,14 +1,10 @@
-"""Per-key call counters for the minute and day windows, checked and bumped atomically.
-
-One write transaction bumps both windows with `INSERT ... ON CONFLICT DO UPDATE ... WHERE count <
-limit RETURNING count`: a window at its limit returns no row and the whole transaction is rolled
-back, so concurrent calls (from this process or another) can never be admitted past a limit, and
-a refused call counts against nothing.
-"""
+"""Per-key call counters for the minute and day windows (see CallCounter)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import math
 import sqlite3
 
@@ -16,6 +12,8 @@ from convertd import clock
 from convertd.db import Database
 from convertd.errors import RateLimited
 from convertd.keys import ApiKey
+
+logger = logging.getLogger(__name__)
 
 WINDOWS = {"minute": 60, "day": 86400}
 
@@ -53,11 +51,6 @@ class Usage:
         return min(limited, key=lambda w: (w.remaining, w.reset_at))
 
 
-class _OverLimit(Exception):
-    def __init__(self, window: str) -> None:
-        self.window = window
-
-
 def _limit(key: ApiKey, window: str) -> int | None:
     return key.plan.calls_per_minute if window == "minute" else key.plan.calls_per_day
 
@@ -66,70 +59,129 @@ def _window_start(window: str, ts: float) -> int:
     return clock.minute_start(ts) if window == "minute" else clock.day_start(ts)
 
 
-_BUMP = """INSERT INTO call_counts (key_id, span, span_start, count)
-           VALUES (:key_id, :span, :start, 1)
-           ON CONFLICT (key_id, span, span_start)
-           DO UPDATE SET count = count + 1 WHERE :limit IS NULL OR count < :limit
-           RETURNING count"""
+FLUSH_SECONDS = 1.0
 
 
-async def count_call(db: Database, key: ApiKey) -> Usage:
-    """Count one call against the key, or raise RateLimited without counting it."""
-    ts = clock.now()
+class CallCounter:
+    """Counts every authenticated call per key in its minute and day windows.
 
-    def bump(conn: sqlite3.Connection) -> dict[str, int]:
-        used: dict[str, int] = {}
-        for window in WINDOWS:
+    The counts in memory are the authority: one daemon owns a data dir (server.py locks it), and
+    a call is checked and counted with no await in between, so concurrent calls can never be
+    admitted past a limit and a refused call counts against nothing. Every FLUSH_SECONDS, and at
+    shutdown, the counts and each key's usage are written to SQLite in one transaction, so a
+    restart carries on the windows where they were; a crash forgets at most the last second.
+    Keeping SQLite out of each call is what lets status polling run at thousands per second.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._counts: dict[tuple[int, str, int], int] = {}
+        self._dirty: set[tuple[int, str, int]] = set()
+        # key id -> (calls not yet added to api_keys.usage_count, time of the latest call)
+        self._calls: dict[int, tuple[int, float]] = {}
+
+    async def _load(self, key_id: int, starts: dict[str, int]) -> None:
+        missing = [(key_id, w, start) for w, start in starts.items()]
+        missing = [k for k in missing if k not in self._counts]
+        if not missing:
+            return
+        rows = await self.db.fetch_all(
+            "SELECT span, span_start, count FROM call_counts WHERE key_id = ? AND "
+            "((span = 'minute' AND span_start = ?) OR (span = 'day' AND span_start = ?))",
+            (key_id, starts["minute"], starts["day"]),
+        )
+        stored = {(key_id, row[0], row[1]): row[2] for row in rows}
+        for k in missing:
+            # Another call may have loaded and counted this window while we read: keep its count.
+            self._counts.setdefault(k, stored.get(k, 0))
+
+    async def count(self, key: ApiKey) -> Usage:
+        """Count one call against the key, or raise RateLimited without counting it."""
+        ts = clock.now()
+        starts = {w: _window_start(w, ts) for w in WINDOWS}
+        await self._load(key.id, starts)
+        # No await from here on: the check and the bump are one step for the event loop.
+        for window, start in starts.items():
             limit = _limit(key, window)
-            row = conn.execute(
-                _BUMP,
-                {
-                    "key_id": key.id,
-                    "span": window,
-                    "start": _window_start(window, ts),
-                    "limit": limit,
-                },
-            ).fetchone()
-            if row is None or (limit is not None and row[0] > limit):
-                raise _OverLimit(window)  # rolls the whole transaction back
-            used[window] = row[0]
-        conn.execute(
-            "UPDATE api_keys SET usage_count = usage_count + 1, last_used_at = ? WHERE id = ?",
-            (ts, key.id),
-        )
-        return used
+            if limit is not None and self._counts[(key.id, window, start)] >= limit:
+                raise _rate_limited(window, limit, start, ts)
+        used = {}
+        for window, start in starts.items():
+            k = (key.id, window, start)
+            self._counts[k] += 1
+            self._dirty.add(k)
+            used[window] = self._counts[k]
+        pending, _ = self._calls.get(key.id, (0, ts))
+        self._calls[key.id] = (pending + 1, ts)
+        return _usage(key, ts, used)
 
-    try:
-        used = await db.run_write(bump)
-    except _OverLimit as over:
-        limit = _limit(key, over.window) or 0
-        full = WindowUsage(
-            window=over.window,
-            limit=limit,
-            used=limit,
-            reset_at=_window_start(over.window, ts) + WINDOWS[over.window],
-        )
-        raise RateLimited(
-            f"This key has used all {limit} calls allowed per {over.window}.",
-            retry_after=max(1, math.ceil(full.reset_at - ts)),
-            hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
-            "higher limit.",
-            rate_headers=full.headers(),
-        ) from None
-    return _usage(key, ts, used)
+    async def usage(self, key: ApiKey) -> Usage:
+        """The counts so far in the current windows, without counting a call."""
+        ts = clock.now()
+        starts = {w: _window_start(w, ts) for w in WINDOWS}
+        await self._load(key.id, starts)
+        return _usage(key, ts, {w: self._counts[(key.id, w, s)] for w, s in starts.items()})
+
+    async def flush(self) -> None:
+        """Write the counts and usage gathered since the last flush, in one transaction."""
+        if not self._dirty and not self._calls:
+            return
+        counts = [(*k, self._counts[k]) for k in self._dirty]
+        calls = self._calls
+        self._dirty, self._calls = set(), {}
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO call_counts (key_id, span, span_start, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key_id, span, span_start) DO UPDATE "
+                "SET count = max(count, excluded.count)",
+                counts,
+            )
+            conn.executemany(
+                "UPDATE api_keys SET usage_count = usage_count + ?, "
+                "last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+                [(n, last, key_id) for key_id, (n, last) in calls.items()],
+            )
+
+        try:
+            await self.db.run_write(write)
+        except BaseException:
+            # Not written: keep it for the next flush (counts only grow; usage adds up).
+            self._dirty.update(k[:3] for k in counts)
+            for key_id, (n, last) in calls.items():
+                pending, latest = self._calls.get(key_id, (0, last))
+                self._calls[key_id] = (pending + n, max(last, latest))
+            raise
+        self._forget_ended_windows()
+
+    def _forget_ended_windows(self) -> None:
+        ts = clock.now()
+        current = {w: _window_start(w, ts) for w in WINDOWS}
+        for k in [k for k in self._counts if k[2] < current[k[1]] and k not in self._dirty]:
+            del self._counts[k]
+
+    async def run(self) -> None:
+        """Flush every FLUSH_SECONDS until cancelled, then once more."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                try:
+                    await self.flush()
+                except sqlite3.Error as exc:
+                    logger.error("could not write call counts (%s); retrying", exc)
+        finally:
+            await asyncio.shield(self.flush())
 
 
-async def current_usage(db: Database, key: ApiKey) -> Usage:
-    """The counts so far in the current windows, without counting a call."""
-    ts = clock.now()
-    used: dict[str, int] = {}
-    for window in WINDOWS:
-        row = await db.fetch_one(
-            "SELECT count FROM call_counts WHERE key_id = ? AND span = ? AND span_start = ?",
-            (key.id, window, _window_start(window, ts)),
-        )
-        used[window] = row[0] if row else 0
-    return _usage(key, ts, used)
+def _rate_limited(window: str, limit: int, start: int, ts: float) -> RateLimited:
+    full = WindowUsage(window=window, limit=limit, used=limit, reset_at=start + WINDOWS[window])
+    return RateLimited(
+        f"This key has used all {limit} calls allowed per {window}.",
+        retry_after=max(1, math.ceil(full.reset_at - ts)),
+        hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
+        "higher limit.",
+        rate_headers=full.headers(),
+    )
 
 
 def _usage(key: ApiKey, ts: float, used: dict[str, int]) -> Usage:

@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from convertd import __version__, jobs, keys, quotas, uploads
+from convertd import __version__, jobs, keys, uploads
 from convertd.api.openapi import openapi_document
 from convertd.api.receive import Body, json_field, read_body
-from convertd.api.state import API_KEY, CONFIG, DATA, DB, POOL, REGISTRY
+from convertd.api.state import API_KEY, CALLS, CONFIG, DATA, DB, POOL, REGISTRY
 from convertd.clock import iso
 from convertd.converters.base import OptionError, canonical_format
 from convertd.converters.registry import FILETYPES
@@ -312,9 +312,11 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 async def keys_me(request: web.Request) -> web.Response:
-    # Read the key again: the copy authentication loaded predates this call being counted.
+    # Write the pending usage, then read the key again: the copy authentication loaded
+    # predates this call being counted.
+    await request.app[CALLS].flush()
     key = await keys.get_key(request.app[DB], request[API_KEY].id) or request[API_KEY]
-    usage = await quotas.current_usage(request.app[DB], key)
+    usage = await request.app[CALLS].usage(key)
     return web.json_response(
         {
             "ok": True,

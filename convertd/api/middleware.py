@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from convertd import keys, quotas, restrictions
-from convertd.api.state import API_KEY, CONFIG, DB, USAGE
+from convertd import keys, restrictions
+from convertd.api.state import API_KEY, CALLS, CONFIG, DB, USAGE
 from convertd.errors import ConvertdError, Forbidden, Unauthorized, error_body
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.http_exception is not None or route.name in PUBLIC_ROUTES:
         return await handler(request)
     key = await authenticate(request)
-    usage = await quotas.count_call(request.app[DB], key)
+    usage = await request.app[CALLS].count(key)
     request[API_KEY] = key
     request[USAGE] = usage
     return await handler(request)

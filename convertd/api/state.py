@@ -11,7 +11,7 @@ from convertd.droprules import WatchRule
 from convertd.files import DataDir
 from convertd.keys import ApiKey
 from convertd.office import OfficePool
-from convertd.quotas import Usage
+from convertd.quotas import CallCounter, Usage
 from convertd.worker import WorkerPool
 
 CONFIG = web.AppKey("config", Config)
@@ -21,6 +21,7 @@ REGISTRY = web.AppKey("registry", Registry)
 POOL = web.AppKey("pool", WorkerPool)
 OFFICE = web.AppKey("office", OfficePool)
 RULES = web.AppKey("rules", list[WatchRule])
+CALLS = web.AppKey("calls", CallCounter)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)
