@@ -252,9 +252,8 @@ def bench_images(d: Daemon, work: Path, runs: int, quick: bool) -> None:
         )
 
 
-def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
-    seconds = 5 if quick else 60
-    clip = work / "clip.mp4"
+def make_clip(clip: Path, seconds: int) -> Path:
+    """A 720p H.264 + AAC test clip of `seconds` seconds."""
     subprocess.run(
         [
             "ffmpeg",
@@ -282,6 +281,12 @@ def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
         ],
         check=True,
     )
+    return clip
+
+
+def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
+    seconds = 5 if quick else 60
+    clip = make_clip(work / "clip.mp4", seconds)
     data = clip.read_bytes()
     # The same FFmpeg command convertd builds, run directly.
     direct = {
@@ -406,8 +411,21 @@ print(len(lat) / seconds, lat[int(len(lat) * 0.99)] * 1000)
 """
 
 
+def load(d: Daemon, url: str, seconds: float) -> tuple[float, float]:
+    """Requests/s and p99 (ms) of authenticated GETs from a separate process, 32 connections."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_CLIENT, url, d.key, str(seconds), "32"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rate, p99 = (float(x) for x in out.stdout.split())
+    return rate, p99
+
+
 def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
-    """Authenticated status reads per second from a separate process, quota counter on."""
+    """Authenticated status reads per second with the quota counter on: idle, then while two
+    video transcodes keep both cores busy (the event loop must not wait on conversions)."""
     job = d.http.post(
         f"{d.base}/convert",
         files={"file": ("a.txt", b"a")},
@@ -415,23 +433,49 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
         timeout=30,
     ).json()
     seconds = 3 if quick else 10
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD_CLIENT, job["status_url"], d.key, str(seconds), "32"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rate, p99 = (float(x) for x in out.stdout.split())
+    rate, p99 = load(d, job["status_url"], seconds)
     ROWS.append(
         (
-            "control plane: GET /v1/status, 32 connections",
+            "control plane: GET /v1/status, 32 connections, idle",
             f"{rate:.0f} req/s",
             f"p99 {p99:.1f} ms",
             "-",
-            ">= 2,000 req/s, p99 <= 50 ms under load",
+            ">= 2,000 req/s",
         )
     )
-    print(f"control plane: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
+    print(f"control plane idle: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
+
+    clip = make_clip(work / "busy.mp4", 10 if quick else 60).read_bytes()
+    busy = [
+        d.http.post(
+            f"{d.base}/convert",
+            files={"file": (f"busy{n}.mp4", clip)},
+            data={"filetype": "video", "output_format": "mp4"},
+            timeout=120,
+        ).json()
+        for n in range(2)
+    ]
+
+    def states() -> list[str]:
+        return [d.http.get(j["status_url"], timeout=30).json()["status"] for j in busy]
+
+    while states() != ["processing", "processing"]:
+        time.sleep(0.05)
+    rate, p99 = load(d, job["status_url"], 2 if quick else seconds)
+    still_busy = states() == ["processing", "processing"]
+    while any(state == "processing" for state in states()):
+        time.sleep(0.5)
+    ROWS.append(
+        (
+            "control plane: GET /v1/status while 2 transcodes run"
+            + ("" if still_busy else " (a transcode ended early)"),
+            f"{rate:.0f} req/s",
+            f"p99 {p99:.1f} ms",
+            "-",
+            "p99 <= 50 ms",
+        )
+    )
+    print(f"control plane busy: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
 
 
 def write_results(path: Path, quick: bool) -> None:

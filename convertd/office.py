@@ -24,6 +24,7 @@ from typing import Any
 
 from convertd import procs
 from convertd.errors import ConversionError
+from convertd.priority import niced
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class Instance:
         pipe = f"convertd-{os.getpid()}-{self.number}-{secrets.token_hex(4)}"
         argv = [self.python, str(HELPER), office_binary(self.soffice), str(self.profile), pipe]
         self.proc = await asyncio.create_subprocess_exec(
-            *procs.tied_to_parent(argv),
+            *procs.tied_to_parent(niced(argv)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

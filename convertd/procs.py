@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from convertd.errors import ConversionError
+from convertd.priority import niced
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ async def run(
     args = [str(a) for a in argv]
     label = name or Path(args[0]).name
     proc = await asyncio.create_subprocess_exec(
-        *tied_to_parent(args),
+        *tied_to_parent(niced(args)),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE
         if (on_line or capture_stdout)

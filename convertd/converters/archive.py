@@ -7,7 +7,6 @@ and compression ratio are capped, and sizes are counted as bytes arrive, not tak
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import shutil
@@ -23,6 +22,7 @@ from py7zr.io import BytesIOFactory
 
 from convertd.converters.base import Converter, Option, Task
 from convertd.errors import ConversionError
+from convertd.priority import in_background
 
 FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 TAR_MODES = {"tar": "", "tar.gz": "gz", "tar.bz2": "bz2", "tar.xz": "xz"}
@@ -343,7 +343,7 @@ class ArchiveConverter(Converter):
                 "options.password opens a zip or 7z input, or encrypts a 7z output"
             )
         out = task.output_path()
-        await asyncio.to_thread(
+        await in_background(
             convert_archive,
             task.input_path,
             task.input_format,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -14,6 +13,7 @@ from convertd import htmlclean, procs
 from convertd.converters.base import Converter, Option, OptionError, Task
 from convertd.errors import ConversionError
 from convertd.office import OfficePool, Request, write_profile
+from convertd.priority import in_background
 
 FAMILY_OF_INPUT = {
     **dict.fromkeys(("docx", "doc", "odt", "rtf", "txt", "html"), "text"),
@@ -174,7 +174,7 @@ async def cold_convert(
     UNO bridge is not installed."""
     assert office.soffice is not None
     profile = task.work_dir / "profile"
-    await asyncio.to_thread(write_profile, profile)
+    await in_background(write_profile, profile)
     target = f"{output.suffix.lstrip('.')}:{export}"
     if export_options:
         target += f":{export_options}"
@@ -251,9 +251,9 @@ class DocumentConverter(Converter):
     async def convert(self, task: Task) -> list[Path]:
         family = FAMILY_OF_INPUT[task.input_format]
         if task.input_format == "html":
-            source = await asyncio.to_thread(stage_clean_html, task)
+            source = await in_background(stage_clean_html, task)
         else:
-            source = await asyncio.to_thread(stage_input, task, task.input_format)
+            source = await in_background(stage_input, task, task.input_format)
         out = task.output_path()
         await office_convert(
             self.office,

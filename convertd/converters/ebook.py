@@ -3,7 +3,6 @@ or printed to PDF by LibreOffice; Word and ODF documents go through LibreOffice 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import re
@@ -24,6 +23,7 @@ from convertd.converters.document import (
 from convertd.converters.epub import Book, Chapter, read_epub, write_epub
 from convertd.errors import ConversionError
 from convertd.office import OfficePool
+from convertd.priority import in_background
 
 MAX_TEXT_BYTES = 64 * 1024**2
 IMAGE_MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
@@ -124,7 +124,7 @@ class EbookConverter(Converter):
         fmt = task.output_format
         filter_data = pdf_filter_data(task.options) if fmt == "pdf" else None
         if task.input_format in {"docx", "odt"}:
-            source = await asyncio.to_thread(stage_input, task, task.input_format)
+            source = await in_background(stage_input, task, task.input_format)
             await office_convert(
                 self.office,
                 task,
@@ -137,20 +137,18 @@ class EbookConverter(Converter):
             )
             return [out]
 
-        book = await asyncio.to_thread(
-            load_book, task.input_path, task.input_format, task.output_stem
-        )
+        book = await in_background(load_book, task.input_path, task.input_format, task.output_stem)
         if fmt == "epub":
-            await asyncio.to_thread(write_epub, book, out)
+            await in_background(write_epub, book, out)
         elif fmt == "txt":
-            await asyncio.to_thread(out.write_text, book.text(), "utf-8")
+            await in_background(out.write_text, book.text(), "utf-8")
         elif fmt == "html":
-            await asyncio.to_thread(write_html, book, out, embed_images=True)
+            await in_background(write_html, book, out, embed_images=True)
         else:
             source_dir = task.work_dir / "book"
             source_dir.mkdir()
             source = source_dir / "book.html"
-            await asyncio.to_thread(write_html, book, source, embed_images=False)
+            await in_background(write_html, book, source, embed_images=False)
             await office_convert(
                 self.office,
                 task,

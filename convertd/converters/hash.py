@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import zlib
 from pathlib import Path
 from typing import Protocol
 
 from convertd.converters.base import ANY_FORMAT, Converter, Task
+from convertd.priority import in_background
 
 CHUNK = 1024 * 1024
 
@@ -49,7 +49,7 @@ class HashConverter(Converter):
     output_formats = ("md5", "sha1", "sha256", "sha512", "crc32", "blake2b")
 
     async def convert(self, task: Task) -> list[Path]:
-        digest = await asyncio.to_thread(hex_digest, task.input_path, task.output_format)
+        digest = await in_background(hex_digest, task.input_path, task.output_format)
         out = task.output_path()
         out.write_text(digest + "\n", encoding="ascii")
         return [out]

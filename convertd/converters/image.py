@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from convertd.converters.base import Converter, Option, OptionError, Task
 from convertd.errors import ConversionError
+from convertd.priority import in_background
 
 # convertd format name -> Pillow plugin name. Only these decoders are ever used on input, so a
 # PSD, EPS or FITS file renamed .jpg is refused instead of reaching a riskier parser.
@@ -259,7 +259,7 @@ class ImageConverter(Converter):
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
-        await asyncio.to_thread(
+        await in_background(
             convert_image,
             task.input_path,
             out,

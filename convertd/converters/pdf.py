@@ -3,7 +3,6 @@ and rewrites (page selection, rotation, decryption) with pypdf."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from convertd.converters.base import Converter, Option, OptionError, Task
 from convertd.converters.document import check_pages, office_convert, stage_input
 from convertd.errors import ConversionError
 from convertd.office import OfficePool
+from convertd.priority import in_background
 
 RASTER = {"png": "-png", "jpg": "-jpeg"}
 MAX_PAGES = 2000
@@ -153,22 +153,22 @@ class PdfConverter(Converter):
             return await self._rasterise(task)
         out = task.output_path()
         if fmt == "txt":
-            await asyncio.to_thread(extract_text, task.input_path, out, options)
+            await in_background(extract_text, task.input_path, out, options)
         elif fmt == "pdf":
-            await asyncio.to_thread(rewrite, task.input_path, out, options)
+            await in_background(rewrite, task.input_path, out, options)
         else:
             await self._to_office(task, out)
         return [out]
 
     async def _to_office(self, task: Task, out: Path) -> None:
         # LibreOffice's PDF import cannot decrypt: hand it a decrypted, page-selected copy.
-        source = await asyncio.to_thread(stage_input, task, "pdf")
+        source = await in_background(stage_input, task, "pdf")
         if task.options.get("password") or task.options.get("pages"):
             plain = task.work_dir / "decrypted.pdf"
-            await asyncio.to_thread(rewrite, source, plain, task.options)
+            await in_background(rewrite, source, plain, task.options)
             source = plain
         else:
-            await asyncio.to_thread(page_count, source, None)  # a clear error for bad input
+            await in_background(page_count, source, None)  # a clear error for bad input
         await office_convert(
             self.office, task, source, out, "text", task.output_format, input_format="pdf"
         )
@@ -176,10 +176,10 @@ class PdfConverter(Converter):
     async def _rasterise(self, task: Task) -> list[Path]:
         options = task.options
         password = options.get("password")
-        count = await asyncio.to_thread(page_count, task.input_path, password)
+        count = await in_background(page_count, task.input_path, password)
         pages = sorted(parse_pages(options.get("pages"), count))
         dpi = options.get("dpi") or 150
-        area = await asyncio.to_thread(largest_page_points, task.input_path, password)
+        area = await in_background(largest_page_points, task.input_path, password)
         pixels = area * (dpi / 72) ** 2
         if pixels > task.limits.max_image_pixels:
             raise ConversionError(
