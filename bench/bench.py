@@ -16,12 +16,14 @@ import platform
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,37 +42,17 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, workers: int) -> None:
+    def __init__(self, data_dir: Path, workers: int, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/v1"
         self.data_dir = data_dir
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTD_")}
-        env["CONVERTD_CONFIG"] = os.devnull
-        self.log = (data_dir.parent / "daemon.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "convertd",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{self.base}/", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+        self.workers = workers
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTD_")}
+        self.env["CONVERTD_CONFIG"] = os.devnull
+        self.env.update(env or {})
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.log = (data_dir.parent / f"daemon-{self.port}.log").open("wb")
+        self.start()
         out = subprocess.run(
             [
                 sys.executable,
@@ -88,11 +70,50 @@ class Daemon:
             capture_output=True,
             text=True,
             check=True,
-            env=env,
+            env=self.env,
         ).stdout
         self.key = out.strip().splitlines()[-1]
         self.http = requests.Session()
         self.http.headers["X-API-Key"] = self.key
+
+    def start(self) -> float:
+        """Start the daemon; returns when it answers, with the seconds that took."""
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "convertd",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{self.base}/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        return time.perf_counter() - started
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
     def convert(
         self, data: bytes, name: str, filetype: str, fmt: str, options: dict[str, Any] | None = None
@@ -120,6 +141,9 @@ class Daemon:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
         self.log.close()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"{self.base}/status/{job_id}", timeout=30).json())
 
 
 def timed(fn: Callable[[], object], runs: int) -> float:
@@ -478,6 +502,247 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     print(f"control plane busy: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
 
 
+BOUNDARY = "convertdbenchboundary"
+PATTERN = bytes(range(256)) * 4096  # 1 MiB
+
+
+def tar_upload(name: str, member_size: int) -> Iterator[bytes]:
+    """A multipart body holding a plain tar of one `member_size` file, generated as it is sent:
+    the client never holds the file in memory, so only the daemon's memory is measured."""
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/x-tar\r\n\r\n"
+    ).encode()
+    info = tarfile.TarInfo("big.bin")
+    info.size = member_size
+    yield info.tobuf(format=tarfile.PAX_FORMAT)
+    sent = 0
+    while sent < member_size:
+        part = PATTERN[: min(len(PATTERN), member_size - sent)]
+        sent += len(part)
+        yield part
+    yield b"\0" * (-member_size % 512) + b"\0" * 1024
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def kib_from_status(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def office_rss_mib(data_dir: Path) -> float:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry / "comm").read_text().strip() != "soffice.bin":
+                continue
+            if str(data_dir) not in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            total += kib_from_status(int(entry.name), "VmRSS")
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
+def bench_memory(work: Path, quick: bool) -> None:
+    """Peak daemon memory while a big archive goes up, is converted and comes back down; and
+    LibreOffice's memory over a long run of documents."""
+    size = (64 if quick else 2048) * 1024**2
+    d = Daemon(
+        work / "memory" / "data",
+        workers=2,
+        env={"CONVERTD_MAX_UPLOAD_BYTES": str(size + 64 * 1024**2)},
+    )
+    try:
+        d.convert(b"warm", "warm.txt", "hash", "md5")
+        baseline = kib_from_status(d.proc.pid, "VmRSS")
+        upload = d.http.post(
+            f"{d.base}/upload",
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            data=tar_upload("big.tar", size),
+            timeout=1800,
+        ).json()
+        job = d.http.post(
+            f"{d.base}/convert",
+            data={
+                "file_path": upload["files"][0]["file_path"],
+                "filetype": "archive",
+                "output_format": "zip",
+                "options": json.dumps({"compression_level": 0}),
+            },
+            timeout=60,
+        ).json()
+        while (status := d.job(job["job_id"]))["status"] not in {"finished", "failed"}:
+            time.sleep(0.5)
+        if status["status"] != "finished":
+            raise RuntimeError(status["error"])
+        received = 0
+        with d.http.get(status["download_url"], stream=True, timeout=1800) as resp:
+            for chunk in resp.iter_content(1024 * 1024):
+                received += len(chunk)
+        if received < size:
+            raise RuntimeError(f"downloaded {received} bytes, expected at least {size}")
+        grown = (kib_from_status(d.proc.pid, "VmHWM") - baseline) / 1024
+    finally:
+        d.stop()
+    ROWS.append(
+        (
+            f"memory: daemon peak RSS growth, {size >> 20} MiB tar up, -> zip, zip down",
+            f"+{grown:.0f} MiB",
+            f"{size >> 20} MiB moved",
+            "-",
+            "< 50 MiB",
+        )
+    )
+    print(f"memory: peak RSS +{grown:.0f} MiB for {size >> 20} MiB up and down", flush=True)
+
+    docs = 25 if quick else 300
+    d = Daemon(work / "soak" / "data", workers=1, env={"CONVERTD_OFFICE_INSTANCES": "1"})
+    try:
+        docx = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+        for n in range(docs):
+            d.convert(docx, f"d{n}.docx", "document", "pdf")
+            if n == 19:
+                warm = office_rss_mib(d.data_dir)
+        after = office_rss_mib(d.data_dir)
+    finally:
+        d.stop()
+    ROWS.append(
+        (
+            f"memory: LibreOffice RSS after {docs} documents vs after 20",
+            f"{after:.0f} MiB",
+            f"{warm:.0f} MiB",
+            f"{after / warm:.2f}x",
+            "<= 2x",
+        )
+    )
+    print(f"memory: soffice {warm:.0f} MiB after 20 docs, {after:.0f} MiB after {docs}", flush=True)
+
+
+def bench_drops(work: Path, quick: bool) -> None:
+    """Files dropped into the inbox: throughput for a batch, and for a single file the delay
+    from the moment it has been stable for the settle window to its job starting."""
+    count = 50 if quick else 1000
+    settle = 2.0
+    d = Daemon(
+        work / "drops" / "data",
+        workers=os.cpu_count() or 2,
+        env={"CONVERTD_DROP_SETTLE_SECONDS": str(settle)},
+    )
+    inbox = d.data_dir / "drop" / "inbox" / "webp"
+    outbox = d.data_dir / "drop" / "outbox"
+    staging = work / "drops" / "staging"
+    staging.mkdir()
+    buf = io.BytesIO()
+    Image.effect_noise((320, 240), 40).convert("RGB").save(buf, "JPEG")
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)  # inbox/<format>/ names the output format
+        time.sleep(settle)  # let the watcher see the new folder
+        delays = []
+        for n in range(2 if quick else 5):
+            (staging / f"single{n}.jpg").write_bytes(buf.getvalue())
+            os.rename(staging / f"single{n}.jpg", inbox / f"single{n}.jpg")
+            stable_at = time.time() + settle
+            while not (outbox / f"single{n}.webp").exists():
+                time.sleep(0.02)
+            delays.append(job_started_at(d.data_dir, f"single{n}.jpg") - stable_at)
+        for n in range(count):
+            (staging / f"batch{n:04}.jpg").write_bytes(buf.getvalue())
+        start = time.perf_counter()
+        for n in range(count):
+            os.rename(staging / f"batch{n:04}.jpg", inbox / f"batch{n:04}.jpg")
+        while len(list(outbox.glob("batch*.webp"))) < count:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+    finally:
+        d.stop()
+    delay = statistics.median(delays)
+    ROWS.append(
+        (
+            f"drop folder: {count} JPEGs moved in at once -> WebP",
+            f"{count / elapsed:.0f} files/s",
+            f"{elapsed:.1f} s in all",
+            "-",
+            "all converted",
+        )
+    )
+    ROWS.append(
+        (
+            f"drop folder: stable for the {settle:.0f} s settle window -> job started",
+            f"{delay * 1000:.0f} ms",
+            "-",
+            "-",
+            "<= 500 ms",
+        )
+    )
+    print(
+        f"drop folder: {count / elapsed:.0f} files/s; settle-to-start {delay * 1000:.0f} ms",
+        flush=True,
+    )
+
+
+def job_started_at(data_dir: Path, name: str) -> float:
+    """When the job for a dropped file started, from the database (read-only)."""
+    db = sqlite3.connect(f"file:{data_dir / 'convertd.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT j.started_at FROM jobs j JOIN uploads u ON u.id = j.upload_id "
+            "WHERE u.file_name = ? ORDER BY j.created_at DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+    finally:
+        db.close()
+    if row is None or row[0] is None:
+        raise RuntimeError(f"no started job for {name}")
+    return float(row[0])
+
+
+def bench_recovery(work: Path, quick: bool) -> None:
+    """kill -9 while conversions run; restart; how long until every interrupted job runs
+    again (from the moment the new process is started)."""
+    d = Daemon(work / "recovery" / "data", workers=2)
+    clip = make_clip(work / "recovery.mp4", 5 if quick else 20).read_bytes()
+    try:
+        jobs = [
+            d.http.post(
+                f"{d.base}/convert",
+                files={"file": (f"r{n}.mp4", clip)},
+                data={"filetype": "video", "output_format": "mp4"},
+                timeout=60,
+            ).json()["job_id"]
+            for n in range(2)
+        ]
+        while [d.job(j)["status"] for j in jobs] != ["processing", "processing"]:
+            time.sleep(0.05)
+        d.kill()
+        launched = time.perf_counter()
+        d.start()
+        while True:
+            states = [d.job(j) for j in jobs]
+            if all(
+                s["status"] in {"processing", "finished"} and s.get("progress") != 0 for s in states
+            ) and all(s["status"] != "pending" for s in states):
+                break
+            time.sleep(0.02)
+        recovered = time.perf_counter() - launched
+        while any(d.job(j)["status"] == "processing" for j in jobs):
+            time.sleep(0.2)
+    finally:
+        d.stop()
+    ROWS.append(
+        (
+            "recovery: kill -9 during 2 conversions -> both running again",
+            f"{recovered:.2f} s",
+            "-",
+            "-",
+            "<= 5 s after start",
+        )
+    )
+    print(f"recovery: {recovered:.2f} s from restart to both jobs running", flush=True)
+
+
 def write_results(path: Path, quick: bool) -> None:
     lines = [
         "# convertd benchmark results",
@@ -496,6 +761,9 @@ def write_results(path: Path, quick: bool) -> None:
     path.write_text("\n".join(lines))
 
 
+CASES = ("documents", "images", "media", "queue", "control", "memory", "drops", "recovery")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -503,11 +771,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small inputs, few runs (CI)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument(
-        "--only", choices=("documents", "images", "media", "queue", "control"), action="append"
+        "--only",
+        choices=CASES,
+        action="append",
     )
     args = parser.parse_args()
     runs = 2 if args.quick else 7
-    only = set(args.only or ("documents", "images", "media", "queue", "control"))
+    only = set(args.only or CASES)
     with tempfile.TemporaryDirectory(prefix="convertd-bench-") as tmp:
         work = Path(tmp)
         d = Daemon(work / "data", workers=os.cpu_count() or 2)
@@ -524,6 +794,12 @@ def main() -> int:
                 bench_queue(work, args.quick)
         finally:
             d.stop()
+        if "memory" in only:
+            bench_memory(work, args.quick)
+        if "drops" in only:
+            bench_drops(work, args.quick)
+        if "recovery" in only:
+            bench_recovery(work, args.quick)
     write_results(args.out, args.quick)
     print(f"\nwritten to {args.out}")
     return 0
