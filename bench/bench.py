@@ -156,6 +156,20 @@ def timed(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(samples)
 
 
+def timed_pair(
+    ours: Callable[[], object], theirs: Callable[[], object], runs: int
+) -> tuple[float, float]:
+    """Medians of both, run alternately: on a shared machine whose speed drifts, both sides
+    see the same drift."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for side, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            fn()
+            samples[side].append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 ROWS: list[tuple[str, str, str, str, str]] = []
 
 
@@ -227,7 +241,6 @@ def bench_documents(d: Daemon, work: Path, runs: int) -> None:
         d.convert(docx, "warm.docx", "document", "pdf")
         many = label.startswith(str(pages))
         repeat = max(1, runs // 3) if many else runs
-        warm = timed(lambda data=docx: d.convert(data, "small.docx", "document", "pdf"), repeat)
         src = work / "small.docx"
         src.write_bytes(docx)
 
@@ -252,7 +265,9 @@ def bench_documents(d: Daemon, work: Path, runs: int) -> None:
             )
 
         cold()  # the profile exists from here on, as it does for a script run in a loop
-        cold_time = timed(cold, repeat)
+        warm, cold_time = timed_pair(
+            lambda data=docx: d.convert(data, "small.docx", "document", "pdf"), cold, repeat
+        )
         row(
             f"document: {label} -> PDF per file (API vs cold soffice)",
             warm,
@@ -306,8 +321,13 @@ def bench_images(d: Daemon, work: Path, runs: int, quick: bool) -> None:
 
     for label, width in (("full size", None), ("resized to 1024 px", 1024)):
         options = {"width": width} if width else None
-        ours = timed(lambda o=options: d.convert(jpeg, "photo.jpg", "image", "webp", o), runs)
-        theirs = timed(lambda w=width: bare(w), runs)
+        d.convert(jpeg, "photo.jpg", "image", "webp", options)
+        bare(width)
+        ours, theirs = timed_pair(
+            lambda o=options: d.convert(jpeg, "photo.jpg", "image", "webp", o),
+            lambda w=width: bare(w),
+            runs if width is None else runs * 3,  # short: more runs to see through the noise
+        )
         row(
             f"image: JPEG {size[0]}x{size[1]} -> WebP {label} (API vs Pillow)",
             ours,
@@ -399,11 +419,8 @@ def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
     ]
     for fmt, args in direct.items():
         options = {"video_codec": "copy", "audio_codec": "copy"} if fmt == "mkv" else None
-        ours = timed(
+        ours, theirs = timed_pair(
             lambda f=fmt, o=options: d.convert(data, "clip.mp4", "video", f, o),
-            max(1, runs // 2),
-        )
-        theirs = timed(
             lambda a=args: subprocess.run(
                 [
                     "ffmpeg",

@@ -81,9 +81,8 @@ class CallCounter:
         self._calls: dict[int, tuple[int, float]] = {}
 
     async def _load(self, key_id: int, starts: dict[str, int]) -> None:
-        missing = [(key_id, w, start) for w, start in starts.items()]
-        missing = [k for k in missing if k not in self._counts]
-        if not missing:
+        wanted = [(key_id, w, start) for w, start in starts.items()]
+        if all(k in self._counts for k in wanted):
             return
         rows = await self.db.fetch_all(
             "SELECT span, span_start, count FROM call_counts WHERE key_id = ? AND "
@@ -91,8 +90,9 @@ class CallCounter:
             (key_id, starts["minute"], starts["day"]),
         )
         stored = {(key_id, row[0], row[1]): row[2] for row in rows}
-        for k in missing:
+        for k in wanted:
             # Another call may have loaded and counted this window while we read: keep its count.
+            # (And a flush may have forgotten a window that ended meanwhile: bring it back.)
             self._counts.setdefault(k, stored.get(k, 0))
 
     async def count(self, key: ApiKey) -> Usage:
@@ -170,7 +170,10 @@ class CallCounter:
                 except sqlite3.Error as exc:
                     logger.error("could not write call counts (%s); retrying", exc)
         finally:
-            await asyncio.shield(self.flush())
+            try:
+                await asyncio.shield(self.flush())
+            except sqlite3.Error as exc:
+                logger.error("could not write the last call counts at shutdown (%s)", exc)
 
 
 def _rate_limited(window: str, limit: int, start: int, ts: float) -> RateLimited:

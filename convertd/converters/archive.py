@@ -20,9 +20,8 @@ import py7zr
 from py7zr.exceptions import Bad7zFile, PasswordRequired, UnsupportedCompressionMethodError
 from py7zr.io import BytesIOFactory
 
-from convertd.converters.base import Converter, Option, Task
+from convertd.converters.base import Converter, Option, Task, off_loop
 from convertd.errors import ConversionError
-from convertd.priority import in_background
 
 FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 TAR_MODES = {"tar": "", "tar.gz": "gz", "tar.bz2": "bz2", "tar.xz": "xz"}
@@ -343,7 +342,7 @@ class ArchiveConverter(Converter):
                 "options.password opens a zip or 7z input, or encrypts a 7z output"
             )
         out = task.output_path()
-        await in_background(
+        await off_loop(
             convert_archive,
             task.input_path,
             task.input_format,

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from convertd import htmlclean, procs
-from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.converters.base import Converter, Option, OptionError, Task, off_loop
 from convertd.errors import ConversionError
 from convertd.office import OfficePool, Request, write_profile
-from convertd.priority import in_background
 
 FAMILY_OF_INPUT = {
     **dict.fromkeys(("docx", "doc", "odt", "rtf", "txt", "html"), "text"),
@@ -174,7 +173,7 @@ async def cold_convert(
     UNO bridge is not installed."""
     assert office.soffice is not None
     profile = task.work_dir / "profile"
-    await in_background(write_profile, profile)
+    await off_loop(write_profile, profile)
     target = f"{output.suffix.lstrip('.')}:{export}"
     if export_options:
         target += f":{export_options}"
@@ -251,9 +250,9 @@ class DocumentConverter(Converter):
     async def convert(self, task: Task) -> list[Path]:
         family = FAMILY_OF_INPUT[task.input_format]
         if task.input_format == "html":
-            source = await in_background(stage_clean_html, task)
+            source = await off_loop(stage_clean_html, task)
         else:
-            source = await in_background(stage_input, task, task.input_format)
+            source = await off_loop(stage_input, task, task.input_format)
         out = task.output_path()
         await office_convert(
             self.office,

@@ -12,7 +12,7 @@ from typing import Any
 import markdown
 
 from convertd import htmlclean
-from convertd.converters.base import Converter, Task
+from convertd.converters.base import Converter, Task, off_loop
 from convertd.converters.document import (
     PDF_OPTIONS,
     check_pdf_options,
@@ -23,7 +23,6 @@ from convertd.converters.document import (
 from convertd.converters.epub import Book, Chapter, read_epub, write_epub
 from convertd.errors import ConversionError
 from convertd.office import OfficePool
-from convertd.priority import in_background
 
 MAX_TEXT_BYTES = 64 * 1024**2
 IMAGE_MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
@@ -124,7 +123,7 @@ class EbookConverter(Converter):
         fmt = task.output_format
         filter_data = pdf_filter_data(task.options) if fmt == "pdf" else None
         if task.input_format in {"docx", "odt"}:
-            source = await in_background(stage_input, task, task.input_format)
+            source = await off_loop(stage_input, task, task.input_format)
             await office_convert(
                 self.office,
                 task,
@@ -137,18 +136,18 @@ class EbookConverter(Converter):
             )
             return [out]
 
-        book = await in_background(load_book, task.input_path, task.input_format, task.output_stem)
+        book = await off_loop(load_book, task.input_path, task.input_format, task.output_stem)
         if fmt == "epub":
-            await in_background(write_epub, book, out)
+            await off_loop(write_epub, book, out)
         elif fmt == "txt":
-            await in_background(out.write_text, book.text(), "utf-8")
+            await off_loop(out.write_text, book.text(), "utf-8")
         elif fmt == "html":
-            await in_background(write_html, book, out, embed_images=True)
+            await off_loop(write_html, book, out, embed_images=True)
         else:
             source_dir = task.work_dir / "book"
             source_dir.mkdir()
             source = source_dir / "book.html"
-            await in_background(write_html, book, source, embed_images=False)
+            await off_loop(write_html, book, source, embed_images=False)
             await office_convert(
                 self.office,
                 task,

@@ -8,9 +8,8 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.converters.base import Converter, Option, OptionError, Task, off_loop
 from convertd.errors import ConversionError
-from convertd.priority import in_background
 
 # convertd format name -> Pillow plugin name. Only these decoders are ever used on input, so a
 # PSD, EPS or FITS file renamed .jpg is refused instead of reaching a riskier parser.
@@ -259,7 +258,7 @@ class ImageConverter(Converter):
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
-        await in_background(
+        await off_loop(
             convert_image,
             task.input_path,
             out,

@@ -11,11 +11,10 @@ import pypdf
 from pypdf.errors import FileNotDecryptedError, PyPdfError
 
 from convertd import procs
-from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.converters.base import Converter, Option, OptionError, Task, off_loop
 from convertd.converters.document import check_pages, office_convert, stage_input
 from convertd.errors import ConversionError
 from convertd.office import OfficePool
-from convertd.priority import in_background
 
 RASTER = {"png": "-png", "jpg": "-jpeg"}
 MAX_PAGES = 2000
@@ -153,22 +152,22 @@ class PdfConverter(Converter):
             return await self._rasterise(task)
         out = task.output_path()
         if fmt == "txt":
-            await in_background(extract_text, task.input_path, out, options)
+            await off_loop(extract_text, task.input_path, out, options)
         elif fmt == "pdf":
-            await in_background(rewrite, task.input_path, out, options)
+            await off_loop(rewrite, task.input_path, out, options)
         else:
             await self._to_office(task, out)
         return [out]
 
     async def _to_office(self, task: Task, out: Path) -> None:
         # LibreOffice's PDF import cannot decrypt: hand it a decrypted, page-selected copy.
-        source = await in_background(stage_input, task, "pdf")
+        source = await off_loop(stage_input, task, "pdf")
         if task.options.get("password") or task.options.get("pages"):
             plain = task.work_dir / "decrypted.pdf"
-            await in_background(rewrite, source, plain, task.options)
+            await off_loop(rewrite, source, plain, task.options)
             source = plain
         else:
-            await in_background(page_count, source, None)  # a clear error for bad input
+            await off_loop(page_count, source, None)  # a clear error for bad input
         await office_convert(
             self.office, task, source, out, "text", task.output_format, input_format="pdf"
         )
@@ -176,10 +175,10 @@ class PdfConverter(Converter):
     async def _rasterise(self, task: Task) -> list[Path]:
         options = task.options
         password = options.get("password")
-        count = await in_background(page_count, task.input_path, password)
+        count = await off_loop(page_count, task.input_path, password)
         pages = sorted(parse_pages(options.get("pages"), count))
         dpi = options.get("dpi") or 150
-        area = await in_background(largest_page_points, task.input_path, password)
+        area = await off_loop(largest_page_points, task.input_path, password)
         pixels = area * (dpi / 72) ** 2
         if pixels > task.limits.max_image_pixels:
             raise ConversionError(
