@@ -182,7 +182,7 @@ def row(case: str, ours: float, theirs: float, unit: str, goal: str, better: str
             case,
             fmt(ours),
             fmt(theirs),
-            f"{ratio:.2f}x ({speed:.1f}x faster)" if speed >= 1 else f"{ratio:.2f}x",
+            f"{ratio:.2f}x ({speed:.1f}x faster)" if speed >= 1.1 else f"{ratio:.2f}x",
             goal,
         )
     )
