@@ -213,6 +213,52 @@ def test_flate_bomb_pdf_stays_bounded(daemon: Daemon, key: str) -> None:
     assert status["status"] in {"failed", "finished"}
 
 
+def object_stream_pdf(claimed: int) -> bytes:
+    """A one-page PDF whose objects live in an object stream (with an xref stream), the stream
+    claiming to hold `claimed` objects."""
+    objects = [
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 100 100]>>",
+    ]
+    pairs, offset = [], 0
+    for number, obj in enumerate(objects, start=1):
+        pairs.append(f"{number} {offset}".encode())
+        offset += len(obj) + 1
+    head = b" ".join(pairs) + b" "
+    packed = zlib.compress(head + b" ".join(objects) + b" ")
+    out = io.BytesIO()
+    out.write(b"%PDF-1.5\n")
+    stream_at = out.tell()
+    out.write(
+        f"4 0 obj<</Type/ObjStm/N {claimed}/First {len(head)}/Filter/FlateDecode"
+        f"/Length {len(packed)}>>stream\n".encode()
+        + packed
+        + b"\nendstream endobj\n"
+    )
+    xref_at = out.tell()
+    rows = [(0, 0, 65535), (2, 4, 0), (2, 4, 1), (2, 4, 2), (1, stream_at, 0), (1, xref_at, 0)]
+    table = b"".join(struct.pack(">BIH", *row) for row in rows)
+    out.write(
+        f"5 0 obj<</Type/XRef/Size 6/W[1 4 2]/Root 1 0 R/Length {len(table)}>>stream\n".encode()
+        + table
+        + f"\nendstream endobj\nstartxref\n{xref_at}\n%%EOF\n".encode()
+    )
+    return out.getvalue()
+
+
+def test_object_stream_claiming_50_million_objects_is_bounded(daemon: Daemon, key: str) -> None:
+    honest = object_stream_pdf(3)
+    status, out = daemon.convert_and_fetch(key, honest, "honest.pdf", "pdf", "png", {"dpi": 36})
+    assert out is not None, status  # the builder makes a real PDF
+    for fmt in ("txt", "pdf", "png"):
+        status, _out = daemon.convert_and_fetch(
+            key, object_stream_pdf(50_000_000), "huge-objstm.pdf", "pdf", fmt
+        )
+        assert status["status"] in {"failed", "finished"}
+        assert "Traceback" not in str(status.get("error"))
+
+
 def test_slow_loris_upload_is_dropped(make_daemon: Any) -> None:
     d = make_daemon(
         env={"CONVERTD_UPLOAD_IDLE_TIMEOUT_SECONDS": "1", "CONVERTD_OFFICE_PREWARM": "false"}
