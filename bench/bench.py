@@ -143,6 +143,18 @@ class Daemon:
         self.proc.wait(timeout=120)
         self.log.close()
 
+    def submit_transcodes(self, clip: bytes, count: int) -> list[str]:
+        """Queue `count` MP4 -> MP4 transcodes of `clip`, without waiting; their job ids."""
+        return [
+            self.http.post(
+                f"{self.base}/convert",
+                files={"file": (f"clip{n}.mp4", clip)},
+                data={"filetype": "video", "output_format": "mp4"},
+                timeout=120,
+            ).json()["job_id"]
+            for n in range(count)
+        ]
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.http.get(f"{self.base}/status/{job_id}", timeout=30).json())
 
@@ -560,18 +572,10 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     print(f"control plane idle: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
 
     clip = make_clip(work / "busy.mp4", 10 if quick else 60).read_bytes()
-    busy = [
-        d.http.post(
-            f"{d.base}/convert",
-            files={"file": (f"busy{n}.mp4", clip)},
-            data={"filetype": "video", "output_format": "mp4"},
-            timeout=120,
-        ).json()
-        for n in range(2)
-    ]
+    busy = d.submit_transcodes(clip, 2)
 
     def states() -> list[str]:
-        return [d.http.get(j["status_url"], timeout=30).json()["status"] for j in busy]
+        return [d.job(j)["status"] for j in busy]
 
     while states() != ["processing", "processing"]:
         time.sleep(0.05)
@@ -795,15 +799,7 @@ def bench_recovery(work: Path, quick: bool) -> None:
     d = Daemon(work / "recovery" / "data", workers=2)
     clip = make_clip(work / "recovery.mp4", 5 if quick else 20).read_bytes()
     try:
-        jobs = [
-            d.http.post(
-                f"{d.base}/convert",
-                files={"file": (f"r{n}.mp4", clip)},
-                data={"filetype": "video", "output_format": "mp4"},
-                timeout=60,
-            ).json()["job_id"]
-            for n in range(2)
-        ]
+        jobs = d.submit_transcodes(clip, 2)
         while [d.job(j)["status"] for j in jobs] != ["processing", "processing"]:
             time.sleep(0.05)
         d.kill()

