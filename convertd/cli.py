@@ -16,6 +16,7 @@ from typing import Any
 from convertd import __version__, jobs, keys
 from convertd.clock import iso
 from convertd.config import DEFAULT_PORT, Config, ConfigError, load_config
+from convertd.converters import archive
 from convertd.db import Database, SchemaTooNew
 from convertd.droprules import RuleError
 
@@ -543,6 +544,9 @@ def _serve(config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [archive.WORKER_COMMAND]:
+        return archive.worker_main()  # the daemon's own child; not a command for people
     args = _parser().parse_args(argv)
     _setup_logging()
     try:

@@ -145,6 +145,12 @@ async def run(
     return Result(proc.returncode, stdout, stderr)
 
 
+def last_line(stderr: str, default: str) -> str:
+    """The last non-empty line of stderr, or `default`."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else default
+
+
 def last_error_line(stderr: str, default: str) -> str:
     """The most telling line of a tool's stderr, for a one-line human error."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]

@@ -8,9 +8,13 @@ and compression ratio are capped, and sizes are counted as bytes arrive, not tak
 from __future__ import annotations
 
 import dataclasses
+import errno
+import json
+import logging
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -20,8 +24,11 @@ import py7zr
 from py7zr.exceptions import Bad7zFile, PasswordRequired, UnsupportedCompressionMethodError
 from py7zr.io import BytesIOFactory
 
-from convertd.converters.base import Converter, Option, Task, off_loop
+from convertd import procs
+from convertd.converters.base import Converter, Option, Task
 from convertd.errors import ConversionError
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 TAR_MODES = {"tar": "", "tar.gz": "gz", "tar.bz2": "bz2", "tar.xz": "xz"}
@@ -328,6 +335,46 @@ def convert_archive(
     shutil.rmtree(root, ignore_errors=True)
 
 
+# The unpacking runs in a child process (`convertd _archive-worker`): a hostile archive's parse
+# (py7zr builds an object per entry, 100,000 of them for a bomb) leaves the daemon's memory
+# fragmented for good, and a thread cannot be stopped at the job timeout; a process can be
+# killed, and gives all its memory back when it ends.
+WORKER_COMMAND = "_archive-worker"
+REQUEST_ENV = "CONVERTD_ARCHIVE_REQUEST"  # not argv: options may hold a password
+REFUSED = 3
+
+
+def worker_main() -> int:
+    """The child side: one conversion described by JSON in $CONVERTD_ARCHIVE_REQUEST. A refused
+    or damaged archive exits REFUSED with the reason as the last line on stderr."""
+    request = json.loads(os.environ[REQUEST_ENV])
+    try:
+        convert_archive(
+            Path(request["input"]),
+            request["input_format"],
+            Path(request["output"]),
+            request["output_format"],
+            Path(request["work"]),
+            request["options"],
+        )
+    except ConversionError as exc:
+        print(exc, file=sys.stderr)
+        return REFUSED
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print("The server ran out of disk space while converting this file", file=sys.stderr)
+        return REFUSED
+    return 0
+
+
+def worker_command() -> list[str]:
+    """How to start this program again: the single-file build is its own interpreter."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, WORKER_COMMAND]
+    return [sys.executable, "-m", "convertd", WORKER_COMMAND]
+
+
 class ArchiveConverter(Converter):
     filetype = "archive"
     input_formats = FORMATS
@@ -342,13 +389,23 @@ class ArchiveConverter(Converter):
                 "options.password opens a zip or 7z input, or encrypts a 7z output"
             )
         out = task.output_path()
-        await off_loop(
-            convert_archive,
-            task.input_path,
-            task.input_format,
-            out,
-            task.output_format,
-            task.work_dir,
-            task.options,
+        request = {
+            "input": str(task.input_path),
+            "input_format": task.input_format,
+            "output": str(out),
+            "output_format": task.output_format,
+            "work": str(task.work_dir),
+            "options": task.options,
+        }
+        result = await procs.run(
+            worker_command(),
+            timeout=task.limits.job_timeout_seconds,
+            env={**os.environ, REQUEST_ENV: json.dumps(request)},
+            name="archive unpacking",
         )
+        if result.returncode == REFUSED:
+            raise ConversionError(procs.last_line(result.stderr, "The archive was refused"))
+        if result.returncode != 0:
+            logger.error("archive worker failed (%d): %s", result.returncode, result.stderr[-2000:])
+            raise ConversionError("Internal error while converting this archive")
         return [out]
