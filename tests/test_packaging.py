@@ -6,6 +6,8 @@ import re
 import shutil
 import socket
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,12 @@ def test_single_file_executable_runs_without_the_venv(tmp_path: Path) -> None:
 
     with Image.open(tmp_path / "in.webp") as im:
         assert im.format == "WEBP" and im.size == (30, 20)
+    # Archives are converted by the executable starting itself again as a worker.
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("docs/readme.txt", "inside the zip\n")
+    converted = run("convert", str(archive), "--to", "tar", "--data-dir", str(tmp_path / "data"))
+    assert converted.returncode == 0, converted.stderr
+    with tarfile.open(tmp_path / "bundle.tar") as tf:
+        member = tf.extractfile("docs/readme.txt")
+        assert member is not None and member.read() == b"inside the zip\n"
