@@ -77,9 +77,8 @@ class Daemon:
         self.http = requests.Session()
         self.http.headers["X-API-Key"] = self.key
 
-    def start(self) -> float:
-        """Start the daemon; returns when it answers, with the seconds that took."""
-        started = time.perf_counter()
+    def start(self) -> None:
+        """Start the daemon; returns when it answers."""
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -104,13 +103,6 @@ class Daemon:
                 break
             except requests.ConnectionError:
                 time.sleep(0.02)
-        return time.perf_counter() - started
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
 
     def kill(self) -> None:
         self.proc.kill()

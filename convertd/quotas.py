@@ -59,6 +59,11 @@ def _window_start(window: str, ts: float) -> int:
     return clock.minute_start(ts) if window == "minute" else clock.day_start(ts)
 
 
+def _window_starts(ts: float) -> dict[str, int]:
+    """When each window that `ts` falls in began."""
+    return {w: _window_start(w, ts) for w in WINDOWS}
+
+
 FLUSH_SECONDS = 1.0
 
 
@@ -98,7 +103,7 @@ class CallCounter:
     async def count(self, key: ApiKey) -> Usage:
         """Count one call against the key, or raise RateLimited without counting it."""
         ts = clock.now()
-        starts = {w: _window_start(w, ts) for w in WINDOWS}
+        starts = _window_starts(ts)
         await self._load(key.id, starts)
         # No await from here on: the check and the bump are one step for the event loop.
         for window, start in starts.items():
@@ -118,7 +123,7 @@ class CallCounter:
     async def usage(self, key: ApiKey) -> Usage:
         """The counts so far in the current windows, without counting a call."""
         ts = clock.now()
-        starts = {w: _window_start(w, ts) for w in WINDOWS}
+        starts = _window_starts(ts)
         await self._load(key.id, starts)
         return _usage(key, ts, {w: self._counts[(key.id, w, s)] for w, s in starts.items()})
 
@@ -156,7 +161,7 @@ class CallCounter:
 
     def _forget_ended_windows(self) -> None:
         ts = clock.now()
-        current = {w: _window_start(w, ts) for w in WINDOWS}
+        current = _window_starts(ts)
         for k in [k for k in self._counts if k[2] < current[k[1]] and k not in self._dirty]:
             del self._counts[k]
 

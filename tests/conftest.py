@@ -208,6 +208,14 @@ def make_daemon(tmp_path: Path) -> Iterator[Any]:
             d.kill()
 
 
+def proc_status_kib(pid: int, field: str) -> int:
+    """A memory figure of a live process from /proc/<pid>/status (VmRSS, VmHWM, ...), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
 def tool_pids(comm: str, data_dir: Path) -> list[int]:
     """Live processes named `comm` whose command line mentions this daemon's data dir."""
     pids = []

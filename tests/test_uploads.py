@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, proc_status_kib
 from tests.test_api import assert_error_body
 
 BOUNDARY = "convertdtestboundary"
@@ -40,13 +40,6 @@ def pattern_digest(size: int, chunk: int = 1 << 20) -> str:
         sent += len(part)
         h.update(part)
     return h.hexdigest()
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def upload_files(data_dir: Path) -> list[Path]:
@@ -105,7 +98,7 @@ def test_large_upload_streams_with_flat_memory(make_daemon: Any) -> None:
     d = make_daemon(workers=1)
     key = d.create_key("big", "--plan", "pro")
     assert d.proc is not None
-    before = peak_rss_kib(d.proc.pid)
+    before = proc_status_kib(d.proc.pid, "VmHWM")
     resp = requests.post(
         f"{d.base}/upload",
         headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
@@ -124,7 +117,7 @@ def test_large_upload_streams_with_flat_memory(make_daemon: Any) -> None:
     status = d.wait(key, job["job_id"], timeout=300)
     digest = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=10).text
     assert digest.strip() == pattern_digest(size)
-    grown_mib = (peak_rss_kib(d.proc.pid) - before) / 1024
+    grown_mib = (proc_status_kib(d.proc.pid, "VmHWM") - before) / 1024
     assert grown_mib < 50, f"peak RSS grew by {grown_mib:.0f} MiB for a {size >> 20} MiB upload"
 
 

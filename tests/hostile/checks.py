@@ -7,7 +7,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, proc_status_kib
 
 # Long-lived members of the warm office pool; anything else still running is a leftover.
 POOL_MEMBERS = ("office_helper.py", "soffice.bin")
@@ -56,7 +56,4 @@ def wait_for_no_leftovers(d: Daemon, grace: float = 3.0) -> list[str]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
+    return proc_status_kib(pid, "VmRSS") / 1024

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.canary import Canary
-from tests.conftest import Daemon, image_bytes
+from tests.conftest import Daemon, image_bytes, proc_status_kib
 from tests.hostile.checks import healthy
 
 
@@ -428,12 +428,7 @@ def test_media_claiming_24_hours_is_refused(daemon: Daemon, key: str, tmp_path: 
 def soffice_rss_kib(data_dir: Path) -> int:
     from tests.test_documents import office_pids
 
-    total = 0
-    for pid in office_pids(data_dir):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
+    return sum(proc_status_kib(pid, "VmRSS") for pid in office_pids(data_dir))
 
 
 def test_office_memory_over_a_300_document_soak(make_daemon: Any) -> None:
