@@ -33,7 +33,7 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"
 
 
 def free_port() -> int:

@@ -18,10 +18,36 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"
 
 # The loopback canary web server, for the hostile-input tests.
 pytest_plugins = ["tests.canary"]
+
+_OPENED_OUTSIDE: list[str] = []
+
+
+def outside_repo(path: str) -> bool:
+    """A path beside the repository (in the folder that holds the checkout), not inside it."""
+    resolved = os.path.abspath(path)
+    return resolved.startswith(f"{os.path.dirname(ROOT)}{os.sep}") and not (
+        resolved == str(ROOT) or resolved.startswith(f"{ROOT}{os.sep}")
+    )
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # Every file this test process opens: one beside the checkout means the suite depends on
+    # something a fresh clone does not have (as the corpus beside the checkout once was).
+    if event == "open" and isinstance(args[0], str | bytes) and outside_repo(os.fsdecode(args[0])):
+        _OPENED_OUTSIDE.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _OPENED_OUTSIDE:
+        print(f"\ntests opened files outside the repository: {sorted(set(_OPENED_OUTSIDE))[:20]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def free_port() -> int:

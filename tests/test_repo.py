@@ -1,0 +1,60 @@
+"""The repository stands on its own: its tests and benchmarks read nothing outside it, and the
+copied corpus is what its manifest records."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, ROOT, outside_repo
+
+# Ways a path can climb out of the repository from a file inside it. Hostile-input payloads
+# such as "../../secret.png" are data sent to the daemon, not paths these files read.
+OUTSIDE = re.compile(
+    r"ROOT\.parent\b|\.parents\[[2-9]\]|(\.parent){3,}|os\.pardir|['\"]/work/|shared/corpus|"
+    r"['\"]\.\./shared"
+)
+
+
+def repo_sources() -> list[Path]:
+    files = [*ROOT.joinpath("tests").rglob("*.py"), *ROOT.joinpath("bench").rglob("*.py")]
+    files += [ROOT / "bench" / "run", *ROOT.joinpath("packaging").iterdir(), ROOT / ".ci" / "run"]
+    return [f for f in files if f.is_file() and f.resolve() != Path(__file__).resolve()]
+
+
+def references_outside(text: str) -> list[str]:
+    return [m.group(0) for m in OUTSIDE.finditer(text)]
+
+
+def test_the_check_sees_a_path_out_of_the_repo() -> None:
+    assert references_outside('CORPUS = ROOT.parent / "shared" / "corpus"')
+    assert references_outside("HERE = Path(__file__).parent.parent.parent")
+    assert references_outside("open('../shared/seeds/v1.txt')")
+    assert not references_outside('CORPUS = ROOT / "tests" / "corpus"')
+    assert outside_repo(os.path.join(os.path.dirname(ROOT), "shared", "corpus", "a.png"))
+    assert not outside_repo(str(CORPUS / "image" / "a.png"))
+    assert not outside_repo("/tmp/x") and not outside_repo("/usr/lib/python3/x.py")
+
+
+@pytest.mark.parametrize("path", repo_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_test_or_bench_file_reads_outside_the_repo(path: Path) -> None:
+    found = references_outside(path.read_text(encoding="utf-8", errors="replace"))
+    assert not found, f"{path.relative_to(ROOT)} reaches outside the repository: {found}"
+
+
+def test_corpus_matches_its_manifest() -> None:
+    manifest = (CORPUS / "MANIFEST.md").read_text(encoding="utf-8")
+    recorded = dict(
+        (m.group(2), m.group(1))
+        for m in re.finditer(r"^([0-9a-f]{64})  (\S.*)$", manifest, flags=re.M)
+    )
+    present = {p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file()} - {
+        "MANIFEST.md"
+    }
+    assert present == set(recorded), "every corpus file has a manifest row, and only those"
+    for name, digest in recorded.items():
+        assert hashlib.sha256((CORPUS / name).read_bytes()).hexdigest() == digest, name
