@@ -467,8 +467,8 @@ def bench_queue(work: Path, quick: bool) -> None:
     the production settings (WAL, synchronous=NORMAL, one writer)."""
     import asyncio
 
-    from convertd import jobs, uploads
-    from convertd.db import Database
+    from convertd.store import jobs, uploads
+    from convertd.store.db import Database
 
     count = 300 if quick else 3000
 

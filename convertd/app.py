@@ -1,4 +1,9 @@
-"""The application factory: state, resource lifecycle in order, routes and middlewares."""
+"""The application factory: state, resource lifecycle in order, routes and middlewares.
+
+Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
+database (migrate, recover jobs) -> call counter -> LibreOffice -> conversion runner -> worker
+pool -> drop folders -> retention sweep.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,39 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from PIL import Image
 
-from convertd import jobs
-from convertd.api.handlers import add_routes
-from convertd.api.middleware import add_rate_limit_headers, auth_middleware, error_middleware
-from convertd.api.state import CALLS, CONFIG, DATA, DB, OFFICE, POOL, REGISTRY, RULES
+from convertd.api.auth import auth_middleware
+from convertd.api.errors import error_middleware
+from convertd.api.limits import add_rate_limit_headers
+from convertd.api.routes import add_routes
+from convertd.api.state import CALLS, CONFIG, DATA, DB, POOL, REGISTRY
+from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.config import Config
+from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
-from convertd.db import Database
+from convertd.converters.run import Runner
+from convertd.drops.rules import WatchRule, build_rules
+from convertd.drops.watcher import DropWatcher
 from convertd.files import DataDir
-from convertd.office import OfficePool
-from convertd.quotas import CallCounter
-from convertd.retention import run_sweeper
-from convertd.watch import DropWatcher, build_rules
+from convertd.office.pool import OfficePool
+from convertd.periodic import Periodic
+from convertd.retention import sweep_once
+from convertd.store import jobs
+from convertd.store.db import Database
+from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
+
+OFFICE = web.AppKey("office", OfficePool)
+RUNNER = web.AppKey("runner", Runner)
+RULES = web.AppKey("rules", list[WatchRule])
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[DATA].ensure()
-    db = await Database.open(config.db_path)
+    db = await Database.open(app[DATA].database)
     app[DB] = db
     requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
     if requeued or failed:
@@ -42,11 +57,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _call_counter(app: web.Application) -> AsyncIterator[None]:
     counter = CallCounter(app[DB])
     app[CALLS] = counter
-    task = asyncio.create_task(counter.run(), name="call-counter")
+    # final=True: the counts still in memory are written as it stops.
+    flushing = Periodic("call-counter", counter.flush, FLUSH_SECONDS, final=True).start()
     yield
-    task.cancel()  # run() writes the last counts as it stops
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await flushing.stop()
 
 
 async def _office(app: web.Application) -> AsyncIterator[None]:
@@ -64,47 +78,56 @@ async def _office(app: web.Application) -> AsyncIterator[None]:
     await office.stop()
 
 
+async def _runner(app: web.Application) -> AsyncIterator[None]:
+    runner = app[RUNNER].start()
+    yield
+    runner.stop()
+
+
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA])
+    pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER])
     app[POOL] = pool
     pool.start()
     yield
     await pool.stop()
 
 
-async def _watcher(app: web.Application) -> AsyncIterator[None]:
+async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
     if not app[CONFIG].drop_enabled:
         yield
         return
-    watcher = DropWatcher(
-        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL].notify, app[RULES]
-    )
+    pool = app[POOL]
+    watcher = DropWatcher(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[RULES], pool.notify)
+    pool.on_job_end(watcher.job_ended)
     watcher.start()
     yield
     await watcher.stop()
 
 
-async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(run_sweeper(app[CONFIG], app[DB], app[DATA]), name="retention")
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    config, db, data = app[CONFIG], app[DB], app[DATA]
+    sweeper = Periodic(
+        "retention", lambda: sweep_once(config, db, data), config.sweep_interval_seconds
+    ).start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await sweeper.stop()
 
 
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
-    # Pillow's own bomb check is a second line behind the converter's explicit pixel check.
-    Image.MAX_IMAGE_PIXELS = config.max_image_pixels
     app = web.Application(middlewares=[error_middleware, auth_middleware])
+    data = DataDir.of(config)
     app[CONFIG] = config
-    app[DATA] = DataDir(config.data_dir)
+    app[DATA] = data
     app[OFFICE] = OfficePool(
-        DataDir(config.data_dir).office, config.office_pool_size, config.office_recycle_after
+        data.office, config.office_pool_size, config.office_recycle_after, config.uno_python
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE])
+    app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
-    app[RULES] = build_rules(config, app[REGISTRY]) if config.drop_enabled else []
-    app.cleanup_ctx.extend([_database, _call_counter, _office, _workers, _watcher, _sweeper])
+    app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
+    app.cleanup_ctx.extend(
+        [_database, _call_counter, _office, _runner, _workers, _drop_folders, _retention]
+    )
     app.on_response_prepare.append(add_rate_limit_headers)
-    add_routes(app)
+    add_routes(app, V1_ROUTES)
     return app

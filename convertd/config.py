@@ -1,6 +1,7 @@
 """The daemon's settings: defaults < TOML file < CONVERTD_* environment < command-line flags.
 
 Resolved once into a frozen `Config`; nothing else reads the environment or the config file.
+Where a setting names a place inside the data directory, `files.DataDir` makes the path.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 
 import platformdirs
 
-from convertd.droprules import ORIGINALS, RuleError, WatchRule, parse_rules
-
 APP_NAME = "convertd"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
+# What drop folders do with an original once it is converted.
+ORIGINALS = ("move", "delete", "keep")
 
 
 class ConfigError(Exception):
@@ -50,7 +51,9 @@ class Config:
     office_instances: int = 0
     office_prewarm: bool = True
     office_recycle_after: int = 200
-    # Drop folders (see droprules.py): the embedded inbox lives under drop_root.
+    # An interpreter with LibreOffice's `uno` module, tried before the usual system paths.
+    uno_python: str | None = None
+    # Drop folders (see drops/rules.py): the embedded inbox lives under drop_root.
     drop_root: Path | None = None
     drop_enabled: bool = True
     drop_settle_seconds: float = 2.0
@@ -58,19 +61,14 @@ class Config:
     drop_scan_seconds: float = 60.0
     drop_events: bool = True  # false: find files by periodic scans only
     drop_originals: str = "move"
-    watch_rules: tuple[WatchRule, ...] = ()
-
-    @property
-    def drop_dir(self) -> Path:
-        return self.drop_root or self.data_dir / "drop"
+    # The [[watch]] tables as written; drops/rules.py parses and checks them at start-up.
+    watch_tables: tuple[dict[str, Any], ...] = ()
+    # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
+    notify_socket: str | None = None
 
     @property
     def office_pool_size(self) -> int:
         return self.office_instances or max(1, self.workers)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "convertd.db"
 
 
 # Setting name -> converter from its text form (for env vars and TOML strings).
@@ -103,6 +101,7 @@ _PARSERS: dict[str, Any] = {
     "office_instances": int,
     "office_prewarm": _to_bool,
     "office_recycle_after": int,
+    "uno_python": str,
     "drop_root": lambda v: Path(v).expanduser(),
     "drop_enabled": _to_bool,
     "drop_settle_seconds": float,
@@ -199,8 +198,9 @@ def load_config(
             values[name] = _parse(name, value, f"--{name.replace('_', '-')}")
 
     values.setdefault("data_dir", default_data_dir())
-    try:
-        values["watch_rules"] = parse_rules(watch_tables, values.get("drop_originals", "move"))
-    except RuleError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    if watch_tables is not None:
+        if not isinstance(watch_tables, list) or not all(isinstance(t, dict) for t in watch_tables):
+            raise ConfigError(f"{path}: [[watch]] must be a list of tables")
+        values["watch_tables"] = tuple(watch_tables)
+    values["notify_socket"] = env.get("NOTIFY_SOCKET") or None
     return Config(**values)

@@ -1,10 +1,13 @@
 """The data directory's layout and the only place paths inside it are made.
 
     <data dir>/convertd.db          the database
+    <data dir>/convertd.lock        held by the one daemon serving this data dir
     <data dir>/uploads/<token>/<name>   files clients sent
     <data dir>/work/<job id>/       a job's scratch space, removed when the job ends
     <data dir>/results/<job id>/<name>  a finished job's output
     <data dir>/office/profile-<n>/  a warm LibreOffice instance's private profile
+    <data dir>/drops-status.json    what the drop folders are waiting for and skipping
+    <data dir>/drop/                the embedded drop folders (unless `drop_root` moves them)
 
 Client-supplied names are only ever used as the last component, after `safe_filename`; client
 supplied upload paths are looked up in the database, never joined onto a directory as given.
@@ -18,6 +21,8 @@ import secrets
 import shutil
 import unicodedata
 from pathlib import Path
+
+from convertd.config import Config
 
 MAX_NAME_BYTES = 180
 _UPLOAD_PATH = re.compile(r"^[0-9a-f]{16}/[^/\\\x00]{1,255}$")
@@ -67,12 +72,20 @@ def is_job_id(value: str) -> bool:
 
 
 class DataDir:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, drop_root: Path | None = None) -> None:
         self.root = root.resolve()
+        self.database = self.root / "convertd.db"
+        self.lock = self.root / "convertd.lock"
         self.uploads = self.root / "uploads"
         self.work = self.root / "work"
         self.results = self.root / "results"
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
+        self.drops_status = self.root / "drops-status.json"
+        self.drop_root = drop_root or self.root / "drop"
+
+    @classmethod
+    def of(cls, config: Config) -> DataDir:
+        return cls(config.data_dir, config.drop_root)
 
     def ensure(self) -> None:
         for path in (self.root, self.uploads, self.work, self.results):

@@ -1,8 +1,14 @@
-"""Run an external program that cannot outlive its job.
+"""Run an external program that cannot outlive its job, at a priority below the daemon's.
 
 Every child gets its own session (so its whole process group can be signalled), no stdin, no
 shell, and an argument list. On timeout, cancellation or shutdown the group gets SIGTERM, a short
 grace, then SIGKILL, and the child is always reaped.
+
+On a small box every core is busy while files convert; the API must still answer at once. So
+every tool convertd starts (FFmpeg, LibreOffice, pdftoppm) runs under `nice`, and the daemon's
+event loop, at the normal priority, wins the CPU whenever it has work. The daemon's own threads
+(Pillow, pypdf) are left at the normal priority: measured here, lowering them only made
+in-process conversions slower, and they share the event loop's interpreter lock anyway.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from convertd.errors import ConversionError
-from convertd.priority import niced
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,15 @@ class ProcessTimeout(ConversionError):
 
 
 SETPRIV = shutil.which("setpriv")
+NICE = shutil.which("nice")
+NICENESS = 19
+
+
+def niced(argv: Sequence[str]) -> list[str]:
+    """argv run under `nice`, when the system has it."""
+    if NICE is None:
+        return list(argv)
+    return [NICE, "-n", str(NICENESS), *argv]
 
 
 def tied_to_parent(argv: Sequence[str], sig: str = "KILL") -> list[str]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from convertd import clock, jobs, quotas, uploads
+from convertd import clock
 from convertd.config import Config
-from convertd.db import Database
 from convertd.files import DataDir
+from convertd.store import jobs, quotas, uploads
+from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(config: Config, db: Database, data: DataDir) -> tuple[int, int]:
-    """Delete what has outlived the retention period; returns (uploads, jobs) expired."""
+async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
+    """Delete what has outlived the retention period."""
     cutoff = clock.now() - config.retention_seconds
     expired_jobs = await jobs.expire_older_than(db, cutoff)
     for job_id in expired_jobs:
@@ -31,13 +32,3 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> tuple[int, 
             len(expired_jobs),
             config.retention_seconds,
         )
-    return len(expired_uploads), len(expired_jobs)
-
-
-async def run_sweeper(config: Config, db: Database, data: DataDir) -> None:
-    while True:
-        try:
-            await sweep_once(config, db, data)
-        except Exception:
-            logger.exception("retention sweep failed; will try again")
-        await asyncio.sleep(config.sweep_interval_seconds)

@@ -1,17 +1,15 @@
 """systemd's readiness protocol: tell the service manager when convertd is ready or stopping.
 
-A no-op unless $NOTIFY_SOCKET is set (Type=notify units set it); a few lines rather than a
-dependency.
+A no-op without a socket (Type=notify units set $NOTIFY_SOCKET, which config reads); a few lines
+rather than a dependency.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 
 
-def notify(message: str) -> bool:
-    address = os.environ.get("NOTIFY_SOCKET")
+def notify(address: str | None, message: str) -> bool:
     if not address:
         return False
     if address.startswith("@"):  # an abstract socket

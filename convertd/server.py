@@ -6,7 +6,6 @@ import asyncio
 import fcntl
 import logging
 import signal
-from pathlib import Path
 from typing import IO
 
 from aiohttp import web
@@ -16,6 +15,7 @@ from convertd import sdnotify
 from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
+from convertd.files import DataDir
 
 logger = logging.getLogger(__name__)
 
@@ -41,23 +41,23 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-def lock_data_dir(data_dir: Path) -> IO[str]:
+def lock_data_dir(data: DataDir) -> IO[str]:
     """Hold an exclusive lock on the data directory for as long as the process lives.
 
     Two daemons on one queue would each treat the other's running jobs as orphans.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "convertd.lock").open("w")
+    data.root.mkdir(parents=True, exist_ok=True)
+    handle = data.lock.open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise AlreadyRunning(f"another convertd is already serving {data_dir}") from None
+        raise AlreadyRunning(f"another convertd is already serving {data.root}") from None
     return handle
 
 
 async def serve(config: Config) -> None:
-    lock = lock_data_dir(config.data_dir)
+    lock = lock_data_dir(DataDir.of(config))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,9 +88,9 @@ async def serve(config: Config) -> None:
             config.data_dir,
             config.workers,
         )
-        sdnotify.notify(f"READY=1\nSTATUS=listening on {url}")
+        sdnotify.notify(config.notify_socket, f"READY=1\nSTATUS=listening on {url}")
         await stop.wait()
-        sdnotify.notify("STOPPING=1\nSTATUS=finishing running jobs")
+        sdnotify.notify(config.notify_socket, "STOPPING=1\nSTATUS=finishing running jobs")
         logger.info("stopping: no new jobs; running jobs get %.0f s", config.shutdown_grace_seconds)
     finally:
         await runner.cleanup()

@@ -1,7 +1,10 @@
-"""The in-process worker pool: claim a job, run its converter under a timeout, record the result.
+"""The in-process worker pool: claim a job, run its converter (converters.run), record the end.
 
-Stopping: the pool stops claiming, lets running jobs finish within the grace period, then cancels
-the rest and puts them back in the queue for the next start.
+Each worker is a `Periodic` that claims jobs while there are any and otherwise waits for
+`notify()` or its poll interval. Stopping: the pool stops claiming, lets running jobs finish
+within the grace period, then cancels the rest and puts them back in the queue for the next
+start. Whoever needs to hear that a job ended (drop-folder delivery) subscribes with
+`on_job_end`.
 """
 
 from __future__ import annotations
@@ -9,69 +12,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
-import os
 import secrets
 import shutil
 import sqlite3
-import zipfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from convertd import jobs, uploads
 from convertd.config import Config
-from convertd.converters.base import Limits, Task
 from convertd.converters.registry import Registry
-from convertd.db import Database
+from convertd.converters.run import Runner
 from convertd.errors import ConversionError
-from convertd.files import DataDir, stem_of
+from convertd.files import DataDir
 from convertd.memory import Reclaimer
+from convertd.periodic import Periodic
+from convertd.store import jobs, uploads
+from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
-OUTER_TIMEOUT_SLACK = 5.0
 RECORD_ATTEMPTS = 5
 
-
-def _zip_outputs(outputs: list[Path], dest: Path) -> None:
-    # Outputs are already compressed formats for the most part; ZIP_DEFLATED costs little anyway.
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in outputs:
-            zf.write(path, arcname=path.name)
+JobEndListener = Callable[[jobs.Job], None]
 
 
 class WorkerPool:
-    def __init__(self, config: Config, db: Database, registry: Registry, data: DataDir) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        registry: Registry,
+        data: DataDir,
+        runner: Runner,
+    ) -> None:
         self.config = config
         self.db = db
         self.registry = registry
         self.data = data
-        self.limits = Limits(
-            max_image_pixels=config.max_image_pixels,
-            job_timeout_seconds=config.job_timeout_seconds,
-            max_media_seconds=config.max_media_seconds,
-        )
+        self.runner = runner
         self._instance = secrets.token_hex(4)
-        self._wakeup = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._workers: list[Periodic] = []
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._listeners: list[JobEndListener] = []
         self._reclaimer = Reclaimer()
 
     def start(self) -> None:
         for n in range(self.config.workers):
             owner = f"worker-{self._instance}-{n}"
-            self._loops.append(asyncio.create_task(self._loop(owner), name=owner))
+            work = functools.partial(self._one, owner)
+            self._workers.append(Periodic(owner, work, IDLE_POLL_SECONDS).start())
         logger.info("worker pool started with %d workers", self.config.workers)
 
     def notify(self) -> None:
-        """A job was queued: wake an idle worker now instead of at its next poll."""
-        self._wakeup.set()
+        """A job was queued: wake the idle workers now instead of at their next poll."""
+        for worker in self._workers:
+            worker.poke()
+
+    def on_job_end(self, listener: JobEndListener) -> None:
+        """Call `listener(job)` (with the job as it was claimed) whenever a job ends here."""
+        self._listeners.append(listener)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        self._wakeup.set()
+        self._stopping = True
         running = list(self._running.values())
         if running:
             logger.info(
@@ -80,34 +84,18 @@ class WorkerPool:
                 len(running),
             )
             await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops.clear()
+        await asyncio.gather(*(worker.stop() for worker in self._workers))
+        self._workers.clear()
         self._reclaimer.close()
 
-    async def _loop(self, owner: str) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self._one(owner)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A worker must outlive a bad moment (a full disk, a locked database): the job
-                # it held, if any, is still 'processing' and runs again at the next start.
-                logger.exception("%s: unexpected error; carrying on", owner)
-                await asyncio.sleep(1.0)
-
-    async def _one(self, owner: str) -> None:
-        """Claim one job and run it to its end, or wait a little for one to arrive."""
+    async def _one(self, owner: str) -> bool:
+        """Claim one job and run it to its end; False when there was none to claim."""
+        if self._stopping:
+            return False
         job = await jobs.claim_next(self.db, owner)
         if job is None:
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_POLL_SECONDS):
-                    await self._wakeup.wait()
-            return
-        # The job runs in its own task so that stop() can wait for it while cancelling loops.
+            return False
+        # The job runs in its own task so that stop() can wait for it while cancelling workers.
         run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
         self._running[job.id] = run
         try:
@@ -121,69 +109,66 @@ class WorkerPool:
             raise
         finally:
             self._running.pop(job.id, None)
+        return True
 
     async def _run(self, job: jobs.Job, owner: str) -> None:
+        error = await self._convert(job, owner)
+        if error is None:
+            return
+        await self._record(lambda: jobs.fail(self.db, job.id, owner, error))
+        self._ended(job)
+
+    async def _convert(self, job: jobs.Job, owner: str) -> str | None:
+        """Run the job's conversion and record its success; the error if it failed."""
         converter = self.registry.get(job.filetype)
-        upload = await uploads.get(self.db, job.upload_id)
         if converter is None:
-            await jobs.fail(
-                self.db, job.id, owner, f"The {job.filetype} converter is not available here"
-            )
-            return
+            return f"The {job.filetype} converter is not available here"
+        upload = await uploads.get(self.db, job.upload_id)
         if upload is None:
-            await jobs.fail(self.db, job.id, owner, "The input file no longer exists")
-            return
+            return "The input file no longer exists"
         work = await asyncio.to_thread(self.data.fresh_work_dir, job.id)
 
         async def report(percent: int) -> None:
             await jobs.set_progress(self.db, job.id, owner, percent)
 
-        task = Task(
-            job_id=job.id,
-            input_path=self.data.upload_file(upload.file_path),
-            input_name=upload.file_name,
-            input_format=job.input_format,
-            output_format=job.output_format,
-            options=job.options,
-            work_dir=work,
-            limits=self.limits,
-            report_progress=report,
-        )
-        error: str | None = None
         try:
-            # Converters stop their own tools at the job timeout and say which one hung; this
-            # outer limit, a little later, is the backstop for a converter that does not.
-            async with asyncio.timeout(self.config.job_timeout_seconds + OUTER_TIMEOUT_SLACK):
-                outputs = await converter.convert(task)
-            if not outputs:
-                raise ConversionError("The conversion produced no output")
-            name, path = await asyncio.to_thread(self._package, task, outputs)
-            size = path.stat().st_size
-            final = await asyncio.to_thread(self.data.publish_result, job.id, path, name)
+            output = await self.runner.run(
+                converter,
+                job_id=job.id,
+                input_path=self.data.upload_file(upload.file_path),
+                input_name=upload.file_name,
+                input_format=job.input_format,
+                output_format=job.output_format,
+                options=job.options,
+                work_dir=work,
+                report_progress=report,
+            )
+            size = output.path.stat().st_size
+            final = await asyncio.to_thread(
+                self.data.publish_result, job.id, output.path, output.name
+            )
         except ConversionError as exc:
-            error = str(exc)
-        except TimeoutError:
-            error = f"The conversion took longer than the {self.config.job_timeout_seconds} s limit"
+            return str(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                error = "The server ran out of disk space while converting this file"
-            else:
-                logger.exception(
-                    "job %s: unexpected error in the %s converter", job.id, job.filetype
-                )
-                error = "Internal error while converting this file"
+                return "The server ran out of disk space while converting this file"
+            logger.exception("job %s: unexpected error in the %s converter", job.id, job.filetype)
+            return "Internal error while converting this file"
         finally:
             # Scratch space goes first: on a full disk it is what lets the result be recorded.
             await asyncio.to_thread(shutil.rmtree, work, True)
-        if error is None:
-            await self._record(
-                lambda: jobs.finish(self.db, job.id, owner, final.name, len(outputs), size)
-            )
-        else:
-            await self._record(lambda: jobs.fail(self.db, job.id, owner, str(error)))
+        await self._record(
+            lambda: jobs.finish(self.db, job.id, owner, final.name, output.count, size)
+        )
+        self._ended(job)
+        return None
+
+    def _ended(self, job: jobs.Job) -> None:
         self._reclaimer.job_ended()
+        for listener in self._listeners:
+            listener(job)
 
     async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
         """A job's end, written even if the database is briefly unwritable (a full disk)."""
@@ -195,15 +180,3 @@ class WorkerPool:
                 logger.error("could not record a job's end (%s); attempt %d", exc, attempt + 1)
                 await asyncio.sleep(1.0 + attempt)
         logger.error("gave up recording a job's end; it runs again at the next start")
-
-    def _package(self, task: Task, outputs: list[Path]) -> tuple[str, Path]:
-        return package_outputs(task, outputs)
-
-
-def package_outputs(task: Task, outputs: list[Path]) -> tuple[str, Path]:
-    """One output is delivered as itself; several as one ZIP named after the input."""
-    if len(outputs) == 1:
-        return f"{stem_of(task.input_name)}.{task.output_format}", outputs[0]
-    bundle = task.work_dir / f".bundle-{os.getpid()}.zip"
-    _zip_outputs(outputs, bundle)
-    return f"{stem_of(task.input_name)}.zip", bundle

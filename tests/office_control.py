@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "convertd"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "convertd" / "office"))
 
-import office_helper
+import helper as office_helper
 import uno  # type: ignore[import-not-found]
 
 ALWAYS_EXECUTE_NO_WARN = 4

@@ -134,7 +134,7 @@ def test_worker_zips_several_outputs() -> None:
     import tempfile
     from pathlib import Path
 
-    from convertd.worker import _zip_outputs
+    from convertd.converters.run import zip_outputs
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -143,7 +143,7 @@ def test_worker_zips_several_outputs() -> None:
             p.write_bytes(image_bytes("PNG", (8, 8)))
             paths.append(p)
         dest = Path(tmp) / "out.zip"
-        _zip_outputs(paths, dest)
+        zip_outputs(paths, dest)
         with zipfile.ZipFile(dest) as zf:
             assert zf.namelist() == ["page-1.png", "page-2.png", "page-3.png"]
             assert zf.read("page-2.png") == paths[1].read_bytes()

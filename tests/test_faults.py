@@ -14,13 +14,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from convertd import keys
 from convertd.api.state import DB
 from convertd.app import create_app
 from convertd.config import Config
 from convertd.converters.base import Converter, Task
 from convertd.converters.hash import HashConverter
 from convertd.converters.registry import Registry
+from convertd.store import keys
 
 
 class ExplodingConverter(Converter):

@@ -13,8 +13,8 @@ from typing import Any
 import requests
 from PIL import Image
 
-from convertd import jobs, uploads
-from convertd.db import Database
+from convertd.store import jobs, uploads
+from convertd.store.db import Database
 from tests.conftest import Daemon
 
 SLOW = {"quality": 100}
@@ -178,7 +178,7 @@ def test_late_writer_cannot_change_a_requeued_job(tmp_path: Path) -> None:
 
 
 def test_database_from_a_newer_convertd_is_refused(tmp_path: Path) -> None:
-    from convertd.db import SCHEMA_VERSION
+    from convertd.store.migrations import SCHEMA_VERSION
     from tests.conftest import run_cli
 
     data = tmp_path / "data"

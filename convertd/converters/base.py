@@ -1,7 +1,8 @@
 """What a converter is: its filetype, formats and options, and one async `convert` call.
 
-Converters never see HTTP or SQL. The worker hands them a `Task` (input file, wanted format,
-validated options, a private work directory) and publishes whatever files they return.
+Converters never see HTTP or SQL. They are run by `converters.run.Runner` (for the worker pool
+and for `convertd convert`), which hands them a `Task`: the input file, the wanted format,
+validated options, a private work directory, the limits, and the threads to do blocking work on.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import functools
 import os
 import shutil
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
+from convertd.config import Config
+from convertd.converters.options import Option, OptionError
 from convertd.files import stem_of
 
 # Spellings users send for a format, mapped to the one name convertd uses.
@@ -42,77 +45,10 @@ ANY_FORMAT = "*"
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# In-process conversion work (Pillow, pypdf, archives, hashing) has threads of its own, as many
-# as there are cores: it can never take the threads that uploads and downloads write files with,
-# and each conversion lands on a thread whose memory arena is already warm (a fresh one cost a
-# JPEG resize a fifth of its time when measured here).
-_CONVERSION_THREADS = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="convert")
-
-
-async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run blocking conversion work on a conversion thread, like asyncio.to_thread."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_CONVERSION_THREADS, functools.partial(fn, *args, **kwargs))
-
 
 def canonical_format(name: str) -> str:
     name = name.strip().lower().lstrip(".")
     return FORMAT_ALIASES.get(name, name)
-
-
-class OptionError(ValueError):
-    """An option value is not acceptable; the message names the option."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One converter option: its type and the values it accepts."""
-
-    kind: type
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | None = None
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.kind.__name__, "description": self.help}
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        if self.maximum is not None:
-            out["maximum"] = self.maximum
-        if self.choices is not None:
-            out["choices"] = list(self.choices)
-        return out
-
-    def validate(self, name: str, value: Any) -> Any:
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise OptionError(f"option {name!r} must be true or false")
-            return value
-        if self.kind is int:
-            # JSON has no int type of its own: accept 3 and 3.0, refuse 3.5, "3" and true.
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise OptionError(f"option {name!r} must be a whole number")
-            if isinstance(value, float) and not value.is_integer():
-                raise OptionError(f"option {name!r} must be a whole number")
-            value = int(value)
-        elif self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise OptionError(f"option {name!r} must be a number")
-            value = float(value)
-        elif self.kind is str:
-            if not isinstance(value, str) or len(value) > 200:
-                raise OptionError(f"option {name!r} must be a short text value")
-            if self.choices is not None:
-                value = value.strip().lower()
-                if value not in self.choices:
-                    allowed = ", ".join(self.choices)
-                    raise OptionError(f"option {name!r} must be one of: {allowed}")
-        if self.minimum is not None and value < self.minimum:
-            raise OptionError(f"option {name!r} must be at least {self.minimum:g}")
-        if self.maximum is not None and value > self.maximum:
-            raise OptionError(f"option {name!r} must be at most {self.maximum:g}")
-        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +56,14 @@ class Limits:
     max_image_pixels: int
     job_timeout_seconds: float
     max_media_seconds: float = 6 * 3600
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        return cls(
+            max_image_pixels=config.max_image_pixels,
+            job_timeout_seconds=config.job_timeout_seconds,
+            max_media_seconds=config.max_media_seconds,
+        )
 
 
 @dataclasses.dataclass
@@ -135,6 +79,7 @@ class Task:
     work_dir: Path
     limits: Limits
     report_progress: Callable[[int], Awaitable[None]]
+    threads: Executor  # the conversion threads (see run.py)
 
     @property
     def output_stem(self) -> str:
@@ -143,6 +88,21 @@ class Task:
     def output_path(self, suffix: str = "") -> Path:
         """Where to write an output named after the input (`photo.png` -> `photo.webp`)."""
         return self.work_dir / f"{self.output_stem}{suffix}.{self.output_format}"
+
+    async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking work (Pillow, pypdf, hashing, file copies) on a conversion thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
+
+    def staged_input(self, extension: str) -> Path:
+        """A link to the input inside the job's own directory, named with the real extension,
+        so a tool (LibreOffice) detects the type and never touches the upload area. Blocking."""
+        staged = self.work_dir / f"input.{extension}"
+        try:
+            os.link(self.input_path, staged)
+        except OSError:
+            shutil.copyfile(self.input_path, staged)
+        return staged
 
 
 class Converter(abc.ABC):
@@ -164,6 +124,8 @@ class Converter(abc.ABC):
         return None
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
+        """The options, each checked and normalised; OptionError names the first bad one.
+        Converters with rules across options extend this."""
         unknown = sorted(set(raw) - set(self.options))
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"

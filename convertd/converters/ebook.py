@@ -11,18 +11,13 @@ from typing import Any
 
 import markdown
 
-from convertd import htmlclean
-from convertd.converters.base import Converter, Task, off_loop
-from convertd.converters.document import (
-    PDF_OPTIONS,
-    check_pdf_options,
-    office_convert,
-    pdf_filter_data,
-    stage_input,
-)
+from convertd.converters import htmlclean
+from convertd.converters.base import Converter, Task
 from convertd.converters.epub import Book, Chapter, read_epub, write_epub
+from convertd.converters.options import PDF_EXPORT_OPTIONS, check_pdf_export
 from convertd.errors import ConversionError
-from convertd.office import OfficePool
+from convertd.office.documents import convert_document, pdf_export_data
+from convertd.office.pool import OfficePool
 
 MAX_TEXT_BYTES = 64 * 1024**2
 IMAGE_MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
@@ -107,7 +102,7 @@ class EbookConverter(Converter):
     filetype = "ebook"
     input_formats = ("epub", "html", "txt", "md", "docx", "odt")
     output_formats = ("epub", "pdf", "txt", "html")
-    options = PDF_OPTIONS
+    options = PDF_EXPORT_OPTIONS
 
     def __init__(self, office: OfficePool) -> None:
         self.office = office
@@ -116,45 +111,51 @@ class EbookConverter(Converter):
         return self.office.missing()
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
-        return check_pdf_options(super().validate_options(raw, output_format), output_format)
+        return check_pdf_export(super().validate_options(raw, output_format), output_format)
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
         fmt = task.output_format
-        filter_data = pdf_filter_data(task.options) if fmt == "pdf" else None
+        filter_data = (
+            pdf_export_data(task.options.get("pages"), task.options.get("pdf_a", False))
+            if fmt == "pdf"
+            else None
+        )
         if task.input_format in {"docx", "odt"}:
-            source = await off_loop(stage_input, task, task.input_format)
-            await office_convert(
+            source = await task.off_loop(task.staged_input, task.input_format)
+            await convert_document(
                 self.office,
-                task,
                 source,
                 out,
-                "text",
-                fmt,
+                family="text",
+                fmt=fmt,
+                timeout=task.limits.job_timeout_seconds,
+                scratch=task.work_dir,
                 filter_data=filter_data,
                 families=("text",),
             )
             return [out]
 
-        book = await off_loop(load_book, task.input_path, task.input_format, task.output_stem)
+        book = await task.off_loop(load_book, task.input_path, task.input_format, task.output_stem)
         if fmt == "epub":
-            await off_loop(write_epub, book, out)
+            await task.off_loop(write_epub, book, out)
         elif fmt == "txt":
-            await off_loop(out.write_text, book.text(), "utf-8")
+            await task.off_loop(out.write_text, book.text(), "utf-8")
         elif fmt == "html":
-            await off_loop(write_html, book, out, embed_images=True)
+            await task.off_loop(write_html, book, out, embed_images=True)
         else:
             source_dir = task.work_dir / "book"
             source_dir.mkdir()
             source = source_dir / "book.html"
-            await off_loop(write_html, book, source, embed_images=False)
-            await office_convert(
+            await task.off_loop(write_html, book, source, embed_images=False)
+            await convert_document(
                 self.office,
-                task,
                 source,
                 out,
-                "text",
-                "pdf",
+                family="text",
+                fmt="pdf",
+                timeout=task.limits.job_timeout_seconds,
+                scratch=task.work_dir,
                 filter_data=filter_data,
                 input_format="html",
             )

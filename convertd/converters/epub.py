@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from convertd import htmlclean
+from convertd.converters import htmlclean
 from convertd.errors import ConversionError
 
 NS = {

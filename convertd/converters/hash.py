@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 from typing import Protocol
 
-from convertd.converters.base import ANY_FORMAT, Converter, Task, off_loop
+from convertd.converters.base import ANY_FORMAT, Converter, Task
 
 CHUNK = 1024 * 1024
 
@@ -48,7 +48,7 @@ class HashConverter(Converter):
     output_formats = ("md5", "sha1", "sha256", "sha512", "crc32", "blake2b")
 
     async def convert(self, task: Task) -> list[Path]:
-        digest = await off_loop(hex_digest, task.input_path, task.output_format)
+        digest = await task.off_loop(hex_digest, task.input_path, task.output_format)
         out = task.output_path()
         out.write_text(digest + "\n", encoding="ascii")
         return [out]

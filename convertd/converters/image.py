@@ -8,7 +8,8 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convertd.converters.base import Converter, Option, OptionError, Task, off_loop
+from convertd.converters.base import Converter, Task
+from convertd.converters.options import Option, OptionError
 from convertd.errors import ConversionError
 
 # convertd format name -> Pillow plugin name. Only these decoders are ever used on input, so a
@@ -258,7 +259,7 @@ class ImageConverter(Converter):
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
-        await off_loop(
+        await task.off_loop(
             convert_image,
             task.input_path,
             out,

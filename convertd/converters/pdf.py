@@ -11,10 +11,11 @@ import pypdf
 from pypdf.errors import FileNotDecryptedError, PyPdfError
 
 from convertd import procs
-from convertd.converters.base import Converter, Option, OptionError, Task, off_loop
-from convertd.converters.document import check_pages, office_convert, stage_input
+from convertd.converters.base import Converter, Task
+from convertd.converters.options import Option, OptionError, check_pages
 from convertd.errors import ConversionError
-from convertd.office import OfficePool
+from convertd.office.documents import convert_document
+from convertd.office.pool import OfficePool
 
 RASTER = {"png": "-png", "jpg": "-jpeg"}
 MAX_PAGES = 2000
@@ -35,7 +36,7 @@ PDF_ERRORS = (
 )
 
 PDF_OPTIONS = {
-    "pages": Option(str, "Pages to use, e.g. 1-3,5 (default: all)"),
+    "pages": Option(str, "Pages to use, e.g. 1-3,5 (default: all)", check=check_pages),
     "dpi": Option(int, "Resolution for png/jpg output", 36, 600),
     "rotate": Option(int, "Rotate pages clockwise by 90, 180 or 270 degrees (pdf output)", 0, 270),
     "password": Option(str, "Password of an encrypted input"),
@@ -138,8 +139,6 @@ class PdfConverter(Converter):
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         options = super().validate_options(raw, output_format)
-        if "pages" in options:
-            options["pages"] = check_pages(options["pages"])
         if "rotate" in options and (options["rotate"] % 90 or output_format != "pdf"):
             raise OptionError("option 'rotate' must be 90, 180 or 270, with pdf output")
         if "dpi" in options and output_format not in RASTER:
@@ -152,33 +151,40 @@ class PdfConverter(Converter):
             return await self._rasterise(task)
         out = task.output_path()
         if fmt == "txt":
-            await off_loop(extract_text, task.input_path, out, options)
+            await task.off_loop(extract_text, task.input_path, out, options)
         elif fmt == "pdf":
-            await off_loop(rewrite, task.input_path, out, options)
+            await task.off_loop(rewrite, task.input_path, out, options)
         else:
             await self._to_office(task, out)
         return [out]
 
     async def _to_office(self, task: Task, out: Path) -> None:
         # LibreOffice's PDF import cannot decrypt: hand it a decrypted, page-selected copy.
-        source = await off_loop(stage_input, task, "pdf")
+        source = await task.off_loop(task.staged_input, "pdf")
         if task.options.get("password") or task.options.get("pages"):
             plain = task.work_dir / "decrypted.pdf"
-            await off_loop(rewrite, source, plain, task.options)
+            await task.off_loop(rewrite, source, plain, task.options)
             source = plain
         else:
-            await off_loop(page_count, source, None)  # a clear error for bad input
-        await office_convert(
-            self.office, task, source, out, "text", task.output_format, input_format="pdf"
+            await task.off_loop(page_count, source, None)  # a clear error for bad input
+        await convert_document(
+            self.office,
+            source,
+            out,
+            family="text",
+            fmt=task.output_format,
+            timeout=task.limits.job_timeout_seconds,
+            scratch=task.work_dir,
+            input_format="pdf",
         )
 
     async def _rasterise(self, task: Task) -> list[Path]:
         options = task.options
         password = options.get("password")
-        count = await off_loop(page_count, task.input_path, password)
+        count = await task.off_loop(page_count, task.input_path, password)
         pages = sorted(parse_pages(options.get("pages"), count))
         dpi = options.get("dpi") or 150
-        area = await off_loop(largest_page_points, task.input_path, password)
+        area = await task.off_loop(largest_page_points, task.input_path, password)
         pixels = area * (dpi / 72) ** 2
         if pixels > task.limits.max_image_pixels:
             raise ConversionError(

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from convertd.converters.base import Converter, OptionError, canonical_format
+from convertd.converters.base import Converter, canonical_format
+from convertd.converters.options import OptionError
+from convertd.converters.sniff import sniff_file
 from convertd.files import extension_of
-from convertd.office import OfficePool
-from convertd.sniff import sniff_file
+from convertd.office.pool import OfficePool
 
 # The filetypes the v1 API names; a request for any other is a 400.
 FILETYPES = ("image", "audio", "video", "document", "pdf", "hash", "archive", "ebook")
 # The order filetypes are tried in when a file's type must be inferred.
 INFERENCE_ORDER = ("image", "audio", "video", "document", "pdf", "archive", "ebook", "hash")
+
+
+class Unreadable(Exception):
+    """The converter reads neither the file's extension (`extension`) nor what its bytes show."""
+
+    def __init__(self, extension: str) -> None:
+        super().__init__(extension)
+        self.extension = extension
+
+
+class CannotInfer(Exception):
+    """No converter turns this file into the wanted format; the message says so."""
+
+
+class _Guesses:
+    """A file's possible formats, best first: its extension's, then (read only if needed) the
+    one its first bytes show."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.extension = canonical_format(extension_of(path.name))
+
+    def __iter__(self) -> Iterator[str]:
+        yield self.extension
+        try:
+            sniffed = sniff_file(self.path)
+        except OSError:
+            sniffed = None
+        if sniffed and sniffed != self.extension:
+            yield sniffed
 
 
 class Registry:
@@ -46,32 +78,52 @@ class Registry:
     def unavailable(self) -> list[Converter]:
         return [c for c in self._all.values() if c.missing_tools()]
 
-    def infer(self, path: Path, fmt: str, filetype: str | None = None) -> tuple[str, str] | str:
-        """(filetype, input format) that turns this file into `fmt`, judged by its name and,
-        failing that, its first bytes; or a sentence saying why there is none. Blocking."""
-        ext = canonical_format(extension_of(path.name))
-        order = [filetype] if filetype else list(INFERENCE_ORDER)
-        guesses = [ext]
-        try:
-            sniffed = sniff_file(path)
-        except OSError:
-            sniffed = None
-        if sniffed and sniffed != ext:
-            guesses.append(sniffed)
+    def input_format(self, converter: Converter, path: Path, fmt: str) -> str:
+        """The format `converter` reads this file as to make `fmt`: its extension's if the
+        converter reads that and can make `fmt` from it, else the one its first bytes show.
+        Raises Unreadable (it reads neither) or OptionError (it cannot make `fmt` of it, e.g. a
+        spreadsheet as docx). Blocking: it may read the file's first bytes."""
+        return self._input_format(converter, _Guesses(path), fmt)
+
+    def infer(self, path: Path, fmt: str, filetype: str | None = None) -> tuple[str, str]:
+        """(filetype, input format) that turns this file into `fmt`, trying the filetypes in
+        INFERENCE_ORDER (or only `filetype`) for its extension, then for its first bytes.
+        Raises CannotInfer with a sentence saying why there is none. Blocking."""
+        guesses = _Guesses(path)
+        candidates = [
+            c
+            for c in (self.known(name) for name in ([filetype] if filetype else INFERENCE_ORDER))
+            if c is not None and fmt in c.output_formats
+        ]
         for input_format in guesses:
-            for name in order:
-                converter = self.known(name)
-                if converter is None or fmt not in converter.output_formats:
-                    continue
+            for converter in candidates:
                 if not converter.accepts_input(input_format):
                     continue
                 try:
                     converter.check_pair(input_format, fmt)
                 except OptionError:
                     continue
-                return name, input_format
-        what = f"a .{ext} file" if ext else "a file without an extension"
-        return f"convertd cannot make {fmt} from {what}"
+                return converter.filetype, input_format
+        what = (
+            f"a .{guesses.extension} file" if guesses.extension else "a file without an extension"
+        )
+        raise CannotInfer(f"convertd cannot make {fmt} from {what}")
+
+    @staticmethod
+    def _input_format(converter: Converter, guesses: _Guesses, fmt: str) -> str:
+        refusal: OptionError | None = None
+        for input_format in guesses:
+            if not converter.accepts_input(input_format):
+                continue
+            try:
+                converter.check_pair(input_format, fmt)
+            except OptionError as exc:
+                refusal = refusal or exc
+                continue
+            return input_format
+        if refusal is not None:
+            raise refusal
+        raise Unreadable(guesses.extension)
 
     def formats(self) -> dict[str, Any]:
         """What `/v1/formats` lists: only what this machine can really do."""

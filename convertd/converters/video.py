@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convertd.converters import audio, media
-from convertd.converters.base import Converter, Option, OptionError, Task
+from convertd.converters import ffmpeg
+from convertd.converters.audio import audio_output_args
+from convertd.converters.base import Converter, Task
+from convertd.converters.options import (
+    TRIM_OPTIONS,
+    Option,
+    OptionError,
+    check_bitrate,
+    check_trim,
+)
 from convertd.errors import ConversionError
 
 VIDEO_ENCODERS = {
@@ -54,10 +62,9 @@ VIDEO_OPTIONS = {
     "width": Option(int, "Output width; height follows unless given", 16, 7680),
     "height": Option(int, "Output height; width follows unless given", 16, 4320),
     "fps": Option(float, "Frames per second", 1, 120),
-    "trim_start": Option(float, "Start at this many seconds into the input", 0, 86400),
-    "trim_end": Option(float, "Stop at this many seconds into the input", 0, 86400),
+    **TRIM_OPTIONS,
     "mute": Option(bool, "Drop the audio track"),
-    "bitrate": Option(str, "Audio bitrate when extracting mp3, e.g. 192k"),
+    "bitrate": Option(str, "Audio bitrate when extracting mp3, e.g. 192k", check=check_bitrate),
 }
 
 
@@ -77,7 +84,8 @@ def scale_filter(options: dict[str, Any], default_width: int | None = None) -> s
     return f"scale={w}:{h}:flags=lanczos"
 
 
-def video_args(fmt: str, options: dict[str, Any]) -> list[str]:
+def video_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
+    """Maps, codecs, filters and muxer for a video output in the container `fmt`."""
     muxer, vdefault, adefault, _, _ = CONTAINERS[fmt]
     vcodec = options.get("video_codec") or vdefault
     acodec = options.get("audio_codec") or adefault
@@ -116,7 +124,7 @@ def video_args(fmt: str, options: dict[str, Any]) -> list[str]:
     return [*args, "-map_metadata", "-1", "-sn", "-dn", "-f", muxer]
 
 
-def gif_args(options: dict[str, Any]) -> list[str]:
+def gif_output_args(options: dict[str, Any]) -> list[str]:
     fps = options.get("fps") or 10
     scale = scale_filter(options, default_width=480)
     # One palette made for this clip, then applied: far better than the default web palette.
@@ -132,10 +140,7 @@ class VideoConverter(Converter):
     tools = ("ffmpeg", "ffprobe")
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
-        options = super().validate_options(raw, output_format)
-        media.check_trim(options)
-        if "bitrate" in options:
-            options["bitrate"] = media.check_bitrate(options["bitrate"])
+        options = check_trim(super().validate_options(raw, output_format))
         if output_format in CONTAINERS:
             _, _, _, vallowed, aallowed = CONTAINERS[output_format]
             vcodec, acodec = options.get("video_codec"), options.get("audio_codec")
@@ -155,29 +160,17 @@ class VideoConverter(Converter):
 
     async def convert(self, task: Task) -> list[Path]:
         timeout = task.limits.job_timeout_seconds
-        info = await media.probe(task.input_path, media.VIDEO_DEMUXERS, "video", timeout)
-        media.check_duration(info, task.limits.max_media_seconds)
+        info = await ffmpeg.probe(task.input_path, ffmpeg.VIDEO_DEMUXERS, "video", timeout)
+        ffmpeg.check_duration(info, task.limits.max_media_seconds)
         fmt = task.output_format
         if fmt in AUDIO_OUTPUTS:
             if not info.has("audio"):
                 raise ConversionError("Input has no audio track to extract")
-            args = ["-map", "0:a:0", "-vn", *audio.audio_args(fmt, task.options)]
+            args = ["-map", "0:a:0", "-vn", *audio_output_args(fmt, task.options)]
         elif not info.has("video"):
             raise ConversionError("Input has no video stream")
         elif fmt == "gif":
-            args = gif_args(task.options)
+            args = gif_output_args(task.options)
         else:
-            args = video_args(fmt, task.options)
-        out = task.output_path()
-        await media.run_ffmpeg(
-            [
-                *media.input_args(task.input_path, media.VIDEO_DEMUXERS, task.options),
-                *args,
-            ],
-            out,
-            duration=media.expected_duration(info.duration, task.options),
-            timeout=timeout,
-            report=task.report_progress,
-            what="video",
-        )
-        return [out]
+            args = video_output_args(fmt, task.options)
+        return [await ffmpeg.transcode(task, ffmpeg.VIDEO_DEMUXERS, info, args, "video")]

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import Daemon, proc_status_kib
 
 # Long-lived members of the warm office pool; anything else still running is a leftover.
-POOL_MEMBERS = ("office_helper.py", "soffice.bin")
+POOL_MEMBERS = ("office/helper.py", "soffice.bin")
 
 
 def healthy(d: Daemon, key: str) -> None:

@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from convertd.office import find_soffice, find_uno_python, office_binary, write_profile
+from convertd.office.profile import find_soffice, find_uno_python, office_binary, write_profile
 from tests.canary import Canary
 from tests.conftest import ROOT, Daemon
 from tests.inspect_files import pdf_text

@@ -12,10 +12,9 @@ import logging
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
-from convertd import clock, jobs, uploads
-from convertd.db import Database
+from convertd import clock
+from convertd.store import jobs, uploads
+from convertd.store.db import Database, Row
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Drop:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Drop:
+    def from_row(cls, row: Row) -> Drop:
         return cls(
             id=row["id"],
             rule=row["rule"],
@@ -65,14 +64,17 @@ async def begin_claim(
     mtime_ns: int,
     upload_path: str,
 ) -> int:
-    async with db.write() as conn:
-        cur = await conn.execute(
-            """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
-                                  upload_path, status, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?)""",
-            (rule, source, name, fmt, size, mtime_ns, upload_path, clock.now()),
+    return await db.write(
+        lambda conn: int(
+            conn.execute(
+                """INSERT INTO drops (rule, source_path, display_name, output_format, size,
+                                      mtime_ns, upload_path, status, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?)""",
+                (rule, source, name, fmt, size, mtime_ns, upload_path, clock.now()),
+            ).lastrowid
+            or 0
         )
-        return int(cur.lastrowid or 0)
+    )
 
 
 async def queue(
@@ -110,33 +112,40 @@ async def queue(
         )
         return str(job["id"])
 
-    return await db.run_write(record)
+    return await db.write(record)
 
 
 async def set_output(db: Database, drop_id: int, output: bytes) -> None:
-    async with db.write() as conn:
-        await conn.execute(
+    await db.write(
+        lambda conn: conn.execute(
             "UPDATE drops SET status = 'delivering', output_path = ? WHERE id = ?",
             (output, drop_id),
         )
+    )
 
 
 async def close(db: Database, drop_id: int, status: str, error: str | None = None) -> None:
-    async with db.write() as conn:
-        await conn.execute(
+
+    def record(conn: sqlite3.Connection) -> None:
+        conn.execute(
             "UPDATE drops SET status = ?, error = ?, finished_at = ? WHERE id = ?",
             (status, error, clock.now(), drop_id),
         )
         # The original has left the upload area: its record must not be swept again.
-        await conn.execute(
+        conn.execute(
             "UPDATE uploads SET expired = 1 WHERE id = (SELECT upload_id FROM drops WHERE id = ?)",
             (drop_id,),
         )
 
+    await db.write(record)
+
 
 async def forget(db: Database, drop_id: int) -> None:
-    async with db.write() as conn:
-        await conn.execute("DELETE FROM drops WHERE id = ? AND status = 'claiming'", (drop_id,))
+    await db.write(
+        lambda conn: conn.execute(
+            "DELETE FROM drops WHERE id = ? AND status = 'claiming'", (drop_id,)
+        )
+    )
 
 
 async def by_status(db: Database, *statuses: str) -> list[Drop]:
@@ -148,13 +157,18 @@ async def by_status(db: Database, *statuses: str) -> list[Drop]:
     return [Drop.from_row(r) for r in rows]
 
 
+DELIVERY_BATCH = 200
+
+
 async def ready_to_deliver(db: Database) -> list[tuple[Drop, str, str | None, str | None]]:
-    """Queued or half-delivered drops whose job has ended: (drop, job status, result, error)."""
+    """Queued or half-delivered drops whose job has ended, at most DELIVERY_BATCH of them:
+    (drop, job status, result, error)."""
     rows = await db.fetch_all(
         """SELECT d.*, j.status AS job_status, j.result_name, j.error AS job_error
            FROM drops d JOIN jobs j ON j.id = d.job_id
            WHERE d.status IN ('queued', 'delivering') AND j.status IN ('finished', 'failed')
-           ORDER BY d.id LIMIT 200"""
+           ORDER BY d.id LIMIT ?""",
+        (DELIVERY_BATCH,),
     )
     return [(Drop.from_row(r), r["job_status"], r["result_name"], r["job_error"]) for r in rows]
 

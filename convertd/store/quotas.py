@@ -1,21 +1,19 @@
-"""Per-key call counters for the minute and day windows (see CallCounter)."""
+"""Per-key call counts in the minute and day windows (see CallCounter), and their table."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import math
 import sqlite3
 
 from convertd import clock
-from convertd.db import Database
-from convertd.errors import RateLimited
-from convertd.keys import ApiKey
+from convertd.store.db import Database
+from convertd.store.keys import ApiKey
 
 logger = logging.getLogger(__name__)
 
 WINDOWS = {"minute": 60, "day": 86400}
+FLUSH_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,14 +26,6 @@ class WindowUsage:
     @property
     def remaining(self) -> int | None:
         return None if self.limit is None else max(self.limit - self.used, 0)
-
-    def headers(self) -> dict[str, str]:
-        """The X-RateLimit-* headers; Reset is in unix seconds, as GitHub's API has it."""
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_at),
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +41,15 @@ class Usage:
         return min(limited, key=lambda w: (w.remaining, w.reset_at))
 
 
+class QuotaExceeded(Exception):
+    """A call was refused, uncounted: `window` is full until `window.reset_at`."""
+
+    def __init__(self, window: WindowUsage, at: float) -> None:
+        super().__init__(f"{window.limit} calls per {window.window} used")
+        self.window = window
+        self.at = at
+
+
 def _limit(key: ApiKey, window: str) -> int | None:
     return key.plan.calls_per_minute if window == "minute" else key.plan.calls_per_day
 
@@ -64,18 +63,16 @@ def _window_starts(ts: float) -> dict[str, int]:
     return {w: _window_start(w, ts) for w in WINDOWS}
 
 
-FLUSH_SECONDS = 1.0
-
-
 class CallCounter:
     """Counts every authenticated call per key in its minute and day windows.
 
     The counts in memory are the authority: one daemon owns a data dir (server.py locks it), and
     a call is checked and counted with no await in between, so concurrent calls can never be
-    admitted past a limit and a refused call counts against nothing. Every FLUSH_SECONDS, and at
-    shutdown, the counts and each key's usage are written to SQLite in one transaction, so a
-    restart carries on the windows where they were; a crash forgets at most the last second.
-    Keeping SQLite out of each call is what lets status polling run at thousands per second.
+    admitted past a limit and a refused call counts against nothing. `flush()`, run every
+    FLUSH_SECONDS and at shutdown, writes the counts and each key's usage to SQLite in one
+    transaction, so a restart carries on the windows where they were; a crash forgets at most
+    the last second. Keeping SQLite out of each call is what lets status polling run at
+    thousands per second.
     """
 
     def __init__(self, db: Database) -> None:
@@ -101,7 +98,7 @@ class CallCounter:
             self._counts.setdefault(k, stored.get(k, 0))
 
     async def count(self, key: ApiKey) -> Usage:
-        """Count one call against the key, or raise RateLimited without counting it."""
+        """Count one call against the key, or raise QuotaExceeded without counting it."""
         ts = clock.now()
         starts = _window_starts(ts)
         await self._load(key.id, starts)
@@ -109,7 +106,8 @@ class CallCounter:
         for window, start in starts.items():
             limit = _limit(key, window)
             if limit is not None and self._counts[(key.id, window, start)] >= limit:
-                raise _rate_limited(window, limit, start, ts)
+                full = WindowUsage(window, limit, limit, start + WINDOWS[window])
+                raise QuotaExceeded(full, ts)
         used = {}
         for window, start in starts.items():
             k = (key.id, window, start)
@@ -149,7 +147,7 @@ class CallCounter:
             )
 
         try:
-            await self.db.run_write(write)
+            await self.db.write(write)
         except BaseException:
             # Not written: keep it for the next flush (counts only grow; usage adds up).
             self._dirty.update(k[:3] for k in counts)
@@ -164,32 +162,6 @@ class CallCounter:
         current = _window_starts(ts)
         for k in [k for k in self._counts if k[2] < current[k[1]] and k not in self._dirty]:
             del self._counts[k]
-
-    async def run(self) -> None:
-        """Flush every FLUSH_SECONDS until cancelled, then once more."""
-        try:
-            while True:
-                await asyncio.sleep(FLUSH_SECONDS)
-                try:
-                    await self.flush()
-                except sqlite3.Error as exc:
-                    logger.error("could not write call counts (%s); retrying", exc)
-        finally:
-            try:
-                await asyncio.shield(self.flush())
-            except sqlite3.Error as exc:
-                logger.error("could not write the last call counts at shutdown (%s)", exc)
-
-
-def _rate_limited(window: str, limit: int, start: int, ts: float) -> RateLimited:
-    full = WindowUsage(window=window, limit=limit, used=limit, reset_at=start + WINDOWS[window])
-    return RateLimited(
-        f"This key has used all {limit} calls allowed per {window}.",
-        retry_after=max(1, math.ceil(full.reset_at - ts)),
-        hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
-        "higher limit.",
-        rate_headers=full.headers(),
-    )
 
 
 def _usage(key: ApiKey, ts: float, used: dict[str, int]) -> Usage:
@@ -206,5 +178,6 @@ def _usage(key: ApiKey, ts: float, used: dict[str, int]) -> Usage:
 
 async def prune_counters(db: Database, before: float) -> None:
     """Forget windows that ended before `before`; they no longer limit anything."""
-    async with db.write() as conn:
-        await conn.execute("DELETE FROM call_counts WHERE span_start < ?", (int(before),))
+    await db.write(
+        lambda conn: conn.execute("DELETE FROM call_counts WHERE span_start < ?", (int(before),))
+    )

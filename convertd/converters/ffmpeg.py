@@ -1,5 +1,8 @@
 """FFmpeg and ffprobe, run the one safe way: local files only, allow-listed demuxers, no stdin.
 
+Converters assemble what their output needs (maps, codecs, filters, muxer); everything on the
+input side (the allow-lists, trimming) and the run itself (progress, errors) is here.
+
 `-protocol_whitelist file` alone does not stop a playlist (HLS, concat) renamed `.mp4` from making
 FFmpeg open other files; `-format_whitelist` refuses such demuxers before they read anything.
 """
@@ -8,22 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from convertd import procs
-from convertd.converters.base import OptionError
+from convertd.converters.base import Task
 from convertd.errors import ConversionError
 
 # Demuxers convertd lets FFmpeg use. Playlist and list demuxers (hls, concat, dash, image2,
 # ffmetadata, ...) are deliberately absent.
 AUDIO_DEMUXERS = ("mp3", "wav", "ogg", "flac", "aac", "mov", "asf", "aiff", "matroska", "w64")
 VIDEO_DEMUXERS = ("mov", "matroska", "avi", "flv", "asf", "mpeg", "mpegts", "h263")
-MEDIA_DEMUXERS = tuple(dict.fromkeys(AUDIO_DEMUXERS + VIDEO_DEMUXERS))
-
-_BITRATE = re.compile(r"^(\d{1,4})k$")
 
 
 def input_args(
@@ -104,19 +103,6 @@ def _float(value: Any) -> float | None:
     return number if number == number and number >= 0 else None  # NaN-safe
 
 
-def check_bitrate(value: str) -> str:
-    match = _BITRATE.match(value.strip().lower())
-    if not match or not 8 <= int(match.group(1)) <= 1024:
-        raise OptionError("option 'bitrate' must look like 192k (8k to 1024k)")
-    return f"{int(match.group(1))}k"
-
-
-def check_trim(options: dict[str, Any]) -> None:
-    start, end = options.get("trim_start"), options.get("trim_end")
-    if start is not None and end is not None and end <= start:
-        raise OptionError("option 'trim_end' must be after 'trim_start'")
-
-
 def trim_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(input args, output args) for trimming. Seeking on the input is fast, and exact when
     transcoding; the length then goes on the output, whose clock starts at the seek point."""
@@ -134,7 +120,25 @@ def expected_duration(source: float | None, options: dict[str, Any]) -> float | 
     return max(end - start, 0.0)
 
 
-async def run_ffmpeg(
+async def transcode(
+    task: Task, demuxers: tuple[str, ...], info: Probe, output_args: list[str], what: str
+) -> Path:
+    """Run FFmpeg on the task's input (trimmed as its options say) with `output_args` (maps,
+    codecs, filters, muxer: what the converter assembled for its output) and write the task's
+    output, reporting progress; returns the output."""
+    output = task.output_path()
+    await _run(
+        [*input_args(task.input_path, demuxers, task.options), *output_args],
+        output,
+        duration=expected_duration(info.duration, task.options),
+        timeout=task.limits.job_timeout_seconds,
+        report=task.report_progress,
+        what=what,
+    )
+    return output
+
+
+async def _run(
     args: list[str],
     output: Path,
     *,

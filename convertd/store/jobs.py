@@ -15,10 +15,8 @@ import sqlite3
 import uuid
 from typing import Any
 
-import aiosqlite
-
 from convertd import clock
-from convertd.db import Database
+from convertd.store.db import Database, Row
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +48,10 @@ class Job:
     started_at: float | None
     finished_at: float | None
     expired: bool
+    source: str  # 'api' or 'drop'
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Job:
+    def from_row(cls, row: Row) -> Job:
         return cls(
             id=row["id"],
             key_id=row["key_id"],
@@ -72,6 +71,7 @@ class Job:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             expired=bool(row["expired"]),
+            source=row["source"],
         )
 
 
@@ -119,7 +119,7 @@ async def create(
     output_format: str,
     options: dict[str, Any],
 ) -> Job:
-    row = await db.run_write(
+    row = await db.write(
         lambda conn: insert(
             conn,
             key_id=key_id,
@@ -140,7 +140,7 @@ async def get(db: Database, job_id: str) -> Job | None:
 
 async def claim_next(db: Database, owner: str) -> Job | None:
     """Take the oldest pending job for `owner`, in one statement: two claimers never share one."""
-    row = await db.run_write(
+    row = await db.write(
         lambda conn: conn.execute(
             """UPDATE jobs SET status = 'processing', owner = ?, attempts = attempts + 1,
                               started_at = ?, progress = NULL, error = NULL
@@ -158,17 +158,18 @@ async def claim_next(db: Database, owner: str) -> Job | None:
 
 
 async def set_progress(db: Database, job_id: str, owner: str, percent: int) -> None:
-    async with db.write() as conn:
-        await conn.execute(
+    await db.write(
+        lambda conn: conn.execute(
             "UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND status = 'processing'",
             (max(0, min(100, percent)), job_id, owner),
         )
+    )
 
 
 async def finish(
     db: Database, job_id: str, owner: str, result_name: str, result_count: int, result_size: int
 ) -> bool:
-    done = await db.run_write(
+    done = await db.write(
         lambda conn: (
             conn.execute(
                 """UPDATE jobs SET status = 'finished', progress = 100, finished_at = ?,
@@ -185,13 +186,16 @@ async def finish(
 
 
 async def fail(db: Database, job_id: str, owner: str, error: str) -> bool:
-    async with db.write() as conn:
-        cur = await conn.execute(
-            """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+    done = await db.write(
+        lambda conn: (
+            conn.execute(
+                """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
                WHERE id = ? AND owner = ? AND status = 'processing'""",
-            (error, clock.now(), job_id, owner),
+                (error, clock.now(), job_id, owner),
+            ).rowcount
+            == 1
         )
-        done = cur.rowcount == 1
+    )
     if done:
         logger.info("job %s failed: %s", job_id, error)
     return done
@@ -199,15 +203,18 @@ async def fail(db: Database, job_id: str, owner: str, error: str) -> bool:
 
 async def requeue(db: Database, job_id: str, owner: str) -> None:
     """Give back a job this process had to abandon (shutdown); the attempt does not count."""
-    async with db.write() as conn:
-        cur = await conn.execute(
-            """UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL,
+    requeued = await db.write(
+        lambda conn: (
+            conn.execute(
+                """UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL,
                               attempts = MAX(attempts - 1, 0)
                WHERE id = ? AND owner = ? AND status = 'processing'""",
-            (job_id, owner),
+                (job_id, owner),
+            ).rowcount
         )
-        if cur.rowcount:
-            logger.info("job %s pending: requeued at shutdown", job_id)
+    )
+    if requeued:
+        logger.info("job %s pending: requeued at shutdown", job_id)
 
 
 async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
@@ -218,18 +225,20 @@ async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
         f"Gave up after {max_attempts} attempts: convertd stopped unexpectedly while running this "
         "job each time."
     )
-    async with db.write() as conn:
-        async with conn.execute(
+
+    def recover(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
+        failed = conn.execute(
             """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
                WHERE status = 'processing' AND attempts >= ? RETURNING id""",
             (reason, clock.now(), max_attempts),
-        ) as cur:
-            failed = [row[0] for row in await cur.fetchall()]
-        async with conn.execute(
+        ).fetchall()
+        requeued = conn.execute(
             """UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL
                WHERE status = 'processing' RETURNING id""",
-        ) as cur:
-            requeued = [row[0] for row in await cur.fetchall()]
+        ).fetchall()
+        return [row[0] for row in requeued], [row[0] for row in failed]
+
+    requeued, failed = await db.write(recover)
     for job_id in requeued:
         logger.info("job %s pending: recovered after an unclean stop", job_id)
     for job_id in failed:
@@ -239,14 +248,15 @@ async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
 
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:
     """Mark finished and failed jobs that ended before `cutoff` expired; returns their ids."""
-    async with db.write() as conn:
-        async with conn.execute(
+    rows = await db.write(
+        lambda conn: conn.execute(
             """UPDATE jobs SET expired = 1
                WHERE expired = 0 AND status IN ('finished', 'failed') AND finished_at < ?
                RETURNING id""",
             (cutoff,),
-        ) as cur:
-            expired = [row[0] for row in await cur.fetchall()]
+        ).fetchall()
+    )
+    expired = [row[0] for row in rows]
     for job_id in expired:
         logger.info("job %s expired: its files were deleted after the retention period", job_id)
     return expired

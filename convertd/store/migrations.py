@@ -1,28 +1,15 @@
-"""The SQLite database: connection settings, numbered migrations, and the single writer.
+"""The schema, as numbered migrations, and the one function that applies them.
 
-Every write goes through `Database.write()`, one `BEGIN IMMEDIATE ... COMMIT` under a lock, so a
-transaction never starts as a reader and later fails to upgrade ("database is locked"). Reads use
-a second connection and see only committed data. The admin CLI opens the same file the same way
-while the daemon runs; WAL and the busy timeout let both work.
+Each migration moves the schema from version N to N+1 in its own transaction, recorded in
+`PRAGMA user_version`; a database newer than this code is refused rather than misread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-BUSY_TIMEOUT_MS = 10_000
 
 # Each entry moves the schema from version N to N+1. Never edit a shipped entry: append one.
 MIGRATIONS: list[str] = [
@@ -131,90 +118,9 @@ class SchemaTooNew(Exception):
     """The database was written by a newer convertd; running older code on it could corrupt it."""
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL survives process crashes in WAL mode; only power loss can drop the last commit.
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-class Database:
-    """One writer connection behind a lock, one reader connection."""
-
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
-        self.path = path
-        self._writer = writer
-        self._reader = reader
-        self._write_lock = asyncio.Lock()
-
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
-        try:
-            await _migrate(writer)
-            reader = await _connect(path)
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(path, writer, reader)
-
-    async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._writer
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
-
-    async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside one `BEGIN IMMEDIATE … COMMIT` on the writer's own thread.
-
-        The same transaction as `write()`, in one hop to the database thread instead of one per
-        statement: the hot paths (quota counting, claiming, finishing) use it. `_execute` is
-        aiosqlite's way to run a function on its connection thread.
-        """
-        raw: sqlite3.Connection = self._writer._conn
-
-        def transaction() -> T:
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(raw)
-            except BaseException:
-                raw.execute("ROLLBACK")
-                raise
-            raw.execute("COMMIT")
-            return result
-
-        async with self._write_lock:
-            return await self._writer._execute(transaction)  # type: ignore[no-untyped-call,no-any-return]
-
-    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        """The first row, for queries that select one (by key): one hop to the reader thread."""
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
-    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        # execute_fetchall runs, fetches and closes in one hop (a cursor costs three).
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
-
-
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    current = int(row[0]) if row else 0
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to SCHEMA_VERSION, one recorded step at a time."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if current > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"the database is at schema version {current}, but this convertd knows only up to "
@@ -224,7 +130,7 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         # executescript() commits first, so the script and the version bump form their own
         # transaction: a crash leaves the database at either the old or the new version.
         script = MIGRATIONS[version]
-        await conn.executescript(
+        conn.executescript(
             f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
         )
         logger.info("database migrated to schema version %d", version + 1)

@@ -15,11 +15,9 @@ import secrets
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
 from convertd import clock
-from convertd.db import Database
 from convertd.restrictions import normalise_allowed
+from convertd.store.db import Database, Row
 
 KEY_PREFIX = "cvd_"
 LOOKUP_CHARS = 12
@@ -38,7 +36,7 @@ class Plan:
     calls_per_minute: int | None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Plan:
+    def from_row(cls, row: Row) -> Plan:
         return cls(
             name=row["name"],
             api_access=bool(row["api_access"]),
@@ -71,7 +69,7 @@ _SELECT_KEY = """SELECT
 """
 
 
-def _key_from_row(row: aiosqlite.Row) -> ApiKey:
+def _key_from_row(row: Row) -> ApiKey:
     plan = Plan(
         name=row["plan_name"],
         api_access=bool(row["api_access"]),
@@ -136,14 +134,13 @@ async def create_key(
     ips = allowed if restriction_type == "ip" else []
     domains = allowed if restriction_type == "domain" else []
 
-    async with db.write() as conn:
-        async with conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)) as cur:
-            if await cur.fetchone() is None:
-                raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
+    def insert(conn: sqlite3.Connection) -> tuple[int, str]:
+        if conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)).fetchone() is None:
+            raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
         for _ in range(5):
             secret = KEY_PREFIX + secrets.token_urlsafe(32)
             try:
-                cur = await conn.execute(
+                cur = conn.execute(
                     """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
                                              allowed_ips, allowed_domains, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -158,13 +155,13 @@ async def create_key(
                         clock.now(),
                     ),
                 )
-                key_id = cur.lastrowid
-                break
+                return int(cur.lastrowid or 0), secret
             except sqlite3.IntegrityError:  # a prefix collision: draw again
                 continue
-        else:
-            raise AdminError("could not draw a unique key; try again")
-    key = await get_key(db, int(key_id or 0))
+        raise AdminError("could not draw a unique key; try again")
+
+    key_id, secret = await db.write(insert)
+    key = await get_key(db, key_id)
     assert key is not None
     return key, secret
 
@@ -196,12 +193,14 @@ async def list_keys(db: Database) -> list[ApiKey]:
 
 
 async def revoke_key(db: Database, key_id: int) -> ApiKey:
-    async with db.write() as conn:
-        cur = await conn.execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (clock.now(), key_id),
+    changed = await db.write(
+        lambda conn: (
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (clock.now(), key_id),
+            ).rowcount
         )
-        changed = cur.rowcount
+    )
     key = await get_key(db, key_id)
     if key is None:
         raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
@@ -215,7 +214,7 @@ async def list_plans(db: Database) -> list[Plan]:
     return [Plan.from_row(r) for r in rows]
 
 
-_UNSET: Any = object()
+UNSET: Any = object()
 
 
 async def set_plan(
@@ -223,33 +222,32 @@ async def set_plan(
     name: str,
     *,
     api_access: bool | None = None,
-    calls_per_day: int | None = _UNSET,
-    calls_per_minute: int | None = _UNSET,
+    calls_per_day: int | None = UNSET,
+    calls_per_minute: int | None = UNSET,
 ) -> Plan:
     """Create or change a plan; limits given as None mean unlimited, unset ones stay as they are."""
     if not name.strip() or len(name) > 64:
         raise AdminError("a plan needs a name of 1 to 64 characters")
     for label, value in (("calls-per-day", calls_per_day), ("calls-per-minute", calls_per_minute)):
-        if value is not _UNSET and value is not None and value < 0:
+        if value is not UNSET and value is not None and value < 0:
             raise AdminError(f"--{label} must be 0 or more, or 'unlimited'")
-    async with db.write() as conn:
-        await conn.execute(
+
+    def upsert(conn: sqlite3.Connection) -> None:
+        conn.execute(
             """INSERT INTO plans (name, api_access, calls_per_day, calls_per_minute)
                VALUES (?, 0, NULL, NULL) ON CONFLICT (name) DO NOTHING""",
             (name,),
         )
         if api_access is not None:
-            await conn.execute(
-                "UPDATE plans SET api_access = ? WHERE name = ?", (int(api_access), name)
-            )
-        if calls_per_day is not _UNSET:
-            await conn.execute(
-                "UPDATE plans SET calls_per_day = ? WHERE name = ?", (calls_per_day, name)
-            )
-        if calls_per_minute is not _UNSET:
-            await conn.execute(
+            conn.execute("UPDATE plans SET api_access = ? WHERE name = ?", (int(api_access), name))
+        if calls_per_day is not UNSET:
+            conn.execute("UPDATE plans SET calls_per_day = ? WHERE name = ?", (calls_per_day, name))
+        if calls_per_minute is not UNSET:
+            conn.execute(
                 "UPDATE plans SET calls_per_minute = ? WHERE name = ?", (calls_per_minute, name)
             )
+
+    await db.write(upsert)
     row = await db.fetch_one("SELECT * FROM plans WHERE name = ?", (name,))
     assert row is not None
     return Plan.from_row(row)

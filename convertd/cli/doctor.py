@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import errno
+import json
 import shutil
 import socket
 import subprocess
 
+from convertd.cli.common import config_of
 from convertd.config import Config
-from convertd.db import SCHEMA_VERSION, Database, SchemaTooNew
-from convertd.office import find_soffice, find_uno_python
+from convertd.files import DataDir
+from convertd.office.profile import find_soffice, find_uno_python
+from convertd.store.db import Database
+from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
 APT = "sudo apt-get install -y"
 MIN_FREE_BYTES = 1024**3
@@ -35,7 +40,36 @@ def _version(argv: list[str]) -> str:
     return first[0][:80] if first else "present"
 
 
-def tool_checks() -> list[Check]:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check tools, data dir, database and port",
+        description="Check what convertd needs, and say how to fix what is missing.",
+        epilog="example: convertd doctor --port 9000",
+    )
+    doctor.add_argument("--host", help="address serve would bind")
+    doctor.add_argument("--port", type=int, help="port serve would bind")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    checks = run_checks(config_of(args))
+    if args.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        for c in checks:
+            mark = "ok " if c.ok else ("FAIL" if c.required else "warn")
+            print(f"[{mark}] {c.name:16} {c.detail}")
+            if not c.ok and c.fix:
+                print(f"       fix: {c.fix}")
+    return 0 if all(c.ok for c in checks if c.required) else 1
+
+
+def tool_checks(uno_python: str | None) -> list[Check]:
     checks: list[Check] = []
     for tool, package, formats in (
         ("ffmpeg", "ffmpeg", "audio and video"),
@@ -67,7 +101,7 @@ def tool_checks() -> list[Check]:
             required=False,
         )
     )
-    python = find_uno_python() if soffice else None
+    python = find_uno_python(uno_python) if soffice else None
     checks.append(
         Check(
             "LibreOffice UNO",
@@ -95,7 +129,8 @@ def tool_checks() -> list[Check]:
 
 def data_checks(config: Config) -> list[Check]:
     checks: list[Check] = []
-    root = config.data_dir
+    data = DataDir.of(config)
+    root = data.root
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / ".doctor-probe"
@@ -123,9 +158,9 @@ def data_checks(config: Config) -> list[Check]:
     )
 
     async def open_db() -> str:
-        db = await Database.open(config.db_path)
+        db = await Database.open(data.database)
         await db.close()
-        return f"{config.db_path} (schema {SCHEMA_VERSION})"
+        return f"{data.database} (schema {SCHEMA_VERSION})"
 
     try:
         checks.append(Check("database", True, asyncio.run(open_db())))
@@ -136,7 +171,7 @@ def data_checks(config: Config) -> list[Check]:
             Check(
                 "database",
                 False,
-                f"{config.db_path}: {exc}",
+                f"{data.database}: {exc}",
                 "check the file, or restore it from a backup",
             )
         )
@@ -166,4 +201,4 @@ def port_check(config: Config) -> Check:
 
 
 def run_checks(config: Config) -> list[Check]:
-    return [*tool_checks(), *data_checks(config), port_check(config)]
+    return [*tool_checks(config.uno_python), *data_checks(config), port_check(config)]

@@ -1,37 +1,26 @@
-"""The seven v1 endpoints. Each validates its input, then calls jobs/keys/uploads/quotas."""
+"""Jobs: `POST /v1/convert` queues one, `GET /v1/status/{job_id}` follows it, and
+`GET /v1/download/{job_id}` fetches its result."""
 
 from __future__ import annotations
 
 import asyncio
 import mimetypes
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from convertd import __version__, jobs, keys, uploads
-from convertd.api.openapi import openapi_document
 from convertd.api.receive import Body, json_field, read_body
-from convertd.api.state import API_KEY, CALLS, CONFIG, DATA, DB, POOL, REGISTRY
+from convertd.api.state import API_KEY, DATA, DB, POOL, REGISTRY
+from convertd.api.urls import base_url
+from convertd.api.v1.uploads import record
 from convertd.clock import iso
-from convertd.converters.base import OptionError, canonical_format
-from convertd.converters.registry import FILETYPES
+from convertd.converters.base import canonical_format
+from convertd.converters.options import OptionError
+from convertd.converters.registry import FILETYPES, Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from convertd.files import is_job_id
-from convertd.sniff import sniff_file
-
-ENDPOINTS = [
-    ("GET", "/v1/", "API version info and endpoints; needs no key"),
-    ("GET", "/v1/formats", "Supported input and output formats by filetype"),
-    ("POST", "/v1/upload", "Upload one or more files (multipart field 'file', repeatable)"),
-    ("POST", "/v1/convert", "Start a conversion job from 'file' or 'file_path'"),
-    ("GET", "/v1/status/{job_id}", "A job's status"),
-    ("GET", "/v1/download/{job_id}", "A finished job's result"),
-    ("GET", "/v1/keys/me", "This key's details and remaining quota"),
-    ("GET", "/v1/docs", "This API's reference (Markdown)"),
-    ("GET", "/v1/openapi.json", "This API as an OpenAPI 3 document"),
-]
+from convertd.store import jobs, uploads
 
 # Content types mimetypes may not know on a minimal system.
 EXTRA_TYPES = {
@@ -47,81 +36,12 @@ EXTRA_TYPES = {
 }
 
 
-def base_url(request: web.Request) -> str:
-    scheme, host = request.scheme, request.host
-    if request.app[CONFIG].trust_proxy:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-    return f"{scheme}://{host}"
-
-
 def job_urls(request: web.Request, job_id: str) -> dict[str, str]:
     base = base_url(request)
     return {
         "status_url": f"{base}/v1/status/{job_id}",
         "download_url": f"{base}/v1/download/{job_id}",
     }
-
-
-async def api_info(request: web.Request) -> web.Response:
-    base = base_url(request)
-    return web.json_response(
-        {
-            "ok": True,
-            "name": "convertd",
-            "version": __version__,
-            "api_version": "v1",
-            "endpoints": [{"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS],
-            "docs_url": f"{base}/v1/docs",
-        }
-    )
-
-
-async def docs(request: web.Request) -> web.Response:
-    text = resources.files("convertd.api").joinpath("reference.md").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="text/markdown")
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(base_url(request)))
-
-
-async def formats(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "filetypes": request.app[REGISTRY].formats()})
-
-
-def _upload_json(upload: uploads.Upload) -> dict[str, Any]:
-    return {
-        "file_path": upload.file_path,
-        "file_name": upload.file_name,
-        "file_size": upload.file_size,
-        "upload_id": upload.id,
-        "extension": upload.extension,
-    }
-
-
-async def upload(request: web.Request) -> web.Response:
-    if request.content_type != "multipart/form-data":
-        raise BadRequest(
-            "Uploads must be sent as multipart/form-data.", "e.g. curl -F file=@photo.png ..."
-        )
-    body = await read_body(request, allow_files=True)
-    if not body.files:
-        raise BadRequest("No file was sent.", "Send the file in a multipart field named 'file'.")
-    records = await _record(request, body)
-    return web.json_response({"ok": True, "files": [_upload_json(u) for u in records]})
-
-
-async def _record(request: web.Request, body: Body) -> list[uploads.Upload]:
-    try:
-        return await uploads.record_uploads(
-            request.app[DB],
-            request[API_KEY].id,
-            [(f.file_path, f.file_name, f.size, f.extension) for f in body.files],
-        )
-    except BaseException:
-        await asyncio.to_thread(body.discard, request.app[DATA])
-        raise
 
 
 async def convert(request: web.Request) -> web.Response:
@@ -182,18 +102,16 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
         raise BadRequest(f"The field 'options' is invalid: {exc}.") from None
 
     source = await _input_upload(request, body)
-    input_format = canonical_format(source.extension)
-    if not converter.accepts_input(input_format):
-        path = request.app[DATA].upload_file(source.file_path)
-        sniffed = await asyncio.to_thread(sniff_file, path)
-        if sniffed is None or not converter.accepts_input(sniffed):
-            raise BadRequest(
-                f"The {filetype} converter cannot read {input_format or 'this'} files.",
-                f"It reads: {', '.join(converter.input_formats)}.",
-            )
-        input_format = sniffed
+    path = request.app[DATA].upload_file(source.file_path)
     try:
-        converter.check_pair(input_format, output_format)
+        input_format = await asyncio.to_thread(
+            registry.input_format, converter, path, output_format
+        )
+    except Unreadable as exc:
+        raise BadRequest(
+            f"The {filetype} converter cannot read {exc.extension or 'this'} files.",
+            f"It reads: {', '.join(converter.input_formats)}.",
+        ) from None
     except OptionError as exc:
         raise BadRequest(
             f"The field 'output_format' does not fit this input: {exc}.",
@@ -218,7 +136,7 @@ async def _input_upload(request: web.Request, body: Body) -> uploads.Upload:
     if len(body.files) > 1:
         raise BadRequest("Send one 'file' per conversion.", "Upload several, then convert each.")
     if body.files:
-        return (await _record(request, body))[0]
+        return (await record(request, body))[0]
     if not file_path:
         raise BadRequest(
             "Either 'file' or 'file_path' is required.",
@@ -309,37 +227,3 @@ async def download(request: web.Request) -> web.StreamResponse:
             "Content-Type": content_type(job.result_name),
         },
     )
-
-
-async def keys_me(request: web.Request) -> web.Response:
-    # Write the pending usage, then read the key again: the copy authentication loaded
-    # predates this call being counted.
-    await request.app[CALLS].flush()
-    key = await keys.get_key(request.app[DB], request[API_KEY].id) or request[API_KEY]
-    usage = await request.app[CALLS].usage(key)
-    return web.json_response(
-        {
-            "ok": True,
-            **keys.describe(key),
-            "rate_limits": {
-                "calls_per_day": key.plan.calls_per_day,
-                "calls_per_minute": key.plan.calls_per_minute,
-                "used_today": usage.day.used,
-                "used_this_minute": usage.minute.used,
-                "remaining_today": usage.day.remaining,
-            },
-        }
-    )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/", api_info, name="api_info")
-    app.router.add_get("/v1", api_info, name="api_info_bare")
-    app.router.add_get("/v1/docs", docs, name="docs")
-    app.router.add_get("/v1/openapi.json", openapi, name="openapi")
-    app.router.add_get("/v1/formats", formats)
-    app.router.add_post("/v1/upload", upload)
-    app.router.add_post("/v1/convert", convert)
-    app.router.add_get("/v1/status/{job_id}", status)
-    app.router.add_get("/v1/download/{job_id}", download)
-    app.router.add_get("/v1/keys/me", keys_me)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-import aiosqlite
-
 from convertd import clock
-from convertd.db import Database
+from convertd.store.db import Database, Row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +20,7 @@ class Upload:
     created_at: float
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Upload:
+    def from_row(cls, row: Row) -> Upload:
         return cls(
             id=row["id"],
             key_id=row["key_id"],
@@ -57,7 +55,7 @@ async def record_uploads(
 ) -> list[Upload]:
     """Record (file_path, file_name, size, extension) tuples written by one request, together."""
     ts = clock.now()
-    ids = await db.run_write(lambda conn: [insert(conn, key_id, *entry, ts) for entry in files])
+    ids = await db.write(lambda conn: [insert(conn, key_id, *entry, ts) for entry in files])
     return [
         Upload(i, key_id, path, name, size, ext, ts)
         for i, (path, name, size, ext) in zip(ids, files, strict=True)
@@ -81,13 +79,14 @@ async def get(db: Database, upload_id: int) -> Upload | None:
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:
     """Mark uploads made before `cutoff` expired, except those a queued or running job still
     needs; returns their file paths for the caller to delete."""
-    async with db.write() as conn:
-        async with conn.execute(
+    rows = await db.write(
+        lambda conn: conn.execute(
             """UPDATE uploads SET expired = 1
                WHERE expired = 0 AND created_at < ?
                  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.upload_id = uploads.id
                                  AND jobs.status IN ('pending', 'processing'))
                RETURNING file_path""",
             (cutoff,),
-        ) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        ).fetchall()
+    )
+    return [row[0] for row in rows]

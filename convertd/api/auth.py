@@ -1,0 +1,82 @@
+"""Who is calling: the key (from a header, a bearer token or `?api_key=`), its plan and its IP or
+domain restriction; then the call is counted (limits.py) before any body is read."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from convertd import restrictions
+from convertd.api.limits import count_call
+from convertd.api.routes import Handler, is_public
+from convertd.api.state import API_KEY, CONFIG, DB
+from convertd.errors import Forbidden, Unauthorized
+from convertd.store import keys
+
+
+def _presented_key(request: web.Request) -> str | None:
+    if key := request.headers.get("X-API-Key"):
+        return key.strip()
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if key := request.query.get("api_key"):
+        return key.strip()
+    return None
+
+
+def client_address(request: web.Request) -> str | None:
+    if request.app[CONFIG].trust_proxy and (forwarded := request.headers.get("X-Forwarded-For")):
+        return forwarded.split(",")[0].strip()
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if peer else request.remote
+
+
+async def authenticate(request: web.Request) -> keys.ApiKey:
+    secret = _presented_key(request)
+    if not secret:
+        raise Unauthorized(
+            "No API key was sent with this request.",
+            "Send your key as an X-API-Key header, an Authorization: Bearer header, or ?api_key=.",
+        )
+    key = await keys.find_by_secret(request.app[DB], secret)
+    if key is None:
+        raise Unauthorized(
+            "The API key is not valid, or it has been revoked.",
+            "Check the key, or create a new one with `convertd keys create`.",
+        )
+    if not key.plan.api_access:
+        raise Forbidden(
+            f"The {key.plan.name!r} plan does not include API access.",
+            "Upgrade: ask the admin to move this key to a plan with API access, or to enable it "
+            f"with `convertd plans set {key.plan.name} --api`.",
+        )
+    if key.restriction_type == "ip":
+        address = client_address(request)
+        if not restrictions.ip_allowed(key.allowed_ips, address):
+            raise Forbidden(
+                f"This key may not be used from {address}.",
+                "Use the key from one of its allowed IP addresses, or use another key.",
+            )
+    elif key.restriction_type == "domain":
+        host = restrictions.request_domain(
+            request.headers.get("Origin"), request.headers.get("Referer")
+        )
+        if not restrictions.domain_allowed(key.allowed_domains, host):
+            where = f"the domain {host}" if host else "a request without Origin or Referer"
+            raise Forbidden(
+                f"This key may not be used from {where}.",
+                "Call the API from a page on one of the key's allowed domains.",
+            )
+    return key
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate and count the call before the handler runs (and before a body is read)."""
+    if request.match_info.http_exception is not None or is_public(request):
+        return await handler(request)
+    key = await authenticate(request)
+    await count_call(request, key)
+    request[API_KEY] = key
+    return await handler(request)

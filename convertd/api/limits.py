@@ -1,0 +1,46 @@
+"""Quotas as HTTP sees them: every counted call carries `X-RateLimit-*` for its tightest window,
+and a refused one is a 429 with `Retry-After` (the counting itself is store/quotas.py)."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from convertd.api.state import CALLS, USAGE
+from convertd.errors import RateLimited
+from convertd.store.keys import ApiKey
+from convertd.store.quotas import QuotaExceeded, Usage, WindowUsage
+
+
+def rate_headers(window: WindowUsage) -> dict[str, str]:
+    """The X-RateLimit-* headers; Reset is in unix seconds, as GitHub's API has it."""
+    return {
+        "X-RateLimit-Limit": str(window.limit),
+        "X-RateLimit-Remaining": str(window.remaining),
+        "X-RateLimit-Reset": str(window.reset_at),
+    }
+
+
+async def count_call(request: web.Request, key: ApiKey) -> Usage:
+    """Count this call against the key, or refuse it with a 429."""
+    try:
+        usage = await request.app[CALLS].count(key)
+    except QuotaExceeded as exc:
+        full = exc.window
+        raise RateLimited(
+            f"This key has used all {full.limit} calls allowed per {full.window}.",
+            retry_after=max(1, math.ceil(full.reset_at - exc.at)),
+            hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
+            "higher limit.",
+            rate_headers=rate_headers(full),
+        ) from None
+    request[USAGE] = usage
+    return usage
+
+
+async def add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every counted call says where its tightest window stands."""
+    usage = request.get(USAGE)
+    if usage is not None and (window := usage.tightest()) is not None:
+        response.headers.update(rate_headers(window))

@@ -1,0 +1,47 @@
+"""Routes, described once: each `Route` carries what the router, the authentication middleware,
+the endpoint list and the OpenAPI document need, so none of them keeps a copy of its own."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str  # one line, for the endpoint list and the OpenAPI document
+    public: bool = False  # answers without a key (and counts against no quota)
+    aliases: tuple[str, ...] = ()  # other paths for the same thing (`/v1` for `/v1/`)
+    # The OpenAPI operation beyond its summary: parameters, requestBody, responses. Routes
+    # that need a key get the authentication errors added for them.
+    operation: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+PUBLIC = web.AppKey("public_routes", set[tuple[AbstractResource, str]])
+
+
+def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
+    public = app.setdefault(PUBLIC, set())
+    for route in routes:
+        for path in (route.path, *route.aliases):
+            if route.method == "GET":
+                added = app.router.add_get(path, route.handler)
+            else:
+                added = app.router.add_route(route.method, path, route.handler)
+            if route.public:
+                public.add((added.resource, route.method))
+
+
+def is_public(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    method = "GET" if request.method == "HEAD" else request.method
+    return resource is not None and (resource, method) in request.app.get(PUBLIC, set())

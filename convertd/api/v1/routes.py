@@ -1,0 +1,237 @@
+"""The v1 API (the SkyConvert contract), described once: the router, the key check, the endpoint
+list at `GET /v1/` and the OpenAPI document are all made from ROUTES."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from convertd import __version__
+from convertd.api.openapi import error, json_body, openapi_document
+from convertd.api.routes import Route
+from convertd.api.urls import base_url
+from convertd.api.v1.formats import formats
+from convertd.api.v1.jobs import convert, download, status
+from convertd.api.v1.keys import keys_me
+from convertd.api.v1.uploads import upload
+from convertd.converters.registry import FILETYPES
+
+
+async def api_info(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "ok": True,
+            "name": "convertd",
+            "version": __version__,
+            "api_version": "v1",
+            "endpoints": [
+                {"method": r.method, "path": r.path, "description": r.summary} for r in ROUTES
+            ],
+            "docs_url": f"{base_url(request)}/v1/docs",
+        }
+    )
+
+
+async def docs(request: web.Request) -> web.Response:
+    text = resources.files("convertd.api.v1").joinpath("reference.md").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="text/markdown")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document("convertd v1 API", ROUTES, base_url(request)))
+
+
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+CONVERT_FIELDS = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "file_path": {"type": "string"},
+        "filetype": {"type": "string", "enum": list(FILETYPES)},
+        "output_format": {"type": "string"},
+        "options": {"type": "string", "description": "A JSON object of converter options"},
+    },
+    "required": ["filetype", "output_format"],
+}
+STATUS = {
+    "type": "object",
+    "required": ["ok", "job_id", "status"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "job_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "processing", "finished", "failed"]},
+        "progress": {"type": "integer"},
+        "download_url": {"type": "string"},
+        "error": {"type": "string"},
+        "file_name": {"type": "string"},
+        "file_size": {"type": "integer"},
+        "file_count": {"type": "integer"},
+    },
+}
+KEY = {
+    "type": "object",
+    "required": [
+        "ok",
+        "key_id",
+        "name",
+        "restriction_type",
+        "allowed_ips",
+        "allowed_domains",
+        "usage_count",
+        "last_used_at",
+        "created_at",
+        "rate_limits",
+    ],
+}
+
+
+def _ok(description: str, required: list[str], **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "required": required}
+    if properties:
+        schema["properties"] = properties
+    return json_body(description, schema)
+
+
+ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/v1/",
+        api_info,
+        "API version info and endpoints; needs no key",
+        public=True,
+        aliases=("/v1",),
+        operation={"responses": {"200": json_body("Version and endpoints", {"type": "object"})}},
+    ),
+    Route(
+        "GET",
+        "/v1/formats",
+        formats,
+        "Supported input and output formats by filetype",
+        operation={
+            "responses": {
+                "200": _ok(
+                    "Formats by filetype",
+                    ["ok", "filetypes"],
+                    ok={"type": "boolean"},
+                    filetypes={"type": "object"},
+                )
+            }
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/upload",
+        upload,
+        "Upload one or more files (multipart field 'file', repeatable)",
+        operation={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                }
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": _ok(
+                    "Stored files",
+                    ["ok", "files"],
+                    ok={"type": "boolean"},
+                    files={"type": "array"},
+                ),
+                "400": error("No file, or a malformed body"),
+                "408": error("The upload stalled"),
+                "413": error("Larger than max_upload_bytes"),
+            },
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/convert",
+        convert,
+        "Start a conversion job from 'file' or 'file_path'",
+        operation={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {"schema": CONVERT_FIELDS},
+                    "application/x-www-form-urlencoded": {"schema": CONVERT_FIELDS},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": {
+                "202": _ok("Job queued", ["ok", "job_id", "status", "status_url", "download_url"]),
+                "400": error("A missing or invalid field, named in the message"),
+                "404": error("No such file_path for this key"),
+                "408": error("The upload stalled"),
+                "413": error("Larger than max_upload_bytes"),
+                "503": error("The converter's tool is not installed"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/status/{job_id}",
+        status,
+        "A job's status",
+        operation={
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": json_body("The job", STATUS),
+                "404": error("Unknown, another key's, or expired job"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/download/{job_id}",
+        download,
+        "A finished job's result",
+        operation={
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": {
+                    "description": "The result's bytes",
+                    "content": {"application/octet-stream": {}},
+                },
+                "404": error("Unknown, another key's, or expired job"),
+                "409": error("Not finished yet, or failed"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/keys/me",
+        keys_me,
+        "This key's details and remaining quota",
+        operation={"responses": {"200": json_body("This key and its quota", KEY)}},
+    ),
+    Route(
+        "GET",
+        "/v1/docs",
+        docs,
+        "This API's reference (Markdown)",
+        public=True,
+        operation={
+            "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {}}}}
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/openapi.json",
+        openapi,
+        "This API as an OpenAPI 3 document",
+        public=True,
+        operation={"responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})}},
+    ),
+]

@@ -1,0 +1,59 @@
+"""The `convertd` command: the daemon and its admin tools, one module per command group. The
+only package that prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from convertd import __version__
+from convertd.cli import convert, doctor, drops, formats, jobs, keys, plans, serve
+from convertd.cli.common import common_options, setup_logging
+from convertd.config import DEFAULT_PORT, ConfigError
+from convertd.converters import archive
+from convertd.store.keys import AdminError
+from convertd.store.migrations import SchemaTooNew
+
+EPILOG = f"""examples:
+  convertd serve                                  start on 127.0.0.1:{DEFAULT_PORT}
+  convertd keys create --name laptop              make an API key (shown once)
+  convertd keys create --name web --restrict domain --allow example.com
+  convertd plans set basic --calls-per-minute 120
+  curl -H "X-API-Key: $KEY" -F file=@photo.png -F filetype=image \\
+       -F output_format=webp http://127.0.0.1:{DEFAULT_PORT}/v1/convert
+"""
+
+# In the order `convertd --help` lists them.
+COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="convertd",
+        description="A self-hosted file conversion daemon with a SkyConvert-compatible v1 API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"convertd {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = common_options()
+    for group in COMMAND_GROUPS:
+        group.register(sub, common)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [archive.WORKER_COMMAND]:
+        return archive.worker_main()  # the daemon's own child; not a command for people
+    args = parser().parse_args(argv)
+    setup_logging()
+    try:
+        status: int = args.run(args)
+    except (ConfigError, AdminError, SchemaTooNew) as exc:
+        print(f"convertd: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -1,0 +1,71 @@
+"""What every command shares: the --data-dir/--config options, settings, the database, tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from convertd.config import Config, load_config
+from convertd.files import DataDir
+from convertd.store.db import Database
+
+# A subcommand's work: the parsed arguments in, the exit status out.
+Command = Callable[[argparse.Namespace], int]
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", type=Path, help="where the database and files live (env CONVERTD_DATA_DIR)"
+    )
+    common.add_argument("--config", type=Path, help="TOML config file (env CONVERTD_CONFIG)")
+    return common
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("data_dir", "host", "port", "workers", "drop_root")
+    }
+    return load_config(config_path=args.config, overrides=overrides)
+
+
+def with_db(args: argparse.Namespace, action: Callable[[Database], Awaitable[int]]) -> int:
+    """Run `action` on the daemon's database (it may be running: WAL lets both work)."""
+    path = DataDir.of(config_of(args)).database
+
+    async def run() -> int:
+        db = await Database.open(path)
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def fail(message: str, status: int = 1) -> int:
+    print(f"convertd: {message}", file=sys.stderr)
+    return status
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # watchfiles logs every batch of events; our own lines say what was taken.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

@@ -1,0 +1,209 @@
+"""`convertd convert`: the same converters, run on local files without a server, through the
+same runner as the daemon's workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from convertd.cli.common import config_of, fail
+from convertd.config import Config
+from convertd.converters.base import Limits, canonical_format
+from convertd.converters.options import OptionError
+from convertd.converters.registry import CannotInfer, Registry, default_registry
+from convertd.converters.run import Runner
+from convertd.drops.places import place_file
+from convertd.errors import ConversionError
+from convertd.files import DataDir, safe_filename
+from convertd.office.pool import OfficePool
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    convert = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert local files directly, no server needed",
+        description="Convert files with the same converters the daemon uses. Results go "
+        "beside each input (or into -o), never over an existing file.",
+        epilog="examples:\n"
+        "  convertd convert report.docx --to pdf\n"
+        "  convertd convert *.png --to webp --options '{\"quality\": 80}' -o small/\n"
+        "  convertd convert talk.mp4 --to mp3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    convert.add_argument("--to", required=True, metavar="FORMAT", help="output format")
+    convert.add_argument("--options", default="{}", metavar="JSON", help="converter options")
+    convert.add_argument("--filetype", help="force a converter (image, audio, ...)")
+    convert.add_argument("-o", "--output", type=Path, help="output file, or folder")
+    convert.add_argument("--json", action="store_true", help="machine-readable summary")
+    convert.set_defaults(run=run)
+
+
+@dataclasses.dataclass
+class Outcome:
+    source: Path
+    output: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+Progress = Callable[[Path, int], None]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        return fail("--options must be a JSON object, e.g. '{\"quality\": 80}'", 2)
+    if len(args.inputs) > 1 and args.output is not None and not args.output.is_dir():
+        return fail("with several inputs, -o must be an existing folder", 2)
+    interactive = sys.stderr.isatty() and not args.json
+
+    def progress(source: Path, percent: int) -> None:
+        if interactive:
+            print(f"\r  {source.name}: {percent:3d}%", end="", file=sys.stderr, flush=True)
+
+    def done(outcome: Outcome, n: int, total: int) -> None:
+        if args.json:
+            return
+        if interactive:
+            print("\r\033[K", end="", file=sys.stderr)
+        if outcome.error:
+            print(f"[{n}/{total}] {outcome.source}: failed: {outcome.error}", file=sys.stderr)
+        else:
+            print(f"[{n}/{total}] {outcome.source} -> {outcome.output} ({outcome.seconds:.1f} s)")
+
+    outcomes = asyncio.run(
+        convert_files(
+            config, args.inputs, args.to, options, args.filetype, args.output, progress, done
+        )
+    )
+    failed = [o for o in outcomes if o.error]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "input": str(o.source),
+                        "output": str(o.output) if o.output else None,
+                        "error": o.error,
+                        "seconds": round(o.seconds, 3),
+                    }
+                    for o in outcomes
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print(f"{len(outcomes) - len(failed)} converted, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def convert_files(
+    config: Config,
+    sources: list[Path],
+    to: str,
+    options: dict[str, Any],
+    filetype: str | None,
+    destination: Path | None,
+    progress: Progress,
+    done: Callable[[Outcome, int, int], None],
+) -> list[Outcome]:
+    fmt = canonical_format(to)
+    office = OfficePool(
+        DataDir.of(config).office, 1, config.office_recycle_after, config.uno_python
+    )
+    registry = default_registry(office)
+    runner = Runner(Limits.from_config(config)).start()
+    await asyncio.to_thread(office.detect)
+    office.start()  # instances start lazily, only if a document needs one
+    outcomes: list[Outcome] = []
+    try:
+        for n, source in enumerate(sources, 1):
+            outcome = await _convert_one(
+                registry, runner, source, fmt, options, filetype, destination, progress
+            )
+            outcomes.append(outcome)
+            done(outcome, n, len(sources))
+    finally:
+        await office.stop()
+        runner.stop()
+    return outcomes
+
+
+async def _convert_one(
+    registry: Registry,
+    runner: Runner,
+    source: Path,
+    fmt: str,
+    raw_options: dict[str, Any],
+    filetype: str | None,
+    destination: Path | None,
+    progress: Progress,
+) -> Outcome:
+    started = time.monotonic()
+    outcome = Outcome(source)
+    try:
+        if not source.is_file():
+            raise ConversionError("no such file")
+        try:
+            chosen, input_format = await asyncio.to_thread(registry.infer, source, fmt, filetype)
+        except CannotInfer as exc:
+            raise ConversionError(str(exc)) from None
+        converter = registry.get(chosen)
+        if converter is None:
+            known = registry.known(chosen)
+            missing = ", ".join(known.missing_tools()) if known else chosen
+            raise ConversionError(f"the {chosen} converter needs {missing} (see convertd doctor)")
+        try:
+            options = converter.validate_options(dict(raw_options), fmt)
+        except OptionError as exc:
+            raise ConversionError(f"bad options: {exc}") from None
+
+        async def report(percent: int) -> None:
+            progress(source, percent)
+
+        with tempfile.TemporaryDirectory(prefix="convertd-") as tmp:
+            output = await runner.run(
+                converter,
+                job_id="local",
+                input_path=source,
+                input_name=source.name,
+                input_format=input_format,
+                output_format=fmt,
+                options=options,
+                work_dir=Path(tmp),
+                report_progress=report,
+            )
+            outcome.output = await asyncio.to_thread(
+                _place, output.path, output.name, source, destination
+            )
+    except ConversionError as exc:
+        outcome.error = str(exc)
+    except OSError as exc:
+        outcome.error = f"{exc.strerror}: {exc.filename}"
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _place(produced: Path, name: str, source: Path, destination: Path | None) -> Path:
+    """Beside the input, in the -o folder, or as the -o file; never over an existing file."""
+    if destination is not None and not destination.is_dir():
+        if destination.exists():
+            raise ConversionError(f"{destination} exists; convertd never overwrites")
+        return place_file(produced, destination.parent, destination.name, move=True)
+    return place_file(produced, destination or source.parent, safe_filename(name), move=True)

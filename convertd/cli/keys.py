@@ -1,0 +1,100 @@
+"""`convertd keys create|list|revoke`: API keys, made and revoked on the live database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from convertd.cli.common import print_table, with_db
+from convertd.clock import iso
+from convertd.store import keys
+from convertd.store.db import Database
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    group = sub.add_parser("keys", help="create, list and revoke API keys")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        parents=[common],
+        help="create a key and print it once",
+        epilog="example: convertd keys create --name nas --restrict ip --allow 10.0.0.0/24",
+    )
+    create.add_argument("--name", required=True, help="a label for the key")
+    create.add_argument("--plan", default="basic", help="plan name (default basic)")
+    create.add_argument(
+        "--restrict", choices=("ip", "domain"), help="lock the key to IPs or domains"
+    )
+    create.add_argument(
+        "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
+    )
+    create.set_defaults(run=lambda args: with_db(args, lambda db: _create(db, args)))
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="list keys (never the secrets)",
+        epilog="example: convertd keys list --json",
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=lambda args: with_db(args, lambda db: _list(db, args)))
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a key by id",
+        epilog="example: convertd keys revoke 3   (ids are in `convertd keys list`)",
+    )
+    revoke.add_argument("key_id", type=int)
+    revoke.set_defaults(run=lambda args: with_db(args, lambda db: _revoke(db, args)))
+
+
+def key_json(key: keys.ApiKey) -> dict[str, Any]:
+    return {**keys.describe(key), "prefix": key.prefix, "revoked_at": iso(key.revoked_at)}
+
+
+async def _create(db: Database, args: argparse.Namespace) -> int:
+    key, secret = await keys.create_key(
+        db, args.name, args.plan, args.restrict or "all", args.allow
+    )
+    allowed = key.allowed_ips or key.allowed_domains
+    print(
+        f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
+        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''})."
+    )
+    print("Copy it now: it is stored only as a hash and cannot be shown again.")
+    print(secret)
+    return 0
+
+
+async def _list(db: Database, args: argparse.Namespace) -> int:
+    found = await keys.list_keys(db)
+    if args.json:
+        print(json.dumps([key_json(k) for k in found], indent=2))
+        return 0
+    rows = [["ID", "NAME", "PREFIX", "PLAN", "RESTRICTION", "CALLS", "LAST USED", "STATE"]]
+    for k in found:
+        restriction = k.restriction_type
+        if k.allowed_ips or k.allowed_domains:
+            restriction += ":" + ",".join(k.allowed_ips or k.allowed_domains)
+        rows.append(
+            [
+                str(k.id),
+                k.name,
+                k.prefix + "…",
+                k.plan.name,
+                restriction,
+                str(k.usage_count),
+                iso(k.last_used_at) or "never",
+                "revoked" if k.revoked_at else "active",
+            ]
+        )
+    print_table(rows)
+    return 0
+
+
+async def _revoke(db: Database, args: argparse.Namespace) -> int:
+    key = await keys.revoke_key(db, args.key_id)
+    print(f"Revoked key {key.id} ({key.name!r}); it stops working at once.")
+    return 0

@@ -1,0 +1,61 @@
+"""`convertd serve`: run the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+
+from convertd.cli.common import config_of
+from convertd.config import DEFAULT_PORT
+from convertd.drops.rules import RuleError
+
+logger = logging.getLogger("convertd")
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the daemon",
+        description="Run the API server and the workers until SIGINT or SIGTERM.",
+        epilog="example: convertd serve --port 8470 --workers 2",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; others are explicit)")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
+    serve.add_argument("--workers", type=int, help="conversion workers (default: CPU count)")
+    serve.add_argument(
+        "--drop-root", type=Path, help="where inbox/, outbox/, processed/, failed/ live"
+    )
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convertd.server import AlreadyRunning, serve
+
+    config = config_of(args)
+    try:
+        host_is_loopback = ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        host_is_loopback = config.host == "localhost"
+    if not host_is_loopback:
+        logger.warning(
+            "listening on %s: reachable from other machines; every key's restrictions apply",
+            config.host,
+        )
+    try:
+        asyncio.run(serve(config))
+    except AlreadyRunning as exc:
+        logger.error("%s", exc)
+        return 1
+    except RuleError as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
+    except OSError as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    return 0

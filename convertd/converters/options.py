@@ -1,0 +1,120 @@
+"""Converter options: what one option accepts, and the option sets several converters share.
+
+An option is declared once with its type, bounds or choices and, where the value needs more than
+that, a `check` that normalises it (`" 1 - 3"` -> `"1-3"`); `validate` returns the normalised
+value, which is what jobs store and converters read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+
+class OptionError(ValueError):
+    """An option value is not acceptable; the message names the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One converter option: its type and the values it accepts."""
+
+    kind: type
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    check: Callable[[Any], Any] | None = None  # normalises a well-typed value, or OptionError
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.kind.__name__, "description": self.help}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        return out
+
+    def validate(self, name: str, value: Any) -> Any:
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise OptionError(f"option {name!r} must be true or false")
+            return value
+        if self.kind is int:
+            # JSON has no int type of its own: accept 3 and 3.0, refuse 3.5, "3" and true.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise OptionError(f"option {name!r} must be a whole number")
+            if isinstance(value, float) and not value.is_integer():
+                raise OptionError(f"option {name!r} must be a whole number")
+            value = int(value)
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise OptionError(f"option {name!r} must be a number")
+            value = float(value)
+        elif self.kind is str:
+            if not isinstance(value, str) or len(value) > 200:
+                raise OptionError(f"option {name!r} must be a short text value")
+            if self.choices is not None:
+                value = value.strip().lower()
+                if value not in self.choices:
+                    allowed = ", ".join(self.choices)
+                    raise OptionError(f"option {name!r} must be one of: {allowed}")
+        if self.minimum is not None and value < self.minimum:
+            raise OptionError(f"option {name!r} must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise OptionError(f"option {name!r} must be at most {self.maximum:g}")
+        return self.check(value) if self.check is not None else value
+
+
+# ----- page ranges (documents, ebooks, PDFs) -----
+
+PAGE_RANGE = re.compile(r"^\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*$")
+
+
+def check_pages(value: str) -> str:
+    if not PAGE_RANGE.match(value):
+        raise OptionError("option 'pages' must look like 1-3,5")
+    return value.replace(" ", "")
+
+
+# ----- PDF export through LibreOffice (documents and ebooks) -----
+
+PDF_EXPORT_OPTIONS = {
+    "pages": Option(str, "Pages to put in a PDF output, e.g. 1-3,5", check=check_pages),
+    "pdf_a": Option(bool, "Export PDF/A-2b for archiving"),
+}
+
+
+def check_pdf_export(options: dict[str, Any], output_format: str) -> dict[str, Any]:
+    """`pages` and `pdf_a` shape a PDF export: refused for any other output."""
+    if options and output_format != "pdf":
+        raise OptionError(f"options {', '.join(options)} apply only to pdf output")
+    return options
+
+
+# ----- audio and video (FFmpeg) -----
+
+_BITRATE = re.compile(r"^(\d{1,4})k$")
+
+
+def check_bitrate(value: str) -> str:
+    match = _BITRATE.match(value.strip().lower())
+    if not match or not 8 <= int(match.group(1)) <= 1024:
+        raise OptionError("option 'bitrate' must look like 192k (8k to 1024k)")
+    return f"{int(match.group(1))}k"
+
+
+TRIM_OPTIONS = {
+    "trim_start": Option(float, "Start at this many seconds into the input", 0, 86400),
+    "trim_end": Option(float, "Stop at this many seconds into the input", 0, 86400),
+}
+
+
+def check_trim(options: dict[str, Any]) -> dict[str, Any]:
+    start, end = options.get("trim_start"), options.get("trim_end")
+    if start is not None and end is not None and end <= start:
+        raise OptionError("option 'trim_end' must be after 'trim_start'")
+    return options

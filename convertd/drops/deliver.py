@@ -1,0 +1,89 @@
+"""Delivering: once a drop's job has ended, its result goes to the output folder (under a name
+chosen and recorded before writing, so a crash never doubles it) and its original to processed/
+(or is deleted, or put back), or, if the job failed, the original goes to failed/ with a report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from convertd.drops.places import fail_file, place_file, publish_copy, unique_path
+from convertd.drops.rules import WatchRule
+from convertd.files import DataDir
+from convertd.store import drops
+from convertd.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+class Deliverer:
+    def __init__(self, db: Database, data: DataDir, rules: list[WatchRule]) -> None:
+        self.db = db
+        self.data = data
+        self.rules = {rule.name: rule for rule in rules}
+
+    async def deliver_ready(self) -> bool:
+        """Deliver every drop whose job has ended; True if there may be more."""
+        ready = await drops.ready_to_deliver(self.db)
+        for drop, status, result_name, error in ready:
+            await self._deliver(drop, status, result_name, error)
+        return len(ready) >= drops.DELIVERY_BATCH
+
+    async def _deliver(
+        self, drop: drops.Drop, status: str, result_name: str | None, error: str | None
+    ) -> None:
+        rule = self.rules.get(drop.rule)
+        if rule is None:
+            return  # its rule was removed from the config; left for the admin
+        assert drop.upload_id is not None and drop.job_id is not None
+        moved = self.data.upload_file(drop.upload_path)
+        original = moved if await asyncio.to_thread(moved.exists) else None
+        if status == "failed":
+            reason = error or "the conversion failed"
+            if original is not None:
+                await asyncio.to_thread(
+                    fail_file,
+                    rule,
+                    original,
+                    drop.output_format,
+                    drop.display_name,
+                    reason,
+                    drop.job_id,
+                )
+            await drops.close(self.db, drop.id, "failed", reason)
+            logger.info("drop failed: %s: %s (job %s)", drop.display_name, reason, drop.job_id)
+            return
+        assert result_name is not None
+        result = self.data.result_file(drop.job_id, result_name)
+        target = Path(os.fsdecode(drop.output_path)) if drop.output_path else None
+        if target is None:
+            target = await asyncio.to_thread(unique_path, rule.output, result_name)
+            await drops.set_output(self.db, drop.id, os.fsencode(target))
+        # Chosen and recorded before writing: after a crash here, the same name is reused.
+        if not target.exists():
+            await asyncio.to_thread(publish_copy, result, target)
+        if original is not None:
+            await asyncio.to_thread(_file_original, rule, drop, original)
+        await drops.close(self.db, drop.id, "done")
+        logger.info("drop finished: %s -> %s", drop.display_name, target)
+
+
+def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:
+    if rule.originals == "delete":
+        original.unlink(missing_ok=True)
+    elif rule.originals == "keep":
+        back = Path(os.fsdecode(drop.source_path))
+        if back.exists():
+            place_file(
+                original, rule.processed_dir(drop.output_format), drop.display_name, move=True
+            )
+        else:
+            back.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(original, back)
+    else:
+        place_file(original, rule.processed_dir(drop.output_format), drop.display_name, move=True)
+    shutil.rmtree(original.parent, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""Taking a settled file: work out what it becomes, then claim it crash-safely and queue its job.
+
+The drop row is written first, naming where the file is going; then the file is renamed out of
+the watched folder into the upload area and checked unchanged; then its upload and job are
+recorded in one transaction. A crash between any two steps is repaired at the next start
+(repair.py). A file that can never convert goes straight to failed/ with its report; a
+temporary problem (a missing tool, a full disk) leaves it where it is, with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from convertd.converters.base import canonical_format
+from convertd.converters.registry import CannotInfer, Registry
+from convertd.drops.places import display, fail_file
+from convertd.drops.waiting import Candidate, Waiting
+from convertd.files import DataDir, extension_of, safe_filename
+from convertd.store import drops
+from convertd.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+class _Changed(Exception):
+    """The file changed while it was being taken."""
+
+
+class Taker:
+    def __init__(
+        self,
+        db: Database,
+        data: DataDir,
+        registry: Registry,
+        waiting: Waiting,
+        job_queued: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.data = data
+        self.registry = registry
+        self.waiting = waiting
+        self.job_queued = job_queued  # wakes the workers
+
+    async def take(self, cand: Candidate) -> None:
+        rule, path = cand.rule, cand.path
+        relative = PurePosixPath(path.relative_to(rule.folder).as_posix())
+        fmt = canonical_format(rule.format_for(relative) or "")
+        name = safe_filename(display(os.fsencode(path.name)))
+        try:
+            filetype, input_format = await asyncio.to_thread(
+                self.registry.infer, path, fmt, rule.filetype
+            )
+        except CannotInfer as exc:
+            await self._reject(cand, fmt, name, str(exc))
+            return
+        if self.registry.get(filetype) is None:  # a tool is missing: temporary, the file stays
+            self.waiting.back_off(
+                cand, f"the {filetype} converter is not available here (see `convertd doctor`)"
+            )
+            return
+        file_path, dest = await asyncio.to_thread(self.data.new_upload_path, name)
+        # The row first, naming where the file is going: a crash after the move is repairable.
+        drop_id = await drops.begin_claim(
+            self.db, rule.name, os.fsencode(path), name, fmt, cand.size, cand.mtime_ns, file_path
+        )
+        try:
+            await asyncio.to_thread(_move_in, path, dest, cand)
+        except FileNotFoundError:
+            await drops.forget(self.db, drop_id)
+            self.waiting.candidates.pop(path, None)
+            return
+        except _Changed:
+            await drops.forget(self.db, drop_id)
+            cand.stable_since, cand.checks = time.monotonic(), 1
+            return
+        except OSError as exc:
+            await drops.forget(self.db, drop_id)
+            self.waiting.back_off(cand, f"could not take it: {exc.strerror}")
+            return
+        self.waiting.taken(path)
+        job_id = await drops.queue(
+            self.db,
+            drop_id,
+            file_name=name,
+            extension=extension_of(name),
+            filetype=filetype,
+            input_format=input_format,
+            output_format=fmt,
+            options=rule.options,  # normalised when the rule was built; the inbox has none
+        )
+        logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
+        self.job_queued()
+
+    async def _reject(self, cand: Candidate, fmt: str, name: str, reason: str) -> None:
+        """A file that can never convert: straight to failed/, with its report."""
+        self.waiting.candidates.pop(cand.path, None)
+        try:
+            await asyncio.to_thread(
+                fail_file, cand.rule, cand.path, fmt or "unknown", name, reason, None
+            )
+        except OSError as exc:
+            self.waiting.skip(
+                cand.rule,
+                display(cand.path),
+                f"{reason}; and it could not be moved to failed/: {exc.strerror}",
+            )
+            return
+        logger.info("drop failed: %s: %s", display(cand.path), reason)
+
+
+def _move_in(path: Path, dest: Path, cand: Candidate) -> None:
+    """Move the file out of the inbox into the upload area, and check it did not change."""
+    try:
+        os.rename(path, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            raise
+        shutil.copyfile(path, dest)  # another filesystem: copy, check, then remove
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            raise _Changed() from None
+        os.unlink(path)
+    if dest.stat().st_size != cand.size:
+        # Changed between the last check and the rename: give it back and wait again.
+        os.rename(dest, path)
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        raise _Changed()

@@ -1,0 +1,115 @@
+"""Drop folders: files dropped into watched folders become jobs in the same queue.
+
+The folder is the inbox, SQLite is the truth, and watchfiles is only a doorbell. The stages,
+each in its own module and each run by a `Periodic`:
+
+    find.py     scans (at start, every drop_scan_seconds, after events) -> candidates
+    settle.py   candidates whose size and mtime stood still -> ready
+    take.py     ready files claimed crash-safely -> queued jobs
+    deliver.py  ended jobs -> results in the output folder, originals to processed/ or failed/
+    repair.py   at start: claims a crash interrupted, finished or undone
+
+Delivery runs when the worker pool says a drop's job ended, and otherwise only now and then as
+a safety net: an idle daemon does not query for deliveries several times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+from convertd.config import Config
+from convertd.converters.registry import Registry
+from convertd.drops.deliver import Deliverer
+from convertd.drops.find import Finder
+from convertd.drops.repair import repair_claims
+from convertd.drops.rules import WatchRule
+from convertd.drops.settle import settled
+from convertd.drops.take import Taker
+from convertd.drops.waiting import Waiting
+from convertd.files import DataDir
+from convertd.periodic import Periodic
+from convertd.store.db import Database
+from convertd.store.jobs import Job
+
+logger = logging.getLogger(__name__)
+
+# A watcher that ended (its folder deleted, an error) starts again after this long.
+WATCH_RESTART_SECONDS = 1.0
+# How often deliveries are looked for without being told a drop's job ended.
+DELIVERY_SAFETY_NET_SECONDS = 10.0
+
+
+class DropWatcher:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        data: DataDir,
+        registry: Registry,
+        rules: list[WatchRule],
+        job_queued: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.data = data
+        self.registry = registry
+        self.rules = rules  # from build_rules, checked at start-up
+        self.job_queued = job_queued
+        self.waiting = Waiting()
+        self.finder = Finder(db, rules, self.waiting, data.drops_status)
+        self.taker = Taker(db, data, registry, self.waiting, job_queued)
+        self.deliverer = Deliverer(db, data, rules)
+        self._repaired = False
+        self._stop = asyncio.Event()
+        settle_every = max(0.05, min(config.drop_settle_seconds / 2, 0.5))
+        self._scanner = Periodic("drop-scanner", self._scan, config.drop_scan_seconds, debounce=0.1)
+        self._settler = Periodic("drop-settler", self._settle, settle_every, run_at_start=False)
+        self._delivery = Periodic(
+            "drop-delivery", self.deliverer.deliver_ready, DELIVERY_SAFETY_NET_SECONDS
+        )
+        self._watchers = [
+            Periodic(
+                f"watch-{rule.name}",
+                functools.partial(self.finder.watch, rule, self._scanner.poke, self._stop),
+                WATCH_RESTART_SECONDS,
+            )
+            for rule in rules
+            if config.drop_events or rule.polling
+        ]
+
+    def start(self) -> None:
+        default = self.rules[0]
+        for path in (default.folder, default.output, default.processed, default.failed):
+            path.mkdir(parents=True, exist_ok=True)
+        for periodic in (*self._watchers, self._scanner, self._settler, self._delivery):
+            periodic.start()
+        names = ", ".join(f"{r.name} ({r.folder})" for r in self.rules)
+        logger.info("watching drop folders: %s", names)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(
+            *(p.stop() for p in (*self._watchers, self._scanner, self._settler, self._delivery))
+        )
+
+    def job_ended(self, job: Job) -> None:
+        """The worker pool's word that a job ended: deliver at once if it was a drop's."""
+        if job.source == "drop":
+            self._delivery.poke()
+
+    async def _scan(self) -> None:
+        if not self._repaired:
+            if await repair_claims(self.db, self.data, self.registry, self.rules):
+                self.job_queued()
+            self._repaired = True
+        await self.finder.scan_all()
+
+    async def _settle(self) -> None:
+        ready = await settled(
+            self.waiting, self.config.drop_settle_seconds, self.config.drop_max_wait_seconds
+        )
+        for cand in ready:
+            await self.taker.take(cand)

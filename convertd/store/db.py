@@ -1,0 +1,116 @@
+"""The SQLite database: connection settings, the one way to write, and reads.
+
+Every write is a function run by `Database.write(fn)` on the database's own writer thread, as
+one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner of datasette's
+`execute_write_fn`. Writes never interleave (the thread runs one at a time), a transaction never
+starts as a reader and later fails to upgrade ("database is locked"), and a whole transaction
+costs one hop off the event loop. Reads use a second connection (aiosqlite) and see only
+committed data. The admin CLI opens the same file the same way while the daemon runs; WAL and
+the busy timeout let both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from convertd.store.migrations import migrate
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode = WAL",
+    # NORMAL survives process crashes in WAL mode; only power loss can drop the last commit.
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+Row = sqlite3.Row
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+class Database:
+    """One writer thread with its own connection; one reader connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: sqlite3.Connection,
+        writer_thread: ThreadPoolExecutor,
+        reader: aiosqlite.Connection,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._writer_thread = writer_thread
+        self._reader = reader
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating and migrating as needed) the database at `path`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        writer: sqlite3.Connection | None = None
+        try:
+            writer = await loop.run_in_executor(thread, _connect_writer, path)
+            await loop.run_in_executor(thread, migrate, writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            if writer is not None:
+                await loop.run_in_executor(thread, writer.close)
+            thread.shutdown()
+            raise
+        reader.row_factory = sqlite3.Row
+        for pragma in PRAGMAS:
+            await reader.execute(pragma)
+        return cls(path, writer, thread, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await asyncio.get_running_loop().run_in_executor(self._writer_thread, self._writer.close)
+        self._writer_thread.shutdown()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` as one write transaction on the writer thread and return its result.
+
+        `fn` runs `BEGIN IMMEDIATE` ... `COMMIT`; if it raises, the transaction is rolled back
+        and the exception comes out here. It must only use `conn`, never await, and be short:
+        every other write waits for it.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_thread, _transaction, self._writer, fn)
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """The first row, for queries that select one (by key): one hop to the reader thread."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        # execute_fetchall runs, fetches and closes in one hop (a cursor costs three).
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
