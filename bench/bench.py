@@ -470,6 +470,8 @@ def bench_queue(work: Path, quick: bool) -> None:
     from convertd.store import jobs, uploads
     from convertd.store.db import Database
 
+    hash_txt = jobs.Conversion("hash", "txt", "md5", {})
+
     count = 300 if quick else 3000
 
     async def run() -> float:
@@ -477,15 +479,7 @@ def bench_queue(work: Path, quick: bool) -> None:
         (upload,) = await uploads.record_uploads(db, None, [("t/x", "x", 1, "txt")])
         start = time.perf_counter()
         for _ in range(count):
-            await jobs.create(
-                db,
-                key_id=None,
-                upload_id=upload.id,
-                filetype="hash",
-                input_format="txt",
-                output_format="md5",
-                options={},
-            )
+            await jobs.create(db, upload.id, hash_txt, key_id=None)
         while (job := await jobs.claim_next(db, "bench")) is not None:
             await jobs.finish(db, job.id, "bench", "x.md5", 1, 33)
         elapsed = time.perf_counter() - start

@@ -1,8 +1,9 @@
 """Run an external program that cannot outlive its job, at a priority below the daemon's.
 
-Every child gets its own session (so its whole process group can be signalled), no stdin, no
-shell, and an argument list. On timeout, cancellation or shutdown the group gets SIGTERM, a short
-grace, then SIGKILL, and the child is always reaped.
+Every child gets its own session (so its whole process group can be signalled), no shell, an
+argument list, and no stdin beyond what the caller hands it (then closed). On timeout,
+cancellation or shutdown the group gets SIGTERM, a short grace, then SIGKILL, and the child is
+always reaped.
 
 On a small box every core is busy while files convert; the API must still answer at once. So
 every tool convertd starts (FFmpeg, LibreOffice, pdftoppm) runs under `nice`, and the daemon's
@@ -103,17 +104,19 @@ async def run(
     on_line: Callable[[str], Awaitable[None]] | None = None,
     capture_stdout: bool = False,
     name: str | None = None,
+    stdin: bytes | None = None,
 ) -> Result:
     """Run argv to completion under `timeout` seconds.
 
     With `on_line`, stdout is read line by line and each line handed over (progress reports);
-    with `capture_stdout`, it is returned; otherwise it is discarded.
+    with `capture_stdout`, it is returned; otherwise it is discarded. `stdin`, if given, is
+    written to the child's standard input, which is then closed.
     """
     args = [str(a) for a in argv]
     label = name or Path(args[0]).name
     proc = await asyncio.create_subprocess_exec(
         *tied_to_parent(niced(args)),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE
         if (on_line or capture_stdout)
         else asyncio.subprocess.DEVNULL,
@@ -134,6 +137,11 @@ async def run(
 
     try:
         async with asyncio.timeout(timeout):
+            if stdin is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(stdin)
+                await proc.stdin.drain()
+                proc.stdin.close()
             readers = [asyncio.ensure_future(_drain(proc.stderr, STDERR_KEEP_BYTES))]
             if on_line or capture_stdout:
                 readers.append(asyncio.ensure_future(read_stdout()))

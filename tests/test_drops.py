@@ -393,3 +393,33 @@ def test_half_claimed_files_are_repaired_at_start(drop: Any, make_daemon: Any) -
     time.sleep(1.5)
     assert files(root / "outbox") == ["moved.webp", "unmoved.webp"]
     assert files(root / "processed" / "webp") == ["moved.png", "unmoved.png"]
+
+
+def test_rule_options_are_normalised_before_jobs_use_them(make_daemon: Any, tmp_path: Path) -> None:
+    # Options are checked the way the API checks them, and jobs get the checked values: a
+    # spelling the check accepts ("High", " 1 - 2") must convert, not fail inside a converter.
+    from tests.media import duration, ffprobe, make_video, streams
+
+    clips, out = tmp_path / "clips", tmp_path / "clips-out"
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[watch]]
+name = "clips"
+folder = "{clips}"
+output = "{out}"
+output_format = "mp4"
+filetype = "video"
+options = {{ quality = "High", video_codec = " H264 ", trim_end = 1 }}
+""",
+    )
+    clips.mkdir()
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    source = make_video(tmp_path / "clip.mkv", 2.0, "160x120")
+    shutil.copyfile(source, clips / ".clip.mkv.part")
+    os.rename(clips / ".clip.mkv.part", clips / "clip.mkv")
+    wait_for(lambda: files(out) == ["clip.mp4"], what="converted clip")
+    info = ffprobe((out / "clip.mp4").read_bytes(), tmp_path)
+    assert streams(info, "video")[0]["codec_name"] == "h264"
+    assert abs(duration(info) - 1.0) < 0.2
+    assert not (out / "failed").exists()

@@ -17,6 +17,8 @@ from convertd.store import jobs, uploads
 from convertd.store.db import Database
 from tests.conftest import Daemon
 
+HASH_TXT = jobs.Conversion("hash", "txt", "md5", {})
+
 SLOW = {"quality": 100}
 
 
@@ -124,15 +126,7 @@ def test_two_claimers_never_take_the_same_job(tmp_path: Path) -> None:
         second = await Database.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(first, None, [("t/x.txt", "x.txt", 1, "txt")])
         for _ in range(200):
-            await jobs.create(
-                first,
-                key_id=None,
-                upload_id=upload.id,
-                filetype="hash",
-                input_format="txt",
-                output_format="md5",
-                options={},
-            )
+            await jobs.create(first, upload.id, HASH_TXT, key_id=None)
 
         async def drain(db: Database, owner: str) -> list[str]:
             taken = []
@@ -155,15 +149,7 @@ def test_late_writer_cannot_change_a_requeued_job(tmp_path: Path) -> None:
     async def scenario() -> tuple[bool, str]:
         db = await Database.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(db, None, [("t/x.txt", "x.txt", 1, "txt")])
-        job = await jobs.create(
-            db,
-            key_id=None,
-            upload_id=upload.id,
-            filetype="hash",
-            input_format="txt",
-            output_format="md5",
-            options={},
-        )
+        job = await jobs.create(db, upload.id, HASH_TXT, key_id=None)
         await jobs.claim_next(db, "old")
         await jobs.recover_orphans(db, max_attempts=3)
         await jobs.claim_next(db, "new")

@@ -34,18 +34,26 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(config_path=args.config, overrides=overrides)
 
 
-def with_db(args: argparse.Namespace, action: Callable[[Database], Awaitable[int]]) -> int:
-    """Run `action` on the daemon's database (it may be running: WAL lets both work)."""
-    path = DataDir.of(config_of(args)).database
+DatabaseCommand = Callable[[Database, argparse.Namespace], Awaitable[int]]
 
-    async def run() -> int:
-        db = await Database.open(path)
-        try:
-            return await action(db)
-        finally:
-            await db.close()
 
-    return asyncio.run(run())
+def runs_on_database(parser: argparse.ArgumentParser, action: DatabaseCommand) -> None:
+    """The command runs `action` on the daemon's database (the daemon may be running: WAL and
+    the busy timeout let both work)."""
+
+    def run(args: argparse.Namespace) -> int:
+        path = DataDir.of(config_of(args)).database
+
+        async def main() -> int:
+            db = await Database.open(path)
+            try:
+                return await action(db, args)
+            finally:
+                await db.close()
+
+        return asyncio.run(main())
+
+    parser.set_defaults(run=run)
 
 
 def print_table(rows: list[list[str]]) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from convertd.cli.common import config_of, with_db
+from convertd.cli.common import config_of, runs_on_database
 from convertd.drops.waiting import read_status
 from convertd.files import DataDir
 from convertd.store import drops
@@ -24,7 +24,7 @@ def register(
     )
     command.add_argument("--limit", type=int, default=30, help="recent drops to show")
     command.add_argument("--json", action="store_true", help="machine-readable output")
-    command.set_defaults(run=lambda args: with_db(args, lambda db: _show(db, args)))
+    runs_on_database(command, _show)
 
 
 async def _show(db: Database, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from convertd.cli.common import fail, print_table, with_db
+from convertd.cli.common import fail, print_table, runs_on_database
 from convertd.clock import iso
 from convertd.store import jobs
 from convertd.store.db import Database
@@ -26,7 +26,7 @@ def register(
     listing.add_argument("--status", choices=[s.value for s in jobs.Status])
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(run=lambda args: with_db(args, lambda db: _list(db, args)))
+    runs_on_database(listing, _list)
     show = actions.add_parser(
         "show",
         parents=[common],
@@ -34,7 +34,7 @@ def register(
         epilog="example: convertd jobs show 3f2a...-uuid",
     )
     show.add_argument("job_id")
-    show.set_defaults(run=lambda args: with_db(args, lambda db: _show(db, args)))
+    runs_on_database(show, _show)
 
 
 def job_json(job: jobs.Job) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from convertd.cli.common import print_table, with_db
+from convertd.cli.common import print_table, runs_on_database
 from convertd.clock import iso
 from convertd.store import keys
 from convertd.store.db import Database
@@ -31,7 +31,7 @@ def register(
     create.add_argument(
         "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
     )
-    create.set_defaults(run=lambda args: with_db(args, lambda db: _create(db, args)))
+    runs_on_database(create, _create)
     listing = actions.add_parser(
         "list",
         parents=[common],
@@ -39,7 +39,7 @@ def register(
         epilog="example: convertd keys list --json",
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(run=lambda args: with_db(args, lambda db: _list(db, args)))
+    runs_on_database(listing, _list)
     revoke = actions.add_parser(
         "revoke",
         parents=[common],
@@ -47,7 +47,7 @@ def register(
         epilog="example: convertd keys revoke 3   (ids are in `convertd keys list`)",
     )
     revoke.add_argument("key_id", type=int)
-    revoke.set_defaults(run=lambda args: with_db(args, lambda db: _revoke(db, args)))
+    runs_on_database(revoke, _revoke)
 
 
 def key_json(key: keys.ApiKey) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from convertd.cli.common import print_table, with_db
+from convertd.cli.common import print_table, runs_on_database
 from convertd.store import keys
 from convertd.store.db import Database
 
@@ -37,7 +37,7 @@ def register(
         "list", parents=[common], help="list plans", epilog="example: convertd plans list"
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(run=lambda args: with_db(args, lambda db: _list(db, args)))
+    runs_on_database(listing, _list)
     change = actions.add_parser(
         "set",
         parents=[common],
@@ -52,7 +52,7 @@ def register(
     change.add_argument(
         "--calls-per-minute", type=_limit, default=keys.UNSET, metavar="N|unlimited"
     )
-    change.set_defaults(run=lambda args: with_db(args, lambda db: _set(db, args)))
+    runs_on_database(change, _set)
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:

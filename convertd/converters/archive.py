@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -33,14 +32,14 @@ ARCHIVE_OPTIONS = {
 }
 
 WORKER_COMMAND = "_archive-worker"
-REQUEST_ENV = "CONVERTD_ARCHIVE_REQUEST"  # not argv: options may hold a password
 REFUSED = 3
 
 
 def worker_main() -> int:
-    """The child side: one conversion described by JSON in $CONVERTD_ARCHIVE_REQUEST. A refused
-    or damaged archive exits REFUSED with the reason as the last line on stderr."""
-    request = json.loads(os.environ[REQUEST_ENV])
+    """The child side: one conversion described by JSON on stdin (not argv: options may hold a
+    password). A refused or damaged archive exits REFUSED with the reason as the last line on
+    stderr."""
+    request = json.loads(sys.stdin.buffer.read())
     try:
         convert_archive(
             Path(request["input"]),
@@ -93,7 +92,7 @@ class ArchiveConverter(Converter):
         result = await procs.run(
             worker_command(),
             timeout=task.limits.job_timeout_seconds,
-            env={**os.environ, REQUEST_ENV: json.dumps(request)},
+            stdin=json.dumps(request).encode(),
             name="archive unpacking",
         )
         if result.returncode == REFUSED:

@@ -12,6 +12,7 @@ from convertd.drops.rules import WatchRule
 from convertd.files import DataDir, extension_of
 from convertd.store import drops
 from convertd.store.db import Database
+from convertd.store.jobs import Conversion
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,8 @@ async def repair_claims(
         except CannotInfer as exc:
             await drops.close(db, drop.id, "failed", str(exc))
             continue
-        job_id = await drops.queue(
-            db,
-            drop.id,
-            file_name=moved.name,
-            extension=extension_of(moved.name),
-            filetype=filetype,
-            input_format=input_format,
-            output_format=drop.output_format,
-            options=rule.options,
-        )
+        conversion = Conversion(filetype, input_format, drop.output_format, rule.options)
+        job_id = await drops.queue(db, drop.id, moved.name, extension_of(moved.name), conversion)
         queued += 1
         logger.info("drop repaired: %s -> job %s", drop.display_name, job_id)
     return queued

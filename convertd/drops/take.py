@@ -25,6 +25,7 @@ from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
 from convertd.store import drops
 from convertd.store.db import Database
+from convertd.store.jobs import Conversion
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +86,9 @@ class Taker:
             self.waiting.back_off(cand, f"could not take it: {exc.strerror}")
             return
         self.waiting.taken(path)
-        job_id = await drops.queue(
-            self.db,
-            drop_id,
-            file_name=name,
-            extension=extension_of(name),
-            filetype=filetype,
-            input_format=input_format,
-            output_format=fmt,
-            options=rule.options,  # normalised when the rule was built; the inbox has none
-        )
+        # The rule's options were normalised when it was built; the inbox has none.
+        conversion = Conversion(filetype, input_format, fmt, rule.options)
+        job_id = await drops.queue(self.db, drop_id, name, extension_of(name), conversion)
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
 

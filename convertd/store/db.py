@@ -12,17 +12,22 @@ the busy timeout let both work.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
 from convertd.store.migrations import migrate
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 BUSY_TIMEOUT_MS = 10_000
 PRAGMAS = (
@@ -34,6 +39,13 @@ PRAGMAS = (
 )
 
 Row = sqlite3.Row
+
+
+def from_row(cls: type[D], row: Row, **converted: Any) -> D:
+    """A record made from the row's columns of its fields' names; `converted` gives the fields
+    whose column needs more than a copy (JSON, enums, booleans)."""
+    values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name not in converted}
+    return cls(**values, **converted)
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:

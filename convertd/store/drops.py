@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
-from typing import Any
 
 from convertd import clock
 from convertd.store import jobs, uploads
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +36,12 @@ class Drop:
 
     @classmethod
     def from_row(cls, row: Row) -> Drop:
-        return cls(
-            id=row["id"],
-            rule=row["rule"],
+        output = row["output_path"]
+        return from_row(
+            cls,
+            row,
             source_path=bytes(row["source_path"]),
-            display_name=row["display_name"],
-            output_format=row["output_format"],
-            size=row["size"],
-            mtime_ns=row["mtime_ns"],
-            upload_path=row["upload_path"],
-            upload_id=row["upload_id"],
-            job_id=row["job_id"],
-            status=row["status"],
-            output_path=bytes(row["output_path"]) if row["output_path"] is not None else None,
-            error=row["error"],
+            output_path=bytes(output) if output is not None else None,
         )
 
 
@@ -78,15 +69,7 @@ async def begin_claim(
 
 
 async def queue(
-    db: Database,
-    drop_id: int,
-    *,
-    file_name: str,
-    extension: str,
-    filetype: str,
-    input_format: str,
-    output_format: str,
-    options: dict[str, Any],
+    db: Database, drop_id: int, file_name: str, extension: str, conversion: jobs.Conversion
 ) -> str:
     """Record the claimed file as an upload and queue its job, in one transaction."""
 
@@ -96,16 +79,7 @@ async def queue(
         ).fetchone()
         assert row is not None
         upload_id = uploads.insert(conn, None, row[1], file_name, row[0], extension, clock.now())
-        job = jobs.insert(
-            conn,
-            key_id=None,
-            upload_id=upload_id,
-            filetype=filetype,
-            input_format=input_format,
-            output_format=output_format,
-            options=options,
-            source="drop",
-        )
+        job = jobs.insert(conn, upload_id, conversion, key_id=None, source="drop")
         conn.execute(
             "UPDATE drops SET status = 'queued', upload_id = ?, job_id = ? WHERE id = ?",
             (upload_id, job["id"], drop_id),

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from convertd import clock
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 
 logger = logging.getLogger(__name__)
 
@@ -52,41 +52,36 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
-        return cls(
-            id=row["id"],
-            key_id=row["key_id"],
-            upload_id=row["upload_id"],
-            filetype=row["filetype"],
-            input_format=row["input_format"],
-            output_format=row["output_format"],
+        return from_row(
+            cls,
+            row,
             options=json.loads(row["options"]),
             status=Status(row["status"]),
-            progress=row["progress"],
-            error=row["error"],
-            attempts=row["attempts"],
-            result_name=row["result_name"],
-            result_count=row["result_count"],
-            result_size=row["result_size"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
             expired=bool(row["expired"]),
-            source=row["source"],
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """What a job makes: from which filetype and input format, to what, with which (validated)
+    options."""
+
+    filetype: str
+    input_format: str
+    output_format: str
+    options: dict[str, Any]
 
 
 def insert(
     conn: sqlite3.Connection,
+    upload_id: int,
+    conversion: Conversion,
     *,
     key_id: int | None,
-    upload_id: int,
-    filetype: str,
-    input_format: str,
-    output_format: str,
-    options: dict[str, Any],
     source: str = "api",
 ) -> sqlite3.Row:
     """Insert a pending job inside the caller's transaction; returns its row."""
+    c = conversion
     row: sqlite3.Row = conn.execute(
         """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
                              options, created_at, source)
@@ -95,41 +90,30 @@ def insert(
             str(uuid.uuid4()),
             key_id,
             upload_id,
-            filetype,
-            input_format,
-            output_format,
-            json.dumps(options),
+            c.filetype,
+            c.input_format,
+            c.output_format,
+            json.dumps(c.options),
             clock.now(),
             source,
         ),
     ).fetchone()
     logger.info(
-        "job %s pending: %s %s -> %s (%s)", row["id"], filetype, input_format, output_format, source
+        "job %s pending: %s %s -> %s (%s)",
+        row["id"],
+        c.filetype,
+        c.input_format,
+        c.output_format,
+        source,
     )
     return row
 
 
 async def create(
-    db: Database,
-    *,
-    key_id: int | None,
-    upload_id: int,
-    filetype: str,
-    input_format: str,
-    output_format: str,
-    options: dict[str, Any],
+    db: Database, upload_id: int, conversion: Conversion, *, key_id: int | None
 ) -> Job:
-    row = await db.write(
-        lambda conn: insert(
-            conn,
-            key_id=key_id,
-            upload_id=upload_id,
-            filetype=filetype,
-            input_format=input_format,
-            output_format=output_format,
-            options=options,
-        )
-    )
+    """Queue a job for an API client, in its own transaction."""
+    row = await db.write(lambda conn: insert(conn, upload_id, conversion, key_id=key_id))
     return Job.from_row(row)
 
 

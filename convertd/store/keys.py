@@ -17,7 +17,7 @@ from typing import Any
 
 from convertd import clock
 from convertd.restrictions import normalise_allowed
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 
 KEY_PREFIX = "cvd_"
 LOOKUP_CHARS = 12
@@ -37,12 +37,7 @@ class Plan:
 
     @classmethod
     def from_row(cls, row: Row) -> Plan:
-        return cls(
-            name=row["name"],
-            api_access=bool(row["api_access"]),
-            calls_per_day=row["calls_per_day"],
-            calls_per_minute=row["calls_per_minute"],
-        )
+        return from_row(cls, row, api_access=bool(row["api_access"]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ import dataclasses
 import sqlite3
 
 from convertd import clock
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,15 +21,7 @@ class Upload:
 
     @classmethod
     def from_row(cls, row: Row) -> Upload:
-        return cls(
-            id=row["id"],
-            key_id=row["key_id"],
-            file_path=row["file_path"],
-            file_name=row["file_name"],
-            file_size=row["file_size"],
-            extension=row["extension"],
-            created_at=row["created_at"],
-        )
+        return from_row(cls, row)
 
 
 def insert(

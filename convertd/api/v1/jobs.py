@@ -118,15 +118,8 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
             "See GET /v1/formats.",
         ) from None
 
-    return await jobs.create(
-        request.app[DB],
-        key_id=request[API_KEY].id,
-        upload_id=source.id,
-        filetype=filetype,
-        input_format=input_format or "bin",
-        output_format=output_format,
-        options=options,
-    )
+    conversion = jobs.Conversion(filetype, input_format or "bin", output_format, options)
+    return await jobs.create(request.app[DB], source.id, conversion, key_id=request[API_KEY].id)
 
 
 async def _input_upload(request: web.Request, body: Body) -> uploads.Upload:
