@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,79 +33,27 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
+sys.path.insert(0, str(ROOT))  # the daemon helpers the tests use, in tests/daemon.py
+
+from tests.daemon import Daemon as DaemonProcess  # noqa: E402
+from tests.daemon import proc_status_kib  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Daemon(DaemonProcess):
+    """The daemon (started at once, with a `pro` key and an HTTP session) and how a benchmark
+    client waits for a conversion."""
 
-
-class Daemon:
     def __init__(self, data_dir: Path, workers: int, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/v1"
-        self.data_dir = data_dir
-        self.workers = workers
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTD_")}
-        self.env["CONVERTD_CONFIG"] = os.devnull
-        self.env.update(env or {})
+        super().__init__(data_dir, env, workers)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.log = (data_dir.parent / f"daemon-{self.port}.log").open("wb")
         self.start()
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "convertd",
-                "keys",
-                "create",
-                "--name",
-                "bench",
-                "--plan",
-                "pro",
-                "--data-dir",
-                str(data_dir),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=self.env,
-        ).stdout
-        self.key = out.strip().splitlines()[-1]
+        self.key = self.create_key("bench", "--plan", "pro")
         self.http = requests.Session()
         self.http.headers["X-API-Key"] = self.key
 
-    def start(self) -> None:
-        """Start the daemon; returns when it answers."""
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "convertd",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{self.base}/", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+    def start(self, ready_within: float = 60) -> Daemon:
+        super().start(ready_within)
+        return self
 
     def convert(
         self, data: bytes, name: str, filetype: str, fmt: str, options: dict[str, Any] | None = None
@@ -130,10 +77,8 @@ class Daemon:
             waited = time.perf_counter() - started
             time.sleep(0.01 if waited < 1 else 0.05 if waited < 5 else 0.2)
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
-        self.log.close()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
+        return super().stop(sig, timeout)
 
     def submit_transcodes(self, clip: bytes, count: int) -> list[str]:
         """Queue `count` MP4 -> MP4 transcodes of `clip`, without waiting; their job ids."""
@@ -605,13 +550,6 @@ def tar_upload(name: str, member_size: int) -> Iterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def kib_from_status(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def office_rss_mib(data_dir: Path) -> float:
     total = 0
     for entry in Path("/proc").iterdir():
@@ -620,7 +558,7 @@ def office_rss_mib(data_dir: Path) -> float:
                 continue
             if str(data_dir) not in (entry / "cmdline").read_bytes().decode(errors="replace"):
                 continue
-            total += kib_from_status(int(entry.name), "VmRSS")
+            total += proc_status_kib(int(entry.name), "VmRSS")
         except (OSError, ValueError):
             continue
     return total / 1024
@@ -637,7 +575,7 @@ def bench_memory(work: Path, quick: bool) -> None:
     )
     try:
         d.convert(b"warm", "warm.txt", "hash", "md5")
-        baseline = kib_from_status(d.proc.pid, "VmRSS")
+        baseline = proc_status_kib(d.proc.pid, "VmRSS")
         upload = d.http.post(
             f"{d.base}/upload",
             headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
@@ -664,7 +602,7 @@ def bench_memory(work: Path, quick: bool) -> None:
                 received += len(chunk)
         if received < size:
             raise RuntimeError(f"downloaded {received} bytes, expected at least {size}")
-        grown = (kib_from_status(d.proc.pid, "VmHWM") - baseline) / 1024
+        grown = (proc_status_kib(d.proc.pid, "VmHWM") - baseline) / 1024
     finally:
         d.stop()
     ROWS.append(

@@ -82,6 +82,7 @@ class DataDir:
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
         self.drops_status = self.root / "drops-status.json"
         self.drop_root = drop_root or self.root / "drop"
+        self.write_probe = self.root / ".doctor-probe"  # `convertd doctor` writes and removes it
 
     @classmethod
     def of(cls, config: Config) -> DataDir:

@@ -3,10 +3,11 @@
 Every forever-loop in convertd (workers waiting for jobs, call-count flushes, the retention
 sweep, drop-folder scans, settle checks and deliveries) is a `Periodic`: it runs its work, then
 waits for the interval or until someone calls `poke()`. Work that returns True has more to do
-and runs again at once. An exception is logged with its traceback and the work is tried again
-after the interval (at least a second), so a bad moment (a full disk, a locked database) never
-ends the loop. `stop()` cancels the task and waits for it; with `final=True` the work runs once
-more, shielded, so what it keeps in memory (call counts) is not lost at shutdown.
+and runs again at once. An exception is logged (with its traceback the first time in a row,
+in one line while it keeps failing) and the work is tried again after the interval (at least a
+second), so a bad moment (a full disk, a locked database) never ends the loop. `stop()`
+cancels the task and waits for it; with `final=True` the work runs once more, shielded, so what
+it keeps in memory (call counts) is not lost at shutdown.
 """
 
 from __future__ import annotations
@@ -63,16 +64,22 @@ class Periodic:
 
     async def _run(self) -> None:
         delay = 0.0 if self.run_at_start else self.interval
+        failures = 0
         while True:
             if delay > 0:
                 await self._wait(delay)
             self._poked.clear()
             try:
                 again = await self.work()
-            except Exception:
+            except Exception as exc:
+                failures += 1
                 delay = max(self.interval, MIN_RETRY_SECONDS)
-                logger.exception("%s failed; trying again in %.1f s", self.name, delay)
+                if failures == 1:
+                    logger.exception("%s failed; trying again in %.1f s", self.name, delay)
+                else:
+                    logger.error("%s failed again (%d in a row): %s", self.name, failures, exc)
                 continue
+            failures = 0
             delay = 0.0 if again else self.interval
 
     async def _wait(self, seconds: float) -> None:

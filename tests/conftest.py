@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +13,8 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
+
+from tests.daemon import Daemon as DaemonProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -50,102 +49,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Daemon(DaemonProcess):
+    """The daemon, with what tests do to it over HTTP."""
 
-
-def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "convertd", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env({}),
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"convertd {' '.join(args)} failed: {proc.stderr}")
-    return proc
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERTD_")}
-    # A config file in the developer's home must not change what the tests see.
-    env["CONVERTD_CONFIG"] = os.devnull
-    env.update(extra)
-    return env
-
-
-class Daemon:
-    """`python -m convertd serve` as a child process, with helpers to talk to it."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 2):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/v1"
-        self.env = env or {}
-        self.workers = workers
-        self.wait_timeout = 60.0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"daemon-{self.port}.log"
-
-    def start(self) -> Daemon:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = self._spawn(log)
-        self._wait_ready()
-        return self
-
-    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "convertd",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_env(self.env),
-        )
-
-    def _wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited at start:\n{self.log()}")
-            try:
-                if requests.get(f"{self.base}/", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"daemon did not answer within 30 s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def create_key(self, name: str = "test", *extra: str) -> str:
-        out = run_cli(self.data_dir, "keys", "create", "--name", name, *extra).stdout
-        return out.strip().splitlines()[-1]
+    wait_timeout = 60.0
 
     def session(self, key: str) -> requests.Session:
         s = requests.Session()
@@ -232,14 +139,6 @@ def make_daemon(tmp_path: Path) -> Iterator[Any]:
     for d in started:
         if d.proc is not None:
             d.kill()
-
-
-def proc_status_kib(pid: int, field: str) -> int:
-    """A memory figure of a live process from /proc/<pid>/status (VmRSS, VmHWM, ...), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
 
 
 def tool_pids(comm: str, data_dir: Path) -> list[int]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import Daemon, image_bytes, run_cli
+from tests.conftest import Daemon, image_bytes
+from tests.daemon import run_cli
 from tests.test_api import assert_error_body
 
 

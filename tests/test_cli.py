@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +10,12 @@ import pytest
 import requests
 
 from convertd import __version__
-from tests.conftest import Daemon, run_cli
+from tests.conftest import Daemon
+from tests.daemon import run_cli
 
 
 def test_version() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "convertd", "--version"], capture_output=True, text=True, timeout=30
-    )
+    proc = run_cli(None, "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"convertd {__version__}"
 
 
@@ -92,60 +89,17 @@ def test_jobs_list_and_show(daemon: Daemon, key: str) -> None:
 
 
 def test_second_daemon_on_the_same_data_dir_refuses_to_start(daemon: Daemon) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convertd",
-            "serve",
-            "--data-dir",
-            str(daemon.data_dir),
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = daemon.cli("serve", "--port", "0", check=False)
     assert proc.returncode == 1 and "already serving" in proc.stderr
 
 
 def test_invalid_config_is_reported_with_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('port = "eighty"\n')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convertd",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(tmp_path / "d"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_cli(tmp_path / "d", "serve", "--config", str(config), check=False)
     assert proc.returncode == 2 and "'port'" in proc.stderr
     config.write_text("colour = 1\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convertd",
-            "plans",
-            "list",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(tmp_path / "d"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_cli(tmp_path / "d", "plans", "list", "--config", str(config), check=False)
     assert proc.returncode == 2 and "unknown setting 'colour'" in proc.stderr
 
 
@@ -193,10 +147,5 @@ def test_serve_logs_requests_without_secrets(daemon: Daemon, key: Any) -> None:
     ],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "convertd", *command.split(), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0 and "example" in proc.stdout
+    proc = run_cli(None, *command.split(), "--help")
+    assert "example" in proc.stdout

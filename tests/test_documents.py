@@ -123,13 +123,20 @@ def wait_for_pids(data_dir: Path, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"expected {count} soffice processes, found {office_pids(data_dir)}")
 
 
-def test_killed_office_is_replaced(make_daemon: Any) -> None:
-    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1"}, workers=1)
-    key = d.create_key("office-kill", "--plan", "pro")
+def one_warm_office(make_daemon: Any, **env: str) -> tuple[Any, str, bytes, int]:
+    """A daemon with one LibreOffice instance, warmed by a conversion: (daemon, key, a
+    document, soffice's pid)."""
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1", **env}, workers=1)
+    key = d.create_key("office", "--plan", "pro")
     doc = (CORPUS / "document" / "libreoffice-writer-odf13.odt").read_bytes()
     _, warm = d.convert_and_fetch(key, doc, "warm.odt", "document", "pdf")
     assert warm is not None
-    (first,) = wait_for_pids(d.data_dir, 1)
+    (pid,) = wait_for_pids(d.data_dir, 1)
+    return d, key, doc, pid
+
+
+def test_killed_office_is_replaced(make_daemon: Any) -> None:
+    d, key, doc, first = one_warm_office(make_daemon)
     os.kill(first, signal.SIGKILL)
     status, out = d.convert_and_fetch(key, doc, "a.odt", "document", "pdf")
     assert out is not None, status
@@ -138,14 +145,7 @@ def test_killed_office_is_replaced(make_daemon: Any) -> None:
 
 
 def test_hung_office_times_out_and_is_replaced(make_daemon: Any) -> None:
-    d = make_daemon(
-        env={"CONVERTD_OFFICE_INSTANCES": "1", "CONVERTD_JOB_TIMEOUT_SECONDS": "4"}, workers=1
-    )
-    key = d.create_key("office-hang", "--plan", "pro")
-    doc = (CORPUS / "document" / "libreoffice-writer-odf13.odt").read_bytes()
-    _, warm = d.convert_and_fetch(key, doc, "warm.odt", "document", "pdf")
-    assert warm is not None
-    (frozen,) = wait_for_pids(d.data_dir, 1)
+    d, key, doc, frozen = one_warm_office(make_daemon, CONVERTD_JOB_TIMEOUT_SECONDS="4")
     os.kill(frozen, signal.SIGSTOP)
     status, out = d.convert_and_fetch(key, doc, "a.odt", "document", "pdf")
     assert out is None and "LibreOffice took longer than 4 s" in status["error"]

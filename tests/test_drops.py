@@ -6,8 +6,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import Daemon, image_bytes, run_cli
+from tests.conftest import Daemon, image_bytes
+from tests.daemon import run_cli
 
 FAST = {
     "CONVERTD_DROP_SETTLE_SECONDS": "0.6",
@@ -71,7 +70,8 @@ def test_inbox_to_outbox(drop: Any) -> None:
     assert webp_size(root / "outbox" / "photo.webp") == (40, 30)
     wait_for(lambda: files(root / "processed" / "webp") == ["photo.png"], what="original moved")
     assert files(root / "inbox" / "webp") == []
-    assert "drop taken" in d.log() and "drop finished" in d.log()
+    # The original is filed just before the drop is closed and logged.
+    wait_for(lambda: "drop taken" in d.log() and "drop finished" in d.log(), what="log lines")
     listing = json.loads(run_cli(d.data_dir, "jobs", "list", "--json").stdout)
     assert listing[0]["status"] == "finished" and listing[0]["key_id"] is None
 
@@ -320,23 +320,15 @@ def test_invalid_rule_stops_serve_naming_rule_and_field(
     tmp_path: Path, rule: str, named: str
 ) -> None:
     config = write_config(tmp_path / "c.toml", f'[[watch]]\nname = "bad-rule"\n{rule}\n')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convertd",
-            "serve",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            "0",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CONVERTD_OFFICE_PREWARM": "false"},
+    proc = run_cli(
+        tmp_path / "d",
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        str(config),
+        check=False,
+        env={"CONVERTD_OFFICE_PREWARM": "false"},
     )
     assert proc.returncode == 2, proc.stderr[-500:]
     assert "bad-rule" in proc.stderr and named in proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -36,6 +37,22 @@ async def boom(request: web.Request) -> web.Response:
     raise RuntimeError("secret internal detail")
 
 
+async def post_convert(
+    http: aiohttp.ClientSession,
+    server: TestServer,
+    headers: dict[str, str],
+    file: tuple[bytes, str],
+    filetype: str,
+    output_format: str,
+) -> tuple[int, dict[str, Any]]:
+    form = aiohttp.FormData()
+    form.add_field("file", file[0], filename=file[1])
+    form.add_field("filetype", filetype)
+    form.add_field("output_format", output_format)
+    async with http.post(server.make_url("/v1/convert"), data=form, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
 def test_unexpected_errors_become_a_short_500_and_a_failed_job(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -52,15 +69,9 @@ def test_unexpected_errors_become_a_short_500_and_a_failed_job(
                 assert set(body) == {"error", "message", "hint"}
                 assert "secret" not in str(body)
 
-            form = aiohttp.FormData()
-            form.add_field("file", b"PK\x05\x06" + b"\0" * 18, filename="a.zip")
-            form.add_field("filetype", "archive")
-            form.add_field("output_format", "7z")
-            async with http.post(
-                server.make_url("/v1/convert"), data=form, headers=headers
-            ) as resp:
-                assert resp.status == 202
-                job = await resp.json()
+            empty_zip = (b"PK\x05\x06" + b"\0" * 18, "a.zip")
+            code, job = await post_convert(http, server, headers, empty_zip, "archive", "7z")
+            assert code == 202
             for _ in range(200):
                 async with http.get(job["status_url"], headers=headers) as resp:
                     status = await resp.json()
@@ -70,14 +81,8 @@ def test_unexpected_errors_become_a_short_500_and_a_failed_job(
             assert status["status"] == "failed"
             assert status["error"] == "Internal error while converting this file"
             # The daemon carries on: the next job of another kind still converts.
-            form = aiohttp.FormData()
-            form.add_field("file", b"abc", filename="a.txt")
-            form.add_field("filetype", "hash")
-            form.add_field("output_format", "md5")
-            async with http.post(
-                server.make_url("/v1/convert"), data=form, headers=headers
-            ) as resp:
-                assert resp.status == 202
+            code, _ = await post_convert(http, server, headers, (b"abc", "a.txt"), "hash", "md5")
+            assert code == 202
 
     with caplog.at_level(logging.ERROR):
         asyncio.run(scenario())
@@ -103,17 +108,10 @@ def test_converter_with_missing_tools_is_not_offered(tmp_path: Path) -> None:
             headers = {"X-API-Key": secret}
             async with http.get(server.make_url("/v1/formats"), headers=headers) as resp:
                 assert "video" not in (await resp.json())["filetypes"]
-            form = aiohttp.FormData()
-            form.add_field("file", b"x", filename="a.mp4")
-            form.add_field("filetype", "video")
-            form.add_field("output_format", "webm")
-            async with http.post(
-                server.make_url("/v1/convert"), data=form, headers=headers
-            ) as resp:
-                assert resp.status == 503
-                body = await resp.json()
-                assert "no-such-tool-convertd-test" in body["message"]
-                assert "doctor" in body["hint"]
+            code, body = await post_convert(http, server, headers, (b"x", "a.mp4"), "video", "webm")
+            assert code == 503
+            assert "no-such-tool-convertd-test" in body["message"]
+            assert "doctor" in body["hint"]
 
     asyncio.run(scenario())
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from PIL import Image
 
 from tests.conftest import CORPUS, image_bytes
+from tests.daemon import run_cli
 from tests.inspect_files import pdf_text
 
 
 def convert(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "convertd", "convert", *args, "--data-dir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "CONVERTD_CONFIG": "/dev/null"},
-    )
+    # Outside the virtualenv's PATH, as a user's shell would run it.
+    path = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    return run_cli(tmp_path / "d", "convert", *args, check=False, env=path, timeout=300)
 
 
 def test_beside_the_input_never_overwriting(tmp_path: Path) -> None:

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.media import duration, ffprobe, make_audio, make_video, streams
+
+
+def convert_and_probe(
+    daemon: Daemon,
+    key: str,
+    tmp_path: Path,
+    source: Path | bytes,
+    name: str,
+    filetype: str,
+    fmt: str,
+    options: dict[str, object] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Convert through the API and open the result with ffprobe: (status, probe)."""
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, name, filetype, fmt, options)
+    assert out is not None, status
+    return status, ffprobe(out.content, tmp_path)
+
 
 AUDIO_OUT = {
     "mp3": ("mp3", "mp3"),
@@ -42,11 +61,9 @@ def audio_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_audio_inputs_to_mp3(
     daemon: Daemon, key: str, audio_inputs: dict[str, Path], src: str, tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, audio_inputs[src].read_bytes(), f"t.{src}", "audio", "mp3"
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, audio_inputs[src], f"t.{src}", "audio", "mp3"
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     assert streams(info, "audio")[0]["codec_name"] == "mp3"
     assert abs(duration(info) - 3.0) < 0.2
 
@@ -55,11 +72,9 @@ def test_audio_inputs_to_mp3(
 def test_audio_outputs(
     daemon: Daemon, key: str, audio_inputs: dict[str, Path], dst: str, tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, audio_inputs["wav"].read_bytes(), "t.wav", "audio", dst
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, audio_inputs["wav"], "t.wav", "audio", dst
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     codec, container = AUDIO_OUT[dst]
     assert streams(info, "audio")[0]["codec_name"] == codec
     assert info["format"]["format_name"] == container
@@ -70,9 +85,11 @@ def test_audio_outputs(
 def test_audio_options(
     daemon: Daemon, key: str, audio_inputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
+    _status, info = convert_and_probe(
+        daemon,
         key,
-        audio_inputs["flac"].read_bytes(),
+        tmp_path,
+        audio_inputs["flac"],
         "t.flac",
         "audio",
         "mp3",
@@ -85,8 +102,6 @@ def test_audio_options(
             "normalize": True,
         },
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     audio = streams(info, "audio")[0]
     assert audio["sample_rate"] == "22050" and audio["channels"] == 1
     assert abs(int(audio["bit_rate"]) - 96000) < 5000
@@ -129,9 +144,7 @@ CORPUS_AUDIO = [
 def test_real_world_audio(daemon: Daemon, key: str, name: str, tmp_path: Path) -> None:
     data = (CORPUS / "audio" / name).read_bytes()
     source = ffprobe(data, tmp_path, "source" + Path(name).suffix)
-    status, out = daemon.convert_and_fetch(key, data, name, "audio", "ogg")
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
+    _, info = convert_and_probe(daemon, key, tmp_path, data, name, "audio", "ogg")
     assert streams(info, "audio")[0]["codec_name"] == "vorbis"
     assert streams(info, "video") == []  # cover art is not carried into audio
     assert abs(duration(info) - duration(source)) < 0.2
@@ -176,11 +189,9 @@ def video_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_video_inputs_to_mp4(
     daemon: Daemon, key: str, video_inputs: dict[str, Path], src: str, tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, video_inputs[src].read_bytes(), f"c.{src}", "video", "mp4"
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, video_inputs[src], f"c.{src}", "video", "mp4"
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     video = streams(info, "video")[0]
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 320, 240)
     assert streams(info, "audio")[0]["codec_name"] == "aac"
@@ -191,11 +202,9 @@ def test_video_inputs_to_mp4(
 def test_video_outputs(
     daemon: Daemon, key: str, video_inputs: dict[str, Path], dst: str, tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, video_inputs["mp4"].read_bytes(), "c.mp4", "video", dst
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, video_inputs["mp4"], "c.mp4", "video", dst
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     vcodec, acodec = VIDEO_OUT[dst]
     assert streams(info, "video")[0]["codec_name"] == vcodec
     assert streams(info, "audio")[0]["codec_name"] == acodec
@@ -206,11 +215,9 @@ def test_video_outputs(
 def test_video_audio_track(
     daemon: Daemon, key: str, video_inputs: dict[str, Path], dst: str, codec: str, tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
-        key, video_inputs["mkv"].read_bytes(), "c.mkv", "video", dst
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, video_inputs["mkv"], "c.mkv", "video", dst
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     assert streams(info, "video") == []
     assert streams(info, "audio")[0]["codec_name"] == codec
     assert abs(duration(info) - 2.0) < 0.2
@@ -230,12 +237,17 @@ def test_video_to_gif(daemon: Daemon, key: str, video_inputs: dict[str, Path]) -
         assert getattr(im, "n_frames", 1) >= 9
 
 
+MUTED_LOW = {"mute": True, "quality": "low"}
+
+
 def test_video_options(
     daemon: Daemon, key: str, video_inputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    status, out = daemon.convert_and_fetch(
+    _status, info = convert_and_probe(
+        daemon,
         key,
-        video_inputs["mp4"].read_bytes(),
+        tmp_path,
+        video_inputs["mp4"],
         "c.mp4",
         "video",
         "webm",
@@ -249,23 +261,15 @@ def test_video_options(
             "crf": 30,
         },
     )
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
     video = streams(info, "video")[0]
     assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 160, 120)
     assert video["r_frame_rate"] == "10/1"
     assert streams(info, "audio")[0]["codec_name"] == "vorbis"
     assert abs(duration(info) - 1.0) < 0.2
-    status, out = daemon.convert_and_fetch(
-        key,
-        video_inputs["mp4"].read_bytes(),
-        "c.mp4",
-        "video",
-        "mp4",
-        {"mute": True, "quality": "low"},
+    _, info = convert_and_probe(
+        daemon, key, tmp_path, video_inputs["mp4"], "c.mp4", "video", "mp4", MUTED_LOW
     )
-    assert out is not None
-    assert streams(ffprobe(out.content, tmp_path), "audio") == []
+    assert streams(info, "audio") == []
 
 
 @pytest.mark.parametrize(
@@ -305,9 +309,7 @@ CORPUS_VIDEO = [
 def test_real_world_video(daemon: Daemon, key: str, name: str, tmp_path: Path) -> None:
     data = (CORPUS / "video" / name).read_bytes()
     source = ffprobe(data, tmp_path, "source" + Path(name).suffix)
-    status, out = daemon.convert_and_fetch(key, data, name, "video", "mp4", {"width": 320})
-    assert out is not None, status
-    info = ffprobe(out.content, tmp_path)
+    _, info = convert_and_probe(daemon, key, tmp_path, data, name, "video", "mp4", {"width": 320})
     video = streams(info, "video")[0]
     assert video["codec_name"] == "h264" and video["width"] == 320
     assert abs(duration(info) - duration(source)) < 0.3

@@ -165,7 +165,7 @@ def test_late_writer_cannot_change_a_requeued_job(tmp_path: Path) -> None:
 
 def test_database_from_a_newer_convertd_is_refused(tmp_path: Path) -> None:
     from convertd.store.migrations import SCHEMA_VERSION
-    from tests.conftest import run_cli
+    from tests.daemon import run_cli
 
     data = tmp_path / "data"
     run_cli(data, "plans", "list")

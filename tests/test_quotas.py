@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from tests.conftest import Daemon, run_cli
+from tests.conftest import Daemon
+from tests.daemon import run_cli
 from tests.test_api import assert_error_body
 
 

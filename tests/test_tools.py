@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import run_cli
+from tests.daemon import run_cli
 
 
 def bare_path(tmp_path: Path) -> str:
@@ -38,33 +36,12 @@ def test_doctor_reports_everything_here(tmp_path: Path) -> None:
 
 
 def test_doctor_and_formats_without_tools(tmp_path: Path) -> None:
-    env = {"PATH": bare_path(tmp_path), "CONVERTD_CONFIG": os.devnull}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convertd",
-            "doctor",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    env = {"PATH": bare_path(tmp_path)}
+    proc = run_cli(tmp_path / "d", "doctor", "--port", "0", env=env)
     assert proc.returncode == 0  # optional tools: warnings, not failures
     assert "[warn] ffmpeg" in proc.stdout and "apt-get install -y ffmpeg" in proc.stdout
     assert "[warn] LibreOffice" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "convertd", "formats", "--json", "--data-dir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    proc = run_cli(tmp_path / "d", "formats", "--json", env=env)
     assert set(json.loads(proc.stdout)) == {"image", "archive", "hash"}
 
 

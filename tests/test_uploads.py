@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from tests.conftest import image_bytes, proc_status_kib
+from tests.conftest import image_bytes
+from tests.daemon import proc_status_kib
 from tests.test_api import assert_error_body
 
 BOUNDARY = "convertdtestboundary"

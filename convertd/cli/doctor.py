@@ -133,9 +133,8 @@ def data_checks(config: Config) -> list[Check]:
     root = data.root
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".doctor-probe"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        data.write_probe.write_bytes(b"ok")
+        data.write_probe.unlink()
         checks.append(Check("data dir", True, f"{root} is writable"))
     except OSError as exc:
         checks.append(

@@ -7,7 +7,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from tests.conftest import Daemon, proc_status_kib
+from tests.conftest import Daemon
+from tests.daemon import proc_status_kib
 
 # Long-lived members of the warm office pool; anything else still running is a leftover.
 POOL_MEMBERS = ("office/helper.py", "soffice.bin")

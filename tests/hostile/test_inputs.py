@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from tests.canary import Canary
-from tests.conftest import Daemon, image_bytes, proc_status_kib
+from tests.conftest import Daemon, image_bytes
+from tests.daemon import proc_status_kib
 from tests.hostile.checks import healthy
 
 
@@ -258,7 +259,7 @@ def test_hundred_concurrent_uploads_all_accounted(daemon: Daemon, key: str) -> N
 def test_rate_limit_race_hundred_requests(daemon: Daemon) -> None:
     import datetime as dt
 
-    from tests.conftest import run_cli
+    from tests.daemon import run_cli
 
     run_cli(daemon.data_dir, "plans", "set", "race10", "--api", "--calls-per-minute", "10")
     secret = daemon.create_key("race", "--plan", "race10")

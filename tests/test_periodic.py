@@ -1,0 +1,88 @@
+"""The one helper for periodic work: runs on time or when poked, outlives its errors, stops
+cleanly and, when asked, runs once more at the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from convertd.periodic import Periodic
+
+
+def test_poke_runs_the_work_before_the_interval_ends() -> None:
+    async def scenario() -> int:
+        runs = 0
+
+        async def work() -> None:
+            nonlocal runs
+            runs += 1
+
+        periodic = Periodic("poked", work, interval=3600).start()
+        await asyncio.sleep(0.05)  # the run at start
+        periodic.poke()
+        await asyncio.sleep(0.05)
+        await periodic.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_work_with_more_to_do_runs_again_at_once() -> None:
+    async def scenario() -> list[int]:
+        batches = [3, 2, 1, 0]
+        done: list[int] = []
+
+        async def work() -> bool:
+            done.append(batches.pop(0))
+            return done[-1] > 0
+
+        periodic = Periodic("batches", work, interval=3600).start()
+        await asyncio.sleep(0.05)
+        await periodic.stop()
+        return done
+
+    assert asyncio.run(scenario()) == [3, 2, 1, 0]
+
+
+def test_errors_are_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> int:
+        calls = 0
+
+        async def work() -> None:
+            nonlocal calls
+            calls += 1
+            if calls < 3:
+                raise OSError("disk full")
+
+        periodic = Periodic("flaky", work, interval=0.01)
+        periodic.start()
+        for _ in range(200):
+            if calls >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await periodic.stop()
+        return calls
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(scenario()) >= 3
+    assert sum(r.exc_info is not None for r in caplog.records) == 1  # a traceback once
+    assert "failed again (2 in a row): disk full" in caplog.text
+
+
+def test_final_run_at_stop() -> None:
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def flush() -> None:
+            seen.append("flush")
+
+        periodic = Periodic("flush", flush, interval=3600, run_at_start=False, final=True)
+        periodic.start()
+        await asyncio.sleep(0.02)
+        assert seen == []
+        await periodic.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == ["flush"]
