@@ -24,7 +24,8 @@ from convertd.config import Config
 from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
 from convertd.converters.run import Runner
-from convertd.drops.rules import WatchRule, build_rules
+from convertd.drops.checks import build_rules
+from convertd.drops.rules import WatchRule
 from convertd.drops.watcher import DropWatcher
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool

@@ -15,11 +15,11 @@ from typing import Any
 
 import platformdirs
 
+from convertd.drops.rules import ORIGINALS, RuleError, WatchRule, parse_rules
+
 APP_NAME = "convertd"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
-# What drop folders do with an original once it is converted.
-ORIGINALS = ("move", "delete", "keep")
 
 
 class ConfigError(Exception):
@@ -61,8 +61,8 @@ class Config:
     drop_scan_seconds: float = 60.0
     drop_events: bool = True  # false: find files by periodic scans only
     drop_originals: str = "move"
-    # The [[watch]] tables as written; drops/rules.py parses and checks them at start-up.
-    watch_tables: tuple[dict[str, Any], ...] = ()
+    # The [[watch]] tables, parsed (drops/rules.py); checked against the converters at start-up.
+    watch_rules: tuple[WatchRule, ...] = ()
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
 
@@ -198,9 +198,9 @@ def load_config(
             values[name] = _parse(name, value, f"--{name.replace('_', '-')}")
 
     values.setdefault("data_dir", default_data_dir())
-    if watch_tables is not None:
-        if not isinstance(watch_tables, list) or not all(isinstance(t, dict) for t in watch_tables):
-            raise ConfigError(f"{path}: [[watch]] must be a list of tables")
-        values["watch_tables"] = tuple(watch_tables)
+    try:
+        values["watch_rules"] = parse_rules(watch_tables, values.get("drop_originals", "move"))
+    except RuleError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     values["notify_socket"] = env.get("NOTIFY_SOCKET") or None
     return Config(**values)

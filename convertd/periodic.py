@@ -5,9 +5,11 @@ sweep, drop-folder scans, settle checks and deliveries) is a `Periodic`: it runs
 waits for the interval or until someone calls `poke()`. Work that returns True has more to do
 and runs again at once. An exception is logged (with its traceback the first time in a row,
 in one line while it keeps failing) and the work is tried again after the interval (at least a
-second), so a bad moment (a full disk, a locked database) never ends the loop. `stop()`
-cancels the task and waits for it; with `final=True` the work runs once more, shielded, so what
-it keeps in memory (call counts) is not lost at shutdown.
+second; with `max_backoff`, twice as long after each failure in a row, up to that), so a bad
+moment (a full disk, a locked database) never ends the loop. `stop()` cancels the task and
+waits for it. With `final=True`, `stop()` instead lets a run in progress finish (cancelling it
+could abandon a write that still commits on the database thread) and then runs the work once
+more, so what it keeps in memory (call counts) is neither lost nor written twice at shutdown.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Periodic:
         run_at_start: bool = True,
         debounce: float = 0.0,
         final: bool = False,
+        max_backoff: float | None = None,
     ) -> None:
         self.name = name
         self.work = work
@@ -39,7 +42,9 @@ class Periodic:
         self.run_at_start = run_at_start
         self.debounce = debounce  # after a poke, wait this long so a burst runs the work once
         self.final = final
+        self.max_backoff = max_backoff
         self._poked = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> Periodic:
@@ -53,12 +58,20 @@ class Periodic:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            if self.final:
+                self._stopping = True
+                self.poke()
+            else:
+                task.cancel()
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # whoever called stop() is being cancelled too
         if self.final:
             try:
-                await asyncio.shield(self.work())
+                await self.work()
             except Exception:
                 logger.exception("%s: the last run at shutdown failed", self.name)
 
@@ -68,12 +81,16 @@ class Periodic:
         while True:
             if delay > 0:
                 await self._wait(delay)
+            if self._stopping:
+                return
             self._poked.clear()
             try:
                 again = await self.work()
             except Exception as exc:
                 failures += 1
                 delay = max(self.interval, MIN_RETRY_SECONDS)
+                if self.max_backoff is not None:
+                    delay = min(delay * 2 ** (failures - 1), max(self.max_backoff, delay))
                 if failures == 1:
                     logger.exception("%s failed; trying again in %.1f s", self.name, delay)
                 else:

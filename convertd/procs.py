@@ -95,6 +95,18 @@ async def _drain(stream: asyncio.StreamReader | None, keep: int) -> bytes:
     return bytes(kept)
 
 
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """Write `data` to the child's stdin and close it; a child that exits without reading it
+    all is judged by its exit status and stderr, not by the broken pipe."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    proc.stdin.close()
+
+
 async def run(
     argv: Sequence[str | Path],
     *,
@@ -138,10 +150,7 @@ async def run(
     try:
         async with asyncio.timeout(timeout):
             if stdin is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(stdin)
-                await proc.stdin.drain()
-                proc.stdin.close()
+                await _feed(proc, stdin)
             readers = [asyncio.ensure_future(_drain(proc.stderr, STDERR_KEEP_BYTES))]
             if on_line or capture_stdout:
                 readers.append(asyncio.ensure_future(read_stdout()))

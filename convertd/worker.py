@@ -92,7 +92,16 @@ class WorkerPool:
         """Claim one job and run it to its end; False when there was none to claim."""
         if self._stopping:
             return False
-        job = await jobs.claim_next(self.db, owner)
+        claim = asyncio.ensure_future(jobs.claim_next(self.db, owner))
+        try:
+            job = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Stopped mid-claim: the claim still commits on the database thread. Whatever it
+            # took goes back to the queue now, rather than waiting for the next start.
+            taken = await claim
+            if taken is not None:
+                await jobs.requeue(self.db, taken.id, owner)
+            raise
         if job is None:
             return False
         # The job runs in its own task so that stop() can wait for it while cancelling workers.

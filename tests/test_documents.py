@@ -139,7 +139,7 @@ def test_killed_office_is_replaced(make_daemon: Any) -> None:
     d, key, doc, first = one_warm_office(make_daemon)
     os.kill(first, signal.SIGKILL)
     status, out = d.convert_and_fetch(key, doc, "a.odt", "document", "pdf")
-    assert out is not None, status
+    assert out is not None, (status.get("error"), d.log()[-3000:])
     (second,) = wait_for_pids(d.data_dir, 1)
     assert second != first
 

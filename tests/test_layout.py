@@ -32,6 +32,7 @@ LAYERS = [
             "convertd.memory",
             "convertd.sdnotify",
             "convertd.restrictions",
+            "convertd.drops.rules",  # what a watch rule is, read with the config
         ],
     ),
     ("store and office", ["convertd.store", "convertd.office"]),

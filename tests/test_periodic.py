@@ -4,6 +4,7 @@ cleanly and, when asked, runs once more at the stop."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -86,3 +87,42 @@ def test_final_run_at_stop() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["flush"]
+
+
+def test_stop_lets_a_final_flush_in_progress_finish_then_flushes_once_more() -> None:
+    # Cancelling a flush mid-write could count its calls twice (the write commits on the
+    # database thread anyway); the run in progress must end on its own.
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def flush() -> None:
+            seen.append("start")
+            await asyncio.sleep(0.2)
+            seen.append("end")
+
+        periodic = Periodic("flush", flush, interval=3600, final=True).start()
+        await asyncio.sleep(0.05)
+        await periodic.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == ["start", "end", "start", "end"]
+
+
+def test_backoff_grows_after_each_failure_in_a_row() -> None:
+    async def scenario() -> list[float]:
+        times: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def work() -> None:
+            times.append(loop.time())
+            raise OSError("inotify watch limit reached")
+
+        periodic = Periodic("watch", work, interval=0.1, max_backoff=4.0).start()
+        while len(times) < 3:
+            await asyncio.sleep(0.05)
+        await periodic.stop()
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    gaps = asyncio.run(scenario())
+    # 1 s, then 2 s (a sleep never ends early, so lower bounds are safe on a busy machine).
+    assert gaps[0] >= 0.95 and gaps[1] >= 1.95

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,39 @@ def test_corpus_matches_its_manifest() -> None:
     assert present == set(recorded), "every corpus file has a manifest row, and only those"
     for name, digest in recorded.items():
         assert hashlib.sha256((CORPUS / name).read_bytes()).hexdigest() == digest, name
+
+
+def repo_files(root: Path) -> list[Path]:
+    """The files git would commit here: tracked, or new and not ignored."""
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return [root / os.fsdecode(name) for name in out.split(b"\0") if name]
+
+
+def stray_binaries(root: Path) -> list[str]:
+    """Binary or large files outside tests/corpus (a downloaded wheel, a build artefact)."""
+    corpus = root / "tests" / "corpus"
+    found = []
+    for path in repo_files(root):
+        if corpus in path.parents or path.is_symlink() or not path.is_file():
+            continue
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+        if b"\0" in head or path.stat().st_size > 1024**2:
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def test_the_binary_check_sees_a_stray_file(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "tool.whl").write_bytes(b"PK\x03\x04\0\0")
+    assert stray_binaries(tmp_path) == ["pkg/tool.whl"]
+
+
+def test_no_binaries_outside_the_corpus() -> None:
+    assert stray_binaries(ROOT) == []

@@ -129,10 +129,10 @@ async def convert_files(
     )
     registry = default_registry(office)
     runner = Runner(Limits.from_config(config)).start()
-    await asyncio.to_thread(office.detect)
-    office.start()  # instances start lazily, only if a document needs one
     outcomes: list[Outcome] = []
     try:
+        await asyncio.to_thread(office.detect)
+        office.start()  # instances start lazily, only if a document needs one
         for n, source in enumerate(sources, 1):
             outcome = await _convert_one(
                 registry, runner, source, fmt, options, filetype, destination, progress

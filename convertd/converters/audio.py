@@ -35,10 +35,10 @@ AUDIO_OPTIONS = {
 
 
 def audio_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
-    """Encoder, bitrate, rate, channels, filters and muxer for an audio output of `fmt` (also
-    used by video, for the sound track taken out of a video)."""
+    """The first audio track, with its tags, as an audio output of `fmt`: encoder, bitrate,
+    rate, channels, filters and muxer (also what video makes of its sound track)."""
     encoder, muxer = ENCODERS[fmt]
-    args = list(encoder)
+    args = ["-map", "0:a:0", "-vn", "-map_metadata", "0", *encoder]
     if fmt not in LOSSLESS:
         args += ["-b:a", options.get("bitrate") or DEFAULT_BITRATE[fmt]]
     if rate := options.get("sample_rate"):
@@ -68,8 +68,5 @@ class AudioConverter(Converter):
         if not info.duration:
             raise ConversionError("Input has no audio samples (its length is zero)")
         ffmpeg.check_duration(info, task.limits.max_media_seconds)
-        args = [
-            *["-map", "0:a:0", "-vn", "-map_metadata", "0"],
-            *audio_output_args(task.output_format, task.options),
-        ]
+        args = audio_output_args(task.output_format, task.options)
         return [await ffmpeg.transcode(task, ffmpeg.AUDIO_DEMUXERS, info, args, "audio")]

@@ -51,9 +51,6 @@ class Probe:
     def has(self, codec_type: str) -> bool:
         return any(s.get("codec_type") == codec_type for s in self.streams)
 
-    def first(self, codec_type: str) -> dict[str, Any] | None:
-        return next((s for s in self.streams if s.get("codec_type") == codec_type), None)
-
 
 async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
     """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""

@@ -83,15 +83,18 @@ def check_pages(value: str) -> str:
 # ----- PDF export through LibreOffice (documents and ebooks) -----
 
 PDF_EXPORT_OPTIONS = {
-    "pages": Option(str, "Pages to put in a PDF output, e.g. 1-3,5", check=check_pages),
+    "pages": Option(str, "Pages to put in a PDF output, e.g. 1-3,5"),
     "pdf_a": Option(bool, "Export PDF/A-2b for archiving"),
 }
 
 
 def check_pdf_export(options: dict[str, Any], output_format: str) -> dict[str, Any]:
-    """`pages` and `pdf_a` shape a PDF export: refused for any other output."""
+    """`pages` and `pdf_a` shape a PDF export: refused for any other output (said first, as
+    it is the likelier mistake), then the page range is checked."""
     if options and output_format != "pdf":
         raise OptionError(f"options {', '.join(options)} apply only to pdf output")
+    if "pages" in options:
+        options["pages"] = check_pages(options["pages"])
     return options
 
 

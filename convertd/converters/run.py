@@ -58,13 +58,13 @@ class Runner:
         self.limits = limits
         self._threads = threads or os.cpu_count() or 2
         self._executor: ThreadPoolExecutor | None = None
-        self._saved_pixel_limit: int | None = None
+        self._saved_pixel_limit: tuple[int | None] | None = None  # set while started
 
     def start(self) -> Runner:
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="convert")
         # Pillow's own bomb check is a second line behind the image converter's explicit one;
         # it is process-wide, so it is set here, for as long as the runner runs.
-        self._saved_pixel_limit = Image.MAX_IMAGE_PIXELS
+        self._saved_pixel_limit = (Image.MAX_IMAGE_PIXELS,)
         Image.MAX_IMAGE_PIXELS = self.limits.max_image_pixels
         return self
 
@@ -73,7 +73,9 @@ class Runner:
             # A thread cannot be interrupted; one still parsing a huge input ends on its own.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        Image.MAX_IMAGE_PIXELS = self._saved_pixel_limit
+        if self._saved_pixel_limit is not None:
+            (Image.MAX_IMAGE_PIXELS,) = self._saved_pixel_limit
+            self._saved_pixel_limit = None
 
     async def run(
         self,
@@ -108,7 +110,7 @@ class Runner:
                 outputs = await converter.convert(task)
         except TimeoutError:
             raise ConversionError(
-                f"The conversion took longer than the {timeout:g} s limit"
+                f"The conversion took longer than the {timeout:.0f} s limit"
             ) from None
         if not outputs:
             raise ConversionError("The conversion produced no output")

@@ -27,8 +27,9 @@ class Deliverer:
         self.rules = {rule.name: rule for rule in rules}
 
     async def deliver_ready(self) -> bool:
-        """Deliver every drop whose job has ended; True if there may be more."""
-        ready = await drops.ready_to_deliver(self.db)
+        """Deliver every drop whose job has ended; True if there may be more. Drops of a rule
+        that is no longer configured are left for the admin (and never block the others)."""
+        ready = await drops.ready_to_deliver(self.db, list(self.rules))
         for drop, status, result_name, error in ready:
             await self._deliver(drop, status, result_name, error)
         return len(ready) >= drops.DELIVERY_BATCH
@@ -36,9 +37,7 @@ class Deliverer:
     async def _deliver(
         self, drop: drops.Drop, status: str, result_name: str | None, error: str | None
     ) -> None:
-        rule = self.rules.get(drop.rule)
-        if rule is None:
-            return  # its rule was removed from the config; left for the admin
+        rule = self.rules[drop.rule]
         assert drop.upload_id is not None and drop.job_id is not None
         moved = self.data.upload_file(drop.upload_path)
         original = moved if await asyncio.to_thread(moved.exists) else None

@@ -2,8 +2,9 @@
 
 The embedded default needs no configuration: under the drop root, `inbox/<format>/` folders
 are watched, results go to `outbox/`, originals to `processed/<format>/` or `failed/<format>/`.
-More rules come from `[[watch]]` tables in the config file; each is checked when convertd starts,
-and a bad one stops it with a message naming the rule and the field.
+More rules come from `[[watch]]` tables in the config file, read here when the config is loaded
+(so a malformed rule stops every command, naming the rule and the field); checks.py then checks
+them against the converters when the daemon starts.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from convertd.config import ORIGINALS, Config
-from convertd.converters.options import OptionError
-from convertd.converters.registry import FILETYPES, Registry
+ORIGINALS = ("move", "delete", "keep")
 
 # Names that are never taken: partial downloads, editor and office lock files, our own reports.
 IGNORED_PATTERNS = (
@@ -47,7 +46,7 @@ class WatchRule:
     failed: Path
     output_format: str | None  # None: the first folder under `folder` names it (the inbox)
     filetype: str | None = None
-    # Validated and normalised by the rule's converter (build_rules): what jobs are queued with.
+    # Validated and normalised by the rule's converter (checks.py): what jobs are queued with.
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     originals: str = "move"
     recursive: bool = False
@@ -211,44 +210,3 @@ def parse_rules(tables: Any, default_originals: str) -> tuple[WatchRule, ...]:
     if not isinstance(tables, list | tuple) or not all(isinstance(t, dict) for t in tables):
         raise RuleError("[[watch]] must be a list of tables")
     return tuple(parse_rule(t, n, default_originals) for n, t in enumerate(tables, 1))
-
-
-def build_rules(config: Config, drop_root: Path, registry: Registry) -> list[WatchRule]:
-    """The embedded inbox under `drop_root` plus the configured rules, checked, with their
-    options normalised by their converter. A RuleError names the rule and the field at fault."""
-    rules = [
-        inbox_rule(drop_root, config.drop_originals),
-        *parse_rules(config.watch_tables, config.drop_originals),
-    ]
-    check_layout(rules)
-    return [rules[0], *(_checked(rule, registry) for rule in rules[1:])]
-
-
-def _checked(rule: WatchRule, registry: Registry) -> WatchRule:
-    if rule.filetype is None:
-        if not any(rule.output_format in c.output_formats for c in registry.known_all()):
-            raise RuleError(
-                f"watch rule {rule.name!r}: field 'output_format' "
-                f"{rule.output_format!r} is not a format convertd makes"
-            )
-        if rule.options:
-            raise RuleError(
-                f"watch rule {rule.name!r}: field 'options' needs a 'filetype', "
-                "since options belong to one converter"
-            )
-        return rule
-    if rule.filetype not in FILETYPES:
-        raise RuleError(
-            f"watch rule {rule.name!r}: field 'filetype' must be one of {', '.join(FILETYPES)}"
-        )
-    converter = registry.known(rule.filetype)
-    if converter is None or rule.output_format not in converter.output_formats:
-        raise RuleError(
-            f"watch rule {rule.name!r}: field 'output_format' "
-            f"{rule.output_format!r} is not made by {rule.filetype}"
-        )
-    try:
-        options = converter.validate_options(dict(rule.options), rule.output_format or "")
-    except OptionError as exc:
-        raise RuleError(f"watch rule {rule.name!r}: field 'options': {exc}") from None
-    return dataclasses.replace(rule, options=options)

@@ -36,8 +36,10 @@ from convertd.store.jobs import Job
 
 logger = logging.getLogger(__name__)
 
-# A watcher that ended (its folder deleted, an error) starts again after this long.
+# A watcher that ended (its folder deleted, an error) starts again after this long; one that
+# keeps failing (say, past the inotify watch limit), after ever longer, up to the maximum.
 WATCH_RESTART_SECONDS = 1.0
+WATCH_MAX_BACKOFF_SECONDS = 30.0
 # How often deliveries are looked for without being told a drop's job ended.
 DELIVERY_SAFETY_NET_SECONDS = 10.0
 
@@ -75,6 +77,7 @@ class DropWatcher:
                 f"watch-{rule.name}",
                 functools.partial(self.finder.watch, rule, self._scanner.poke, self._stop),
                 WATCH_RESTART_SECONDS,
+                max_backoff=WATCH_MAX_BACKOFF_SECONDS,
             )
             for rule in rules
             if config.drop_events or rule.polling

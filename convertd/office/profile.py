@@ -96,7 +96,7 @@ def find_soffice() -> str | None:
 
 def office_binary(soffice: str) -> str:
     """soffice.bin beside the soffice launcher, when there is one: the helper runs it directly
-    so that it is the helper's own child (see office_helper.start_office)."""
+    so that it is the helper's own child (see helper.start_office)."""
     real = Path(soffice).resolve()
     binary = real.with_name("soffice.bin")
     return str(binary) if binary.exists() else str(real)

@@ -12,6 +12,7 @@ the busy timeout let both work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -60,10 +61,14 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # Also when COMMIT itself failed (a full disk): a transaction left open would make
+        # every later write fail. The original error is the one worth raising.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
@@ -89,18 +94,21 @@ class Database:
         loop = asyncio.get_running_loop()
         thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
         writer: sqlite3.Connection | None = None
+        reader: aiosqlite.Connection | None = None
         try:
             writer = await loop.run_in_executor(thread, _connect_writer, path)
             await loop.run_in_executor(thread, migrate, writer)
             reader = await aiosqlite.connect(path, isolation_level=None)
+            reader.row_factory = sqlite3.Row
+            for pragma in PRAGMAS:
+                await reader.execute(pragma)
         except BaseException:
+            if reader is not None:
+                await reader.close()
             if writer is not None:
                 await loop.run_in_executor(thread, writer.close)
             thread.shutdown()
             raise
-        reader.row_factory = sqlite3.Row
-        for pragma in PRAGMAS:
-            await reader.execute(pragma)
         return cls(path, writer, thread, reader)
 
     async def close(self) -> None:

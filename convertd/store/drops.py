@@ -8,6 +8,7 @@ transaction, so a crash at any point is repaired at the next start.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sqlite3
 
@@ -134,15 +135,18 @@ async def by_status(db: Database, *statuses: str) -> list[Drop]:
 DELIVERY_BATCH = 200
 
 
-async def ready_to_deliver(db: Database) -> list[tuple[Drop, str, str | None, str | None]]:
-    """Queued or half-delivered drops whose job has ended, at most DELIVERY_BATCH of them:
-    (drop, job status, result, error)."""
+async def ready_to_deliver(
+    db: Database, rules: list[str]
+) -> list[tuple[Drop, str, str | None, str | None]]:
+    """Queued or half-delivered drops of these rules whose job has ended, at most
+    DELIVERY_BATCH of them: (drop, job status, result, error)."""
     rows = await db.fetch_all(
         """SELECT d.*, j.status AS job_status, j.result_name, j.error AS job_error
            FROM drops d JOIN jobs j ON j.id = d.job_id
            WHERE d.status IN ('queued', 'delivering') AND j.status IN ('finished', 'failed')
+             AND d.rule IN (SELECT value FROM json_each(?))
            ORDER BY d.id LIMIT ?""",
-        (DELIVERY_BATCH,),
+        (json.dumps(rules), DELIVERY_BATCH),
     )
     return [(Drop.from_row(r), r["job_status"], r["result_name"], r["job_error"]) for r in rows]
 
