@@ -3,13 +3,15 @@
 Every forever-loop in convertd (workers waiting for jobs, call-count flushes, the retention
 sweep, drop-folder scans, settle checks and deliveries) is a `Periodic`: it runs its work, then
 waits for the interval or until someone calls `poke()`. Work that returns True has more to do
-and runs again at once. An exception is logged (with its traceback the first time in a row,
-in one line while it keeps failing) and the work is tried again after the interval (at least a
-second; with `max_backoff`, twice as long after each failure in a row, up to that), so a bad
-moment (a full disk, a locked database) never ends the loop. `stop()` cancels the task and
-waits for it. With `final=True`, `stop()` instead lets a run in progress finish (cancelling it
-could abandon a write that still commits on the database thread) and then runs the work once
-more, so what it keeps in memory (call counts) is neither lost nor written twice at shutdown.
+and runs again at once; work that returns a number of seconds runs again after that long (at
+most the interval), for work that knows when it is next due. An exception is logged (with its
+traceback the first time in a row, in one line while it keeps failing) and the work is tried
+again after the interval (at least a second; with `max_backoff`, twice as long after each
+failure in a row, up to that), so a bad moment (a full disk, a locked database) never ends the
+loop. `stop()` cancels the task and waits for it. With `final=True`, `stop()` instead lets a
+run in progress finish (cancelling it could abandon a write that still commits on the database
+thread) and then runs the work once more, so what it keeps in memory (call counts) is neither
+lost nor written twice at shutdown.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Periodic:
     def __init__(
         self,
         name: str,
-        work: Callable[[], Awaitable[bool | None]],
+        work: Callable[[], Awaitable[bool | float | None]],
         interval: float,
         *,
         run_at_start: bool = True,
@@ -97,7 +99,12 @@ class Periodic:
                     logger.error("%s failed again (%d in a row): %s", self.name, failures, exc)
                 continue
             failures = 0
-            delay = 0.0 if again else self.interval
+            if again is True:
+                delay = 0.0
+            elif isinstance(again, int | float) and not isinstance(again, bool):
+                delay = min(max(float(again), 0.0), self.interval)
+            else:
+                delay = self.interval
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

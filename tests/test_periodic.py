@@ -126,3 +126,21 @@ def test_backoff_grows_after_each_failure_in_a_row() -> None:
     gaps = asyncio.run(scenario())
     # 1 s, then 2 s (a sleep never ends early, so lower bounds are safe on a busy machine).
     assert gaps[0] >= 0.95 and gaps[1] >= 1.95
+
+
+def test_work_that_knows_when_it_is_next_due_runs_then() -> None:
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def work() -> float:
+            times.append(loop.time())
+            return 0.3  # due again in 0.3 s, well before the hour
+
+        periodic = Periodic("due", work, interval=3600).start()
+        while len(times) < 3:
+            await asyncio.sleep(0.05)
+        await periodic.stop()
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    assert all(gap >= 0.29 for gap in asyncio.run(scenario()))

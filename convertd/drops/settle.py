@@ -1,5 +1,10 @@
 """Settling: a candidate is ready once its size and modification time have stood still across
-two checks at least `drop_settle_seconds` apart, so nothing half-written is taken."""
+two checks at least `drop_settle_seconds` apart, so nothing half-written is taken.
+
+A candidate is checked when it is due (the settle time after it was last seen changing, or the
+end of its back-off), not at the tick of a clock: a file is taken as soon as it has been still
+for the settle time, and files that are not due cost nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,23 @@ import time
 from convertd.drops.places import display
 from convertd.drops.waiting import Candidate, Waiting
 
+# Timers may fire a hair early; checking this much late is sure to find the window complete.
+DUE_MARGIN_SECONDS = 0.01
+
+
+def due_at(cand: Candidate, settle_seconds: float) -> float:
+    return max(cand.not_before, cand.stable_since + settle_seconds)
+
 
 async def settled(
     waiting: Waiting, settle_seconds: float, max_wait_seconds: float
-) -> list[Candidate]:
-    """Check every candidate once; those that have settled, oldest first."""
+) -> tuple[list[Candidate], float | None]:
+    """Check the candidates that are due: (those that have settled, oldest first; seconds until
+    the next one is due, or None when nothing is waiting)."""
     now = time.monotonic()
     ready: list[Candidate] = []
     for path, cand in list(waiting.candidates.items()):
-        if now < cand.not_before:
+        if now < due_at(cand, settle_seconds):
             continue
         try:
             st = await asyncio.to_thread(os.stat, path, follow_symlinks=False)
@@ -37,4 +50,8 @@ async def settled(
             ready.append(cand)
         elif now - cand.first_seen > max_wait_seconds:
             cand.reason = f"still changing after {max_wait_seconds:.0f} s; taken once it stops"
-    return sorted(ready, key=lambda c: (c.first_seen, str(c.path)))
+    ready.sort(key=lambda c: (c.first_seen, str(c.path)))
+    later = [due_at(c, settle_seconds) for c in waiting.candidates.values() if c not in ready]
+    if not later:
+        return ready, None
+    return ready, max(0.0, min(later) - time.monotonic()) + DUE_MARGIN_SECONDS

@@ -110,9 +110,11 @@ class DropWatcher:
             self._repaired = True
         await self.finder.scan_all()
 
-    async def _settle(self) -> None:
-        ready = await settled(
+    async def _settle(self) -> float | None:
+        """Take what has settled; returns when the next candidate is due for its check."""
+        ready, next_due = await settled(
             self.waiting, self.config.drop_settle_seconds, self.config.drop_max_wait_seconds
         )
         for cand in ready:
             await self.taker.take(cand)
+        return next_due
