@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -415,3 +416,76 @@ options = {{ quality = "High", video_codec = " H264 ", trim_end = 1 }}
     assert streams(info, "video")[0]["codec_name"] == "h264"
     assert abs(duration(info) - 1.0) < 0.2
     assert not (out / "failed").exists()
+
+
+def test_a_file_still_open_for_writing_is_not_taken(drop: Any) -> None:
+    # A scanner or an scp copy keeps the file open and pauses longer than the settle time
+    # (0.6 s here) between writes: it must be taken whole, once, after it is closed.
+    _, root = drop()
+    inbox = root / "inbox" / "md5"
+    inbox.mkdir(parents=True)
+    target = inbox / "scan.txt"
+    with target.open("w") as writer:
+        writer.write("page one\n")
+        writer.flush()
+        time.sleep(3)
+        writer.write("page two\n")
+    wait_for(lambda: files(root / "outbox") == ["scan.md5"], what="one output")
+    digest = hashlib.md5(b"page one\npage two\n").hexdigest()
+    assert (root / "outbox" / "scan.md5").read_text().split()[0] == digest
+    time.sleep(1.5)
+    assert files(root / "outbox") == ["scan.md5"]
+
+
+def test_a_file_changed_after_it_was_taken_is_converted_again(tmp_path: Path) -> None:
+    # A writer on another machine (NFS, SMB) is invisible in /proc and may write into the file
+    # after it was taken: delivery sees the change and converts what is really there.
+    import asyncio
+
+    from convertd.config import Config
+    from convertd.drops.deliver import Deliverer
+    from convertd.drops.rules import inbox_rule
+    from convertd.files import DataDir
+    from convertd.store import drops as drop_store
+    from convertd.store import jobs
+    from convertd.store.db import Database
+
+    async def scenario() -> tuple[str, str, list[str]]:
+        data = DataDir(tmp_path / "data")
+        data.ensure()
+        rule = inbox_rule(data.drop_root, Config(data_dir=tmp_path).drop_originals)
+        db = await Database.open(data.database)
+        file_path, upload = data.new_upload_path("scan.txt")
+        upload.write_text("page one\n")
+        st = upload.stat()
+        drop_id = await drop_store.begin_claim(
+            db,
+            "inbox",
+            b"/in/md5/scan.txt",
+            "scan.txt",
+            "md5",
+            st.st_size,
+            st.st_mtime_ns,
+            file_path,
+        )
+        first = await drop_store.queue(
+            db, drop_id, "scan.txt", "txt", jobs.Conversion("hash", "txt", "md5", {})
+        )
+        claimed = await jobs.claim_next(db, "w")
+        assert claimed is not None and claimed.id == first
+        result = data.work_dir(first)
+        result.mkdir()
+        (result / "scan.md5").write_text("stale\n")
+        data.publish_result(first, result / "scan.md5", "scan.md5")
+        await jobs.finish(db, first, "w", "scan.md5", 1, 6)
+        with upload.open("a") as late_writer:
+            late_writer.write("page two\n")
+        woken: list[str] = []
+        await Deliverer(db, data, [rule], lambda: woken.append("queued")).deliver_ready()
+        (now,) = await drop_store.by_status(db, "queued")
+        await db.close()
+        return first, str(now.job_id), woken
+
+    first, second, woken = asyncio.run(scenario())
+    assert second != first and woken == ["queued"]
+    assert not (tmp_path / "data" / "drop" / "outbox").exists()  # nothing stale delivered

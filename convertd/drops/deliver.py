@@ -1,6 +1,10 @@
 """Delivering: once a drop's job has ended, its result goes to the output folder (under a name
 chosen and recorded before writing, so a crash never doubles it) and its original to processed/
 (or is deleted, or put back), or, if the job failed, the original goes to failed/ with a report.
+
+Never from a file that changed after it was taken: a writer that kept the file open (a scanner,
+an SMB or NFS client) may have gone on writing into it. If the original is not what was
+converted, it is converted again once no one has it open for writing.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ import asyncio
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+from convertd.drops.openfiles import open_for_writing
 from convertd.drops.places import fail_file, place_file, publish_copy, unique_path
 from convertd.drops.rules import WatchRule
 from convertd.files import DataDir
@@ -21,10 +27,17 @@ logger = logging.getLogger(__name__)
 
 
 class Deliverer:
-    def __init__(self, db: Database, data: DataDir, rules: list[WatchRule]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        data: DataDir,
+        rules: list[WatchRule],
+        job_queued: Callable[[], None],
+    ) -> None:
         self.db = db
         self.data = data
         self.rules = {rule.name: rule for rule in rules}
+        self.job_queued = job_queued  # wakes the workers
 
     async def deliver_ready(self) -> bool:
         """Deliver every drop whose job has ended; True if there may be more. Drops of a rule
@@ -41,6 +54,8 @@ class Deliverer:
         assert drop.upload_id is not None and drop.job_id is not None
         moved = self.data.upload_file(drop.upload_path)
         original = moved if await asyncio.to_thread(moved.exists) else None
+        if original is not None and drop.status == "queued" and await self._changed(drop, original):
+            return
         if status == "failed":
             reason = error or "the conversion failed"
             if original is not None:
@@ -69,6 +84,26 @@ class Deliverer:
             await asyncio.to_thread(_file_original, rule, drop, original)
         await drops.close(self.db, drop.id, "done")
         logger.info("drop finished: %s -> %s", drop.display_name, target)
+
+    async def _changed(self, drop: drops.Drop, original: Path) -> bool:
+        """True if the original is not what was converted: then it is converted again (or,
+        while a program still writes to it, left until the next look)."""
+        st = await asyncio.to_thread(original.stat)
+        if (st.st_size, st.st_mtime_ns) == (drop.size, drop.mtime_ns):
+            return False
+        if (st.st_dev, st.st_ino) in await asyncio.to_thread(open_for_writing):
+            logger.info("drop waiting: %s is still being written to", drop.display_name)
+            return True
+        job_id = await drops.convert_again(self.db, drop.id, st.st_size, st.st_mtime_ns)
+        logger.info(
+            "drop changed after it was taken: %s (%d -> %d bytes); converting it again: job %s",
+            drop.display_name,
+            drop.size,
+            st.st_size,
+            job_id,
+        )
+        self.job_queued()
+        return True
 
 
 def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:

@@ -63,7 +63,7 @@ class DropWatcher:
         self.waiting = Waiting()
         self.finder = Finder(db, rules, self.waiting, data.drops_status)
         self.taker = Taker(db, data, registry, self.waiting, job_queued)
-        self.deliverer = Deliverer(db, data, rules)
+        self.deliverer = Deliverer(db, data, rules, job_queued)
         self._repaired = False
         self._stop = asyncio.Event()
         settle_every = max(0.05, min(config.drop_settle_seconds / 2, 0.5))

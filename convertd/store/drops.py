@@ -90,6 +90,30 @@ async def queue(
     return await db.write(record)
 
 
+async def convert_again(db: Database, drop_id: int, size: int, mtime_ns: int) -> str:
+    """The taken file changed after it was taken (a writer kept it open): record what it is
+    now and queue the same conversion of it again, in one transaction; the new job's id."""
+
+    def record(conn: sqlite3.Connection) -> str:
+        old = conn.execute(
+            """SELECT j.upload_id, j.filetype, j.input_format, j.output_format, j.options
+               FROM drops d JOIN jobs j ON j.id = d.job_id WHERE d.id = ?""",
+            (drop_id,),
+        ).fetchone()
+        assert old is not None
+        conversion = jobs.Conversion(
+            old["filetype"], old["input_format"], old["output_format"], json.loads(old["options"])
+        )
+        job = jobs.insert(conn, old["upload_id"], conversion, key_id=None, source="drop")
+        conn.execute(
+            "UPDATE drops SET status = 'queued', job_id = ?, size = ?, mtime_ns = ? WHERE id = ?",
+            (job["id"], size, mtime_ns, drop_id),
+        )
+        return str(job["id"])
+
+    return await db.write(record)
+
+
 async def set_output(db: Database, drop_id: int, output: bytes) -> None:
     await db.write(
         lambda conn: conn.execute(
