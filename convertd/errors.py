@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -86,6 +87,19 @@ class ServiceUnavailable(ConvertdError):
 
 class ConversionError(Exception):
     """A conversion failed for a reason the user can act on; the message is stored on the job."""
+
+
+# The one error a job ends with when the disk filled up under it. Drop folders treat it as
+# temporary (the file is converted again later), so it is recognised by this exact text.
+DISK_FULL = "The server ran out of disk space while converting this file"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError or SQLite error that says the disk (or the database's) is full."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "disk is full" in text or "No space left on device" in text
 
 
 def error_body(error: str, message: str, hint: str | None = None) -> dict[str, Any]:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import logging
 import secrets
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.converters.run import Runner
-from convertd.errors import ConversionError
+from convertd.errors import DISK_FULL, ConversionError, is_disk_full
 from convertd.files import DataDir
 from convertd.memory import Reclaimer
 from convertd.periodic import Periodic
@@ -35,6 +35,17 @@ IDLE_POLL_SECONDS = 1.0
 RECORD_ATTEMPTS = 5
 
 JobEndListener = Callable[[jobs.Job], None]
+# A job that fails with less than this free where it worked failed for want of space.
+NEARLY_FULL_BYTES = 1024**2
+
+
+def disk_full_under(work: Path, exc: BaseException) -> bool:
+    if is_disk_full(exc):
+        return True
+    try:
+        return shutil.disk_usage(work).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 class WorkerPool:
@@ -138,7 +149,11 @@ class WorkerPool:
         work = await asyncio.to_thread(self.data.fresh_work_dir, job.id)
 
         async def report(percent: int) -> None:
-            await jobs.set_progress(self.db, job.id, owner, percent)
+            # Progress is a courtesy: a write that fails (a full disk) never ends the job.
+            try:
+                await jobs.set_progress(self.db, job.id, owner, percent)
+            except sqlite3.Error as exc:
+                logger.warning("job %s: progress not recorded (%s)", job.id, exc)
 
         try:
             output = await self.runner.run(
@@ -157,12 +172,13 @@ class WorkerPool:
                 self.data.publish_result, job.id, output.path, output.name
             )
         except ConversionError as exc:
-            return str(exc)
+            # A tool that failed because the disk filled up says so in its own words.
+            return DISK_FULL if disk_full_under(work, exc) else str(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                return "The server ran out of disk space while converting this file"
+            if is_disk_full(exc):
+                return DISK_FULL
             logger.exception("job %s: unexpected error in the %s converter", job.id, job.filetype)
             return "Internal error while converting this file"
         finally:

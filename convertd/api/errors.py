@@ -3,7 +3,6 @@ JSON with its status, never as HTML or a traceback."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.routes import Handler
-from convertd.errors import ConvertdError, error_body
+from convertd.errors import ConvertdError, error_body, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Send standard HTTP with a well-formed body.",
         )
     except (OSError, sqlite3.OperationalError) as exc:
-        if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc):
+        if is_disk_full(exc):
             logger.error("disk full on %s %s", request.method, request.path)
             return json_error(
                 507,

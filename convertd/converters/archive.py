@@ -18,7 +18,7 @@ from convertd import procs
 from convertd.converters.base import Converter, Task
 from convertd.converters.options import Option
 from convertd.converters.unpack import FORMATS, convert_archive
-from convertd.errors import ConversionError
+from convertd.errors import DISK_FULL, ConversionError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def worker_main() -> int:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        print("The server ran out of disk space while converting this file", file=sys.stderr)
+        print(DISK_FULL, file=sys.stderr)
         return REFUSED
     return 0
 

@@ -4,7 +4,9 @@ chosen and recorded before writing, so a crash never doubles it) and its origina
 
 Never from a file that changed after it was taken: a writer that kept the file open (a scanner,
 an SMB or NFS client) may have gone on writing into it. If the original is not what was
-converted, it is converted again once no one has it open for writing.
+converted, it is converted again once no one has it open for writing. A job that failed because
+the disk was full is not the file's fault: the file stays, and is converted again later, ever
+later while the disk stays full.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from convertd.drops.openfiles import open_for_writing
 from convertd.drops.places import fail_file, place_file, publish_copy, unique_path
 from convertd.drops.rules import WatchRule
+from convertd.errors import DISK_FULL
 from convertd.files import DataDir
 from convertd.store import drops
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+# A drop whose job found the disk full is converted again after this, then twice as long...
+DISK_FULL_RETRY_SECONDS = 10.0
+MAX_RETRY_SECONDS = 300.0
 
 
 class Deliverer:
@@ -38,6 +46,7 @@ class Deliverer:
         self.data = data
         self.rules = {rule.name: rule for rule in rules}
         self.job_queued = job_queued  # wakes the workers
+        self._disk_full: dict[int, tuple[float, int]] = {}  # drop id -> (retry at, failures)
 
     async def deliver_ready(self) -> bool:
         """Deliver every drop whose job has ended; True if there may be more. Drops of a rule
@@ -56,6 +65,10 @@ class Deliverer:
         original = moved if await asyncio.to_thread(moved.exists) else None
         if original is not None and drop.status == "queued" and await self._changed(drop, original):
             return
+        if status == "failed" and error == DISK_FULL:
+            await self._retry_later(drop)
+            return
+        self._disk_full.pop(drop.id, None)
         if status == "failed":
             reason = error or "the conversion failed"
             if original is not None:
@@ -84,6 +97,28 @@ class Deliverer:
             await asyncio.to_thread(_file_original, rule, drop, original)
         await drops.close(self.db, drop.id, "done")
         logger.info("drop finished: %s -> %s", drop.display_name, target)
+
+    async def _retry_later(self, drop: drops.Drop) -> None:
+        now = time.monotonic()
+        retry_at, failures = self._disk_full.get(drop.id, (0.0, 0))
+        if retry_at == 0.0:
+            failures += 1
+            delay = min(DISK_FULL_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+            self._disk_full[drop.id] = (now + delay, failures)
+            logger.warning(
+                "drop waiting: %s: the disk was full; converting it again in %.0f s",
+                drop.display_name,
+                delay,
+            )
+            return
+        if now < retry_at:
+            return
+        self._disk_full[drop.id] = (0.0, failures)
+        job_id = await drops.convert_again(self.db, drop.id, drop.size, drop.mtime_ns)
+        logger.info(
+            "drop %s: converting it again after a full disk: job %s", drop.display_name, job_id
+        )
+        self.job_queued()
 
     async def _changed(self, drop: drops.Drop, original: Path) -> bool:
         """True if the original is not what was converted: then it is converted again (or,

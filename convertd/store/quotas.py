@@ -8,7 +8,7 @@ import sqlite3
 
 from convertd import clock
 from convertd.store.db import Database
-from convertd.store.keys import ApiKey
+from convertd.store.keys import ApiKey, get_key
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class CallCounter:
         self._dirty: set[tuple[int, str, int]] = set()
         # key id -> (calls not yet added to api_keys.usage_count, time of the latest call)
         self._calls: dict[int, tuple[int, float]] = {}
+        self._writing: dict[int, tuple[int, float]] = {}  # being written by a flush
+        self._flushes = 0  # flushes written so far
 
     async def _load(self, key_id: int, starts: dict[str, int]) -> None:
         wanted = [(key_id, w, start) for w, start in starts.items()]
@@ -125,13 +127,32 @@ class CallCounter:
         await self._load(key.id, starts)
         return _usage(key, ts, {w: self._counts[(key.id, w, s)] for w, s in starts.items()})
 
+    async def key_with_usage(self, key_id: int) -> ApiKey | None:
+        """The key as stored, with `usage_count` and `last_used_at` counting the calls not yet
+        written: exact, and a read only (it answers when the disk is full)."""
+        for _ in range(5):
+            generation = self._flushes
+            pending = dict(self._calls)
+            pending.update(self._writing)
+            key = await get_key(self.db, key_id)
+            if self._flushes == generation:  # no flush landed between the two looks
+                break
+        if key is None:
+            return None
+        calls, latest = pending.get(key_id, (0, 0.0))
+        return dataclasses.replace(
+            key,
+            usage_count=key.usage_count + calls,
+            last_used_at=max(key.last_used_at or 0.0, latest) or None,
+        )
+
     async def flush(self) -> None:
         """Write the counts and usage gathered since the last flush, in one transaction."""
         if not self._dirty and not self._calls:
             return
         counts = [(*k, self._counts[k]) for k in self._dirty]
         calls = self._calls
-        self._dirty, self._calls = set(), {}
+        self._dirty, self._calls, self._writing = set(), {}, calls
 
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -148,6 +169,7 @@ class CallCounter:
 
         try:
             await self.db.write(write)
+            self._flushes += 1
         except BaseException:
             # Not written: keep it for the next flush (counts only grow; usage adds up).
             self._dirty.update(k[:3] for k in counts)
@@ -155,6 +177,8 @@ class CallCounter:
                 pending, latest = self._calls.get(key_id, (0, last))
                 self._calls[key_id] = (pending + n, max(last, latest))
             raise
+        finally:
+            self._writing = {}
         self._forget_ended_windows()
 
     def _forget_ended_windows(self) -> None:

@@ -353,6 +353,71 @@ def test_disk_full_fails_cleanly(make_daemon: Any, small_disk: Path) -> None:
     healthy(d, key)
 
 
+def fill_disk(mount: Path, leave_bytes: int) -> Path:
+    """A filler file that leaves about `leave_bytes` free on `mount`."""
+    import os
+    import shutil
+
+    filler = mount / "filler.bin"
+    free = shutil.disk_usage(mount).free + (filler.stat().st_size if filler.exists() else 0)
+    with filler.open("wb") as fh:
+        fh.truncate(0)
+        remaining = max(free - leave_bytes, 0)
+        while remaining:
+            chunk = min(remaining, 4 * 1024 * 1024)
+            fh.write(b"\0" * chunk)
+            remaining -= chunk
+        fh.flush()
+        os.fsync(fh.fileno())
+    return filler
+
+
+def test_disk_full_mid_transcode_is_said_and_drops_wait(
+    make_daemon: Any, small_disk: Path, tmp_path: Path
+) -> None:
+    # FFmpeg fills the disk (a 60 s mp3, 1 MB, becomes a 10 MB wav with 4 MB free): progress
+    # writes fail too. The API job says "out of disk space" (not "Internal error", not FFmpeg's
+    # text); the drop is not failed but converted once there is room; reads keep answering.
+    from tests.media import make_audio
+
+    d = make_daemon(
+        env={
+            "CONVERTD_OFFICE_PREWARM": "false",
+            "CONVERTD_DROP_SETTLE_SECONDS": "0.3",
+            "CONVERTD_DROP_SCAN_SECONDS": "1",
+        },
+        data_dir=small_disk / "data",
+    )
+    key = d.create_key("full", "--plan", "pro")
+    song = make_audio(tmp_path / "song.mp3", 60.0).read_bytes()
+    filler = fill_disk(small_disk, 5 * 1024 * 1024)
+    status, out = d.convert_and_fetch(key, song, "song.mp3", "audio", "wav")
+    assert out is None and status["error"] == (
+        "The server ran out of disk space while converting this file"
+    ), status
+
+    inbox = d.data_dir / "drop" / "inbox" / "wav"
+    inbox.mkdir(parents=True)
+    (inbox / "song.mp3").write_bytes(song)
+    outbox, failed = d.data_dir / "drop" / "outbox", d.data_dir / "drop" / "failed"
+    deadline = time.monotonic() + 60
+    while "disk was full" not in d.log():
+        assert time.monotonic() < deadline, d.log()[-2000:]
+        time.sleep(0.2)
+    fill_disk(small_disk, 0)  # full to the last byte: reads still answer
+    for path in ("/keys/me", f"/status/{status['job_id']}", "/formats"):
+        resp = requests.get(f"{d.base}{path}", headers={"X-API-Key": key}, timeout=10)
+        assert resp.status_code == 200, (path, resp.text)
+    assert not failed.exists() or not any(failed.rglob("song.mp3"))
+    filler.unlink()
+    deadline = time.monotonic() + 90
+    while not (outbox / "song.wav").exists():
+        assert time.monotonic() < deadline, d.log()[-2000:]
+        time.sleep(0.5)
+    assert not failed.exists() or not any(failed.rglob("song.mp3"))
+    healthy(d, key)
+
+
 def test_repeated_kill_9_loses_no_job(make_daemon: Any) -> None:
     import signal as _signal
 

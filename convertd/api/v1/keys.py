@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from convertd.api.state import API_KEY, CALLS, DB
+from convertd.api.state import API_KEY, CALLS
 from convertd.store import keys
 
 
 async def keys_me(request: web.Request) -> web.Response:
-    # Write the pending usage, then read the key again: the copy authentication loaded
-    # predates this call being counted.
-    await request.app[CALLS].flush()
-    key = await keys.get_key(request.app[DB], request[API_KEY].id) or request[API_KEY]
-    usage = await request.app[CALLS].usage(key)
+    calls = request.app[CALLS]
+    key = await calls.key_with_usage(request[API_KEY].id) or request[API_KEY]
+    usage = await calls.usage(key)
     return web.json_response(
         {
             "ok": True,
