@@ -389,3 +389,45 @@ def test_corrupt_audio_fails_cleanly(daemon: Daemon, key: str, name: str) -> Non
     status, out = daemon.convert_and_fetch(key, _os.urandom(20_000), name, "audio", "wav")
     assert out is None and status["status"] == "failed"
     assert "audio" in status["error"] and "Traceback" not in status["error"]
+
+
+@pytest.mark.parametrize(
+    ("filetype", "source", "fmt", "options"),
+    [
+        ("audio", "wav", "wav", {"trim_start": 5}),
+        ("audio", "wav", "mp3", {"trim_start": 3.0}),
+        ("audio", "flac", "m4a", {"trim_start": 60, "trim_end": 70}),
+        ("video", "mp4", "mp4", {"trim_start": 2.5}),
+        ("video", "mkv", "mp3", {"trim_start": 9}),
+    ],
+)
+def test_trim_past_the_end_fails_clearly(
+    daemon: Daemon,
+    key: str,
+    audio_inputs: dict[str, Path],
+    video_inputs: dict[str, Path],
+    filetype: str,
+    source: str,
+    fmt: str,
+    options: dict[str, object],
+) -> None:
+    # The inputs last 3 s (audio) and 2 s (video): nothing is left after these starts. The job
+    # must fail and say why, never finish with an empty or unplayable file.
+    inputs = audio_inputs if filetype == "audio" else video_inputs
+    data = inputs[source].read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, f"t.{source}", filetype, fmt, options)
+    assert out is None and status["status"] == "failed", status
+    assert "trim_start" in status["error"] and "past the end" in status["error"]
+
+
+def test_output_with_no_media_is_a_failure(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path]
+) -> None:
+    # An MP3 cut short after 1 s whose header (LAME's Info frame) still claims 3 s: a start at
+    # 2 s passes the duration check, and FFmpeg writes a header with no samples (a 78-byte
+    # WAV). That is not a result.
+    data = audio_inputs["mp3"].read_bytes()
+    short = data[: len(data) // 3]
+    status, out = daemon.convert_and_fetch(key, short, "cut.mp3", "audio", "wav", {"trim_start": 2})
+    assert out is None and status["status"] == "failed", status
+    assert "no media" in status["error"]

@@ -122,7 +122,13 @@ async def transcode(
 ) -> Path:
     """Run FFmpeg on the task's input (trimmed as its options say) with `output_args` (maps,
     codecs, filters, muxer: what the converter assembled for its output) and write the task's
-    output, reporting progress; returns the output."""
+    output, reporting progress; returns the output. A trim that starts past the end, or a run
+    that writes no media time at all, is an error: never a finished job with an empty file."""
+    start = task.options.get("trim_start") or 0.0
+    if info.duration is not None and start >= info.duration:
+        raise ConversionError(
+            f"trim_start ({start:g} s) is past the end of the input ({info.duration:.3g} s)"
+        )
     output = task.output_path()
     await _run(
         [*input_args(task.input_path, demuxers, task.options), *output_args],
@@ -144,15 +150,20 @@ async def _run(
     report: Callable[[int], Awaitable[None]],
     what: str,
 ) -> None:
-    """Run FFmpeg writing `output`, reporting progress from its `-progress` stream."""
+    """Run FFmpeg writing `output`, reporting progress from its `-progress` stream, whose
+    last `out_time_us` also says how much media the output really holds."""
     last = -1
+    written = 0.0
 
     async def on_line(line: str) -> None:
-        nonlocal last
+        nonlocal last, written
         key, _, value = line.partition("=")
-        if key != "out_time_us" or not duration:
+        if key != "out_time_us":
             return
         seconds = (_float(value) or 0) / 1_000_000
+        written = max(written, seconds)
+        if not duration:
+            return
         percent = min(99, int(seconds * 100 / duration))
         if percent >= last + 5:  # one database write per 5 %, not per progress line
             last = percent
@@ -178,3 +189,5 @@ async def _run(
     if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
         detail = procs.last_error_line(result.stderr, "FFmpeg could not convert it")
         raise ConversionError(f"Could not convert this {what}: {detail}")
+    if written <= 0:
+        raise ConversionError(f"The {what} output would hold nothing: no media was converted")
