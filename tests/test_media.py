@@ -431,3 +431,52 @@ def test_output_with_no_media_is_a_failure(
     status, out = daemon.convert_and_fetch(key, short, "cut.mp3", "audio", "wav", {"trim_start": 2})
     assert out is None and status["status"] == "failed", status
     assert "no media" in status["error"]
+
+
+@pytest.mark.parametrize("dst", ["flac", "m4a", "mp3", "wav", "ogg"])
+def test_normalize_keeps_the_input_sample_rate(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], dst: str, tmp_path: Path
+) -> None:
+    # FFmpeg's loudnorm works at 192 kHz; the output keeps the input's 44.1 kHz unless
+    # sample_rate asks for another.
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, audio_inputs["wav"], "t.wav", "audio", dst, {"normalize": True}
+    )
+    assert streams(info, "audio")[0]["sample_rate"] == "44100"
+
+
+@pytest.mark.parametrize(
+    ("dst", "options", "named"),
+    [
+        ("opus", {"sample_rate": 44100}, "48000"),
+        ("mp3", {"sample_rate": 96000}, "48000"),
+    ],
+)
+def test_sample_rates_the_encoder_cannot_write_are_a_400(
+    daemon: Daemon,
+    key: str,
+    audio_inputs: dict[str, Path],
+    dst: str,
+    options: dict[str, object],
+    named: str,
+) -> None:
+    resp = daemon.convert(key, audio_inputs["wav"].read_bytes(), "t.wav", "audio", dst, options)
+    assert resp.status_code == 400 and "sample_rate" in resp.json()["message"]
+    assert named in resp.json()["message"]
+
+
+def test_mono_low_rate_ogg_converts(
+    daemon: Daemon, key: str, audio_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    _status, info = convert_and_probe(
+        daemon,
+        key,
+        tmp_path,
+        audio_inputs["wav"],
+        "t.wav",
+        "audio",
+        "ogg",
+        {"channels": 1, "sample_rate": 22050},
+    )
+    audio = streams(info, "audio")[0]
+    assert (audio["channels"], audio["sample_rate"]) == (1, "22050")

@@ -7,7 +7,13 @@ from typing import Any
 
 from convertd.converters import ffmpeg
 from convertd.converters.base import Converter, Task
-from convertd.converters.options import TRIM_OPTIONS, Option, check_bitrate, check_trim
+from convertd.converters.options import (
+    TRIM_OPTIONS,
+    Option,
+    OptionError,
+    check_bitrate,
+    check_trim,
+)
 from convertd.errors import ConversionError
 
 # output format -> (encoder args, muxer)
@@ -21,7 +27,18 @@ ENCODERS: dict[str, tuple[list[str], str]] = {
     "opus": (["-c:a", "libopus"], "opus"),
 }
 LOSSLESS = {"wav", "flac"}
-DEFAULT_BITRATE = {"mp3": "192k", "ogg": "160k", "aac": "160k", "m4a": "160k", "opus": "128k"}
+# The sample rates each lossy encoder can write (the others take any rate we offer).
+_MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+SAMPLE_RATES: dict[str, tuple[int, ...]] = {
+    "mp3": _MPEG_RATES,
+    "opus": (8000, 12000, 16000, 24000, 48000),
+    "aac": (*_MPEG_RATES, 64000, 88200, 96000),
+    "m4a": (*_MPEG_RATES, 64000, 88200, 96000),
+}
+DEFAULT_BITRATE = {"mp3": "192k", "aac": "160k", "m4a": "160k", "opus": "128k"}
+# Vorbis by quality, not bitrate: a fixed bitrate libvorbis cannot reach at a low rate or in
+# mono (160k at 22.05 kHz mono) makes it refuse to start; quality 5 is ~160k stereo at 44.1 kHz.
+VORBIS_QUALITY = "5"
 # EBU R128 loudness normalisation, to the level streaming services use.
 LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
 
@@ -34,14 +51,32 @@ AUDIO_OPTIONS = {
 }
 
 
-def audio_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
+def output_rate(fmt: str, source_rate: int | None) -> int | None:
+    """The rate to keep for `fmt`: the source's if the encoder writes it, else the nearest it
+    does (above if it can)."""
+    allowed = SAMPLE_RATES.get(fmt)
+    if source_rate is None or allowed is None or source_rate in allowed:
+        return source_rate
+    return min((r for r in allowed if r >= source_rate), default=max(allowed))
+
+
+def audio_output_args(
+    fmt: str, options: dict[str, Any], source_rate: int | None = None
+) -> list[str]:
     """The first audio track, with its tags, as an audio output of `fmt`: encoder, bitrate,
     rate, channels, filters and muxer (also what video makes of its sound track)."""
     encoder, muxer = ENCODERS[fmt]
     args = ["-map", "0:a:0", "-vn", "-map_metadata", "0", *encoder]
-    if fmt not in LOSSLESS:
-        args += ["-b:a", options.get("bitrate") or DEFAULT_BITRATE[fmt]]
-    if rate := options.get("sample_rate"):
+    if bitrate := options.get("bitrate"):
+        args += ["-b:a", bitrate] if fmt not in LOSSLESS else []
+    elif fmt == "ogg":
+        args += ["-q:a", VORBIS_QUALITY]
+    elif fmt not in LOSSLESS:
+        args += ["-b:a", DEFAULT_BITRATE[fmt]]
+    # Without a rate asked for, the input's is kept: FFmpeg's loudnorm filter would otherwise
+    # hand the encoder 192 kHz, and some encoders pick a rate of their own.
+    rate = options.get("sample_rate") or output_rate(fmt, source_rate)
+    if rate:
         args += ["-ar", str(rate)]
     if channels := options.get("channels"):
         args += ["-ac", str(channels)]
@@ -58,7 +93,15 @@ class AudioConverter(Converter):
     tools = ("ffmpeg", "ffprobe")
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
-        return check_trim(super().validate_options(raw, output_format))
+        options = check_trim(super().validate_options(raw, output_format))
+        allowed = SAMPLE_RATES.get(output_format)
+        rate = options.get("sample_rate")
+        if rate is not None and allowed is not None and rate not in allowed:
+            raise OptionError(
+                f"option 'sample_rate' {rate} cannot go in {output_format}; "
+                f"use one of: {', '.join(map(str, allowed))}"
+            )
+        return options
 
     async def convert(self, task: Task) -> list[Path]:
         timeout = task.limits.job_timeout_seconds
@@ -68,5 +111,5 @@ class AudioConverter(Converter):
         if not info.duration:
             raise ConversionError("Input has no audio samples (its length is zero)")
         ffmpeg.check_duration(info, task.limits.max_media_seconds)
-        args = audio_output_args(task.output_format, task.options)
+        args = audio_output_args(task.output_format, task.options, info.sample_rate())
         return [await ffmpeg.transcode(task, ffmpeg.AUDIO_DEMUXERS, info, args, "audio")]

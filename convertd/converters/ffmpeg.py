@@ -51,6 +51,14 @@ class Probe:
     def has(self, codec_type: str) -> bool:
         return any(s.get("codec_type") == codec_type for s in self.streams)
 
+    def sample_rate(self) -> int | None:
+        """The first audio stream's sample rate, if ffprobe says."""
+        for stream in self.streams:
+            if stream.get("codec_type") == "audio":
+                rate = _float(stream.get("sample_rate"))
+                return int(rate) if rate else None
+        return None
+
 
 async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
     """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""

@@ -166,7 +166,7 @@ class VideoConverter(Converter):
         if fmt in AUDIO_OUTPUTS:
             if not info.has("audio"):
                 raise ConversionError("Input has no audio track to extract")
-            args = audio_output_args(fmt, task.options)
+            args = audio_output_args(fmt, task.options, info.sample_rate())
         elif not info.has("video"):
             raise ConversionError("Input has no video stream")
         elif fmt == "gif":
