@@ -30,6 +30,17 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def cli_argv(data_dir: Path | None, *args: str) -> list[str]:
+    """`python -m convertd ARGS [--data-dir DATA_DIR]`."""
+    where = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    return [sys.executable, "-m", "convertd", *args, *where]
+
+
+def start_cli(data_dir: Path | None, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """A convertd command running on, for a test that talks to it while it runs."""
+    return subprocess.Popen(cli_argv(data_dir, *args), env=cli_env(), **popen)
+
+
 def run_cli(
     data_dir: Path | None,
     *args: str,
@@ -38,9 +49,8 @@ def run_cli(
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m convertd ARGS [--data-dir DATA_DIR]`, to its end."""
-    where = ["--data-dir", str(data_dir)] if data_dir is not None else []
     proc = subprocess.run(
-        [sys.executable, "-m", "convertd", *args, *where],
+        cli_argv(data_dir, *args),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -303,3 +303,13 @@ def test_every_hash(daemon: Daemon, key: str, algorithm: str) -> None:
     )
     assert out.text == expected + "\n"
     assert out.headers["Content-Type"].startswith("text/plain")
+
+
+def test_status_keeps_started_at_once_a_job_ends(daemon: Daemon, key: str) -> None:
+    # The reference promises started_at with finished_at, for finished and failed jobs alike.
+    done, _ = daemon.convert_and_fetch(key, b"data", "d.txt", "hash", "md5")
+    failed, _ = daemon.convert_and_fetch(key, b"not a png", "x.png", "image", "webp")
+    for status in (done, failed):
+        assert status["status"] in {"finished", "failed"}, status
+        assert status["started_at"] and status["finished_at"], status
+        assert status["created_at"] <= status["started_at"] <= status["finished_at"]

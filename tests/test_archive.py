@@ -78,6 +78,18 @@ def test_every_pair_keeps_names_and_bytes(
     assert out is not None, status
     assert status["file_name"] == f"bundle.{dst}"
     assert listing(dst, out.content, tmp_path) == CONTENT
+    assert out.headers["Content-Type"] == ARCHIVE_TYPES[dst]
+
+
+# What a browser or curl -OJ needs to keep a download as the archive it is.
+ARCHIVE_TYPES = {
+    "zip": "application/zip",
+    "7z": "application/x-7z-compressed",
+    "tar": "application/x-tar",
+    "tar.gz": "application/gzip",
+    "tar.bz2": "application/x-bzip2",
+    "tar.xz": "application/x-xz",
+}
 
 
 def test_compression_level_and_password(daemon: Daemon, key: str, tmp_path: Path) -> None:

@@ -149,3 +149,19 @@ def test_serve_logs_requests_without_secrets(daemon: Daemon, key: Any) -> None:
 def test_every_command_has_help_with_an_example(command: str) -> None:
     proc = run_cli(None, *command.split(), "--help")
     assert "example" in proc.stdout
+
+
+@pytest.mark.parametrize("command", [["jobs", "list"], ["drops"], ["keys", "list"], ["formats"]])
+def test_output_into_a_closed_pipe_is_quiet(daemon: Daemon, command: list[str]) -> None:
+    # `convertd jobs list | head`: the reader went away before convertd wrote. No traceback.
+    from subprocess import PIPE
+
+    from tests.daemon import start_cli
+
+    proc = start_cli(daemon.data_dir, *command, stdout=PIPE, stderr=PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -4,6 +4,8 @@ only package that prints."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -51,9 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     try:
         status: int = args.run(args)
+        sys.stdout.flush()
     except (ConfigError, AdminError, SchemaTooNew) as exc:
         print(f"convertd: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `convertd jobs list | head`: the reader has what it wanted. Quiet, as a tool killed
+        # by SIGPIPE is; stdout goes to /dev/null so the interpreter's last flush is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return status

@@ -19,7 +19,7 @@ from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from convertd.files import is_job_id
+from convertd.files import extension_of, is_job_id
 from convertd.store import jobs, uploads
 
 # Content types mimetypes may not know on a minimal system.
@@ -33,6 +33,11 @@ EXTRA_TYPES = {
     "crc32": "text/plain",
     "blake2b": "text/plain",
     "zip": "application/zip",
+    "7z": "application/x-7z-compressed",
+    "tar": "application/x-tar",
+    "tar.gz": "application/gzip",
+    "tar.bz2": "application/x-bzip2",
+    "tar.xz": "application/x-xz",
 }
 
 
@@ -168,9 +173,10 @@ async def status(request: web.Request) -> web.Response:
         "output_format": job.output_format,
         "created_at": iso(job.created_at),
     }
+    if job.started_at is not None:  # processing, finished or failed: when it began
+        out["started_at"] = iso(job.started_at)
     if job.status is jobs.Status.PROCESSING:
         out["progress"] = job.progress or 0
-        out["started_at"] = iso(job.started_at)
     elif job.status is jobs.Status.FINISHED:
         out["download_url"] = job_urls(request, job.id)["download_url"]
         out["file_name"] = job.result_name
@@ -192,7 +198,9 @@ def content_disposition(name: str) -> str:
 
 
 def content_type(name: str) -> str:
-    ext = name.rpartition(".")[2].lower()
+    # By the whole extension: mimetypes calls `x.tar.gz` a tar with a gzip *encoding*, and
+    # sending that as application/x-tar makes clients save an archive they cannot open.
+    ext = extension_of(name)
     return EXTRA_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
