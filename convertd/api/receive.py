@@ -29,6 +29,8 @@ from convertd.files import DataDir, extension_of
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+# A JSON body carries fields only (files go as multipart): far less than this.
+MAX_JSON_BYTES = 1024 * 1024
 # Multipart boundaries and part headers add a little to the body beyond the files themselves.
 ENVELOPE_SLACK = 64 * 1024
 
@@ -84,6 +86,14 @@ async def _next_chunk(part: BodyPartReader, idle: float) -> bytes:
         raise _stalled(idle) from None
 
 
+async def _next_body_chunk(request: web.Request, idle: float) -> bytes:
+    try:
+        async with asyncio.timeout(idle):
+            return bytes(await request.content.read(CHUNK))
+    except TimeoutError:
+        raise _stalled(idle) from None
+
+
 async def _stream_part(
     part: BodyPartReader, dest: Path, budget: int, limit: int, idle: float
 ) -> int:
@@ -113,20 +123,24 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
             request, data, limit, allow_files, config.upload_idle_timeout_seconds
         )
     if request.content_type == "application/json":
-        try:
-            async with asyncio.timeout(config.upload_idle_timeout_seconds):
-                payload = await request.json()
-        except TimeoutError:
-            raise _stalled(config.upload_idle_timeout_seconds) from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest("The request body is not valid JSON.") from None
+        if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+            raise _too_large(MAX_JSON_BYTES)
+        raw = bytearray()
+        while chunk := await _next_body_chunk(request, config.upload_idle_timeout_seconds):
+            raw += chunk
+            if len(raw) > MAX_JSON_BYTES:
+                raise _too_large(MAX_JSON_BYTES)
+        payload = _parse_json(bytes(raw), "The request body")
         if not isinstance(payload, dict):
             raise BadRequest("The JSON body must be an object of fields.")
-        fields = {
-            k: v if isinstance(v, str) else json.dumps(v)
-            for k, v in payload.items()
-            if v is not None
-        }
+        try:
+            fields = {
+                k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in payload.items()
+                if v is not None
+            }
+        except RecursionError:
+            raise _too_deep("The request body") from None
         return Body(fields=fields, files=[])
     if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:
         try:
@@ -177,7 +191,7 @@ async def _read_multipart(
                     raise _stalled(idle) from None
                 if len(value) > MAX_FIELD_BYTES:
                     raise BadRequest(f"The field {name!r} is too long.")
-                body.fields[name] = value.decode(part.get_charset("utf-8"), errors="replace")
+                body.fields[name] = _decode(value, part.get_charset("utf-8"), name)
     except OSError as exc:
         await asyncio.to_thread(body.discard, data)
         if exc.errno == errno.ENOSPC:
@@ -197,16 +211,36 @@ async def _read_multipart(
     return body
 
 
+def _decode(value: bytes, charset: str, name: str) -> str:
+    try:
+        return value.decode(charset, errors="replace")
+    except LookupError:
+        raise BadRequest(
+            f"The field {name!r} names a character set convertd does not know: {charset!r}.",
+            "Send form fields as UTF-8.",
+        ) from None
+
+
+def _too_deep(what: str) -> BadRequest:
+    return BadRequest(f"{what} is nested too deeply.", 'Send a flat object, e.g. {"quality": 80}.')
+
+
+def _parse_json(raw: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest(
+            f"{what} is not valid JSON.", 'Send a JSON object, e.g. {"quality": 80}.'
+        ) from None
+    except RecursionError:
+        raise _too_deep(what) from None
+
+
 def json_field(fields: dict[str, str], name: str) -> dict[str, Any]:
     raw = fields.get(name, "").strip()
     if not raw:
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise BadRequest(
-            f"The field {name!r} is not valid JSON.", 'Send a JSON object, e.g. {"quality": 80}.'
-        ) from None
+    value = _parse_json(raw, f"The field {name!r}")
     if not isinstance(value, dict):
         raise BadRequest(f"The field {name!r} must be a JSON object.", 'e.g. {"quality": 80}')
     return value

@@ -526,3 +526,49 @@ def test_office_memory_over_a_300_document_soak(make_daemon: Any) -> None:
     after = soffice_rss_kib(d.data_dir)
     assert after <= 2 * warm, f"soffice grew from {warm} KiB to {after} KiB"
     assert "recycled after 200 documents" in d.log()
+
+
+DEEP = "[" * 30_000 + "]" * 30_000  # 60 KB: within a multipart field's 64 KB
+
+
+@pytest.mark.parametrize(
+    ("how", "body"),
+    [
+        ("multipart", {"files": {"file": ("a.txt", b"x")}, "data": {"options": DEEP}}),
+        ("urlencoded", {"data": {"options": '{"a": ' + DEEP + "}"}}),
+        ("json", {"data": '{"options": ' + DEEP + "}"}),
+        ("json, too big", {"data": '{"pad": "' + "x" * 2_000_000 + '"}'}),
+    ],
+)
+def test_deeply_nested_or_huge_json_is_a_400(
+    daemon: Daemon, key: str, how: str, body: dict[str, Any]
+) -> None:
+    headers = {"X-API-Key": key}
+    if how.startswith("json"):
+        headers["Content-Type"] = "application/json"
+    fields = {"filetype": "hash", "output_format": "md5"}
+    if how == "multipart" or how == "urlencoded":
+        body["data"] = {**body["data"], **fields}
+    resp = requests.post(f"{daemon.base}/convert", headers=headers, timeout=30, **body)
+    expected = 413 if how == "json, too big" else 400
+    assert resp.status_code == expected, resp.text
+    assert set(resp.json()) >= {"error", "message"}
+
+
+def test_a_field_in_an_unknown_charset_is_a_400(daemon: Daemon, key: str) -> None:
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="filetype"\r\n'
+        "Content-Type: text/plain; charset=x-bogus\r\n\r\n"
+        f"hash\r\n--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
+        f"abc\r\n--{boundary}--\r\n"
+    ).encode()
+    resp = requests.post(
+        f"{daemon.base}/convert",
+        headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        data=body,
+        timeout=30,
+    )
+    assert resp.status_code == 400 and "x-bogus" in resp.json()["message"], resp.text
