@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import subprocess
+import urllib.request
 
 from convertd.cli.common import config_of
 from convertd.config import Config
@@ -184,6 +185,13 @@ def port_check(config: Config) -> Check:
             sock.bind((config.host, config.port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
+                if version := _convertd_at(config.host, config.port):
+                    return Check(
+                        "port",
+                        True,
+                        f"{config.host}:{config.port} is served by convertd {version} "
+                        "(it is running)",
+                    )
                 return Check(
                     "port",
                     False,
@@ -197,6 +205,19 @@ def port_check(config: Config) -> Check:
                 "pick another --host or --port",
             )
     return Check("port", True, f"{config.host}:{config.port} is free")
+
+
+def _convertd_at(host: str, port: int) -> str | None:
+    """The version of the convertd answering at host:port, if that is what answers there."""
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        with urllib.request.urlopen(f"http://{shown}:{port}/v1/", timeout=3) as resp:
+            info = json.loads(resp.read(64 * 1024))
+    except (OSError, ValueError):
+        return None
+    if isinstance(info, dict) and info.get("name") == "convertd":
+        return str(info.get("version", "?"))
+    return None
 
 
 def run_checks(config: Config) -> list[Check]:
