@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import CORPUS, image_bytes
@@ -66,3 +67,31 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "cannot make mp3" in proc.stderr
     proc = convert(tmp_path, str(src), "--to", "jpg", "--options", '{"colour": 1}')
     assert proc.returncode == 1 and "bad options" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("inputs", "out", "made"),
+    [
+        (["a.png"], "newdir/", "newdir/a.webp"),  # a trailing slash: a folder, made
+        (["a.png", "b.png"], "small", "small/b.webp"),  # several inputs: a folder, made
+        (["a.png"], "deep/er/x.webp", "deep/er/x.webp"),  # a file name, its folders made
+        (["a.png"], "x.WEBP", "x.WEBP"),  # the extension agrees, whatever its case
+    ],
+)
+def test_output_folders_are_made(tmp_path: Path, inputs: list[str], out: str, made: str) -> None:
+    for name in inputs:
+        (tmp_path / name).write_bytes(image_bytes())
+    sources = [str(tmp_path / n) for n in inputs]
+    proc = convert(tmp_path, *sources, "--to", "webp", "-o", f"{tmp_path}/{out}")
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(tmp_path / made) as im:
+        assert im.format == "WEBP"
+
+
+def test_an_output_name_that_contradicts_to_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(image_bytes())
+    proc = convert(
+        tmp_path, str(tmp_path / "a.png"), "--to", "png", "-o", str(tmp_path / "out.webp")
+    )
+    assert proc.returncode == 2 and "--to is png" in proc.stderr
+    assert not (tmp_path / "out.webp").exists()

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from convertd.converters.registry import CannotInfer, Registry, default_registry
 from convertd.converters.run import Runner
 from convertd.drops.places import place_file
 from convertd.errors import ConversionError
-from convertd.files import DataDir, safe_filename
+from convertd.files import DataDir, extension_of, safe_filename
 from convertd.office.pool import OfficePool
 
 
@@ -45,7 +46,13 @@ def register(
     convert.add_argument("--to", required=True, metavar="FORMAT", help="output format")
     convert.add_argument("--options", default="{}", metavar="JSON", help="converter options")
     convert.add_argument("--filetype", help="force a converter (image, audio, ...)")
-    convert.add_argument("-o", "--output", type=Path, help="output file, or folder")
+    convert.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output file, or folder (made if missing; a trailing / or several inputs mean a "
+        "folder)",
+    )
     convert.add_argument("--json", action="store_true", help="machine-readable summary")
     convert.set_defaults(run=run)
 
@@ -69,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
         options = None
     if not isinstance(options, dict):
         return fail("--options must be a JSON object, e.g. '{\"quality\": 80}'", 2)
-    if len(args.inputs) > 1 and args.output is not None and not args.output.is_dir():
-        return fail("with several inputs, -o must be an existing folder", 2)
+    try:
+        destination = _destination(args.output, len(args.inputs), canonical_format(args.to))
+    except ValueError as exc:
+        return fail(str(exc), 2)
     interactive = sys.stderr.isatty() and not args.json
 
     def progress(source: Path, percent: int) -> None:
@@ -89,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = asyncio.run(
         convert_files(
-            config, args.inputs, args.to, options, args.filetype, args.output, progress, done
+            config, args.inputs, args.to, options, args.filetype, destination, progress, done
         )
     )
     failed = [o for o in outcomes if o.error]
@@ -119,7 +128,7 @@ async def convert_files(
     to: str,
     options: dict[str, Any],
     filetype: str | None,
-    destination: Path | None,
+    destination: Destination | None,
     progress: Progress,
     done: Callable[[Outcome, int, int], None],
 ) -> list[Outcome]:
@@ -152,7 +161,7 @@ async def _convert_one(
     fmt: str,
     raw_options: dict[str, Any],
     filetype: str | None,
-    destination: Path | None,
+    destination: Destination | None,
     progress: Progress,
 ) -> Outcome:
     started = time.monotonic()
@@ -200,10 +209,43 @@ async def _convert_one(
     return outcome
 
 
-def _place(produced: Path, name: str, source: Path, destination: Path | None) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    path: Path
+    folder: bool  # results go into it; else it is the one result's name
+
+
+def _destination(raw: str | None, inputs: int, fmt: str) -> Destination | None:
+    """What -o means: a folder (made if missing) when it ends in a slash, is a folder or several
+    inputs share it; else a file name, whose extension must agree with --to."""
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if raw.endswith(("/", os.sep)) or path.is_dir() or inputs > 1:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"-o {raw}: that is a file; give a folder for the results")
+        path.mkdir(parents=True, exist_ok=True)
+        return Destination(path, folder=True)
+    ext = canonical_format(extension_of(path.name))
+    if ext not in (fmt, "zip"):
+        named = f".{ext}" if ext else "no extension"
+        raise ValueError(
+            f"-o {raw} has {named}, but --to is {fmt}: name it {path.stem}.{fmt}, or give a folder"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Destination(path, folder=False)
+
+
+def _place(produced: Path, name: str, source: Path, destination: Destination | None) -> Path:
     """Beside the input, in the -o folder, or as the -o file; never over an existing file."""
-    if destination is not None and not destination.is_dir():
-        if destination.exists():
-            raise ConversionError(f"{destination} exists; convertd never overwrites")
-        return place_file(produced, destination.parent, destination.name, move=True)
-    return place_file(produced, destination or source.parent, safe_filename(name), move=True)
+    if destination is None or destination.folder:
+        folder = destination.path if destination else source.parent
+        return place_file(produced, folder, safe_filename(name), move=True)
+    target = destination.path
+    if canonical_format(extension_of(name)) != canonical_format(extension_of(target.name)):
+        raise ConversionError(
+            f"the result is {name} (several files, zipped); give -o a folder or a .zip name"
+        )
+    if target.exists():
+        raise ConversionError(f"{target} exists; convertd never overwrites")
+    return place_file(produced, target.parent, target.name, move=True)
