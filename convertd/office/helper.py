@@ -94,6 +94,19 @@ def connect(pipe: str, office: subprocess.Popen[bytes]) -> Any:
             time.sleep(0.1)
 
 
+def office_alive(desktop: Any, office: subprocess.Popen[bytes]) -> bool:
+    """Whether soffice still answers. A killed soffice breaks the bridge before the kernel has
+    reaped it, so poll() alone can still say "running": a cheap call over the bridge settles it.
+    """
+    if office.poll() is not None:
+        return False
+    try:
+        desktop.getFrames()
+    except Exception:  # DisposedException, RuntimeException: the bridge is gone
+        return False
+    return True
+
+
 def family_of(document: Any) -> str:
     for service, family in FAMILIES.items():
         if document.supportsService(service):
@@ -123,7 +136,7 @@ def convert(
         document = desktop.loadComponentFromURL(url, "_blank", 0, props(**load))
     except Exception:  # UNO raises IllegalArgumentException, IOException, ...
         document = None
-    if document is None and office.poll() is not None:
+    if document is None and not office_alive(desktop, office):
         raise RuntimeError("soffice is gone")
     if document is None:
         return {
@@ -154,7 +167,7 @@ def convert(
     try:
         uno.invoke(document, "storeToURL", (out_url, store_props))
     except Exception:
-        if office.poll() is not None:
+        if not office_alive(desktop, office):
             raise
         return {
             "ok": False,

@@ -119,6 +119,17 @@ class Instance:
             raise OfficeCrashed("LibreOffice's helper answered something unreadable")
         return message
 
+    def _office_running(self) -> bool:
+        """Whether soffice still runs (a killed one lingers as a zombie until reaped)."""
+        if self.office_pid is None:
+            return False
+        try:
+            with open(f"/proc/{self.office_pid}/stat", encoding="ascii", errors="replace") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return os.path.exists(f"/proc/{self.office_pid}") or not os.path.isdir("/proc")
+        return state not in {"Z", "X"}
+
     async def ensure_started(self) -> None:
         async with self._lock:
             if not self.alive:
@@ -164,7 +175,8 @@ class Instance:
             procs.kill_group(self.proc.pid, signal.SIGKILL)
             self.proc = self.office_pid = None
             raise
-        if reply.kind == "crash":
+        # "Could not open it" from an soffice that has just died is a crash, not a bad document.
+        if reply.kind == "crash" or (not reply.ok and not self._office_running()):
             await self.kill()
             raise OfficeCrashed("LibreOffice stopped unexpectedly while converting this document")
         self.served += 1
