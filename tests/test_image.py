@@ -206,3 +206,33 @@ def test_too_many_frames_is_refused(daemon: Daemon, key: str) -> None:
     assert out is None and "frames" in status["error"]
     status, out = daemon.convert_and_fetch(key, buf.getvalue(), "many.gif", "image", "png")
     assert out is not None  # one frame is asked for: the first one is fine
+
+
+def photo_with_location() -> bytes:
+    """A JPEG as a phone writes it: camera make, a colour profile and where it was taken."""
+    from PIL import ImageCms
+
+    im = Image.new("RGB", (64, 48), (200, 120, 40))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (52.0, 22.0, 12.5), 3: "E", 4: (4.0, 53.0, 30.0)})
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, icc_profile=icc)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp", "png"])
+@pytest.mark.parametrize("keep", [False, True])
+def test_location_is_dropped_unless_kept(daemon: Daemon, key: str, fmt: str, keep: bool) -> None:
+    options = {"keep_metadata": True} if keep else None
+    status, out = daemon.convert_and_fetch(
+        key, photo_with_location(), "phone.jpg", "image", fmt, options
+    )
+    assert out is not None, status
+    with Image.open(io.BytesIO(out.content)) as im:
+        exif = im.getexif()
+        assert exif.get(0x010F) == "PhoneMaker"  # the rest of EXIF stays
+        assert im.info.get("icc_profile")  # and the colour profile
+        assert bool(exif.get_ifd(0x8825)) is keep

@@ -44,6 +44,7 @@ WRITABLE_MODES = {
 }
 ALPHA_CAPABLE = {"png", "webp", "gif", "tiff", "ico", "bmp"}
 ICO_MAX = 256
+GPS_IFD = 0x8825  # EXIF's pointer to the GPS tags: latitude, longitude, altitude, time
 ICO_SIZES = (16, 32, 48, 64, 128, 256)
 HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
@@ -224,6 +225,9 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
             params["icc_profile"] = icc
         if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF"}:
             exif = im.getexif()
+            if not options.get("keep_metadata", False):
+                # Privacy by default, as for video: where a phone took the photo goes.
+                exif.pop(GPS_IFD, None)
             if len(exif):
                 params["exif"] = exif
     im.save(dst, format=PILLOW_FORMATS[fmt], **params)
@@ -249,12 +253,17 @@ class ImageConverter(Converter):
         ),
         "background": Option(str, "Colour behind transparent areas for jpg, e.g. #ffffff"),
         "strip_metadata": Option(bool, "Drop EXIF and ICC metadata from the output"),
+        "keep_metadata": Option(
+            bool, "Keep all EXIF, the GPS location included (dropped by default)"
+        ),
     }
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         options = super().validate_options(raw, output_format)
         if "background" in options:
             _parse_colour(options["background"])
+        if options.get("keep_metadata") and options.get("strip_metadata"):
+            raise OptionError("give either 'keep_metadata' or 'strip_metadata', not both")
         return options
 
     async def convert(self, task: Task) -> list[Path]:
