@@ -489,3 +489,35 @@ def test_a_file_changed_after_it_was_taken_is_converted_again(tmp_path: Path) ->
     first, second, woken = asyncio.run(scenario())
     assert second != first and woken == ["queued"]
     assert not (tmp_path / "data" / "drop" / "outbox").exists()  # nothing stale delivered
+
+
+def test_keep_never_takes_the_original_away(make_daemon: Any, tmp_path: Path) -> None:
+    # Sync tools watching a `keep` folder must never see the original vanish, not even while
+    # a slow conversion runs (or after a crash in the middle of one).
+    from tests.media import make_video
+
+    watched, out = tmp_path / "keep-in", tmp_path / "keep-out"
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[watch]]
+name = "keeper"
+folder = "{watched}"
+output = "{out}"
+output_format = "webm"
+filetype = "video"
+originals = "keep"
+""",
+    )
+    watched.mkdir()
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    clip = make_video(tmp_path / "clip.mp4", 3.0, "640x480")
+    shutil.copyfile(clip, watched / ".clip.mp4.part")
+    os.rename(watched / ".clip.mp4.part", watched / "clip.mp4")
+    deadline = time.monotonic() + 120
+    while not (out / "clip.webm").exists():
+        assert (watched / "clip.mp4").exists(), "the original left its folder"
+        assert time.monotonic() < deadline, "no output"
+        time.sleep(0.05)
+    time.sleep(3)  # more scans: the kept original is not converted again
+    assert files(out) == ["clip.webm"] and (watched / "clip.mp4").read_bytes() == clip.read_bytes()

@@ -145,14 +145,7 @@ def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:
     if rule.originals == "delete":
         original.unlink(missing_ok=True)
     elif rule.originals == "keep":
-        back = Path(os.fsdecode(drop.source_path))
-        if back.exists():
-            place_file(
-                original, rule.processed_dir(drop.output_format), drop.display_name, move=True
-            )
-        else:
-            back.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(original, back)
+        original.unlink(missing_ok=True)  # a copy: the original never left its folder
     else:
         place_file(original, rule.processed_dir(drop.output_format), drop.display_name, move=True)
     shutil.rmtree(original.parent, ignore_errors=True)

@@ -27,6 +27,12 @@ async def repair_claims(
     queued = 0
     for drop in await drops.by_status(db, "claiming"):
         source = Path(os.fsdecode(drop.source_path))
+        rule = by_name.get(drop.rule)
+        if rule is not None and rule.originals == "keep":
+            # Only a copy was being made: drop it; the next scan takes the original again.
+            await asyncio.to_thread(data.remove_upload, drop.upload_path)
+            await drops.forget(db, drop.id)
+            continue
         if await asyncio.to_thread(source.exists):
             await drops.forget(db, drop.id)
             continue
@@ -34,7 +40,6 @@ async def repair_claims(
         if not await asyncio.to_thread(moved.exists):
             await drops.close(db, drop.id, "failed", "the file vanished while it was being taken")
             continue
-        rule = by_name.get(drop.rule)
         if rule is None:
             continue
         try:

@@ -72,7 +72,8 @@ class Taker:
             self.db, rule.name, os.fsencode(path), name, fmt, cand.size, cand.mtime_ns, file_path
         )
         try:
-            await asyncio.to_thread(_move_in, path, dest, cand)
+            take_in = _copy_in if rule.originals == "keep" else _move_in
+            await asyncio.to_thread(take_in, path, dest, cand)
         except FileNotFoundError:
             await drops.forget(self.db, drop_id)
             self.waiting.candidates.pop(path, None)
@@ -107,6 +108,20 @@ class Taker:
             )
             return
         logger.info("drop failed: %s: %s", display(cand.path), reason)
+
+
+def _copy_in(path: Path, dest: Path, cand: Candidate) -> None:
+    """For `originals = "keep"`: the original never leaves its folder (sync tools watching it
+    would see a delete); a copy, with its times, is what converts."""
+    try:
+        shutil.copy2(path, dest)
+        st = os.stat(path)
+    except OSError:
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        raise
+    if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        raise _Changed()
 
 
 def _move_in(path: Path, dest: Path, cand: Candidate) -> None:

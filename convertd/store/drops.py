@@ -176,9 +176,10 @@ async def ready_to_deliver(
 
 
 async def kept_originals(db: Database, rule: str) -> set[tuple[bytes, int, int]]:
-    """(path, size, mtime) of originals left in place after conversion: not to be taken again."""
+    """(path, size, mtime) of originals a `keep` rule has taken (they stay in place, converting,
+    converted or failed): not to be taken again unless they change."""
     rows = await db.fetch_all(
-        "SELECT source_path, size, mtime_ns FROM drops WHERE rule = ? AND status = 'done'",
+        "SELECT source_path, size, mtime_ns FROM drops WHERE rule = ?",
         (rule,),
     )
     return {(bytes(r[0]), r[1], r[2]) for r in rows}
