@@ -521,3 +521,24 @@ originals = "keep"
         time.sleep(0.05)
     time.sleep(3)  # more scans: the kept original is not converted again
     assert files(out) == ["clip.webm"] and (watched / "clip.mp4").read_bytes() == clip.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "good"),
+    [
+        ("md5", b"caf\xe9 -\nnotes.txt", True),  # Latin-1 byte, newline: converted
+        ("md5", b"-dash \xff.txt", True),
+        ("webp", b"broken \xfe.png", False),  # not an image: to failed/, still by its name
+    ],
+)
+def test_names_that_are_not_utf8_round_trip(drop: Any, fmt: str, name: bytes, good: bool) -> None:
+    # The original comes back under its own name, byte for byte, in processed/ or failed/;
+    # and events for such names no longer break the watcher.
+    d, root = drop()
+    inbox = root / "inbox" / fmt
+    inbox.mkdir(parents=True)
+    with open(os.path.join(os.fsencode(inbox), name), "wb") as fh:
+        fh.write(b"some text\n")
+    where = root / ("processed" if good else "failed") / fmt
+    wait_for(lambda: where.exists() and name in os.listdir(os.fsencode(where)), what="the original")
+    assert "unhandled errors" not in d.log() and "Traceback" not in d.log()

@@ -77,7 +77,7 @@ class Deliverer:
                     rule,
                     original,
                     drop.output_format,
-                    drop.display_name,
+                    drop.original_name,
                     reason,
                     drop.job_id,
                 )
@@ -147,5 +147,5 @@ def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:
     elif rule.originals == "keep":
         original.unlink(missing_ok=True)  # a copy: the original never left its folder
     else:
-        place_file(original, rule.processed_dir(drop.output_format), drop.display_name, move=True)
+        place_file(original, rule.processed_dir(drop.output_format), drop.original_name, move=True)
     shutil.rmtree(original.parent, ignore_errors=True)

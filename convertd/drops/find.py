@@ -66,24 +66,44 @@ class Finder:
         if not rule.folder.is_dir():
             return  # a vanished root: the next run looks again
         try:
-            async for _changes in watchfiles.awatch(
-                rule.folder,
-                recursive=True,
-                force_polling=rule.polling or None,
-                poll_delay_ms=int(rule.poll_interval * 1000),
-                stop_event=stop,
-                debounce=DEBOUNCE_MS,
-                step=50,
-                raise_interrupt=False,
-                ignore_permission_denied=True,
-            ):
-                ring()
-                if not rule.folder.is_dir():
-                    break
+            await self._watch_events(rule, ring, stop)
+        except Exception as exc:
+            if not _undecodable_name(exc):
+                raise
+            # watchfiles cannot give an event for a name that is not UTF-8 as text; the scan,
+            # which reads names as bytes, takes the file, and the watcher starts again.
+            logger.info(
+                "drop watcher for %s: an event for a non-UTF-8 name; rescanning", rule.folder
+            )
+            return
         finally:
             ring()  # whatever happened meanwhile, the next scan finds it
         if not stop.is_set():
             logger.warning("drop watcher for %s stopped (folder gone?); restarting", rule.folder)
+
+    async def _watch_events(
+        self, rule: WatchRule, ring: Callable[[], None], stop: asyncio.Event
+    ) -> None:
+        async for _changes in watchfiles.awatch(
+            rule.folder,
+            recursive=True,
+            force_polling=rule.polling or None,
+            poll_delay_ms=int(rule.poll_interval * 1000),
+            stop_event=stop,
+            debounce=DEBOUNCE_MS,
+            step=50,
+            raise_interrupt=False,
+            ignore_permission_denied=True,
+        ):
+            ring()
+            if not rule.folder.is_dir():
+                break
+
+
+def _undecodable_name(exc: BaseException) -> bool:
+    """watchfiles' error for an event whose path is not UTF-8 (alone or in a group)."""
+    errors = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    return bool(errors) and all("Unable to decode path" in str(e) for e in errors)
 
 
 def _scan_rule(

@@ -78,9 +78,10 @@ def fail_file(
     """Move an original that cannot be converted to the rule's failed folder, with a report
     for people (NAME.error.txt) and one for scripts (NAME.error.json)."""
     target = place_file(src, rule.failed_dir(fmt), name, move=True)
+    shown = display(os.fsencode(target.name))  # for people: the report is text
     when = clock.iso(clock.now())
     report = {
-        "file": target.name,
+        "file": shown,
         "error": reason,
         "job_id": job_id,
         "rule": rule.name,
@@ -88,9 +89,9 @@ def fail_file(
         "failed_at": when,
     }
     (target.parent / f"{target.name}.error.txt").write_text(
-        f"{target.name} could not be converted to {fmt}.\n\nReason: {reason}\n"
+        f"{shown} could not be converted to {fmt}.\n\nReason: {reason}\n"
         f"Job: {job_id or '-'}\nTime: {when} UTC\n\n"
-        f"To try again, move {target.name} back into the inbox.\n",
+        f"To try again, move {shown} back into the inbox.\n",
         encoding="utf-8",
     )
     (target.parent / f"{target.name}.error.json").write_text(

@@ -59,7 +59,7 @@ class Taker:
                 self.registry.infer, path, fmt, rule.filetype
             )
         except CannotInfer as exc:
-            await self._reject(cand, fmt, name, str(exc))
+            await self._reject(cand, fmt, str(exc))
             return
         if self.registry.get(filetype) is None:  # a tool is missing: temporary, the file stays
             self.waiting.back_off(
@@ -93,12 +93,13 @@ class Taker:
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
 
-    async def _reject(self, cand: Candidate, fmt: str, name: str, reason: str) -> None:
-        """A file that can never convert: straight to failed/, with its report."""
+    async def _reject(self, cand: Candidate, fmt: str, reason: str) -> None:
+        """A file that can never convert: straight to failed/ (under its own name), with its
+        report."""
         self.waiting.candidates.pop(cand.path, None)
         try:
             await asyncio.to_thread(
-                fail_file, cand.rule, cand.path, fmt or "unknown", name, reason, None
+                fail_file, cand.rule, cand.path, fmt or "unknown", cand.path.name, reason, None
             )
         except OSError as exc:
             self.waiting.skip(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sqlite3
 
 from convertd import clock
@@ -34,6 +35,12 @@ class Drop:
     status: str
     output_path: bytes | None
     error: str | None
+
+    @property
+    def original_name(self) -> str:
+        """The original's own name, byte for byte (not UTF-8, newlines, a leading dash, all
+        kept): what it is called wherever convertd puts it back."""
+        return os.fsdecode(self.source_path).rsplit("/", 1)[-1]
 
     @classmethod
     def from_row(cls, row: Row) -> Drop:
