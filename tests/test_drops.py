@@ -542,3 +542,38 @@ def test_names_that_are_not_utf8_round_trip(drop: Any, fmt: str, name: bytes, go
     where = root / ("processed" if good else "failed") / fmt
     wait_for(lambda: where.exists() and name in os.listdir(os.fsencode(where)), what="the original")
     assert "unhandled errors" not in d.log() and "Traceback" not in d.log()
+
+
+def test_drops_status_is_current_and_lists_refused_files(drop: Any) -> None:
+    # With scans a minute apart, what `convertd drops` shows still follows the files: one taken
+    # is no longer "waiting", and one refused at pickup is listed with its reason.
+    d, root = drop(env={"CONVERTD_DROP_SCAN_SECONDS": "60"})
+    (root / "inbox" / "md5").mkdir(parents=True)
+    (root / "inbox" / "nosuchformat").mkdir(parents=True)
+    time.sleep(1)  # the watcher sees the new folders
+    (root / "inbox" / "md5" / "a.txt").write_text("hello")
+    (root / "inbox" / "nosuchformat" / "b.txt").write_text("hello")
+    wait_for(lambda: files(root / "outbox") == ["a.md5"], what="output")
+    wait_for(lambda: files(root / "failed" / "nosuchformat"), what="the refused file")
+
+    def state() -> dict[str, Any]:
+        return dict(json.loads(run_cli(d.data_dir, "drops", "--json").stdout))
+
+    current = wait_for(lambda: (s := state())["waiting"] == [] and s, what="nothing waiting")
+    refused = [r for r in current["recent"] if r["file"] == "b.txt"]
+    assert refused and refused[0]["status"] == "failed" and "cannot make" in refused[0]["error"]
+
+
+def test_drops_status_follows_takes_between_scans(make_daemon: Any, tmp_path: Path) -> None:
+    # Scans a minute apart and no events: the file found at start is taken after it settles,
+    # and `convertd drops` must stop calling it waiting then, not at the next scan.
+    data = tmp_path / "data"
+    (data / "drop" / "inbox" / "md5").mkdir(parents=True)
+    (data / "drop" / "inbox" / "md5" / "a.txt").write_text("hello")
+    d = make_daemon(
+        env={**FAST, "CONVERTD_DROP_SCAN_SECONDS": "60", "CONVERTD_DROP_EVENTS": "false"},
+        data_dir=data,
+    )
+    wait_for(lambda: files(data / "drop" / "outbox") == ["a.md5"], what="output")
+    state = json.loads(run_cli(d.data_dir, "drops", "--json").stdout)
+    assert state["waiting"] == [], state["waiting"]

@@ -75,9 +75,11 @@ def publish_copy(result: Path, target: Path) -> None:
 def fail_file(
     rule: WatchRule, src: Path, fmt: str, name: str, reason: str, job_id: str | None
 ) -> Path:
-    """Move an original that cannot be converted to the rule's failed folder, with a report
-    for people (NAME.error.txt) and one for scripts (NAME.error.json)."""
-    target = place_file(src, rule.failed_dir(fmt), name, move=True)
+    """Move an original that cannot be converted to the rule's failed folder (a copy, for a
+    `keep` rule, whose originals never leave their place), with a report for people
+    (NAME.error.txt) and one for scripts (NAME.error.json)."""
+    keep = rule.originals == "keep" and src.parent.is_relative_to(rule.folder)
+    target = place_file(src, rule.failed_dir(fmt), name, move=not keep)
     shown = display(os.fsencode(target.name))  # for people: the report is text
     when = clock.iso(clock.now())
     report = {

@@ -59,7 +59,7 @@ class Taker:
                 self.registry.infer, path, fmt, rule.filetype
             )
         except CannotInfer as exc:
-            await self._reject(cand, fmt, str(exc))
+            await self._reject(cand, fmt, name, str(exc))
             return
         if self.registry.get(filetype) is None:  # a tool is missing: temporary, the file stays
             self.waiting.back_off(
@@ -93,7 +93,7 @@ class Taker:
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
 
-    async def _reject(self, cand: Candidate, fmt: str, reason: str) -> None:
+    async def _reject(self, cand: Candidate, fmt: str, name: str, reason: str) -> None:
         """A file that can never convert: straight to failed/ (under its own name), with its
         report."""
         self.waiting.candidates.pop(cand.path, None)
@@ -108,6 +108,16 @@ class Taker:
                 f"{reason}; and it could not be moved to failed/: {exc.strerror}",
             )
             return
+        await drops.record_refused(
+            self.db,
+            cand.rule.name,
+            os.fsencode(cand.path),
+            name,
+            fmt or "unknown",
+            cand.size,
+            cand.mtime_ns,
+            reason,
+        )
         logger.info("drop failed: %s: %s", display(cand.path), reason)
 
 

@@ -117,4 +117,6 @@ class DropWatcher:
         )
         for cand in ready:
             await self.taker.take(cand)
+        if ready:  # `convertd drops` shows what is waiting now, not at the last scan
+            await asyncio.to_thread(self.waiting.write_status, self.data.drops_status)
         return next_due

@@ -146,6 +146,28 @@ async def close(db: Database, drop_id: int, status: str, error: str | None = Non
     await db.write(record)
 
 
+async def record_refused(
+    db: Database,
+    rule: str,
+    source: bytes,
+    name: str,
+    fmt: str,
+    size: int,
+    mtime_ns: int,
+    error: str,
+) -> None:
+    """A file refused when it was found (no converter makes `fmt` of it): a drop that failed at
+    once, so that `convertd drops` lists it with the reason."""
+    await db.write(
+        lambda conn: conn.execute(
+            """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
+                                  upload_path, status, error, created_at, finished_at)
+               VALUES (?, ?, ?, ?, ?, ?, '', 'failed', ?, ?, ?)""",
+            (rule, source, name, fmt, size, mtime_ns, error, clock.now(), clock.now()),
+        )
+    )
+
+
 async def forget(db: Database, drop_id: int) -> None:
     await db.write(
         lambda conn: conn.execute(
