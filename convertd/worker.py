@@ -68,12 +68,15 @@ class WorkerPool:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[JobEndListener] = []
         self._reclaimer = Reclaimer()
+        self._cancelled: set[str] = set()
+        self._cancellations = Periodic("job-cancellations", self._stop_cancelled, 1.0)
 
     def start(self) -> None:
         for n in range(self.config.workers):
             owner = f"worker-{self._instance}-{n}"
             work = functools.partial(self._one, owner)
             self._workers.append(Periodic(owner, work, IDLE_POLL_SECONDS).start())
+        self._cancellations.start()
         logger.info("worker pool started with %d workers", self.config.workers)
 
     def notify(self) -> None:
@@ -95,6 +98,7 @@ class WorkerPool:
                 len(running),
             )
             await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
+        await self._cancellations.stop()
         await asyncio.gather(*(worker.stop() for worker in self._workers))
         self._workers.clear()
         self._reclaimer.close()
@@ -121,6 +125,9 @@ class WorkerPool:
         try:
             await asyncio.shield(run)
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if job.id in self._cancelled and not (current and current.cancelling()):
+                return True  # the job was cancelled (_stop_cancelled), not this worker
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -129,7 +136,20 @@ class WorkerPool:
             raise
         finally:
             self._running.pop(job.id, None)
+            self._cancelled.discard(job.id)
         return True
+
+    async def _stop_cancelled(self) -> None:
+        """Stop the running jobs the database says are no longer running here (cancelled from
+        outside): their task is cancelled, which kills their tools' process groups."""
+        if not self._running:
+            return
+        for job_id in await jobs.no_longer_running(self.db, list(self._running)):
+            run = self._running.get(job_id)
+            if run is not None and not run.done():
+                logger.info("job %s cancelled: stopping it", job_id)
+                self._cancelled.add(job_id)
+                run.cancel()
 
     async def _run(self, job: jobs.Job, owner: str) -> None:
         error = await self._convert(job, owner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +481,47 @@ def test_mono_low_rate_ogg_converts(
     )
     audio = streams(info, "audio")[0]
     assert (audio["channels"], audio["sample_rate"]) == (1, "22050")
+
+
+def test_revoking_a_key_stops_its_jobs(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A revoked key's result can never be downloaded: its running job is stopped (FFmpeg
+    # killed with its group), its queued job cancelled, and the daemon carries on.
+    import sqlite3
+    import time
+
+    from tests.daemon import run_cli
+
+    d = make_daemon(workers=1)
+    key = d.create_key("leaver", "--plan", "pro")
+    other = d.create_key("stayer", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "long.mp4", 60.0, "1280x720", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    options = {"video_codec": "vp9", "crf": 4}
+    running = d.convert(key, clip.read_bytes(), "long.mp4", "video", "webm", options).json()
+    queued = d.convert(key, clip.read_bytes(), "long2.mp4", "video", "webm", options).json()
+    deadline = time.monotonic() + 60
+    while not ffmpeg_pids(d.data_dir):
+        assert time.monotonic() < deadline, "FFmpeg never started"
+        time.sleep(0.1)
+    key_id = run_cli(d.data_dir, "keys", "list", "--json").stdout
+    (leaver,) = [k["key_id"] for k in json.loads(key_id) if k["name"] == "leaver"]
+    run_cli(d.data_dir, "keys", "revoke", str(leaver))
+    deadline = time.monotonic() + 15
+    while ffmpeg_pids(d.data_dir):
+        assert time.monotonic() < deadline, "FFmpeg still runs for a revoked key"
+        time.sleep(0.1)
+    db = sqlite3.connect(d.data_dir / "convertd.db")
+    try:
+        rows = db.execute(
+            "SELECT id, status, error FROM jobs WHERE id IN (?, ?)",
+            (running["job_id"], queued["job_id"]),
+        ).fetchall()
+    finally:
+        db.close()
+    assert {(status, "revoked" in error) for _, status, error in rows} == {("failed", True)}
+    assert len(rows) == 2
+    _, ok = d.convert_and_fetch(
+        other, make_audio(tmp_path / "t.wav", 1.0).read_bytes(), "t.wav", "audio", "mp3"
+    )
+    assert ok is not None  # the worker carries on

@@ -230,6 +230,17 @@ async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
     return len(requeued), len(failed)
 
 
+async def no_longer_running(db: Database, job_ids: list[str]) -> list[str]:
+    """Which of these jobs (running here) the database no longer has as running: cancelled
+    from outside (a key revoked by the admin CLI)."""
+    rows = await db.fetch_all(
+        "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?)) "
+        "AND status != 'processing'",
+        (json.dumps(job_ids),),
+    )
+    return [row[0] for row in rows]
+
+
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:
     """Mark finished and failed jobs that ended before `cutoff` expired; returns their ids."""
     rows = await db.write(

@@ -187,15 +187,28 @@ async def list_keys(db: Database) -> list[ApiKey]:
     return [_key_from_row(r) for r in rows]
 
 
+REVOKED = "Cancelled: the API key that made this job was revoked"
+
+
 async def revoke_key(db: Database, key_id: int) -> ApiKey:
-    changed = await db.write(
-        lambda conn: (
+    """Revoke the key and, in the same transaction, cancel its queued and running jobs (the
+    daemon stops a running one within a second: WorkerPool's cancellation check)."""
+
+    def revoke(conn: sqlite3.Connection) -> int:
+        now = clock.now()
+        changed = conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (now, key_id),
+        ).rowcount
+        if changed:
             conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (clock.now(), key_id),
-            ).rowcount
-        )
-    )
+                """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+                   WHERE key_id = ? AND status IN ('pending', 'processing')""",
+                (REVOKED, now, key_id),
+            )
+        return int(changed)
+
+    changed = await db.write(revoke)
     key = await get_key(db, key_id)
     if key is None:
         raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
