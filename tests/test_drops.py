@@ -577,3 +577,43 @@ def test_drops_status_follows_takes_between_scans(make_daemon: Any, tmp_path: Pa
     wait_for(lambda: files(data / "drop" / "outbox") == ["a.md5"], what="output")
     state = json.loads(run_cli(d.data_dir, "drops", "--json").stdout)
     assert state["waiting"] == [], state["waiting"]
+
+
+def test_an_output_folder_that_cannot_be_written_neither_floods_nor_blocks(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    # Rule "broken" delivers into a path that is a file; rule "fine" works. The broken drop
+    # waits with back-off and says why once; the fine one, dropped after it, is delivered.
+    broken_in, fine_in, fine_out = tmp_path / "b-in", tmp_path / "f-in", tmp_path / "f-out"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[watch]]
+name = "broken"
+folder = "{broken_in}"
+output = "{blocker / "out"}"
+output_format = "md5"
+
+[[watch]]
+name = "fine"
+folder = "{fine_in}"
+output = "{fine_out}"
+output_format = "md5"
+""",
+    )
+    broken_in.mkdir()
+    fine_in.mkdir()
+    d = make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    (broken_in / "first.txt").write_text("one")
+    time.sleep(1.5)
+    (fine_in / "second.txt").write_text("two")
+    wait_for(lambda: files(fine_out) == ["second.md5"], what="the other rule's output")
+    time.sleep(6)  # a few more delivery rounds for the broken one
+    said = [line for line in d.log().splitlines() if "first.txt" in line and "deliver" in line]
+    assert 1 <= len(said) <= 2, said
+    assert "Traceback" not in d.log()
+    recent = json.loads(run_cli(d.data_dir, "drops", "--json").stdout)["recent"]
+    (first,) = [r for r in recent if r["file"] == "first.txt"]
+    assert first["status"] in {"queued", "delivering"} and "cannot deliver" in first["error"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from convertd.drops.openfiles import open_for_writing
-from convertd.drops.places import fail_file, place_file, publish_copy, unique_path
+from convertd.drops.places import display, fail_file, place_file, publish_copy, unique_path
 from convertd.drops.rules import WatchRule
 from convertd.errors import DISK_FULL
 from convertd.files import DataDir
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # A drop whose job found the disk full is converted again after this, then twice as long...
 DISK_FULL_RETRY_SECONDS = 10.0
+# A drop that cannot be delivered (its output folder unwritable) is tried again after this...
+STUCK_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 300.0
 
 
@@ -47,14 +49,42 @@ class Deliverer:
         self.rules = {rule.name: rule for rule in rules}
         self.job_queued = job_queued  # wakes the workers
         self._disk_full: dict[int, tuple[float, int]] = {}  # drop id -> (retry at, failures)
+        # drop id -> (retry at, failures, the reason last said)
+        self._stuck: dict[int, tuple[float, int, str]] = {}
 
     async def deliver_ready(self) -> bool:
         """Deliver every drop whose job has ended; True if there may be more. Drops of a rule
-        that is no longer configured are left for the admin (and never block the others)."""
+        that is no longer configured are left for the admin, and one that cannot be delivered
+        (an output folder that cannot be written) waits with back-off: neither blocks the
+        others."""
         ready = await drops.ready_to_deliver(self.db, list(self.rules))
+        now = time.monotonic()
+        progressed = 0
         for drop, status, result_name, error in ready:
-            await self._deliver(drop, status, result_name, error)
-        return len(ready) >= drops.DELIVERY_BATCH
+            stuck = self._stuck.get(drop.id)
+            if stuck is not None and now < stuck[0]:
+                continue
+            try:
+                await self._deliver(drop, status, result_name, error)
+            except OSError as exc:
+                await self._cannot_deliver(drop, exc)
+                continue
+            progressed += 1
+            if self._stuck.pop(drop.id, None) is not None:
+                logger.info("drop %s: delivered after all", drop.display_name)
+        return progressed > 0 and len(ready) >= drops.DELIVERY_BATCH
+
+    async def _cannot_deliver(self, drop: drops.Drop, exc: OSError) -> None:
+        """Back off, say why once (not at every try), and show it in `convertd drops`."""
+        _, failures, said = self._stuck.get(drop.id, (0.0, 0, ""))
+        failures += 1
+        delay = min(STUCK_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+        where = f": {display(os.fsencode(exc.filename))}" if exc.filename else ""
+        reason = f"cannot deliver it ({exc.strerror or exc}{where}); retrying"
+        self._stuck[drop.id] = (time.monotonic() + delay, failures, reason)
+        if reason != said:
+            logger.warning("drop waiting: %s: %s", drop.display_name, reason)
+            await drops.note(self.db, drop.id, reason)
 
     async def _deliver(
         self, drop: drops.Drop, status: str, result_name: str | None, error: str | None

@@ -168,6 +168,13 @@ async def record_refused(
     )
 
 
+async def note(db: Database, drop_id: int, why: str) -> None:
+    """Why a drop still waits, for `convertd drops` (its status stays as it is)."""
+    await db.write(
+        lambda conn: conn.execute("UPDATE drops SET error = ? WHERE id = ?", (why, drop_id))
+    )
+
+
 async def forget(db: Database, drop_id: int) -> None:
     await db.write(
         lambda conn: conn.execute(
