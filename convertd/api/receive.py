@@ -29,6 +29,10 @@ from convertd.files import DataDir, extension_of
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+# One request's parts: files (POST /v1/upload takes several), and other fields (a handful).
+MAX_FILES = 100
+MAX_FIELDS = 64
+YIELD_EVERY_PARTS = 16
 # A JSON body carries fields only (files go as multipart): far less than this.
 MAX_JSON_BYTES = 1024 * 1024
 # Multipart boundaries and part headers add a little to the body beyond the files themselves.
@@ -148,6 +152,11 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
                 form = await request.post()
         except TimeoutError:
             raise _stalled(config.upload_idle_timeout_seconds) from None
+        if len(form) > MAX_FIELDS:
+            raise BadRequest(
+                f"The request has more than {MAX_FIELDS} form fields.",
+                "Send only the fields the endpoint takes.",
+            )
         return Body(fields={k: str(v) for k, v in form.items()}, files=[])
     raise BadRequest(
         f"Unsupported Content-Type {request.content_type!r}.",
@@ -160,9 +169,14 @@ async def _read_multipart(
 ) -> Body:
     body = Body(fields={}, files=[])
     remaining = limit
+    parts = 0
     try:
         reader = await request.multipart()
         while True:
+            parts += 1
+            if parts % YIELD_EVERY_PARTS == 0:
+                # A body already in memory parses without ever waiting: let others run.
+                await asyncio.sleep(0)
             try:
                 async with asyncio.timeout(idle):
                     part = await reader.next()
@@ -176,6 +190,11 @@ async def _read_multipart(
             if part.filename is not None and name == "file":
                 if not allow_files:
                     raise BadRequest("This endpoint does not take files.")
+                if len(body.files) >= MAX_FILES:
+                    raise BadRequest(
+                        f"The request has more than {MAX_FILES} files.",
+                        f"Send at most {MAX_FILES} files per request.",
+                    )
                 file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename)
                 body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
                 size = await _stream_part(part, dest, remaining, limit, idle)
@@ -184,6 +203,11 @@ async def _read_multipart(
             elif part.filename is not None:
                 await part.release()  # a file under some other field name: not ours to keep
             else:
+                if parts - len(body.files) > MAX_FIELDS:
+                    raise BadRequest(
+                        f"The request has more than {MAX_FIELDS} form fields.",
+                        "Send only the fields the endpoint takes.",
+                    )
                 try:
                     async with asyncio.timeout(idle):
                         value = await part.read(decode=True)
