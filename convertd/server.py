@@ -6,12 +6,16 @@ import asyncio
 import fcntl
 import logging
 import signal
+from http import HTTPStatus
 from typing import IO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from convertd import sdnotify
+from convertd.api.errors import json_error
 from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
@@ -22,6 +26,52 @@ logger = logging.getLogger(__name__)
 
 class AlreadyRunning(Exception):
     pass
+
+
+# What aiohttp's HTTP parser refuses (a missing Host, a URL or header over 8 KiB, a bad
+# Content-Length) never reaches the app and its error middleware: aiohttp answers it itself, in
+# text/plain, and logs a traceback that may quote the request line (a key in ?api_key= too).
+# These two subclasses make it answer with the JSON error body and log one line without the
+# request. They lean on aiohttp internals (Server.__call__, AppRunner._make_server);
+# tests/hostile/test_inputs.py::test_malformed_http_gets_the_json_error_body watches them.
+PARSER_HINT = "Send well-formed HTTP: a Host header, and lines under 8 KiB."
+
+
+class _ApiRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        logger.info(
+            "refused a malformed request from %s: %s (%d)",
+            request.remote,
+            type(exc).__name__,
+            status,
+        )
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Bad Request"
+        response = json_error(status, reason, "The request is not valid HTTP.", PARSER_HINT)
+        response.force_close()
+        return response
+
+
+class _ApiServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ApiRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ApiServer
+        return server
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -64,7 +114,7 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     app = create_app(config)
-    runner = web.AppRunner(
+    runner = ApiRunner(
         app,
         handle_signals=False,
         access_log_class=AccessLogger,

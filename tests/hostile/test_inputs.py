@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import struct
 import time
@@ -604,3 +605,38 @@ def test_too_many_fields_or_files_are_refused_and_keep_nothing(daemon: Daemon, k
         timeout=60,
     )
     assert resp.status_code == 400 and "form fields" in resp.json()["message"], resp.text
+
+
+def raw_http(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v1/ HTTP/1.1\r\n\r\n",  # no Host
+        b"GET /v1/?api_key=cvd_secret" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+        b"POST /v1/convert HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    ],
+    ids=["no-host", "long-url", "long-header", "bad-length"],
+)
+def test_malformed_http_gets_the_json_error_body(
+    daemon: Daemon, key: str, request_bytes: bytes
+) -> None:
+    # What aiohttp's own parser refuses: the JSON error body, and one log line that never
+    # quotes the request (a key could be in it).
+    before = len(daemon.log().splitlines())
+    head, _, body = raw_http(daemon.port, request_bytes).partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", head
+    assert b"application/json" in head
+    assert set(json.loads(body)) == {"error", "message", "hint"}
+    time.sleep(0.2)
+    new = daemon.log().splitlines()[before:]
+    assert "Traceback" not in "\n".join(new) and "cvd_secret" not in "\n".join(new)
+    assert sum("malformed request" in line for line in new) == 1, new
