@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.inspect_files import check_output, pdf_text
@@ -183,3 +184,43 @@ def test_no_office_process_outlives_a_killed_daemon(make_daemon: Any) -> None:
     while office_pids(d.data_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert office_pids(d.data_dir) == []
+
+
+DOCX_3_PAGES = CORPUS / "document" / "word2013-numbered-lists.docx"
+PDF_6_PAGES = CORPUS / "pdf" / "scanned-with-ocr-layer-6p.pdf"
+
+
+@pytest.mark.parametrize(
+    ("source", "filetype", "pages", "outcome"),
+    [
+        # One rule for documents and PDFs: pages the document lacks are an error naming them.
+        (DOCX_3_PAGES, "document", "5-9", "page 5 does not exist: the document has 3 pages"),
+        (DOCX_3_PAGES, "document", "1-1000", "page 4 does not exist: the document has 3 pages"),
+        (PDF_6_PAGES, "pdf", "1-1000", "page 7 does not exist: the document has 6 pages"),
+        # Nonsense that needs no page count is a 400 for both.
+        (DOCX_3_PAGES, "document", "0", 400),
+        (DOCX_3_PAGES, "document", "1-4294967297", 400),
+        (DOCX_3_PAGES, "document", "3-1", 400),
+        (PDF_6_PAGES, "pdf", "3-1", 400),
+        (PDF_6_PAGES, "pdf", "0", 400),
+        # What the document has comes out, page for page.
+        (DOCX_3_PAGES, "document", "3,1", 2),
+        (PDF_6_PAGES, "pdf", "2-3,6", 3),
+    ],
+)
+def test_pages_mean_the_same_for_documents_and_pdfs(
+    daemon: Daemon, key: str, source: Path, filetype: str, pages: str, outcome: object
+) -> None:
+    data = source.read_bytes()
+    resp = daemon.convert(key, data, source.name, filetype, "pdf", {"pages": pages})
+    if outcome == 400:
+        assert resp.status_code == 400 and "pages" in resp.json()["message"], resp.text
+        return
+    assert resp.status_code == 202, resp.text
+    status = daemon.wait(key, resp.json()["job_id"])
+    if isinstance(outcome, str):
+        assert status["status"] == "failed" and status["error"] == outcome, status
+        return
+    assert status["status"] == "finished", status
+    out = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=30)
+    assert pdf_text(out.content)[0] == outcome

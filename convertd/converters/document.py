@@ -7,13 +7,9 @@ from typing import Any
 
 from convertd.converters import htmlclean
 from convertd.converters.base import Converter, Task
+from convertd.converters.office_export import office_export
 from convertd.converters.options import PDF_EXPORT_OPTIONS, OptionError, check_pdf_export
-from convertd.office.documents import (
-    FAMILY_OF_INPUT,
-    OUTPUTS_OF_FAMILY,
-    convert_document,
-    pdf_export_data,
-)
+from convertd.office.documents import FAMILY_OF_INPUT, OUTPUTS_OF_FAMILY
 from convertd.office.pool import OfficePool
 
 
@@ -69,18 +65,13 @@ class DocumentConverter(Converter):
         else:
             source = await task.off_loop(task.staged_input, task.input_format)
         out = task.output_path()
-        await convert_document(
+        await office_export(
             self.office,
+            task,
             source,
             out,
             family=family,
-            fmt=task.output_format,
-            timeout=task.limits.job_timeout_seconds,
-            scratch=task.work_dir,
             input_format=task.input_format,
-            filter_data=pdf_export_data(task.options.get("pages"), task.options.get("pdf_a", False))
-            if task.output_format == "pdf"
-            else None,
             families=(family,),
         )
         return [out]

@@ -14,9 +14,9 @@ import markdown
 from convertd.converters import htmlclean
 from convertd.converters.base import Converter, Task
 from convertd.converters.epub import Book, Chapter, read_epub, write_epub
+from convertd.converters.office_export import office_export
 from convertd.converters.options import PDF_EXPORT_OPTIONS, check_pdf_export
 from convertd.errors import ConversionError
-from convertd.office.documents import convert_document, pdf_export_data
 from convertd.office.pool import OfficePool
 
 MAX_TEXT_BYTES = 64 * 1024**2
@@ -116,24 +116,9 @@ class EbookConverter(Converter):
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()
         fmt = task.output_format
-        filter_data = (
-            pdf_export_data(task.options.get("pages"), task.options.get("pdf_a", False))
-            if fmt == "pdf"
-            else None
-        )
         if task.input_format in {"docx", "odt"}:
             source = await task.off_loop(task.staged_input, task.input_format)
-            await convert_document(
-                self.office,
-                source,
-                out,
-                family="text",
-                fmt=fmt,
-                timeout=task.limits.job_timeout_seconds,
-                scratch=task.work_dir,
-                filter_data=filter_data,
-                families=("text",),
-            )
+            await office_export(self.office, task, source, out, family="text", families=("text",))
             return [out]
 
         book = await task.off_loop(load_book, task.input_path, task.input_format, task.output_stem)
@@ -148,15 +133,5 @@ class EbookConverter(Converter):
             source_dir.mkdir()
             source = source_dir / "book.html"
             await task.off_loop(write_html, book, source, embed_images=False)
-            await convert_document(
-                self.office,
-                source,
-                out,
-                family="text",
-                fmt="pdf",
-                timeout=task.limits.job_timeout_seconds,
-                scratch=task.work_dir,
-                filter_data=filter_data,
-                input_format="html",
-            )
+            await office_export(self.office, task, source, out, family="text", input_format="html")
         return [out]

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from convertd.errors import ConversionError
+
 
 class OptionError(ValueError):
     """An option value is not acceptable; the message names the option."""
@@ -69,15 +71,49 @@ class Option:
         return self.check(value) if self.check is not None else value
 
 
-# ----- page ranges (documents, ebooks, PDFs) -----
+# ----- page ranges (documents, ebooks, PDFs): one syntax, one rule -----
 
 PAGE_RANGE = re.compile(r"^\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*$")
+MAX_PAGE = 1_000_000
+
+
+def _ranges(spec: str) -> list[tuple[int, int]]:
+    out = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out.append((int(first), int(last or first)))
+    return out
 
 
 def check_pages(value: str) -> str:
+    """`1-3,5`: page numbers from 1, ranges going up; what the document has is checked later
+    (pages_of), when its page count is known."""
     if not PAGE_RANGE.match(value):
         raise OptionError("option 'pages' must look like 1-3,5")
-    return value.replace(" ", "")
+    spec = value.replace(" ", "")
+    for start, end in _ranges(spec):
+        if start < 1:
+            raise OptionError("option 'pages': pages are numbered from 1")
+        if end < start:
+            raise OptionError(f"option 'pages': the range {start}-{end} runs backwards")
+        if end > MAX_PAGE:
+            raise OptionError(f"option 'pages': page {end} is past any document's end")
+    return spec
+
+
+def pages_of(spec: str | None, count: int) -> list[int]:
+    """The 1-based pages `spec` picks from a document of `count` pages, in order and once each;
+    a page it does not have is an error that says so."""
+    if not spec:
+        return list(range(1, count + 1))
+    pages: list[int] = []
+    for start, end in _ranges(spec):
+        if end > count:
+            missing = max(start, count + 1)
+            noun = "page" if count == 1 else "pages"
+            raise ConversionError(f"page {missing} does not exist: the document has {count} {noun}")
+        pages.extend(range(start, end + 1))
+    return list(dict.fromkeys(pages))
 
 
 # ----- PDF export through LibreOffice (documents and ebooks) -----

@@ -12,7 +12,7 @@ from pypdf.errors import FileNotDecryptedError, PyPdfError
 
 from convertd import procs
 from convertd.converters.base import Converter, Task
-from convertd.converters.options import Option, OptionError, check_pages
+from convertd.converters.options import Option, OptionError, check_pages, pages_of
 from convertd.errors import ConversionError
 from convertd.office.documents import convert_document
 from convertd.office.pool import OfficePool
@@ -43,22 +43,6 @@ PDF_OPTIONS = {
 }
 
 
-def parse_pages(spec: str | None, count: int) -> list[int]:
-    """1-based page numbers from `1-3,5`, checked against the document's page count."""
-    if not spec:
-        return list(range(1, count + 1))
-    pages: list[int] = []
-    for part in spec.split(","):
-        first, _, last = part.partition("-")
-        start, end = int(first), int(last or first)
-        if start < 1 or end < start:
-            raise ConversionError(f"The page range {part} is not valid")
-        if end > count:
-            raise ConversionError(f"The PDF has {count} pages; page {end} does not exist")
-        pages.extend(range(start, end + 1))
-    return list(dict.fromkeys(pages))
-
-
 def open_pdf(path: Path, password: str | None) -> pypdf.PdfReader:
     try:
         reader = pypdf.PdfReader(path, strict=False)
@@ -85,7 +69,7 @@ def open_pdf(path: Path, password: str | None) -> pypdf.PdfReader:
 
 def extract_text(src: Path, dst: Path, options: dict[str, Any]) -> None:
     reader = open_pdf(src, options.get("password"))
-    pages = parse_pages(options.get("pages"), len(reader.pages))
+    pages = pages_of(options.get("pages"), len(reader.pages))
     try:
         texts = [reader.pages[n - 1].extract_text() or "" for n in pages]
     except PDF_ERRORS as exc:
@@ -96,7 +80,7 @@ def extract_text(src: Path, dst: Path, options: dict[str, Any]) -> None:
 
 def rewrite(src: Path, dst: Path, options: dict[str, Any]) -> None:
     reader = open_pdf(src, options.get("password"))
-    pages = parse_pages(options.get("pages"), len(reader.pages))
+    pages = pages_of(options.get("pages"), len(reader.pages))
     writer = pypdf.PdfWriter()
     try:
         for n in pages:
@@ -182,7 +166,7 @@ class PdfConverter(Converter):
         options = task.options
         password = options.get("password")
         count = await task.off_loop(page_count, task.input_path, password)
-        pages = sorted(parse_pages(options.get("pages"), count))
+        pages = sorted(pages_of(options.get("pages"), count))
         dpi = options.get("dpi") or 150
         area = await task.off_loop(largest_page_points, task.input_path, password)
         pixels = area * (dpi / 72) ** 2
