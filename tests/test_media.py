@@ -451,6 +451,8 @@ def test_normalize_keeps_the_input_sample_rate(
     [
         ("opus", {"sample_rate": 44100}, "48000"),
         ("mp3", {"sample_rate": 96000}, "48000"),
+        ("mp3", {"channels": 6}, "1, 2"),
+        ("opus", {"channels": 3}, "5, 6"),
     ],
 )
 def test_sample_rates_the_encoder_cannot_write_are_a_400(
@@ -462,7 +464,8 @@ def test_sample_rates_the_encoder_cannot_write_are_a_400(
     named: str,
 ) -> None:
     resp = daemon.convert(key, audio_inputs["wav"].read_bytes(), "t.wav", "audio", dst, options)
-    assert resp.status_code == 400 and "sample_rate" in resp.json()["message"]
+    (option,) = options
+    assert resp.status_code == 400 and option in resp.json()["message"]
     assert named in resp.json()["message"]
 
 
@@ -525,3 +528,17 @@ def test_revoking_a_key_stops_its_jobs(make_daemon, tmp_path: Path) -> None:  # 
         other, make_audio(tmp_path / "t.wav", 1.0).read_bytes(), "t.wav", "audio", "mp3"
     )
     assert ok is not None  # the worker carries on
+
+
+def test_a_stream_the_container_cannot_hold_is_said_plainly(
+    daemon: Daemon, key: str, video_inputs: dict[str, Path]
+) -> None:
+    # H.264 copied into webm: FFmpeg refuses with its own text; the user hears what to do.
+    status, out = daemon.convert_and_fetch(
+        key, video_inputs["mp4"].read_bytes(), "c.mp4", "video", "webm", {"video_codec": "copy"}
+    )
+    assert out is None and status["status"] == "failed", status
+    assert status["error"] == (
+        "The input's video is h264, which webm cannot hold as it is; "
+        "leave out video_codec: copy to re-encode it, or convert to mkv"
+    )

@@ -29,6 +29,8 @@ ENCODERS: dict[str, tuple[list[str], str]] = {
 LOSSLESS = {"wav", "flac"}
 # The sample rates each lossy encoder can write (the others take any rate we offer).
 _MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# The channel counts the encoders refuse to write (others write 1 to 8).
+CHANNELS: dict[str, tuple[int, ...]] = {"mp3": (1, 2), "opus": (1, 2, 5, 6, 7, 8)}
 SAMPLE_RATES: dict[str, tuple[int, ...]] = {
     "mp3": _MPEG_RATES,
     "opus": (8000, 12000, 16000, 24000, 48000),
@@ -94,13 +96,14 @@ class AudioConverter(Converter):
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         options = check_trim(super().validate_options(raw, output_format))
-        allowed = SAMPLE_RATES.get(output_format)
-        rate = options.get("sample_rate")
-        if rate is not None and allowed is not None and rate not in allowed:
-            raise OptionError(
-                f"option 'sample_rate' {rate} cannot go in {output_format}; "
-                f"use one of: {', '.join(map(str, allowed))}"
-            )
+        for name, table in (("sample_rate", SAMPLE_RATES), ("channels", CHANNELS)):
+            allowed = table.get(output_format)
+            value = options.get(name)
+            if value is not None and allowed is not None and value not in allowed:
+                raise OptionError(
+                    f"option {name!r} {value} cannot go in {output_format}; "
+                    f"use one of: {', '.join(map(str, allowed))}"
+                )
         return options
 
     async def convert(self, task: Task) -> list[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from convertd import procs
 from convertd.converters.base import Task
 from convertd.errors import ConversionError
+
+logger = logging.getLogger(__name__)
 
 # Demuxers convertd lets FFmpeg use. Playlist and list demuxers (hls, concat, dash, image2,
 # ffmetadata, ...) are deliberately absent.
@@ -50,6 +53,13 @@ class Probe:
 
     def has(self, codec_type: str) -> bool:
         return any(s.get("codec_type") == codec_type for s in self.streams)
+
+    def codec(self, codec_type: str) -> str | None:
+        """The first `codec_type` stream's codec, as ffprobe names it (h264, aac, ...)."""
+        for stream in self.streams:
+            if stream.get("codec_type") == codec_type:
+                return str(stream.get("codec_name") or "") or None
+        return None
 
     def sample_rate(self) -> int | None:
         """The first audio stream's sample rate, if ffprobe says."""
@@ -195,7 +205,11 @@ async def _run(
         on_line=on_line,
     )
     if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
-        detail = procs.last_error_line(result.stderr, "FFmpeg could not convert it")
-        raise ConversionError(f"Could not convert this {what}: {detail}")
+        # FFmpeg's own words are for the admin; the user hears what they can act on.
+        detail = procs.last_error_line(result.stderr, "no message")
+        logger.warning("FFmpeg failed on a %s (exit %d): %s", what, result.returncode, detail)
+        raise ConversionError(
+            f"Could not convert this {what}: it is damaged, or not what its name says"
+        )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")

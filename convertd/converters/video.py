@@ -132,6 +132,41 @@ def gif_output_args(options: dict[str, Any]) -> list[str]:
     return ["-map", "0:v:0", "-vf", graph, "-an", "-loop", "0", "-f", "gif"]
 
 
+# What each container can take as it is (video_codec / audio_codec "copy"), by ffprobe's names.
+COPYABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "mp4": (
+        frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"}),
+        frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}),
+    ),
+    "mov": (
+        frozenset({"h264", "hevc", "mpeg4", "prores", "mjpeg"}),
+        frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s16be", "pcm_s24le"}),
+    ),
+    "webm": (frozenset({"vp8", "vp9", "av1"}), frozenset({"vorbis", "opus"})),
+    "avi": (
+        frozenset({"mpeg4", "h264", "mjpeg", "msmpeg4v3", "mpeg2video"}),
+        frozenset({"mp3", "mp2", "ac3", "pcm_s16le"}),
+    ),
+}
+
+
+def check_copies(fmt: str, options: dict[str, Any], info: ffmpeg.Probe) -> None:
+    """A stream copied as it is must be one the container can hold: say so before FFmpeg
+    fails on it (only now is the input's codec known)."""
+    if fmt not in COPYABLE:
+        return  # mkv holds anything
+    for kind, option, allowed in (
+        ("video", "video_codec", COPYABLE[fmt][0]),
+        ("audio", "audio_codec", COPYABLE[fmt][1]),
+    ):
+        codec = info.codec(kind)
+        if options.get(option) == "copy" and codec and codec not in allowed:
+            raise ConversionError(
+                f"The input's {kind} is {codec}, which {fmt} cannot hold as it is; "
+                f"leave out {option}: copy to re-encode it, or convert to mkv"
+            )
+
+
 class VideoConverter(Converter):
     filetype = "video"
     input_formats = ("mp4", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpeg", "m4v", "3gp", "ts")
@@ -172,5 +207,6 @@ class VideoConverter(Converter):
         elif fmt == "gif":
             args = gif_output_args(task.options)
         else:
+            check_copies(fmt, task.options, info)
             args = video_output_args(fmt, task.options)
         return [await ffmpeg.transcode(task, ffmpeg.VIDEO_DEMUXERS, info, args, "video")]
