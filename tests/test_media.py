@@ -542,3 +542,48 @@ def test_a_stream_the_container_cannot_hold_is_said_plainly(
         "The input's video is h264, which webm cannot hold as it is; "
         "leave out video_codec: copy to re-encode it, or convert to mkv"
     )
+
+
+def test_ffmpeg_text_is_never_the_users_error(
+    audio_inputs: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real FFmpeg, asked for an encoder it does not have: the user's error says what failed in
+    # plain words; FFmpeg's own line goes to the log for the admin.
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from convertd.converters import ffmpeg
+    from convertd.converters.base import Limits, Task
+    from convertd.errors import ConversionError
+
+    async def scenario() -> str:
+        async def report(_: int) -> None:
+            return None
+
+        with ThreadPoolExecutor(1) as threads:
+            task = Task(
+                job_id="t",
+                input_path=audio_inputs["wav"],
+                input_name="t.wav",
+                input_format="wav",
+                output_format="wav",
+                options={},
+                work_dir=tmp_path,
+                limits=Limits(max_image_pixels=10**8, job_timeout_seconds=60),
+                report_progress=report,
+                threads=threads,
+            )
+            info = await ffmpeg.probe(task.input_path, ffmpeg.AUDIO_DEMUXERS, "audio", 60)
+            try:
+                await ffmpeg.transcode(
+                    task, ffmpeg.AUDIO_DEMUXERS, info, ["-c:a", "no_such_encoder"], "audio"
+                )
+            except ConversionError as exc:
+                return str(exc)
+        raise AssertionError("FFmpeg did not fail")
+
+    with caplog.at_level(logging.WARNING):
+        error = asyncio.run(scenario())
+    assert error.startswith("Could not convert this audio") and "no_such_encoder" not in error
+    assert "no_such_encoder" in caplog.text
