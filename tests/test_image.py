@@ -152,11 +152,14 @@ def test_real_world_images(
     assert extrema[1] - extrema[0] > 20
 
 
-def test_heic_is_not_an_accepted_input(daemon: Daemon, key: str) -> None:
-    resp = daemon.convert(
-        key, (CORPUS / "image" / "iphone-photo.heic").read_bytes(), "photo.heic", "image", "jpg"
-    )
-    assert resp.status_code == 400 and "heic" in resp.json()["message"]
+@pytest.mark.parametrize("name", ["photo.heic", "photo.HEIF", "photo.jpg", "photo"])
+def test_phone_heic_photos_convert(daemon: Daemon, key: str, name: str) -> None:
+    # An iPhone's HEIC, by its name or (misnamed, nameless) by its content.
+    data = (CORPUS / "image" / "iphone-photo.heic").read_bytes()
+    status, out = daemon.convert_and_fetch(key, data, name, "image", "jpg", {"width": 1008})
+    assert out is not None, status
+    with Image.open(io.BytesIO(out.content)) as im:
+        assert im.format == "JPEG" and im.size == (1008, 756)
 
 
 def frame_count(data: bytes) -> int:

@@ -145,3 +145,23 @@ def test_page_out_of_range(daemon: Daemon, key: str) -> None:
         key, TEXTY.read_bytes(), "g.pdf", "pdf", "txt", {"pages": "99"}
     )
     assert out is None and "does not exist" in status["error"]
+
+
+def aes256_pdf(password: str) -> bytes:
+    """A PDF encrypted with AES-256 (revision 6), as pypdf and Acrobat write them."""
+    writer = pypdf.PdfWriter(clone_from=TEXTY)
+    writer.encrypt(user_password=password, owner_password=None, algorithm="AES-256")
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def test_aes_encrypted_pdfs_need_and_take_a_password(daemon: Daemon, key: str) -> None:
+    locked = aes256_pdf("s3cret")
+    status, out = daemon.convert_and_fetch(key, locked, "aes.pdf", "pdf", "txt")
+    assert out is None and "password" in status["error"], status
+    status, out = daemon.convert_and_fetch(
+        key, locked, "aes.pdf", "pdf", "txt", {"password": "s3cret"}
+    )
+    assert out is not None, status
+    assert len(out.content.strip()) > 20

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from convertd.converters.base import Converter, Task
 from convertd.converters.options import Option, OptionError
@@ -24,7 +25,10 @@ PILLOW_FORMATS = {
     "ico": "ICO",
     "pdf": "PDF",
 }
-DECODERS = [name for fmt, name in PILLOW_FORMATS.items() if fmt != "pdf"]
+# Phones' HEIC/HEIF photos, read through pillow-heif (libheif), which adds Pillow's "HEIF".
+register_heif_opener()
+READ_ONLY = {"heic": "HEIF", "heif": "HEIF"}
+DECODERS = [name for fmt, name in PILLOW_FORMATS.items() if fmt != "pdf"] + ["HEIF"]
 # Formats that hold several frames or pages: animations and multi-page TIFFs keep them all.
 MULTI_FRAME = {"gif", "webp", "tiff", "pdf"}
 MAX_FRAMES = 2000
@@ -223,7 +227,7 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
         icc = info.get("icc_profile")
         if icc and fmt in {"jpg", "png", "webp", "tiff"}:
             params["icc_profile"] = icc
-        if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF"}:
+        if fmt in {"jpg", "webp", "png"} and decoder in {"JPEG", "WEBP", "PNG", "TIFF", "HEIF"}:
             exif = im.getexif()
             if not options.get("keep_metadata", False):
                 # Privacy by default, as for video: where a phone took the photo goes.
@@ -240,7 +244,7 @@ def decoder_name(path: Path) -> str:
 
 class ImageConverter(Converter):
     filetype = "image"
-    input_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico")
+    input_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico", *READ_ONLY)
     output_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico", "pdf")
     options = {
         "quality": Option(int, "Encoder quality for jpg and webp (1-100)", 1, 100),

@@ -38,6 +38,8 @@ def sniff_bytes(head: bytes) -> str | None:
         return "avi"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
+        if brand in {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}:
+            return "heic"
         if brand in {b"M4A ", b"M4B "}:
             return "m4a"
         if brand == b"qt  ":
