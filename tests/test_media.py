@@ -587,3 +587,22 @@ def test_ffmpeg_text_is_never_the_users_error(
         error = asyncio.run(scenario())
     assert error.startswith("Could not convert this audio") and "no_such_encoder" not in error
     assert "no_such_encoder" in caplog.text
+
+
+def amr_recording(seconds: float) -> bytes:
+    """An AMR-NB voice recording as phones store them: the magic, then 12.2 kbit/s frames
+    (Debian's FFmpeg decodes AMR but cannot encode it, so the frames are written here)."""
+    import random
+
+    rng = random.Random(7)
+    frames = int(seconds * 50)  # 20 ms each
+    return b"#!AMR\n" + b"".join(b"\x3c" + rng.randbytes(31) for _ in range(frames))
+
+
+@pytest.mark.parametrize("name", ["memo.amr", "memo.bin"])
+def test_amr_voice_recordings_convert(daemon: Daemon, key: str, name: str, tmp_path: Path) -> None:
+    _status, info = convert_and_probe(
+        daemon, key, tmp_path, amr_recording(4.0), name, "audio", "mp3"
+    )
+    assert streams(info, "audio")[0]["codec_name"] == "mp3"
+    assert abs(duration(info) - 4.0) < 0.3

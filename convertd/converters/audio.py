@@ -89,7 +89,7 @@ def audio_output_args(
 
 class AudioConverter(Converter):
     filetype = "audio"
-    input_formats = ("mp3", "wav", "ogg", "flac", "aac", "m4a", "opus", "wma", "aiff")
+    input_formats = ("mp3", "wav", "ogg", "flac", "aac", "m4a", "opus", "wma", "aiff", "amr", "3ga")
     output_formats = tuple(ENCODERS)
     options = AUDIO_OPTIONS
     tools = ("ffmpeg", "ffprobe")

@@ -24,7 +24,20 @@ logger = logging.getLogger(__name__)
 
 # Demuxers convertd lets FFmpeg use. Playlist and list demuxers (hls, concat, dash, image2,
 # ffmetadata, ...) are deliberately absent.
-AUDIO_DEMUXERS = ("mp3", "wav", "ogg", "flac", "aac", "mov", "asf", "aiff", "matroska", "w64")
+# amr: phones' voice recordings (.amr; a .3ga is AMR in 3GP, read by mov).
+AUDIO_DEMUXERS = (
+    "mp3",
+    "wav",
+    "ogg",
+    "flac",
+    "aac",
+    "mov",
+    "asf",
+    "aiff",
+    "matroska",
+    "w64",
+    "amr",
+)
 VIDEO_DEMUXERS = ("mov", "matroska", "avi", "flv", "asf", "mpeg", "mpegts", "h263")
 
 

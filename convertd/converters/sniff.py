@@ -30,6 +30,8 @@ _SIGNATURES: list[tuple[int, bytes, str]] = [
 
 
 def sniff_bytes(head: bytes) -> str | None:
+    if head.startswith((b"#!AMR\n", b"#!AMR-WB\n")):
+        return "amr"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
