@@ -224,3 +224,23 @@ def test_pages_mean_the_same_for_documents_and_pdfs(
     assert status["status"] == "finished", status
     out = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=30)
     assert pdf_text(out.content)[0] == outcome
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "odt"])
+def test_password_protected_documents_open_with_their_password(
+    daemon: Daemon, key: str, fmt: str
+) -> None:
+    # Tika's encrypted DOCX (password "tika", an OLE2 container): the password opens it, for
+    # any output; a wrong one fails as before.
+    locked = (CORPUS / "document" / "password-protected.docx").read_bytes()
+    status, out = daemon.convert_and_fetch(
+        key, locked, "locked.docx", "document", fmt, {"password": "tika"}
+    )
+    assert out is not None, status
+    if fmt == "pdf":
+        pages, text = pdf_text(out.content)
+        assert pages >= 1 and text.strip()
+    status, out = daemon.convert_and_fetch(
+        key, locked, "locked.docx", "document", fmt, {"password": "wrong"}
+    )
+    assert out is None and "password-protected" in status["error"]

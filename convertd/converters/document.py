@@ -8,7 +8,12 @@ from typing import Any
 from convertd.converters import htmlclean
 from convertd.converters.base import Converter, Task
 from convertd.converters.office_export import office_export
-from convertd.converters.options import PDF_EXPORT_OPTIONS, OptionError, check_pdf_export
+from convertd.converters.options import (
+    PDF_EXPORT_OPTIONS,
+    Option,
+    OptionError,
+    check_pdf_export,
+)
 from convertd.office.documents import FAMILY_OF_INPUT, OUTPUTS_OF_FAMILY
 from convertd.office.pool import OfficePool
 
@@ -39,7 +44,10 @@ class DocumentConverter(Converter):
         "pptx",
         "odp",
     )
-    options = PDF_EXPORT_OPTIONS
+    options = {
+        **PDF_EXPORT_OPTIONS,
+        "password": Option(str, "Password of an encrypted (password-protected) document"),
+    }
 
     def __init__(self, office: OfficePool) -> None:
         self.office = office

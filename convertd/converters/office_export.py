@@ -47,6 +47,7 @@ async def office_export(
             input_format=input_format,
             filter_data=pdf_export_data(page_range, pdf_a) if fmt == "pdf" else None,
             families=families,
+            password=task.options.get("password"),
         )
 
     if not pages:

@@ -127,8 +127,9 @@ PDF_EXPORT_OPTIONS = {
 def check_pdf_export(options: dict[str, Any], output_format: str) -> dict[str, Any]:
     """`pages` and `pdf_a` shape a PDF export: refused for any other output (said first, as
     it is the likelier mistake), then the page range is checked."""
-    if options and output_format != "pdf":
-        raise OptionError(f"options {', '.join(options)} apply only to pdf output")
+    pdf_only = [name for name in options if name in PDF_EXPORT_OPTIONS]
+    if pdf_only and output_format != "pdf":
+        raise OptionError(f"options {', '.join(pdf_only)} apply only to pdf output")
     if "pages" in options:
         options["pages"] = check_pages(options["pages"])
     return options

@@ -74,6 +74,7 @@ async def convert_document(
     input_format: str | None = None,
     filter_data: dict[str, Any] | None = None,
     families: tuple[str, ...] | None = None,
+    password: str | None = None,
 ) -> Reply:
     """Write `source` as `fmt` to `output` with the export filter of `family`; a document of
     another family than `families` allows, or one LibreOffice cannot open, is a ConversionError.
@@ -89,9 +90,15 @@ async def convert_document(
         import_filter=import_filter,
         import_options=import_options,
         families=families,
+        password=password,
     )
     if office.uno_ready:
         reply = await office.run(request, timeout)
+    elif password:
+        raise ConversionError(
+            "Opening a password-protected document needs LibreOffice's UNO bridge "
+            "(python3-uno), which this server lacks"
+        )
     else:
         reply = await _cold_convert(office, request, scratch, timeout)
     if reply.kind == "family":

@@ -7,7 +7,7 @@ It starts soffice with a private, hardened profile, connects over a named pipe, 
 one JSON request per stdin line, answering one JSON line on stdout:
 
     {"input": PATH, "output": PATH, "filter": NAME, "filter_options": STR?, "filter_data": {}?,
-     "import_filter": NAME?, "families": [...]?}
+     "import_filter": NAME?, "families": [...]?, "password": STR?}
     -> {"ok": true, "family": "text"} | {"ok": false, "kind": "input"|"crash", "error": STR}
 
 It exits when stdin closes or when soffice dies under it.
@@ -125,8 +125,11 @@ def convert(
         MacroExecutionMode=NEVER_EXECUTE,
         UpdateDocMode=NO_UPDATE,
     )
-    # No Password property: headless, with no interaction handler, an encrypted document just
-    # fails to load. (An empty Password marks the document as encrypted, and ODF export fails.)
+    # A Password only when one was given: headless, with no interaction handler, an encrypted
+    # document without one just fails to load. (An empty Password marks the document as
+    # encrypted, and ODF export fails.)
+    if request.get("password"):
+        load["Password"] = request["password"]
     if request.get("import_filter"):
         load["FilterName"] = request["import_filter"]
     if request.get("import_options"):

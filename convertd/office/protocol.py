@@ -24,6 +24,7 @@ class Request:
     import_filter: str | None = None
     import_options: str | None = None
     families: tuple[str, ...] | None = None
+    password: str | None = None  # opens an encrypted document
 
     def to_line(self) -> bytes:
         return (
@@ -37,6 +38,7 @@ class Request:
                     "import_filter": self.import_filter,
                     "import_options": self.import_options,
                     "families": list(self.families) if self.families else None,
+                    "password": self.password,
                 }
             ).encode()
             + b"\n"
