@@ -113,6 +113,6 @@ class AudioConverter(Converter):
             raise ConversionError("Input has no audio to convert")
         if not info.duration:
             raise ConversionError("Input has no audio samples (its length is zero)")
-        ffmpeg.check_duration(info, task.limits.max_media_seconds)
+        info = await ffmpeg.check_duration(task, ffmpeg.AUDIO_DEMUXERS, info)
         args = audio_output_args(task.output_format, task.options, info.sample_rate())
         return [await ffmpeg.transcode(task, ffmpeg.AUDIO_DEMUXERS, info, args, "audio")]

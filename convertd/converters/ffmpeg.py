@@ -114,13 +114,44 @@ async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float
     return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
 
 
-def check_duration(info: Probe, limit: float) -> None:
-    """Refuse media whose header claims more than the limit (a 24 h "endless" file)."""
-    if info.duration is not None and info.duration > limit:
-        raise ConversionError(
-            f"The input lasts {info.duration / 3600:.1f} h, longer than this server's limit of "
-            f"{limit / 3600:.1f} h"
-        )
+def _too_long(seconds: float, limit: float) -> ConversionError:
+    return ConversionError(
+        f"The input lasts {seconds / 3600:.1f} h, longer than this server's limit of "
+        f"{limit / 3600:.1f} h"
+    )
+
+
+async def check_duration(task: Task, demuxers: tuple[str, ...], info: Probe) -> Probe:
+    """Refuse media longer than the limit, by what it really holds. A header may lie either way
+    (a fragmented MP4 claiming 40 h for 1 s): when it claims too much, the packets are read
+    through, without decoding, and their length is what counts; when it claims too little,
+    transcode() stops at the limit."""
+    limit = task.limits.max_media_seconds
+    if info.duration is None or info.duration <= limit:
+        return info
+    real = 0.0
+
+    async def on_line(line: str) -> None:
+        nonlocal real
+        key, _, value = line.partition("=")
+        if key == "out_time_us":
+            real = max(real, (_float(value) or 0) / 1_000_000)
+
+    await procs.run(
+        [
+            "ffmpeg",
+            *("-nostdin", "-v", "error"),
+            *input_args(task.input_path, demuxers),
+            *("-map", "0", "-c", "copy", "-t", f"{limit + 1:.0f}", "-f", "null"),
+            *("-progress", "pipe:1", "-nostats", "-"),
+        ],
+        timeout=task.limits.job_timeout_seconds,
+        on_line=on_line,
+    )
+    if real > limit:
+        raise _too_long(real, limit)
+    logger.info("input claims %.0f s but holds %.1f s: converting it", info.duration, real)
+    return dataclasses.replace(info, duration=real)
 
 
 def _float(value: Any) -> float | None:
@@ -161,14 +192,19 @@ async def transcode(
             f"trim_start ({start:g} s) is past the end of the input ({info.duration:.3g} s)"
         )
     output = task.output_path()
-    await _run(
-        [*input_args(task.input_path, demuxers, task.options), *output_args],
+    limit = task.limits.max_media_seconds
+    # A backstop for a header that claims too little: never decode past the limit.
+    cap = [] if task.options.get("trim_end") is not None else ["-t", f"{limit + 1:.0f}"]
+    written = await _run(
+        [*input_args(task.input_path, demuxers, task.options), *cap, *output_args],
         output,
         duration=expected_duration(info.duration, task.options),
         timeout=task.limits.job_timeout_seconds,
         report=task.report_progress,
         what=what,
     )
+    if written > limit:
+        raise _too_long(written, limit)
     return output
 
 
@@ -180,9 +216,9 @@ async def _run(
     timeout: float,
     report: Callable[[int], Awaitable[None]],
     what: str,
-) -> None:
+) -> float:
     """Run FFmpeg writing `output`, reporting progress from its `-progress` stream, whose
-    last `out_time_us` also says how much media the output really holds."""
+    last `out_time_us` also says how much media the output really holds (returned)."""
     last = -1
     written = 0.0
 
@@ -226,3 +262,4 @@ async def _run(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
+    return written

@@ -196,7 +196,7 @@ class VideoConverter(Converter):
     async def convert(self, task: Task) -> list[Path]:
         timeout = task.limits.job_timeout_seconds
         info = await ffmpeg.probe(task.input_path, ffmpeg.VIDEO_DEMUXERS, "video", timeout)
-        ffmpeg.check_duration(info, task.limits.max_media_seconds)
+        info = await ffmpeg.check_duration(task, ffmpeg.VIDEO_DEMUXERS, info)
         fmt = task.output_format
         if fmt in AUDIO_OUTPUTS:
             if not info.has("audio"):

@@ -473,23 +473,33 @@ def test_repeated_kill_9_loses_no_job(make_daemon: Any) -> None:
     assert not pending, f"{len(pending)} jobs never ended"
 
 
-def test_media_claiming_24_hours_is_refused(daemon: Daemon, key: str, tmp_path: Path) -> None:
-    from tests.media import make_video
+def test_media_length_is_judged_by_what_it_holds(
+    daemon: Daemon, key: str, make_daemon: Any, tmp_path: Path
+) -> None:
+    # A header claiming a day for a 1 s clip (as a fragmented MP4's can) is not believed: the
+    # clip converts, in bounded time. What really lasts longer than the limit is refused.
+    from tests.media import duration, ffprobe, make_video
 
     clip = bytearray(
         make_video(
             tmp_path / "short.mp4", 1.0, "64x64", "-c:v", "libx264", "-pix_fmt", "yuv420p"
         ).read_bytes()
     )
-    # Rewrite the movie and track headers to claim a day: FFmpeg would believe them.
-    for tag in (b"mvhd", b"mdhd"):
+    for tag in (b"mvhd", b"mdhd"):  # the movie and track headers now claim 86,400 s
         at = clip.find(tag)
         while at != -1:
             timescale = struct.unpack(">I", clip[at + 16 : at + 20])[0]
             clip[at + 20 : at + 24] = struct.pack(">I", timescale * 86400)
             at = clip.find(tag, at + 4)
     status, out = daemon.convert_and_fetch(key, bytes(clip), "endless.mp4", "video", "webm")
-    assert out is None and "longer than this server's limit" in status["error"]
+    assert out is not None, status
+    assert duration(ffprobe(out.content, tmp_path)) < 2
+
+    strict = make_daemon(env={"CONVERTD_MAX_MEDIA_SECONDS": "2"}, data_dir=tmp_path / "strict")
+    strict_key = strict.create_key("strict", "--plan", "pro")
+    long_clip = make_video(tmp_path / "long.mp4", 5.0, "64x64").read_bytes()
+    status, out = strict.convert_and_fetch(strict_key, long_clip, "long.mp4", "video", "webm")
+    assert out is None and "longer than this server's limit" in status["error"], status
 
 
 def soffice_rss_kib(data_dir: Path) -> int:
