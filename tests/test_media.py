@@ -40,6 +40,16 @@ AUDIO_OUT = {
     "opus": ("opus", "ogg"),
 }
 AUDIO_IN = {
+    # Beyond the usual ones: audio from films and from audio tools.
+    "ac3": ("-c:a", "ac3"),
+    "eac3": ("-c:a", "eac3"),
+    "dts": ("-c:a", "dca", "-strict", "-2", "-ar", "48000"),
+    "wv": ("-c:a", "wavpack"),
+    "tta": ("-c:a", "tta"),
+    "caf": ("-c:a", "pcm_s16le"),
+    "au": ("-c:a", "pcm_s16be"),
+    "mp2": ("-c:a", "mp2"),
+    "mka": ("-c:a", "libvorbis"),
     "mp3": ("-c:a", "libmp3lame"),
     "wav": ("-c:a", "pcm_s16le"),
     "ogg": ("-c:a", "libvorbis"),

@@ -89,7 +89,10 @@ def audio_output_args(
 
 class AudioConverter(Converter):
     filetype = "audio"
-    input_formats = ("mp3", "wav", "ogg", "flac", "aac", "m4a", "opus", "wma", "aiff", "amr", "3ga")
+    input_formats = (
+        *("mp3", "wav", "ogg", "flac", "aac", "m4a", "opus", "wma", "aiff", "amr", "3ga"),
+        *("ac3", "eac3", "dts", "wv", "tta", "caf", "au", "mp2", "mka"),
+    )
     output_formats = tuple(ENCODERS)
     options = AUDIO_OPTIONS
     tools = ("ffmpeg", "ffprobe")

@@ -24,19 +24,12 @@ logger = logging.getLogger(__name__)
 
 # Demuxers convertd lets FFmpeg use. Playlist and list demuxers (hls, concat, dash, image2,
 # ffmetadata, ...) are deliberately absent.
-# amr: phones' voice recordings (.amr; a .3ga is AMR in 3GP, read by mov).
+# Single-stream audio demuxers besides the usual: amr is phones' voice recordings (a .3ga is
+# AMR in 3GP, read by mov); ac3, eac3 and dts come from films; wv, tta, caf and au from audio
+# tools; mp2 is read by mp3.
 AUDIO_DEMUXERS = (
-    "mp3",
-    "wav",
-    "ogg",
-    "flac",
-    "aac",
-    "mov",
-    "asf",
-    "aiff",
-    "matroska",
-    "w64",
-    "amr",
+    *("mp3", "wav", "ogg", "flac", "aac", "mov", "asf", "aiff", "matroska", "w64", "amr"),
+    *("ac3", "eac3", "dts", "wv", "tta", "caf", "au"),
 )
 VIDEO_DEMUXERS = ("mov", "matroska", "avi", "flv", "asf", "mpeg", "mpegts", "h263")
 
