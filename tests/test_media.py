@@ -616,3 +616,34 @@ def test_amr_voice_recordings_convert(daemon: Daemon, key: str, name: str, tmp_p
     )
     assert streams(info, "audio")[0]["codec_name"] == "mp3"
     assert abs(duration(info) - 4.0) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("filetype", "source", "name", "fmt"),
+    [
+        # Formats no magic number of convertd's names, under names it does not know.
+        ("audio", "ac3", "voice.xyz", "mp3"),
+        ("audio", "wv", "take-7", "wav"),  # no extension at all
+        ("video", "flv", "clip.video", "mp4"),
+        ("video", "mpeg", "clip", "webm"),
+    ],
+)
+def test_media_is_accepted_by_what_it_holds(
+    daemon: Daemon,
+    key: str,
+    audio_inputs: dict[str, Path],
+    video_inputs: dict[str, Path],
+    filetype: str,
+    source: str,
+    name: str,
+    fmt: str,
+    tmp_path: Path,
+) -> None:
+    inputs = audio_inputs if filetype == "audio" else video_inputs
+    _status, info = convert_and_probe(daemon, key, tmp_path, inputs[source], name, filetype, fmt)
+    assert streams(info, filetype)
+
+
+def test_what_ffmpeg_cannot_read_is_a_400_naming_it(daemon: Daemon, key: str) -> None:
+    resp = daemon.convert(key, b"just some text\n" * 100, "notes.xyz", "audio", "mp3")
+    assert resp.status_code == 400 and "xyz" in resp.json()["message"], resp.text

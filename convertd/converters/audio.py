@@ -97,6 +97,9 @@ class AudioConverter(Converter):
     options = AUDIO_OPTIONS
     tools = ("ffmpeg", "ffprobe")
 
+    def reads(self, path: Path) -> bool:
+        return ffmpeg.holds(path, ffmpeg.AUDIO_DEMUXERS, "audio")
+
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         options = check_trim(super().validate_options(raw, output_format))
         for name, table in (("sample_rate", SAMPLE_RATES), ("channels", CHANNELS)):

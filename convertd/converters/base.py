@@ -119,6 +119,11 @@ class Converter(abc.ABC):
     def accepts_input(self, fmt: str) -> bool:
         return ANY_FORMAT in self.input_formats or fmt in self.input_formats
 
+    def reads(self, path: Path) -> bool:
+        """Whether this converter can read the file by its content, whatever its name says:
+        the last resort for a name it does not know. Blocking."""
+        return False
+
     def check_pair(self, input_format: str, output_format: str) -> None:
         """Raise OptionError when this input cannot become this output (e.g. a sheet as docx)."""
         return None

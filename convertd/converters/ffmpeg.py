@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ AUDIO_DEMUXERS = (
     *("mp3", "wav", "ogg", "flac", "aac", "mov", "asf", "aiff", "matroska", "w64", "amr"),
     *("ac3", "eac3", "dts", "wv", "tta", "caf", "au"),
 )
+PROBE_BY_CONTENT_SECONDS = 15.0
 VIDEO_DEMUXERS = ("mov", "matroska", "avi", "flv", "asf", "mpeg", "mpegts", "h263")
 
 
@@ -74,6 +76,33 @@ class Probe:
                 rate = _float(stream.get("sample_rate"))
                 return int(rate) if rate else None
         return None
+
+
+def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
+    """Whether ffprobe, through the same allow-list, finds a `kind` stream in the file: for a
+    file whose name says nothing convertd knows. Blocking (run it in a thread)."""
+    argv = [
+        "ffprobe",
+        *("-v", "error"),
+        *input_args(path, demuxers),
+        *("-show_entries", "stream=codec_type:stream_disposition=attached_pic", "-of", "json"),
+    ]
+    try:
+        result = subprocess.run(
+            procs.tied_to_parent(procs.niced(argv)),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_BY_CONTENT_SECONDS,
+            start_new_session=True,
+            check=False,
+        )
+        streams = json.loads(result.stdout or b"{}").get("streams") or []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return False
+    return result.returncode == 0 and any(
+        s.get("codec_type") == kind and not (s.get("disposition") or {}).get("attached_pic")
+        for s in streams
+    )
 
 
 async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:

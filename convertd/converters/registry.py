@@ -87,7 +87,8 @@ class Registry:
 
     def infer(self, path: Path, fmt: str, filetype: str | None = None) -> tuple[str, str]:
         """(filetype, input format) that turns this file into `fmt`, trying the filetypes in
-        INFERENCE_ORDER (or only `filetype`) for its extension, then for its first bytes.
+        INFERENCE_ORDER (or only `filetype`) for its extension, then for its first bytes, then
+        (for media) for what ffprobe finds in it.
         Raises CannotInfer with a sentence saying why there is none. Blocking."""
         guesses = _Guesses(path)
         candidates = [
@@ -104,6 +105,9 @@ class Registry:
                 except OptionError:
                     continue
                 return converter.filetype, input_format
+        for converter in candidates:
+            if converter.reads(path):  # named oddly, but its content is what it reads
+                return converter.filetype, guesses.extension or "bin"
         what = (
             f"a .{guesses.extension} file" if guesses.extension else "a file without an extension"
         )
@@ -123,6 +127,8 @@ class Registry:
             return input_format
         if refusal is not None:
             raise refusal
+        if converter.reads(guesses.path):
+            return guesses.extension or "bin"
         raise Unreadable(guesses.extension)
 
     def formats(self) -> dict[str, Any]:

@@ -174,6 +174,9 @@ class VideoConverter(Converter):
     options = VIDEO_OPTIONS
     tools = ("ffmpeg", "ffprobe")
 
+    def reads(self, path: Path) -> bool:
+        return ffmpeg.holds(path, ffmpeg.VIDEO_DEMUXERS, "video")
+
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         options = check_trim(super().validate_options(raw, output_format))
         if output_format in CONTAINERS:
