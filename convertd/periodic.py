@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 MIN_RETRY_SECONDS = 1.0
 
 
+def backoff(first: float, failures: int, longest: float) -> float:
+    """The wait after `failures` failures in a row: `first`, then twice as long each time, up
+    to `longest`. The one back-off rule for everything in convertd that tries again."""
+    return min(first * 2.0 ** max(failures - 1, 0), max(longest, first))
+
+
 class Periodic:
     def __init__(
         self,
@@ -92,7 +98,7 @@ class Periodic:
                 failures += 1
                 delay = max(self.interval, MIN_RETRY_SECONDS)
                 if self.max_backoff is not None:
-                    delay = min(delay * 2 ** (failures - 1), max(self.max_backoff, delay))
+                    delay = backoff(delay, failures, self.max_backoff)
                 if failures == 1:
                     logger.exception("%s failed; trying again in %.1f s", self.name, delay)
                 else:

@@ -12,18 +12,21 @@ later while the disk stays full.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from convertd.drops.openfiles import open_for_writing
 from convertd.drops.places import display, fail_file, place_file, publish_copy, unique_path
 from convertd.drops.rules import WatchRule
 from convertd.errors import DISK_FULL
 from convertd.files import DataDir
+from convertd.periodic import backoff
 from convertd.store import drops
 from convertd.store.db import Database
 
@@ -31,9 +34,21 @@ logger = logging.getLogger(__name__)
 
 # A drop whose job found the disk full is converted again after this, then twice as long...
 DISK_FULL_RETRY_SECONDS = 10.0
+DISK_FULL_WAIT = "the disk was full; converting it again later"
 # A drop that cannot be delivered (its output folder unwritable) is tried again after this...
 STUCK_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 300.0
+
+
+Outcome = Literal["ended", "again", "waiting"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Wait:
+    until: float  # monotonic time when it is tried again
+    failures: int  # in a row
+    reason: str  # what was last said (logged and shown once per change)
+    job_id: str | None  # the job whose end it waits on
 
 
 class Deliverer:
@@ -48,9 +63,7 @@ class Deliverer:
         self.data = data
         self.rules = {rule.name: rule for rule in rules}
         self.job_queued = job_queued  # wakes the workers
-        self._disk_full: dict[int, tuple[float, int]] = {}  # drop id -> (retry at, failures)
-        # drop id -> (retry at, failures, the reason last said)
-        self._stuck: dict[int, tuple[float, int, str]] = {}
+        self._waits: dict[int, _Wait] = {}  # drop id -> why it waits, and until when
 
     async def deliver_ready(self) -> bool:
         """Deliver every drop whose job has ended; True if there may be more. Drops of a rule
@@ -61,44 +74,59 @@ class Deliverer:
         now = time.monotonic()
         progressed = 0
         for drop, status, result_name, error in ready:
-            stuck = self._stuck.get(drop.id)
-            if stuck is not None and now < stuck[0]:
+            wait = self._waits.get(drop.id)
+            if wait is not None and now < wait.until:
                 continue
             try:
-                await self._deliver(drop, status, result_name, error)
+                outcome = await self._deliver(drop, status, result_name, error, wait)
             except OSError as exc:
-                await self._cannot_deliver(drop, exc)
+                where = f": {display(os.fsencode(exc.filename))}" if exc.filename else ""
+                reason = f"cannot deliver it ({exc.strerror or exc}{where}); retrying"
+                await self._hold(drop, STUCK_RETRY_SECONDS, reason)
+                continue
+            if outcome == "waiting":
                 continue
             progressed += 1
-            if self._stuck.pop(drop.id, None) is not None:
+            if outcome == "ended" and self._waits.pop(drop.id, None) is not None:
                 logger.info("drop %s: delivered after all", drop.display_name)
         return progressed > 0 and len(ready) >= drops.DELIVERY_BATCH
 
-    async def _cannot_deliver(self, drop: drops.Drop, exc: OSError) -> None:
-        """Back off, say why once (not at every try), and show it in `convertd drops`."""
-        _, failures, said = self._stuck.get(drop.id, (0.0, 0, ""))
-        failures += 1
-        delay = min(STUCK_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
-        where = f": {display(os.fsencode(exc.filename))}" if exc.filename else ""
-        reason = f"cannot deliver it ({exc.strerror or exc}{where}); retrying"
-        self._stuck[drop.id] = (time.monotonic() + delay, failures, reason)
-        if reason != said:
+    async def _hold(self, drop: drops.Drop, first_wait: float, reason: str) -> None:
+        """One more failure of a drop that must wait for something outside it: back off, say
+        why once (not at every try), and show it in `convertd drops`."""
+        old = self._waits.get(drop.id)
+        failures = (old.failures if old else 0) + 1
+        until = time.monotonic() + backoff(first_wait, failures, MAX_RETRY_SECONDS)
+        self._waits[drop.id] = _Wait(until, failures, reason, drop.job_id)
+        if old is None or old.reason != reason:
             logger.warning("drop waiting: %s: %s", drop.display_name, reason)
             await drops.note(self.db, drop.id, reason)
 
     async def _deliver(
-        self, drop: drops.Drop, status: str, result_name: str | None, error: str | None
-    ) -> None:
+        self,
+        drop: drops.Drop,
+        status: str,
+        result_name: str | None,
+        error: str | None,
+        wait: _Wait | None,
+    ) -> Outcome:
+        """Deliver one drop (or file it as failed): "ended"; or "again" if it is being
+        converted again, or "waiting" if it must wait."""
         rule = self.rules[drop.rule]
         assert drop.upload_id is not None and drop.job_id is not None
         moved = self.data.upload_file(drop.upload_path)
         original = moved if await asyncio.to_thread(moved.exists) else None
-        if original is not None and drop.status == "queued" and await self._changed(drop, original):
-            return
+        if original is not None and drop.status == "queued":
+            changed = await self._changed(drop, original)
+            if changed != "same":
+                return changed
         if status == "failed" and error == DISK_FULL:
-            await self._retry_later(drop)
-            return
-        self._disk_full.pop(drop.id, None)
+            if wait is not None and wait.reason == DISK_FULL_WAIT and wait.job_id == drop.job_id:
+                await self._convert_again(drop, drop.size, drop.mtime_ns, "after a full disk")
+                return "again"
+            # This job's failure has not been waited out yet.
+            await self._hold(drop, DISK_FULL_RETRY_SECONDS, DISK_FULL_WAIT)
+            return "waiting"
         if status == "failed":
             reason = error or "the conversion failed"
             if original is not None:
@@ -113,7 +141,7 @@ class Deliverer:
                 )
             await drops.close(self.db, drop.id, "failed", reason)
             logger.info("drop failed: %s: %s (job %s)", drop.display_name, reason, drop.job_id)
-            return
+            return "ended"
         assert result_name is not None
         result = self.data.result_file(drop.job_id, result_name)
         target = Path(os.fsdecode(drop.output_path)) if drop.output_path else None
@@ -127,48 +155,25 @@ class Deliverer:
             await asyncio.to_thread(_file_original, rule, drop, original)
         await drops.close(self.db, drop.id, "done")
         logger.info("drop finished: %s -> %s", drop.display_name, target)
+        return "ended"
 
-    async def _retry_later(self, drop: drops.Drop) -> None:
-        now = time.monotonic()
-        retry_at, failures = self._disk_full.get(drop.id, (0.0, 0))
-        if retry_at == 0.0:
-            failures += 1
-            delay = min(DISK_FULL_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
-            self._disk_full[drop.id] = (now + delay, failures)
-            logger.warning(
-                "drop waiting: %s: the disk was full; converting it again in %.0f s",
-                drop.display_name,
-                delay,
-            )
-            return
-        if now < retry_at:
-            return
-        self._disk_full[drop.id] = (0.0, failures)
-        job_id = await drops.convert_again(self.db, drop.id, drop.size, drop.mtime_ns)
-        logger.info(
-            "drop %s: converting it again after a full disk: job %s", drop.display_name, job_id
-        )
+    async def _convert_again(self, drop: drops.Drop, size: int, mtime_ns: int, why: str) -> None:
+        job_id = await drops.convert_again(self.db, drop.id, size, mtime_ns)
+        logger.info("drop %s: converting it again %s: job %s", drop.display_name, why, job_id)
         self.job_queued()
 
-    async def _changed(self, drop: drops.Drop, original: Path) -> bool:
-        """True if the original is not what was converted: then it is converted again (or,
-        while a program still writes to it, left until the next look)."""
+    async def _changed(self, drop: drops.Drop, original: Path) -> Outcome | Literal["same"]:
+        """ "same" if the original is what was converted; else it is converted again ("again")
+        or, while a program still writes to it, left until the next look ("waiting")."""
         st = await asyncio.to_thread(original.stat)
         if (st.st_size, st.st_mtime_ns) == (drop.size, drop.mtime_ns):
-            return False
+            return "same"
         if (st.st_dev, st.st_ino) in await asyncio.to_thread(open_for_writing):
             logger.info("drop waiting: %s is still being written to", drop.display_name)
-            return True
-        job_id = await drops.convert_again(self.db, drop.id, st.st_size, st.st_mtime_ns)
-        logger.info(
-            "drop changed after it was taken: %s (%d -> %d bytes); converting it again: job %s",
-            drop.display_name,
-            drop.size,
-            st.st_size,
-            job_id,
-        )
-        self.job_queued()
-        return True
+            return "waiting"
+        why = f"after it changed ({drop.size} -> {st.st_size} bytes)"
+        await self._convert_again(drop, st.st_size, st.st_mtime_ns, why)
+        return "again"
 
 
 def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from convertd.drops.places import display
 from convertd.drops.rules import WatchRule
+from convertd.periodic import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Waiting:
         """A temporary failure: leave the file where it is and try again later, ever later."""
         count = self.failures.get(cand.path, 0) + 1
         self.failures[cand.path] = count
-        cand.not_before = time.monotonic() + min(2.0**count, MAX_BACK_OFF_SECONDS)
+        cand.not_before = time.monotonic() + backoff(2.0, count, MAX_BACK_OFF_SECONDS)
         cand.reason = f"{reason}; retrying"
         logger.warning("drop waiting: %s: %s (retry %d)", display(cand.path), reason, count)
 
