@@ -78,62 +78,58 @@ class Probe:
         return None
 
 
-def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
-    """Whether ffprobe, through the same allow-list, finds a `kind` stream in the file: for a
-    file whose name says nothing convertd knows. Blocking (run it in a thread)."""
-    argv = [
-        "ffprobe",
-        *("-v", "error"),
+def _ffprobe_argv(path: Path, demuxers: tuple[str, ...]) -> list[str]:
+    return [
+        *("ffprobe", "-v", "error"),
         *input_args(path, demuxers),
-        *("-show_entries", "stream=codec_type:stream_disposition=attached_pic", "-of", "json"),
+        "-show_entries",
+        "format=duration,format_name:stream=codec_type,codec_name,width,height,"
+        "sample_rate,channels,duration,disposition",
+        *("-of", "json"),
     ]
-    try:
-        result = subprocess.run(
-            procs.tied_to_parent(procs.niced(argv)),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_BY_CONTENT_SECONDS,
-            start_new_session=True,
-            check=False,
-        )
-        streams = json.loads(result.stdout or b"{}").get("streams") or []
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return False
-    return result.returncode == 0 and any(
-        s.get("codec_type") == kind and not (s.get("disposition") or {}).get("attached_pic")
-        for s in streams
-    )
 
 
-async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
-    """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""
-    result = await procs.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            *input_args(path, demuxers),
-            "-show_entries",
-            "format=duration,format_name:stream=codec_type,codec_name,width,height,"
-            "sample_rate,channels,duration,disposition",
-            "-of",
-            "json",
-        ],
-        timeout=min(timeout, 60),
-        capture_stdout=True,
-    )
-    if result.returncode != 0:
-        raise ConversionError(f"Input is not a valid {kind} file")
-    try:
-        data = json.loads(result.stdout or b"{}")
-    except json.JSONDecodeError:
-        raise ConversionError(f"Input is not a valid {kind} file") from None
+def _parse_probe(stdout: bytes) -> Probe:
+    """ffprobe's JSON as a Probe (ValueError if it is not that JSON)."""
+    data = json.loads(stdout or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("not ffprobe's JSON")
     fmt = data.get("format") or {}
     streams = data.get("streams") or []
     # Cover art arrives as a one-frame "video" stream: it is not video.
     streams = [s for s in streams if not (s.get("disposition") or {}).get("attached_pic")]
     duration = _float(fmt.get("duration"))
     return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
+
+
+def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
+    """Whether ffprobe, through the same allow-list, finds a `kind` stream in the file: for a
+    file whose name says nothing convertd knows. Blocking (run it in a thread)."""
+    try:
+        result = subprocess.run(
+            procs.tied_to_parent(procs.niced(_ffprobe_argv(path, demuxers))),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_BY_CONTENT_SECONDS,
+            start_new_session=True,
+            check=False,
+        )
+        return result.returncode == 0 and _parse_probe(result.stdout).has(kind)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return False
+
+
+async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
+    """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""
+    result = await procs.run(
+        _ffprobe_argv(path, demuxers), timeout=min(timeout, 60), capture_stdout=True
+    )
+    if result.returncode != 0:
+        raise ConversionError(f"Input is not a valid {kind} file")
+    try:
+        return _parse_probe(result.stdout)
+    except ValueError:
+        raise ConversionError(f"Input is not a valid {kind} file") from None
 
 
 def _too_long(seconds: float, limit: float) -> ConversionError:
@@ -151,24 +147,13 @@ async def check_duration(task: Task, demuxers: tuple[str, ...], info: Probe) -> 
     limit = task.limits.max_media_seconds
     if info.duration is None or info.duration <= limit:
         return info
-    real = 0.0
-
-    async def on_line(line: str) -> None:
-        nonlocal real
-        key, _, value = line.partition("=")
-        if key == "out_time_us":
-            real = max(real, (_float(value) or 0) / 1_000_000)
-
-    await procs.run(
+    _, real = await _ffmpeg(
         [
-            "ffmpeg",
-            *("-nostdin", "-v", "error"),
             *input_args(task.input_path, demuxers),
             *("-map", "0", "-c", "copy", "-t", f"{limit + 1:.0f}", "-f", "null"),
-            *("-progress", "pipe:1", "-nostats", "-"),
         ],
+        "-",
         timeout=task.limits.job_timeout_seconds,
-        on_line=on_line,
     )
     if real > limit:
         raise _too_long(real, limit)
@@ -239,18 +224,12 @@ async def _run(
     report: Callable[[int], Awaitable[None]],
     what: str,
 ) -> float:
-    """Run FFmpeg writing `output`, reporting progress from its `-progress` stream, whose
-    last `out_time_us` also says how much media the output really holds (returned)."""
+    """Run FFmpeg writing `output`, reporting progress; returns how much media the output
+    really holds."""
     last = -1
-    written = 0.0
 
-    async def on_line(line: str) -> None:
-        nonlocal last, written
-        key, _, value = line.partition("=")
-        if key != "out_time_us":
-            return
-        seconds = (_float(value) or 0) / 1_000_000
-        written = max(written, seconds)
+    async def on_time(seconds: float) -> None:
+        nonlocal last
         if not duration:
             return
         percent = min(99, int(seconds * 100 / duration))
@@ -258,23 +237,7 @@ async def _run(
             last = percent
             await report(percent)
 
-    result = await procs.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            *args,
-            "-progress",
-            "pipe:1",
-            "-nostats",
-            f"file:{output}",
-        ],
-        timeout=timeout,
-        on_line=on_line,
-    )
+    result, written = await _ffmpeg(args, f"file:{output}", timeout=timeout, on_time=on_time)
     if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
         # FFmpeg's own words are for the admin; the user hears what they can act on.
         detail = procs.last_error_line(result.stderr, "no message")
@@ -285,3 +248,36 @@ async def _run(
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
     return written
+
+
+async def _ffmpeg(
+    args: list[str],
+    target: str,
+    *,
+    timeout: float,
+    on_time: Callable[[float], Awaitable[None]] | None = None,
+) -> tuple[procs.Result, float]:
+    """Run FFmpeg writing `target`, following its `-progress` stream: (the run, the most media
+    time it reported, i.e. how much the output holds). `on_time` hears each report."""
+    written = 0.0
+
+    async def on_line(line: str) -> None:
+        nonlocal written
+        key, _, value = line.partition("=")
+        if key != "out_time_us":
+            return
+        seconds = (_float(value) or 0) / 1_000_000
+        written = max(written, seconds)
+        if on_time is not None:
+            await on_time(seconds)
+
+    result = await procs.run(
+        [
+            *("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+            *args,
+            *("-progress", "pipe:1", "-nostats", target),
+        ],
+        timeout=timeout,
+        on_line=on_line,
+    )
+    return result, written
