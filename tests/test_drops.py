@@ -335,9 +335,12 @@ def test_invalid_rule_stops_serve_naming_rule_and_field(
     assert "bad-rule" in proc.stderr and named in proc.stderr
 
 
-def test_keep_originals_in_place(make_daemon: Any, tmp_path: Path) -> None:
-    watched = tmp_path / "keep-in"
-    out = tmp_path / "keep-out"
+def keeping_daemon(
+    make_daemon: Any, tmp_path: Path, output_format: str, filetype: str | None = None
+) -> tuple[Path, Path]:
+    """A daemon with one `originals = "keep"` rule: (its watched folder, its output folder)."""
+    watched, out = tmp_path / "keep-in", tmp_path / "keep-out"
+    typed = f'filetype = "{filetype}"\n' if filetype else ""
     config = write_config(
         tmp_path / "c.toml",
         f"""
@@ -345,12 +348,17 @@ def test_keep_originals_in_place(make_daemon: Any, tmp_path: Path) -> None:
 name = "keeper"
 folder = "{watched}"
 output = "{out}"
-output_format = "md5"
-originals = "keep"
+output_format = "{output_format}"
+{typed}originals = "keep"
 """,
     )
     watched.mkdir()
     make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    return watched, out
+
+
+def test_keep_originals_in_place(make_daemon: Any, tmp_path: Path) -> None:
+    watched, out = keeping_daemon(make_daemon, tmp_path, "md5")
     (watched / "keep.txt").write_text("keep me")
     wait_for(lambda: files(out) == ["keep.md5"], what="output")
     time.sleep(3)  # more scans: the kept original is not converted again
@@ -458,16 +466,10 @@ def test_a_file_changed_after_it_was_taken_is_converted_again(tmp_path: Path) ->
         file_path, upload = data.new_upload_path("scan.txt")
         upload.write_text("page one\n")
         st = upload.stat()
-        drop_id = await drop_store.begin_claim(
-            db,
-            "inbox",
-            b"/in/md5/scan.txt",
-            "scan.txt",
-            "md5",
-            st.st_size,
-            st.st_mtime_ns,
-            file_path,
+        found = drop_store.Found(
+            "inbox", b"/in/md5/scan.txt", "scan.txt", "md5", st.st_size, st.st_mtime_ns
         )
+        drop_id = await drop_store.begin_claim(db, found, file_path)
         first = await drop_store.queue(
             db, drop_id, "scan.txt", "txt", jobs.Conversion("hash", "txt", "md5", {})
         )
@@ -496,21 +498,7 @@ def test_keep_never_takes_the_original_away(make_daemon: Any, tmp_path: Path) ->
     # a slow conversion runs (or after a crash in the middle of one).
     from tests.media import make_video
 
-    watched, out = tmp_path / "keep-in", tmp_path / "keep-out"
-    config = write_config(
-        tmp_path / "c.toml",
-        f"""
-[[watch]]
-name = "keeper"
-folder = "{watched}"
-output = "{out}"
-output_format = "webm"
-filetype = "video"
-originals = "keep"
-""",
-    )
-    watched.mkdir()
-    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    watched, out = keeping_daemon(make_daemon, tmp_path, "webm", "video")
     clip = make_video(tmp_path / "clip.mp4", 3.0, "640x480")
     shutil.copyfile(clip, watched / ".clip.mp4.part")
     os.rename(watched / ".clip.mp4.part", watched / "clip.mp4")

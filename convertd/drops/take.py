@@ -54,12 +54,15 @@ class Taker:
         relative = PurePosixPath(path.relative_to(rule.folder).as_posix())
         fmt = canonical_format(rule.format_for(relative) or "")
         name = safe_filename(display(os.fsencode(path.name)))
+        found = drops.Found(
+            rule.name, os.fsencode(path), name, fmt or "unknown", cand.size, cand.mtime_ns
+        )
         try:
             filetype, input_format = await asyncio.to_thread(
                 self.registry.infer, path, fmt, rule.filetype
             )
         except CannotInfer as exc:
-            await self._reject(cand, fmt, name, str(exc))
+            await self._reject(cand, found, str(exc))
             return
         if self.registry.get(filetype) is None:  # a tool is missing: temporary, the file stays
             self.waiting.back_off(
@@ -68,9 +71,7 @@ class Taker:
             return
         file_path, dest = await asyncio.to_thread(self.data.new_upload_path, name)
         # The row first, naming where the file is going: a crash after the move is repairable.
-        drop_id = await drops.begin_claim(
-            self.db, rule.name, os.fsencode(path), name, fmt, cand.size, cand.mtime_ns, file_path
-        )
+        drop_id = await drops.begin_claim(self.db, found, file_path)
         try:
             take_in = _copy_in if rule.originals == "keep" else _move_in
             await asyncio.to_thread(take_in, path, dest, cand)
@@ -93,13 +94,14 @@ class Taker:
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
 
-    async def _reject(self, cand: Candidate, fmt: str, name: str, reason: str) -> None:
+    async def _reject(self, cand: Candidate, found: drops.Found, reason: str) -> None:
         """A file that can never convert: straight to failed/ (under its own name), with its
         report."""
         self.waiting.candidates.pop(cand.path, None)
+        fmt = found.output_format
         try:
             await asyncio.to_thread(
-                fail_file, cand.rule, cand.path, fmt or "unknown", cand.path.name, reason, None
+                fail_file, cand.rule, cand.path, fmt, cand.path.name, reason, None
             )
         except OSError as exc:
             self.waiting.skip(
@@ -108,16 +110,7 @@ class Taker:
                 f"{reason}; and it could not be moved to failed/: {exc.strerror}",
             )
             return
-        await drops.record_refused(
-            self.db,
-            cand.rule.name,
-            os.fsencode(cand.path),
-            name,
-            fmt or "unknown",
-            cand.size,
-            cand.mtime_ns,
-            reason,
-        )
+        await drops.record_refused(self.db, found, reason)
         logger.info("drop failed: %s: %s", display(cand.path), reason)
 
 

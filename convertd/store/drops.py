@@ -53,27 +53,45 @@ class Drop:
         )
 
 
-async def begin_claim(
-    db: Database,
-    rule: str,
-    source: bytes,
-    name: str,
-    fmt: str,
-    size: int,
-    mtime_ns: int,
-    upload_path: str,
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A file found in a watched folder, as its drop records it."""
+
+    rule: str
+    source: bytes  # its path; bytes, names need not be UTF-8
+    name: str  # for people, and for the output
+    output_format: str
+    size: int
+    mtime_ns: int
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    found: Found,
+    status: str,
+    upload_path: str = "",
+    error: str | None = None,
 ) -> int:
-    return await db.write(
-        lambda conn: int(
-            conn.execute(
-                """INSERT INTO drops (rule, source_path, display_name, output_format, size,
-                                      mtime_ns, upload_path, status, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?)""",
-                (rule, source, name, fmt, size, mtime_ns, upload_path, clock.now()),
-            ).lastrowid
-            or 0
-        )
+    now = clock.now()
+    cur = conn.execute(
+        """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
+                              upload_path, status, error, created_at, finished_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            *dataclasses.astuple(found),
+            upload_path,
+            status,
+            error,
+            now,
+            now if status == "failed" else None,
+        ),
     )
+    return int(cur.lastrowid or 0)
+
+
+async def begin_claim(db: Database, found: Found, upload_path: str) -> int:
+    """The drop's row, written before the file moves to `upload_path`; its id."""
+    return await db.write(lambda conn: _insert(conn, found, "claiming", upload_path))
 
 
 async def queue(
@@ -146,26 +164,10 @@ async def close(db: Database, drop_id: int, status: str, error: str | None = Non
     await db.write(record)
 
 
-async def record_refused(
-    db: Database,
-    rule: str,
-    source: bytes,
-    name: str,
-    fmt: str,
-    size: int,
-    mtime_ns: int,
-    error: str,
-) -> None:
-    """A file refused when it was found (no converter makes `fmt` of it): a drop that failed at
-    once, so that `convertd drops` lists it with the reason."""
-    await db.write(
-        lambda conn: conn.execute(
-            """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
-                                  upload_path, status, error, created_at, finished_at)
-               VALUES (?, ?, ?, ?, ?, ?, '', 'failed', ?, ?, ?)""",
-            (rule, source, name, fmt, size, mtime_ns, error, clock.now(), clock.now()),
-        )
-    )
+async def record_refused(db: Database, found: Found, error: str) -> None:
+    """A file refused when it was found (no converter makes its format of it): a drop that
+    failed at once, so that `convertd drops` lists it with the reason."""
+    await db.write(lambda conn: _insert(conn, found, "failed", error=error))
 
 
 async def note(db: Database, drop_id: int, why: str) -> None:

@@ -230,6 +230,16 @@ async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
     return len(requeued), len(failed)
 
 
+def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, error: str) -> None:
+    """Inside the caller's transaction: the key's queued and running jobs fail with `error`
+    (a worker running one stops it: no_longer_running)."""
+    conn.execute(
+        """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+           WHERE key_id = ? AND status IN ('pending', 'processing')""",
+        (error, clock.now(), key_id),
+    )
+
+
 async def no_longer_running(db: Database, job_ids: list[str]) -> list[str]:
     """Which of these jobs (running here) the database no longer has as running: cancelled
     from outside (a key revoked by the admin CLI)."""

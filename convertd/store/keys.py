@@ -17,6 +17,7 @@ from typing import Any
 
 from convertd import clock
 from convertd.restrictions import normalise_allowed
+from convertd.store import jobs
 from convertd.store.db import Database, Row, from_row
 
 KEY_PREFIX = "cvd_"
@@ -201,11 +202,7 @@ async def revoke_key(db: Database, key_id: int) -> ApiKey:
             (now, key_id),
         ).rowcount
         if changed:
-            conn.execute(
-                """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
-                   WHERE key_id = ? AND status IN ('pending', 'processing')""",
-                (REVOKED, now, key_id),
-            )
+            jobs.fail_unfinished_of_key(conn, key_id, REVOKED)
         return int(changed)
 
     changed = await db.write(revoke)
