@@ -11,8 +11,9 @@ import asyncio
 import dataclasses
 import errno
 import json
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,6 +27,8 @@ from convertd.errors import (
     RequestTimeout,
 )
 from convertd.files import DataDir, extension_of
+
+T = TypeVar("T")
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -82,18 +85,11 @@ def _stalled(idle: float) -> RequestTimeout:
     )
 
 
-async def _next_chunk(part: BodyPartReader, idle: float) -> bytes:
+async def _within(idle: float, pending: Awaitable[T]) -> T:
+    """What `pending` gives, unless the client sends nothing for `idle` seconds: a 408."""
     try:
         async with asyncio.timeout(idle):
-            return bytes(await part.read_chunk(CHUNK))
-    except TimeoutError:
-        raise _stalled(idle) from None
-
-
-async def _next_body_chunk(request: web.Request, idle: float) -> bytes:
-    try:
-        async with asyncio.timeout(idle):
-            return bytes(await request.content.read(CHUNK))
+            return await pending
     except TimeoutError:
         raise _stalled(idle) from None
 
@@ -104,7 +100,7 @@ async def _stream_part(
     size = 0
     fh = await asyncio.to_thread(dest.open, "wb")
     try:
-        while chunk := await _next_chunk(part, idle):
+        while chunk := bytes(await _within(idle, part.read_chunk(CHUNK))):
             size += len(chunk)
             if size > budget:
                 raise _too_large(limit)
@@ -130,7 +126,8 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
             raise _too_large(MAX_JSON_BYTES)
         raw = bytearray()
-        while chunk := await _next_body_chunk(request, config.upload_idle_timeout_seconds):
+        idle = config.upload_idle_timeout_seconds
+        while chunk := await _within(idle, request.content.read(CHUNK)):
             raw += chunk
             if len(raw) > MAX_JSON_BYTES:
                 raise _too_large(MAX_JSON_BYTES)
@@ -147,11 +144,7 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
             raise _too_deep("The request body") from None
         return Body(fields=fields, files=[])
     if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:
-        try:
-            async with asyncio.timeout(config.upload_idle_timeout_seconds):
-                form = await request.post()
-        except TimeoutError:
-            raise _stalled(config.upload_idle_timeout_seconds) from None
+        form = await _within(config.upload_idle_timeout_seconds, request.post())
         if len(form) > MAX_FIELDS:
             raise BadRequest(
                 f"The request has more than {MAX_FIELDS} form fields.",
@@ -177,11 +170,7 @@ async def _read_multipart(
             if parts % YIELD_EVERY_PARTS == 0:
                 # A body already in memory parses without ever waiting: let others run.
                 await asyncio.sleep(0)
-            try:
-                async with asyncio.timeout(idle):
-                    part = await reader.next()
-            except TimeoutError:
-                raise _stalled(idle) from None
+            part = await _within(idle, reader.next())
             if part is None:
                 break
             if not isinstance(part, BodyPartReader):
@@ -208,11 +197,7 @@ async def _read_multipart(
                         f"The request has more than {MAX_FIELDS} form fields.",
                         "Send only the fields the endpoint takes.",
                     )
-                try:
-                    async with asyncio.timeout(idle):
-                        value = await part.read(decode=True)
-                except TimeoutError:
-                    raise _stalled(idle) from None
+                value = await _within(idle, part.read(decode=True))
                 if len(value) > MAX_FIELD_BYTES:
                     raise BadRequest(f"The field {name!r} is too long.")
                 body.fields[name] = _decode(value, part.get_charset("utf-8"), name)
