@@ -2,7 +2,7 @@
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
 database (migrate, recover jobs) -> call counter -> LibreOffice -> conversion runner -> worker
-pool -> drop folders -> retention sweep.
+pool -> task engine (/v2) -> drop folders -> retention sweep.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from convertd.api.auth import auth_middleware
 from convertd.api.errors import error_middleware
 from convertd.api.limits import add_rate_limit_headers
 from convertd.api.routes import add_routes
-from convertd.api.state import CALLS, CONFIG, DATA, DB, POOL, REGISTRY
+from convertd.api.state import CALLS, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
+from convertd.api.v2.routes import ROUTES as V2_ROUTES
 from convertd.config import Config
 from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
@@ -31,9 +32,12 @@ from convertd.files import DataDir
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
 from convertd.retention import sweep_once
+from convertd.signing import Signer
 from convertd.store import jobs
 from convertd.store.db import Database
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
+from convertd.tasks import engines
+from convertd.tasks.engine import TaskEngine
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ RULES = web.AppKey("rules", list[WatchRule])
 async def _database(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[DATA].ensure()
+    app[SIGNER] = Signer.load(app[DATA].signing_key)
     db = await Database.open(app[DATA].database)
     app[DB] = db
     requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
@@ -93,6 +98,15 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await pool.stop()
 
 
+async def _task_engine(app: web.Application) -> AsyncIterator[None]:
+    engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL])
+    app[ENGINE] = engine
+    await engines.detect()
+    await engine.start()
+    yield
+    await engine.stop()
+
+
 async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
     if not app[CONFIG].drop_enabled:
         yield
@@ -127,8 +141,18 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
     app.cleanup_ctx.extend(
-        [_database, _call_counter, _office, _runner, _workers, _drop_folders, _retention]
+        [
+            _database,
+            _call_counter,
+            _office,
+            _runner,
+            _workers,
+            _task_engine,
+            _drop_folders,
+            _retention,
+        ]
     )
     app.on_response_prepare.append(add_rate_limit_headers)
     add_routes(app, V1_ROUTES)
+    add_routes(app, V2_ROUTES)
     return app

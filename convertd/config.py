@@ -16,10 +16,15 @@ from typing import Any
 import platformdirs
 
 from convertd.drops.rules import ORIGINALS, RuleError, WatchRule, parse_rules
+from convertd.fetch import parse_networks
 
 APP_NAME = "convertd"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
+
+
+# Settings whose TOML value is a list.
+LIST_SETTINGS = ("import_url_allow",)
 
 
 class ConfigError(Exception):
@@ -63,6 +68,12 @@ class Config:
     drop_originals: str = "move"
     # The [[watch]] tables, parsed (drops/rules.py); checked against the converters at start-up.
     watch_rules: tuple[WatchRule, ...] = ()
+    # Networks (CIDRs) that import/url may fetch from although they are private or loopback,
+    # e.g. a NAS on the LAN; everything else non-public is refused (fetch.py).
+    import_url_allow: tuple[str, ...] = ()
+    import_url_timeout_seconds: float = 300.0
+    # The longest a /sync/v2 request waits for its job or task to end.
+    sync_wait_seconds: float = 300.0
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
 
@@ -81,6 +92,15 @@ def _to_bool(value: Any) -> bool:
     if text in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """A TOML list, or comma-separated text (the environment), of CIDRs."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ValueError("expected a list of networks")
+    parse_networks(items)
+    return tuple(x.strip() for x in items if x.strip())
 
 
 _PARSERS: dict[str, Any] = {
@@ -109,6 +129,9 @@ _PARSERS: dict[str, Any] = {
     "drop_scan_seconds": float,
     "drop_events": _to_bool,
     "drop_originals": str,
+    "import_url_allow": _networks,
+    "import_url_timeout_seconds": float,
+    "sync_wait_seconds": float,
 }
 
 _POSITIVE = {
@@ -126,6 +149,8 @@ _POSITIVE = {
     "drop_settle_seconds": 0.05,
     "drop_max_wait_seconds": 1,
     "drop_scan_seconds": 0.2,
+    "import_url_timeout_seconds": 1,
+    "sync_wait_seconds": 0.1,
 }
 
 
@@ -162,7 +187,9 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], Any]:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     # Settings may sit at the top level or under [server]; watch rules are [[watch]] tables.
     table = data.get("server", data)
-    settings = {k: v for k, v in table.items() if not isinstance(v, dict | list)}
+    settings = {
+        k: v for k, v in table.items() if not isinstance(v, dict | list) or k in LIST_SETTINGS
+    }
     return settings, data.get("watch")
 
 

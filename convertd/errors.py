@@ -51,6 +51,22 @@ class Conflict(ConvertdError):
     error = "Conflict"
 
 
+class Gone(ConvertdError):
+    status = 410
+    error = "Gone"
+
+
+class Invalid(ConvertdError):
+    """A request whose fields do not validate (422), with each bad field's problems."""
+
+    status = 422
+    error = "Unprocessable Entity"
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
 class PayloadTooLarge(ConvertdError):
     status = 413
     error = "Payload Too Large"

@@ -5,6 +5,8 @@
     <data dir>/uploads/<token>/<name>   files clients sent
     <data dir>/work/<job id>/       a job's scratch space, removed when the job ends
     <data dir>/results/<job id>/<name>  a finished job's output
+    <data dir>/tasks/<task id>/<name>   a /v2 task's files (imported, converted, archived)
+    <data dir>/signing.key          the secret that signs /v2 upload forms and download links
     <data dir>/office/profile-<n>/  a warm LibreOffice instance's private profile
     <data dir>/drops-status.json    what the drop folders are waiting for and skipping
     <data dir>/drop/                the embedded drop folders (unless `drop_root` moves them)
@@ -79,6 +81,8 @@ class DataDir:
         self.uploads = self.root / "uploads"
         self.work = self.root / "work"
         self.results = self.root / "results"
+        self.tasks = self.root / "tasks"
+        self.signing_key = self.root / "signing.key"
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
         self.drops_status = self.root / "drops-status.json"
         self.drop_root = drop_root or self.root / "drop"
@@ -89,7 +93,7 @@ class DataDir:
         return cls(config.data_dir, config.drop_root)
 
     def ensure(self) -> None:
-        for path in (self.root, self.uploads, self.work, self.results):
+        for path in (self.root, self.uploads, self.work, self.results, self.tasks):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def new_upload_path(self, file_name: str) -> tuple[str, Path]:
@@ -149,3 +153,27 @@ class DataDir:
         shutil.rmtree(final_dir, ignore_errors=True)
         os.replace(staging, final_dir)
         return final_dir / target.name
+
+    def task_dir(self, task_id: str) -> Path:
+        assert is_job_id(task_id)
+        return self.tasks / task_id
+
+    def task_file(self, task_id: str, name: str) -> Path:
+        return self.task_dir(task_id) / safe_filename(name)
+
+    def fresh_task_staging(self, task_id: str) -> Path:
+        """An empty directory where a task's files are made before they are published."""
+        path = self.tasks / f".{self.task_dir(task_id).name}.tmp"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
+        return path
+
+    def publish_task_files(self, task_id: str, staging: Path) -> None:
+        """Put a task's files in place in one rename, so they appear whole or not at all."""
+        final = self.task_dir(task_id)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+
+    def remove_task_files(self, task_id: str) -> None:
+        shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+        shutil.rmtree(self.tasks / f".{task_id}.tmp", ignore_errors=True)

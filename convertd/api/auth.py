@@ -7,7 +7,7 @@ from aiohttp import web
 
 from convertd import restrictions
 from convertd.api.limits import count_call
-from convertd.api.routes import Handler, is_public
+from convertd.api.routes import Handler, is_public, scope_of
 from convertd.api.state import API_KEY, CONFIG, DB
 from convertd.errors import Forbidden, Unauthorized
 from convertd.store import keys
@@ -77,6 +77,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.http_exception is not None or is_public(request):
         return await handler(request)
     key = await authenticate(request)
+    scope = scope_of(request)
+    if scope is not None and scope not in key.scopes:
+        raise Forbidden(
+            f"This key lacks the {scope} scope, which {request.method} {request.path} needs.",
+            f"Use a key with that scope: `convertd keys create --scope {scope} ...`.",
+        )
     await count_call(request, key)
     request[API_KEY] = key
     return await handler(request)

@@ -1,5 +1,6 @@
-"""The one error renderer: whatever goes wrong in a request leaves as `{"error","message","hint"}`
-JSON with its status, never as HTML or a traceback."""
+"""The one error renderer: whatever goes wrong in a request leaves as JSON with its status, never
+as HTML or a traceback: `{"error","message","hint"}` on v1 (the seed's body), and CloudConvert's
+`{"message","code","errors"}` on /v2 and /sync/v2."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.routes import Handler
-from convertd.errors import ConvertdError, error_body, is_disk_full
+from convertd.errors import ConvertdError, Invalid, error_body, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,49 @@ def json_error(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(error_body(error, message, hint), status=status, headers=headers)
+
+
+# CloudConvert's error codes, by status.
+V2_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    410: "GONE",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "INVALID_DATA",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+    507: "INSUFFICIENT_STORAGE",
+}
+V2_PREFIXES = ("/v2/", "/sync/v2/")
+
+
+def is_v2(request: web.Request) -> bool:
+    return request.path.startswith(V2_PREFIXES) or request.path in ("/v2", "/sync/v2")
+
+
+def _error(
+    request: web.Request,
+    status: int,
+    error: str,
+    message: str,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> web.Response:
+    if not is_v2(request):
+        return json_error(status, error, message, hint, headers)
+    body = {
+        "message": f"{message} {hint}" if hint else message,
+        "code": V2_CODES.get(status, error.upper().replace(" ", "_")),
+        "errors": errors or {},
+    }
+    return web.json_response(body, status=status, headers=headers)
 
 
 _HTTP_HINTS = {
@@ -38,7 +82,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ConvertdError as exc:
-        return json_error(exc.status, exc.error, exc.message, exc.hint, exc.headers())
+        errors = exc.errors if isinstance(exc, Invalid) else None
+        return _error(request, exc.status, exc.error, exc.message, exc.hint, exc.headers(), errors)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -51,10 +96,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         else:
             message = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
-        return json_error(exc.status, exc.reason, message, _HTTP_HINTS.get(exc.status), headers)
+        hint = None if is_v2(request) else _HTTP_HINTS.get(exc.status)
+        return _error(request, exc.status, exc.reason, message, hint, headers)
     except HttpProcessingError as exc:  # a malformed body aiohttp noticed while we read it
         status = exc.code if 400 <= exc.code < 500 else 400
-        return json_error(
+        return _error(
+            request,
             status,
             "Bad Request",
             "The request is malformed.",
@@ -63,21 +110,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (OSError, sqlite3.OperationalError) as exc:
         if is_disk_full(exc):
             logger.error("disk full on %s %s", request.method, request.path)
-            return json_error(
+            return _error(
+                request,
                 507,
                 "Insufficient Storage",
                 "The server's disk is full.",
                 "Try again later; the admin can free space.",
             )
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _internal_error()
+        return _internal_error(request)
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _internal_error()
+        return _internal_error(request)
 
 
-def _internal_error() -> web.Response:
-    return json_error(
+def _internal_error(request: web.Request) -> web.Response:
+    return _error(
+        request,
         500,
         "Internal Server Error",
         "Something went wrong inside convertd.",

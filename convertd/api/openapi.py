@@ -23,12 +23,40 @@ def json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 # What any route that needs a key may answer before its handler runs.
 AUTH_ERRORS = {
     "401": error("Missing, unknown or revoked API key"),
-    "403": error("Plan without API access, or an IP or domain restriction"),
+    "403": error("Plan without API access, an IP or domain restriction, or a missing scope"),
     "429": error("Rate limit reached; see Retry-After"),
 }
 
 
-def openapi_document(title: str, routes: Sequence[Route], server_url: str) -> dict[str, Any]:
+# CloudConvert's error body, which /v2 answers with.
+V2_ERROR = {
+    "type": "object",
+    "required": ["message", "code"],
+    "properties": {
+        "message": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "additionalProperties": False,
+}
+V1_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "hint": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+
+
+def openapi_document(
+    title: str, routes: Sequence[Route], server_url: str, *, v2: bool = False
+) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation: dict[str, Any] = {"summary": route.summary, **route.operation}
@@ -49,18 +77,7 @@ def openapi_document(title: str, routes: Sequence[Route], server_url: str) -> di
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "query": {"type": "apiKey", "in": "query", "name": "api_key"},
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "message": {"type": "string"},
-                        "hint": {"type": "string"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            "schemas": {"Error": V2_ERROR if v2 else V1_ERROR},
         },
         "security": [{"header": []}, {"bearer": []}, {"query": []}],
         "paths": paths,

@@ -123,17 +123,7 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
             request, data, limit, allow_files, config.upload_idle_timeout_seconds
         )
     if request.content_type == "application/json":
-        if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-            raise _too_large(MAX_JSON_BYTES)
-        raw = bytearray()
-        idle = config.upload_idle_timeout_seconds
-        while chunk := await _within(idle, request.content.read(CHUNK)):
-            raw += chunk
-            if len(raw) > MAX_JSON_BYTES:
-                raise _too_large(MAX_JSON_BYTES)
-        payload = _parse_json(bytes(raw), "The request body")
-        if not isinstance(payload, dict):
-            raise BadRequest("The JSON body must be an object of fields.")
+        payload = await read_json(request)
         try:
             fields = {
                 k: v if isinstance(v, str) else json.dumps(v)
@@ -155,6 +145,24 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         f"Unsupported Content-Type {request.content_type!r}.",
         "Send multipart/form-data (as curl -F does).",
     )
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """A JSON object body of at most `limit` bytes (an empty body is an empty object)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    raw = bytearray()
+    idle = request.app[CONFIG].upload_idle_timeout_seconds
+    while chunk := await _within(idle, request.content.read(CHUNK)):
+        raw += chunk
+        if len(raw) > limit:
+            raise _too_large(limit)
+    if not raw.strip():
+        return {}
+    payload = _parse_json(bytes(raw), "The request body")
+    if not isinstance(payload, dict):
+        raise BadRequest("The JSON body must be an object of fields.")
+    return payload
 
 
 async def _read_multipart(

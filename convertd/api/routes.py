@@ -20,6 +20,7 @@ class Route:
     handler: Handler
     summary: str  # one line, for the endpoint list and the OpenAPI document
     public: bool = False  # answers without a key (and counts against no quota)
+    scope: str | None = None  # the key scope it needs (CloudConvert's names; see store/keys.py)
     aliases: tuple[str, ...] = ()  # other paths for the same thing (`/v1` for `/v1/`)
     # The OpenAPI operation beyond its summary: parameters, requestBody, responses. Routes
     # that need a key get the authentication errors added for them.
@@ -27,10 +28,12 @@ class Route:
 
 
 PUBLIC = web.AppKey("public_routes", set[tuple[AbstractResource, str]])
+SCOPE = web.AppKey("route_scopes", dict[tuple[AbstractResource, str], str])
 
 
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
     public = app.setdefault(PUBLIC, set())
+    scopes = app.setdefault(SCOPE, {})
     for route in routes:
         for path in (route.path, *route.aliases):
             if route.method == "GET":
@@ -39,9 +42,20 @@ def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
                 added = app.router.add_route(route.method, path, route.handler)
             if route.public:
                 public.add((added.resource, route.method))
+            if route.scope:
+                scopes[(added.resource, route.method)] = route.scope
+
+
+def _route_key(request: web.Request) -> tuple[AbstractResource | None, str]:
+    method = "GET" if request.method == "HEAD" else request.method
+    return request.match_info.route.resource, method
 
 
 def is_public(request: web.Request) -> bool:
-    resource = request.match_info.route.resource
-    method = "GET" if request.method == "HEAD" else request.method
-    return resource is not None and (resource, method) in request.app.get(PUBLIC, set())
+    return _route_key(request) in request.app.get(PUBLIC, set())
+
+
+def scope_of(request: web.Request) -> str | None:
+    """The scope a key needs for this route."""
+    resource, method = _route_key(request)
+    return request.app.get(SCOPE, {}).get((resource, method)) if resource else None

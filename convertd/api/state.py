@@ -7,9 +7,11 @@ from aiohttp import web
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.files import DataDir
+from convertd.signing import Signer
 from convertd.store.db import Database
 from convertd.store.keys import ApiKey
 from convertd.store.quotas import CallCounter, Usage
+from convertd.tasks.engine import TaskEngine
 from convertd.worker import WorkerPool
 
 CONFIG = web.AppKey("config", Config)
@@ -18,6 +20,8 @@ DATA = web.AppKey("data", DataDir)
 REGISTRY = web.AppKey("registry", Registry)
 CALLS = web.AppKey("calls", CallCounter)
 POOL = web.AppKey("pool", WorkerPool)
+ENGINE = web.AppKey("engine", TaskEngine)
+SIGNER = web.AppKey("signer", Signer)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)

@@ -31,6 +31,14 @@ def register(
     create.add_argument(
         "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
     )
+    create.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        choices=keys.SCOPES,
+        metavar="SCOPE",
+        help=f"grant only this scope (repeatable; default: all of {', '.join(keys.SCOPES)})",
+    )
     runs_on_database(create, _create)
     listing = actions.add_parser(
         "list",
@@ -51,17 +59,23 @@ def register(
 
 
 def key_json(key: keys.ApiKey) -> dict[str, Any]:
-    return {**keys.describe(key), "prefix": key.prefix, "revoked_at": iso(key.revoked_at)}
+    return {
+        **keys.describe(key),
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "revoked_at": iso(key.revoked_at),
+    }
 
 
 async def _create(db: Database, args: argparse.Namespace) -> int:
     key, secret = await keys.create_key(
-        db, args.name, args.plan, args.restrict or "all", args.allow
+        db, args.name, args.plan, args.restrict or "all", args.allow, args.scope
     )
     allowed = key.allowed_ips or key.allowed_domains
     print(
         f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
-        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''})."
+        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}, "
+        f"scopes {' '.join(key.scopes)})."
     )
     print("Copy it now: it is stored only as a hash and cannot be shown again.")
     print(secret)
@@ -73,7 +87,9 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([key_json(k) for k in found], indent=2))
         return 0
-    rows = [["ID", "NAME", "PREFIX", "PLAN", "RESTRICTION", "CALLS", "LAST USED", "STATE"]]
+    rows = [
+        ["ID", "NAME", "PREFIX", "PLAN", "RESTRICTION", "SCOPES", "CALLS", "LAST USED", "STATE"]
+    ]
     for k in found:
         restriction = k.restriction_type
         if k.allowed_ips or k.allowed_domains:
@@ -85,6 +101,7 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
                 k.prefix + "…",
                 k.plan.name,
                 restriction,
+                "all" if set(k.scopes) == set(keys.SCOPES) else ",".join(k.scopes),
                 str(k.usage_count),
                 iso(k.last_used_at) or "never",
                 "revoked" if k.revoked_at else "active",

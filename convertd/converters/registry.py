@@ -78,6 +78,24 @@ class Registry:
     def unavailable(self) -> list[Converter]:
         return [c for c in self._all.values() if c.missing_tools()]
 
+    def making(self, output_format: str, input_format: str | None = None) -> list[Converter]:
+        """The available converters that make `output_format` (from `input_format`, if known),
+        in the order a file's filetype is inferred in."""
+        found = []
+        for filetype in INFERENCE_ORDER:
+            converter = self.get(filetype)
+            if converter is None or output_format not in converter.output_formats:
+                continue
+            if input_format is not None:
+                if not converter.accepts_input(input_format):
+                    continue
+                try:
+                    converter.check_pair(input_format, output_format)
+                except OptionError:
+                    continue
+            found.append(converter)
+        return found
+
     def input_format(self, converter: Converter, path: Path, fmt: str) -> str:
         """The format `converter` reads this file as to make `fmt`: its extension's if the
         converter reads that and can make `fmt` from it, else the one its first bytes show.

@@ -240,6 +240,16 @@ def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, error: str) ->
     )
 
 
+def cancel(conn: sqlite3.Connection, job_ids: list[str], error: str) -> None:
+    """Inside the caller's transaction: these jobs, if queued or running, fail with `error`
+    (a worker running one stops it: no_longer_running)."""
+    conn.execute(
+        """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
+           WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'processing')""",
+        (error, clock.now(), json.dumps(job_ids)),
+    )
+
+
 async def no_longer_running(db: Database, job_ids: list[str]) -> list[str]:
     """Which of these jobs (running here) the database no longer has as running: cancelled
     from outside (a key revoked by the admin CLI)."""

@@ -23,6 +23,8 @@ from convertd.store.db import Database, Row, from_row
 KEY_PREFIX = "cvd_"
 LOOKUP_CHARS = 12
 RESTRICTIONS = ("all", "ip", "domain")
+# CloudConvert's scopes; a key has all of them unless it was made with fewer.
+SCOPES = ("user.read", "user.write", "task.read", "task.write", "webhook.read", "webhook.write")
 
 
 class AdminError(Exception):
@@ -54,12 +56,13 @@ class ApiKey:
     last_used_at: float | None
     created_at: float
     revoked_at: float | None
+    scopes: tuple[str, ...] = SCOPES
 
 
 # A constant, never built from input: the queries below only append a WHERE with parameters.
 _SELECT_KEY = """SELECT
     k.id, k.name, k.prefix, k.key_hash, k.restriction_type, k.allowed_ips, k.allowed_domains,
-    k.usage_count, k.last_used_at, k.created_at, k.revoked_at,
+    k.usage_count, k.last_used_at, k.created_at, k.revoked_at, k.scopes,
     p.name AS plan_name, p.api_access, p.calls_per_day, p.calls_per_minute
     FROM api_keys k JOIN plans p ON p.name = k.plan
 """
@@ -84,6 +87,7 @@ def _key_from_row(row: Row) -> ApiKey:
         last_used_at=row["last_used_at"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        scopes=tuple(json.loads(row["scopes"])),
     )
 
 
@@ -112,10 +116,14 @@ async def create_key(
     plan: str = "basic",
     restriction_type: str = "all",
     allowed: list[str] | None = None,
+    scopes: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it with the secret, which exists nowhere else from then on."""
     if not name.strip():
         raise AdminError("a key needs a non-empty --name")
+    granted = list(dict.fromkeys(scopes)) if scopes else list(SCOPES)
+    if unknown := [s for s in granted if s not in SCOPES]:
+        raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(SCOPES)}")
     if restriction_type not in RESTRICTIONS:
         raise AdminError(f"unknown restriction {restriction_type!r}; use one of {RESTRICTIONS}")
     allowed = allowed or []
@@ -138,8 +146,8 @@ async def create_key(
             try:
                 cur = conn.execute(
                     """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
-                                             allowed_ips, allowed_domains, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                                             allowed_ips, allowed_domains, created_at, scopes)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         name.strip(),
                         secret[:LOOKUP_CHARS],
@@ -149,6 +157,7 @@ async def create_key(
                         json.dumps(ips),
                         json.dumps(domains),
                         clock.now(),
+                        json.dumps(granted),
                     ),
                 )
                 return int(cur.lastrowid or 0), secret

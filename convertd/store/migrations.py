@@ -109,6 +109,46 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX drops_status ON drops (status);
     """,
+    # 3: the /v2 API (CloudConvert's model): jobs made of tasks, and scopes on keys. A convert
+    # task runs as an ordinary queued job (tasks.conversion_id), so the workers, limits and
+    # crash recovery are the ones v1 has.
+    """
+    ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT
+        '["user.read","user.write","task.read","task.write","webhook.read","webhook.write"]';
+    CREATE TABLE task_jobs (
+        id TEXT PRIMARY KEY,
+        key_id INTEGER REFERENCES api_keys(id),
+        tag TEXT,
+        webhook_url TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX task_jobs_key ON task_jobs (key_id, created_at);
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        job_id TEXT REFERENCES task_jobs(id) ON DELETE CASCADE,  -- NULL: created on its own
+        key_id INTEGER REFERENCES api_keys(id),
+        name TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        payload TEXT NOT NULL,           -- the task's parameters, validated, as JSON
+        depends_on TEXT NOT NULL DEFAULT '[]',  -- ids of the tasks named in its input
+        ignore_error INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'waiting'
+            CHECK (status IN ('waiting', 'processing', 'finished', 'error')),
+        code TEXT,
+        message TEXT,
+        conversion_id TEXT REFERENCES jobs(id),  -- the queued job of a running convert task
+        result TEXT,                     -- JSON: {"files": [{"filename", "size"}]}
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_of TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL
+    );
+    CREATE INDEX tasks_job ON tasks (job_id);
+    CREATE INDEX tasks_key ON tasks (key_id, created_at);
+    CREATE INDEX tasks_status ON tasks (status);
+    CREATE INDEX tasks_conversion ON tasks (conversion_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

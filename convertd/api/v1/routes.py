@@ -109,6 +109,7 @@ ROUTES: list[Route] = [
         "/v1/formats",
         formats,
         "Supported input and output formats by filetype",
+        scope="task.read",
         operation={
             "responses": {
                 "200": _ok(
@@ -125,6 +126,7 @@ ROUTES: list[Route] = [
         "/v1/upload",
         upload,
         "Upload one or more files (multipart field 'file', repeatable)",
+        scope="task.write",
         operation={
             "requestBody": {
                 "required": True,
@@ -160,6 +162,7 @@ ROUTES: list[Route] = [
         "/v1/convert",
         convert,
         "Start a conversion job from 'file' or 'file_path'",
+        scope="task.write",
         operation={
             "requestBody": {
                 "required": True,
@@ -184,6 +187,7 @@ ROUTES: list[Route] = [
         "/v1/status/{job_id}",
         status,
         "A job's status",
+        scope="task.read",
         operation={
             "parameters": [JOB_ID],
             "responses": {
@@ -197,6 +201,7 @@ ROUTES: list[Route] = [
         "/v1/download/{job_id}",
         download,
         "A finished job's result",
+        scope="task.read",
         operation={
             "parameters": [JOB_ID],
             "responses": {
@@ -214,6 +219,7 @@ ROUTES: list[Route] = [
         "/v1/keys/me",
         keys_me,
         "This key's details and remaining quota",
+        scope="user.read",
         operation={"responses": {"200": json_body("This key and its quota", KEY)}},
     ),
     Route(

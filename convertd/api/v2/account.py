@@ -1,0 +1,113 @@
+"""What a /v2 client may ask about its account and about convertd: `GET /v2/users/me` and
+`GET /v2/convert/formats` (made from the converter registry, so it lists what really runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.state import API_KEY, CALLS, REGISTRY
+from convertd.api.urls import base_url
+from convertd.api.v2.render import data, iso
+from convertd.converters.base import ANY_FORMAT, Converter, canonical_format
+from convertd.converters.options import Option, OptionError
+from convertd.tasks.engines import ENGINE_OF_FILETYPE
+from convertd.tasks.operations import OPTION_ALIASES
+
+_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
+_ALIAS_OF = {ours: theirs for theirs, ours in OPTION_ALIASES.items()}
+
+
+async def users_me(request: web.Request) -> web.Response:
+    calls = request.app[CALLS]
+    key = await calls.key_with_usage(request[API_KEY].id) or request[API_KEY]
+    usage = await calls.usage(key)
+    return data(
+        {
+            "id": key.id,
+            "username": key.name,
+            "email": None,
+            "created_at": iso(key.created_at),
+            # CloudConvert counts credits; convertd counts calls: what is left today.
+            "credits": usage.day.remaining,
+            "paying": False,
+            "task_priority": None,
+            "tasks_per_minute": key.plan.calls_per_minute,
+            "plan": key.plan.name,
+            "scopes": list(key.scopes),
+            "rate_limits": {
+                "calls_per_day": key.plan.calls_per_day,
+                "calls_per_minute": key.plan.calls_per_minute,
+                "used_today": usage.day.used,
+                "used_this_minute": usage.minute.used,
+                "remaining_today": usage.day.remaining,
+            },
+            "links": {"self": f"{base_url(request)}/v2/users/{key.id}"},
+        }
+    )
+
+
+def _option(name: str, option: Option) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": _ALIAS_OF.get(name, name)}
+    if option.choices:
+        out["type"] = "enum"
+        out["possible_values"] = list(option.choices)
+    else:
+        out["type"] = _TYPES.get(option.kind, "string")
+    if _ALIAS_OF.get(name):
+        out["convertd_name"] = name
+    out["description"] = option.help
+    if option.minimum is not None:
+        out["minimum"] = option.minimum
+    if option.maximum is not None:
+        out["maximum"] = option.maximum
+    return out
+
+
+def _pairs(converter: Converter) -> list[tuple[str, str]]:
+    pairs = []
+    for input_format in converter.input_formats:
+        for output_format in converter.output_formats:
+            if input_format != ANY_FORMAT:
+                try:
+                    converter.check_pair(input_format, output_format)
+                except OptionError:
+                    continue
+            pairs.append((input_format, output_format))
+    return pairs
+
+
+async def formats(request: web.Request) -> web.Response:
+    wanted_in = canonical_format(request.query.get("filter[input_format]", ""))
+    wanted_out = canonical_format(request.query.get("filter[output_format]", ""))
+    wanted_engine = request.query.get("filter[engine]", "")
+    with_options = "options" in request.query.get("include", "").split(",")
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for converter in request.app[REGISTRY].available():
+        engine = ENGINE_OF_FILETYPE[converter.filetype]
+        if wanted_engine and engine != wanted_engine:
+            continue
+        for input_format, output_format in _pairs(converter):
+            if wanted_in and input_format not in (wanted_in, ANY_FORMAT):
+                continue
+            if wanted_out and output_format != wanted_out:
+                continue
+            if (input_format, output_format) in seen:
+                continue  # the first converter that can is the one a task uses
+            seen.add((input_format, output_format))
+            entry: dict[str, Any] = {
+                "operation": "convert",
+                "input_format": input_format,
+                "output_format": output_format,
+                "engine": engine,
+                "credits": 0,
+                "deprecated": False,
+                "experimental": False,
+                "meta": {"group": converter.filetype},
+            }
+            if with_options:
+                entry["options"] = [_option(n, o) for n, o in converter.options.items()]
+            out.append(entry)
+    return data(out)

@@ -1,0 +1,87 @@
+"""The two keyless doors, each opened by a signature: an import/upload task's form (`POST
+/v2/upload/{task_id}`) and an export/url task's files (`GET /v2/files/{task_id}/{name}`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.receive import read_body
+from convertd.api.state import DATA, DB, ENGINE, SIGNER
+from convertd.api.v1.jobs import content_disposition, content_type
+from convertd.api.v2.render import DOWNLOAD, UPLOAD, data, task_json
+from convertd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from convertd.files import is_job_id, safe_filename
+from convertd.store import tasks
+
+
+def _signed(request: web.Request, purpose: str, subject: str) -> None:
+    expires = request.query.get("expires", "")
+    signature = request.query.get("signature", "")
+    if not expires or not signature:
+        raise Forbidden(
+            "This link is not signed.", "Use the URL exactly as the task's result gives it."
+        )
+    if not request.app[SIGNER].check(purpose, subject, expires, signature):
+        raise Forbidden(
+            "This link's signature is not valid, or the link has expired.",
+            "Ask for the task again: its result carries a fresh link while the task exists.",
+        )
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    task_id = request.match_info["task_id"]
+    _signed(request, UPLOAD, task_id)
+    db, engine = request.app[DB], request.app[ENGINE]
+    task = await tasks.get(db, task_id) if is_job_id(task_id) else None
+    if task is None or task.operation != "import/upload":
+        raise NotFound(f"No import/upload task with id {task_id!r}.")
+    if task.status is not tasks.Status.WAITING:
+        raise Gone(f"Task {task_id} has already received its file (or was cancelled).")
+    if not engine.receiving(task_id):
+        raise Conflict(f"A file is already being uploaded to task {task_id}.")
+    try:
+        body = await read_body(request, allow_files=True)
+        try:
+            if len(body.files) != 1:
+                raise BadRequest(
+                    f"Send exactly one file (in the multipart field 'file'); got {len(body.files)}."
+                )
+            received = body.files[0]
+            source = request.app[DATA].upload_file(received.file_path)
+            staging = await asyncio.to_thread(request.app[DATA].fresh_task_staging, task_id)
+            name = safe_filename(received.file_name)
+            await asyncio.to_thread(os.replace, source, staging / name)
+        finally:
+            await asyncio.to_thread(body.discard, request.app[DATA])
+        if not await engine.uploaded(task, staging):
+            raise Gone(f"Task {task_id} was cancelled or deleted during the upload.")
+    finally:
+        engine.received(task_id)
+    redirect = task.payload.get("redirect")
+    if redirect:
+        raise web.HTTPSeeOther(redirect)
+    done = await tasks.get(db, task_id)
+    assert done is not None
+    return data(task_json(request, done), status=201)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    task_id, name = request.match_info["task_id"], request.match_info["name"]
+    _signed(request, DOWNLOAD, f"{task_id}/{name}")
+    task = await tasks.get(request.app[DB], task_id) if is_job_id(task_id) else None
+    files: list[dict[str, Any]] = task.files if task is not None else []
+    if task is None or task.operation != "export/url" or name not in {f["filename"] for f in files}:
+        raise NotFound("This file no longer exists: its task was deleted or has expired.")
+    path = request.app[DATA].task_file(task_id, name)
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound("This file no longer exists: its task was deleted or has expired.")
+    disposition = content_disposition(name)
+    if task.payload.get("inline"):
+        disposition = disposition.replace("attachment", "inline", 1)
+    return web.FileResponse(
+        path, headers={"Content-Disposition": disposition, "Content-Type": content_type(name)}
+    )

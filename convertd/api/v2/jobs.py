@@ -1,0 +1,188 @@
+"""Jobs: `POST /v2/jobs` takes a name -> task map and runs each task once its inputs have
+finished; jobs are listed, shown, waited for and deleted."""
+
+from __future__ import annotations
+
+import asyncio
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.receive import read_json
+from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE
+from convertd.api.v2.render import data, job_json
+from convertd.api.v2.tasks import MAX_JSON_BYTES, new_task, one_of, page_of, valid_name
+from convertd.errors import Invalid, NotFound
+from convertd.files import is_job_id
+from convertd.store import tasks
+from convertd.tasks.operations import IMPORTS, input_names
+
+MAX_TASKS = 100
+JOB_STATUSES = ("waiting", "processing", "finished", "error")
+
+
+def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise Invalid(
+            f"The {name} field must be a string of at most {limit} characters.",
+            {name: [f"must be a string of at most {limit} characters"]},
+        )
+    return value
+
+
+def _task_specs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    specs = body.get("tasks")
+    if not isinstance(specs, dict) or not specs:
+        raise Invalid(
+            "The tasks field is required: an object of task names to tasks.",
+            {"tasks": ["must be an object of task names to tasks"]},
+        )
+    if len(specs) > MAX_TASKS:
+        raise Invalid(
+            f"A job has at most {MAX_TASKS} tasks.", {"tasks": [f"at most {MAX_TASKS} tasks"]}
+        )
+    for name, spec in specs.items():
+        if not valid_name(name):
+            raise Invalid(
+                f"The task name {name[:100]!r} must be 1 to 100 letters, digits, '-', '_' or '.'.",
+                {f"tasks.{name[:100]}": ["invalid task name"]},
+            )
+        if not isinstance(spec, dict):
+            raise Invalid(
+                f"The task {name!r} must be an object.", {f"tasks.{name}": ["must be an object"]}
+            )
+    return specs
+
+
+def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Each task's inputs, checked to be tasks of this job, in an order that can run."""
+    graph: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        if spec.get("operation") in IMPORTS or "input" not in spec:
+            graph[name] = []
+            continue
+        inputs = input_names(spec, f"tasks.{name}")
+        if unknown := [i for i in inputs if i not in specs]:
+            raise Invalid(
+                f"The input {unknown[0]!r} of task {name!r} is not a task of this job.",
+                {f"tasks.{name}.input": [f"no task named {u!r} in this job" for u in unknown]},
+            )
+        graph[name] = inputs
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise Invalid(
+            f"The tasks' inputs form a cycle: {cycle}.", {"tasks": [f"cycle: {cycle}"]}
+        ) from None
+    return graph
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await read_json(request, MAX_JSON_BYTES)
+    tag = _text(body, "tag", 255)
+    webhook_url = _text(body, "webhook_url", 2000)
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise Invalid(
+            "The webhook_url field must be an http or https URL.",
+            {"webhook_url": ["must be an http or https URL"]},
+        )
+    specs = _task_specs(body)
+    graph = _inputs_by_name(specs)
+    new: list[tasks.NewTask] = []
+    try:
+        for name, spec in specs.items():
+            operation = spec.get("operation")
+            raw = {k: v for k, v in spec.items() if k != "operation"}
+            new.append(await new_task(request, name, operation, raw, f"tasks.{name}", []))
+        ids = {task.name: task.id for task in new}
+        new = [
+            tasks.NewTask(
+                t.id,
+                t.name,
+                t.operation,
+                t.payload,
+                [ids[n] for n in graph[t.name]],
+                t.ignore_error,
+                t.result,
+            )
+            for t in new
+        ]
+        key_id = request[API_KEY].id
+        job_id = await request.app[DB].write(
+            lambda conn: tasks.insert_job(conn, key_id, tag, webhook_url, new)
+        )
+    except BaseException:
+        for task in new:
+            await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
+        raise
+    request.app[ENGINE].poke()
+    job = await tasks.get_job(request.app[DB], job_id)
+    assert job is not None
+    return data(job_json(request, job), status=201)
+
+
+async def owned_job(request: web.Request) -> tasks.TaskJob:
+    job_id = request.match_info["job_id"]
+    job = await tasks.get_job(request.app[DB], job_id) if is_job_id(job_id) else None
+    if job is None or job.key_id != request[API_KEY].id:
+        raise NotFound(f"No job with id {job_id!r}.")
+    return job
+
+
+async def show(request: web.Request) -> web.Response:
+    return data(job_json(request, await owned_job(request)))
+
+
+def _ended(job: tasks.TaskJob) -> bool:
+    return job.status in ("finished", "error")
+
+
+async def wait(request: web.Request) -> web.Response:
+    """`GET /sync/v2/jobs/{id}`: the job once it has ended (or at the longest wait)."""
+    job = await owned_job(request)
+    engine = request.app[ENGINE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.app[CONFIG].sync_wait_seconds
+    while not _ended(job) and (remaining := deadline - loop.time()) > 0:
+        changed = engine.changes.event(job.id)
+        job = await owned_job(request)
+        if _ended(job):
+            break
+        try:
+            async with asyncio.timeout(remaining):
+                await changed.wait()
+        except TimeoutError:
+            pass
+        job = await owned_job(request)
+    return data(job_json(request, job))
+
+
+async def listing(request: web.Request) -> web.Response:
+    page = page_of(request)
+    include = request.query.get("include", "")
+    found, total = await tasks.list_jobs(
+        request.app[DB],
+        request[API_KEY].id,
+        status=one_of(request, "filter[status]", JOB_STATUSES),
+        tag=request.query.get("filter[tag]"),
+        limit=page.per_page,
+        offset=page.offset,
+    )
+    with_tasks = "tasks" in include.split(",")
+    return page.answer([job_json(request, j, with_tasks=with_tasks) for j in found], total)
+
+
+async def delete(request: web.Request) -> web.Response:
+    """Cancel what still runs (its tools are killed), then delete the job, its tasks and files."""
+    job = await owned_job(request)
+    ids = [t.id for t in job.tasks]
+    await request.app[ENGINE].delete(ids, lambda conn: tasks.delete_job(conn, job.id))
+    conversions = [t.conversion_id for t in job.tasks if t.conversion_id]
+    for conversion_id in conversions:
+        await asyncio.to_thread(request.app[DATA].remove_job_files, conversion_id)
+    return web.Response(status=204)

@@ -1,0 +1,414 @@
+"""The /v2 API (CloudConvert's API v2), described once: the router, the key and scope checks
+and the OpenAPI document at `/v2/openapi.json` are all made from ROUTES."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.openapi import json_body, openapi_document
+from convertd.api.routes import Route
+from convertd.api.urls import base_url
+from convertd.api.v2 import account, files, jobs, tasks
+from convertd.errors import Invalid
+from convertd.tasks.operations import NOT_YET, OPERATIONS
+
+READ, WRITE, USER = "task.read", "task.write", "user.read"
+
+
+async def not_yet(request: web.Request) -> web.Response:
+    operation = request.path.removeprefix("/v2/")
+    raise Invalid(
+        f"The operation {operation!r} is not available in convertd yet.",
+        {"operation": [f"convertd does: {', '.join(OPERATIONS)}"]},
+    )
+
+
+async def docs(request: web.Request) -> web.Response:
+    text = resources.files("convertd.api.v2").joinpath("reference.md").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="text/markdown")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(
+        openapi_document(
+            "convertd v2 API (CloudConvert API v2)", ROUTES, base_url(request), v2=True
+        )
+    )
+
+
+def _error(description: str) -> dict[str, Any]:
+    return json_body(description, {"$ref": "#/components/schemas/Error"})
+
+
+UUID = {"type": "string", "format": "uuid"}
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGING = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+]
+TASK = {
+    "type": "object",
+    "required": ["id", "operation", "status", "created_at", "depends_on_task_ids", "links"],
+    "properties": {
+        "id": UUID,
+        "name": {"type": "string"},
+        "job_id": {"type": "string", "nullable": True},
+        "operation": {"type": "string"},
+        "status": {"type": "string", "enum": ["waiting", "processing", "finished", "error"]},
+        "message": {"type": "string", "nullable": True},
+        "code": {"type": "string", "nullable": True},
+        "percent": {"type": "integer"},
+        "result": {"type": "object", "nullable": True},
+        "created_at": {"type": "string"},
+        "started_at": {"type": "string", "nullable": True},
+        "ended_at": {"type": "string", "nullable": True},
+        "depends_on_task_ids": {"type": "array", "items": {"type": "string"}},
+        "links": {"type": "object"},
+    },
+}
+JOB = {
+    "type": "object",
+    "required": ["id", "status", "created_at", "links"],
+    "properties": {
+        "id": UUID,
+        "tag": {"type": "string", "nullable": True},
+        "status": {"type": "string", "enum": ["waiting", "processing", "finished", "error"]},
+        "tasks": {"type": "array", "items": TASK},
+        "links": {"type": "object"},
+    },
+}
+
+
+def _one(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return json_body(
+        description, {"type": "object", "required": ["data"], "properties": {"data": schema}}
+    )
+
+
+def _many(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return json_body(
+        description,
+        {
+            "type": "object",
+            "required": ["data", "links", "meta"],
+            "properties": {"data": {"type": "array", "items": schema}},
+        },
+    )
+
+
+def _json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+TASK_BODY = {"type": "object", "additionalProperties": True}
+CREATED_TASK = {
+    "requestBody": _json_request(TASK_BODY),
+    "responses": {
+        "201": _one("The task", TASK),
+        "400": _error("A malformed body"),
+        "413": _error("A body over 64 MiB"),
+        "422": _error("A missing or invalid field, named in `errors`"),
+    },
+}
+
+
+def _operation_routes() -> list[Route]:
+    routes = [
+        Route(
+            "POST",
+            f"/v2/{operation}",
+            tasks.create,
+            f"Create a {operation} task on its own",
+            scope=WRITE,
+            operation=CREATED_TASK,
+        )
+        for operation in OPERATIONS
+    ]
+    routes += [
+        Route(
+            "POST",
+            f"/v2/{operation}",
+            not_yet,
+            f"{operation}: not available in convertd yet (422)",
+            scope=WRITE,
+            operation={"responses": {"422": _error("Not available yet")}},
+        )
+        for operation in NOT_YET
+    ]
+    return routes
+
+
+ROUTES: list[Route] = [
+    Route(
+        "POST",
+        "/v2/jobs",
+        jobs.create,
+        "Create a job: a name -> task map, run in dependency order",
+        scope=WRITE,
+        operation={
+            "requestBody": _json_request(
+                {
+                    "type": "object",
+                    "required": ["tasks"],
+                    "properties": {
+                        "tasks": {"type": "object", "additionalProperties": TASK_BODY},
+                        "tag": {"type": "string"},
+                        "webhook_url": {"type": "string"},
+                    },
+                }
+            ),
+            "responses": {
+                "201": _one("The job", JOB),
+                "400": _error("A malformed body"),
+                "413": _error("A body over 64 MiB"),
+                "422": _error("A missing or invalid field, named in `errors`"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/jobs",
+        jobs.listing,
+        "This key's jobs, newest first",
+        scope=READ,
+        operation={
+            "parameters": [
+                {"name": "filter[status]", "in": "query", "schema": {"type": "string"}},
+                {"name": "filter[tag]", "in": "query", "schema": {"type": "string"}},
+                {"name": "include", "in": "query", "schema": {"type": "string"}},
+                *PAGING,
+            ],
+            "responses": {"200": _many("Jobs", JOB), "422": _error("A bad filter or page")},
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/jobs/{job_id}",
+        jobs.show,
+        "A job with its tasks",
+        scope=READ,
+        operation={
+            "parameters": [JOB_ID],
+            "responses": {"200": _one("The job", JOB), "404": _error("No such job for this key")},
+        },
+    ),
+    Route(
+        "DELETE",
+        "/v2/jobs/{job_id}",
+        jobs.delete,
+        "Cancel a job's running tasks and delete it with its files",
+        scope=WRITE,
+        operation={
+            "parameters": [JOB_ID],
+            "responses": {"204": {"description": "Deleted"}, "404": _error("No such job")},
+        },
+    ),
+    Route(
+        "GET",
+        "/sync/v2/jobs/{job_id}",
+        jobs.wait,
+        "Wait until a job has ended (at most sync_wait_seconds), then return it",
+        scope=READ,
+        operation={
+            "parameters": [JOB_ID],
+            "responses": {"200": _one("The job", JOB), "404": _error("No such job for this key")},
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/tasks",
+        tasks.listing,
+        "This key's tasks, newest first",
+        scope=READ,
+        operation={
+            "parameters": [
+                {"name": "filter[job_id]", "in": "query", "schema": {"type": "string"}},
+                {"name": "filter[status]", "in": "query", "schema": {"type": "string"}},
+                {"name": "filter[operation]", "in": "query", "schema": {"type": "string"}},
+                *PAGING,
+            ],
+            "responses": {"200": _many("Tasks", TASK), "422": _error("A bad filter or page")},
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/tasks/{task_id}",
+        tasks.show,
+        "A task",
+        scope=READ,
+        operation={
+            "parameters": [TASK_ID],
+            "responses": {"200": _one("The task", TASK), "404": _error("No such task")},
+        },
+    ),
+    Route(
+        "DELETE",
+        "/v2/tasks/{task_id}",
+        tasks.delete,
+        "Delete a task (cancelling it first) and its files",
+        scope=WRITE,
+        operation={
+            "parameters": [TASK_ID],
+            "responses": {"204": {"description": "Deleted"}, "404": _error("No such task")},
+        },
+    ),
+    Route(
+        "POST",
+        "/v2/tasks/{task_id}/cancel",
+        tasks.cancel,
+        "Cancel a waiting or processing task and the tasks that depend on it",
+        scope=WRITE,
+        operation={
+            "parameters": [TASK_ID],
+            "responses": {
+                "200": _one("The cancelled task", TASK),
+                "404": _error("No such task"),
+                "422": _error("The task has already ended"),
+            },
+        },
+    ),
+    Route(
+        "POST",
+        "/v2/tasks/{task_id}/retry",
+        tasks.retry,
+        "A new task with an ended task's operation, parameters and inputs",
+        scope=WRITE,
+        operation={
+            "parameters": [TASK_ID],
+            "responses": {
+                "201": _one("The new task", TASK),
+                "404": _error("No such task"),
+                "422": _error("The task has not ended, or cannot be retried"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/sync/v2/tasks/{task_id}",
+        tasks.wait,
+        "Wait until a task has ended (at most sync_wait_seconds), then return it",
+        scope=READ,
+        operation={
+            "parameters": [TASK_ID],
+            "responses": {"200": _one("The task", TASK), "404": _error("No such task")},
+        },
+    ),
+    *_operation_routes(),
+    Route(
+        "POST",
+        "/v2/upload/{task_id}",
+        files.upload,
+        "An import/upload task's form: the file, signed by the form's parameters (no key)",
+        public=True,
+        operation={
+            "parameters": [
+                TASK_ID,
+                {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "signature",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _one("The finished task", TASK),
+                "303": {"description": "Sent to the task's redirect URL"},
+                "400": _error("Not exactly one file"),
+                "403": _error("A missing, wrong or expired signature"),
+                "404": _error("No such import/upload task"),
+                "408": _error("The upload stalled"),
+                "409": _error("Another upload to this task is under way"),
+                "410": _error("The task already has its file, or was cancelled"),
+                "413": _error("Larger than max_upload_bytes"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/files/{task_id}/{name}",
+        files.download,
+        "An exported file, by the signed URL in its export/url task's result (no key)",
+        public=True,
+        operation={
+            "parameters": [
+                TASK_ID,
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "signature",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The file", "content": {"application/octet-stream": {}}},
+                "403": _error("A missing, wrong or expired signature"),
+                "404": _error("The task or file no longer exists"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/users/me",
+        account.users_me,
+        "The calling key as a user, with its quota",
+        scope=USER,
+        operation={"responses": {"200": _one("The user", {"type": "object"})}},
+    ),
+    Route(
+        "GET",
+        "/v2/convert/formats",
+        account.formats,
+        "Every conversion this server can do (filter[input_format], filter[output_format], "
+        "include=options); needs no key",
+        public=True,
+        operation={
+            "parameters": [
+                {"name": "filter[input_format]", "in": "query", "schema": {"type": "string"}},
+                {"name": "filter[output_format]", "in": "query", "schema": {"type": "string"}},
+                {"name": "filter[engine]", "in": "query", "schema": {"type": "string"}},
+                {"name": "include", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": _one("Conversions", {"type": "array"})},
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/docs",
+        docs,
+        "This API's reference (Markdown)",
+        public=True,
+        operation={
+            "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {}}}}
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/openapi.json",
+        openapi,
+        "This API as an OpenAPI 3 document",
+        public=True,
+        operation={"responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})}},
+    ),
+]

@@ -1,0 +1,234 @@
+"""Tasks: created alone (`POST /v2/{operation}`) or as part of a job, then listed, shown, waited
+for, cancelled, retried and deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.receive import read_json
+from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE, REGISTRY
+from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, task_json
+from convertd.errors import Invalid, NotFound
+from convertd.files import DataDir, is_job_id, safe_filename
+from convertd.store import tasks
+from convertd.tasks.operations import IMPORTS, check_task, input_names
+
+# A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
+# more than 10 MB that way; uploads take files of any size).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def page_of(request: web.Request) -> Page:
+    numbers = {}
+    for name, default, most in (
+        ("page", 1, 1_000_000),
+        ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
+    ):
+        raw = request.query.get(name, str(default))
+        if not raw.isdigit() or not 1 <= int(raw) <= most:
+            raise Invalid(
+                f"The {name} parameter must be a whole number from 1 to {most}.",
+                {name: [f"must be from 1 to {most}"]},
+            )
+        numbers[name] = int(raw)
+    return Page(request, numbers["page"], numbers["per_page"])
+
+
+def one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise Invalid(
+            f"The {name} parameter must be one of: {', '.join(allowed)}.",
+            {name: [f"must be one of: {', '.join(allowed)}"]},
+        )
+    return value
+
+
+async def owned_task(request: web.Request) -> tasks.Task:
+    task_id = request.match_info["task_id"]
+    task = await tasks.get(request.app[DB], task_id) if is_job_id(task_id) else None
+    if task is None or task.key_id != request[API_KEY].id:
+        raise NotFound(f"No task with id {task_id!r}.")
+    return task
+
+
+def imported_file(
+    data_dir: DataDir, task_id: str, operation: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """Blocking: write an import/base64 or import/raw task's file; returns its result."""
+    content = payload.pop("file")
+    if operation == "import/base64":
+        try:
+            raw = base64.b64decode(content, validate=False)
+        except (binascii.Error, ValueError):
+            raise Invalid("The file field must be base64.", {"file": ["must be base64"]}) from None
+    else:
+        raw = content.encode()
+    name = safe_filename(payload["filename"])
+    staging = data_dir.fresh_task_staging(task_id)
+    (staging / name).write_bytes(raw)
+    data_dir.publish_task_files(task_id, staging)
+    return {"files": [{"filename": name, "size": len(raw)}]}
+
+
+async def new_task(
+    request: web.Request,
+    name: str,
+    operation: Any,
+    raw: dict[str, Any],
+    prefix: str,
+    depends_on: list[str],
+) -> tasks.NewTask:
+    """Check one task and, for the imports that carry their file, write it."""
+    payload = check_task(request.app[REGISTRY], operation, raw, prefix)
+    ignore_error = raw.get("ignore_error", False)
+    if not isinstance(ignore_error, bool):
+        raise Invalid(
+            f"The {prefix}.ignore_error field must be true or false.",
+            {f"{prefix}.ignore_error": ["must be true or false"]},
+        )
+    task_id = tasks.new_id()
+    result = None
+    if operation in ("import/base64", "import/raw"):
+        payload["file"] = raw["file"]
+        result = await asyncio.to_thread(
+            imported_file, request.app[DATA], task_id, operation, payload
+        )
+    if operation in IMPORTS:
+        depends_on = []
+    return tasks.NewTask(task_id, name, operation, payload, depends_on, ignore_error, result)
+
+
+async def create(request: web.Request) -> web.Response:
+    """`POST /v2/{operation}`: one task on its own; its input names other tasks by id."""
+    operation = request.match_info["operation"]
+    raw = await read_json(request, MAX_JSON_BYTES)
+    raw.pop("operation", None)
+    depends_on: list[str] = []
+    if operation not in IMPORTS:
+        depends_on = await _owned_inputs(request, raw)
+    task = await new_task(request, operation, operation, raw, "", depends_on)
+    key_id = request[API_KEY].id
+    try:
+        await request.app[DB].write(
+            lambda conn: tasks.insert_task(conn, task, key_id=key_id, job_id=None)
+        )
+    except BaseException:
+        await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
+        raise
+    request.app[ENGINE].poke()
+    created = await tasks.get(request.app[DB], task.id)
+    assert created is not None
+    return data(task_json(request, created), status=201)
+
+
+async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[str]:
+    if "input" not in raw:
+        raise Invalid("The input field is required.", {"input": ["is required"]})
+    ids = input_names(raw)
+    found = await tasks.get_many(request.app[DB], [i for i in ids if is_job_id(i)])
+    mine = {t.id for t in found if t.key_id == request[API_KEY].id}
+    if missing := [i for i in ids if i not in mine]:
+        raise Invalid(
+            f"The input {missing[0]!r} is not a task of this key.",
+            {"input": [f"no task with id {m!r}" for m in missing]},
+        )
+    return ids
+
+
+async def show(request: web.Request) -> web.Response:
+    return data(task_json(request, await owned_task(request)))
+
+
+async def wait(request: web.Request) -> web.Response:
+    """`GET /sync/v2/tasks/{id}`: the task once it has ended (or at the longest wait)."""
+    task = await owned_task(request)
+    engine = request.app[ENGINE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.app[CONFIG].sync_wait_seconds
+    while not task.ended and (remaining := deadline - loop.time()) > 0:
+        changed = engine.changes.event(task.id)
+        task = await owned_task(request)
+        if task.ended:
+            break
+        try:
+            async with asyncio.timeout(remaining):
+                await changed.wait()
+        except TimeoutError:
+            pass
+        task = await owned_task(request)
+    return data(task_json(request, task))
+
+
+async def listing(request: web.Request) -> web.Response:
+    page = page_of(request)
+    found, total = await tasks.list_tasks(
+        request.app[DB],
+        request[API_KEY].id,
+        job_id=request.query.get("filter[job_id]"),
+        status=one_of(request, "filter[status]", tuple(s.value for s in tasks.Status)),
+        operation=request.query.get("filter[operation]"),
+        limit=page.per_page,
+        offset=page.offset,
+    )
+    return page.answer([task_json(request, t) for t in found], total)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    task = await owned_task(request)
+    if task.ended:
+        raise Invalid(
+            f"Task {task.id} has already ended ({task.status.value}); only waiting or "
+            "processing tasks can be cancelled.",
+            {"status": ["Cannot cancel: the task has already ended."]},
+        )
+    await request.app[ENGINE].cancel(task.id)
+    return data(task_json(request, await owned_task(request)))
+
+
+async def retry(request: web.Request) -> web.Response:
+    """A new task with the failed (or finished) one's operation, parameters and inputs."""
+    task = await owned_task(request)
+    if not task.ended:
+        raise Invalid(
+            f"Task {task.id} has not ended yet; only ended tasks can be retried.",
+            {"status": ["Cannot retry: the task has not ended."]},
+        )
+    if task.operation in ("import/base64", "import/raw", "import/upload"):
+        raise Invalid(
+            f"A {task.operation} task cannot be retried: its file came with the request.",
+            {"operation": ["Create a new task and send the file again."]},
+        )
+    copy = tasks.NewTask(
+        tasks.new_id(),
+        task.name,
+        task.operation,
+        task.payload,
+        task.depends_on,
+        task.ignore_error,
+        retry_of=task.id,
+    )
+    await request.app[DB].write(
+        lambda conn: tasks.insert_task(conn, copy, key_id=task.key_id, job_id=task.job_id)
+    )
+    request.app[ENGINE].poke()
+    created = await tasks.get(request.app[DB], copy.id)
+    assert created is not None
+    return data(task_json(request, created), status=201)
+
+
+async def delete(request: web.Request) -> web.Response:
+    task = await owned_task(request)
+    await request.app[ENGINE].delete([task.id], lambda conn: tasks.delete_task(conn, task.id))
+    return web.Response(status=204)
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))

@@ -1,0 +1,216 @@
+"""Everything the daemon downloads goes through here, under one network policy.
+
+The policy: only http and https; no address that is loopback, private, link-local, multicast or
+otherwise not globally routable, unless the admin allowed its network (`import_url_allow`). The
+address checked is the address connected to: names are resolved here and only the allowed
+addresses are handed to the connection (no DNS rebinding between check and use), and the peer
+of the open connection is checked again. Redirects are followed by hand, each one checked anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_REDIRECTS = 10
+CHUNK = 256 * 1024
+USER_AGENT = "convertd (import/url)"
+
+
+class FetchError(Exception):
+    """The download was refused or failed; the message says why, in the user's terms."""
+
+
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """CIDRs (or single addresses) as networks; ValueError names a bad one."""
+    networks = []
+    for value in values:
+        text = value.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP network such as 192.168.1.0/24") from None
+    return tuple(networks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    allow: tuple[Network, ...] = ()
+
+    def permits(self, address: Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.allow):
+            return True
+        return address.is_global and not address.is_multicast
+
+    def check(self, host: str, address: str) -> None:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            raise FetchError(f"{host} resolved to {address!r}, which is not an address") from None
+        if not self.permits(ip):
+            raise FetchError(
+                f"{host} is at {ip}, a loopback, private, link-local or multicast address, "
+                "which convertd does not fetch from unless the admin allows its network "
+                "(import_url_allow)"
+            )
+
+
+class _PolicyResolver(AbstractResolver):
+    """Resolves names and hands the connection only the addresses the policy permits."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, family=socket.AF_UNSPEC
+            )
+        except socket.gaierror as exc:
+            raise FetchError(f"The host {host} could not be found") from exc
+        results: list[ResolveResult] = []
+        refused: FetchError | None = None
+        for fam, _, proto, _, sockaddr in infos:
+            address = str(sockaddr[0])
+            try:
+                self._policy.check(host, address)
+            except FetchError as exc:
+                refused = refused or exc
+                continue
+            results.append(
+                {
+                    "hostname": host,
+                    "host": address,
+                    "port": int(sockaddr[1]),
+                    "family": fam,
+                    "proto": proto,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            )
+        if not results:
+            raise refused or FetchError(f"The host {host} has no address")
+        return results
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    path: Path
+    name: str  # from Content-Disposition or the URL's path; may be empty
+    size: int
+
+
+def _name_from(response: aiohttp.ClientResponse) -> str:
+    disposition = response.content_disposition
+    if disposition is not None and disposition.filename:
+        return disposition.filename
+    return unquote(urlsplit(str(response.url)).path.rsplit("/", 1)[-1])
+
+
+async def fetch(
+    url: str,
+    dest: Path,
+    *,
+    policy: Policy,
+    max_bytes: int,
+    timeout: float,
+    idle_timeout: float,
+    headers: dict[str, str] | None = None,
+) -> Fetched:
+    """Download `url` to `dest` under the policy and limits; FetchError says what went wrong."""
+    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_read=idle_timeout)
+    sent = {"User-Agent": USER_AGENT, **(headers or {})}
+    try:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=False
+        ) as session:
+            return await _follow(session, url, dest, policy, max_bytes, sent)
+    except TimeoutError:
+        raise FetchError(f"The download took longer than the {timeout:.0f} s limit") from None
+    except aiohttp.ClientError as exc:
+        raise FetchError(f"The download failed: {exc.__class__.__name__}: {exc}") from None
+
+
+async def _follow(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    policy: Policy,
+    max_bytes: int,
+    headers: dict[str, str],
+) -> Fetched:
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"Only http and https URLs are fetched, not {url[:200]!r}")
+        _check_literal(parts.hostname, policy)
+        async with session.get(url, headers=headers, allow_redirects=False) as response:
+            _check_peer(response, parts.hostname, policy)
+            if response.status in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location")
+                if not location:
+                    raise FetchError(f"The server answered {response.status} without a Location")
+                url = urljoin(url, location)
+                continue
+            if response.status != 200:
+                raise FetchError(f"The server answered {response.status} {response.reason}")
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise _too_large(max_bytes)
+            size = await _save(response, dest, max_bytes)
+            return Fetched(dest, _name_from(response), size)
+    raise FetchError(f"More than {MAX_REDIRECTS} redirects")
+
+
+def _check_literal(host: str, policy: Policy) -> None:
+    """A URL that names an address is checked here: the resolver never sees it."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    policy.check(host, host.strip("[]"))
+
+
+def _check_peer(response: aiohttp.ClientResponse, host: str, policy: Policy) -> None:
+    connection: Any = response.connection
+    transport = connection.transport if connection is not None else None
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not peer:
+        raise FetchError(f"Could not tell which address {host} was reached at")
+    policy.check(host, str(peer[0]))
+
+
+def _too_large(limit: int) -> FetchError:
+    return FetchError(f"The file is larger than this server's limit of {limit:,} bytes")
+
+
+async def _save(response: aiohttp.ClientResponse, dest: Path, max_bytes: int) -> int:
+    size = 0
+    with dest.open("wb") as fh:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            await asyncio.to_thread(fh.write, chunk)
+    return size

@@ -1,0 +1,65 @@
+"""Signatures: the links and forms that work without a key, and webhook bodies.
+
+A link or form is signed with HMAC-SHA256 under the server's own secret (`signing.key` in the
+data dir, made on first start, readable by the daemon's user only) over what it grants and until
+when; anyone holding it may use it, nobody can forge or extend one. Webhook bodies are signed as
+CloudConvert signs them, so its SDKs' `Webhook.verify` accepts them: the hex HMAC-SHA256 of the
+raw body under the receiver's signing secret, in the `CloudConvert-Signature` header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from convertd import clock
+
+SIGNATURE_HEADER = "CloudConvert-Signature"
+
+
+class Signer:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def load(cls, path: Path) -> Signer:
+        """The secret at `path`, made (0600) if there is none yet."""
+        try:
+            return cls(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        secret = secrets.token_bytes(32)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+        # link, not replace: two processes starting at once agree on the first secret written.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return cls(path.read_bytes())
+
+    def sign(self, purpose: str, subject: str, expires: int) -> str:
+        message = f"{purpose}\n{subject}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def check(self, purpose: str, subject: str, expires: str, signature: str) -> bool:
+        """True if `signature` is ours for this purpose and subject and has not expired."""
+        try:
+            until = int(expires)
+        except ValueError:
+            return False
+        if until < clock.now():
+            return False
+        return hmac.compare_digest(self.sign(purpose, subject, until), signature)
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """What the `CloudConvert-Signature` header of a webhook with this body carries."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

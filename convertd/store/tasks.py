@@ -1,0 +1,432 @@
+"""Jobs of tasks (the /v2 API): their rows and every change of a task's state.
+
+A task is `waiting` until the tasks it depends on have finished, then `processing`, then
+`finished` or `error`. Each change is one statement that checks the state it expects, so a task
+is never started twice and a late writer (a task cancelled under it) changes nothing. A job has no
+state of its own: it is read off its tasks (JOB_STATUS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import sqlite3
+import uuid
+from typing import Any
+
+from convertd import clock
+from convertd.store.db import Database, Row
+
+
+class Status(enum.StrEnum):
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+ENDED = (Status.FINISHED, Status.ERROR)
+
+# A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
+# finished when every task is, waiting while none has started, and processing in between.
+JOB_STATUS = """CASE
+    WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
+                 AND e.ignore_error = 0
+                 AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id)) THEN 'error'
+    WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
+                     AND o.status IN ('waiting', 'processing')) THEN 'finished'
+    WHEN EXISTS (SELECT 1 FROM tasks s WHERE s.job_id = j.id AND s.status != 'waiting')
+        THEN 'processing'
+    ELSE 'waiting' END"""
+
+# A task with the progress of the queued job that runs it (convert tasks).
+_SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress
+    FROM tasks t LEFT JOIN jobs c ON c.id = t.conversion_id"""
+_SELECT_JOB = f"SELECT j.*, {JOB_STATUS} AS status FROM task_jobs j"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    id: str
+    job_id: str | None
+    key_id: int | None
+    name: str
+    operation: str
+    payload: dict[str, Any]
+    depends_on: list[str]
+    ignore_error: bool
+    status: Status
+    code: str | None
+    message: str | None
+    conversion_id: str | None
+    result: dict[str, Any] | None
+    attempts: int
+    retry_of: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    percent: int
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return list((self.result or {}).get("files", []))
+
+    @classmethod
+    def from_row(cls, row: Row) -> Task:
+        status = Status(row["status"])
+        if status is Status.FINISHED:
+            percent = 100
+        elif status is Status.PROCESSING:
+            percent = row["conversion_progress"] or 0
+        else:
+            percent = 0
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            key_id=row["key_id"],
+            name=row["name"],
+            operation=row["operation"],
+            payload=json.loads(row["payload"]),
+            depends_on=json.loads(row["depends_on"]),
+            ignore_error=bool(row["ignore_error"]),
+            status=status,
+            code=row["code"],
+            message=row["message"],
+            conversion_id=row["conversion_id"],
+            result=json.loads(row["result"]) if row["result"] else None,
+            attempts=row["attempts"],
+            retry_of=row["retry_of"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            percent=percent,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskJob:
+    id: str
+    key_id: int | None
+    tag: str | None
+    webhook_url: str | None
+    status: str
+    created_at: float
+    tasks: list[Task]
+
+    @property
+    def started_at(self) -> float | None:
+        started = [t.started_at for t in self.tasks if t.started_at is not None]
+        return min(started) if started else None
+
+    @property
+    def ended_at(self) -> float | None:
+        if self.status not in ENDED:
+            return None
+        ended = [t.ended_at for t in self.tasks if t.ended_at is not None]
+        return max(ended) if ended else self.created_at
+
+
+@dataclasses.dataclass(frozen=True)
+class NewTask:
+    """A task about to be inserted; import/base64 and import/raw arrive already finished."""
+
+    id: str
+    name: str
+    operation: str
+    payload: dict[str, Any]
+    depends_on: list[str]
+    ignore_error: bool = False
+    result: dict[str, Any] | None = None
+    retry_of: str | None = None
+
+
+def insert_job(
+    conn: sqlite3.Connection,
+    key_id: int | None,
+    tag: str | None,
+    webhook_url: str | None,
+    new_tasks: list[NewTask],
+) -> str:
+    """Insert a job and its tasks inside the caller's transaction; returns the job's id."""
+    job_id = new_id()
+    conn.execute(
+        "INSERT INTO task_jobs (id, key_id, tag, webhook_url, created_at) VALUES (?, ?, ?, ?, ?)",
+        (job_id, key_id, tag, webhook_url, clock.now()),
+    )
+    for task in new_tasks:
+        insert_task(conn, task, key_id=key_id, job_id=job_id)
+    return job_id
+
+
+def insert_task(
+    conn: sqlite3.Connection, task: NewTask, *, key_id: int | None, job_id: str | None
+) -> None:
+    now = clock.now()
+    done = task.result is not None
+    conn.execute(
+        """INSERT INTO tasks (id, job_id, key_id, name, operation, payload, depends_on,
+                              ignore_error, status, result, retry_of, created_at, started_at,
+                              ended_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            task.id,
+            job_id,
+            key_id,
+            task.name,
+            task.operation,
+            json.dumps(task.payload),
+            json.dumps(task.depends_on),
+            int(task.ignore_error),
+            Status.FINISHED if done else Status.WAITING,
+            json.dumps(task.result) if done else None,
+            task.retry_of,
+            now,
+            now if done else None,
+            now if done else None,
+        ),
+    )
+
+
+async def get(db: Database, task_id: str) -> Task | None:
+    row = await db.fetch_one(f"{_SELECT_TASK} WHERE t.id = ?", (task_id,))
+    return Task.from_row(row) if row else None
+
+
+async def get_many(db: Database, task_ids: list[str]) -> list[Task]:
+    rows = await db.fetch_all(
+        f"{_SELECT_TASK} WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def of_job(db: Database, job_id: str) -> list[Task]:
+    rows = await db.fetch_all(
+        f"{_SELECT_TASK} WHERE t.job_id = ? ORDER BY t.created_at, t.rowid", (job_id,)
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def get_job(db: Database, job_id: str) -> TaskJob | None:
+    row = await db.fetch_one(f"{_SELECT_JOB} WHERE j.id = ?", (job_id,))
+    if row is None:
+        return None
+    return _job(row, await of_job(db, job_id))
+
+
+def _job(row: Row, job_tasks: list[Task]) -> TaskJob:
+    return TaskJob(
+        id=row["id"],
+        key_id=row["key_id"],
+        tag=row["tag"],
+        webhook_url=row["webhook_url"],
+        status=row["status"],
+        created_at=row["created_at"],
+        tasks=job_tasks,
+    )
+
+
+async def _count(db: Database, sql: str, args: tuple[Any, ...]) -> int:
+    row = await db.fetch_one(sql, args)
+    return int(row[0]) if row else 0
+
+
+async def list_jobs(
+    db: Database,
+    key_id: int,
+    *,
+    status: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TaskJob], int]:
+    """One page of a key's jobs, newest first, and how many there are in all."""
+    where = "WHERE j.key_id = ? AND (? IS NULL OR j.tag = ?)"
+    args: tuple[Any, ...] = (key_id, tag, tag)
+    inner = f"SELECT * FROM ({_SELECT_JOB} {where}) WHERE (? IS NULL OR status = ?)"
+    args += (status, status)
+    total = await _count(db, f"SELECT COUNT(*) FROM ({inner})", args)
+    rows = await db.fetch_all(
+        f"{inner} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*args, limit, offset)
+    )
+    return [_job(row, await of_job(db, row["id"])) for row in rows], total
+
+
+async def list_tasks(
+    db: Database,
+    key_id: int,
+    *,
+    job_id: str | None,
+    status: str | None,
+    operation: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Task], int]:
+    """One page of a key's tasks, newest first, and how many there are in all."""
+    where = """WHERE t.key_id = ? AND (? IS NULL OR t.job_id = ?) AND (? IS NULL OR t.status = ?)
+               AND (? IS NULL OR t.operation = ?)"""
+    args = (key_id, job_id, job_id, status, status, operation, operation)
+    total = await _count(db, f"SELECT COUNT(*) FROM tasks t {where}", args)
+    rows = await db.fetch_all(
+        f"{_SELECT_TASK} {where} ORDER BY t.created_at DESC, t.rowid DESC LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    )
+    return [Task.from_row(row) for row in rows], total
+
+
+async def ready(db: Database) -> list[Task]:
+    """Waiting tasks whose inputs have all finished (import/upload waits for its upload)."""
+    rows = await db.fetch_all(
+        f"""{_SELECT_TASK} WHERE t.status = 'waiting' AND t.operation != 'import/upload'
+            AND NOT EXISTS (SELECT 1 FROM json_each(t.depends_on) d
+                            LEFT JOIN tasks u ON u.id = d.value
+                            WHERE u.status IS NOT 'finished')
+            ORDER BY t.created_at, t.rowid"""
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+def fail_orphans(conn: sqlite3.Connection) -> list[str]:
+    """Inside the caller's transaction: waiting tasks an input of which failed, was cancelled or
+    deleted, fail too (and theirs after them); returns their ids."""
+    failed: list[str] = []
+    while True:
+        rows = conn.execute(
+            """UPDATE tasks SET status = 'error', code = 'INPUT_TASK_FAILED', ended_at = ?,
+                      message = 'An input task failed, was cancelled or was deleted'
+               WHERE status = 'waiting' AND EXISTS (
+                   SELECT 1 FROM json_each(tasks.depends_on) d LEFT JOIN tasks u ON u.id = d.value
+                   WHERE u.id IS NULL OR u.status = 'error')
+               RETURNING id""",
+            (clock.now(),),
+        ).fetchall()
+        if not rows:
+            return failed
+        failed.extend(row[0] for row in rows)
+
+
+def start(conn: sqlite3.Connection, task_id: str, conversion_id: str | None = None) -> bool:
+    """waiting -> processing, inside the caller's transaction; False if it was not waiting."""
+    return (
+        conn.execute(
+            """UPDATE tasks SET status = 'processing', started_at = ?, attempts = attempts + 1,
+                      conversion_id = ?
+               WHERE id = ? AND status = 'waiting'""",
+            (clock.now(), conversion_id, task_id),
+        ).rowcount
+        == 1
+    )
+
+
+def restart(conn: sqlite3.Connection, task_id: str) -> bool:
+    """A processing task whose process died runs again: one more attempt."""
+    return (
+        conn.execute(
+            "UPDATE tasks SET attempts = attempts + 1 WHERE id = ? AND status = 'processing'",
+            (task_id,),
+        ).rowcount
+        == 1
+    )
+
+
+def finish(
+    conn: sqlite3.Connection, task_id: str, files: list[dict[str, Any]], *, waiting: bool = False
+) -> bool:
+    """processing (or, for an upload, waiting) -> finished with these files."""
+    expected = "waiting" if waiting else "processing"
+    now = clock.now()
+    return (
+        conn.execute(
+            """UPDATE tasks SET status = 'finished', result = ?, ended_at = ?,
+                      started_at = COALESCE(started_at, ?), code = NULL, message = NULL
+               WHERE id = ? AND status = ?""",
+            (json.dumps({"files": files}), now, now, task_id, expected),
+        ).rowcount
+        == 1
+    )
+
+
+def fail(conn: sqlite3.Connection, task_id: str, code: str, message: str) -> bool:
+    """waiting or processing -> error; False if it had already ended."""
+    return (
+        conn.execute(
+            """UPDATE tasks SET status = 'error', code = ?, message = ?, ended_at = ?
+               WHERE id = ? AND status IN ('waiting', 'processing')""",
+            (code, message, clock.now(), task_id),
+        ).rowcount
+        == 1
+    )
+
+
+def cancel(conn: sqlite3.Connection, task_id: str) -> list[Task]:
+    """Cancel a task and every task that depends on it, directly or not, that has not ended.
+    Returns the tasks as they were before (the caller stops those that were running)."""
+    rows = conn.execute(
+        f"""WITH RECURSIVE doomed(id) AS (
+                SELECT ? UNION
+                SELECT t.id FROM tasks t, doomed d
+                WHERE EXISTS (SELECT 1 FROM json_each(t.depends_on) x WHERE x.value = d.id)
+            )
+            {_SELECT_TASK} WHERE t.id IN (SELECT id FROM doomed)
+            AND t.status IN ('waiting', 'processing')""",
+        (task_id,),
+    ).fetchall()
+    doomed = [Task.from_row(row) for row in rows]
+    for task in doomed:
+        fail(conn, task.id, "CANCELLED", "The task was cancelled")
+    return doomed
+
+
+async def conversions_ended(db: Database) -> list[Row]:
+    """Convert tasks still processing whose queued job has ended."""
+    return await db.fetch_all(
+        """SELECT t.id AS task_id, c.id AS job_id, c.status, c.error, c.result_name
+           FROM tasks t JOIN jobs c ON c.id = t.conversion_id
+           WHERE t.status = 'processing' AND c.status IN ('finished', 'failed')"""
+    )
+
+
+async def running_here(db: Database) -> list[Task]:
+    """Tasks left processing that the task engine itself runs (not by the queue)."""
+    rows = await db.fetch_all(
+        f"{_SELECT_TASK} WHERE t.status = 'processing' AND t.conversion_id IS NULL"
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
+    conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str]:
+    """Delete a job and its tasks; returns the tasks' ids."""
+    ids = [
+        row[0]
+        for row in conn.execute("SELECT id FROM tasks WHERE job_id = ?", (job_id,)).fetchall()
+    ]
+    conn.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM task_jobs WHERE id = ?", (job_id,))
+    return ids
+
+
+async def expired(db: Database, cutoff: float) -> tuple[list[str], list[str]]:
+    """(job ids, standalone task ids) that ended before `cutoff`."""
+    job_rows = await db.fetch_all(
+        f"""SELECT id FROM ({_SELECT_JOB}) j2 WHERE status IN ('finished', 'error')
+            AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j2.id
+                            AND (t.ended_at IS NULL OR t.ended_at >= ?))
+            AND created_at < ?""",
+        (cutoff, cutoff),
+    )
+    task_rows = await db.fetch_all(
+        "SELECT id FROM tasks WHERE job_id IS NULL AND ended_at < ?", (cutoff,)
+    )
+    return [row[0] for row in job_rows], [row[0] for row in task_rows]

@@ -1,0 +1,427 @@
+"""The task engine: runs each task of a /v2 job as soon as the tasks it depends on have finished.
+
+A convert task runs as an ordinary queued job (the worker pool, its limits, retries and crash
+recovery); the engine starts it by queueing that job and settles it when the job ends. The other
+operations are short or network-bound and run here, as asyncio tasks: import/url, archive and
+export/url. Whatever state a task moves to is committed first and announced after (`Changes`),
+which is what `/sync/v2` requests wait on.
+
+After a crash, nothing needs replaying: queued conversions are recovered by the queue, and tasks
+this engine was running are started again from scratch (their files are made in a staging
+directory and published in one rename, so a half-made result is never seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+import sqlite3
+import zipfile
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from convertd.config import Config
+from convertd.converters.options import OptionError
+from convertd.converters.registry import CannotInfer, Registry
+from convertd.fetch import FetchError, Policy, fetch, parse_networks
+from convertd.files import DataDir, extension_of, safe_filename, stem_of
+from convertd.periodic import Periodic
+from convertd.store import jobs, tasks, uploads
+from convertd.store.db import Database
+from convertd.tasks.bundle import make_archive
+from convertd.worker import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+# A backstop only: the engine is poked whenever something it waits for happens.
+BACKSTOP_SECONDS = 30.0
+# Downloads and archives running at once (conversions are bounded by the worker pool).
+CONCURRENT_OPERATIONS = 8
+
+
+class TaskFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Changes:
+    """Who is waiting for which task or job to change; woken after each committed change."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._waiters: defaultdict[str, int] = defaultdict(int)
+
+    def event(self, subject: str) -> asyncio.Event:
+        """The event to wait on for the next change of `subject`; take it *before* reading
+        the state, so a change in between is not missed."""
+        event = self._events.get(subject)
+        if event is None or event.is_set():
+            event = self._events[subject] = asyncio.Event()
+        return event
+
+    def done_waiting(self, subject: str) -> None:
+        event = self._events.get(subject)
+        if event is not None and not event.is_set():
+            # Nobody else holds it once no request waits: forget it so the map stays small.
+            self._events.pop(subject, None)
+
+    def changed(self, *subjects: str | None) -> None:
+        for subject in subjects:
+            if subject is not None and (event := self._events.pop(subject, None)) is not None:
+                event.set()
+
+
+class TaskEngine:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        data: DataDir,
+        registry: Registry,
+        pool: WorkerPool,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.data = data
+        self.registry = registry
+        self.pool = pool
+        self.changes = Changes()
+        self.policy = Policy(parse_networks(config.import_url_allow))
+        self._stepper = Periodic("task-engine", self._step, BACKSTOP_SECONDS)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(CONCURRENT_OPERATIONS)
+        self._receiving: set[str] = set()
+
+    async def start(self) -> None:
+        for task in await tasks.running_here(self.db):
+            if task.attempts >= self.config.max_attempts:
+                await self._fail(
+                    task,
+                    "INTERRUPTED",
+                    f"Gave up after {task.attempts} attempts: convertd stopped while running it",
+                )
+            elif await self.db.write(functools.partial(tasks.restart, task_id=task.id)):
+                logger.info("task %s processing again after an unclean stop", task.id)
+                self._spawn(task)
+        self.pool.on_job_end(lambda _job: self.poke())
+        self._stepper.start()
+        self.poke()
+
+    async def stop(self) -> None:
+        await self._stepper.stop()
+        running = list(self._running.values())
+        for run in running:
+            run.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    def poke(self) -> None:
+        self._stepper.poke()
+
+    def changed(self, task: tasks.Task) -> None:
+        self.changes.changed(task.id, task.job_id)
+
+    # ----- stepping: settle ended conversions, fail orphans, start what is ready -----
+
+    async def _step(self) -> bool:
+        await self._settle_conversions()
+        orphans = await self.db.write(tasks.fail_orphans)
+        if orphans:
+            for task in await tasks.get_many(self.db, orphans):
+                self.changed(task)
+        for task in await tasks.ready(self.db):
+            await self._start(task)
+        return False
+
+    async def _settle_conversions(self) -> None:
+        rows = await tasks.conversions_ended(self.db)
+        for row in rows:
+            task = await tasks.get(self.db, row["task_id"])
+            if task is None:
+                continue
+            if row["status"] == jobs.Status.FAILED:
+                await self._fail(task, "CONVERSION_FAILED", row["error"] or "The conversion failed")
+                continue
+            try:
+                files = await asyncio.to_thread(
+                    self._take_conversion_result, task, row["job_id"], row["result_name"]
+                )
+            except OSError as exc:
+                logger.error("task %s: could not take its conversion's result: %s", task.id, exc)
+                await self._fail(task, "INTERNAL_ERROR", "The converted file could not be kept")
+                continue
+            await self._finish(task, files)
+
+    def _take_conversion_result(
+        self, task: tasks.Task, job_id: str, result_name: str
+    ) -> list[dict[str, Any]]:
+        """Blocking: the queued job's output becomes the task's files (several outputs arrive as
+        a ZIP convertd made; they are unpacked, as CloudConvert returns them one by one)."""
+        source = self.data.result_file(job_id, result_name)
+        staging = self.data.fresh_task_staging(task.id)
+        wanted = task.payload.get("output_format", "")
+        if extension_of(result_name) == "zip" and wanted != "zip":
+            with zipfile.ZipFile(source) as zf:
+                for info in zf.infolist():
+                    with (
+                        zf.open(info) as src,
+                        (staging / safe_filename(info.filename)).open("wb") as dst,
+                    ):
+                        shutil.copyfileobj(src, dst)
+        else:
+            name = task.payload.get("filename") or result_name
+            _link_or_copy(source, staging / safe_filename(name))
+        self.data.publish_task_files(task.id, staging)
+        return _describe(self.data.task_dir(task.id))
+
+    async def _start(self, task: tasks.Task) -> None:
+        if task.operation == "convert":
+            try:
+                await self._start_conversion(task)
+            except TaskFailed as exc:
+                await self._fail(task, exc.code, exc.message)
+            return
+        if await self.db.write(lambda conn: tasks.start(conn, task.id)):
+            self.changed(task)
+            self._spawn(task)
+
+    async def _inputs(self, task: tasks.Task) -> list[Path]:
+        inputs = {t.id: t for t in await tasks.get_many(self.db, task.depends_on)}
+        paths = []
+        for task_id in task.depends_on:
+            source = inputs.get(task_id)
+            if source is None:
+                raise TaskFailed("INPUT_TASK_FAILED", "An input task was deleted")
+            paths += [self.data.task_file(task_id, f["filename"]) for f in source.files]
+        return paths
+
+    async def _start_conversion(self, task: tasks.Task) -> None:
+        paths = await self._inputs(task)
+        if len(paths) != 1:
+            raise TaskFailed(
+                "INVALID_INPUT",
+                f"A convert task takes one file; its input has {len(paths)}. "
+                "Convert each file in a task of its own, or archive them first.",
+            )
+        source = paths[0]
+        conversion = await asyncio.to_thread(self._conversion_of, task, source)
+        file_path, dest = await asyncio.to_thread(self.data.new_upload_path, source.name)
+        await asyncio.to_thread(_link_or_copy, source, dest)
+        size = dest.stat().st_size
+
+        def queue(conn: sqlite3.Connection) -> bool:
+            upload_id = uploads.insert(
+                conn,
+                task.key_id,
+                file_path,
+                source.name,
+                size,
+                extension_of(source.name),
+                task.created_at,
+            )
+            job = jobs.insert(conn, upload_id, conversion, key_id=task.key_id, source="v2")
+            if not tasks.start(conn, task.id, conversion_id=job["id"]):
+                raise _NoLongerWaiting
+            return True
+
+        try:
+            await self.db.write(queue)
+        except _NoLongerWaiting:
+            await asyncio.to_thread(self.data.remove_upload, file_path)
+            return
+        self.pool.notify()
+        self.changed(task)
+
+    def _conversion_of(self, task: tasks.Task, source: Path) -> jobs.Conversion:
+        """Blocking (it may read the file's first bytes): which converter, from which format."""
+        payload = task.payload
+        output_format = payload["output_format"]
+        given = payload.get("input_format")
+        if given:
+            candidates = self.registry.making(output_format, given)
+            if not candidates:
+                raise TaskFailed(
+                    "INVALID_CONVERSION_TYPE", f"convertd cannot convert {given} to {output_format}"
+                )
+            converter, input_format = candidates[0], given
+        else:
+            try:
+                filetype, input_format = self.registry.infer(source, output_format)
+            except CannotInfer as exc:
+                raise TaskFailed("INVALID_CONVERSION_TYPE", str(exc)) from None
+            found = self.registry.get(filetype)
+            if found is None:
+                raise TaskFailed("ENGINE_UNAVAILABLE", f"The {filetype} converter is not here")
+            converter = found
+        try:
+            options = converter.validate_options(dict(payload.get("options", {})), output_format)
+        except OptionError as exc:
+            raise TaskFailed("INVALID_OPTIONS", str(exc)) from None
+        return jobs.Conversion(converter.filetype, input_format, output_format, options)
+
+    # ----- operations the engine runs itself -----
+
+    def _spawn(self, task: tasks.Task) -> None:
+        run = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+        self._running[task.id] = run
+
+    async def _run(self, task: tasks.Task) -> None:
+        operations: dict[str, Callable[[tasks.Task, Path], Awaitable[None]]] = {
+            "import/url": self._import_url,
+            "archive": self._archive,
+            "export/url": self._export,
+        }
+        try:
+            async with self._slots:
+                staging = await asyncio.to_thread(self.data.fresh_task_staging, task.id)
+                await operations[task.operation](task, staging)
+                await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
+                files = await asyncio.to_thread(_describe, self.data.task_dir(task.id))
+            await self._finish(task, files)
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("task %s (%s) failed unexpectedly", task.id, task.operation)
+            await self._fail(task, "INTERNAL_ERROR", f"Internal error in {task.operation}")
+        finally:
+            self._running.pop(task.id, None)
+
+    async def _import_url(self, task: tasks.Task, staging: Path) -> None:
+        url = task.payload["url"]
+        download = staging / ".download"
+        try:
+            fetched = await fetch(
+                url,
+                download,
+                policy=self.policy,
+                max_bytes=self.config.max_upload_bytes,
+                timeout=self.config.import_url_timeout_seconds,
+                idle_timeout=self.config.upload_idle_timeout_seconds,
+                headers=task.payload.get("headers"),
+            )
+        except FetchError as exc:
+            raise TaskFailed("IMPORT_FAILED", str(exc)) from None
+        name = safe_filename(task.payload.get("filename") or fetched.name or "file")
+        await asyncio.to_thread(os.replace, download, staging / name)
+
+    async def _archive(self, task: tasks.Task, staging: Path) -> None:
+        paths = await self._inputs(task)
+        if not paths:
+            raise TaskFailed("INVALID_INPUT", "The archive's inputs have no files")
+        fmt = task.payload["output_format"]
+        name = safe_filename(task.payload.get("filename") or f"archive.{fmt}")
+        if extension_of(name) != fmt:
+            name = f"{stem_of(name)}.{fmt}"
+        await asyncio.to_thread(make_archive, paths, staging / name, fmt)
+
+    async def _export(self, task: tasks.Task, staging: Path) -> None:
+        paths = await self._inputs(task)
+        if task.payload.get("archive_multiple_files") and len(paths) > 1:
+            await asyncio.to_thread(make_archive, paths, staging / "archive.zip", "zip")
+            return
+        for path in paths:
+            await asyncio.to_thread(_link_or_copy, path, staging / path.name)
+
+    # ----- recording ends -----
+
+    async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
+        if await self.db.write(lambda conn: tasks.finish(conn, task.id, files)):
+            logger.info("task %s finished (%s)", task.id, task.operation)
+        self.changed(task)
+        self.poke()
+
+    async def _fail(self, task: tasks.Task, code: str, message: str) -> None:
+        if await self.db.write(lambda conn: tasks.fail(conn, task.id, code, message)):
+            logger.info("task %s error (%s): %s", task.id, code, message)
+        self.changed(task)
+        self.poke()
+
+    # ----- what clients do to tasks -----
+
+    async def uploaded(self, task: tasks.Task, staging: Path) -> bool:
+        """An import/upload's file arrived in `staging`: publish it and finish the task, once
+        (the caller holds `receiving(task)`, so no other upload to it runs meanwhile)."""
+        files = await asyncio.to_thread(_describe, staging)
+        await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
+        if not await self.db.write(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
+            await asyncio.to_thread(self.data.remove_task_files, task.id)
+            return False
+        self.changed(task)
+        self.poke()
+        return True
+
+    def receiving(self, task_id: str) -> bool:
+        """Claim the right to receive an upload for this task; False if one is under way."""
+        if task_id in self._receiving:
+            return False
+        self._receiving.add(task_id)
+        return True
+
+    def received(self, task_id: str) -> None:
+        self._receiving.discard(task_id)
+
+    async def cancel(self, task_id: str) -> list[tasks.Task]:
+        """Cancel a task and those depending on it; running work stops (a conversion's tools
+        are killed by the worker pool within its cancellation check)."""
+
+        def cancel(conn: sqlite3.Connection) -> list[tasks.Task]:
+            doomed = tasks.cancel(conn, task_id)
+            conversions = [t.conversion_id for t in doomed if t.conversion_id]
+            jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled")
+            return doomed
+
+        doomed = await self.db.write(cancel)
+        await self._stop(doomed)
+        return doomed
+
+    async def delete(
+        self, task_ids: list[str], delete: Callable[[sqlite3.Connection], Any]
+    ) -> None:
+        """Stop these tasks, run `delete` (which removes their rows) and remove their files."""
+
+        def cancel_and_delete(conn: sqlite3.Connection) -> list[tasks.Task]:
+            doomed = [t for task_id in task_ids for t in tasks.cancel(conn, task_id)]
+            conversions = [t.conversion_id for t in doomed if t.conversion_id]
+            jobs.cancel(conn, conversions, "Cancelled: its /v2 task was deleted")
+            delete(conn)
+            return doomed
+
+        doomed = await self.db.write(cancel_and_delete)
+        await self._stop(doomed)
+        for task_id in task_ids:
+            await asyncio.to_thread(self.data.remove_task_files, task_id)
+
+    async def _stop(self, doomed: list[tasks.Task]) -> None:
+        for task in doomed:
+            run = self._running.get(task.id)
+            if run is not None:
+                run.cancel()
+            self.changed(task)
+        self.poke()
+
+
+class _NoLongerWaiting(Exception):
+    """The task was cancelled or deleted while its conversion was being queued."""
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _describe(directory: Path) -> list[dict[str, Any]]:
+    return [
+        {"filename": path.name, "size": path.stat().st_size}
+        for path in sorted(directory.iterdir())
+        if path.is_file() and not path.name.startswith(".")
+    ]

@@ -1,0 +1,275 @@
+"""The operations a task can be, and the checking of each one's parameters.
+
+`check_task()` turns what a client sent for one task into its stored payload, or raises
+`Invalid` (a 422) naming every bad field. Option names follow CloudConvert's where the meaning
+matches ours (`strip`, `audio_bitrate`, `pixel_density`, ...), so its clients need no changes;
+convertd's own names are accepted too.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from convertd.converters.base import Converter, canonical_format
+from convertd.converters.options import OptionError
+from convertd.converters.registry import Registry
+from convertd.errors import Invalid
+
+IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
+OPERATIONS = (*IMPORTS, "convert", "archive", "export/url")
+# CloudConvert operations convertd does not do yet: a clear 422, not a 404.
+NOT_YET = (
+    "merge",
+    "optimize",
+    "thumbnail",
+    "watermark",
+    "metadata",
+    "metadata/write",
+    "capture-website",
+    "import/s3",
+    "import/azure/blob",
+    "import/google-cloud-storage",
+    "import/openstack",
+    "import/sftp",
+    "export/s3",
+    "export/azure/blob",
+    "export/google-cloud-storage",
+    "export/openstack",
+    "export/sftp",
+)
+ARCHIVE_FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
+
+# The task fields every convert task may carry besides the converter's options.
+CONVERT_FIELDS = (
+    "input",
+    "input_format",
+    "output_format",
+    "engine",
+    "engine_version",
+    "filename",
+    "timeout",
+    "ignore_error",
+    "operation",
+)
+
+# CloudConvert's option names -> convertd's, for the options whose meaning matches.
+OPTION_ALIASES = {
+    "strip": "strip_metadata",
+    "audio_bitrate": "bitrate",
+    "audio_frequency": "sample_rate",
+    "audio_channels": "channels",
+    "pixel_density": "dpi",
+}
+FIT_ALIASES = {"max": "contain", "crop": "cover", "scale": "fill", "upscale": "contain"}
+_TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+
+MAX_BASE64_CHARS = 1 << 34
+
+
+def _where(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def input_names(payload: dict[str, Any], prefix: str = "") -> list[str]:
+    """The `input` of a task as a list of names (jobs) or ids (tasks created alone)."""
+    raw = payload.get("input")
+    if isinstance(raw, str) and raw.strip():
+        return [raw.strip()]
+    if isinstance(raw, list) and raw and all(isinstance(x, str) and x.strip() for x in raw):
+        return list(dict.fromkeys(x.strip() for x in raw))
+    raise Invalid(
+        f"The {_where(prefix, 'input')} field must name a task, or be a list of task names.",
+        {_where(prefix, "input"): ["must be a task name or a list of task names"]},
+    )
+
+
+class _Check:
+    """Collects every problem with one task's fields, to raise them together."""
+
+    def __init__(self, payload: dict[str, Any], prefix: str) -> None:
+        self.payload = payload
+        self.prefix = prefix
+        self.errors: dict[str, list[str]] = {}
+
+    def bad(self, name: str, problem: str) -> None:
+        self.errors.setdefault(_where(self.prefix, name), []).append(problem)
+
+    def text(self, name: str, *, required: bool = False, limit: int = 1000) -> str | None:
+        value = self.payload.get(name)
+        if value is None:
+            if required:
+                self.bad(name, "is required")
+            return None
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.bad(name, "must be a non-empty string" if required else "must be a string")
+            return None
+        if len(value) > limit:
+            self.bad(name, f"must be at most {limit} characters")
+            return None
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.payload.get(name, False)
+        if not isinstance(value, bool):
+            self.bad(name, "must be true or false")
+            return False
+        return value
+
+    def only(self, allowed: Iterable[str]) -> None:
+        allowed = set(allowed) | {"operation", "ignore_error", "input"}
+        for name in sorted(set(self.payload) - allowed):
+            known = ", ".join(sorted(allowed))
+            self.bad(name, f"is not a parameter of this operation; known: {known}")
+
+    def done(self) -> None:
+        if self.errors:
+            first = next(iter(self.errors))
+            raise Invalid(f"The {first} field {self.errors[first][0]}.", self.errors)
+
+
+def check_task(
+    registry: Registry, operation: Any, payload: dict[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    """The stored form of one task's parameters; Invalid names what is wrong."""
+    if not isinstance(operation, str) or not operation:
+        raise Invalid(
+            f"The {_where(prefix, 'operation')} field is required.",
+            {_where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
+        )
+    if operation in NOT_YET:
+        raise Invalid(
+            f"The operation {operation!r} is not available in convertd yet.",
+            {_where(prefix, "operation"): [f"convertd does: {', '.join(OPERATIONS)}"]},
+        )
+    if operation not in OPERATIONS:
+        raise Invalid(
+            f"The operation {operation!r} is unknown.",
+            {_where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
+        )
+    check = _Check(payload, prefix)
+    out: dict[str, Any] = {}
+    if operation == "import/upload":
+        check.only(["redirect"])
+        if (redirect := check.text("redirect")) is not None:
+            if not redirect.startswith(("http://", "https://")):
+                check.bad("redirect", "must be an http or https URL")
+            out["redirect"] = redirect
+    elif operation == "import/url":
+        check.only(["url", "filename", "headers"])
+        url = check.text("url", required=True, limit=8000)
+        if url is not None and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+            check.bad("url", "must be an http or https URL")
+        out["url"] = url
+        if (filename := check.text("filename", limit=255)) is not None:
+            out["filename"] = filename
+        headers = payload.get("headers")
+        if headers is not None:
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str)
+                and isinstance(v, str)
+                and "\n" not in k + v
+                and "\r" not in k + v
+                for k, v in headers.items()
+            ):
+                check.bad("headers", "must be an object of header names to string values")
+            else:
+                out["headers"] = headers
+    elif operation in ("import/base64", "import/raw"):
+        check.only(["file", "filename"])
+        file = check.text("file", required=True, limit=MAX_BASE64_CHARS)
+        filename = check.text("filename", required=True, limit=255)
+        if file is not None and operation == "import/base64":
+            try:
+                binascii.a2b_base64(file.encode("ascii"), strict_mode=False)
+            except (binascii.Error, UnicodeEncodeError):
+                check.bad("file", "must be base64")
+        out["filename"] = filename
+    elif operation == "convert":
+        out.update(_check_convert(registry, payload, check))
+    elif operation == "archive":
+        check.only(["output_format", "filename"])
+        fmt = canonical_format(check.text("output_format") or "zip")
+        if fmt not in ARCHIVE_FORMATS:
+            check.bad("output_format", f"must be one of: {', '.join(ARCHIVE_FORMATS)}")
+        out["output_format"] = fmt
+        if (filename := check.text("filename", limit=255)) is not None:
+            out["filename"] = filename
+    elif operation == "export/url":
+        check.only(["inline", "archive_multiple_files"])
+        out["inline"] = check.flag("inline")
+        out["archive_multiple_files"] = check.flag("archive_multiple_files")
+    check.done()
+    return out
+
+
+def _check_convert(registry: Registry, payload: dict[str, Any], check: _Check) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    output_format = check.text("output_format", required=True)
+    input_format = check.text("input_format")
+    for name in ("engine", "engine_version", "filename"):
+        if (value := check.text(name, limit=255)) is not None:
+            out[name] = value
+    timeout = payload.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)):
+        check.bad("timeout", "must be a whole number of seconds")
+    if output_format is None:
+        return out
+    out["output_format"] = canonical_format(output_format)
+    if input_format is not None:
+        out["input_format"] = canonical_format(input_format)
+    candidates = registry.making(out["output_format"], out.get("input_format"))
+    if not candidates:
+        what = f"from {out['input_format']} " if "input_format" in out else ""
+        check.bad("output_format", f"convertd cannot convert {what}to {out['output_format']}")
+        return out
+    raw = {k: v for k, v in payload.items() if k not in CONVERT_FIELDS}
+    out["options"] = _options(candidates, raw, out["output_format"], check)
+    return out
+
+
+def cloudconvert_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """CloudConvert's option names and values in convertd's terms."""
+    options: dict[str, Any] = {}
+    for name, value in raw.items():
+        ours = OPTION_ALIASES.get(name, name)
+        if ours == "bitrate" and isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{int(value)}k"
+        elif ours == "fit" and isinstance(value, str):
+            value = FIT_ALIASES.get(value.strip().lower(), value)
+        elif (
+            ours in ("trim_start", "trim_end")
+            and isinstance(value, str)
+            and (match := _TIMESTAMP.match(value.strip()))
+        ):
+            hours, minutes, seconds = match.groups()
+            value = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+        options[ours] = value
+    return options
+
+
+def _options(
+    candidates: list[Converter], raw: dict[str, Any], output_format: str, check: _Check
+) -> dict[str, Any]:
+    """Options valid for at least one converter that can do this conversion."""
+    options = cloudconvert_options(raw)
+    ours = {name for c in candidates for name in c.options}
+    known = sorted(ours | {alias for alias, name in OPTION_ALIASES.items() if name in ours})
+    unknown = [name for name in raw if OPTION_ALIASES.get(name, name) not in ours]
+    for name in unknown:
+        check.bad(name, f"is not an option of this conversion; known options: {', '.join(known)}")
+    if unknown:
+        return {}
+    problem = ""
+    for converter in candidates:
+        if set(options) - set(converter.options):
+            continue
+        try:
+            return converter.validate_options(dict(options), output_format)
+        except OptionError as exc:
+            problem = problem or str(exc)
+    first = next(iter(raw), "options")
+    check.bad(first, problem or "these options do not go together for this conversion")
+    return {}
