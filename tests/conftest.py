@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
 
 # The loopback canary web server, for the hostile-input tests.
-pytest_plugins = ["tests.canary"]
+pytest_plugins = ["tests.canary", "tests.file_server"]
 
 _OPENED_OUTSIDE: list[str] = []
 
@@ -122,6 +122,23 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 @pytest.fixture(scope="session")
 def key(daemon: Daemon) -> str:
     return daemon.create_key("shared-pro", "--plan", "pro")
+
+
+# The /v2 tests share one daemon that may fetch from loopback (the local file server stands in
+# for the internet), with a short sync wait so that a test of its limit is quick.
+V2_ENV = {"CONVERTD_IMPORT_URL_ALLOW": "127.0.0.1/32", "CONVERTD_SYNC_WAIT_SECONDS": "20"}
+
+
+@pytest.fixture(scope="session")
+def v2_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon(tmp_path_factory.mktemp("v2") / "data", V2_ENV).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def v2_key(v2_daemon: Daemon) -> str:
+    return v2_daemon.create_key("v2-pro", "--plan", "pro")
 
 
 @pytest.fixture

@@ -32,12 +32,17 @@ LAYERS = [
             "convertd.memory",
             "convertd.sdnotify",
             "convertd.restrictions",
+            "convertd.signing",
+            "convertd.fetch",  # the network policy for everything the daemon downloads
             "convertd.drops.rules",  # what a watch rule is, read with the config
         ],
     ),
     ("store and office", ["convertd.store", "convertd.office"]),
     ("converters", ["convertd.converters"]),
-    ("worker, drops and retention", ["convertd.worker", "convertd.drops", "convertd.retention"]),
+    (
+        "worker, task engine, drops and retention",
+        ["convertd.worker", "convertd.tasks", "convertd.drops", "convertd.retention"],
+    ),
     ("api", ["convertd.api"]),
     ("app and server", ["convertd.app", "convertd.server"]),
     ("cli", ["convertd.cli", "convertd.__main__"]),

@@ -3,7 +3,7 @@
 A task is `waiting` until the tasks it depends on have finished, then `processing`, then
 `finished` or `error`. Each change is one statement that checks the state it expects, so a task
 is never started twice and a late writer (a task cancelled under it) changes nothing. A job has no
-state of its own: it is read off its tasks (JOB_STATUS).
+state of its own: it is read off its tasks (task_jobs.py).
 """
 
 from __future__ import annotations
@@ -28,22 +28,9 @@ class Status(enum.StrEnum):
 
 ENDED = (Status.FINISHED, Status.ERROR)
 
-# A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
-# finished when every task is, waiting while none has started, and processing in between.
-JOB_STATUS = """CASE
-    WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
-                 AND e.ignore_error = 0
-                 AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id)) THEN 'error'
-    WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
-                     AND o.status IN ('waiting', 'processing')) THEN 'finished'
-    WHEN EXISTS (SELECT 1 FROM tasks s WHERE s.job_id = j.id AND s.status != 'waiting')
-        THEN 'processing'
-    ELSE 'waiting' END"""
-
 # A task with the progress of the queued job that runs it (convert tasks).
 _SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress
     FROM tasks t LEFT JOIN jobs c ON c.id = t.conversion_id"""
-_SELECT_JOB = f"SELECT j.*, {JOB_STATUS} AS status FROM task_jobs j"
 
 
 def new_id() -> str:
@@ -113,29 +100,6 @@ class Task:
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskJob:
-    id: str
-    key_id: int | None
-    tag: str | None
-    webhook_url: str | None
-    status: str
-    created_at: float
-    tasks: list[Task]
-
-    @property
-    def started_at(self) -> float | None:
-        started = [t.started_at for t in self.tasks if t.started_at is not None]
-        return min(started) if started else None
-
-    @property
-    def ended_at(self) -> float | None:
-        if self.status not in ENDED:
-            return None
-        ended = [t.ended_at for t in self.tasks if t.ended_at is not None]
-        return max(ended) if ended else self.created_at
-
-
-@dataclasses.dataclass(frozen=True)
 class NewTask:
     """A task about to be inserted; import/base64 and import/raw arrive already finished."""
 
@@ -147,24 +111,6 @@ class NewTask:
     ignore_error: bool = False
     result: dict[str, Any] | None = None
     retry_of: str | None = None
-
-
-def insert_job(
-    conn: sqlite3.Connection,
-    key_id: int | None,
-    tag: str | None,
-    webhook_url: str | None,
-    new_tasks: list[NewTask],
-) -> str:
-    """Insert a job and its tasks inside the caller's transaction; returns the job's id."""
-    job_id = new_id()
-    conn.execute(
-        "INSERT INTO task_jobs (id, key_id, tag, webhook_url, created_at) VALUES (?, ?, ?, ?, ?)",
-        (job_id, key_id, tag, webhook_url, clock.now()),
-    )
-    for task in new_tasks:
-        insert_task(conn, task, key_id=key_id, job_id=job_id)
-    return job_id
 
 
 def insert_task(
@@ -215,49 +161,9 @@ async def of_job(db: Database, job_id: str) -> list[Task]:
     return [Task.from_row(row) for row in rows]
 
 
-async def get_job(db: Database, job_id: str) -> TaskJob | None:
-    row = await db.fetch_one(f"{_SELECT_JOB} WHERE j.id = ?", (job_id,))
-    if row is None:
-        return None
-    return _job(row, await of_job(db, job_id))
-
-
-def _job(row: Row, job_tasks: list[Task]) -> TaskJob:
-    return TaskJob(
-        id=row["id"],
-        key_id=row["key_id"],
-        tag=row["tag"],
-        webhook_url=row["webhook_url"],
-        status=row["status"],
-        created_at=row["created_at"],
-        tasks=job_tasks,
-    )
-
-
-async def _count(db: Database, sql: str, args: tuple[Any, ...]) -> int:
+async def count(db: Database, sql: str, args: tuple[Any, ...]) -> int:
     row = await db.fetch_one(sql, args)
     return int(row[0]) if row else 0
-
-
-async def list_jobs(
-    db: Database,
-    key_id: int,
-    *,
-    status: str | None,
-    tag: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[TaskJob], int]:
-    """One page of a key's jobs, newest first, and how many there are in all."""
-    where = "WHERE j.key_id = ? AND (? IS NULL OR j.tag = ?)"
-    args: tuple[Any, ...] = (key_id, tag, tag)
-    inner = f"SELECT * FROM ({_SELECT_JOB} {where}) WHERE (? IS NULL OR status = ?)"
-    args += (status, status)
-    total = await _count(db, f"SELECT COUNT(*) FROM ({inner})", args)
-    rows = await db.fetch_all(
-        f"{inner} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*args, limit, offset)
-    )
-    return [_job(row, await of_job(db, row["id"])) for row in rows], total
 
 
 async def list_tasks(
@@ -274,7 +180,7 @@ async def list_tasks(
     where = """WHERE t.key_id = ? AND (? IS NULL OR t.job_id = ?) AND (? IS NULL OR t.status = ?)
                AND (? IS NULL OR t.operation = ?)"""
     args = (key_id, job_id, job_id, status, status, operation, operation)
-    total = await _count(db, f"SELECT COUNT(*) FROM tasks t {where}", args)
+    total = await count(db, f"SELECT COUNT(*) FROM tasks t {where}", args)
     rows = await db.fetch_all(
         f"{_SELECT_TASK} {where} ORDER BY t.created_at DESC, t.rowid DESC LIMIT ? OFFSET ?",
         (*args, limit, offset),
@@ -404,29 +310,3 @@ async def running_here(db: Database) -> list[Task]:
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-
-
-def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str]:
-    """Delete a job and its tasks; returns the tasks' ids."""
-    ids = [
-        row[0]
-        for row in conn.execute("SELECT id FROM tasks WHERE job_id = ?", (job_id,)).fetchall()
-    ]
-    conn.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
-    conn.execute("DELETE FROM task_jobs WHERE id = ?", (job_id,))
-    return ids
-
-
-async def expired(db: Database, cutoff: float) -> tuple[list[str], list[str]]:
-    """(job ids, standalone task ids) that ended before `cutoff`."""
-    job_rows = await db.fetch_all(
-        f"""SELECT id FROM ({_SELECT_JOB}) j2 WHERE status IN ('finished', 'error')
-            AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j2.id
-                            AND (t.ended_at IS NULL OR t.ended_at >= ?))
-            AND created_at < ?""",
-        (cutoff, cutoff),
-    )
-    task_rows = await db.fetch_all(
-        "SELECT id FROM tasks WHERE job_id IS NULL AND ended_at < ?", (cutoff,)
-    )
-    return [row[0] for row in job_rows], [row[0] for row in task_rows]

@@ -17,10 +17,7 @@ import asyncio
 import functools
 import logging
 import os
-import shutil
 import sqlite3
-import zipfile
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,8 @@ from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
 from convertd.tasks.bundle import make_archive
+from convertd.tasks.changes import Changes
+from convertd.tasks.outputs import describe, link_or_copy, take_conversion_result
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -49,33 +48,6 @@ class TaskFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class Changes:
-    """Who is waiting for which task or job to change; woken after each committed change."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-        self._waiters: defaultdict[str, int] = defaultdict(int)
-
-    def event(self, subject: str) -> asyncio.Event:
-        """The event to wait on for the next change of `subject`; take it *before* reading
-        the state, so a change in between is not missed."""
-        event = self._events.get(subject)
-        if event is None or event.is_set():
-            event = self._events[subject] = asyncio.Event()
-        return event
-
-    def done_waiting(self, subject: str) -> None:
-        event = self._events.get(subject)
-        if event is not None and not event.is_set():
-            # Nobody else holds it once no request waits: forget it so the map stays small.
-            self._events.pop(subject, None)
-
-    def changed(self, *subjects: str | None) -> None:
-        for subject in subjects:
-            if subject is not None and (event := self._events.pop(subject, None)) is not None:
-                event.set()
 
 
 class TaskEngine:
@@ -150,35 +122,13 @@ class TaskEngine:
                 continue
             try:
                 files = await asyncio.to_thread(
-                    self._take_conversion_result, task, row["job_id"], row["result_name"]
+                    take_conversion_result, self.data, task, row["job_id"], row["result_name"]
                 )
             except OSError as exc:
                 logger.error("task %s: could not take its conversion's result: %s", task.id, exc)
                 await self._fail(task, "INTERNAL_ERROR", "The converted file could not be kept")
                 continue
             await self._finish(task, files)
-
-    def _take_conversion_result(
-        self, task: tasks.Task, job_id: str, result_name: str
-    ) -> list[dict[str, Any]]:
-        """Blocking: the queued job's output becomes the task's files (several outputs arrive as
-        a ZIP convertd made; they are unpacked, as CloudConvert returns them one by one)."""
-        source = self.data.result_file(job_id, result_name)
-        staging = self.data.fresh_task_staging(task.id)
-        wanted = task.payload.get("output_format", "")
-        if extension_of(result_name) == "zip" and wanted != "zip":
-            with zipfile.ZipFile(source) as zf:
-                for info in zf.infolist():
-                    with (
-                        zf.open(info) as src,
-                        (staging / safe_filename(info.filename)).open("wb") as dst,
-                    ):
-                        shutil.copyfileobj(src, dst)
-        else:
-            name = task.payload.get("filename") or result_name
-            _link_or_copy(source, staging / safe_filename(name))
-        self.data.publish_task_files(task.id, staging)
-        return _describe(self.data.task_dir(task.id))
 
     async def _start(self, task: tasks.Task) -> None:
         if task.operation == "convert":
@@ -212,7 +162,7 @@ class TaskEngine:
         source = paths[0]
         conversion = await asyncio.to_thread(self._conversion_of, task, source)
         file_path, dest = await asyncio.to_thread(self.data.new_upload_path, source.name)
-        await asyncio.to_thread(_link_or_copy, source, dest)
+        await asyncio.to_thread(link_or_copy, source, dest)
         size = dest.stat().st_size
 
         def queue(conn: sqlite3.Connection) -> bool:
@@ -282,7 +232,7 @@ class TaskEngine:
                 staging = await asyncio.to_thread(self.data.fresh_task_staging, task.id)
                 await operations[task.operation](task, staging)
                 await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
-                files = await asyncio.to_thread(_describe, self.data.task_dir(task.id))
+                files = await asyncio.to_thread(describe, self.data.task_dir(task.id))
             await self._finish(task, files)
         except TaskFailed as exc:
             await self._fail(task, exc.code, exc.message)
@@ -328,7 +278,7 @@ class TaskEngine:
             await asyncio.to_thread(make_archive, paths, staging / "archive.zip", "zip")
             return
         for path in paths:
-            await asyncio.to_thread(_link_or_copy, path, staging / path.name)
+            await asyncio.to_thread(link_or_copy, path, staging / path.name)
 
     # ----- recording ends -----
 
@@ -349,7 +299,7 @@ class TaskEngine:
     async def uploaded(self, task: tasks.Task, staging: Path) -> bool:
         """An import/upload's file arrived in `staging`: publish it and finish the task, once
         (the caller holds `receiving(task)`, so no other upload to it runs meanwhile)."""
-        files = await asyncio.to_thread(_describe, staging)
+        files = await asyncio.to_thread(describe, staging)
         await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
         if not await self.db.write(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
             await asyncio.to_thread(self.data.remove_task_files, task.id)
@@ -410,18 +360,3 @@ class TaskEngine:
 
 class _NoLongerWaiting(Exception):
     """The task was cancelled or deleted while its conversion was being queued."""
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)
-
-
-def _describe(directory: Path) -> list[dict[str, Any]]:
-    return [
-        {"filename": path.name, "size": path.stat().st_size}
-        for path in sorted(directory.iterdir())
-        if path.is_file() and not path.name.startswith(".")
-    ]

@@ -15,7 +15,7 @@ from convertd.api.v2.render import data, job_json
 from convertd.api.v2.tasks import MAX_JSON_BYTES, new_task, one_of, page_of, valid_name
 from convertd.errors import Invalid, NotFound
 from convertd.files import is_job_id
-from convertd.store import tasks
+from convertd.store import task_jobs, tasks
 from convertd.tasks.operations import IMPORTS, input_names
 
 MAX_TASKS = 100
@@ -114,21 +114,21 @@ async def create(request: web.Request) -> web.Response:
         ]
         key_id = request[API_KEY].id
         job_id = await request.app[DB].write(
-            lambda conn: tasks.insert_job(conn, key_id, tag, webhook_url, new)
+            lambda conn: task_jobs.insert_job(conn, key_id, tag, webhook_url, new)
         )
     except BaseException:
         for task in new:
             await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
     request.app[ENGINE].poke()
-    job = await tasks.get_job(request.app[DB], job_id)
+    job = await task_jobs.get_job(request.app[DB], job_id)
     assert job is not None
     return data(job_json(request, job), status=201)
 
 
-async def owned_job(request: web.Request) -> tasks.TaskJob:
+async def owned_job(request: web.Request) -> task_jobs.TaskJob:
     job_id = request.match_info["job_id"]
-    job = await tasks.get_job(request.app[DB], job_id) if is_job_id(job_id) else None
+    job = await task_jobs.get_job(request.app[DB], job_id) if is_job_id(job_id) else None
     if job is None or job.key_id != request[API_KEY].id:
         raise NotFound(f"No job with id {job_id!r}.")
     return job
@@ -138,7 +138,7 @@ async def show(request: web.Request) -> web.Response:
     return data(job_json(request, await owned_job(request)))
 
 
-def _ended(job: tasks.TaskJob) -> bool:
+def _ended(job: task_jobs.TaskJob) -> bool:
     return job.status in ("finished", "error")
 
 
@@ -165,7 +165,7 @@ async def wait(request: web.Request) -> web.Response:
 async def listing(request: web.Request) -> web.Response:
     page = page_of(request)
     include = request.query.get("include", "")
-    found, total = await tasks.list_jobs(
+    found, total = await task_jobs.list_jobs(
         request.app[DB],
         request[API_KEY].id,
         status=one_of(request, "filter[status]", JOB_STATUSES),
@@ -181,7 +181,7 @@ async def delete(request: web.Request) -> web.Response:
     """Cancel what still runs (its tools are killed), then delete the job, its tasks and files."""
     job = await owned_job(request)
     ids = [t.id for t in job.tasks]
-    await request.app[ENGINE].delete(ids, lambda conn: tasks.delete_job(conn, job.id))
+    await request.app[ENGINE].delete(ids, lambda conn: task_jobs.delete_job(conn, job.id))
     conversions = [t.conversion_id for t in job.tasks if t.conversion_id]
     for conversion_id in conversions:
         await asyncio.to_thread(request.app[DATA].remove_job_files, conversion_id)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from convertd.api.state import CONFIG, REGISTRY, SIGNER
 from convertd.api.urls import base_url
-from convertd.store import tasks
+from convertd.store import task_jobs, tasks
 from convertd.tasks.engines import engine_of
 
 UPLOAD = "upload"
@@ -100,7 +100,7 @@ def task_json(request: web.Request, task: tasks.Task) -> dict[str, Any]:
 
 
 def job_json(
-    request: web.Request, job: tasks.TaskJob, *, with_tasks: bool = True
+    request: web.Request, job: task_jobs.TaskJob, *, with_tasks: bool = True
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": job.id,

@@ -4,7 +4,6 @@ and the OpenAPI document at `/v2/openapi.json` are all made from ROUTES."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +11,19 @@ from convertd.api.openapi import json_body, openapi_document
 from convertd.api.routes import Route
 from convertd.api.urls import base_url
 from convertd.api.v2 import account, files, jobs, tasks
+from convertd.api.v2.schemas import (
+    CREATED_TASK,
+    JOB,
+    JOB_ID,
+    PAGING,
+    TASK,
+    TASK_BODY,
+    TASK_ID,
+    error,
+    json_request,
+    many,
+    one,
+)
 from convertd.errors import Invalid
 from convertd.tasks.operations import NOT_YET, OPERATIONS
 
@@ -39,87 +51,6 @@ async def openapi(request: web.Request) -> web.Response:
     )
 
 
-def _error(description: str) -> dict[str, Any]:
-    return json_body(description, {"$ref": "#/components/schemas/Error"})
-
-
-UUID = {"type": "string", "format": "uuid"}
-TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-PAGING = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {
-        "name": "per_page",
-        "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-    },
-]
-TASK = {
-    "type": "object",
-    "required": ["id", "operation", "status", "created_at", "depends_on_task_ids", "links"],
-    "properties": {
-        "id": UUID,
-        "name": {"type": "string"},
-        "job_id": {"type": "string", "nullable": True},
-        "operation": {"type": "string"},
-        "status": {"type": "string", "enum": ["waiting", "processing", "finished", "error"]},
-        "message": {"type": "string", "nullable": True},
-        "code": {"type": "string", "nullable": True},
-        "percent": {"type": "integer"},
-        "result": {"type": "object", "nullable": True},
-        "created_at": {"type": "string"},
-        "started_at": {"type": "string", "nullable": True},
-        "ended_at": {"type": "string", "nullable": True},
-        "depends_on_task_ids": {"type": "array", "items": {"type": "string"}},
-        "links": {"type": "object"},
-    },
-}
-JOB = {
-    "type": "object",
-    "required": ["id", "status", "created_at", "links"],
-    "properties": {
-        "id": UUID,
-        "tag": {"type": "string", "nullable": True},
-        "status": {"type": "string", "enum": ["waiting", "processing", "finished", "error"]},
-        "tasks": {"type": "array", "items": TASK},
-        "links": {"type": "object"},
-    },
-}
-
-
-def _one(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return json_body(
-        description, {"type": "object", "required": ["data"], "properties": {"data": schema}}
-    )
-
-
-def _many(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return json_body(
-        description,
-        {
-            "type": "object",
-            "required": ["data", "links", "meta"],
-            "properties": {"data": {"type": "array", "items": schema}},
-        },
-    )
-
-
-def _json_request(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-TASK_BODY = {"type": "object", "additionalProperties": True}
-CREATED_TASK = {
-    "requestBody": _json_request(TASK_BODY),
-    "responses": {
-        "201": _one("The task", TASK),
-        "400": _error("A malformed body"),
-        "413": _error("A body over 64 MiB"),
-        "422": _error("A missing or invalid field, named in `errors`"),
-    },
-}
-
-
 def _operation_routes() -> list[Route]:
     routes = [
         Route(
@@ -139,7 +70,7 @@ def _operation_routes() -> list[Route]:
             not_yet,
             f"{operation}: not available in convertd yet (422)",
             scope=WRITE,
-            operation={"responses": {"422": _error("Not available yet")}},
+            operation={"responses": {"422": error("Not available yet")}},
         )
         for operation in NOT_YET
     ]
@@ -154,7 +85,7 @@ ROUTES: list[Route] = [
         "Create a job: a name -> task map, run in dependency order",
         scope=WRITE,
         operation={
-            "requestBody": _json_request(
+            "requestBody": json_request(
                 {
                     "type": "object",
                     "required": ["tasks"],
@@ -166,10 +97,10 @@ ROUTES: list[Route] = [
                 }
             ),
             "responses": {
-                "201": _one("The job", JOB),
-                "400": _error("A malformed body"),
-                "413": _error("A body over 64 MiB"),
-                "422": _error("A missing or invalid field, named in `errors`"),
+                "201": one("The job", JOB),
+                "400": error("A malformed body"),
+                "413": error("A body over 64 MiB"),
+                "422": error("A missing or invalid field, named in `errors`"),
             },
         },
     ),
@@ -186,7 +117,7 @@ ROUTES: list[Route] = [
                 {"name": "include", "in": "query", "schema": {"type": "string"}},
                 *PAGING,
             ],
-            "responses": {"200": _many("Jobs", JOB), "422": _error("A bad filter or page")},
+            "responses": {"200": many("Jobs", JOB), "422": error("A bad filter or page")},
         },
     ),
     Route(
@@ -197,7 +128,7 @@ ROUTES: list[Route] = [
         scope=READ,
         operation={
             "parameters": [JOB_ID],
-            "responses": {"200": _one("The job", JOB), "404": _error("No such job for this key")},
+            "responses": {"200": one("The job", JOB), "404": error("No such job for this key")},
         },
     ),
     Route(
@@ -208,7 +139,7 @@ ROUTES: list[Route] = [
         scope=WRITE,
         operation={
             "parameters": [JOB_ID],
-            "responses": {"204": {"description": "Deleted"}, "404": _error("No such job")},
+            "responses": {"204": {"description": "Deleted"}, "404": error("No such job")},
         },
     ),
     Route(
@@ -219,7 +150,7 @@ ROUTES: list[Route] = [
         scope=READ,
         operation={
             "parameters": [JOB_ID],
-            "responses": {"200": _one("The job", JOB), "404": _error("No such job for this key")},
+            "responses": {"200": one("The job", JOB), "404": error("No such job for this key")},
         },
     ),
     Route(
@@ -235,7 +166,7 @@ ROUTES: list[Route] = [
                 {"name": "filter[operation]", "in": "query", "schema": {"type": "string"}},
                 *PAGING,
             ],
-            "responses": {"200": _many("Tasks", TASK), "422": _error("A bad filter or page")},
+            "responses": {"200": many("Tasks", TASK), "422": error("A bad filter or page")},
         },
     ),
     Route(
@@ -246,7 +177,7 @@ ROUTES: list[Route] = [
         scope=READ,
         operation={
             "parameters": [TASK_ID],
-            "responses": {"200": _one("The task", TASK), "404": _error("No such task")},
+            "responses": {"200": one("The task", TASK), "404": error("No such task")},
         },
     ),
     Route(
@@ -257,7 +188,7 @@ ROUTES: list[Route] = [
         scope=WRITE,
         operation={
             "parameters": [TASK_ID],
-            "responses": {"204": {"description": "Deleted"}, "404": _error("No such task")},
+            "responses": {"204": {"description": "Deleted"}, "404": error("No such task")},
         },
     ),
     Route(
@@ -269,9 +200,9 @@ ROUTES: list[Route] = [
         operation={
             "parameters": [TASK_ID],
             "responses": {
-                "200": _one("The cancelled task", TASK),
-                "404": _error("No such task"),
-                "422": _error("The task has already ended"),
+                "200": one("The cancelled task", TASK),
+                "404": error("No such task"),
+                "422": error("The task has already ended"),
             },
         },
     ),
@@ -284,9 +215,9 @@ ROUTES: list[Route] = [
         operation={
             "parameters": [TASK_ID],
             "responses": {
-                "201": _one("The new task", TASK),
-                "404": _error("No such task"),
-                "422": _error("The task has not ended, or cannot be retried"),
+                "201": one("The new task", TASK),
+                "404": error("No such task"),
+                "422": error("The task has not ended, or cannot be retried"),
             },
         },
     ),
@@ -298,7 +229,7 @@ ROUTES: list[Route] = [
         scope=READ,
         operation={
             "parameters": [TASK_ID],
-            "responses": {"200": _one("The task", TASK), "404": _error("No such task")},
+            "responses": {"200": one("The task", TASK), "404": error("No such task")},
         },
     ),
     *_operation_routes(),
@@ -331,15 +262,15 @@ ROUTES: list[Route] = [
                 },
             },
             "responses": {
-                "201": _one("The finished task", TASK),
+                "201": one("The finished task", TASK),
                 "303": {"description": "Sent to the task's redirect URL"},
-                "400": _error("Not exactly one file"),
-                "403": _error("A missing, wrong or expired signature"),
-                "404": _error("No such import/upload task"),
-                "408": _error("The upload stalled"),
-                "409": _error("Another upload to this task is under way"),
-                "410": _error("The task already has its file, or was cancelled"),
-                "413": _error("Larger than max_upload_bytes"),
+                "400": error("Not exactly one file"),
+                "403": error("A missing, wrong or expired signature"),
+                "404": error("No such import/upload task"),
+                "408": error("The upload stalled"),
+                "409": error("Another upload to this task is under way"),
+                "410": error("The task already has its file, or was cancelled"),
+                "413": error("Larger than max_upload_bytes"),
             },
         },
     ),
@@ -363,8 +294,8 @@ ROUTES: list[Route] = [
             ],
             "responses": {
                 "200": {"description": "The file", "content": {"application/octet-stream": {}}},
-                "403": _error("A missing, wrong or expired signature"),
-                "404": _error("The task or file no longer exists"),
+                "403": error("A missing, wrong or expired signature"),
+                "404": error("The task or file no longer exists"),
             },
         },
     ),
@@ -374,7 +305,7 @@ ROUTES: list[Route] = [
         account.users_me,
         "The calling key as a user, with its quota",
         scope=USER,
-        operation={"responses": {"200": _one("The user", {"type": "object"})}},
+        operation={"responses": {"200": one("The user", {"type": "object"})}},
     ),
     Route(
         "GET",
@@ -390,7 +321,7 @@ ROUTES: list[Route] = [
                 {"name": "filter[engine]", "in": "query", "schema": {"type": "string"}},
                 {"name": "include", "in": "query", "schema": {"type": "string"}},
             ],
-            "responses": {"200": _one("Conversions", {"type": "array"})},
+            "responses": {"200": one("Conversions", {"type": "array"})},
         },
     ),
     Route(

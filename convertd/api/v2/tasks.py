@@ -108,7 +108,7 @@ async def new_task(
 
 async def create(request: web.Request) -> web.Response:
     """`POST /v2/{operation}`: one task on its own; its input names other tasks by id."""
-    operation = request.match_info["operation"]
+    operation = request.path.removeprefix("/v2/")
     raw = await read_json(request, MAX_JSON_BYTES)
     raw.pop("operation", None)
     depends_on: list[str] = []

@@ -1,0 +1,133 @@
+"""Jobs of tasks (the /v2 API): a job is a name for a group of tasks, with a tag; its status is
+read off its tasks (JOB_STATUS), never stored, so it cannot disagree with them."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import Any
+
+from convertd import clock
+from convertd.store.db import Database, Row
+from convertd.store.tasks import ENDED, NewTask, Task, count, insert_task, new_id, of_job
+
+# A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
+# finished when every task is, waiting while none has started, and processing in between.
+JOB_STATUS = """CASE
+    WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
+                 AND e.ignore_error = 0
+                 AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id)) THEN 'error'
+    WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
+                     AND o.status IN ('waiting', 'processing')) THEN 'finished'
+    WHEN EXISTS (SELECT 1 FROM tasks s WHERE s.job_id = j.id AND s.status != 'waiting')
+        THEN 'processing'
+    ELSE 'waiting' END"""
+
+_SELECT_JOB = f"SELECT j.*, {JOB_STATUS} AS status FROM task_jobs j"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskJob:
+    id: str
+    key_id: int | None
+    tag: str | None
+    webhook_url: str | None
+    status: str
+    created_at: float
+    tasks: list[Task]
+
+    @property
+    def started_at(self) -> float | None:
+        started = [t.started_at for t in self.tasks if t.started_at is not None]
+        return min(started) if started else None
+
+    @property
+    def ended_at(self) -> float | None:
+        if self.status not in ENDED:
+            return None
+        ended = [t.ended_at for t in self.tasks if t.ended_at is not None]
+        return max(ended) if ended else self.created_at
+
+
+def insert_job(
+    conn: sqlite3.Connection,
+    key_id: int | None,
+    tag: str | None,
+    webhook_url: str | None,
+    new_tasks: list[NewTask],
+) -> str:
+    """Insert a job and its tasks inside the caller's transaction; returns the job's id."""
+    job_id = new_id()
+    conn.execute(
+        "INSERT INTO task_jobs (id, key_id, tag, webhook_url, created_at) VALUES (?, ?, ?, ?, ?)",
+        (job_id, key_id, tag, webhook_url, clock.now()),
+    )
+    for task in new_tasks:
+        insert_task(conn, task, key_id=key_id, job_id=job_id)
+    return job_id
+
+
+async def get_job(db: Database, job_id: str) -> TaskJob | None:
+    row = await db.fetch_one(f"{_SELECT_JOB} WHERE j.id = ?", (job_id,))
+    if row is None:
+        return None
+    return _job(row, await of_job(db, job_id))
+
+
+def _job(row: Row, job_tasks: list[Task]) -> TaskJob:
+    return TaskJob(
+        id=row["id"],
+        key_id=row["key_id"],
+        tag=row["tag"],
+        webhook_url=row["webhook_url"],
+        status=row["status"],
+        created_at=row["created_at"],
+        tasks=job_tasks,
+    )
+
+
+async def list_jobs(
+    db: Database,
+    key_id: int,
+    *,
+    status: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TaskJob], int]:
+    """One page of a key's jobs, newest first, and how many there are in all."""
+    where = "WHERE j.key_id = ? AND (? IS NULL OR j.tag = ?)"
+    args: tuple[Any, ...] = (key_id, tag, tag)
+    inner = f"SELECT * FROM ({_SELECT_JOB} {where}) WHERE (? IS NULL OR status = ?)"
+    args += (status, status)
+    total = await count(db, f"SELECT COUNT(*) FROM ({inner})", args)
+    rows = await db.fetch_all(
+        f"{inner} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*args, limit, offset)
+    )
+    return [_job(row, await of_job(db, row["id"])) for row in rows], total
+
+
+def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str]:
+    """Delete a job and its tasks; returns the tasks' ids."""
+    ids = [
+        row[0]
+        for row in conn.execute("SELECT id FROM tasks WHERE job_id = ?", (job_id,)).fetchall()
+    ]
+    conn.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM task_jobs WHERE id = ?", (job_id,))
+    return ids
+
+
+async def expired(db: Database, cutoff: float) -> tuple[list[str], list[str]]:
+    """(job ids, standalone task ids) that ended before `cutoff`."""
+    job_rows = await db.fetch_all(
+        f"""SELECT id FROM ({_SELECT_JOB}) j2 WHERE status IN ('finished', 'error')
+            AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j2.id
+                            AND (t.ended_at IS NULL OR t.ended_at >= ?))
+            AND created_at < ?""",
+        (cutoff, cutoff),
+    )
+    task_rows = await db.fetch_all(
+        "SELECT id FROM tasks WHERE job_id IS NULL AND ended_at < ?", (cutoff,)
+    )
+    return [row[0] for row in job_rows], [row[0] for row in task_rows]
