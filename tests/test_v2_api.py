@@ -68,7 +68,12 @@ def test_validation_errors_are_422_in_cloudconverts_shape(v2_daemon: Daemon, v2_
             "tasks.a.ignore_error",
         ),
         (
-            {"tasks": {"a": {"operation": "export/url", "input": "a", "inline": 1}}},
+            {
+                "tasks": {
+                    "i": {"operation": "import/upload"},
+                    "a": {"operation": "export/url", "input": "i", "inline": 1},
+                }
+            },
             "tasks.a.inline",
         ),
     ]
