@@ -1,14 +1,16 @@
-"""The retention sweep: uploads and results older than the retention period are deleted."""
+"""The retention sweep: uploads, results and /v2 jobs and tasks older than the retention period
+are deleted."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from convertd import clock
 from convertd.config import Config
 from convertd.files import DataDir
-from convertd.store import jobs, quotas, uploads
+from convertd.store import jobs, quotas, task_jobs, tasks, uploads
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -23,12 +25,19 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
     expired_uploads = await uploads.expire_older_than(db, cutoff)
     for file_path in expired_uploads:
         await asyncio.to_thread(data.remove_upload, file_path)
+    old_jobs, old_tasks = await task_jobs.expired(db, cutoff)
+    for job_id in old_jobs:
+        old_tasks += await db.write(functools.partial(task_jobs.delete_job, job_id=job_id))
+    for task_id in old_tasks:
+        await db.write(functools.partial(tasks.delete_task, task_id=task_id))
+        await asyncio.to_thread(data.remove_task_files, task_id)
     # Day counters are needed for one day; keep two for the sake of clock skew at midnight.
     await quotas.prune_counters(db, clock.now() - 2 * 86400)
-    if expired_jobs or expired_uploads:
+    if expired_jobs or expired_uploads or old_tasks:
         logger.info(
-            "retention: deleted %d upload(s) and %d job result(s) older than %d s",
+            "retention: deleted %d upload(s), %d job result(s) and %d /v2 task(s) older than %d s",
             len(expired_uploads),
             len(expired_jobs),
+            len(old_tasks),
             config.retention_seconds,
         )

@@ -418,3 +418,29 @@ def test_import_url_size_and_time_limits(make_daemon: Any, file_server: FileServ
     slow_done = call(d, k, "GET", f"/sync/v2/tasks/{slow['id']}").json()["data"]
     assert slow_done["status"] == "error" and "3 s" in slow_done["message"]
     assert not any(p.name != ".download" and p.is_file() for p in (d.data_dir / "tasks").rglob("*"))
+
+
+def test_jobs_and_tasks_expire_after_the_retention_period(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_RETENTION_SECONDS": "2", "CONVERTD_SWEEP_INTERVAL_SECONDS": "1"})
+    k = d.create_key("short", "--plan", "pro")
+    job = job_of(
+        d,
+        k,
+        {
+            "r": {"operation": "import/raw", "file": "x", "filename": "x.txt"},
+            "e": {"operation": "export/url", "input": "r"},
+        },
+    )
+    done = wait_job(d, k, job["id"])
+    url = named(done, "e")["result"]["files"][0]["url"]
+    alone = call(d, k, "POST", "/v2/import/raw", json={"file": "y", "filename": "y.txt"}).json()
+    never_uploaded = job_of(d, k, {"u": {"operation": "import/upload"}})
+    assert requests.get(url, timeout=10).status_code == 200
+    deadline = time.monotonic() + 20
+    while call(d, k, "GET", f"/v2/jobs/{job['id']}").status_code != 404:
+        assert time.monotonic() < deadline, "the job outlived the retention period"
+        time.sleep(0.5)
+    assert requests.get(url, timeout=10).status_code in (403, 404)
+    assert call(d, k, "GET", f"/v2/tasks/{alone['data']['id']}").status_code == 404
+    assert call(d, k, "GET", f"/v2/jobs/{never_uploaded['id']}").status_code == 404
+    assert list((d.data_dir / "tasks").iterdir()) == []

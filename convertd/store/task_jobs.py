@@ -119,15 +119,16 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str]:
 
 
 async def expired(db: Database, cutoff: float) -> tuple[list[str], list[str]]:
-    """(job ids, standalone task ids) that ended before `cutoff`."""
+    """(job ids, ids of tasks made on their own) past the retention period: every task ended
+    before `cutoff`, or was still waiting (for an upload that never came) since before it."""
+    old_enough = """((t.ended_at IS NOT NULL AND t.ended_at < ?)
+                     OR (t.status = 'waiting' AND t.created_at < ?))"""
     job_rows = await db.fetch_all(
-        f"""SELECT id FROM ({_SELECT_JOB}) j2 WHERE status IN ('finished', 'error')
-            AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j2.id
-                            AND (t.ended_at IS NULL OR t.ended_at >= ?))
-            AND created_at < ?""",
-        (cutoff, cutoff),
+        f"""SELECT j.id FROM task_jobs j WHERE j.created_at < ? AND NOT EXISTS (
+                SELECT 1 FROM tasks t WHERE t.job_id = j.id AND NOT {old_enough})""",
+        (cutoff, cutoff, cutoff),
     )
     task_rows = await db.fetch_all(
-        "SELECT id FROM tasks WHERE job_id IS NULL AND ended_at < ?", (cutoff,)
+        f"SELECT t.id FROM tasks t WHERE t.job_id IS NULL AND {old_enough}", (cutoff, cutoff)
     )
     return [row[0] for row in job_rows], [row[0] for row in task_rows]
