@@ -8,6 +8,7 @@ on one machine. Prints a table of medians and ratios and writes it to bench/resu
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import io
 import json
@@ -30,6 +31,7 @@ from typing import Any
 
 import requests
 from PIL import Image
+from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -284,6 +286,149 @@ def bench_images(d: Daemon, work: Path, runs: int, quick: bool) -> None:
             "s",
             "ratio <= 1.2",
         )
+
+
+def pooled(headers: dict[str, str], size: int = 16) -> requests.Session:
+    """A session `size` threads can share without running out of pooled connections."""
+    http = requests.Session()
+    http.headers.update(headers)
+    http.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=size))
+    return http
+
+
+def png(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.effect_noise(size, 30).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def v2_tasks(imported: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """import -> convert to `fmt` -> export/url, as CloudConvert's clients send a job."""
+    return {
+        "in": imported,
+        "c": {"operation": "convert", "input": "in", "output_format": fmt},
+        "out": {"operation": "export/url", "input": "c"},
+    }
+
+
+def v2_submit(http: requests.Session, root: str, tasks: dict[str, Any]) -> dict[str, Any]:
+    resp = http.post(f"{root}/v2/jobs", json={"tasks": tasks}, timeout=60)
+    if resp.status_code != 201:
+        raise RuntimeError(f"POST /v2/jobs: {resp.status_code} {resp.text[:500]}")
+    return dict(resp.json()["data"])
+
+
+def v2_wait(http: requests.Session, root: str, job_id: str) -> dict[str, Any]:
+    """The job once it has ended: /sync/v2 answers when it does (or at its longest wait)."""
+    while True:
+        job = http.get(f"{root}/sync/v2/jobs/{job_id}", timeout=600).json()["data"]
+        if job["status"] in {"finished", "error"}:
+            return dict(job)
+
+
+def v2_task(job: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(t for t in job["tasks"] if t["name"] == name))
+
+
+def v2_convert(http: requests.Session, root: str, data: bytes, name: str, fmt: str) -> bytes:
+    """Create the job, upload to its signed form, wait on /sync/v2, download the signed URL."""
+    job = v2_submit(http, root, v2_tasks({"operation": "import/upload"}, fmt))
+    form = v2_task(job, "in")["result"]["form"]
+    up = http.post(form["url"], data=form["parameters"], files={"file": (name, data)}, timeout=600)
+    if up.status_code != 201:
+        raise RuntimeError(f"upload form: {up.status_code} {up.text[:500]}")
+    job = v2_wait(http, root, job["id"])
+    if job["status"] != "finished":
+        raise RuntimeError(f"v2 job {job['id']}: {job['status']}")
+    url = v2_task(job, "out")["result"]["files"][0]["url"]
+    return bytes(http.get(url, timeout=600).content)
+
+
+def bench_v2(d: Daemon, work: Path, runs: int, quick: bool) -> None:
+    """The /v2 API (jobs of tasks) against /v1 for the same conversions: one file's round trip,
+    and a burst of jobs submitted at once."""
+    root = d.base.removesuffix("/v1")
+    v2 = pooled({"Authorization": f"Bearer {d.key}"})
+    v1 = pooled({"X-API-Key": d.key})
+    photo = png((1024, 768))
+    d.convert(photo, "photo.png", "image", "jpg")
+    v2_convert(v2, root, photo, "photo.png", "jpg")
+    ours, theirs = timed_pair(
+        lambda: v2_convert(v2, root, photo, "photo.png", "jpg"),
+        lambda: d.convert(photo, "photo.png", "image", "jpg"),
+        runs * 3,  # short: more runs to see through the noise
+    )
+    row(
+        "v2 API: PNG 1024x768 -> JPG, upload to download (/v2 job vs /v1)",
+        ours,
+        theirs,
+        "s",
+        f"v2 <= v1 + 20 ms (now {(ours - theirs) * 1000:+.0f} ms)",
+    )
+
+    count = 30 if quick else 200
+    small = png((160, 120))
+    tasks = v2_tasks(
+        {
+            "operation": "import/base64",
+            "file": base64.b64encode(small).decode(),
+            "filename": "p.png",
+        },
+        "jpg",
+    )
+
+    def v2_burst() -> float:
+        with ThreadPoolExecutor(16) as pool:
+            start = time.perf_counter()
+            ids = list(pool.map(lambda _: v2_submit(v2, root, tasks)["id"], range(count)))
+            jobs = list(pool.map(lambda job_id: v2_wait(v2, root, job_id), ids))
+            elapsed = time.perf_counter() - start
+        failed = [f"{j['id']}: {j['status']}" for j in jobs if j["status"] != "finished"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {count} v2 jobs did not finish: {failed[:3]}")
+        return count / elapsed
+
+    def v1_submit(n: int) -> dict[str, Any]:
+        return dict(
+            v1.post(
+                f"{d.base}/convert",
+                files={"file": (f"p{n}.png", small)},
+                data={"filetype": "image", "output_format": "jpg"},
+                timeout=60,
+            ).json()
+        )
+
+    def v1_burst() -> float:
+        with ThreadPoolExecutor(16) as pool:
+            start = time.perf_counter()
+            jobs = list(pool.map(v1_submit, range(count)))
+        # One poller, in submission order (the queue's order): by the time one job is done,
+        # most of those after it are too, so this costs the daemon about one GET a job.
+        for job in jobs:
+            while (status := v1.get(job["status_url"], timeout=30).json())["status"] != "finished":
+                if status["status"] == "failed":
+                    raise RuntimeError(f"v1 job {job['job_id']}: {status['error']}")
+                time.sleep(0.01)
+        return count / (time.perf_counter() - start)
+
+    rates: tuple[list[float], list[float]] = ([], [])
+    for _ in range(1 if quick else 3):  # alternately, as timed_pair does
+        rates[0].append(v2_burst())
+        rates[1].append(v1_burst())
+    ours, theirs = statistics.median(rates[0]), statistics.median(rates[1])
+    ROWS.append(
+        (
+            f"v2 API: {count} three-task jobs (base64 PNG -> JPG -> URL) at once, vs {count} /v1",
+            f"{ours:.0f} jobs/s",
+            f"{theirs:.0f} jobs/s",
+            f"{ours / theirs:.2f}x",
+            f"all {count} finished",
+        )
+    )
+    print(
+        f"v2 burst: {ours:.0f} jobs/s for {count} jobs vs {theirs:.0f} jobs/s through /v1",
+        flush=True,
+    )
 
 
 def make_clip(clip: Path, seconds: int) -> Path:
@@ -771,7 +916,7 @@ def write_results(path: Path, quick: bool) -> None:
     path.write_text("\n".join(lines))
 
 
-CASES = ("documents", "images", "media", "queue", "control", "memory", "drops", "recovery")
+CASES = ("documents", "images", "v2", "media", "queue", "control", "memory", "drops", "recovery")
 
 
 def main() -> int:
@@ -796,6 +941,8 @@ def main() -> int:
                 bench_documents(d, work, runs)
             if "images" in only:
                 bench_images(d, work, runs, args.quick)
+            if "v2" in only:
+                bench_v2(d, work, runs, args.quick)
             if "media" in only:
                 bench_media(d, work, runs, args.quick)
             if "control" in only:
