@@ -49,3 +49,51 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(make_daemon: Any) -> N
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "unhandled error" not in d.log()
+
+
+def test_v2_openapi_document_is_served(daemon: Any) -> None:
+    root = daemon.base.removesuffix("/v1")
+    doc = requests.get(f"{root}/v2/openapi.json", timeout=5).json()
+    assert doc["openapi"].startswith("3.")
+    assert {
+        "/v2/jobs",
+        "/v2/jobs/{job_id}",
+        "/sync/v2/jobs/{job_id}",
+        "/v2/tasks",
+        "/v2/tasks/{task_id}/cancel",
+        "/v2/import/upload",
+        "/v2/convert",
+        "/v2/export/url",
+        "/v2/convert/formats",
+        "/v2/users/me",
+    } <= set(doc["paths"])
+    assert doc["components"]["schemas"]["Error"]["required"] == ["message", "code"]
+
+
+def test_schemathesis_finds_no_5xx_on_v2(make_daemon: Any) -> None:
+    # A short sync wait: fuzzed waits on tasks that never end answer at that limit.
+    d = make_daemon(env={"CONVERTD_OFFICE_PREWARM": "false", "CONVERTD_SYNC_WAIT_SECONDS": "0.2"})
+    key = d.create_key("fuzz", "--plan", "pro")
+    root = d.base.removesuffix("/v1")
+    st = Path(sys.executable).with_name("st")
+    proc = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{root}/v2/openapi.json",
+            "-H",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "unhandled error" not in d.log()
