@@ -354,7 +354,18 @@ def test_delete_kills_a_running_conversion_within_2_seconds(
         assert time.monotonic() - deleted_at < 2.0, "ffmpeg still running 2 s after DELETE"
         time.sleep(0.05)
     assert call(d, k, "GET", f"/v2/jobs/{job['id']}").status_code == 404
-    assert not any((d.data_dir / "tasks").iterdir())
+    # Its files are gone: the tasks', and the queued conversion's input and output.
+    for area in ("tasks", "uploads", "results"):
+        assert not any((d.data_dir / area).iterdir()), area
+    # Revoking a key cancels what its jobs still wait for.
+    waiting = job_of(d, k, {"u": {"operation": "import/upload"}})
+    d.cli("keys", "revoke", "1")
+    conn = __import__("sqlite3").connect(d.data_dir / "convertd.db")
+    row = conn.execute(
+        "SELECT status, code FROM tasks WHERE job_id = ?", (waiting["id"],)
+    ).fetchone()
+    conn.close()
+    assert row == ("error", "CANCELLED")
 
 
 def test_import_url_network_policy(make_daemon: Any, file_server: FileServer) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from convertd import clock
 from convertd.restrictions import normalise_allowed
-from convertd.store import jobs
+from convertd.store import jobs, tasks
 from convertd.store.db import Database, Row, from_row
 
 KEY_PREFIX = "cvd_"
@@ -212,6 +212,7 @@ async def revoke_key(db: Database, key_id: int) -> ApiKey:
         ).rowcount
         if changed:
             jobs.fail_unfinished_of_key(conn, key_id, REVOKED)
+            tasks.fail_unfinished_of_key(conn, key_id, REVOKED)
         return int(changed)
 
     changed = await db.write(revoke)

@@ -308,5 +308,30 @@ async def running_here(db: Database) -> list[Task]:
     return [Task.from_row(row) for row in rows]
 
 
+def forget_conversions(conn: sqlite3.Connection, task_ids: list[str]) -> list[tuple[str, str]]:
+    """Inside the caller's transaction: the queued jobs that ran these tasks' conversions, and
+    their uploads, expire now; returns their (job id, upload path) for their files to go."""
+    rows = conn.execute(
+        """SELECT c.id, u.file_path FROM tasks t JOIN jobs c ON c.id = t.conversion_id
+           JOIN uploads u ON u.id = c.upload_id
+           WHERE t.id IN (SELECT value FROM json_each(?))""",
+        (json.dumps(task_ids),),
+    ).fetchall()
+    for job_id, file_path in rows:
+        conn.execute("UPDATE jobs SET expired = 1 WHERE id = ?", (job_id,))
+        conn.execute("UPDATE uploads SET expired = 1 WHERE file_path = ?", (file_path,))
+    return [(row[0], row[1]) for row in rows]
+
+
+def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, message: str) -> None:
+    """Inside the caller's transaction: the key's waiting and processing tasks are cancelled
+    (their conversions are failed by jobs.fail_unfinished_of_key)."""
+    conn.execute(
+        """UPDATE tasks SET status = 'error', code = 'CANCELLED', message = ?, ended_at = ?
+           WHERE key_id = ? AND status IN ('waiting', 'processing')""",
+        (message, clock.now(), key_id),
+    )
+
+
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))

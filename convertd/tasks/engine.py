@@ -337,17 +337,23 @@ class TaskEngine:
     ) -> None:
         """Stop these tasks, run `delete` (which removes their rows) and remove their files."""
 
-        def cancel_and_delete(conn: sqlite3.Connection) -> list[tasks.Task]:
+        def cancel_and_delete(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tasks.Task], list[tuple[str, str]]]:
             doomed = [t for task_id in task_ids for t in tasks.cancel(conn, task_id)]
             conversions = [t.conversion_id for t in doomed if t.conversion_id]
             jobs.cancel(conn, conversions, "Cancelled: its /v2 task was deleted")
+            forgotten = tasks.forget_conversions(conn, task_ids)
             delete(conn)
-            return doomed
+            return doomed, forgotten
 
-        doomed = await self.db.write(cancel_and_delete)
+        doomed, forgotten = await self.db.write(cancel_and_delete)
         await self._stop(doomed)
         for task_id in task_ids:
             await asyncio.to_thread(self.data.remove_task_files, task_id)
+        for job_id, upload_path in forgotten:
+            await asyncio.to_thread(self.data.remove_job_files, job_id)
+            await asyncio.to_thread(self.data.remove_upload, upload_path)
 
     async def _stop(self, doomed: list[tasks.Task]) -> None:
         for task in doomed:

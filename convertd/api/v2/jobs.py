@@ -182,7 +182,4 @@ async def delete(request: web.Request) -> web.Response:
     job = await owned_job(request)
     ids = [t.id for t in job.tasks]
     await request.app[ENGINE].delete(ids, lambda conn: task_jobs.delete_job(conn, job.id))
-    conversions = [t.conversion_id for t in job.tasks if t.conversion_id]
-    for conversion_id in conversions:
-        await asyncio.to_thread(request.app[DATA].remove_job_files, conversion_id)
     return web.Response(status=204)
