@@ -133,8 +133,9 @@ async def serve(config: Config) -> None:
         await site.start()
         url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
         logger.info(
-            "convertd listening on %s (data dir %s, %d workers)",
+            "convertd listening on %s and %sv2/ (data dir %s, %d workers)",
             url,
+            url.removesuffix("v1/"),
             config.data_dir,
             config.workers,
         )

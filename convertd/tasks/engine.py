@@ -70,6 +70,9 @@ class TaskEngine:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_OPERATIONS)
         self._receiving: set[str] = set()
+        # Whether a task may have failed, been cancelled or deleted since the last look for the
+        # tasks waiting on it (a look costs a write; most steps have nothing failed).
+        self._orphans_possible = True
 
     async def start(self) -> None:
         for task in await tasks.running_here(self.db):
@@ -96,6 +99,11 @@ class TaskEngine:
     def poke(self) -> None:
         self._stepper.poke()
 
+    def added(self) -> None:
+        """Tasks were created: step now (one may name an input that has already failed)."""
+        self._orphans_possible = True
+        self.poke()
+
     def changed(self, task: tasks.Task) -> None:
         self.changes.changed(task.id, task.job_id)
 
@@ -103,7 +111,10 @@ class TaskEngine:
 
     async def _step(self) -> bool:
         await self._settle_conversions()
-        orphans = await self.db.write(tasks.fail_orphans)
+        orphans: list[str] = []
+        if self._orphans_possible:
+            self._orphans_possible = False
+            orphans = await self.db.write(tasks.fail_orphans)
         if orphans:
             for task in await tasks.get_many(self.db, orphans):
                 self.changed(task)
@@ -289,6 +300,7 @@ class TaskEngine:
         self.poke()
 
     async def _fail(self, task: tasks.Task, code: str, message: str) -> None:
+        self._orphans_possible = True
         if await self.db.write(lambda conn: tasks.fail(conn, task.id, code, message)):
             logger.info("task %s error (%s): %s", task.id, code, message)
         self.changed(task)
@@ -356,6 +368,7 @@ class TaskEngine:
             await asyncio.to_thread(self.data.remove_upload, upload_path)
 
     async def _stop(self, doomed: list[tasks.Task]) -> None:
+        self._orphans_possible = True
         for task in doomed:
             run = self._running.get(task.id)
             if run is not None:

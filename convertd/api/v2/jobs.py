@@ -120,7 +120,7 @@ async def create(request: web.Request) -> web.Response:
         for task in new:
             await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
-    request.app[ENGINE].poke()
+    request.app[ENGINE].added()
     job = await task_jobs.get_job(request.app[DB], job_id)
     assert job is not None
     return data(job_json(request, job), status=201)

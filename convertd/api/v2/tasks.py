@@ -123,7 +123,7 @@ async def create(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
-    request.app[ENGINE].poke()
+    request.app[ENGINE].added()
     created = await tasks.get(request.app[DB], task.id)
     assert created is not None
     return data(task_json(request, created), status=201)
@@ -218,7 +218,7 @@ async def retry(request: web.Request) -> web.Response:
     await request.app[DB].write(
         lambda conn: tasks.insert_task(conn, copy, key_id=task.key_id, job_id=task.job_id)
     )
-    request.app[ENGINE].poke()
+    request.app[ENGINE].added()
     created = await tasks.get(request.app[DB], copy.id)
     assert created is not None
     return data(task_json(request, created), status=201)
