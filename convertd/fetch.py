@@ -162,10 +162,15 @@ async def _follow(
     max_bytes: int,
     headers: dict[str, str],
 ) -> Fetched:
+    origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"Only http and https URLs are fetched, not {url[:200]!r}")
+        if _origin(url) != origin:
+            # The caller's headers (credentials, cookies) were meant for the first origin only,
+            # as browsers, curl and requests have it.
+            headers = {"User-Agent": headers.get("User-Agent", USER_AGENT)}
         _check_literal(parts.hostname, policy)
         async with session.get(url, headers=headers, allow_redirects=False) as response:
             _check_peer(response, parts.hostname, policy)
@@ -182,6 +187,15 @@ async def _follow(
             size = await _save(response, dest, max_bytes)
             return Fetched(dest, _name_from(response), size)
     raise FetchError(f"More than {MAX_REDIRECTS} redirects")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def _check_literal(host: str, policy: Policy) -> None:

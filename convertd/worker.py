@@ -184,6 +184,7 @@ class WorkerPool:
                 input_format=job.input_format,
                 output_format=job.output_format,
                 options=job.options,
+                timeout=job.timeout_seconds,
                 work_dir=work,
                 report_progress=report,
             )

@@ -20,6 +20,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 class FileServer:
     def __init__(self) -> None:
         self.hits: list[str] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in order
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -28,6 +29,7 @@ class FileServer:
 
             def do_GET(self) -> None:
                 server.hits.append(self.path)
+                server.headers.append(dict(self.headers.items()))
                 parts = urlsplit(self.path)
                 if parts.path == "/redirect":
                     self.send_response(302)

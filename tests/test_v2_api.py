@@ -230,7 +230,19 @@ def test_quota_counts_calls_and_sends_rate_limit_headers(v2_daemon: Daemon) -> N
 
 def test_users_me_and_formats(v2_daemon: Daemon, v2_key: str) -> None:
     me = call(v2_daemon, v2_key, "GET", "/v2/users/me").json()["data"]
-    assert me["username"] == "v2-pro" and me["credits"] is None  # pro: unlimited
+    assert me["username"] == "v2-pro" and me["credits"] == 2**31 - 1  # pro: unlimited
+    assert me["links"]["self"].endswith("/v2/users/me")
+    assert call(v2_daemon, v2_key, "GET", "/v2/users/me").json()["data"]["id"] == me["id"]
+    index = requests.get(f"{root(v2_daemon)}/v2/", timeout=10).json()
+    assert (
+        index["api_version"] == "v2"
+        and {"method": "POST", "path": "/v2/jobs"}.items()
+        <= {
+            **next(
+                e for e in index["endpoints"] if e["path"] == "/v2/jobs" and e["method"] == "POST"
+            )
+        }.items()
+    )
     assert set(me["scopes"]) >= {"task.read", "task.write", "user.read"}
     formats = requests.get(
         f"{root(v2_daemon)}/v2/convert/formats?filter[input_format]=docx&filter[output_format]=pdf&include=options",

@@ -147,16 +147,23 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
     )
 
 
-async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+async def read_json(
+    request: web.Request,
+    limit: int = MAX_JSON_BYTES,
+    hint: str = "Send files as multipart/form-data, not inside JSON.",
+) -> dict[str, Any]:
     """A JSON object body of at most `limit` bytes (an empty body is an empty object)."""
+    too_large = PayloadTooLarge(
+        f"The JSON body is larger than the {limit:,} bytes this endpoint takes.", hint
+    )
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large
     raw = bytearray()
     idle = request.app[CONFIG].upload_idle_timeout_seconds
     while chunk := await _within(idle, request.content.read(CHUNK)):
         raw += chunk
         if len(raw) > limit:
-            raise _too_large(limit)
+            raise too_large
     if not raw.strip():
         return {}
     payload = _parse_json(bytes(raw), "The request body")
@@ -239,16 +246,16 @@ def _decode(value: bytes, charset: str, name: str) -> str:
 
 
 def _too_deep(what: str) -> BadRequest:
-    return BadRequest(f"{what} is nested too deeply.", 'Send a flat object, e.g. {"quality": 80}.')
+    return BadRequest(
+        f"{what} is nested too deeply.", "Send a JSON object with fewer levels of nesting."
+    )
 
 
 def _parse_json(raw: str | bytes, what: str) -> Any:
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest(
-            f"{what} is not valid JSON.", 'Send a JSON object, e.g. {"quality": 80}.'
-        ) from None
+        raise BadRequest(f"{what} is not valid JSON.", "Send a well-formed JSON object.") from None
     except RecursionError:
         raise _too_deep(what) from None
 

@@ -33,7 +33,10 @@ COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs)
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="convertd",
-        description="A self-hosted file conversion daemon with a SkyConvert-compatible v1 API.",
+        description=(
+            "A self-hosted file conversion daemon with a SkyConvert-compatible v1 API and a "
+            "CloudConvert-compatible v2 API."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

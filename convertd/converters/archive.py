@@ -78,7 +78,7 @@ class ArchiveConverter(Converter):
             task.input_format in {"zip", "7z"} or task.output_format == "7z"
         ):
             raise ConversionError(
-                "options.password opens a zip or 7z input, or encrypts a 7z output"
+                "The 'password' option opens a zip or 7z input, or encrypts a 7z output"
             )
         out = task.output_path()
         request = {

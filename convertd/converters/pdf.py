@@ -49,15 +49,19 @@ def open_pdf(path: Path, password: str | None) -> pypdf.PdfReader:
         if reader.is_encrypted:
             if not password:
                 raise ConversionError(
-                    "The PDF is password-protected; send its password in options.password"
+                    "The PDF is password-protected; send its password in the 'password' option"
                 )
             if not reader.decrypt(password):
-                raise ConversionError("The password in options.password does not open this PDF")
+                raise ConversionError(
+                    "The password given in the 'password' option does not open this PDF"
+                )
         count = len(reader.pages)
     except ConversionError:
         raise
     except FileNotDecryptedError:
-        raise ConversionError("The password in options.password does not open this PDF") from None
+        raise ConversionError(
+            "The password given in the 'password' option does not open this PDF"
+        ) from None
     except PDF_ERRORS as exc:
         raise ConversionError("Input is not a valid PDF") from exc
     if count == 0:

@@ -89,9 +89,14 @@ class Runner:
         options: dict[str, Any],
         work_dir: Path,
         report_progress: Callable[[int], Awaitable[None]],
+        timeout: float | None = None,
     ) -> Output:
-        """Convert under the job limits; a ConversionError says what went wrong."""
+        """Convert under the job limits (and `timeout`, where that is tighter); a
+        ConversionError says what went wrong."""
         assert self._executor is not None, "Runner.start() first"
+        limits = self.limits
+        if timeout is not None and timeout < limits.job_timeout_seconds:
+            limits = dataclasses.replace(limits, job_timeout_seconds=timeout)
         task = Task(
             job_id=job_id,
             input_path=input_path,
@@ -100,11 +105,11 @@ class Runner:
             output_format=output_format,
             options=options,
             work_dir=work_dir,
-            limits=self.limits,
+            limits=limits,
             report_progress=report_progress,
             threads=self._executor,
         )
-        timeout = self.limits.job_timeout_seconds
+        timeout = limits.job_timeout_seconds
         try:
             async with asyncio.timeout(timeout + OUTER_TIMEOUT_SLACK):
                 outputs = await converter.convert(task)

@@ -163,7 +163,7 @@ def unpack_zip(src: Path, root: Path, password: str | None) -> None:
     except RuntimeError as exc:  # zipfile's "password required" / "bad password"
         if "password" in str(exc).lower():
             raise ConversionError(
-                "The zip is encrypted: send the right password in options.password"
+                "The zip is encrypted: send the right password in the 'password' option"
             ) from exc
         raise
 
@@ -227,7 +227,7 @@ def unpack_7z(src: Path, root: Path, password: str | None) -> None:
                 archive.extract(path=root, targets=links)
     except PasswordRequired as exc:
         raise ConversionError(
-            "The 7z archive is encrypted: send its password in options.password"
+            "The 7z archive is encrypted: send its password in the 'password' option"
         ) from exc
     except UnsupportedCompressionMethodError as exc:
         raise ConversionError(

@@ -48,7 +48,8 @@ class Job:
     started_at: float | None
     finished_at: float | None
     expired: bool
-    source: str  # 'api' or 'drop'
+    source: str  # 'api', 'drop' or 'v2' (a /v2 convert task)
+    timeout_seconds: float | None  # a /v2 task's own timeout, when tighter than the limit
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -70,6 +71,7 @@ class Conversion:
     input_format: str
     output_format: str
     options: dict[str, Any]
+    timeout_seconds: float | None = None
 
 
 def insert(
@@ -84,8 +86,8 @@ def insert(
     c = conversion
     row: sqlite3.Row = conn.execute(
         """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
-                             options, created_at, source)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+                             options, created_at, source, timeout_seconds)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
         (
             str(uuid.uuid4()),
             key_id,
@@ -96,6 +98,7 @@ def insert(
             json.dumps(c.options),
             clock.now(),
             source,
+            c.timeout_seconds,
         ),
     ).fetchone()
     logger.info(

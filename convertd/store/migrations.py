@@ -113,6 +113,7 @@ MIGRATIONS: list[str] = [
     # task runs as an ordinary queued job (tasks.conversion_id), so the workers, limits and
     # crash recovery are the ones v1 has.
     """
+    ALTER TABLE jobs ADD COLUMN timeout_seconds REAL;  -- tighter than job_timeout_seconds
     ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT
         '["user.read","user.write","task.read","task.write","webhook.read","webhook.write"]';
     CREATE TABLE task_jobs (

@@ -29,7 +29,7 @@ class Status(enum.StrEnum):
 ENDED = (Status.FINISHED, Status.ERROR)
 
 # A task with the progress of the queued job that runs it (convert tasks).
-_SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress
+_SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress, c.filetype AS conversion_filetype
     FROM tasks t LEFT JOIN jobs c ON c.id = t.conversion_id"""
 
 
@@ -58,6 +58,7 @@ class Task:
     started_at: float | None
     ended_at: float | None
     percent: int
+    filetype: str | None  # of the converter running (or that ran) a convert task
 
     @property
     def ended(self) -> bool:
@@ -96,6 +97,7 @@ class Task:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
             percent=percent,
+            filetype=row["conversion_filetype"],
         )
 
 
@@ -189,20 +191,23 @@ async def list_tasks(
 
 
 async def ready(db: Database) -> list[Task]:
-    """Waiting tasks whose inputs have all finished (import/upload waits for its upload)."""
+    """Waiting tasks whose inputs have all finished, or failed with `ignore_error` (they then
+    bring no files); import/upload waits for its upload instead."""
     rows = await db.fetch_all(
         f"""{_SELECT_TASK} WHERE t.status = 'waiting' AND t.operation != 'import/upload'
             AND NOT EXISTS (SELECT 1 FROM json_each(t.depends_on) d
                             LEFT JOIN tasks u ON u.id = d.value
-                            WHERE u.status IS NOT 'finished')
+                            WHERE u.status IS NOT 'finished'
+                            AND NOT (u.status = 'error' AND u.ignore_error = 1))
             ORDER BY t.created_at, t.rowid"""
     )
     return [Task.from_row(row) for row in rows]
 
 
 def fail_orphans(conn: sqlite3.Connection) -> list[str]:
-    """Inside the caller's transaction: waiting tasks an input of which failed, was cancelled or
-    deleted, fail too (and theirs after them); returns their ids."""
+    """Inside the caller's transaction: waiting tasks an input of which failed (without
+    `ignore_error`), was cancelled or deleted, fail too (and theirs after them); returns their
+    ids."""
     failed: list[str] = []
     while True:
         rows = conn.execute(
@@ -210,7 +215,7 @@ def fail_orphans(conn: sqlite3.Connection) -> list[str]:
                       message = 'An input task failed, was cancelled or was deleted'
                WHERE status = 'waiting' AND EXISTS (
                    SELECT 1 FROM json_each(tasks.depends_on) d LEFT JOIN tasks u ON u.id = d.value
-                   WHERE u.id IS NULL OR u.status = 'error')
+                   WHERE u.id IS NULL OR (u.status = 'error' AND u.ignore_error = 0))
                RETURNING id""",
             (clock.now(),),
         ).fetchall()

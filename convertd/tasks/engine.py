@@ -32,6 +32,7 @@ from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
 from convertd.tasks.bundle import make_archive
 from convertd.tasks.changes import Changes
+from convertd.tasks.operations import convert_options
 from convertd.tasks.outputs import describe, link_or_copy, take_conversion_result
 from convertd.worker import WorkerPool
 
@@ -221,10 +222,12 @@ class TaskEngine:
                 raise TaskFailed("ENGINE_UNAVAILABLE", f"The {filetype} converter is not here")
             converter = found
         try:
-            options = converter.validate_options(dict(payload.get("options", {})), output_format)
+            options = converter.validate_options(convert_options(payload), output_format)
         except OptionError as exc:
             raise TaskFailed("INVALID_OPTIONS", str(exc)) from None
-        return jobs.Conversion(converter.filetype, input_format, output_format, options)
+        return jobs.Conversion(
+            converter.filetype, input_format, output_format, options, payload.get("timeout")
+        )
 
     # ----- operations the engine runs itself -----
 

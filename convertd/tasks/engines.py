@@ -45,13 +45,18 @@ async def detect() -> None:
             _versions[engine] = match.group(1)
 
 
-def engine_of(registry: Registry, task: tasks.Task) -> tuple[str, str | None]:
+def engine_of(registry: Registry, task: tasks.Task) -> tuple[str | None, str | None]:
+    """The engine that does (or did) the task's work; for a convert task whose input format is
+    not known yet, None until it starts."""
     if task.operation == "archive":
         fmt = task.payload.get("output_format", "zip")
         engine = "7z" if fmt == "7z" else "python"
         return engine, _versions.get(engine)
-    candidates = registry.making(
-        task.payload.get("output_format", ""), task.payload.get("input_format")
-    )
-    engine = ENGINE_OF_FILETYPE[candidates[0].filetype] if candidates else "convertd"
+    filetype = task.filetype
+    if filetype is None and (input_format := task.payload.get("input_format")):
+        candidates = registry.making(task.payload.get("output_format", ""), input_format)
+        filetype = candidates[0].filetype if candidates else None
+    if filetype is None:
+        return None, None
+    engine = ENGINE_OF_FILETYPE[filetype]
     return engine, _versions.get(engine)

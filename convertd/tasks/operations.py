@@ -8,7 +8,6 @@ convertd's own names are accepted too.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -127,7 +126,10 @@ class _Check:
     def done(self) -> None:
         if self.errors:
             first = next(iter(self.errors))
-            raise Invalid(f"The {first} field {self.errors[first][0]}.", self.errors)
+            problem = self.errors[first][0]
+            if problem.startswith(("option", "options", "give")):
+                raise Invalid(f"{first}: {problem}.", self.errors)
+            raise Invalid(f"The {first} field {problem}.", self.errors)
 
 
 def check_task(
@@ -179,13 +181,9 @@ def check_task(
                 out["headers"] = headers
     elif operation in ("import/base64", "import/raw"):
         check.only(["file", "filename"])
-        file = check.text("file", required=True, limit=MAX_BASE64_CHARS)
+        # The content itself is decoded (and checked) off the event loop, as it is written.
+        check.text("file", required=True, limit=MAX_BASE64_CHARS)
         filename = check.text("filename", required=True, limit=255)
-        if file is not None and operation == "import/base64":
-            try:
-                binascii.a2b_base64(file.encode("ascii"), strict_mode=False)
-            except (binascii.Error, UnicodeEncodeError):
-                check.bad("file", "must be base64")
         out["filename"] = filename
     elif operation == "convert":
         out.update(_check_convert(registry, payload, check))
@@ -202,6 +200,8 @@ def check_task(
         out["inline"] = check.flag("inline")
         out["archive_multiple_files"] = check.flag("archive_multiple_files")
     check.done()
+    if operation not in IMPORTS and "input" in payload:
+        out["input"] = payload["input"]  # shown back in the task's payload, as it was sent
     return out
 
 
@@ -213,8 +213,17 @@ def _check_convert(registry: Registry, payload: dict[str, Any], check: _Check) -
         if (value := check.text(name, limit=255)) is not None:
             out[name] = value
     timeout = payload.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)):
-        check.bad("timeout", "must be a whole number of seconds")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            check.bad("timeout", "must be a whole number of seconds, at least 1")
+        else:
+            out["timeout"] = timeout
+    if "options" in payload:
+        check.bad(
+            "options",
+            "is not taken here: put conversion options at the task's top level, "
+            'e.g. {"operation": "convert", "output_format": "jpg", "width": 300}',
+        )
     if output_format is None:
         return out
     out["output_format"] = canonical_format(output_format)
@@ -225,9 +234,15 @@ def _check_convert(registry: Registry, payload: dict[str, Any], check: _Check) -
         what = f"from {out['input_format']} " if "input_format" in out else ""
         check.bad("output_format", f"convertd cannot convert {what}to {out['output_format']}")
         return out
-    raw = {k: v for k, v in payload.items() if k not in CONVERT_FIELDS}
-    out["options"] = _options(candidates, raw, out["output_format"], check)
+    raw = {k: v for k, v in payload.items() if k not in CONVERT_FIELDS and k != "options"}
+    # Options sit beside the task's fields, as CloudConvert has them (in convertd's names).
+    out.update(_options(candidates, raw, out["output_format"], check))
     return out
+
+
+def convert_options(payload: dict[str, Any]) -> dict[str, Any]:
+    """The converter options of a stored convert payload."""
+    return {k: v for k, v in payload.items() if k not in CONVERT_FIELDS}
 
 
 def cloudconvert_options(raw: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +285,14 @@ def _options(
             return converter.validate_options(dict(options), output_format)
         except OptionError as exc:
             problem = problem or str(exc)
-    first = next(iter(raw), "options")
-    check.bad(first, problem or "these options do not go together for this conversion")
+    check.bad(_named_in(problem, raw), problem or "these options do not go together here")
     return {}
+
+
+def _named_in(problem: str, raw: dict[str, Any]) -> str:
+    """The option (as the client named it) that a converter's complaint is about."""
+    for named in re.findall(r"'(\w+)'", problem):
+        for sent in raw:
+            if named in (sent, OPTION_ALIASES.get(sent)):
+                return sent
+    return next(iter(raw), "options")

@@ -15,6 +15,7 @@ from convertd.converters.options import Option, OptionError
 from convertd.tasks.engines import ENGINE_OF_FILETYPE
 from convertd.tasks.operations import OPTION_ALIASES
 
+UNLIMITED = 2**31 - 1
 _TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
 _ALIAS_OF = {ours: theirs for theirs, ours in OPTION_ALIASES.items()}
 
@@ -29,8 +30,9 @@ async def users_me(request: web.Request) -> web.Response:
             "username": key.name,
             "email": None,
             "created_at": iso(key.created_at),
-            # CloudConvert counts credits; convertd counts calls: what is left today.
-            "credits": usage.day.remaining,
+            # CloudConvert counts credits; convertd counts calls: what is left today. Clients
+            # compare credits with a number, so "unlimited" is a very large one.
+            "credits": UNLIMITED if usage.day.remaining is None else usage.day.remaining,
             "paying": False,
             "task_priority": None,
             "tasks_per_minute": key.plan.calls_per_minute,
@@ -43,7 +45,7 @@ async def users_me(request: web.Request) -> web.Response:
                 "used_this_minute": usage.minute.used,
                 "remaining_today": usage.day.remaining,
             },
-            "links": {"self": f"{base_url(request)}/v2/users/{key.id}"},
+            "links": {"self": f"{base_url(request)}/v2/users/me"},
         }
     )
 

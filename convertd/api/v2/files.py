@@ -15,7 +15,7 @@ from convertd.api.v1.jobs import content_disposition, content_type
 from convertd.api.v2.render import DOWNLOAD, UPLOAD, data, task_json
 from convertd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from convertd.files import is_job_id, safe_filename
-from convertd.store import tasks
+from convertd.store import keys, tasks
 
 
 def _signed(request: web.Request, purpose: str, subject: str) -> None:
@@ -28,8 +28,16 @@ def _signed(request: web.Request, purpose: str, subject: str) -> None:
     if not request.app[SIGNER].check(purpose, subject, expires, signature):
         raise Forbidden(
             "This link's signature is not valid, or the link has expired.",
-            "Ask for the task again: its result carries a fresh link while the task exists.",
+            "Links work until retention_seconds after their task was made or ended; make a new "
+            "task for a fresh one.",
         )
+
+
+async def _owner_is_live(request: web.Request, task: tasks.Task) -> None:
+    """A revoked key's forms and links stop working with it."""
+    owner = await keys.get_key(request.app[DB], task.key_id) if task.key_id else None
+    if owner is None or owner.revoked_at is not None:
+        raise Gone("The API key that made this link was revoked.")
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -39,6 +47,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     task = await tasks.get(db, task_id) if is_job_id(task_id) else None
     if task is None or task.operation != "import/upload":
         raise NotFound(f"No import/upload task with id {task_id!r}.")
+    await _owner_is_live(request, task)
     if task.status is not tasks.Status.WAITING:
         raise Gone(f"Task {task_id} has already received its file (or was cancelled).")
     if not engine.receiving(task_id):
@@ -76,6 +85,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     files: list[dict[str, Any]] = task.files if task is not None else []
     if task is None or task.operation != "export/url" or name not in {f["filename"] for f in files}:
         raise NotFound("This file no longer exists: its task was deleted or has expired.")
+    await _owner_is_live(request, task)
     path = request.app[DATA].task_file(task_id, name)
     if not await asyncio.to_thread(path.is_file):
         raise NotFound("This file no longer exists: its task was deleted or has expired.")

@@ -12,11 +12,18 @@ from aiohttp import web
 from convertd.api.receive import read_json
 from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE
 from convertd.api.v2.render import data, job_json
-from convertd.api.v2.tasks import MAX_JSON_BYTES, new_task, one_of, page_of, valid_name
+from convertd.api.v2.tasks import (
+    JSON_HINT,
+    MAX_JSON_BYTES,
+    new_task,
+    one_of,
+    page_of,
+    valid_name,
+)
 from convertd.errors import Invalid, NotFound
 from convertd.files import is_job_id
 from convertd.store import task_jobs, tasks
-from convertd.tasks.operations import IMPORTS, input_names
+from convertd.tasks.operations import IMPORTS, OPERATIONS, input_names
 
 MAX_TASKS = 100
 JOB_STATUSES = ("waiting", "processing", "finished", "error")
@@ -62,9 +69,15 @@ def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Each task's inputs, checked to be tasks of this job, in an order that can run."""
     graph: dict[str, list[str]] = {}
     for name, spec in specs.items():
-        if spec.get("operation") in IMPORTS or "input" not in spec:
-            graph[name] = []
+        operation = spec.get("operation")
+        if operation in IMPORTS or operation not in OPERATIONS:
+            graph[name] = []  # imports take no input; an unknown operation is refused later
             continue
+        if "input" not in spec:
+            raise Invalid(
+                f"The tasks.{name}.input field is required: a {operation} task needs an input.",
+                {f"tasks.{name}.input": ["is required"]},
+            )
         inputs = input_names(spec, f"tasks.{name}")
         if unknown := [i for i in inputs if i not in specs]:
             raise Invalid(
@@ -82,8 +95,16 @@ def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     return graph
 
 
+JOB_FIELDS = ("tasks", "tag", "webhook_url")
+
+
 async def create(request: web.Request) -> web.Response:
-    body = await read_json(request, MAX_JSON_BYTES)
+    body = await read_json(request, MAX_JSON_BYTES, JSON_HINT)
+    if unknown := sorted(set(body) - set(JOB_FIELDS)):
+        raise Invalid(
+            f"The {unknown[0]} field is not a field of a job; known: {', '.join(JOB_FIELDS)}.",
+            {name: [f"not a field of a job; known: {', '.join(JOB_FIELDS)}"] for name in unknown},
+        )
     tag = _text(body, "tag", 255)
     webhook_url = _text(body, "webhook_url", 2000)
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):

@@ -7,6 +7,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from convertd import __version__
 from convertd.api.openapi import json_body, openapi_document
 from convertd.api.routes import Route
 from convertd.api.urls import base_url
@@ -28,6 +29,21 @@ from convertd.errors import Invalid
 from convertd.tasks.operations import NOT_YET, OPERATIONS
 
 READ, WRITE, USER = "task.read", "task.write", "user.read"
+
+
+async def api_info(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "name": "convertd",
+            "version": __version__,
+            "api_version": "v2",
+            "compatible_with": "CloudConvert API v2",
+            "endpoints": [
+                {"method": r.method, "path": r.path, "description": r.summary} for r in ROUTES
+            ],
+            "docs_url": f"{base_url(request)}/v2/docs",
+        }
+    )
 
 
 async def not_yet(request: web.Request) -> web.Response:
@@ -57,7 +73,8 @@ def _operation_routes() -> list[Route]:
             "POST",
             f"/v2/{operation}",
             tasks.create,
-            f"Create a {operation} task on its own",
+            f"Create {'an' if operation.startswith(('import', 'archive', 'export')) else 'a'} "
+            f"{operation} task on its own",
             scope=WRITE,
             operation=CREATED_TASK,
         )
@@ -78,6 +95,15 @@ def _operation_routes() -> list[Route]:
 
 
 ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/v2/",
+        api_info,
+        "API version info and endpoints; needs no key",
+        public=True,
+        aliases=("/v2",),
+        operation={"responses": {"200": json_body("Version and endpoints", {"type": "object"})}},
+    ),
     Route(
         "POST",
         "/v2/jobs",

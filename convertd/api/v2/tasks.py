@@ -14,7 +14,7 @@ from aiohttp import web
 from convertd.api.receive import read_json
 from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE, REGISTRY
 from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, task_json
-from convertd.errors import Invalid, NotFound
+from convertd.errors import Invalid, NotFound, PayloadTooLarge
 from convertd.files import DataDir, is_job_id, safe_filename
 from convertd.store import tasks
 from convertd.tasks.operations import IMPORTS, check_task, input_names
@@ -22,6 +22,7 @@ from convertd.tasks.operations import IMPORTS, check_task, input_names
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
 # more than 10 MB that way; uploads take files of any size).
 MAX_JSON_BYTES = 64 * 1024 * 1024
+JSON_HINT = "Send large files with an import/upload task (its form takes any size)."
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -60,17 +61,23 @@ async def owned_task(request: web.Request) -> tasks.Task:
 
 
 def imported_file(
-    data_dir: DataDir, task_id: str, operation: str, payload: dict[str, Any]
+    data_dir: DataDir, task_id: str, operation: str, payload: dict[str, Any], limit: int
 ) -> dict[str, Any]:
     """Blocking: write an import/base64 or import/raw task's file; returns its result."""
     content = payload.pop("file")
     if operation == "import/base64":
         try:
-            raw = base64.b64decode(content, validate=False)
+            # Missing padding is forgiven (many encoders drop it); anything else is refused.
+            raw = base64.b64decode(content + "=" * (-len(content) % 4), validate=False)
         except (binascii.Error, ValueError):
             raise Invalid("The file field must be base64.", {"file": ["must be base64"]}) from None
     else:
         raw = content.encode()
+    if len(raw) > limit:
+        raise PayloadTooLarge(
+            f"The file is larger than this server's limit of {limit:,} bytes.",
+            "Send a smaller file, or ask the admin to raise max_upload_bytes.",
+        )
     name = safe_filename(payload["filename"])
     staging = data_dir.fresh_task_staging(task_id)
     (staging / name).write_bytes(raw)
@@ -99,7 +106,12 @@ async def new_task(
     if operation in ("import/base64", "import/raw"):
         payload["file"] = raw["file"]
         result = await asyncio.to_thread(
-            imported_file, request.app[DATA], task_id, operation, payload
+            imported_file,
+            request.app[DATA],
+            task_id,
+            operation,
+            payload,
+            request.app[CONFIG].max_upload_bytes,
         )
     if operation in IMPORTS:
         depends_on = []
@@ -109,7 +121,7 @@ async def new_task(
 async def create(request: web.Request) -> web.Response:
     """`POST /v2/{operation}`: one task on its own; its input names other tasks by id."""
     operation = request.path.removeprefix("/v2/")
-    raw = await read_json(request, MAX_JSON_BYTES)
+    raw = await read_json(request, MAX_JSON_BYTES, JSON_HINT)
     raw.pop("operation", None)
     depends_on: list[str] = []
     if operation not in IMPORTS:
@@ -194,17 +206,25 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def retry(request: web.Request) -> web.Response:
-    """A new task with the failed (or finished) one's operation, parameters and inputs."""
+    """A new task with the failed (or finished) one's operation, parameters and inputs (an
+    import/upload gets a new form)."""
     task = await owned_task(request)
     if not task.ended:
         raise Invalid(
             f"Task {task.id} has not ended yet; only ended tasks can be retried.",
             {"status": ["Cannot retry: the task has not ended."]},
         )
-    if task.operation in ("import/base64", "import/raw", "import/upload"):
+    if task.operation in ("import/base64", "import/raw"):
         raise Invalid(
-            f"A {task.operation} task cannot be retried: its file came with the request.",
+            f"An {task.operation} task cannot be retried: its file came with the request that "
+            "made it.",
             {"operation": ["Create a new task and send the file again."]},
+        )
+    inputs = await tasks.get_many(request.app[DB], task.depends_on)
+    if missing := sorted(set(task.depends_on) - {t.id for t in inputs}):
+        raise Invalid(
+            f"Task {task.id} cannot be retried: its input task {missing[0]} was deleted.",
+            {"input": [f"task {m} no longer exists" for m in missing]},
         )
     copy = tasks.NewTask(
         tasks.new_id(),

@@ -1,0 +1,306 @@
+"""What a /v2 task means beyond its happy path: ignore_error, the engine reported, the payload
+shown back, which field an error names, timeouts, retries, revoked keys, and credentials that
+must not follow a redirect to another origin."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import zipfile
+from typing import Any
+
+import requests
+
+from tests.conftest import Daemon
+from tests.file_server import FileServer
+from tests.media import make_video
+from tests.test_v2_api import call, job_of, named, wait_job
+
+
+def test_a_failed_task_with_ignore_error_lets_the_job_go_on(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "missing": {
+                "operation": "import/url",
+                "url": file_server.url("nope.jpg"),
+                "ignore_error": True,
+            },
+            "there": {"operation": "import/raw", "file": "kept", "filename": "kept.txt"},
+            "pack": {"operation": "archive", "input": ["missing", "there"]},
+            "out": {"operation": "export/url", "input": "pack"},
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert done["status"] == "finished", done
+    assert named(done, "missing")["status"] == "error"
+    url = named(done, "out")["result"]["files"][0]["url"]
+    with zipfile.ZipFile(io.BytesIO(requests.get(url, timeout=10).content)) as zf:
+        assert zf.namelist() == ["kept.txt"]
+
+
+def test_the_engine_reported_is_the_one_that_ran_and_the_payload_comes_back_flat(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "in": {"operation": "import/url", "url": file_server.url("document/word97.doc")},
+            "pdf": {
+                "operation": "convert",
+                "input": "in",
+                "output_format": "pdf",
+                "engine": "office",
+                "pages": "1",
+                "timeout": 120,
+            },
+        },
+    )
+    assert named(job, "pdf")["engine"] is None  # unknown until the input is known
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    task = named(done, "pdf")
+    assert done["status"] == "finished", done
+    assert task["engine"] == "libreoffice"
+    assert task["payload"] == {
+        "operation": "convert",
+        "input": "in",
+        "output_format": "pdf",
+        "engine": "office",
+        "pages": "1",
+        "timeout": 120,
+    }
+    # What comes back can be sent again as it is.
+    again = {k: v for k, v in task["payload"].items()}
+    resent = call(
+        v2_daemon,
+        v2_key,
+        "POST",
+        "/v2/jobs",
+        json={"tasks": {"in": {"operation": "import/upload"}, "pdf": again}},
+    )
+    assert resent.status_code == 201, resent.text
+    pillow = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "in": {"operation": "import/upload"},
+            "c": {
+                "operation": "convert",
+                "input": "in",
+                "input_format": "png",
+                "output_format": "jpg",
+            },
+        },
+    )
+    assert named(pillow, "c")["engine"] == "pillow" and named(pillow, "c")["engine_version"]
+
+
+def test_errors_name_the_field_at_fault(v2_daemon: Daemon, v2_key: str) -> None:
+    def errors_of(task: dict[str, Any]) -> dict[str, Any]:
+        resp = call(
+            v2_daemon,
+            v2_key,
+            "POST",
+            "/v2/jobs",
+            json={"tasks": {"in": {"operation": "import/upload"}, "c": {"input": "in", **task}}},
+        )
+        assert resp.status_code == 422, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+    bad_dpi = errors_of(
+        {
+            "operation": "convert",
+            "input_format": "pdf",
+            "output_format": "png",
+            "pages": "1-3",
+            "dpi": 30,
+        }
+    )
+    assert list(bad_dpi["errors"]) == ["tasks.c.dpi"] and "36" in bad_dpi["message"]
+    nested = errors_of({"operation": "convert", "output_format": "png", "options": {"width": 3}})
+    assert "top level" in nested["errors"]["tasks.c.options"][0]
+    for operation in ("convert", "archive", "export/url"):
+        resp = call(
+            v2_daemon, v2_key, "POST", "/v2/jobs", json={"tasks": {"c": {"operation": operation}}}
+        )
+        assert resp.status_code == 422 and "tasks.c.input" in resp.json()["errors"], operation
+    extra = call(
+        v2_daemon,
+        v2_key,
+        "POST",
+        "/v2/jobs",
+        json={"tasks": {"u": {"operation": "import/upload"}}, "colour": "red"},
+    )
+    assert extra.status_code == 422 and "colour" in extra.json()["errors"]
+
+
+def test_json_imports_obey_the_upload_limit_and_forgive_missing_padding(make_daemon: Any) -> None:
+    d = make_daemon(env={"CONVERTD_MAX_UPLOAD_BYTES": "1000"})
+    k = d.create_key("small", "--plan", "pro")
+    for task in (
+        {"operation": "import/raw", "file": "x" * 1001, "filename": "a.txt"},
+        {
+            "operation": "import/base64",
+            "file": base64.b64encode(b"x" * 1001).decode(),
+            "filename": "a",
+        },
+    ):
+        resp = call(d, k, "POST", "/v2/jobs", json={"tasks": {"t": task}})
+        assert resp.status_code == 413 and "1,000 bytes" in resp.json()["message"], resp.text
+    unpadded = base64.b64encode(b"hello").decode().rstrip("=")
+    ok = call(d, k, "POST", "/v2/import/base64", json={"file": unpadded, "filename": "h.txt"})
+    assert ok.status_code == 201 and ok.json()["data"]["result"]["files"][0]["size"] == 5
+    huge = call(
+        d,
+        k,
+        "POST",
+        "/v2/jobs",
+        data=b"{" + b" " * (65 * 1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413 and "import/upload" in huge.json()["message"]
+    assert len(list((d.data_dir / "tasks").iterdir())) == 1  # only the task that was accepted
+
+
+def test_a_task_timeout_tighter_than_the_limit_is_honoured(make_daemon: Any, tmp_path: Any) -> None:
+    d = make_daemon(workers=1)
+    k = d.create_key("timeout", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "long.mp4", 60.0, "1280x720", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    job = job_of(
+        d,
+        k,
+        {
+            "in": {
+                "operation": "import/base64",
+                "file": base64.b64encode(clip.read_bytes()).decode(),
+                "filename": "long.mp4",
+            },
+            "c": {
+                "operation": "convert",
+                "input": "in",
+                "output_format": "webm",
+                "video_codec": "vp9",
+                "crf": 4,
+                "timeout": 2,
+            },
+        },
+    )
+    started = time.monotonic()
+    done = wait_job(d, k, job["id"])
+    assert done["status"] == "error" and "2 s" in named(done, "c")["message"], done
+    assert time.monotonic() - started < 30
+
+
+def test_pages_are_named_after_the_filename_asked_for(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "in": {"operation": "import/url", "url": file_server.url("pdf/outline-bookmarks.pdf")},
+            "c": {
+                "operation": "convert",
+                "input": "in",
+                "output_format": "jpg",
+                "pages": "1-2",
+                "filename": "page.jpg",
+            },
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert [f["filename"] for f in named(done, "c")["result"]["files"]] == [
+        "page-1.jpg",
+        "page-2.jpg",
+    ]
+
+
+def test_retries(v2_daemon: Daemon, v2_key: str, file_server: FileServer) -> None:
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "in": {"operation": "import/url", "url": file_server.url("image/multi-size.ico")},
+            "c": {"operation": "convert", "input": "in", "output_format": "png", "width": 64},
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert (
+        call(v2_daemon, v2_key, "DELETE", f"/v2/tasks/{named(done, 'in')['id']}").status_code == 204
+    )
+    refused = call(v2_daemon, v2_key, "POST", f"/v2/tasks/{named(done, 'c')['id']}/retry")
+    assert refused.status_code == 422 and "was deleted" in refused.json()["message"]
+    upload = job_of(v2_daemon, v2_key, {"u": {"operation": "import/upload"}})["tasks"][0]
+    call(v2_daemon, v2_key, "POST", f"/v2/tasks/{upload['id']}/cancel")
+    fresh = call(v2_daemon, v2_key, "POST", f"/v2/tasks/{upload['id']}/retry")
+    assert fresh.status_code == 201
+    form = fresh.json()["data"]["result"]["form"]
+    assert form["url"] != upload["result"]["form"]["url"]
+    sent = requests.post(
+        form["url"], data=form["parameters"], files={"file": ("a.png", b"x")}, timeout=10
+    )
+    assert sent.status_code == 201
+    raw = call(v2_daemon, v2_key, "POST", "/v2/import/raw", json={"file": "x", "filename": "x"})
+    again = call(v2_daemon, v2_key, "POST", f"/v2/tasks/{raw.json()['data']['id']}/retry")
+    assert again.status_code == 422 and again.json()["message"].startswith("An import/raw task")
+
+
+def test_a_revoked_keys_links_and_forms_stop_working(v2_daemon: Daemon) -> None:
+    k = v2_daemon.create_key("doomed", "--plan", "pro")
+    job = job_of(
+        v2_daemon,
+        k,
+        {
+            "r": {"operation": "import/raw", "file": "x", "filename": "x.txt"},
+            "e": {"operation": "export/url", "input": "r"},
+            "u": {"operation": "import/upload"},
+        },
+    )
+    form = named(job, "u")["result"]["form"]
+    deadline = time.monotonic() + 10
+    while True:
+        shown = call(v2_daemon, k, "GET", f"/v2/jobs/{job['id']}").json()["data"]
+        if named(shown, "e")["status"] == "finished":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    link = named(shown, "e")["result"]["files"][0]["url"]
+    assert requests.get(link, timeout=10).status_code == 200
+    key_id = next(
+        line.split()[0]
+        for line in v2_daemon.cli("keys", "list").stdout.splitlines()
+        if " doomed " in line
+    )
+    v2_daemon.cli("keys", "revoke", key_id)
+    assert requests.get(link, timeout=10).status_code == 410
+    refused = requests.post(
+        form["url"], data=form["parameters"], files={"file": ("a", b"x")}, timeout=10
+    )
+    assert refused.status_code == 410
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_origin(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    other_origin = f"http://localhost:{file_server.port}/image/multi-size.ico"
+    hops = file_server.url("redirect?to=" + other_origin)
+    before = len(file_server.headers)
+    task = call(
+        v2_daemon,
+        v2_key,
+        "POST",
+        "/v2/import/url",
+        json={"url": hops, "headers": {"Authorization": "Bearer SECRET", "X-Trace": "1"}},
+    ).json()["data"]
+    done = call(v2_daemon, v2_key, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+    assert done["status"] == "finished", done
+    first, second = file_server.headers[before : before + 2]
+    assert first["Authorization"] == "Bearer SECRET" and first["X-Trace"] == "1"
+    assert "Authorization" not in second and "X-Trace" not in second
