@@ -11,7 +11,7 @@ from convertd.api.state import API_KEY, CALLS, REGISTRY
 from convertd.api.urls import base_url
 from convertd.api.v2.render import data, iso
 from convertd.converters.base import ANY_FORMAT, Converter, canonical_format
-from convertd.converters.options import Option, OptionError
+from convertd.converters.options import PDF_EXPORT_OPTIONS, Option, OptionError
 from convertd.tasks.engines import ENGINE_OF_FILETYPE
 from convertd.tasks.operations import OPTION_ALIASES
 
@@ -110,6 +110,11 @@ async def formats(request: web.Request) -> web.Response:
                 "meta": {"group": converter.filetype},
             }
             if with_options:
-                entry["options"] = [_option(n, o) for n, o in converter.options.items()]
+                entry["options"] = [
+                    _option(name, option)
+                    for name, option in converter.options.items()
+                    # The PDF export options (documents, ebooks) apply to pdf output only.
+                    if output_format == "pdf" or option is not PDF_EXPORT_OPTIONS.get(name)
+                ]
             out.append(entry)
     return data(out)
