@@ -107,6 +107,13 @@ async def _task_engine(app: web.Application) -> AsyncIterator[None]:
     await engine.stop()
 
 
+async def _answer_waits(app: web.Application) -> None:
+    """on_shutdown: /sync waits answer now, with the state as it stands, rather than being cut
+    off by the server's shutdown timeout."""
+    if ENGINE in app:
+        app[ENGINE].changes.close()
+
+
 async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
     if not app[CONFIG].drop_enabled:
         yield
@@ -153,6 +160,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         ]
     )
     app.on_response_prepare.append(add_rate_limit_headers)
+    app.on_shutdown.append(_answer_waits)
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)
     return app

@@ -467,3 +467,21 @@ def test_jobs_and_tasks_expire_after_the_retention_period(make_daemon: Any) -> N
     assert call(d, k, "GET", f"/v2/tasks/{alone['data']['id']}").status_code == 404
     assert call(d, k, "GET", f"/v2/jobs/{never_uploaded['id']}").status_code == 404
     assert list((d.data_dir / "tasks").iterdir()) == []
+
+
+def test_a_stopping_daemon_answers_its_sync_waits(make_daemon: Any) -> None:
+    import signal
+    import threading
+
+    d = make_daemon()
+    k = d.create_key("stop", "--plan", "pro")
+    job = job_of(d, k, {"u": {"operation": "import/upload"}})
+    answer: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: answer.update(wait_job(d, k, job["id"])))
+    waiter.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    assert d.stop(signal.SIGTERM) == 0
+    waiter.join(10)
+    assert answer["status"] == "waiting"
+    assert time.monotonic() - started < 4  # not held to the server's 5 s shutdown timeout

@@ -1,20 +1,21 @@
-"""Who waits for which task or job to change (`/sync/v2` requests); woken after each committed
-change, so nothing polls."""
+"""Waiting for a task or job to end (`/sync/v2` requests) without polling: every committed
+change of a task wakes whoever waits on it or on its job."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Changes:
-    """Who is waiting for which task or job to change; woken after each committed change."""
-
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._closed = False
 
-    def event(self, subject: str) -> asyncio.Event:
-        """The event to wait on for the next change of `subject`; take it *before* reading
-        the state, so a change in between is not missed."""
+    def _event(self, subject: str) -> asyncio.Event:
         event = self._events.get(subject)
         if event is None or event.is_set():
             event = self._events[subject] = asyncio.Event()
@@ -24,3 +25,34 @@ class Changes:
         for subject in subjects:
             if subject is not None and (event := self._events.pop(subject, None)) is not None:
                 event.set()
+
+    def close(self) -> None:
+        """The daemon is stopping: every wait answers now, with the state as it stands."""
+        self._closed = True
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
+
+    async def until(
+        self,
+        subject: str,
+        load: Callable[[], Awaitable[T]],
+        ended: Callable[[T], bool],
+        timeout: float,
+    ) -> T:
+        """`load()` once `ended` says so, or as it stands after `timeout` seconds; woken by
+        `changed(subject)`, never by polling."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            # Taken before the state is read, so a change in between is not missed.
+            event = self._event(subject)
+            current = await load()
+            remaining = deadline - loop.time()
+            if ended(current) or remaining <= 0 or self._closed:
+                return current
+            try:
+                async with asyncio.timeout(remaining):
+                    await event.wait()
+            except TimeoutError:
+                pass

@@ -25,6 +25,7 @@ from typing import Any
 from convertd.config import Config
 from convertd.converters.options import OptionError
 from convertd.converters.registry import CannotInfer, Registry
+from convertd.errors import DISK_FULL, is_disk_full
 from convertd.fetch import FetchError, Policy, fetch, parse_networks
 from convertd.files import DataDir, extension_of, safe_filename, stem_of
 from convertd.periodic import Periodic
@@ -136,9 +137,10 @@ class TaskEngine:
                 files = await asyncio.to_thread(
                     take_conversion_result, self.data, task, row["job_id"], row["result_name"]
                 )
-            except OSError as exc:
+            except Exception as exc:
                 logger.error("task %s: could not take its conversion's result: %s", task.id, exc)
-                await self._fail(task, "INTERNAL_ERROR", "The converted file could not be kept")
+                message = DISK_FULL if is_disk_full(exc) else "The converted file could not be kept"
+                await self._fail(task, "INTERNAL_ERROR", message)
                 continue
             await self._finish(task, files)
 
@@ -148,6 +150,12 @@ class TaskEngine:
                 await self._start_conversion(task)
             except TaskFailed as exc:
                 await self._fail(task, exc.code, exc.message)
+            except Exception as exc:
+                # Failing the task, rather than leaving it waiting, keeps one bad task from
+                # being tried again on every step.
+                logger.exception("task %s: its conversion could not be queued", task.id)
+                message = DISK_FULL if is_disk_full(exc) else "Internal error in convert"
+                await self._fail(task, "INTERNAL_ERROR", message)
             return
         if await self.db.write(lambda conn: tasks.start(conn, task.id)):
             self.changed(task)

@@ -166,20 +166,9 @@ def _ended(job: task_jobs.TaskJob) -> bool:
 async def wait(request: web.Request) -> web.Response:
     """`GET /sync/v2/jobs/{id}`: the job once it has ended (or at the longest wait)."""
     job = await owned_job(request)
-    engine = request.app[ENGINE]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + request.app[CONFIG].sync_wait_seconds
-    while not _ended(job) and (remaining := deadline - loop.time()) > 0:
-        changed = engine.changes.event(job.id)
-        job = await owned_job(request)
-        if _ended(job):
-            break
-        try:
-            async with asyncio.timeout(remaining):
-                await changed.wait()
-        except TimeoutError:
-            pass
-        job = await owned_job(request)
+    job = await request.app[ENGINE].changes.until(
+        job.id, lambda: owned_job(request), _ended, request.app[CONFIG].sync_wait_seconds
+    )
     return data(job_json(request, job))
 
 

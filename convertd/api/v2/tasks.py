@@ -162,20 +162,12 @@ async def show(request: web.Request) -> web.Response:
 async def wait(request: web.Request) -> web.Response:
     """`GET /sync/v2/tasks/{id}`: the task once it has ended (or at the longest wait)."""
     task = await owned_task(request)
-    engine = request.app[ENGINE]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + request.app[CONFIG].sync_wait_seconds
-    while not task.ended and (remaining := deadline - loop.time()) > 0:
-        changed = engine.changes.event(task.id)
-        task = await owned_task(request)
-        if task.ended:
-            break
-        try:
-            async with asyncio.timeout(remaining):
-                await changed.wait()
-        except TimeoutError:
-            pass
-        task = await owned_task(request)
+    task = await request.app[ENGINE].changes.until(
+        task.id,
+        lambda: owned_task(request),
+        lambda t: t.ended,
+        request.app[CONFIG].sync_wait_seconds,
+    )
     return data(task_json(request, task))
 
 
