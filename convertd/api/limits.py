@@ -44,3 +44,14 @@ async def add_rate_limit_headers(request: web.Request, response: web.StreamRespo
     usage = request.get(USAGE)
     if usage is not None and (window := usage.tightest()) is not None:
         response.headers.update(rate_headers(window))
+
+
+def rate_limits(key: ApiKey, usage: Usage) -> dict[str, int | None]:
+    """The key's limits and where it stands, as `/v1/keys/me` and `/v2/users/me` show them."""
+    return {
+        "calls_per_day": key.plan.calls_per_day,
+        "calls_per_minute": key.plan.calls_per_minute,
+        "used_today": usage.day.used,
+        "used_this_minute": usage.minute.used,
+        "remaining_today": usage.day.remaining,
+    }

@@ -3,11 +3,15 @@ and fuzzed in the tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any
+
+from aiohttp import web
 
 from convertd import __version__
 from convertd.api.routes import Route
+from convertd.api.urls import base_url
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -82,3 +86,40 @@ def openapi_document(
         "security": [{"header": []}, {"bearer": []}, {"query": []}],
         "paths": paths,
     }
+
+
+def self_description(
+    version: str, title: str, routes: Callable[[], Sequence[Route]], *, v2: bool = False
+) -> list[Route]:
+    """`GET /{version}/docs` (the package's reference.md) and `GET /{version}/openapi.json`
+    (made from `routes()`, which includes these two)."""
+
+    async def docs(request: web.Request) -> web.Response:
+        package = resources.files(f"convertd.api.{version}")
+        text = package.joinpath("reference.md").read_text(encoding="utf-8")
+        return web.Response(text=text, content_type="text/markdown")
+
+    async def openapi(request: web.Request) -> web.Response:
+        document = openapi_document(title, routes(), base_url(request), v2=v2)
+        return web.json_response(document)
+
+    return [
+        Route(
+            "GET",
+            f"/{version}/docs",
+            docs,
+            "This API's reference (Markdown)",
+            public=True,
+            operation={
+                "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {}}}}
+            },
+        ),
+        Route(
+            "GET",
+            f"/{version}/openapi.json",
+            openapi,
+            "This API as an OpenAPI 3 document",
+            public=True,
+            operation={"responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})}},
+        ),
+    ]

@@ -48,6 +48,17 @@ class _Guesses:
             yield sniffed
 
 
+def _turns(converter: Converter, input_format: str, output_format: str) -> bool:
+    """Whether `converter` reads `input_format` and can make `output_format` of it."""
+    if not converter.accepts_input(input_format):
+        return False
+    try:
+        converter.check_pair(input_format, output_format)
+    except OptionError:
+        return False
+    return True
+
+
 class Registry:
     def __init__(self, converters: list[Converter]) -> None:
         self._all: dict[str, Converter] = {}
@@ -86,14 +97,8 @@ class Registry:
             converter = self.get(filetype)
             if converter is None or output_format not in converter.output_formats:
                 continue
-            if input_format is not None:
-                if not converter.accepts_input(input_format):
-                    continue
-                try:
-                    converter.check_pair(input_format, output_format)
-                except OptionError:
-                    continue
-            found.append(converter)
+            if input_format is None or _turns(converter, input_format, output_format):
+                found.append(converter)
         return found
 
     def input_format(self, converter: Converter, path: Path, fmt: str) -> str:
@@ -116,13 +121,8 @@ class Registry:
         ]
         for input_format in guesses:
             for converter in candidates:
-                if not converter.accepts_input(input_format):
-                    continue
-                try:
-                    converter.check_pair(input_format, fmt)
-                except OptionError:
-                    continue
-                return converter.filetype, input_format
+                if _turns(converter, input_format, fmt):
+                    return converter.filetype, input_format
         for converter in candidates:
             if converter.reads(path):  # named oddly, but its content is what it reads
                 return converter.filetype, guesses.extension or "bin"

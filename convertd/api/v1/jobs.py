@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
+from convertd.api.downloads import content_disposition, content_type
 from convertd.api.receive import Body, json_field, read_body
 from convertd.api.state import API_KEY, DATA, DB, POOL, REGISTRY
 from convertd.api.urls import base_url
@@ -19,26 +18,8 @@ from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from convertd.files import extension_of, is_job_id
+from convertd.files import is_job_id
 from convertd.store import jobs, uploads
-
-# Content types mimetypes may not know on a minimal system.
-EXTRA_TYPES = {
-    "webp": "image/webp",
-    "ico": "image/vnd.microsoft.icon",
-    "md5": "text/plain",
-    "sha1": "text/plain",
-    "sha256": "text/plain",
-    "sha512": "text/plain",
-    "crc32": "text/plain",
-    "blake2b": "text/plain",
-    "zip": "application/zip",
-    "7z": "application/x-7z-compressed",
-    "tar": "application/x-tar",
-    "tar.gz": "application/gzip",
-    "tar.bz2": "application/x-bzip2",
-    "tar.xz": "application/x-xz",
-}
 
 
 def job_urls(request: web.Request, job_id: str) -> dict[str, str]:
@@ -187,21 +168,6 @@ async def status(request: web.Request) -> web.Response:
         out["error"] = job.error
         out["finished_at"] = iso(job.finished_at)
     return web.json_response(out)
-
-
-def content_disposition(name: str) -> str:
-    """RFC 6266 with an RFC 5987 `filename*` for names that are not plain ASCII."""
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-    if fallback == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def content_type(name: str) -> str:
-    # By the whole extension: mimetypes calls `x.tar.gz` a tar with a gzip *encoding*, and
-    # sending that as application/x-tar makes clients save an archive they cannot open.
-    ext = extension_of(name)
-    return EXTRA_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 async def download(request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from convertd.api.limits import rate_limits
 from convertd.api.state import API_KEY, CALLS
 from convertd.store import keys
 
@@ -16,12 +17,6 @@ async def keys_me(request: web.Request) -> web.Response:
         {
             "ok": True,
             **keys.describe(key),
-            "rate_limits": {
-                "calls_per_day": key.plan.calls_per_day,
-                "calls_per_minute": key.plan.calls_per_minute,
-                "used_today": usage.day.used,
-                "used_this_minute": usage.minute.used,
-                "remaining_today": usage.day.remaining,
-            },
+            "rate_limits": rate_limits(key, usage),
         }
     )

@@ -3,13 +3,12 @@ list at `GET /v1/` and the OpenAPI document are all made from ROUTES."""
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from convertd import __version__
-from convertd.api.openapi import error, json_body, openapi_document
+from convertd.api.openapi import error, json_body, self_description
 from convertd.api.routes import Route
 from convertd.api.urls import base_url
 from convertd.api.v1.formats import formats
@@ -32,15 +31,6 @@ async def api_info(request: web.Request) -> web.Response:
             "docs_url": f"{base_url(request)}/v1/docs",
         }
     )
-
-
-async def docs(request: web.Request) -> web.Response:
-    text = resources.files("convertd.api.v1").joinpath("reference.md").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="text/markdown")
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document("convertd v1 API", ROUTES, base_url(request)))
 
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -222,22 +212,5 @@ ROUTES: list[Route] = [
         scope="user.read",
         operation={"responses": {"200": json_body("This key and its quota", KEY)}},
     ),
-    Route(
-        "GET",
-        "/v1/docs",
-        docs,
-        "This API's reference (Markdown)",
-        public=True,
-        operation={
-            "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {}}}}
-        },
-    ),
-    Route(
-        "GET",
-        "/v1/openapi.json",
-        openapi,
-        "This API as an OpenAPI 3 document",
-        public=True,
-        operation={"responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})}},
-    ),
+    *self_description("v1", "convertd v1 API", lambda: ROUTES),
 ]

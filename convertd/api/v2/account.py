@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from convertd.api.limits import rate_limits
 from convertd.api.state import API_KEY, CALLS, REGISTRY
 from convertd.api.urls import base_url
 from convertd.api.v2.render import data, iso
@@ -38,13 +39,7 @@ async def users_me(request: web.Request) -> web.Response:
             "tasks_per_minute": key.plan.calls_per_minute,
             "plan": key.plan.name,
             "scopes": list(key.scopes),
-            "rate_limits": {
-                "calls_per_day": key.plan.calls_per_day,
-                "calls_per_minute": key.plan.calls_per_minute,
-                "used_today": usage.day.used,
-                "used_this_minute": usage.minute.used,
-                "remaining_today": usage.day.remaining,
-            },
+            "rate_limits": rate_limits(key, usage),
             "links": {"self": f"{base_url(request)}/v2/users/me"},
         }
     )

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from convertd.api.downloads import content_disposition, content_type
 from convertd.api.receive import read_body
 from convertd.api.state import DATA, DB, ENGINE, SIGNER
-from convertd.api.v1.jobs import content_disposition, content_type
 from convertd.api.v2.render import DOWNLOAD, UPLOAD, data, task_json
 from convertd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from convertd.files import is_job_id, safe_filename

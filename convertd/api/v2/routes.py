@@ -3,12 +3,10 @@ and the OpenAPI document at `/v2/openapi.json` are all made from ROUTES."""
 
 from __future__ import annotations
 
-from importlib import resources
-
 from aiohttp import web
 
 from convertd import __version__
-from convertd.api.openapi import json_body, openapi_document
+from convertd.api.openapi import json_body, self_description
 from convertd.api.routes import Route
 from convertd.api.urls import base_url
 from convertd.api.v2 import account, files, jobs, tasks
@@ -51,19 +49,6 @@ async def not_yet(request: web.Request) -> web.Response:
     raise Invalid(
         f"The operation {operation!r} is not available in convertd yet.",
         {"operation": [f"convertd does: {', '.join(OPERATIONS)}"]},
-    )
-
-
-async def docs(request: web.Request) -> web.Response:
-    text = resources.files("convertd.api.v2").joinpath("reference.md").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="text/markdown")
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(
-        openapi_document(
-            "convertd v2 API (CloudConvert API v2)", ROUTES, base_url(request), v2=True
-        )
     )
 
 
@@ -350,22 +335,5 @@ ROUTES: list[Route] = [
             "responses": {"200": one("Conversions", {"type": "array"})},
         },
     ),
-    Route(
-        "GET",
-        "/v2/docs",
-        docs,
-        "This API's reference (Markdown)",
-        public=True,
-        operation={
-            "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {}}}}
-        },
-    ),
-    Route(
-        "GET",
-        "/v2/openapi.json",
-        openapi,
-        "This API as an OpenAPI 3 document",
-        public=True,
-        operation={"responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})}},
-    ),
+    *self_description("v2", "convertd v2 API (CloudConvert API v2)", lambda: ROUTES, v2=True),
 ]
