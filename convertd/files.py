@@ -177,3 +177,15 @@ class DataDir:
     def remove_task_files(self, task_id: str) -> None:
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
         shutil.rmtree(self.tasks / f".{task_id}.tmp", ignore_errors=True)
+
+    def task_dirs_older_than(self, cutoff: float) -> list[str]:
+        """Ids of the task directories (published or staging) last changed before `cutoff`."""
+        found = []
+        for entry in self.tasks.iterdir():
+            task_id = entry.name.removeprefix(".").removesuffix(".tmp")
+            try:
+                if is_job_id(task_id) and entry.stat().st_mtime < cutoff:
+                    found.append(task_id)
+            except OSError:
+                continue
+        return found

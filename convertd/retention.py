@@ -31,6 +31,7 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
     for task_id in old_tasks:
         await db.write(functools.partial(tasks.delete_task, task_id=task_id))
         await asyncio.to_thread(data.remove_task_files, task_id)
+    await _sweep_orphaned_task_files(db, data, cutoff)
     # Day counters are needed for one day; keep two for the sake of clock skew at midnight.
     await quotas.prune_counters(db, clock.now() - 2 * 86400)
     if expired_jobs or expired_uploads or old_tasks:
@@ -41,3 +42,14 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
             len(old_tasks),
             config.retention_seconds,
         )
+
+
+async def _sweep_orphaned_task_files(db: Database, data: DataDir, cutoff: float) -> None:
+    """Task directories (and staging left by a crash) older than the retention period whose
+    task no longer exists: what a race between a delete and a task's last write leaves."""
+    old = await asyncio.to_thread(data.task_dirs_older_than, cutoff)
+    if not old:
+        return
+    live = await tasks.existing(db, list(old))
+    for task_id in sorted(set(old) - live):
+        await asyncio.to_thread(data.remove_task_files, task_id)

@@ -458,6 +458,10 @@ def test_jobs_and_tasks_expire_after_the_retention_period(make_daemon: Any) -> N
     url = named(done, "e")["result"]["files"][0]["url"]
     alone = call(d, k, "POST", "/v2/import/raw", json={"file": "y", "filename": "y.txt"}).json()
     never_uploaded = job_of(d, k, {"u": {"operation": "import/upload"}})
+    # A directory a race left behind, of a task that no longer exists.
+    orphan = d.data_dir / "tasks" / "0b7c4a52-5a51-4b8e-9d43-1b2f3c4d5e6f"
+    orphan.mkdir()
+    (orphan / "left.txt").write_text("x")
     assert requests.get(url, timeout=10).status_code == 200
     deadline = time.monotonic() + 20
     while call(d, k, "GET", f"/v2/jobs/{job['id']}").status_code != 404:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -105,6 +106,20 @@ class Task:
         return staged
 
 
+# How long a tool's presence is remembered: every request asks which converters are available,
+# and a PATH search costs a dozen stat calls; a tool installed while convertd runs is seen soon.
+TOOL_CHECK_SECONDS = 10.0
+_tool_checks: dict[str, tuple[float, bool]] = {}
+
+
+def tool_present(tool: str) -> bool:
+    now = time.monotonic()
+    checked = _tool_checks.get(tool)
+    if checked is None or now - checked[0] > TOOL_CHECK_SECONDS:
+        checked = _tool_checks[tool] = (now, shutil.which(tool) is not None)
+    return checked[1]
+
+
 class Converter(abc.ABC):
     filetype: ClassVar[str]
     input_formats: ClassVar[tuple[str, ...]]
@@ -114,7 +129,7 @@ class Converter(abc.ABC):
     tools: ClassVar[tuple[str, ...]] = ()
 
     def missing_tools(self) -> list[str]:
-        return [tool for tool in self.tools if shutil.which(tool) is None]
+        return [tool for tool in self.tools if not tool_present(tool)]
 
     def accepts_input(self, fmt: str) -> bool:
         return ANY_FORMAT in self.input_formats or fmt in self.input_formats

@@ -251,7 +251,7 @@ def restart(conn: sqlite3.Connection, task_id: str) -> bool:
 def finish(
     conn: sqlite3.Connection, task_id: str, files: list[dict[str, Any]], *, waiting: bool = False
 ) -> bool:
-    """processing (or, for an upload, waiting) -> finished with these files."""
+    """processing (or, for an upload or an export, waiting) -> finished with these files."""
     expected = "waiting" if waiting else "processing"
     now = clock.now()
     return (
@@ -336,6 +336,14 @@ def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, message: str) 
            WHERE key_id = ? AND status IN ('waiting', 'processing')""",
         (message, clock.now(), key_id),
     )
+
+
+async def existing(db: Database, task_ids: list[str]) -> set[str]:
+    """Which of these ids are tasks."""
+    rows = await db.fetch_all(
+        "SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)
+    )
+    return {row[0] for row in rows}
 
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:

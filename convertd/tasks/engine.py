@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from convertd.config import Config
-from convertd.converters.options import OptionError
-from convertd.converters.registry import CannotInfer, Registry
+from convertd.converters.registry import Registry
 from convertd.errors import DISK_FULL, is_disk_full
 from convertd.fetch import FetchError, Policy, fetch, parse_networks
 from convertd.files import DataDir, extension_of, safe_filename, stem_of
@@ -33,8 +32,9 @@ from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
 from convertd.tasks.bundle import make_archive
 from convertd.tasks.changes import Changes
-from convertd.tasks.operations import convert_options
-from convertd.tasks.outputs import describe, link_or_copy, take_conversion_result
+from convertd.tasks.conversion import conversion_of, take_conversion_result
+from convertd.tasks.operations import TaskFailed
+from convertd.tasks.outputs import describe, link_or_copy
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -43,13 +43,6 @@ logger = logging.getLogger(__name__)
 BACKSTOP_SECONDS = 30.0
 # Downloads and archives running at once (conversions are bounded by the worker pool).
 CONCURRENT_OPERATIONS = 8
-
-
-class TaskFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class TaskEngine:
@@ -107,7 +100,12 @@ class TaskEngine:
         self.poke()
 
     def changed(self, task: tasks.Task) -> None:
+        """A task ended (or was cancelled or deleted): wake who waits on it or its job."""
         self.changes.changed(task.id, task.job_id)
+
+    def started(self, task: tasks.Task) -> None:
+        """A task started: a job ends only when a task ends, so only the task's waiters care."""
+        self.changes.changed(task.id)
 
     # ----- stepping: settle ended conversions, fail orphans, start what is ready -----
 
@@ -126,8 +124,9 @@ class TaskEngine:
 
     async def _settle_conversions(self) -> None:
         rows = await tasks.conversions_ended(self.db)
+        found = {t.id: t for t in await tasks.get_many(self.db, [r["task_id"] for r in rows])}
         for row in rows:
-            task = await tasks.get(self.db, row["task_id"])
+            task = found.get(row["task_id"])
             if task is None:
                 continue
             if row["status"] == jobs.Status.FAILED:
@@ -157,8 +156,11 @@ class TaskEngine:
                 message = DISK_FULL if is_disk_full(exc) else "Internal error in convert"
                 await self._fail(task, "INTERNAL_ERROR", message)
             return
+        if task.operation == "export/url":
+            await self._export(task)
+            return
         if await self.db.write(lambda conn: tasks.start(conn, task.id)):
-            self.changed(task)
+            self.started(task)
             self._spawn(task)
 
     async def _inputs(self, task: tasks.Task) -> list[Path]:
@@ -180,7 +182,7 @@ class TaskEngine:
                 "Convert each file in a task of its own, or archive them first.",
             )
         source = paths[0]
-        conversion = await asyncio.to_thread(self._conversion_of, task, source)
+        conversion = await asyncio.to_thread(conversion_of, self.registry, task, source)
         file_path, dest = await asyncio.to_thread(self.data.new_upload_path, source.name)
         await asyncio.to_thread(link_or_copy, source, dest)
         size = dest.stat().st_size
@@ -206,36 +208,7 @@ class TaskEngine:
             await asyncio.to_thread(self.data.remove_upload, file_path)
             return
         self.pool.notify()
-        self.changed(task)
-
-    def _conversion_of(self, task: tasks.Task, source: Path) -> jobs.Conversion:
-        """Blocking (it may read the file's first bytes): which converter, from which format."""
-        payload = task.payload
-        output_format = payload["output_format"]
-        given = payload.get("input_format")
-        if given:
-            candidates = self.registry.making(output_format, given)
-            if not candidates:
-                raise TaskFailed(
-                    "INVALID_CONVERSION_TYPE", f"convertd cannot convert {given} to {output_format}"
-                )
-            converter, input_format = candidates[0], given
-        else:
-            try:
-                filetype, input_format = self.registry.infer(source, output_format)
-            except CannotInfer as exc:
-                raise TaskFailed("INVALID_CONVERSION_TYPE", str(exc)) from None
-            found = self.registry.get(filetype)
-            if found is None:
-                raise TaskFailed("ENGINE_UNAVAILABLE", f"The {filetype} converter is not here")
-            converter = found
-        try:
-            options = converter.validate_options(convert_options(payload), output_format)
-        except OptionError as exc:
-            raise TaskFailed("INVALID_OPTIONS", str(exc)) from None
-        return jobs.Conversion(
-            converter.filetype, input_format, output_format, options, payload.get("timeout")
-        )
+        self.started(task)
 
     # ----- operations the engine runs itself -----
 
@@ -247,7 +220,6 @@ class TaskEngine:
         operations: dict[str, Callable[[tasks.Task, Path], Awaitable[None]]] = {
             "import/url": self._import_url,
             "archive": self._archive,
-            "export/url": self._export,
         }
         try:
             async with self._slots:
@@ -294,21 +266,51 @@ class TaskEngine:
             name = f"{stem_of(name)}.{fmt}"
         await asyncio.to_thread(make_archive, paths, staging / name, fmt)
 
-    async def _export(self, task: tasks.Task, staging: Path) -> None:
-        paths = await self._inputs(task)
-        if task.payload.get("archive_multiple_files") and len(paths) > 1:
-            await asyncio.to_thread(make_archive, paths, staging / "archive.zip", "zip")
+    async def _export(self, task: tasks.Task) -> None:
+        """export/url is links to its inputs' files (or one ZIP of them): made within the step,
+        and recorded waiting -> finished in one write, as there is nothing to wait for."""
+        try:
+            paths = await self._inputs(task)
+            files = await asyncio.to_thread(self._exported, task, paths)
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
             return
-        for path in paths:
-            await asyncio.to_thread(link_or_copy, path, staging / path.name)
+        except Exception as exc:
+            logger.exception("task %s: could not export", task.id)
+            message = DISK_FULL if is_disk_full(exc) else "Internal error in export/url"
+            await self._fail(task, "INTERNAL_ERROR", message)
+            return
+        if await self.db.write(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
+            logger.info("task %s finished (export/url)", task.id)
+        else:
+            await self._drop_files_if_deleted(task)
+        self.changed(task)
+
+    def _exported(self, task: tasks.Task, paths: list[Path]) -> list[dict[str, Any]]:
+        staging = self.data.fresh_task_staging(task.id)
+        if task.payload.get("archive_multiple_files") and len(paths) > 1:
+            make_archive(paths, staging / "archive.zip", "zip")
+        else:
+            for path in paths:
+                link_or_copy(path, staging / path.name)
+        self.data.publish_task_files(task.id, staging)
+        return describe(self.data.task_dir(task.id))
 
     # ----- recording ends -----
 
     async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
         if await self.db.write(lambda conn: tasks.finish(conn, task.id, files)):
             logger.info("task %s finished (%s)", task.id, task.operation)
+        else:
+            await self._drop_files_if_deleted(task)
         self.changed(task)
         self.poke()
+
+    async def _drop_files_if_deleted(self, task: tasks.Task) -> None:
+        """Files made for a task deleted meanwhile go too (the retention sweep catches what a
+        race leaves anyway: task directories without a task)."""
+        if await tasks.get(self.db, task.id) is None:
+            await asyncio.to_thread(self.data.remove_task_files, task.id)
 
     async def _fail(self, task: tasks.Task, code: str, message: str) -> None:
         self._orphans_possible = True

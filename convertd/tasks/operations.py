@@ -68,6 +68,13 @@ _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 MAX_BASE64_CHARS = 1 << 34
 
 
+class TaskFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def _where(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 

@@ -1,0 +1,71 @@
+"""A convert task as a queued conversion: which converter, from which format (when it starts),
+and its output as the task's files (when it ends)."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from convertd.converters.options import OptionError
+from convertd.converters.registry import CannotInfer, Registry
+from convertd.files import DataDir, extension_of, safe_filename, stem_of
+from convertd.store import jobs, tasks
+from convertd.tasks.operations import TaskFailed, convert_options
+from convertd.tasks.outputs import describe, link_or_copy
+
+
+def conversion_of(registry: Registry, task: tasks.Task, source: Path) -> jobs.Conversion:
+    """Blocking (it may read the file's first bytes): which converter, from which format."""
+    payload = task.payload
+    output_format = payload["output_format"]
+    given = payload.get("input_format")
+    if given:
+        candidates = registry.making(output_format, given)
+        if not candidates:
+            raise TaskFailed(
+                "INVALID_CONVERSION_TYPE", f"convertd cannot convert {given} to {output_format}"
+            )
+        converter, input_format = candidates[0], given
+    else:
+        try:
+            filetype, input_format = registry.infer(source, output_format)
+        except CannotInfer as exc:
+            raise TaskFailed("INVALID_CONVERSION_TYPE", str(exc)) from None
+        found = registry.get(filetype)
+        if found is None:
+            raise TaskFailed("ENGINE_UNAVAILABLE", f"The {filetype} converter is not here")
+        converter = found
+    try:
+        options = converter.validate_options(convert_options(payload), output_format)
+    except OptionError as exc:
+        raise TaskFailed("INVALID_OPTIONS", str(exc)) from None
+    return jobs.Conversion(
+        converter.filetype, input_format, output_format, options, payload.get("timeout")
+    )
+
+
+def take_conversion_result(
+    data: DataDir, task: tasks.Task, job_id: str, result_name: str
+) -> list[dict[str, Any]]:
+    """Blocking: the queued job's output becomes the task's files (several outputs arrive as
+    a ZIP convertd made; they are unpacked, as CloudConvert returns them one by one, and named
+    `<filename's stem>-<n>.<ext>` when the task gave a filename)."""
+    source = data.result_file(job_id, result_name)
+    staging = data.fresh_task_staging(task.id)
+    wanted = task.payload.get("output_format", "")
+    filename = task.payload.get("filename")
+    if extension_of(result_name) == "zip" and wanted != "zip":
+        with zipfile.ZipFile(source) as zf:
+            for n, info in enumerate(zf.infolist(), start=1):
+                name = safe_filename(info.filename)
+                if filename:
+                    name = safe_filename(f"{stem_of(filename)}-{n}.{extension_of(name)}")
+                with zf.open(info) as src, (staging / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    else:
+        name = filename or result_name
+        link_or_copy(source, staging / safe_filename(name))
+    data.publish_task_files(task.id, staging)
+    return describe(data.task_dir(task.id))
