@@ -1,6 +1,7 @@
 """A web server on loopback that serves tests/corpus, for import/url: no machine here reaches
-the internet. `/redirect?to=URL` answers 302 to URL; `/slow` sends one byte a second; `/big`
-sends more than any test limit; each request's path is recorded."""
+the internet. `/redirect?to=URL` answers 302 to URL; `/slow` sends one byte a second;
+`/trickle?path=P` sends a corpus file over two seconds; `/big` sends more than any test limit;
+each request's path and headers are recorded."""
 
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ class FileServer:
                         self.wfile.write(b"x")
                         self.wfile.flush()
                         time.sleep(1)
+                    return
+                if parts.path == "/trickle":  # a corpus file, a tenth of it every 0.2 s
+                    body = (CORPUS / parse_qs(parts.query)["path"][0]).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    step = len(body) // 10 + 1
+                    try:
+                        for start in range(0, len(body), step):
+                            self.wfile.write(body[start : start + step])
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:
+                        pass
                     return
                 if parts.path == "/big":
                     self.send_response(200)

@@ -128,3 +128,41 @@ def test_a_five_task_job_survives_kill_9_at_every_stage(make_daemon: Any) -> Non
     assert sorted(p.name for p in (d.data_dir / "tasks").iterdir()) == sorted(
         t["id"] for t in done["tasks"]
     )
+
+
+def test_a_download_cut_by_kill_9_starts_again_and_finishes_once(
+    make_daemon: Any, file_server: Any
+) -> None:
+    env = {"CONVERTD_IMPORT_URL_ALLOW": "127.0.0.1/32"}
+    d = make_daemon(env=env)
+    key = d.create_key("cut", "--plan", "pro")
+    auth = {"Authorization": f"Bearer {key}"}
+    source = "pdf/outline-bookmarks.pdf"
+    url = file_server.url(f"trickle?path={source}")
+    task = requests.post(
+        f"{root(d)}/v2/import/url", headers=auth, json={"url": url}, timeout=10
+    ).json()["data"]
+    deadline = time.monotonic() + 20
+    while sum("trickle" in h for h in file_server.hits) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.5)  # part of the file has arrived
+    d.kill()
+    d = make_daemon(env=env, data_dir=d.data_dir)
+    assert "processing again after an unclean stop" in d.log()
+    done = requests.get(f"{root(d)}/sync/v2/tasks/{task['id']}", headers=auth, timeout=60).json()
+    done = done["data"]
+    from tests.conftest import CORPUS
+
+    expected = (CORPUS / source).read_bytes()
+    assert done["status"] == "finished", done
+    assert done["result"]["files"] == [{"filename": "trickle", "size": len(expected)}]
+    got = (d.data_dir / "tasks" / task["id"] / "trickle").read_bytes()
+    assert got == expected
+    assert sorted(p.name for p in (d.data_dir / "tasks").iterdir()) == [task["id"]]
+    conn = sqlite3.connect(d.data_dir / "convertd.db")
+    try:
+        attempts = conn.execute("SELECT attempts FROM tasks WHERE id = ?", (task["id"],)).fetchone()
+    finally:
+        conn.close()
+    assert attempts == (2,)
