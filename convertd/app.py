@@ -101,7 +101,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 async def _task_engine(app: web.Application) -> AsyncIterator[None]:
     engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL])
     app[ENGINE] = engine
-    await engines.detect()
+    await engines.detect(app[OFFICE].soffice)
     await engine.start()
     yield
     await engine.stop()

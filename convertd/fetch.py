@@ -150,8 +150,17 @@ async def fetch(
             return await _follow(session, url, dest, policy, max_bytes, sent)
     except TimeoutError:
         raise FetchError(f"The download took longer than the {timeout:.0f} s limit") from None
+    except aiohttp.InvalidURL:
+        raise FetchError(f"The URL is not valid: {url[:200]}") from None
+    except aiohttp.ClientPayloadError:
+        raise FetchError("The server closed the connection before the whole file arrived") from None
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise FetchError(f"Could not connect to {exc.host}:{exc.port}: {reason}") from None
+    except aiohttp.ServerDisconnectedError:
+        raise FetchError("The server closed the connection without answering") from None
     except aiohttp.ClientError as exc:
-        raise FetchError(f"The download failed: {exc.__class__.__name__}: {exc}") from None
+        raise FetchError(f"The download failed: {exc}") from None
 
 
 async def _follow(

@@ -1,6 +1,7 @@
 """A web server on loopback that serves tests/corpus, for import/url: no machine here reaches
 the internet. `/redirect?to=URL` answers 302 to URL; `/slow` sends one byte a second;
-`/trickle?path=P` sends a corpus file over two seconds; `/big` sends more than any test limit;
+`/trickle?path=P` sends a corpus file over two seconds; `/empty` sends nothing; `/big` sends
+more than any test limit;
 each request's path and headers are recorded."""
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class FileServer:
                             time.sleep(0.2)
                     except OSError:
                         pass
+                    return
+                if parts.path == "/empty":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if parts.path == "/big":
                     self.send_response(200)

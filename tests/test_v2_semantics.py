@@ -11,6 +11,7 @@ import zipfile
 from typing import Any
 
 import requests
+from PIL import Image
 
 from tests.conftest import Daemon
 from tests.file_server import FileServer
@@ -304,3 +305,175 @@ def test_credentials_do_not_follow_a_redirect_to_another_origin(
     first, second = file_server.headers[before : before + 2]
     assert first["Authorization"] == "Bearer SECRET" and first["X-Trace"] == "1"
     assert "Authorization" not in second and "X-Trace" not in second
+
+
+def test_a_chain_of_exports_does_not_stall(v2_daemon: Daemon, v2_key: str) -> None:
+    # Each export is ready the moment the one before it finishes; a stall would outlast the
+    # daemon's 20 s sync wait and the job would come back unfinished.
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "a": {"operation": "import/raw", "file": "x", "filename": "x.txt"},
+            "b": {"operation": "export/url", "input": "a"},
+            "c": {"operation": "export/url", "input": "b"},
+            "d": {"operation": "export/url", "input": "c"},
+        },
+    )
+    assert wait_job(v2_daemon, v2_key, job["id"])["status"] == "finished"
+
+
+def test_base64_is_decoded_faithfully_or_refused(v2_daemon: Daemon, v2_key: str) -> None:
+    def imported(content: str) -> requests.Response:
+        return call(
+            v2_daemon, v2_key, "POST", "/v2/import/base64", json={"file": content, "filename": "b"}
+        )
+
+    for bad in ("@@@@", "aGVs bG8?", "a"):
+        assert imported(bad).status_code == 422, bad
+    raw = bytes(range(256))
+    for good in (
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "data:application/octet-stream;base64," + base64.b64encode(raw).decode(),
+        base64.encodebytes(raw).decode(),  # with line breaks
+    ):
+        task = imported(good).json()["data"]
+        path = v2_daemon.data_dir / "tasks" / task["id"] / "b"
+        assert path.read_bytes() == raw
+
+
+def test_the_engine_named_is_the_tool_that_runs(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    cases = {
+        ("pdf/outline-bookmarks.pdf", "txt"): "pypdf",
+        ("pdf/outline-bookmarks.pdf", "png"): "poppler",
+        ("document/word97.doc", "pdf"): "libreoffice",
+        ("archive/office-docs.zip", "tar.xz"): "python",
+        ("image/multi-size.ico", "png"): "pillow",
+    }
+    tasks = {}
+    for n, (source, fmt) in enumerate(cases):
+        tasks[f"in{n}"] = {"operation": "import/url", "url": file_server.url(source)}
+        tasks[f"c{n}"] = {"operation": "convert", "input": f"in{n}", "output_format": fmt}
+    done = wait_job(v2_daemon, v2_key, job_of(v2_daemon, v2_key, tasks)["id"])
+    assert done["status"] == "finished", [
+        (t["name"], t["message"]) for t in done["tasks"] if t["message"]
+    ]
+    for n, engine in enumerate(cases.values()):
+        task = named(done, f"c{n}")
+        assert task["status"] == "finished", task
+        assert task["engine"] == engine and task["engine_version"], task
+
+
+def test_cloudconvert_option_meanings(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer, tmp_path: Any
+) -> None:
+    from tests.media import ffprobe
+
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "ico": {
+                "operation": "import/url",
+                "url": file_server.url("image/palette-trns-interlaced.png"),
+            },
+            "max": {
+                "operation": "convert",
+                "input": "ico",
+                "output_format": "png",
+                "width": 2000,
+                "height": 2000,
+                "fit": "max",
+            },
+            "up": {
+                "operation": "convert",
+                "input": "ico",
+                "output_format": "png",
+                "width": 2000,
+                "height": 2000,
+                "fit": "upscale",
+            },
+            "mp4": {"operation": "import/url", "url": file_server.url("video/h264-aac.mp4")},
+            "quiet": {
+                "operation": "convert",
+                "input": "mp4",
+                "output_format": "mp4",
+                "audio_bitrate": 32,
+            },
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert done["status"] == "finished", done
+
+    def output(name: str) -> bytes:
+        task = named(done, name)
+        return (
+            v2_daemon.data_dir / "tasks" / task["id"] / task["result"]["files"][0]["filename"]
+        ).read_bytes()
+
+    with Image.open(io.BytesIO(output("max"))) as im:
+        small = im.size
+    with Image.open(io.BytesIO(output("up"))) as im:
+        assert max(im.size) == 2000
+    assert max(small) < 2000  # max never enlarges
+    audio = next(
+        s
+        for s in ffprobe(output("quiet"), tmp_path, "q.mp4")["streams"]
+        if s["codec_type"] == "audio"
+    )
+    assert int(audio["bit_rate"]) < 48000
+
+
+def test_more_mistakes_are_caught_when_the_job_is_made(
+    v2_daemon: Daemon, v2_key: str, file_server: FileServer
+) -> None:
+    def status_of(tasks: dict[str, Any]) -> requests.Response:
+        return call(v2_daemon, v2_key, "POST", "/v2/jobs", json={"tasks": tasks})
+
+    text = {"operation": "import/raw", "file": "hello", "filename": "a.txt"}
+    wrong = status_of(
+        {
+            "t": text,
+            "c": {"operation": "convert", "input": "t", "output_format": "pdf", "width": 300},
+        }
+    )
+    assert wrong.status_code == 422 and "pages" in wrong.json()["errors"]["tasks.c.width"][0]
+    both = status_of(
+        {
+            "i": {"operation": "import/upload"},
+            "c": {
+                "operation": "convert",
+                "input": "i",
+                "input_format": "png",
+                "output_format": "jpg",
+                "strip": True,
+                "strip_metadata": False,
+            },
+        }
+    )
+    assert both.status_code == 422 and "tasks.c.strip" in both.json()["errors"]
+    two = status_of(
+        {
+            "a": text,
+            "b": text,
+            "c": {"operation": "convert", "input": ["a", "b"], "output_format": "pdf"},
+        }
+    )
+    assert two.status_code == 422 and "tasks.c.input" in two.json()["errors"]
+    unnamed = status_of({"a": {"operation": "import/raw", "file": "x", "filename": "/"}})
+    assert unnamed.status_code == 422 and "tasks.a.filename" in unnamed.json()["errors"]
+    stray = status_of({"a": {**text, "input": "b"}})
+    assert stray.status_code == 422 and "tasks.a.input" in stray.json()["errors"]
+    empty = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "e": {"operation": "import/url", "url": file_server.url("empty"), "filename": "e.docx"},
+            "c": {"operation": "convert", "input": "e", "output_format": "pdf"},
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, empty["id"])
+    assert done["status"] == "error" and "empty" in named(done, "c")["message"]

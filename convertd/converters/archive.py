@@ -71,6 +71,10 @@ class ArchiveConverter(Converter):
     filetype = "archive"
     input_formats = FORMATS
     output_formats = FORMATS
+
+    def engine(self, input_format: str | None, output_format: str) -> str:
+        return "7z" if "7z" in (input_format, output_format) else "python"
+
     options = ARCHIVE_OPTIONS
 
     async def convert(self, task: Task) -> list[Path]:

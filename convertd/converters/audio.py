@@ -89,6 +89,7 @@ def audio_output_args(
 
 class AudioConverter(Converter):
     filetype = "audio"
+    engine_name = "ffmpeg"
     input_formats = (
         *("mp3", "wav", "ogg", "flac", "aac", "m4a", "opus", "wma", "aiff", "amr", "3ga"),
         *("ac3", "eac3", "dts", "wv", "tta", "caf", "au", "mp2", "mka"),

@@ -127,6 +127,15 @@ class Converter(abc.ABC):
     options: ClassVar[dict[str, Option]] = {}
     # External programs this converter runs; it is offered only when all are on PATH.
     tools: ClassVar[tuple[str, ...]] = ()
+    # An empty file is a broken upload or download for every converter but the hashes (an empty
+    # file has a checksum); refused before any tool sees it, rather than "converted" to a blank.
+    accepts_empty: ClassVar[bool] = False
+    # What does the work, as CloudConvert names engines (the /v2 API reports it).
+    engine_name: ClassVar[str] = "convertd"
+
+    def engine(self, input_format: str | None, output_format: str) -> str:
+        """The engine that turns `input_format` (if known) into `output_format`."""
+        return self.engine_name
 
     def missing_tools(self) -> list[str]:
         return [tool for tool in self.tools if not tool_present(tool)]

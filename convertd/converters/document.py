@@ -30,6 +30,7 @@ def stage_clean_html(task: Task) -> Path:
 
 class DocumentConverter(Converter):
     filetype = "document"
+    engine_name = "libreoffice"
     input_formats = tuple(FAMILY_OF_INPUT)
     output_formats = (
         "pdf",

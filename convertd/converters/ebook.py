@@ -102,6 +102,13 @@ class EbookConverter(Converter):
     filetype = "ebook"
     input_formats = ("epub", "html", "txt", "md", "docx", "odt")
     output_formats = ("epub", "pdf", "txt", "html")
+
+    def engine(self, input_format: str | None, output_format: str) -> str:
+        # convertd's own EPUB reader and writer, with LibreOffice for what it cannot do.
+        if input_format in ("docx", "odt") or output_format == "pdf":
+            return "libreoffice"
+        return "convertd"
+
     options = PDF_EXPORT_OPTIONS
 
     def __init__(self, office: OfficePool) -> None:

@@ -44,8 +44,10 @@ def hex_digest(path: Path, algorithm: str) -> str:
 
 class HashConverter(Converter):
     filetype = "hash"
+    engine_name = "hashlib"
     input_formats = (ANY_FORMAT,)
     output_formats = ("md5", "sha1", "sha256", "sha512", "crc32", "blake2b")
+    accepts_empty = True
 
     async def convert(self, task: Task) -> list[Path]:
         digest = await task.off_loop(hex_digest, task.input_path, task.output_format)

@@ -121,6 +121,8 @@ def _target_size(
         ratio = max(width / w, height / h)
         return (max(1, round(w * ratio)), max(1, round(h * ratio))), (width, height)
     ratio = min(width / w, height / h)  # contain
+    if fit == "inside":
+        ratio = min(ratio, 1.0)  # as contain, but a smaller image keeps its size
     return (max(1, round(w * ratio)), max(1, round(h * ratio))), None
 
 
@@ -244,6 +246,7 @@ def decoder_name(path: Path) -> str:
 
 class ImageConverter(Converter):
     filetype = "image"
+    engine_name = "pillow"
     input_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico", *READ_ONLY)
     output_formats = ("jpg", "png", "webp", "gif", "bmp", "tiff", "ico", "pdf")
     options = {
@@ -252,8 +255,9 @@ class ImageConverter(Converter):
         "height": Option(int, "Output height in pixels; width follows unless given", 1, 20000),
         "fit": Option(
             str,
-            "With width and height: contain (fit inside), cover (fill and crop) or fill (stretch)",
-            choices=("contain", "cover", "fill"),
+            "With width and height: contain (fit inside), inside (fit inside, never enlarge), "
+            "cover (fill and crop) or fill (stretch)",
+            choices=("contain", "inside", "cover", "fill"),
         ),
         "background": Option(str, "Colour behind transparent areas for jpg, e.g. #ffffff"),
         "strip_metadata": Option(bool, "Drop EXIF and ICC metadata from the output"),

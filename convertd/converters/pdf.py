@@ -116,6 +116,12 @@ class PdfConverter(Converter):
     filetype = "pdf"
     input_formats = ("pdf",)
     output_formats = ("png", "jpg", "txt", "docx", "odt", "pdf")
+
+    def engine(self, input_format: str | None, output_format: str) -> str:
+        if output_format in RASTER:
+            return "poppler"
+        return "pypdf" if output_format in ("txt", "pdf") else "libreoffice"
+
     options = PDF_OPTIONS
     tools = ("pdftoppm",)
 

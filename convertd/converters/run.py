@@ -109,6 +109,10 @@ class Runner:
             report_progress=report_progress,
             threads=self._executor,
         )
+        if not converter.accepts_empty and input_path.stat().st_size == 0:
+            raise ConversionError(
+                f"The input file is empty (0 bytes): there is no {input_format.upper()} to convert"
+            )
         timeout = limits.job_timeout_seconds
         try:
             async with asyncio.timeout(timeout + OUTER_TIMEOUT_SLACK):

@@ -64,7 +64,11 @@ VIDEO_OPTIONS = {
     "fps": Option(float, "Frames per second", 1, 120),
     **TRIM_OPTIONS,
     "mute": Option(bool, "Drop the audio track"),
-    "bitrate": Option(str, "Audio bitrate when extracting mp3, e.g. 192k", check=check_bitrate),
+    "bitrate": Option(
+        str,
+        "Audio bitrate (an encoded audio track, or mp3 extracted), e.g. 192k",
+        check=check_bitrate,
+    ),
 }
 
 
@@ -118,6 +122,8 @@ def video_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
         args += ["-c:a", "copy"]
     else:
         args += AUDIO_ENCODERS[acodec]
+        if bitrate := options.get("bitrate"):
+            args += ["-b:a", bitrate]  # after the encoder's default, so it wins
     if muxer in {"mp4", "mov"}:
         args += ["-movflags", "+faststart"]
     # Drop container metadata such as a phone's GPS location; the streams are what was asked for.
@@ -169,6 +175,7 @@ def check_copies(fmt: str, options: dict[str, Any], info: ffmpeg.Probe) -> None:
 
 class VideoConverter(Converter):
     filetype = "video"
+    engine_name = "ffmpeg"
     input_formats = ("mp4", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpeg", "m4v", "3gp", "ts")
     output_formats = (*CONTAINERS, "gif", "mp3", "wav")
     options = VIDEO_OPTIONS

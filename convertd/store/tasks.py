@@ -29,7 +29,8 @@ class Status(enum.StrEnum):
 ENDED = (Status.FINISHED, Status.ERROR)
 
 # A task with the progress of the queued job that runs it (convert tasks).
-_SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress, c.filetype AS conversion_filetype
+_SELECT_TASK = """SELECT t.*, c.progress AS conversion_progress, c.filetype AS conversion_filetype,
+    c.input_format AS conversion_input_format
     FROM tasks t LEFT JOIN jobs c ON c.id = t.conversion_id"""
 
 
@@ -59,6 +60,7 @@ class Task:
     ended_at: float | None
     percent: int
     filetype: str | None  # of the converter running (or that ran) a convert task
+    input_format: str | None  # what that converter read the input as
 
     @property
     def ended(self) -> bool:
@@ -98,6 +100,7 @@ class Task:
             ended_at=row["ended_at"],
             percent=percent,
             filetype=row["conversion_filetype"],
+            input_format=row["conversion_input_format"],
         )
 
 

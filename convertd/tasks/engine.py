@@ -285,6 +285,7 @@ class TaskEngine:
         else:
             await self._drop_files_if_deleted(task)
         self.changed(task)
+        self.poke()  # a task that takes this export as its input is ready now
 
     def _exported(self, task: tasks.Task, paths: list[Path]) -> list[dict[str, Any]]:
         staging = self.data.fresh_task_staging(task.id)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from convertd.converters.base import Converter, canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import Registry
 from convertd.errors import Invalid
+from convertd.files import extension_of, safe_filename
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
 OPERATIONS = (*IMPORTS, "convert", "archive", "export/url")
@@ -62,7 +64,15 @@ OPTION_ALIASES = {
     "audio_channels": "channels",
     "pixel_density": "dpi",
 }
-FIT_ALIASES = {"max": "contain", "crop": "cover", "scale": "fill", "upscale": "contain"}
+FIT_ALIASES = {"max": "inside", "crop": "cover", "scale": "fill", "upscale": "contain"}
+# How GET /v2/convert/formats describes what the CloudConvert names take.
+ALIAS_TYPES = {"audio_bitrate": "integer"}
+CLOUDCONVERT_VALUES = {"fit": tuple(FIT_ALIASES)}
+OPTION_NOTES = {
+    "bitrate": " (as audio_bitrate: whole kbps, e.g. 192)",
+    "trim_start": " (or HH:MM:SS)",
+    "trim_end": " (or HH:MM:SS)",
+}
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 MAX_BASE64_CHARS = 1 << 34
@@ -117,6 +127,14 @@ class _Check:
             return None
         return value
 
+    def name(self, field: str, *, required: bool = False) -> str | None:
+        """A file name: a non-empty last path component once made safe."""
+        value = self.text(field, required=required, limit=255)
+        if value is not None and not safe_filename(value, default=""):
+            self.bad(field, "must be a file name, such as report.pdf")
+            return None
+        return value
+
     def flag(self, name: str) -> bool:
         value = self.payload.get(name, False)
         if not isinstance(value, bool):
@@ -124,8 +142,10 @@ class _Check:
             return False
         return value
 
-    def only(self, allowed: Iterable[str]) -> None:
-        allowed = set(allowed) | {"operation", "ignore_error", "input"}
+    def only(self, allowed: Iterable[str], *, takes_input: bool = True) -> None:
+        allowed = (
+            set(allowed) | {"operation", "ignore_error"} | ({"input"} if takes_input else set())
+        )
         for name in sorted(set(self.payload) - allowed):
             known = ", ".join(sorted(allowed))
             self.bad(name, f"is not a parameter of this operation; known: {known}")
@@ -140,12 +160,17 @@ class _Check:
 
 
 def check_task(
-    registry: Registry, operation: Any, payload: dict[str, Any], prefix: str = ""
+    registry: Registry,
+    operation: Any,
+    payload: dict[str, Any],
+    prefix: str = "",
+    input_hint: str | None = None,
 ) -> dict[str, Any]:
     """The stored form of one task's parameters; Invalid names what is wrong."""
     if not isinstance(operation, str) or not operation:
+        what = "is required" if operation is None else "must be the name of an operation"
         raise Invalid(
-            f"The {_where(prefix, 'operation')} field is required.",
+            f"The {_where(prefix, 'operation')} field {what}.",
             {_where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
         )
     if operation in NOT_YET:
@@ -161,18 +186,18 @@ def check_task(
     check = _Check(payload, prefix)
     out: dict[str, Any] = {}
     if operation == "import/upload":
-        check.only(["redirect"])
+        check.only(["redirect"], takes_input=False)
         if (redirect := check.text("redirect")) is not None:
             if not redirect.startswith(("http://", "https://")):
                 check.bad("redirect", "must be an http or https URL")
             out["redirect"] = redirect
     elif operation == "import/url":
-        check.only(["url", "filename", "headers"])
+        check.only(["url", "filename", "headers"], takes_input=False)
         url = check.text("url", required=True, limit=8000)
         if url is not None and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
             check.bad("url", "must be an http or https URL")
         out["url"] = url
-        if (filename := check.text("filename", limit=255)) is not None:
+        if (filename := check.name("filename")) is not None:
             out["filename"] = filename
         headers = payload.get("headers")
         if headers is not None:
@@ -187,20 +212,20 @@ def check_task(
             else:
                 out["headers"] = headers
     elif operation in ("import/base64", "import/raw"):
-        check.only(["file", "filename"])
+        check.only(["file", "filename"], takes_input=False)
         # The content itself is decoded (and checked) off the event loop, as it is written.
         check.text("file", required=True, limit=MAX_BASE64_CHARS)
-        filename = check.text("filename", required=True, limit=255)
+        filename = check.name("filename", required=True)
         out["filename"] = filename
     elif operation == "convert":
-        out.update(_check_convert(registry, payload, check))
+        out.update(_check_convert(registry, payload, check, input_hint))
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")
         if fmt not in ARCHIVE_FORMATS:
             check.bad("output_format", f"must be one of: {', '.join(ARCHIVE_FORMATS)}")
         out["output_format"] = fmt
-        if (filename := check.text("filename", limit=255)) is not None:
+        if (filename := check.name("filename")) is not None:
             out["filename"] = filename
     elif operation == "export/url":
         check.only(["inline", "archive_multiple_files"])
@@ -212,13 +237,19 @@ def check_task(
     return out
 
 
-def _check_convert(registry: Registry, payload: dict[str, Any], check: _Check) -> dict[str, Any]:
+def _check_convert(
+    registry: Registry, payload: dict[str, Any], check: _Check, input_hint: str | None
+) -> dict[str, Any]:
+    """`input_hint`: the input's format as its name tells, when that is known now (an import
+    with a file name); the options are then checked against the converter that will run."""
     out: dict[str, Any] = {}
     output_format = check.text("output_format", required=True)
     input_format = check.text("input_format")
-    for name in ("engine", "engine_version", "filename"):
+    for name in ("engine", "engine_version"):
         if (value := check.text(name, limit=255)) is not None:
             out[name] = value
+    if (filename := check.name("filename")) is not None:
+        out["filename"] = filename
     timeout = payload.get("timeout")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
@@ -236,10 +267,18 @@ def _check_convert(registry: Registry, payload: dict[str, Any], check: _Check) -
     out["output_format"] = canonical_format(output_format)
     if input_format is not None:
         out["input_format"] = canonical_format(input_format)
+    if isinstance(payload.get("input"), list) and len(payload["input"]) > 1:
+        check.bad("input", "names several tasks: a convert task takes one; archive them first")
     candidates = registry.making(out["output_format"], out.get("input_format"))
+    if "input_format" not in out and input_hint:
+        # A misnamed file (its name says nothing convertd reads) is checked against them all.
+        candidates = registry.making(out["output_format"], input_hint) or candidates
     if not candidates:
         what = f"from {out['input_format']} " if "input_format" in out else ""
-        check.bad("output_format", f"convertd cannot convert {what}to {out['output_format']}")
+        check.bad(
+            "output_format",
+            f"names a conversion convertd cannot do ({what}to {out['output_format']})",
+        )
         return out
     raw = {k: v for k, v in payload.items() if k not in CONVERT_FIELDS and k != "options"}
     # Options sit beside the task's fields, as CloudConvert has them (in convertd's names).
@@ -277,6 +316,10 @@ def _options(
 ) -> dict[str, Any]:
     """Options valid for at least one converter that can do this conversion."""
     options = cloudconvert_options(raw)
+    for theirs, ours_name in OPTION_ALIASES.items():
+        if theirs in raw and ours_name in raw:
+            check.bad(theirs, f"is '{ours_name}' by another name: give one of them, not both")
+            return {}
     ours = {name for c in candidates for name in c.options}
     known = sorted(ours | {alias for alias, name in OPTION_ALIASES.items() if name in ours})
     unknown = [name for name in raw if OPTION_ALIASES.get(name, name) not in ours]
@@ -303,3 +346,16 @@ def _named_in(problem: str, raw: dict[str, Any]) -> str:
             if named in (sent, OPTION_ALIASES.get(sent)):
                 return sent
     return next(iter(raw), "options")
+
+
+def name_of_import(operation: Any, payload: dict[str, Any]) -> str | None:
+    """The file name an import task will bring, when its parameters say it."""
+    if operation in ("import/raw", "import/base64", "import/url") and payload.get("filename"):
+        return str(payload["filename"])
+    if operation == "import/url" and isinstance(payload.get("url"), str):
+        return urlsplit(payload["url"]).path.rsplit("/", 1)[-1] or None
+    return None
+
+
+def format_hint(name: str | None) -> str | None:
+    return canonical_format(extension_of(name)) or None if name else None

@@ -13,8 +13,12 @@ from convertd.api.urls import base_url
 from convertd.api.v2.render import data, iso
 from convertd.converters.base import ANY_FORMAT, Converter, canonical_format
 from convertd.converters.options import PDF_EXPORT_OPTIONS, Option, OptionError
-from convertd.tasks.engines import ENGINE_OF_FILETYPE
-from convertd.tasks.operations import OPTION_ALIASES
+from convertd.tasks.operations import (
+    ALIAS_TYPES,
+    CLOUDCONVERT_VALUES,
+    OPTION_ALIASES,
+    OPTION_NOTES,
+)
 
 UNLIMITED = 2**31 - 1
 _TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
@@ -46,15 +50,18 @@ async def users_me(request: web.Request) -> web.Response:
 
 
 def _option(name: str, option: Option) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": _ALIAS_OF.get(name, name)}
+    """An option as CloudConvert lists one, under its CloudConvert name where it has one (and
+    the values that name takes); convertd's own name is accepted too."""
+    alias = _ALIAS_OF.get(name)
+    out: dict[str, Any] = {"name": alias or name}
     if option.choices:
         out["type"] = "enum"
-        out["possible_values"] = list(option.choices)
+        out["possible_values"] = [*option.choices, *CLOUDCONVERT_VALUES.get(name, ())]
     else:
-        out["type"] = _TYPES.get(option.kind, "string")
-    if _ALIAS_OF.get(name):
+        out["type"] = ALIAS_TYPES.get(alias or "", _TYPES.get(option.kind, "string"))
+    if alias:
         out["convertd_name"] = name
-    out["description"] = option.help
+    out["description"] = option.help + OPTION_NOTES.get(name, "")
     if option.minimum is not None:
         out["minimum"] = option.minimum
     if option.maximum is not None:
@@ -83,10 +90,10 @@ async def formats(request: web.Request) -> web.Response:
     seen: set[tuple[str, str]] = set()
     out = []
     for converter in request.app[REGISTRY].available():
-        engine = ENGINE_OF_FILETYPE[converter.filetype]
-        if wanted_engine and engine != wanted_engine:
-            continue
         for input_format, output_format in _pairs(converter):
+            engine = converter.engine(input_format, output_format)
+            if wanted_engine and engine != wanted_engine:
+                continue
             if wanted_in and input_format not in (wanted_in, ANY_FORMAT):
                 continue
             if wanted_out and output_format != wanted_out:

@@ -23,7 +23,13 @@ from convertd.api.v2.tasks import (
 from convertd.errors import Invalid, NotFound
 from convertd.files import is_job_id
 from convertd.store import task_jobs, tasks
-from convertd.tasks.operations import IMPORTS, OPERATIONS, input_names
+from convertd.tasks.operations import (
+    IMPORTS,
+    OPERATIONS,
+    format_hint,
+    input_names,
+    name_of_import,
+)
 
 MAX_TASKS = 100
 JOB_STATUSES = ("waiting", "processing", "finished", "error")
@@ -65,6 +71,13 @@ def _task_specs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return specs
 
 
+def _name_brought(spec: dict[str, Any]) -> str | None:
+    """The name of the file a task of this job will make, where its parameters say."""
+    if spec.get("operation") == "convert" and isinstance(spec.get("output_format"), str):
+        return f"output.{spec['output_format']}"
+    return name_of_import(spec.get("operation"), spec)
+
+
 def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Each task's inputs, checked to be tasks of this job, in an order that can run."""
     graph: dict[str, list[str]] = {}
@@ -75,7 +88,8 @@ def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
             continue
         if "input" not in spec:
             raise Invalid(
-                f"The tasks.{name}.input field is required: a {operation} task needs an input.",
+                f"The tasks.{name}.input field is required: the {operation} operation takes "
+                "an input.",
                 {f"tasks.{name}.input": ["is required"]},
             )
         inputs = input_names(spec, f"tasks.{name}")
@@ -116,10 +130,13 @@ async def create(request: web.Request) -> web.Response:
     graph = _inputs_by_name(specs)
     new: list[tasks.NewTask] = []
     try:
+        brings = {name: _name_brought(spec) for name, spec in specs.items()}
         for name, spec in specs.items():
             operation = spec.get("operation")
             raw = {k: v for k, v in spec.items() if k != "operation"}
-            new.append(await new_task(request, name, operation, raw, f"tasks.{name}", []))
+            inputs = graph[name]
+            hint = format_hint(brings[inputs[0]]) if len(inputs) == 1 else None
+            new.append(await new_task(request, name, operation, raw, f"tasks.{name}", [], hint))
         ids = {task.name: task.id for task in new}
         new = [
             tasks.NewTask(

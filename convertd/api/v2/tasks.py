@@ -17,12 +17,18 @@ from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, t
 from convertd.errors import Invalid, NotFound, PayloadTooLarge
 from convertd.files import DataDir, is_job_id, safe_filename
 from convertd.store import tasks
-from convertd.tasks.operations import IMPORTS, check_task, input_names
+from convertd.tasks.operations import (
+    IMPORTS,
+    check_task,
+    format_hint,
+    input_names,
+    name_of_import,
+)
 
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
 # more than 10 MB that way; uploads take files of any size).
 MAX_JSON_BYTES = 64 * 1024 * 1024
-JSON_HINT = "Send large files with an import/upload task (its form takes any size)."
+JSON_HINT = "Send large files with an import/upload task (its form takes up to max_upload_bytes)."
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -60,19 +66,33 @@ async def owned_task(request: web.Request) -> tasks.Task:
     return task
 
 
+_DATA_URI = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
+
+
+def decode_base64(content: str) -> bytes:
+    """Base64 as encoders write it: a `data:...;base64,` prefix, line breaks, the URL-safe
+    alphabet and missing padding are forgiven; any other character is a 422, never dropped."""
+    text = _DATA_URI.sub("", content.strip())
+    text = "".join(text.split()).replace("-", "+").replace("_", "/")
+    if bad := _NOT_BASE64.search(text):
+        raise Invalid(
+            f"The file field must be base64; it has {bad.group()!r} at {bad.start()}.",
+            {"file": ["must be base64"]},
+        )
+    core = text.rstrip("=")
+    try:
+        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("The file field must be base64.", {"file": ["must be base64"]}) from None
+
+
 def imported_file(
     data_dir: DataDir, task_id: str, operation: str, payload: dict[str, Any], limit: int
 ) -> dict[str, Any]:
     """Blocking: write an import/base64 or import/raw task's file; returns its result."""
     content = payload.pop("file")
-    if operation == "import/base64":
-        try:
-            # Missing padding is forgiven (many encoders drop it); anything else is refused.
-            raw = base64.b64decode(content + "=" * (-len(content) % 4), validate=False)
-        except (binascii.Error, ValueError):
-            raise Invalid("The file field must be base64.", {"file": ["must be base64"]}) from None
-    else:
-        raw = content.encode()
+    raw = decode_base64(content) if operation == "import/base64" else content.encode()
     if len(raw) > limit:
         raise PayloadTooLarge(
             f"The file is larger than this server's limit of {limit:,} bytes.",
@@ -92,9 +112,10 @@ async def new_task(
     raw: dict[str, Any],
     prefix: str,
     depends_on: list[str],
+    input_hint: str | None = None,
 ) -> tasks.NewTask:
     """Check one task and, for the imports that carry their file, write it."""
-    payload = check_task(request.app[REGISTRY], operation, raw, prefix)
+    payload = check_task(request.app[REGISTRY], operation, raw, prefix, input_hint)
     ignore_error = raw.get("ignore_error", False)
     if not isinstance(ignore_error, bool):
         raise Invalid(
@@ -123,10 +144,11 @@ async def create(request: web.Request) -> web.Response:
     operation = request.path.removeprefix("/v2/")
     raw = await read_json(request, MAX_JSON_BYTES, JSON_HINT)
     raw.pop("operation", None)
-    depends_on: list[str] = []
+    depends_on: list[tasks.Task] = []
     if operation not in IMPORTS:
         depends_on = await _owned_inputs(request, raw)
-    task = await new_task(request, operation, operation, raw, "", depends_on)
+    hint = format_hint(name_brought(depends_on[0])) if len(depends_on) == 1 else None
+    task = await new_task(request, operation, operation, raw, "", [t.id for t in depends_on], hint)
     key_id = request[API_KEY].id
     try:
         await request.app[DB].write(
@@ -141,18 +163,27 @@ async def create(request: web.Request) -> web.Response:
     return data(task_json(request, created), status=201)
 
 
-async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[str]:
+def name_brought(task: tasks.Task) -> str | None:
+    """The name of the file a task has made, or will make when its parameters say."""
+    if task.files:
+        return str(task.files[0]["filename"])
+    if task.operation == "convert":
+        return f"output.{task.payload.get('output_format', '')}"
+    return name_of_import(task.operation, task.payload)
+
+
+async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[tasks.Task]:
     if "input" not in raw:
         raise Invalid("The input field is required.", {"input": ["is required"]})
     ids = input_names(raw)
     found = await tasks.get_many(request.app[DB], [i for i in ids if is_job_id(i)])
-    mine = {t.id for t in found if t.key_id == request[API_KEY].id}
+    mine = {t.id: t for t in found if t.key_id == request[API_KEY].id}
     if missing := [i for i in ids if i not in mine]:
         raise Invalid(
             f"The input {missing[0]!r} is not a task of this key.",
             {"input": [f"no task with id {m!r}" for m in missing]},
         )
-    return ids
+    return [mine[i] for i in ids]
 
 
 async def show(request: web.Request) -> web.Response:
