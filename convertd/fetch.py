@@ -48,15 +48,38 @@ def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+# IPv6 forms that carry an IPv4 address a packet may end up at (NAT64 and IPv4-compatible).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: Address) -> Address:
+    """The IPv4 address an IPv6 one leads to, where it embeds one; else the address itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in net for net in _NAT64) or (
+        address in _IPV4_COMPATIBLE and int(address) > 1  # not :: or ::1
+    ):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     allow: tuple[Network, ...] = ()
 
     def permits(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = _embedded_ipv4(address)
         if any(address in network for network in self.allow):
             return True
+        if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+            return False
         return address.is_global and not address.is_multicast
 
     def check(self, host: str, address: str) -> None:
@@ -141,12 +164,18 @@ async def fetch(
 ) -> Fetched:
     """Download `url` to `dest` under the policy and limits; FetchError says what went wrong."""
     connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
-    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_read=idle_timeout)
-    sent = {"User-Agent": USER_AGENT, **(headers or {})}
+    client_timeout = aiohttp.ClientTimeout(total=None, sock_read=idle_timeout)
+    # The file as it is, not a compressed transfer of it (a server that compresses anyway is
+    # decoded, and the decoded size is what max_bytes caps).
+    sent = {"User-Agent": USER_AGENT, **(headers or {}), "Accept-Encoding": "identity"}
     try:
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=False
-        ) as session:
+        # One deadline for the whole chain of redirects, not one per hop.
+        async with (
+            asyncio.timeout(timeout),
+            aiohttp.ClientSession(
+                connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=True
+            ) as session,
+        ):
             return await _follow(session, url, dest, policy, max_bytes, sent)
     except TimeoutError:
         raise FetchError(f"The download took longer than the {timeout:.0f} s limit") from None
@@ -179,7 +208,10 @@ async def _follow(
         if _origin(url) != origin:
             # The caller's headers (credentials, cookies) were meant for the first origin only,
             # as browsers, curl and requests have it.
-            headers = {"User-Agent": headers.get("User-Agent", USER_AGENT)}
+            headers = {
+                "User-Agent": headers.get("User-Agent", USER_AGENT),
+                "Accept-Encoding": "identity",
+            }
         _check_literal(parts.hostname, policy)
         async with session.get(url, headers=headers, allow_redirects=False) as response:
             _check_peer(response, parts.hostname, policy)

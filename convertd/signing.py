@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -18,6 +19,9 @@ from pathlib import Path
 from convertd import clock
 
 SIGNATURE_HEADER = "CloudConvert-Signature"
+SECRET_BYTES = 32
+
+logger = logging.getLogger(__name__)
 
 
 class Signer:
@@ -26,16 +30,22 @@ class Signer:
 
     @classmethod
     def load(cls, path: Path) -> Signer:
-        """The secret at `path`, made (0600) if there is none yet."""
+        """The secret at `path`, made (0600) if there is none yet, or made anew if what is there
+        is too short to be one (a file cut short by a power loss would make links forgeable)."""
         try:
-            return cls(path.read_bytes())
+            secret = path.read_bytes()
+            if len(secret) >= SECRET_BYTES:
+                return cls(secret)
+            logger.warning("%s is damaged; a new one is made (older links stop working)", path)
+            path.unlink()
         except FileNotFoundError:
             pass
-        secret = secrets.token_bytes(32)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(secret)
+            fh.write(secrets.token_bytes(SECRET_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
         # link, not replace: two processes starting at once agree on the first secret written.
         try:
             os.link(tmp, path)
@@ -51,6 +61,8 @@ class Signer:
 
     def check(self, purpose: str, subject: str, expires: str, signature: str) -> bool:
         """True if `signature` is ours for this purpose and subject and has not expired."""
+        if len(signature) != 64 or any(c not in "0123456789abcdef" for c in signature):
+            return False
         try:
             until = int(expires)
         except ValueError:

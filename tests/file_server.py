@@ -1,11 +1,13 @@
 """A web server on loopback that serves tests/corpus, for import/url: no machine here reaches
 the internet. `/redirect?to=URL` answers 302 to URL; `/slow` sends one byte a second;
-`/trickle?path=P` sends a corpus file over two seconds; `/empty` sends nothing; `/big` sends
+`/trickle?path=P` sends a corpus file over two seconds, `/gzipped?path=P` gzip-encoded in
+transit; `/empty` sends nothing; `/big` sends
 more than any test limit;
 each request's path and headers are recorded."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections.abc import Iterator
@@ -60,6 +62,14 @@ class FileServer:
                             time.sleep(0.2)
                     except OSError:
                         pass
+                    return
+                if parts.path == "/gzipped":  # compressed in transit, asked for or not
+                    body = gzip.compress((CORPUS / parse_qs(parts.query)["path"][0]).read_bytes())
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 if parts.path == "/empty":
                     self.send_response(200)

@@ -22,14 +22,21 @@ def rate_headers(window: WindowUsage) -> dict[str, str]:
     }
 
 
-async def count_call(request: web.Request, key: ApiKey) -> Usage:
-    """Count this call against the key, or refuse it with a 429."""
+async def count_call(request: web.Request, key: ApiKey, calls: int = 1) -> Usage:
+    """Count this call (or `calls` calls) against the key, or refuse it with a 429."""
     try:
-        usage = await request.app[CALLS].count(key)
+        usage = await request.app[CALLS].count(key, calls)
     except QuotaExceeded as exc:
         full = exc.window
+        if calls > 1:
+            message = (
+                f"This key has {full.remaining} of its {full.limit} calls per {full.window} "
+                f"left, and this request needs {calls} more (one per task)."
+            )
+        else:
+            message = f"This key has used all {full.limit} calls allowed per {full.window}."
         raise RateLimited(
-            f"This key has used all {full.limit} calls allowed per {full.window}.",
+            message,
             retry_after=max(1, math.ceil(full.reset_at - exc.at)),
             hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
             "higher limit.",

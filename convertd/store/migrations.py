@@ -145,7 +145,8 @@ MIGRATIONS: list[str] = [
         started_at REAL,
         ended_at REAL
     );
-    CREATE INDEX tasks_job ON tasks (job_id);
+    CREATE INDEX tasks_job ON tasks (job_id, status);  -- a job's status is read off these
+    CREATE INDEX tasks_retry ON tasks (retry_of);
     CREATE INDEX tasks_key ON tasks (key_id, created_at);
     CREATE INDEX tasks_status ON tasks (status);
     CREATE INDEX tasks_conversion ON tasks (conversion_id);

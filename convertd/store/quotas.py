@@ -99,25 +99,26 @@ class CallCounter:
             # (And a flush may have forgotten a window that ended meanwhile: bring it back.)
             self._counts.setdefault(k, stored.get(k, 0))
 
-    async def count(self, key: ApiKey) -> Usage:
-        """Count one call against the key, or raise QuotaExceeded without counting it."""
+    async def count(self, key: ApiKey, calls: int = 1) -> Usage:
+        """Count `calls` calls against the key, or raise QuotaExceeded without counting any."""
         ts = clock.now()
         starts = _window_starts(ts)
         await self._load(key.id, starts)
         # No await from here on: the check and the bump are one step for the event loop.
         for window, start in starts.items():
             limit = _limit(key, window)
-            if limit is not None and self._counts[(key.id, window, start)] >= limit:
-                full = WindowUsage(window, limit, limit, start + WINDOWS[window])
+            if limit is not None and self._counts[(key.id, window, start)] + calls > limit:
+                so_far = self._counts[(key.id, window, start)]
+                full = WindowUsage(window, limit, so_far, start + WINDOWS[window])
                 raise QuotaExceeded(full, ts)
         used = {}
         for window, start in starts.items():
             k = (key.id, window, start)
-            self._counts[k] += 1
+            self._counts[k] += calls
             self._dirty.add(k)
             used[window] = self._counts[k]
         pending, _ = self._calls.get(key.id, (0, ts))
-        self._calls[key.id] = (pending + 1, ts)
+        self._calls[key.id] = (pending + calls, ts)
         return _usage(key, ts, used)
 
     async def usage(self, key: ApiKey) -> Usage:

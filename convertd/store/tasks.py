@@ -200,8 +200,8 @@ async def ready(db: Database) -> list[Task]:
         f"""{_SELECT_TASK} WHERE t.status = 'waiting' AND t.operation != 'import/upload'
             AND NOT EXISTS (SELECT 1 FROM json_each(t.depends_on) d
                             LEFT JOIN tasks u ON u.id = d.value
-                            WHERE u.status IS NOT 'finished'
-                            AND NOT (u.status = 'error' AND u.ignore_error = 1))
+                            WHERE u.id IS NULL OR (u.status != 'finished'
+                            AND NOT (u.status = 'error' AND u.ignore_error = 1)))
             ORDER BY t.created_at, t.rowid"""
     )
     return [Task.from_row(row) for row in rows]
@@ -280,18 +280,20 @@ def fail(conn: sqlite3.Connection, task_id: str, code: str, message: str) -> boo
     )
 
 
-def cancel(conn: sqlite3.Connection, task_id: str) -> list[Task]:
-    """Cancel a task and every task that depends on it, directly or not, that has not ended.
-    Returns the tasks as they were before (the caller stops those that were running)."""
+def cancel(conn: sqlite3.Connection, task_ids: list[str]) -> list[Task]:
+    """Cancel these tasks and every task that has not ended and depends on them, directly or
+    through other such tasks (a finished task in between keeps its files, so what depends on it
+    goes on). Returns the tasks as they were before (the caller stops those that ran)."""
     rows = conn.execute(
         f"""WITH RECURSIVE doomed(id) AS (
-                SELECT ? UNION
+                SELECT value FROM json_each(?) UNION
                 SELECT t.id FROM tasks t, doomed d
-                WHERE EXISTS (SELECT 1 FROM json_each(t.depends_on) x WHERE x.value = d.id)
+                WHERE t.status IN ('waiting', 'processing')
+                AND EXISTS (SELECT 1 FROM json_each(t.depends_on) x WHERE x.value = d.id)
             )
             {_SELECT_TASK} WHERE t.id IN (SELECT id FROM doomed)
             AND t.status IN ('waiting', 'processing')""",
-        (task_id,),
+        (json.dumps(task_ids),),
     ).fetchall()
     doomed = [Task.from_row(row) for row in rows]
     for task in doomed:

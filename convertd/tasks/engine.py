@@ -16,26 +16,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.errors import DISK_FULL, is_disk_full
-from convertd.fetch import FetchError, Policy, fetch, parse_networks
-from convertd.files import DataDir, extension_of, safe_filename, stem_of
+from convertd.fetch import Policy, parse_networks
+from convertd.files import DataDir, extension_of
 from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
-from convertd.tasks.bundle import make_archive
+from convertd.tasks import work
 from convertd.tasks.changes import Changes
 from convertd.tasks.conversion import conversion_of, take_conversion_result
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import describe, link_or_copy
-from convertd.worker import WorkerPool
+from convertd.worker import RECORD_ATTEMPTS, WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +155,8 @@ class TaskEngine:
                 message = DISK_FULL if is_disk_full(exc) else "Internal error in convert"
                 await self._fail(task, "INTERNAL_ERROR", message)
             return
-        if task.operation == "export/url":
-            await self._export(task)
+        if task.operation == "export/url" and not task.payload.get("archive_multiple_files"):
+            await self._export(task)  # links only: quick enough for the step itself
             return
         if await self.db.write(lambda conn: tasks.start(conn, task.id)):
             self.started(task)
@@ -217,14 +216,15 @@ class TaskEngine:
         self._running[task.id] = run
 
     async def _run(self, task: tasks.Task) -> None:
-        operations: dict[str, Callable[[tasks.Task, Path], Awaitable[None]]] = {
-            "import/url": self._import_url,
-            "archive": self._archive,
-        }
         try:
             async with self._slots:
                 staging = await asyncio.to_thread(self.data.fresh_task_staging, task.id)
-                await operations[task.operation](task, staging)
+                if task.operation == "import/url":
+                    await work.import_url(task, staging, self.policy, self.config)
+                elif task.operation == "archive":
+                    await work.archive(task, await self._inputs(task), staging)
+                else:  # export/url with archive_multiple_files
+                    await work.export_zipped(await self._inputs(task), staging)
                 await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
                 files = await asyncio.to_thread(describe, self.data.task_dir(task.id))
             await self._finish(task, files)
@@ -237,34 +237,6 @@ class TaskEngine:
             await self._fail(task, "INTERNAL_ERROR", f"Internal error in {task.operation}")
         finally:
             self._running.pop(task.id, None)
-
-    async def _import_url(self, task: tasks.Task, staging: Path) -> None:
-        url = task.payload["url"]
-        download = staging / ".download"
-        try:
-            fetched = await fetch(
-                url,
-                download,
-                policy=self.policy,
-                max_bytes=self.config.max_upload_bytes,
-                timeout=self.config.import_url_timeout_seconds,
-                idle_timeout=self.config.upload_idle_timeout_seconds,
-                headers=task.payload.get("headers"),
-            )
-        except FetchError as exc:
-            raise TaskFailed("IMPORT_FAILED", str(exc)) from None
-        name = safe_filename(task.payload.get("filename") or fetched.name or "file")
-        await asyncio.to_thread(os.replace, download, staging / name)
-
-    async def _archive(self, task: tasks.Task, staging: Path) -> None:
-        paths = await self._inputs(task)
-        if not paths:
-            raise TaskFailed("INVALID_INPUT", "The archive's inputs have no files")
-        fmt = task.payload["output_format"]
-        name = safe_filename(task.payload.get("filename") or f"archive.{fmt}")
-        if extension_of(name) != fmt:
-            name = f"{stem_of(name)}.{fmt}"
-        await asyncio.to_thread(make_archive, paths, staging / name, fmt)
 
     async def _export(self, task: tasks.Task) -> None:
         """export/url is links to its inputs' files (or one ZIP of them): made within the step,
@@ -280,7 +252,7 @@ class TaskEngine:
             message = DISK_FULL if is_disk_full(exc) else "Internal error in export/url"
             await self._fail(task, "INTERNAL_ERROR", message)
             return
-        if await self.db.write(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
+        if await self._record(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
             logger.info("task %s finished (export/url)", task.id)
         else:
             await self._drop_files_if_deleted(task)
@@ -289,23 +261,31 @@ class TaskEngine:
 
     def _exported(self, task: tasks.Task, paths: list[Path]) -> list[dict[str, Any]]:
         staging = self.data.fresh_task_staging(task.id)
-        if task.payload.get("archive_multiple_files") and len(paths) > 1:
-            make_archive(paths, staging / "archive.zip", "zip")
-        else:
-            for path in paths:
-                link_or_copy(path, staging / path.name)
+        work.link_all(paths, staging)
         self.data.publish_task_files(task.id, staging)
         return describe(self.data.task_dir(task.id))
 
     # ----- recording ends -----
 
     async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
-        if await self.db.write(lambda conn: tasks.finish(conn, task.id, files)):
+        if await self._record(lambda conn: tasks.finish(conn, task.id, files)):
             logger.info("task %s finished (%s)", task.id, task.operation)
         else:
             await self._drop_files_if_deleted(task)
         self.changed(task)
         self.poke()
+
+    async def _record(self, end: Callable[[sqlite3.Connection], bool]) -> bool:
+        """A task's end, written even if the database is briefly unwritable (a full disk); a
+        task whose end could not be written runs again at the next start."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                return await self.db.write(end)
+            except sqlite3.OperationalError as exc:
+                logger.error("could not record a task's end (%s); attempt %d", exc, attempt + 1)
+                await asyncio.sleep(1.0 + attempt)
+        logger.error("gave up recording a task's end")
+        return False
 
     async def _drop_files_if_deleted(self, task: tasks.Task) -> None:
         """Files made for a task deleted meanwhile go too (the retention sweep catches what a
@@ -315,7 +295,7 @@ class TaskEngine:
 
     async def _fail(self, task: tasks.Task, code: str, message: str) -> None:
         self._orphans_possible = True
-        if await self.db.write(lambda conn: tasks.fail(conn, task.id, code, message)):
+        if await self._record(lambda conn: tasks.fail(conn, task.id, code, message)):
             logger.info("task %s error (%s): %s", task.id, code, message)
         self.changed(task)
         self.poke()
@@ -348,13 +328,7 @@ class TaskEngine:
         """Cancel a task and those depending on it; running work stops (a conversion's tools
         are killed by the worker pool within its cancellation check)."""
 
-        def cancel(conn: sqlite3.Connection) -> list[tasks.Task]:
-            doomed = tasks.cancel(conn, task_id)
-            conversions = [t.conversion_id for t in doomed if t.conversion_id]
-            jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled")
-            return doomed
-
-        doomed = await self.db.write(cancel)
+        doomed = await self.db.write(functools.partial(_cancel, task_ids=[task_id]))
         await self._stop(doomed)
         return doomed
 
@@ -366,9 +340,7 @@ class TaskEngine:
         def cancel_and_delete(
             conn: sqlite3.Connection,
         ) -> tuple[list[tasks.Task], list[tuple[str, str]]]:
-            doomed = [t for task_id in task_ids for t in tasks.cancel(conn, task_id)]
-            conversions = [t.conversion_id for t in doomed if t.conversion_id]
-            jobs.cancel(conn, conversions, "Cancelled: its /v2 task was deleted")
+            doomed = _cancel(conn, task_ids)
             forgotten = tasks.forget_conversions(conn, task_ids)
             delete(conn)
             return doomed, forgotten
@@ -389,6 +361,15 @@ class TaskEngine:
                 run.cancel()
             self.changed(task)
         self.poke()
+
+
+def _cancel(conn: sqlite3.Connection, task_ids: list[str]) -> list[tasks.Task]:
+    """Inside a transaction: cancel these tasks and those depending on them, and fail the queued
+    conversions of those that were converting (the worker pool then kills their tools)."""
+    doomed = tasks.cancel(conn, task_ids)
+    conversions = [t.conversion_id for t in doomed if t.conversion_id]
+    jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled or deleted")
+    return doomed
 
 
 class _NoLongerWaiting(Exception):

@@ -44,15 +44,19 @@ async def upload(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
     _signed(request, UPLOAD, task_id)
     db, engine = request.app[DB], request.app[ENGINE]
-    task = await tasks.get(db, task_id) if is_job_id(task_id) else None
-    if task is None or task.operation != "import/upload":
+    if not is_job_id(task_id):
         raise NotFound(f"No import/upload task with id {task_id!r}.")
-    await _owner_is_live(request, task)
-    if task.status is not tasks.Status.WAITING:
-        raise Gone(f"Task {task_id} has already received its file (or was cancelled).")
+    # Claimed before the task is read: an upload that finishes meanwhile releases its claim only
+    # after its task is recorded finished, so this one then sees that and goes no further.
     if not engine.receiving(task_id):
         raise Conflict(f"A file is already being uploaded to task {task_id}.")
     try:
+        task = await tasks.get(db, task_id)
+        if task is None or task.operation != "import/upload":
+            raise NotFound(f"No import/upload task with id {task_id!r}.")
+        await _owner_is_live(request, task)
+        if task.status is not tasks.Status.WAITING:
+            raise Gone(f"Task {task_id} has already received its file (or was cancelled).")
         body = await read_body(request, allow_files=True)
         try:
             if len(body.files) != 1:
@@ -74,7 +78,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if redirect:
         raise web.HTTPSeeOther(redirect)
     done = await tasks.get(db, task_id)
-    assert done is not None
+    if done is None:
+        raise Gone(f"Task {task_id} was deleted just after its upload.")
     return data(task_json(request, done), status=201)
 
 
@@ -93,5 +98,12 @@ async def download(request: web.Request) -> web.StreamResponse:
     if task.payload.get("inline"):
         disposition = disposition.replace("attachment", "inline", 1)
     return web.FileResponse(
-        path, headers={"Content-Disposition": disposition, "Content-Type": content_type(name)}
+        path,
+        headers={
+            "Content-Disposition": disposition,
+            "Content-Type": content_type(name),
+            # A file shown inline (HTML, SVG) must not run script as this server's own page.
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
+        },
     )

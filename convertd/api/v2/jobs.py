@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from convertd.api.limits import count_call
 from convertd.api.receive import read_json
 from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE
 from convertd.api.v2.render import data, job_json
@@ -128,6 +129,9 @@ async def create(request: web.Request) -> web.Response:
         )
     specs = _task_specs(body)
     graph = _inputs_by_name(specs)
+    if len(specs) > 1:
+        # Each task is a call: the request itself counted one, the others count now.
+        await count_call(request, request[API_KEY], len(specs) - 1)
     new: list[tasks.NewTask] = []
     try:
         brings = {name: _name_brought(spec) for name, spec in specs.items()}
@@ -160,7 +164,8 @@ async def create(request: web.Request) -> web.Response:
         raise
     request.app[ENGINE].added()
     job = await task_jobs.get_job(request.app[DB], job_id)
-    assert job is not None
+    if job is None:
+        raise NotFound(f"Job {job_id} was deleted just after it was made.")
     return data(job_json(request, job), status=201)
 
 

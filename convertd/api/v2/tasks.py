@@ -39,7 +39,7 @@ def page_of(request: web.Request) -> Page:
         ("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
     ):
         raw = request.query.get(name, str(default))
-        if not raw.isdigit() or not 1 <= int(raw) <= most:
+        if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= most:
             raise Invalid(
                 f"The {name} parameter must be a whole number from 1 to {most}.",
                 {name: [f"must be from 1 to {most}"]},
@@ -158,9 +158,7 @@ async def create(request: web.Request) -> web.Response:
         await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
     request.app[ENGINE].added()
-    created = await tasks.get(request.app[DB], task.id)
-    assert created is not None
-    return data(task_json(request, created), status=201)
+    return data(task_json(request, await _created(request, task.id)), status=201)
 
 
 def name_brought(task: tasks.Task) -> str | None:
@@ -184,6 +182,14 @@ async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[tasks
             {"input": [f"no task with id {m!r}" for m in missing]},
         )
     return [mine[i] for i in ids]
+
+
+async def _created(request: web.Request, task_id: str) -> tasks.Task:
+    """A task just made, read back (deleted meanwhile by another request: a 404)."""
+    task = await tasks.get(request.app[DB], task_id)
+    if task is None:
+        raise NotFound(f"Task {task_id} was deleted just after it was made.")
+    return task
 
 
 async def show(request: web.Request) -> web.Response:
@@ -262,9 +268,7 @@ async def retry(request: web.Request) -> web.Response:
         lambda conn: tasks.insert_task(conn, copy, key_id=task.key_id, job_id=task.job_id)
     )
     request.app[ENGINE].added()
-    created = await tasks.get(request.app[DB], copy.id)
-    assert created is not None
-    return data(task_json(request, created), status=201)
+    return data(task_json(request, await _created(request, copy.id)), status=201)
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -1,0 +1,62 @@
+"""The operations the task engine runs itself (not on the conversion queue): what each one
+does with its inputs' files, written into the staging directory the engine publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from convertd.config import Config
+from convertd.fetch import FetchError, Policy, fetch
+from convertd.files import extension_of, safe_filename, stem_of
+from convertd.store import tasks
+from convertd.tasks.bundle import make_archive, unique_names
+from convertd.tasks.operations import TaskFailed
+from convertd.tasks.outputs import link_or_copy
+
+
+async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:
+    """Download the task's URL into `staging`, under the network policy and the limits."""
+    url = task.payload["url"]
+    download = staging / ".download"
+    try:
+        fetched = await fetch(
+            url,
+            download,
+            policy=policy,
+            max_bytes=config.max_upload_bytes,
+            timeout=config.import_url_timeout_seconds,
+            idle_timeout=config.upload_idle_timeout_seconds,
+            headers=task.payload.get("headers"),
+        )
+    except FetchError as exc:
+        raise TaskFailed("IMPORT_FAILED", str(exc)) from None
+    name = safe_filename(task.payload.get("filename") or fetched.name or "file")
+    await asyncio.to_thread(os.replace, download, staging / name)
+
+
+async def archive(task: tasks.Task, paths: list[Path], staging: Path) -> None:
+    """The inputs' files as one archive in the task's format."""
+    if not paths:
+        raise TaskFailed("INVALID_INPUT", "The archive's inputs have no files")
+    fmt = task.payload["output_format"]
+    name = safe_filename(task.payload.get("filename") or f"archive.{fmt}")
+    if extension_of(name) != fmt:
+        name = f"{stem_of(name)}.{fmt}"
+    await asyncio.to_thread(make_archive, paths, staging / name, fmt)
+
+
+async def export_zipped(paths: list[Path], staging: Path) -> None:
+    """export/url with archive_multiple_files: one ZIP of several files (made outside the
+    step, as a big one takes a while), or the one file as it is."""
+    if len(paths) > 1:
+        await asyncio.to_thread(make_archive, paths, staging / "archive.zip", "zip")
+    else:
+        await asyncio.to_thread(link_all, paths, staging)
+
+
+def link_all(paths: list[Path], staging: Path) -> None:
+    # Two inputs may hold files of the same name: each keeps its own, numbered.
+    for path, name in zip(paths, unique_names(paths), strict=True):
+        link_or_copy(path, staging / name)
