@@ -36,7 +36,7 @@ from convertd.signing import Signer
 from convertd.store import jobs
 from convertd.store.db import Database
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
-from convertd.tasks import engines
+from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
 from convertd.worker import WorkerPool
 
@@ -101,7 +101,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 async def _task_engine(app: web.Application) -> AsyncIterator[None]:
     engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL])
     app[ENGINE] = engine
-    await engines.detect(app[OFFICE].soffice)
+    await tool_versions.detect(app[OFFICE].soffice)
     await engine.start()
     yield
     await engine.stop()

@@ -348,8 +348,11 @@ def _named_in(problem: str, raw: dict[str, Any]) -> str:
     return next(iter(raw), "options")
 
 
-def name_of_import(operation: Any, payload: dict[str, Any]) -> str | None:
-    """The file name an import task will bring, when its parameters say it."""
+def name_brought(operation: Any, payload: dict[str, Any]) -> str | None:
+    """The name of the file a task will bring, where its parameters say: an import's file name
+    (given, or the URL's last path segment), or a convert's output format."""
+    if operation == "convert" and isinstance(payload.get("output_format"), str):
+        return f"output.{payload['output_format']}"
     if operation in ("import/raw", "import/base64", "import/url") and payload.get("filename"):
         return str(payload["filename"])
     if operation == "import/url" and isinstance(payload.get("url"), str):

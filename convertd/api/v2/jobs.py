@@ -29,11 +29,11 @@ from convertd.tasks.operations import (
     OPERATIONS,
     format_hint,
     input_names,
-    name_of_import,
+    name_brought,
 )
 
 MAX_TASKS = 100
-JOB_STATUSES = ("waiting", "processing", "finished", "error")
+JOB_STATUSES = tuple(status.value for status in tasks.Status)  # a job's are its tasks' own
 
 
 def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
@@ -70,13 +70,6 @@ def _task_specs(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 f"The task {name!r} must be an object.", {f"tasks.{name}": ["must be an object"]}
             )
     return specs
-
-
-def _name_brought(spec: dict[str, Any]) -> str | None:
-    """The name of the file a task of this job will make, where its parameters say."""
-    if spec.get("operation") == "convert" and isinstance(spec.get("output_format"), str):
-        return f"output.{spec['output_format']}"
-    return name_of_import(spec.get("operation"), spec)
 
 
 def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -134,7 +127,7 @@ async def create(request: web.Request) -> web.Response:
         await count_call(request, request[API_KEY], len(specs) - 1)
     new: list[tasks.NewTask] = []
     try:
-        brings = {name: _name_brought(spec) for name, spec in specs.items()}
+        brings = {name: name_brought(spec.get("operation"), spec) for name, spec in specs.items()}
         for name, spec in specs.items():
             operation = spec.get("operation")
             raw = {k: v for k, v in spec.items() if k != "operation"}
@@ -182,7 +175,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 def _ended(job: task_jobs.TaskJob) -> bool:
-    return job.status in ("finished", "error")
+    return job.status in tasks.ENDED
 
 
 async def wait(request: web.Request) -> web.Response:

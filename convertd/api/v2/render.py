@@ -14,7 +14,7 @@ from aiohttp import web
 from convertd.api.state import CONFIG, REGISTRY, SIGNER
 from convertd.api.urls import base_url
 from convertd.store import task_jobs, tasks
-from convertd.tasks.engines import engine_of
+from convertd.tasks.tool_versions import engine_of
 
 UPLOAD = "upload"
 DOWNLOAD = "download"

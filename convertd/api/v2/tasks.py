@@ -22,7 +22,7 @@ from convertd.tasks.operations import (
     check_task,
     format_hint,
     input_names,
-    name_of_import,
+    name_brought,
 )
 
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
@@ -147,7 +147,11 @@ async def create(request: web.Request) -> web.Response:
     depends_on: list[tasks.Task] = []
     if operation not in IMPORTS:
         depends_on = await _owned_inputs(request, raw)
-    hint = format_hint(name_brought(depends_on[0])) if len(depends_on) == 1 else None
+    hint = None
+    if len(depends_on) == 1:
+        source = depends_on[0]
+        made = source.files[0]["filename"] if source.files else None
+        hint = format_hint(made or name_brought(source.operation, source.payload))
     task = await new_task(request, operation, operation, raw, "", [t.id for t in depends_on], hint)
     key_id = request[API_KEY].id
     try:
@@ -159,15 +163,6 @@ async def create(request: web.Request) -> web.Response:
         raise
     request.app[ENGINE].added()
     return data(task_json(request, await _created(request, task.id)), status=201)
-
-
-def name_brought(task: tasks.Task) -> str | None:
-    """The name of the file a task has made, or will make when its parameters say."""
-    if task.files:
-        return str(task.files[0]["filename"])
-    if task.operation == "convert":
-        return f"output.{task.payload.get('output_format', '')}"
-    return name_of_import(task.operation, task.payload)
 
 
 async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[tasks.Task]:
