@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from convertd.api.auth import auth_middleware
+from convertd.api.cors import add_cors_headers, cors_middleware
 from convertd.api.errors import error_middleware
 from convertd.api.limits import add_rate_limit_headers
 from convertd.api.routes import add_routes
-from convertd.api.state import CALLS, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
+from convertd.api.state import CALLS, CHANGES, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
+from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
@@ -93,13 +95,15 @@ async def _runner(app: web.Application) -> AsyncIterator[None]:
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER])
     app[POOL] = pool
+    # v1's `GET /v1/status/{id}?wait=` hears of a job's end here.
+    pool.on_job_end(lambda job: app[CHANGES].changed(job.id))
     pool.start()
     yield
     await pool.stop()
 
 
 async def _task_engine(app: web.Application) -> AsyncIterator[None]:
-    engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL])
+    engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL], app[CHANGES])
     app[ENGINE] = engine
     await tool_versions.detect(app[OFFICE].soffice)
     await engine.start()
@@ -108,10 +112,9 @@ async def _task_engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _answer_waits(app: web.Application) -> None:
-    """on_shutdown: /sync waits answer now, with the state as it stands, rather than being cut
-    off by the server's shutdown timeout."""
-    if ENGINE in app:
-        app[ENGINE].changes.close()
+    """on_shutdown: waiting requests answer now, with the state as it stands, rather than being
+    cut off by the server's shutdown timeout."""
+    app[CHANGES].close()
 
 
 async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
@@ -136,10 +139,11 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app = web.Application(middlewares=[cors_middleware, error_middleware, auth_middleware])
     data = DataDir.of(config)
     app[CONFIG] = config
     app[DATA] = data
+    app[CHANGES] = Changes()
     app[OFFICE] = OfficePool(
         data.office, config.office_pool_size, config.office_recycle_after, config.uno_python
     )
@@ -160,6 +164,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         ]
     )
     app.on_response_prepare.append(add_rate_limit_headers)
+    app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_answer_waits)
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)

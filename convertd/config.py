@@ -24,7 +24,7 @@ DEFAULT_PORT = 8470
 
 
 # Settings whose TOML value is a list.
-LIST_SETTINGS = ("import_url_allow",)
+LIST_SETTINGS = ("import_url_allow", "cors_origins")
 
 
 class ConfigError(Exception):
@@ -72,6 +72,8 @@ class Config:
     # e.g. a NAS on the LAN; everything else non-public is refused (fetch.py).
     import_url_allow: tuple[str, ...] = ()
     import_url_timeout_seconds: float = 300.0
+    # Origins whose pages may read the API's answers (CORS); "*" is any, without credentials.
+    cors_origins: tuple[str, ...] = ("*",)
     # The longest a /sync/v2 request waits for its job or task to end.
     sync_wait_seconds: float = 300.0
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
@@ -103,6 +105,18 @@ def _networks(value: Any) -> tuple[str, ...]:
     return tuple(x.strip() for x in items if x.strip())
 
 
+def _origins(value: Any) -> tuple[str, ...]:
+    """A TOML list, or comma-separated text, of origins such as https://nas.lan:8443, or *."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ValueError("expected a list of origins")
+    origins = tuple(x.strip().rstrip("/") for x in items if x.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not an origin such as https://example.com")
+    return origins
+
+
 _PARSERS: dict[str, Any] = {
     "data_dir": lambda v: Path(v).expanduser(),
     "host": str,
@@ -130,6 +144,7 @@ _PARSERS: dict[str, Any] = {
     "drop_events": _to_bool,
     "drop_originals": str,
     "import_url_allow": _networks,
+    "cors_origins": _origins,
     "import_url_timeout_seconds": float,
     "sync_wait_seconds": float,
 }

@@ -33,6 +33,7 @@ LAYERS = [
             "convertd.sdnotify",
             "convertd.restrictions",
             "convertd.signing",
+            "convertd.changes",
             "convertd.fetch",  # the network policy for everything the daemon downloads
             "convertd.drops.rules",  # what a watch rule is, read with the config
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.files import DataDir
@@ -21,6 +22,7 @@ REGISTRY = web.AppKey("registry", Registry)
 CALLS = web.AppKey("calls", CallCounter)
 POOL = web.AppKey("pool", WorkerPool)
 ENGINE = web.AppKey("engine", TaskEngine)
+CHANGES = web.AppKey("changes", Changes)
 SIGNER = web.AppKey("signer", Signer)
 
 API_KEY = web.RequestKey("api_key", ApiKey)

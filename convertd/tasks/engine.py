@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.errors import DISK_FULL, is_disk_full
@@ -30,7 +31,6 @@ from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
 from convertd.tasks import work
-from convertd.tasks.changes import Changes
 from convertd.tasks.conversion import conversion_of, take_conversion_result
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import describe, link_or_copy
@@ -52,13 +52,14 @@ class TaskEngine:
         data: DataDir,
         registry: Registry,
         pool: WorkerPool,
+        changes: Changes,
     ) -> None:
         self.config = config
         self.db = db
         self.data = data
         self.registry = registry
         self.pool = pool
-        self.changes = Changes()
+        self.changes = changes
         self.policy = Policy(parse_networks(config.import_url_allow))
         self._stepper = Periodic("task-engine", self._step, BACKSTOP_SECONDS)
         self._running: dict[str, asyncio.Task[None]] = {}

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from convertd.api.downloads import content_disposition, content_type
 from convertd.api.receive import Body, json_field, read_body
-from convertd.api.state import API_KEY, DATA, DB, POOL, REGISTRY
+from convertd.api.state import API_KEY, CHANGES, DATA, DB, POOL, REGISTRY
 from convertd.api.urls import base_url
 from convertd.api.v1.uploads import record
 from convertd.clock import iso
@@ -144,8 +144,36 @@ async def _owned_job(request: web.Request) -> jobs.Job:
     return job
 
 
+# The longest `?wait=` a status request may ask for, in seconds.
+MAX_STATUS_WAIT = 300.0
+
+
+def _wait_seconds(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_STATUS_WAIT:  # NaN fails this too
+        raise BadRequest(
+            f"The 'wait' parameter must be a number of seconds from 0 to {MAX_STATUS_WAIT:.0f}.",
+            "e.g. ?wait=30: the answer comes as soon as the job ends, or after 30 s as it stands.",
+        )
+    return seconds
+
+
 async def status(request: web.Request) -> web.Response:
+    wait = _wait_seconds(request)
     job = await _owned_job(request)
+    if wait and job.status in (jobs.Status.PENDING, jobs.Status.PROCESSING):
+        job = await request.app[CHANGES].until(
+            job.id,
+            lambda: _owned_job(request),
+            lambda j: j.status in (jobs.Status.FINISHED, jobs.Status.FAILED),
+            wait,
+        )
     out: dict[str, Any] = {
         "ok": job.status is not jobs.Status.FAILED,
         "job_id": job.id,

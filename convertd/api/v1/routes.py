@@ -176,12 +176,20 @@ ROUTES: list[Route] = [
         "GET",
         "/v1/status/{job_id}",
         status,
-        "A job's status",
+        "A job's status; with ?wait=SECONDS (at most 300), as soon as the job ends",
         scope="task.read",
         operation={
-            "parameters": [JOB_ID],
+            "parameters": [
+                JOB_ID,
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "schema": {"type": "number", "minimum": 0, "maximum": 300},
+                },
+            ],
             "responses": {
                 "200": json_body("The job", STATUS),
+                "400": error("A 'wait' that is not a number of seconds from 0 to 300"),
                 "404": error("Unknown, another key's, or expired job"),
             },
         },

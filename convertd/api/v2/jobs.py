@@ -11,7 +11,7 @@ from aiohttp import web
 
 from convertd.api.limits import count_call
 from convertd.api.receive import read_json
-from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE
+from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, ENGINE
 from convertd.api.v2.render import data, job_json
 from convertd.api.v2.tasks import (
     JSON_HINT,
@@ -181,7 +181,7 @@ def _ended(job: task_jobs.TaskJob) -> bool:
 async def wait(request: web.Request) -> web.Response:
     """`GET /sync/v2/jobs/{id}`: the job once it has ended (or at the longest wait)."""
     job = await owned_job(request)
-    job = await request.app[ENGINE].changes.until(
+    job = await request.app[CHANGES].until(
         job.id, lambda: owned_job(request), _ended, request.app[CONFIG].sync_wait_seconds
     )
     return data(job_json(request, job))

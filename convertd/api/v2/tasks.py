@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from convertd.api.receive import read_json
-from convertd.api.state import API_KEY, CONFIG, DATA, DB, ENGINE, REGISTRY
+from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, ENGINE, REGISTRY
 from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, task_json
 from convertd.errors import Invalid, NotFound, PayloadTooLarge
 from convertd.files import DataDir, is_job_id, safe_filename
@@ -194,7 +194,7 @@ async def show(request: web.Request) -> web.Response:
 async def wait(request: web.Request) -> web.Response:
     """`GET /sync/v2/tasks/{id}`: the task once it has ended (or at the longest wait)."""
     task = await owned_task(request)
-    task = await request.app[ENGINE].changes.until(
+    task = await request.app[CHANGES].until(
         task.id,
         lambda: owned_task(request),
         lambda t: t.ended,

@@ -1,5 +1,5 @@
-"""Waiting for a task or job to end (`/sync/v2` requests) without polling: every committed
-change of a task wakes whoever waits on it or on its job."""
+"""Waiting for a job or task to end without polling (`/sync/v2`, v1's `?wait=`): whoever
+records a change announces it here after it is committed, and it wakes whoever waits on it."""
 
 from __future__ import annotations
 
