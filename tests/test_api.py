@@ -80,7 +80,7 @@ def test_upload_then_convert_by_file_path(daemon: Daemon, key: str) -> None:
     body = job.json()
     assert body["ok"] is True and body["status"] == "pending"
     assert body["status_url"] == f"{daemon.base}/status/{body['job_id']}"
-    assert body["download_url"] == f"{daemon.base}/download/{body['job_id']}"
+    assert body["download_url"].startswith(f"{daemon.base}/download/{body['job_id']}?expires=")
     status = daemon.wait(key, body["job_id"])
     assert status["status"] == "finished" and status["ok"] is True
     out = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=10)

@@ -125,7 +125,10 @@ def test_jobs_and_uploads_belong_to_their_key(daemon: Daemon, key: str) -> None:
 
     status, out = daemon.convert_and_fetch(key, image_bytes(), "mine.png", "image", "png")
     assert out is not None
-    for url in (f"{daemon.base}/status/{status['job_id']}", status["download_url"]):
+    for url in (
+        f"{daemon.base}/status/{status['job_id']}",
+        f"{daemon.base}/download/{status['job_id']}",  # by key: the job must be the key's
+    ):
         assert_error_body(requests.get(url, headers={"X-API-Key": other}, timeout=5), 404)
         assert requests.get(url, headers={"X-API-Key": key}, timeout=5).status_code == 200
 

@@ -69,3 +69,41 @@ def test_cors_origins_can_be_narrowed(make_daemon: Any) -> None:
     assert allowed.headers["Vary"] == "Origin"
     other = requests.get(f"{d.base}/", headers={"Origin": "https://evil.example"}, timeout=10)
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_download_links_work_in_a_browser_without_a_key(daemon: Daemon, key: str) -> None:
+    from tests.conftest import image_bytes
+
+    status, out = daemon.convert_and_fetch(key, image_bytes(), "p.png", "image", "webp")
+    assert out is not None
+    link = status["download_url"]
+    assert "signature=" in link
+    plain = requests.get(link, timeout=10)  # no key, as a browser following the link
+    assert plain.status_code == 200 and plain.content == out.content
+    assert plain.headers["Content-Disposition"].startswith("attachment")
+    shown = requests.get(link + "&inline=1", timeout=10)
+    assert shown.headers["Content-Disposition"].startswith("inline")
+    assert shown.headers["Content-Security-Policy"] == "sandbox"
+    for tampered in (
+        link.replace("signature=", "signature=0"),
+        link.replace("expires=", "expires=1"),
+    ):
+        resp = requests.get(tampered, timeout=10)
+        assert resp.status_code == 403 and resp.json()["error"] == "Forbidden"
+    unsigned = link.split("?")[0]
+    assert requests.get(unsigned, timeout=10).status_code == 401  # no key, no signature
+
+
+def test_a_revoked_keys_download_links_stop(daemon: Daemon) -> None:
+    from tests.conftest import image_bytes
+
+    doomed = daemon.create_key("links", "--plan", "pro")
+    status, out = daemon.convert_and_fetch(doomed, image_bytes(), "p.png", "image", "png")
+    assert out is not None and requests.get(status["download_url"], timeout=10).status_code == 200
+    key_id = next(
+        line.split()[0]
+        for line in daemon.cli("keys", "list").stdout.splitlines()
+        if " links " in line
+    )
+    daemon.cli("keys", "revoke", key_id)
+    assert requests.get(status["download_url"], timeout=10).status_code == 404

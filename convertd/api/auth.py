@@ -71,13 +71,9 @@ async def authenticate(request: web.Request) -> keys.ApiKey:
     return key
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate and count the call before the handler runs (and before a body is read)."""
-    if request.match_info.http_exception is not None or is_public(request):
-        return await handler(request)
+async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
+    """The key of this request, with the scope it needs, counted against its plan."""
     key = await authenticate(request)
-    scope = scope_of(request)
     if scope is not None and scope not in key.scopes:
         raise Forbidden(
             f"This key lacks the {scope} scope, which {request.method} {request.path} needs.",
@@ -85,4 +81,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     await count_call(request, key)
     request[API_KEY] = key
+    return key
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate and count the call before the handler runs (and before a body is read)."""
+    if request.match_info.http_exception is not None or is_public(request):
+        return await handler(request)
+    await authorize(request, scope_of(request))
     return await handler(request)

@@ -8,25 +8,40 @@ from typing import Any
 
 from aiohttp import web
 
+from convertd.api.auth import authorize
 from convertd.api.downloads import content_disposition, content_type
 from convertd.api.receive import Body, json_field, read_body
-from convertd.api.state import API_KEY, CHANGES, DATA, DB, POOL, REGISTRY
+from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, REGISTRY, SIGNER
 from convertd.api.urls import base_url
 from convertd.api.v1.uploads import record
 from convertd.clock import iso
 from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Unreadable
-from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from convertd.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from convertd.files import is_job_id
-from convertd.store import jobs, uploads
+from convertd.store import jobs, keys, uploads
+
+DOWNLOAD = "v1-download"
 
 
-def job_urls(request: web.Request, job_id: str) -> dict[str, str]:
+def _link_expires(request: web.Request, job: jobs.Job) -> int:
+    """A download link lasts as long as the result can: the retention period after the job
+    could have ended at the latest."""
+    config = request.app[CONFIG]
+    latest_end = job.created_at + config.job_timeout_seconds * config.max_attempts
+    return int(latest_end + config.retention_seconds)
+
+
+def job_urls(request: web.Request, job: jobs.Job) -> dict[str, str]:
+    """The status URL, and a download URL signed for this job, which a browser can follow
+    without a key (the key in a header works too)."""
     base = base_url(request)
+    expires = _link_expires(request, job)
+    signature = request.app[SIGNER].sign(DOWNLOAD, job.id, expires)
     return {
-        "status_url": f"{base}/v1/status/{job_id}",
-        "download_url": f"{base}/v1/download/{job_id}",
+        "status_url": f"{base}/v1/status/{job.id}",
+        "download_url": f"{base}/v1/download/{job.id}?expires={expires}&signature={signature}",
     }
 
 
@@ -39,7 +54,7 @@ async def convert(request: web.Request) -> web.Response:
         raise
     request.app[POOL].notify()
     return web.json_response(
-        {"ok": True, "job_id": job.id, "status": job.status.value, **job_urls(request, job.id)},
+        {"ok": True, "job_id": job.id, "status": job.status.value, **job_urls(request, job)},
         status=202,
     )
 
@@ -187,7 +202,7 @@ async def status(request: web.Request) -> web.Response:
     if job.status is jobs.Status.PROCESSING:
         out["progress"] = job.progress or 0
     elif job.status is jobs.Status.FINISHED:
-        out["download_url"] = job_urls(request, job.id)["download_url"]
+        out["download_url"] = job_urls(request, job)["download_url"]
         out["file_name"] = job.result_name
         out["file_size"] = job.result_size
         out["file_count"] = job.result_count
@@ -198,8 +213,34 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+async def _signed_job(request: web.Request) -> jobs.Job:
+    """The job a signed download link names, if the link is good and its key still live."""
+    job_id = request.match_info["job_id"]
+    expires, signature = request.query.get("expires", ""), request.query["signature"]
+    if not request.app[SIGNER].check(DOWNLOAD, job_id, expires, signature):
+        raise Forbidden(
+            "This download link's signature is not valid, or the link has expired.",
+            "Ask GET /v1/status/{job_id} (with the key) for the job's current link.",
+        )
+    job = await jobs.get(request.app[DB], job_id)
+    owner = await keys.get_key(request.app[DB], job.key_id) if job and job.key_id else None
+    if job is None or owner is None or owner.revoked_at is not None:
+        raise NotFound(f"No job with id {job_id!r}.", "Its key was revoked, or it was deleted.")
+    if job.expired:
+        raise NotFound(
+            f"Job {job_id} has expired: its files were deleted after the retention period.",
+            "Convert the file again.",
+        )
+    return job
+
+
 async def download(request: web.Request) -> web.StreamResponse:
-    job = await _owned_job(request)
+    """With the key, or by the signed link the job's status gives (no key: a browser's)."""
+    if "signature" in request.query:
+        job = await _signed_job(request)
+    else:
+        await authorize(request, "task.read")
+        job = await _owned_job(request)
     if job.status is jobs.Status.FAILED:
         raise Conflict(
             f"Job {job.id} failed, so there is nothing to download: {job.error}",
@@ -215,10 +256,16 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise NotFound(
             f"Job {job.id} has expired: its files were deleted.", "Convert the file again."
         )
+    disposition = content_disposition(job.result_name)
+    if request.query.get("inline") in ("1", "true"):
+        disposition = disposition.replace("attachment", "inline", 1)
     return web.FileResponse(
         path,
         headers={
-            "Content-Disposition": content_disposition(job.result_name),
+            "Content-Disposition": disposition,
             "Content-Type": content_type(job.result_name),
+            # A file shown inline (HTML, SVG) must not run script as this server's own page.
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
         },
     )

@@ -198,17 +198,25 @@ ROUTES: list[Route] = [
         "GET",
         "/v1/download/{job_id}",
         download,
-        "A finished job's result",
-        scope="task.read",
+        "A finished job's result, with the key or by the signed download_url (no key)",
+        public=True,  # the handler checks the key, or the link's signature instead
         operation={
-            "parameters": [JOB_ID],
+            "parameters": [
+                JOB_ID,
+                {"name": "expires", "in": "query", "schema": {"type": "string"}},
+                {"name": "signature", "in": "query", "schema": {"type": "string"}},
+                {"name": "inline", "in": "query", "schema": {"type": "string", "enum": ["1"]}},
+            ],
             "responses": {
                 "200": {
                     "description": "The result's bytes",
                     "content": {"application/octet-stream": {}},
                 },
+                "401": error("No key and no signature"),
+                "403": error("A wrong or expired signature, or a key without task.read"),
                 "404": error("Unknown, another key's, or expired job"),
                 "409": error("Not finished yet, or failed"),
+                "429": error("Rate limit reached; see Retry-After"),
             },
         },
     ),
