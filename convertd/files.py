@@ -137,21 +137,15 @@ class DataDir:
 
     def fresh_work_dir(self, job_id: str) -> Path:
         """An empty scratch directory for one attempt at a job."""
-        path = self.work_dir(job_id)
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(mode=0o700)
-        return path
+        return _fresh_dir(self.work_dir(job_id))
 
     def publish_result(self, job_id: str, produced: Path, name: str) -> Path:
         """Move a finished output into results/ in one rename, so it appears whole or not at all."""
         final_dir = self.result_dir(job_id)
-        staging = self.results / f".{job_id}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(mode=0o700)
+        staging = _fresh_dir(_staging_of(final_dir))
         target = staging / safe_filename(name)
         os.replace(produced, target)
-        shutil.rmtree(final_dir, ignore_errors=True)
-        os.replace(staging, final_dir)
+        _swap_in(staging, final_dir)
         return final_dir / target.name
 
     def task_dir(self, task_id: str) -> Path:
@@ -163,29 +157,45 @@ class DataDir:
 
     def fresh_task_staging(self, task_id: str) -> Path:
         """An empty directory where a task's files are made before they are published."""
-        path = self.tasks / f".{self.task_dir(task_id).name}.tmp"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(mode=0o700)
-        return path
+        return _fresh_dir(_staging_of(self.task_dir(task_id)))
 
     def publish_task_files(self, task_id: str, staging: Path) -> None:
         """Put a task's files in place in one rename, so they appear whole or not at all."""
-        final = self.task_dir(task_id)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        _swap_in(staging, self.task_dir(task_id))
 
     def remove_task_files(self, task_id: str) -> None:
-        shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
-        shutil.rmtree(self.tasks / f".{task_id}.tmp", ignore_errors=True)
+        final = self.task_dir(task_id)
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(_staging_of(final), ignore_errors=True)
 
     def task_dirs_older_than(self, cutoff: float) -> list[str]:
         """Ids of the task directories (published or staging) last changed before `cutoff`."""
         found = []
         for entry in self.tasks.iterdir():
-            task_id = entry.name.removeprefix(".").removesuffix(".tmp")
+            task_id = entry.name.removeprefix(".").removesuffix(STAGING_SUFFIX)
             try:
                 if is_job_id(task_id) and entry.stat().st_mtime < cutoff:
                     found.append(task_id)
             except OSError:
                 continue
         return found
+
+
+# A directory is made beside its final place under this name, then renamed into it whole.
+STAGING_SUFFIX = ".tmp"
+
+
+def _staging_of(final: Path) -> Path:
+    return final.with_name(f".{final.name}{STAGING_SUFFIX}")
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """`staging` becomes `final` (replacing what was there) in one rename."""
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from convertd import clock
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 from convertd.store.tasks import ENDED, NewTask, Task, count, insert_task, new_id, of_job
 
 # A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
@@ -75,15 +75,7 @@ async def get_job(db: Database, job_id: str) -> TaskJob | None:
 
 
 def _job(row: Row, job_tasks: list[Task]) -> TaskJob:
-    return TaskJob(
-        id=row["id"],
-        key_id=row["key_id"],
-        tag=row["tag"],
-        webhook_url=row["webhook_url"],
-        status=row["status"],
-        created_at=row["created_at"],
-        tasks=job_tasks,
-    )
+    return from_row(TaskJob, row, tasks=job_tasks)
 
 
 async def list_jobs(

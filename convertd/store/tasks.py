@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from convertd import clock
-from convertd.store.db import Database, Row
+from convertd.store.db import Database, Row, from_row
 
 
 class Status(enum.StrEnum):
@@ -79,25 +79,14 @@ class Task:
             percent = row["conversion_progress"] or 0
         else:
             percent = 0
-        return cls(
-            id=row["id"],
-            job_id=row["job_id"],
-            key_id=row["key_id"],
-            name=row["name"],
-            operation=row["operation"],
+        return from_row(
+            cls,
+            row,
             payload=json.loads(row["payload"]),
             depends_on=json.loads(row["depends_on"]),
             ignore_error=bool(row["ignore_error"]),
             status=status,
-            code=row["code"],
-            message=row["message"],
-            conversion_id=row["conversion_id"],
             result=json.loads(row["result"]) if row["result"] else None,
-            attempts=row["attempts"],
-            retry_of=row["retry_of"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            ended_at=row["ended_at"],
             percent=percent,
             filetype=row["conversion_filetype"],
             input_format=row["conversion_input_format"],
