@@ -1,11 +1,16 @@
-"""How a file is handed to a client: its Content-Type and Content-Disposition (v1 downloads and
-v2 exported links alike)."""
+"""How a file is handed to a client: its headers, and the signed links that open it without a
+key (v1 downloads, v2 exported files and upload forms alike)."""
 
 from __future__ import annotations
 
 import mimetypes
+from pathlib import Path
 from urllib.parse import quote
 
+from aiohttp import web
+
+from convertd.api.state import SIGNER
+from convertd.errors import Forbidden
 from convertd.files import extension_of
 
 # Content types mimetypes may not know on a minimal system.
@@ -40,3 +45,30 @@ def content_type(name: str) -> str:
     # sending that as application/x-tar makes clients save an archive they cannot open.
     ext = extension_of(name)
     return EXTRA_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def file_response(path: Path, name: str, *, inline: bool = False) -> web.FileResponse:
+    """The file, to save as `name` (or to show, `inline`)."""
+    disposition = content_disposition(name)
+    if inline:
+        disposition = disposition.replace("attachment", "inline", 1)
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Disposition": disposition,
+            "Content-Type": content_type(name),
+            # A file shown inline (HTML, SVG) must not run script as this server's own page.
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def check_signed(request: web.Request, purpose: str, subject: str, hint: str) -> None:
+    """The request's `expires` and `signature` grant `purpose` on `subject`, or a 403."""
+    expires = request.query.get("expires", "")
+    signature = request.query.get("signature", "")
+    if not expires or not signature:
+        raise Forbidden("This link is not signed.", "Use the URL exactly as it was given.")
+    if not request.app[SIGNER].check(purpose, subject, expires, signature):
+        raise Forbidden("This link's signature is not valid, or the link has expired.", hint)

@@ -88,6 +88,34 @@ def openapi_document(
     }
 
 
+def index_route(version: str, routes: Callable[[], Sequence[Route]], **extra: Any) -> Route:
+    """`GET /{version}/` (no key): the version and every endpoint of `routes()`, plus `extra`."""
+
+    async def api_info(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                **extra,
+                "name": "convertd",
+                "version": __version__,
+                "api_version": version,
+                "endpoints": [
+                    {"method": r.method, "path": r.path, "description": r.summary} for r in routes()
+                ],
+                "docs_url": f"{base_url(request)}/{version}/docs",
+            }
+        )
+
+    return Route(
+        "GET",
+        f"/{version}/",
+        api_info,
+        "API version info and endpoints; needs no key",
+        public=True,
+        aliases=(f"/{version}",),
+        operation={"responses": {"200": json_body("Version and endpoints", {"type": "object"})}},
+    )
+
+
 def self_description(
     version: str, title: str, routes: Callable[[], Sequence[Route]], *, v2: bool = False
 ) -> list[Route]:

@@ -14,12 +14,13 @@ directory and published in one rename, so a half-made result is never seen).
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from convertd.changes import Changes
 from convertd.config import Config
@@ -37,6 +38,7 @@ from convertd.tasks.outputs import describe, link_or_copy
 from convertd.worker import RECORD_ATTEMPTS, WorkerPool
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A backstop only: the engine is poked whenever something it waits for happens.
 BACKSTOP_SECONDS = 30.0
@@ -132,29 +134,35 @@ class TaskEngine:
             if row["status"] == jobs.Status.FAILED:
                 await self._fail(task, "CONVERSION_FAILED", row["error"] or "The conversion failed")
                 continue
-            try:
-                files = await asyncio.to_thread(
+            files = await self._guarded(
+                task,
+                "The converted file could not be kept",
+                asyncio.to_thread(
                     take_conversion_result, self.data, task, row["job_id"], row["result_name"]
-                )
-            except Exception as exc:
-                logger.error("task %s: could not take its conversion's result: %s", task.id, exc)
-                message = DISK_FULL if is_disk_full(exc) else "The converted file could not be kept"
-                await self._fail(task, "INTERNAL_ERROR", message)
-                continue
-            await self._finish(task, files)
+                ),
+            )
+            if files is not _FAILED:
+                await self._finish(task, files)
+
+    async def _guarded(self, task: tasks.Task, internal: str, attempt: Awaitable[T]) -> T | Failed:
+        """`attempt`'s result; if it raises, the task fails (and _FAILED comes back): with the
+        TaskFailed's own code and message, or as an internal error (`internal`, or the disk
+        being full) for anything unexpected. Failing the task, rather than leaving it where it
+        was, keeps one bad task from being tried again on every step."""
+        try:
+            return await attempt
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("task %s (%s): %s", task.id, task.operation, internal)
+            await self._fail(task, "INTERNAL_ERROR", DISK_FULL if is_disk_full(exc) else internal)
+        return _FAILED
 
     async def _start(self, task: tasks.Task) -> None:
         if task.operation == "convert":
-            try:
-                await self._start_conversion(task)
-            except TaskFailed as exc:
-                await self._fail(task, exc.code, exc.message)
-            except Exception as exc:
-                # Failing the task, rather than leaving it waiting, keeps one bad task from
-                # being tried again on every step.
-                logger.exception("task %s: its conversion could not be queued", task.id)
-                message = DISK_FULL if is_disk_full(exc) else "Internal error in convert"
-                await self._fail(task, "INTERNAL_ERROR", message)
+            await self._guarded(task, "Internal error in convert", self._start_conversion(task))
             return
         if task.operation == "export/url" and not task.payload.get("archive_multiple_files"):
             await self._export(task)  # links only: quick enough for the step itself
@@ -219,39 +227,41 @@ class TaskEngine:
     async def _run(self, task: tasks.Task) -> None:
         try:
             async with self._slots:
-                staging = await asyncio.to_thread(self.data.fresh_task_staging, task.id)
-                if task.operation == "import/url":
-                    await work.import_url(task, staging, self.policy, self.config)
-                elif task.operation == "archive":
-                    await work.archive(task, await self._inputs(task), staging)
-                else:  # export/url with archive_multiple_files
-                    await work.export_zipped(await self._inputs(task), staging)
-                await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
-                files = await asyncio.to_thread(describe, self.data.task_dir(task.id))
-            await self._finish(task, files)
-        except TaskFailed as exc:
-            await self._fail(task, exc.code, exc.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("task %s (%s) failed unexpectedly", task.id, task.operation)
-            await self._fail(task, "INTERNAL_ERROR", f"Internal error in {task.operation}")
+                files = await self._guarded(
+                    task, f"Internal error in {task.operation}", self._made(task, self._work)
+                )
+            if files is not _FAILED:
+                await self._finish(task, files)
         finally:
             self._running.pop(task.id, None)
 
+    async def _work(self, task: tasks.Task, staging: Path) -> None:
+        if task.operation == "import/url":
+            await work.import_url(task, staging, self.policy, self.config)
+        elif task.operation == "archive":
+            await work.archive(task, await self._inputs(task), staging)
+        else:  # export/url with archive_multiple_files
+            await work.export_zipped(await self._inputs(task), staging)
+
+    async def _links(self, task: tasks.Task, staging: Path) -> None:
+        await asyncio.to_thread(work.link_all, await self._inputs(task), staging)
+
+    async def _made(
+        self, task: tasks.Task, make: Callable[[tasks.Task, Path], Awaitable[None]]
+    ) -> list[dict[str, Any]]:
+        """The task's files: made by `make` in a fresh staging directory, then published whole."""
+        staging = await asyncio.to_thread(self.data.fresh_task_staging, task.id)
+        await make(task, staging)
+        await asyncio.to_thread(self.data.publish_task_files, task.id, staging)
+        return await asyncio.to_thread(describe, self.data.task_dir(task.id))
+
     async def _export(self, task: tasks.Task) -> None:
-        """export/url is links to its inputs' files (or one ZIP of them): made within the step,
-        and recorded waiting -> finished in one write, as there is nothing to wait for."""
-        try:
-            paths = await self._inputs(task)
-            files = await asyncio.to_thread(self._exported, task, paths)
-        except TaskFailed as exc:
-            await self._fail(task, exc.code, exc.message)
-            return
-        except Exception as exc:
-            logger.exception("task %s: could not export", task.id)
-            message = DISK_FULL if is_disk_full(exc) else "Internal error in export/url"
-            await self._fail(task, "INTERNAL_ERROR", message)
+        """export/url is links to its inputs' files: made within the step, and recorded
+        waiting -> finished in one write, as there is nothing to wait for."""
+        files = await self._guarded(
+            task, "Internal error in export/url", self._made(task, self._links)
+        )
+        if files is _FAILED:
             return
         if await self._record(lambda conn: tasks.finish(conn, task.id, files, waiting=True)):
             logger.info("task %s finished (export/url)", task.id)
@@ -259,12 +269,6 @@ class TaskEngine:
             await self._drop_files_if_deleted(task)
         self.changed(task)
         self.poke()  # a task that takes this export as its input is ready now
-
-    def _exported(self, task: tasks.Task, paths: list[Path]) -> list[dict[str, Any]]:
-        staging = self.data.fresh_task_staging(task.id)
-        work.link_all(paths, staging)
-        self.data.publish_task_files(task.id, staging)
-        return describe(self.data.task_dir(task.id))
 
     # ----- recording ends -----
 
@@ -371,6 +375,15 @@ def _cancel(conn: sqlite3.Connection, task_ids: list[str]) -> list[tasks.Task]:
     conversions = [t.conversion_id for t in doomed if t.conversion_id]
     jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled or deleted")
     return doomed
+
+
+class Failed(enum.Enum):
+    """What _guarded gives back when the attempt failed the task."""
+
+    FAILED = enum.auto()
+
+
+_FAILED = Failed.FAILED
 
 
 class _NoLongerWaiting(Exception):

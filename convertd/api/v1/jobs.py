@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from convertd.api.auth import authorize
-from convertd.api.downloads import content_disposition, content_type
+from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import Body, json_field, read_body
 from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, REGISTRY, SIGNER
 from convertd.api.urls import base_url
@@ -18,7 +18,7 @@ from convertd.clock import iso
 from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Unreadable
-from convertd.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from convertd.files import is_job_id
 from convertd.store import jobs, keys, uploads
 
@@ -216,12 +216,12 @@ async def status(request: web.Request) -> web.Response:
 async def _signed_job(request: web.Request) -> jobs.Job:
     """The job a signed download link names, if the link is good and its key still live."""
     job_id = request.match_info["job_id"]
-    expires, signature = request.query.get("expires", ""), request.query["signature"]
-    if not request.app[SIGNER].check(DOWNLOAD, job_id, expires, signature):
-        raise Forbidden(
-            "This download link's signature is not valid, or the link has expired.",
-            "Ask GET /v1/status/{job_id} (with the key) for the job's current link.",
-        )
+    check_signed(
+        request,
+        DOWNLOAD,
+        job_id,
+        "Ask GET /v1/status/{job_id} (with the key) for the job's current link.",
+    )
     job = await jobs.get(request.app[DB], job_id)
     owner = await keys.get_key(request.app[DB], job.key_id) if job and job.key_id else None
     if job is None or owner is None or owner.revoked_at is not None:
@@ -256,16 +256,5 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise NotFound(
             f"Job {job.id} has expired: its files were deleted.", "Convert the file again."
         )
-    disposition = content_disposition(job.result_name)
-    if request.query.get("inline") in ("1", "true"):
-        disposition = disposition.replace("attachment", "inline", 1)
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Disposition": disposition,
-            "Content-Type": content_type(job.result_name),
-            # A file shown inline (HTML, SVG) must not run script as this server's own page.
-            "Content-Security-Policy": "sandbox",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    inline = request.query.get("inline") in ("1", "true")
+    return file_response(path, job.result_name, inline=inline)

@@ -5,33 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
-from convertd import __version__
-from convertd.api.openapi import error, json_body, self_description
+from convertd.api.openapi import error, index_route, json_body, self_description
 from convertd.api.routes import Route
-from convertd.api.urls import base_url
 from convertd.api.v1.formats import formats
 from convertd.api.v1.jobs import convert, download, status
 from convertd.api.v1.keys import keys_me
 from convertd.api.v1.uploads import upload
 from convertd.converters.registry import FILETYPES
-
-
-async def api_info(request: web.Request) -> web.Response:
-    return web.json_response(
-        {
-            "ok": True,
-            "name": "convertd",
-            "version": __version__,
-            "api_version": "v1",
-            "endpoints": [
-                {"method": r.method, "path": r.path, "description": r.summary} for r in ROUTES
-            ],
-            "docs_url": f"{base_url(request)}/v1/docs",
-        }
-    )
-
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 CONVERT_FIELDS = {
@@ -85,15 +65,7 @@ def _ok(description: str, required: list[str], **properties: Any) -> dict[str, A
 
 
 ROUTES: list[Route] = [
-    Route(
-        "GET",
-        "/v1/",
-        api_info,
-        "API version info and endpoints; needs no key",
-        public=True,
-        aliases=("/v1",),
-        operation={"responses": {"200": json_body("Version and endpoints", {"type": "object"})}},
-    ),
+    index_route("v1", lambda: ROUTES, ok=True),
     Route(
         "GET",
         "/v1/formats",

@@ -9,28 +9,23 @@ from typing import Any
 
 from aiohttp import web
 
-from convertd.api.downloads import content_disposition, content_type
+from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import read_body
-from convertd.api.state import DATA, DB, ENGINE, SIGNER
+from convertd.api.state import DATA, DB, ENGINE
 from convertd.api.v2.render import DOWNLOAD, UPLOAD, data, task_json
-from convertd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from convertd.errors import BadRequest, Conflict, Gone, NotFound
 from convertd.files import is_job_id, safe_filename
 from convertd.store import keys, tasks
 
 
 def _signed(request: web.Request, purpose: str, subject: str) -> None:
-    expires = request.query.get("expires", "")
-    signature = request.query.get("signature", "")
-    if not expires or not signature:
-        raise Forbidden(
-            "This link is not signed.", "Use the URL exactly as the task's result gives it."
-        )
-    if not request.app[SIGNER].check(purpose, subject, expires, signature):
-        raise Forbidden(
-            "This link's signature is not valid, or the link has expired.",
-            "Links work until retention_seconds after their task was made or ended; make a new "
-            "task for a fresh one.",
-        )
+    check_signed(
+        request,
+        purpose,
+        subject,
+        "Links work until retention_seconds after their task was made or ended; make a new "
+        "task for a fresh one.",
+    )
 
 
 async def _owner_is_live(request: web.Request, task: tasks.Task) -> None:
@@ -94,16 +89,4 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = request.app[DATA].task_file(task_id, name)
     if not await asyncio.to_thread(path.is_file):
         raise NotFound("This file no longer exists: its task was deleted or has expired.")
-    disposition = content_disposition(name)
-    if task.payload.get("inline"):
-        disposition = disposition.replace("attachment", "inline", 1)
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Disposition": disposition,
-            "Content-Type": content_type(name),
-            # A file shown inline (HTML, SVG) must not run script as this server's own page.
-            "Content-Security-Policy": "sandbox",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return file_response(path, name, inline=bool(task.payload.get("inline")))

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from convertd import __version__
-from convertd.api.openapi import json_body, self_description
+from convertd.api.openapi import index_route, self_description
 from convertd.api.routes import Route
-from convertd.api.urls import base_url
 from convertd.api.v2 import account, files, jobs, tasks
 from convertd.api.v2.schemas import (
     CREATED_TASK,
@@ -27,21 +25,6 @@ from convertd.errors import Invalid
 from convertd.tasks.operations import NOT_YET, OPERATIONS
 
 READ, WRITE, USER = "task.read", "task.write", "user.read"
-
-
-async def api_info(request: web.Request) -> web.Response:
-    return web.json_response(
-        {
-            "name": "convertd",
-            "version": __version__,
-            "api_version": "v2",
-            "compatible_with": "CloudConvert API v2",
-            "endpoints": [
-                {"method": r.method, "path": r.path, "description": r.summary} for r in ROUTES
-            ],
-            "docs_url": f"{base_url(request)}/v2/docs",
-        }
-    )
 
 
 async def not_yet(request: web.Request) -> web.Response:
@@ -80,15 +63,7 @@ def _operation_routes() -> list[Route]:
 
 
 ROUTES: list[Route] = [
-    Route(
-        "GET",
-        "/v2/",
-        api_info,
-        "API version info and endpoints; needs no key",
-        public=True,
-        aliases=("/v2",),
-        operation={"responses": {"200": json_body("Version and endpoints", {"type": "object"})}},
-    ),
+    index_route("v2", lambda: ROUTES, compatible_with="CloudConvert API v2"),
     Route(
         "POST",
         "/v2/jobs",
