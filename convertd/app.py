@@ -2,7 +2,7 @@
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
 database (migrate, recover jobs) -> call counter -> LibreOffice -> conversion runner -> worker
-pool -> task engine (/v2) -> drop folders -> retention sweep.
+pool -> task engine (/v2) -> webhook sender -> drop folders -> retention sweep.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from convertd.converters.run import Runner
 from convertd.drops.checks import build_rules
 from convertd.drops.rules import WatchRule
 from convertd.drops.watcher import DropWatcher
+from convertd.events.payloads import render as render_payload
+from convertd.events.rules import mirror_rule_webhooks
+from convertd.events.sender import WebhookSender
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
@@ -111,6 +114,14 @@ async def _task_engine(app: web.Application) -> AsyncIterator[None]:
     await engine.stop()
 
 
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
+    sender = WebhookSender(app[CONFIG], app[DB], lambda d: render_payload(app, d)).start()
+    app[CHANGES].on_change(sender.poke)
+    yield
+    await sender.stop()
+
+
 async def _answer_waits(app: web.Application) -> None:
     """on_shutdown: waiting requests answer now, with the state as it stands, rather than being
     cut off by the server's shutdown timeout."""
@@ -159,6 +170,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
             _runner,
             _workers,
             _task_engine,
+            _webhooks,
             _drop_folders,
             _retention,
         ]

@@ -13,7 +13,12 @@ T = TypeVar("T")
 class Changes:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._listeners: list[Callable[[], None]] = []
         self._closed = False
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every announced change (the webhook sender looks for work)."""
+        self._listeners.append(listener)
 
     def _event(self, subject: str) -> asyncio.Event:
         event = self._events.get(subject)
@@ -25,6 +30,8 @@ class Changes:
         for subject in subjects:
             if subject is not None and (event := self._events.pop(subject, None)) is not None:
                 event.set()
+        for listener in self._listeners:
+            listener()
 
     def close(self) -> None:
         """The daemon is stopping: every wait answers now, with the state as it stands."""

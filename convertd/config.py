@@ -24,7 +24,9 @@ DEFAULT_PORT = 8470
 
 
 # Settings whose TOML value is a list.
-LIST_SETTINGS = ("import_url_allow", "cors_origins")
+LIST_SETTINGS = ("import_url_allow", "cors_origins", "webhook_allow", "webhook_retry_seconds")
+# The waits between a webhook's tries: ten tries in all, up to an hour apart (about 3 h).
+WEBHOOK_RETRY_SECONDS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 3600.0, 3600.0)
 
 
 class ConfigError(Exception):
@@ -74,10 +76,26 @@ class Config:
     import_url_timeout_seconds: float = 300.0
     # Origins whose pages may read the API's answers (CORS); "*" is any, without credentials.
     cors_origins: tuple[str, ...] = ("*",)
+    # Webhooks go to loopback and public addresses; private networks (a LAN) only when listed
+    # here, since a POST can still change things on a router or a NAS (events/sender.py).
+    webhook_allow: tuple[str, ...] = ()
+    webhook_retry_seconds: tuple[float, ...] = WEBHOOK_RETRY_SECONDS
+    # How clients reach this server, for the links inside webhook payloads (no request is at
+    # hand when they are sent); by default http://HOST:PORT as bound.
+    public_url: str | None = None
     # The longest a /sync/v2 request waits for its job or task to end.
     sync_wait_seconds: float = 300.0
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        # A wildcard bind is reached on loopback at least.
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+        host = wildcard.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def office_pool_size(self) -> int:
@@ -117,6 +135,24 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _seconds_list(value: Any) -> tuple[float, ...]:
+    """A TOML list, or comma-separated text, of waits in seconds (at least one, none negative)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("expected a list of seconds")
+    waits = tuple(float(x) for x in items if str(x).strip())
+    if not waits or any(not 0 <= w <= 86400 for w in waits):  # NaN fails this too
+        raise ValueError("expected one or more waits from 0 to 86400 seconds")
+    return waits
+
+
+def _url(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")) or "?" in text or "#" in text:
+        raise ValueError(f"{value!r} is not a base URL such as https://convert.home.lan")
+    return text
+
+
 _PARSERS: dict[str, Any] = {
     "data_dir": lambda v: Path(v).expanduser(),
     "host": str,
@@ -147,6 +183,9 @@ _PARSERS: dict[str, Any] = {
     "cors_origins": _origins,
     "import_url_timeout_seconds": float,
     "sync_wait_seconds": float,
+    "webhook_allow": _networks,
+    "webhook_retry_seconds": _seconds_list,
+    "public_url": _url,
 }
 
 _POSITIVE = {

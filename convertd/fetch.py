@@ -73,6 +73,7 @@ def _embedded_ipv4(address: Address) -> Address:
 @dataclasses.dataclass(frozen=True)
 class Policy:
     allow: tuple[Network, ...] = ()
+    setting: str = "import_url_allow"  # where the admin allows more, for the refusal message
 
     def permits(self, address: Address) -> bool:
         address = _embedded_ipv4(address)
@@ -90,8 +91,8 @@ class Policy:
         if not self.permits(ip):
             raise FetchError(
                 f"{host} is at {ip}, a loopback, private, link-local or multicast address, "
-                "which convertd does not fetch from unless the admin allows its network "
-                "(import_url_allow)"
+                f"which convertd does not connect to unless the admin allows its network "
+                f"({self.setting})"
             )
 
 
@@ -228,6 +229,39 @@ async def _follow(
             size = await _save(response, dest, max_bytes)
             return Fetched(dest, _name_from(response), size)
     raise FetchError(f"More than {MAX_REDIRECTS} redirects")
+
+
+async def post(
+    url: str, body: bytes, headers: dict[str, str], *, policy: Policy, timeout: float
+) -> tuple[int, str]:
+    """POST `body` to `url` once, under the policy, and read the answer's status (redirects are
+    not followed: a receiver that moved says so with its answer). FetchError if none came."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"Only http and https URLs are called, not {url[:200]!r}")
+    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            aiohttp.ClientSession(connector=connector, trust_env=False) as session,
+        ):
+            _check_literal(parts.hostname, policy)
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                _check_peer(response, parts.hostname, policy)
+                return response.status, response.reason or ""
+    except TimeoutError:
+        raise FetchError(f"No answer within {timeout:.0f} s") from None
+    except aiohttp.InvalidURL:
+        raise FetchError(f"The URL is not valid: {url[:200]}") from None
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise FetchError(f"Could not connect to {exc.host}:{exc.port}: {reason}") from None
+    except aiohttp.ServerDisconnectedError:
+        raise FetchError("The server closed the connection without answering") from None
+    except aiohttp.ClientError as exc:
+        raise FetchError(f"The request failed: {exc}") from None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -4,7 +4,9 @@ A link or form is signed with HMAC-SHA256 under the server's own secret (`signin
 data dir, made on first start, readable by the daemon's user only) over what it grants and until
 when; anyone holding it may use it, nobody can forge or extend one. Webhook bodies are signed as
 CloudConvert signs them, so its SDKs' `Webhook.verify` accepts them: the hex HMAC-SHA256 of the
-raw body under the receiver's signing secret, in the `CloudConvert-Signature` header.
+raw body under the receiver's signing secret, in the `CloudConvert-Signature` header; and as
+ConvertFly signs them, `X-Webhook-Signature: v1=<hex HMAC-SHA256 of "timestamp.body">` beside
+`X-Webhook-Timestamp`.
 """
 
 from __future__ import annotations
@@ -75,3 +77,23 @@ class Signer:
 def webhook_signature(secret: str, body: bytes) -> str:
     """What the `CloudConvert-Signature` header of a webhook with this body carries."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def timestamped_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """What `X-Webhook-Signature` carries: ConvertFly's scheme, which binds the send time to the
+    body so a receiver can refuse replays."""
+    signed = str(timestamp).encode() + b"." + body
+    return "v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def webhook_headers(secret: str, event_id: str, event: str, body: bytes) -> dict[str, str]:
+    """Every delivery's headers: both signatures, and the event id receivers de-duplicate on."""
+    timestamp = int(clock.now())
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: webhook_signature(secret, body),
+        "X-Webhook-Id": event_id,
+        "X-Webhook-Event": event,
+        "X-Webhook-Timestamp": str(timestamp),
+        "X-Webhook-Signature": timestamped_signature(secret, timestamp, body),
+    }

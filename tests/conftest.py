@@ -15,6 +15,7 @@ import requests
 from PIL import Image
 
 from tests.daemon import Daemon as DaemonProcess
+from tests.webhook_receiver import receiver  # noqa: F401 (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"

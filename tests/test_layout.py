@@ -44,7 +44,7 @@ LAYERS = [
         "worker, task engine, drops and retention",
         ["convertd.worker", "convertd.tasks", "convertd.drops", "convertd.retention"],
     ),
-    ("api", ["convertd.api"]),
+    ("api and events", ["convertd.api", "convertd.events"]),
     ("app and server", ["convertd.app", "convertd.server"]),
     ("cli", ["convertd.cli", "convertd.__main__"]),
 ]

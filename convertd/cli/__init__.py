@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from convertd import __version__
-from convertd.cli import convert, doctor, drops, formats, jobs, keys, plans, serve
+from convertd.cli import convert, doctor, drops, formats, jobs, keys, plans, serve, webhooks
 from convertd.cli.common import common_options, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
@@ -27,7 +27,7 @@ EPILOG = f"""examples:
 """
 
 # In the order `convertd --help` lists them.
-COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs)
+COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs, webhooks)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""`convertd keys create|list|revoke`: API keys, made and revoked on the live database."""
+"""`convertd keys create|list|revoke|rotate-webhook-secret`: API keys, made and revoked on the
+live database."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ def register(
     )
     revoke.add_argument("key_id", type=int)
     runs_on_database(revoke, _revoke)
+    rotate = actions.add_parser(
+        "rotate-webhook-secret",
+        parents=[common],
+        help="replace the secret that signs a key's per-job webhooks",
+        epilog="example: convertd keys rotate-webhook-secret 3",
+    )
+    rotate.add_argument("key_id", type=int)
+    runs_on_database(rotate, _rotate)
 
 
 def key_json(key: keys.ApiKey) -> dict[str, Any]:
@@ -77,7 +86,10 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
         f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}, "
         f"scopes {' '.join(key.scopes)})."
     )
-    print("Copy it now: it is stored only as a hash and cannot be shown again.")
+    print("Its per-job webhooks (webhook_url, callback) are signed with this secret, which")
+    print("GET /v2/users/me shows to the key:")
+    print(f"webhook_secret: {key.webhook_secret}")
+    print("Copy the key now: it is stored only as a hash and cannot be shown again.")
     print(secret)
     return 0
 
@@ -114,4 +126,11 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
 async def _revoke(db: Database, args: argparse.Namespace) -> int:
     key = await keys.revoke_key(db, args.key_id)
     print(f"Revoked key {key.id} ({key.name!r}); it stops working at once.")
+    return 0
+
+
+async def _rotate(db: Database, args: argparse.Namespace) -> int:
+    secret = await keys.rotate_webhook_secret(db, args.key_id)
+    print(f"Key {args.key_id}'s webhooks are signed from now on (unsent ones too) with:")
+    print(f"webhook_secret: {secret}")
     return 0

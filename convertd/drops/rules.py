@@ -54,6 +54,9 @@ class WatchRule:
     exclude: tuple[str, ...] = ()
     polling: bool = False
     poll_interval: float = 5.0
+    # Told of each file's result or failure, signed with this key's webhook secret.
+    webhook_url: str | None = None
+    webhook_key: int | None = None
 
     @property
     def by_subfolder(self) -> bool:
@@ -128,6 +131,8 @@ FIELDS = {
     "exclude",
     "polling",
     "poll_interval",
+    "webhook_url",
+    "webhook_key",
 }
 
 
@@ -158,6 +163,20 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
     interval = table.get("poll_interval", 5.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0.1:
         raise RuleError(f"watch rule {name!r}: field 'poll_interval' must be seconds >= 0.1")
+    webhook_url, webhook_key = table.get("webhook_url"), table.get("webhook_key")
+    if webhook_url is not None and (
+        not isinstance(webhook_url, str) or not webhook_url.startswith(("http://", "https://"))
+    ):
+        raise RuleError(f"watch rule {name!r}: field 'webhook_url' must be an http or https URL")
+    if (webhook_url is None) != (webhook_key is None):
+        raise RuleError(
+            f"watch rule {name!r}: fields 'webhook_url' and 'webhook_key' go together: the key "
+            "(its id in `convertd keys list`) whose webhook secret signs the deliveries"
+        )
+    if webhook_key is not None and (
+        isinstance(webhook_key, bool) or not isinstance(webhook_key, int)
+    ):
+        raise RuleError(f"watch rule {name!r}: field 'webhook_key' must be a key id (a number)")
     return WatchRule(
         name=name.strip(),
         folder=folder,
@@ -175,6 +194,8 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         exclude=_strings(name, "exclude", table.get("exclude", [])),
         polling=table.get("polling", False),
         poll_interval=float(interval),
+        webhook_url=webhook_url,
+        webhook_key=webhook_key,
     )
 
 

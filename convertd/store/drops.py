@@ -226,3 +226,8 @@ async def kept_originals(db: Database, rule: str) -> set[tuple[bytes, int, int]]
 async def recent(db: Database, limit: int = 50) -> list[Drop]:
     rows = await db.fetch_all("SELECT * FROM drops ORDER BY id DESC LIMIT ?", (limit,))
     return [Drop.from_row(r) for r in rows]
+
+
+async def get(db: Database, drop_id: int) -> Drop | None:
+    row = await db.fetch_one("SELECT * FROM drops WHERE id = ?", (drop_id,))
+    return Drop.from_row(row) if row else None

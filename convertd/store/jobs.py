@@ -81,13 +81,15 @@ def insert(
     *,
     key_id: int | None,
     source: str = "api",
+    webhook_url: str | None = None,
 ) -> sqlite3.Row:
-    """Insert a pending job inside the caller's transaction; returns its row."""
+    """Insert a pending job inside the caller's transaction; returns its row. A `webhook_url`
+    hears of its end (the trigger v1_job_ended)."""
     c = conversion
     row: sqlite3.Row = conn.execute(
         """INSERT INTO jobs (id, key_id, upload_id, filetype, input_format, output_format,
-                             options, created_at, source, timeout_seconds)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+                             options, created_at, source, timeout_seconds, webhook_url)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
         (
             str(uuid.uuid4()),
             key_id,
@@ -99,6 +101,7 @@ def insert(
             clock.now(),
             source,
             c.timeout_seconds,
+            webhook_url,
         ),
     ).fetchone()
     logger.info(
@@ -113,10 +116,17 @@ def insert(
 
 
 async def create(
-    db: Database, upload_id: int, conversion: Conversion, *, key_id: int | None
+    db: Database,
+    upload_id: int,
+    conversion: Conversion,
+    *,
+    key_id: int | None,
+    webhook_url: str | None = None,
 ) -> Job:
     """Queue a job for an API client, in its own transaction."""
-    row = await db.write(lambda conn: insert(conn, upload_id, conversion, key_id=key_id))
+    row = await db.write(
+        lambda conn: insert(conn, upload_id, conversion, key_id=key_id, webhook_url=webhook_url)
+    )
     return Job.from_row(row)
 
 

@@ -57,12 +57,14 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     scopes: tuple[str, ...] = SCOPES
+    # Signs deliveries to the URLs named per job (v2 webhook_url, v1 callback) and by watch rules.
+    webhook_secret: str | None = None
 
 
 # A constant, never built from input: the queries below only append a WHERE with parameters.
 _SELECT_KEY = """SELECT
     k.id, k.name, k.prefix, k.key_hash, k.restriction_type, k.allowed_ips, k.allowed_domains,
-    k.usage_count, k.last_used_at, k.created_at, k.revoked_at, k.scopes,
+    k.usage_count, k.last_used_at, k.created_at, k.revoked_at, k.scopes, k.webhook_secret,
     p.name AS plan_name, p.api_access, p.calls_per_day, p.calls_per_minute
     FROM api_keys k JOIN plans p ON p.name = k.plan
 """
@@ -88,6 +90,7 @@ def _key_from_row(row: Row) -> ApiKey:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         scopes=tuple(json.loads(row["scopes"])),
+        webhook_secret=row["webhook_secret"],
     )
 
 
@@ -104,6 +107,10 @@ def describe(key: ApiKey) -> dict[str, Any]:
         "last_used_at": clock.iso(key.last_used_at),
         "created_at": clock.iso(key.created_at),
     }
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
 
 
 def _hash(secret: str) -> str:
@@ -146,8 +153,9 @@ async def create_key(
             try:
                 cur = conn.execute(
                     """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
-                                             allowed_ips, allowed_domains, created_at, scopes)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                             allowed_ips, allowed_domains, created_at, scopes,
+                                             webhook_secret)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         name.strip(),
                         secret[:LOOKUP_CHARS],
@@ -158,6 +166,7 @@ async def create_key(
                         json.dumps(domains),
                         clock.now(),
                         json.dumps(granted),
+                        new_webhook_secret(),
                     ),
                 )
                 return int(cur.lastrowid or 0), secret
@@ -222,6 +231,21 @@ async def revoke_key(db: Database, key_id: int) -> ApiKey:
     if not changed:
         raise AdminError(f"key {key_id} was already revoked")
     return key
+
+
+async def rotate_webhook_secret(db: Database, key_id: int) -> str:
+    """A new webhook secret for the key; deliveries not yet sent are signed with it."""
+    secret = new_webhook_secret()
+    changed = await db.write(
+        lambda conn: (
+            conn.execute(
+                "UPDATE api_keys SET webhook_secret = ? WHERE id = ?", (secret, key_id)
+            ).rowcount
+        )
+    )
+    if not changed:
+        raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
+    return secret
 
 
 async def list_plans(db: Database) -> list[Plan]:

@@ -151,6 +151,139 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_status ON tasks (status);
     CREATE INDEX tasks_conversion ON tasks (conversion_id);
     """,
+    # 4: events and webhooks. Every end of a job or task (and a /v2 job's creation) is recorded
+    # as an event by the triggers below, in the transaction that changed its status, whatever
+    # code path changed it; the event fans out at once into one delivery per subscriber. The
+    # sender (convertd/events/sender.py) works through the deliveries. The job status test is
+    # a copy of store/task_jobs.JOB_STATUS as it stands at this version.
+    """
+    ALTER TABLE api_keys ADD COLUMN webhook_secret TEXT;
+    UPDATE api_keys SET webhook_secret = 'whsec_' || lower(hex(randomblob(24)));
+    ALTER TABLE jobs ADD COLUMN webhook_url TEXT;  -- v1's `callback` / `webhook_url`
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        key_id INTEGER REFERENCES api_keys(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,           -- JSON list of event names
+        signing_secret TEXT,            -- NULL: signed with the key's webhook_secret
+        rule TEXT UNIQUE,               -- a watch rule's webhook_url (mirrored from the config)
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX webhooks_key ON webhooks (key_id);
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,             -- job.created, job.finished, job.failed, task.*
+        api TEXT NOT NULL CHECK (api IN ('v1', 'v2', 'drop')),
+        key_id INTEGER,
+        job_id TEXT,                    -- v1: jobs.id; v2: task_jobs.id; drop: its job, if any
+        task_id TEXT,
+        drop_id INTEGER,
+        subject TEXT NOT NULL,          -- what it is about: one event of a kind per subject
+        created_at REAL NOT NULL,
+        UNIQUE (name, subject)
+    );
+    CREATE INDEX events_created ON events (created_at);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        webhook_id TEXT,                -- NULL: a job's own webhook_url
+        key_id INTEGER,                 -- whose webhook_secret signs it, when not the webhook's
+        url TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL,                   -- when it is next tried (pending only)
+        body BLOB,                      -- rendered at the first try, the same on every retry
+        last_answer TEXT,               -- "200 OK", "timed out after 10 s", ...
+        last_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_at);
+    CREATE INDEX deliveries_event ON deliveries (event_id);
+
+    CREATE TRIGGER v1_job_ended AFTER UPDATE OF status ON jobs
+    WHEN NEW.source = 'api' AND NEW.status IN ('finished', 'failed') AND OLD.status != NEW.status
+    BEGIN
+        INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
+        VALUES (lower(hex(randomblob(16))), 'job.' || NEW.status, 'v1', NEW.key_id, NEW.id,
+                NEW.id, COALESCE(NEW.finished_at, (julianday('now') - 2440587.5) * 86400));
+    END;
+
+    CREATE TRIGGER v2_job_created AFTER INSERT ON task_jobs
+    BEGIN
+        INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
+        VALUES (lower(hex(randomblob(16))), 'job.created', 'v2', NEW.key_id, NEW.id, NEW.id,
+                NEW.created_at);
+    END;
+
+    CREATE TRIGGER v2_task_ended AFTER UPDATE OF status ON tasks
+    WHEN NEW.status IN ('finished', 'error') AND OLD.status != NEW.status
+    BEGIN
+        INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, task_id, subject, created_at)
+        VALUES (lower(hex(randomblob(16))),
+                CASE NEW.status WHEN 'finished' THEN 'task.finished' ELSE 'task.failed' END,
+                'v2', NEW.key_id, NEW.job_id, NEW.id, NEW.id,
+                COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400));
+        INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
+        SELECT lower(hex(randomblob(16))),
+               CASE status WHEN 'finished' THEN 'job.finished' ELSE 'job.failed' END,
+               'v2', key_id, id, id,
+               COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400)
+        FROM (SELECT j.id, j.key_id, CASE
+                WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
+                             AND e.ignore_error = 0
+                             AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id))
+                    THEN 'error'
+                WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
+                                 AND o.status IN ('waiting', 'processing')) THEN 'finished'
+                ELSE 'processing' END AS status
+              FROM task_jobs j WHERE j.id = NEW.job_id)
+        WHERE status IN ('finished', 'error');
+    END;
+
+    CREATE TRIGGER drop_ended AFTER UPDATE OF status ON drops
+    WHEN NEW.status IN ('done', 'failed') AND OLD.status != NEW.status
+    BEGIN
+        INSERT OR IGNORE INTO events (id, name, api, job_id, drop_id, subject, created_at)
+        VALUES (lower(hex(randomblob(16))),
+                CASE NEW.status WHEN 'done' THEN 'job.finished' ELSE 'job.failed' END,
+                'drop', NEW.job_id, NEW.id, 'drop-' || NEW.id,
+                COALESCE(NEW.finished_at, (julianday('now') - 2440587.5) * 86400));
+    END;
+
+    CREATE TRIGGER drop_refused AFTER INSERT ON drops WHEN NEW.status = 'failed'
+    BEGIN
+        INSERT OR IGNORE INTO events (id, name, api, drop_id, subject, created_at)
+        VALUES (lower(hex(randomblob(16))), 'job.failed', 'drop', NEW.id, 'drop-' || NEW.id,
+                COALESCE(NEW.finished_at, (julianday('now') - 2440587.5) * 86400));
+    END;
+
+    CREATE TRIGGER events_fan_out AFTER INSERT ON events
+    BEGIN
+        -- Subscriptions made with POST /v2/webhooks: the key's /v2 events they chose.
+        INSERT INTO deliveries (event_id, webhook_id, key_id, url, next_at, created_at)
+        SELECT NEW.id, w.id, w.key_id, w.url, NEW.created_at, NEW.created_at
+        FROM webhooks w
+        WHERE NEW.api = 'v2' AND w.rule IS NULL AND w.key_id IS NEW.key_id
+          AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = NEW.name);
+        -- A /v2 job's own webhook_url hears of its end.
+        INSERT INTO deliveries (event_id, key_id, url, next_at, created_at)
+        SELECT NEW.id, j.key_id, j.webhook_url, NEW.created_at, NEW.created_at
+        FROM task_jobs j
+        WHERE NEW.api = 'v2' AND NEW.task_id IS NULL AND NEW.name != 'job.created'
+          AND j.id = NEW.job_id AND j.webhook_url IS NOT NULL;
+        -- A v1 job's callback / webhook_url.
+        INSERT INTO deliveries (event_id, key_id, url, next_at, created_at)
+        SELECT NEW.id, j.key_id, j.webhook_url, NEW.created_at, NEW.created_at
+        FROM jobs j
+        WHERE NEW.api = 'v1' AND j.id = NEW.job_id AND j.webhook_url IS NOT NULL;
+        -- A watch rule's webhook_url.
+        INSERT INTO deliveries (event_id, webhook_id, key_id, url, next_at, created_at)
+        SELECT NEW.id, w.id, w.key_id, w.url, NEW.created_at, NEW.created_at
+        FROM webhooks w
+        WHERE NEW.api = 'drop' AND w.rule = (SELECT rule FROM drops WHERE id = NEW.drop_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

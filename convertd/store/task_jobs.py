@@ -9,7 +9,16 @@ from typing import Any
 
 from convertd import clock
 from convertd.store.db import Database, Row, from_row
-from convertd.store.tasks import ENDED, NewTask, Task, count, insert_task, new_id, of_job
+from convertd.store.tasks import (
+    ENDED,
+    NewTask,
+    Task,
+    count,
+    finish_inline,
+    insert_waiting,
+    new_id,
+    of_job,
+)
 
 # A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
 # finished when every task is, waiting while none has started, and processing in between.
@@ -63,7 +72,9 @@ def insert_job(
         (job_id, key_id, tag, webhook_url, clock.now()),
     )
     for task in new_tasks:
-        insert_task(conn, task, key_id=key_id, job_id=job_id)
+        insert_waiting(conn, task, key_id=key_id, job_id=job_id)
+    for task in new_tasks:
+        finish_inline(conn, task)
     return job_id
 
 

@@ -110,13 +110,17 @@ class NewTask:
 def insert_task(
     conn: sqlite3.Connection, task: NewTask, *, key_id: int | None, job_id: str | None
 ) -> None:
-    now = clock.now()
-    done = task.result is not None
+    insert_waiting(conn, task, key_id=key_id, job_id=job_id)
+    finish_inline(conn, task)
+
+
+def insert_waiting(
+    conn: sqlite3.Connection, task: NewTask, *, key_id: int | None, job_id: str | None
+) -> None:
     conn.execute(
         """INSERT INTO tasks (id, job_id, key_id, name, operation, payload, depends_on,
-                              ignore_error, status, result, retry_of, created_at, started_at,
-                              ended_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                              ignore_error, retry_of, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             task.id,
             job_id,
@@ -126,14 +130,22 @@ def insert_task(
             json.dumps(task.payload),
             json.dumps(task.depends_on),
             int(task.ignore_error),
-            Status.FINISHED if done else Status.WAITING,
-            json.dumps(task.result) if done else None,
             task.retry_of,
-            now,
-            now if done else None,
-            now if done else None,
+            clock.now(),
         ),
     )
+
+
+def finish_inline(conn: sqlite3.Connection, task: NewTask) -> None:
+    """A task done as it was made (import/base64, import/raw) is finished once it and its job's
+    other tasks exist, so the events its end records (migration 4) see the whole job."""
+    if task.result is not None:
+        now = clock.now()
+        conn.execute(
+            """UPDATE tasks SET status = 'finished', result = ?, started_at = ?, ended_at = ?
+               WHERE id = ?""",
+            (json.dumps(task.result), now, now, task.id),
+        )
 
 
 async def get(db: Database, task_id: str) -> Task | None:

@@ -12,20 +12,21 @@ from convertd.api.auth import authorize
 from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import Body, json_field, read_body
 from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, REGISTRY, SIGNER
-from convertd.api.urls import base_url
+from convertd.api.urls import Reached, base_url
 from convertd.api.v1.uploads import record
 from convertd.clock import iso
 from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from convertd.events import targets
 from convertd.files import is_job_id
 from convertd.store import jobs, keys, uploads
 
 DOWNLOAD = "v1-download"
 
 
-def _link_expires(request: web.Request, job: jobs.Job) -> int:
+def _link_expires(request: Reached, job: jobs.Job) -> int:
     """A download link lasts as long as the result can: the retention period after the job
     could have ended at the latest."""
     config = request.app[CONFIG]
@@ -33,7 +34,7 @@ def _link_expires(request: web.Request, job: jobs.Job) -> int:
     return int(latest_end + config.retention_seconds)
 
 
-def job_urls(request: web.Request, job: jobs.Job) -> dict[str, str]:
+def job_urls(request: Reached, job: jobs.Job) -> dict[str, str]:
     """The status URL, and a download URL signed for this job, which a browser can follow
     without a key (the key in a header works too)."""
     base = base_url(request)
@@ -102,6 +103,7 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
     except OptionError as exc:
         raise BadRequest(f"The field 'options' is invalid: {exc}.") from None
 
+    webhook_url = _webhook_url(request, body)
     source = await _input_upload(request, body)
     path = request.app[DATA].upload_file(source.file_path)
     try:
@@ -120,7 +122,28 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
         ) from None
 
     conversion = jobs.Conversion(filetype, input_format or "bin", output_format, options)
-    return await jobs.create(request.app[DB], source.id, conversion, key_id=request[API_KEY].id)
+    return await jobs.create(
+        request.app[DB], source.id, conversion, key_id=request[API_KEY].id, webhook_url=webhook_url
+    )
+
+
+def _webhook_url(request: web.Request, body: Body) -> str | None:
+    """`callback` (api2convert's name) or `webhook_url` (ConvertFly's): told of the job's end."""
+    given = {
+        name: value
+        for name in ("callback", "webhook_url")
+        if (value := body.fields.get(name, "").strip())
+    }
+    if len(set(given.values())) > 1:
+        raise BadRequest("Send one of 'callback' and 'webhook_url', or the same URL in both.")
+    for name, url in given.items():
+        if problem := targets.url_problem(request.app[CONFIG], url):
+            raise BadRequest(
+                f"The field {name!r} {problem}.",
+                "It is POSTed the job's status, signed, when the job finishes or fails.",
+            )
+        return url
+    return None
 
 
 async def _input_upload(request: web.Request, body: Body) -> uploads.Upload:
@@ -179,16 +202,8 @@ def _wait_seconds(request: web.Request) -> float:
     return seconds
 
 
-async def status(request: web.Request) -> web.Response:
-    wait = _wait_seconds(request)
-    job = await _owned_job(request)
-    if wait and job.status in (jobs.Status.PENDING, jobs.Status.PROCESSING):
-        job = await request.app[CHANGES].until(
-            job.id,
-            lambda: _owned_job(request),
-            lambda j: j.status in (jobs.Status.FINISHED, jobs.Status.FAILED),
-            wait,
-        )
+def status_json(request: Reached, job: jobs.Job) -> dict[str, Any]:
+    """The seed's status body, for GET /v1/status and the job's callback."""
     out: dict[str, Any] = {
         "ok": job.status is not jobs.Status.FAILED,
         "job_id": job.id,
@@ -210,7 +225,20 @@ async def status(request: web.Request) -> web.Response:
     elif job.status is jobs.Status.FAILED:
         out["error"] = job.error
         out["finished_at"] = iso(job.finished_at)
-    return web.json_response(out)
+    return out
+
+
+async def status(request: web.Request) -> web.Response:
+    wait = _wait_seconds(request)
+    job = await _owned_job(request)
+    if wait and job.status in (jobs.Status.PENDING, jobs.Status.PROCESSING):
+        job = await request.app[CHANGES].until(
+            job.id,
+            lambda: _owned_job(request),
+            lambda j: j.status in (jobs.Status.FINISHED, jobs.Status.FAILED),
+            wait,
+        )
+    return web.json_response(status_json(request, job))
 
 
 async def _signed_job(request: web.Request) -> jobs.Job:

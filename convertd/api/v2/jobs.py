@@ -22,6 +22,7 @@ from convertd.api.v2.tasks import (
     valid_name,
 )
 from convertd.errors import Invalid, NotFound
+from convertd.events import targets
 from convertd.files import is_job_id
 from convertd.store import task_jobs, tasks
 from convertd.tasks.operations import (
@@ -114,12 +115,9 @@ async def create(request: web.Request) -> web.Response:
             {name: [f"not a field of a job; known: {', '.join(JOB_FIELDS)}"] for name in unknown},
         )
     tag = _text(body, "tag", 255)
-    webhook_url = _text(body, "webhook_url", 2000)
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise Invalid(
-            "The webhook_url field must be an http or https URL.",
-            {"webhook_url": ["must be an http or https URL"]},
-        )
+    webhook_url = _text(body, "webhook_url", targets.MAX_URL)
+    if webhook_url and (problem := targets.url_problem(request.app[CONFIG], webhook_url)):
+        raise Invalid(f"The webhook_url field {problem}.", {"webhook_url": [problem]})
     specs = _task_specs(body)
     graph = _inputs_by_name(specs)
     if len(specs) > 1:

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from convertd.api.state import CONFIG, REGISTRY, SIGNER
-from convertd.api.urls import base_url
+from convertd.api.urls import Reached, base_url
 from convertd.store import task_jobs, tasks
 from convertd.tasks.tool_versions import engine_of
 
@@ -30,15 +30,15 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(int(ts), dt.UTC).isoformat()
 
 
-def upload_expires(request: web.Request, task: tasks.Task) -> int:
+def upload_expires(request: Reached, task: tasks.Task) -> int:
     return int(task.created_at + request.app[CONFIG].retention_seconds)
 
 
-def link_expires(request: web.Request, task: tasks.Task) -> int:
+def link_expires(request: Reached, task: tasks.Task) -> int:
     return int((task.ended_at or task.created_at) + request.app[CONFIG].retention_seconds)
 
 
-def upload_form(request: web.Request, task: tasks.Task) -> dict[str, Any]:
+def upload_form(request: Reached, task: tasks.Task) -> dict[str, Any]:
     expires = upload_expires(request, task)
     signature = request.app[SIGNER].sign(UPLOAD, task.id, expires)
     query = urlencode({"expires": expires, "signature": signature})
@@ -48,14 +48,14 @@ def upload_form(request: web.Request, task: tasks.Task) -> dict[str, Any]:
     }
 
 
-def file_url(request: web.Request, task: tasks.Task, filename: str) -> str:
+def file_url(request: Reached, task: tasks.Task, filename: str) -> str:
     expires = link_expires(request, task)
     signature = request.app[SIGNER].sign(DOWNLOAD, f"{task.id}/{filename}", expires)
     query = urlencode({"expires": expires, "signature": signature})
     return f"{base_url(request)}/v2/files/{task.id}/{quote(filename, safe='')}?{query}"
 
 
-def _result(request: web.Request, task: tasks.Task) -> dict[str, Any] | None:
+def _result(request: Reached, task: tasks.Task) -> dict[str, Any] | None:
     if task.operation == "import/upload" and task.status is tasks.Status.WAITING:
         return {"form": upload_form(request, task)}
     if task.result is None:
@@ -66,7 +66,7 @@ def _result(request: web.Request, task: tasks.Task) -> dict[str, Any] | None:
     return {**task.result, "files": files}
 
 
-def task_json(request: web.Request, task: tasks.Task) -> dict[str, Any]:
+def task_json(request: Reached, task: tasks.Task) -> dict[str, Any]:
     message = task.message
     if message is None and task.operation == "import/upload" and not task.ended:
         message = "Waiting for file upload"
@@ -100,7 +100,7 @@ def task_json(request: web.Request, task: tasks.Task) -> dict[str, Any]:
 
 
 def job_json(
-    request: web.Request, job: task_jobs.TaskJob, *, with_tasks: bool = True
+    request: Reached, job: task_jobs.TaskJob, *, with_tasks: bool = True
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": job.id,

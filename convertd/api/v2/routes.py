@@ -7,7 +7,7 @@ from aiohttp import web
 
 from convertd.api.openapi import index_route, self_description
 from convertd.api.routes import Route
-from convertd.api.v2 import account, files, jobs, tasks
+from convertd.api.v2 import account, files, jobs, tasks, webhooks
 from convertd.api.v2.schemas import (
     CREATED_TASK,
     JOB,
@@ -25,6 +25,17 @@ from convertd.errors import Invalid
 from convertd.tasks.operations import NOT_YET, OPERATIONS
 
 READ, WRITE, USER = "task.read", "task.write", "user.read"
+HOOKS_READ, HOOKS_WRITE = "webhook.read", "webhook.write"
+WEBHOOK = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "signing_secret": {"type": "string", "description": "only in the answer to POST"},
+        "created_at": {"type": "string"},
+    },
+}
 
 
 async def not_yet(request: web.Request) -> web.Response:
@@ -283,6 +294,67 @@ ROUTES: list[Route] = [
                 "403": error("A missing, wrong or expired signature"),
                 "404": error("The task or file no longer exists"),
             },
+        },
+    ),
+    Route(
+        "POST",
+        "/v2/webhooks",
+        webhooks.create,
+        "Subscribe a URL to this key's events; the answer shows its signing_secret, once",
+        scope=HOOKS_WRITE,
+        operation={
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "required": ["url", "events"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "events": {
+                            "type": "array",
+                            "items": {
+                                "type": "string",
+                                "enum": [
+                                    "job.created",
+                                    "job.finished",
+                                    "job.failed",
+                                    "task.finished",
+                                    "task.failed",
+                                ],
+                            },
+                        },
+                    },
+                }
+            ),
+            "responses": {
+                "201": one("The webhook, with its signing_secret", WEBHOOK),
+                "400": error("A malformed body"),
+                "413": error("A body over 64 KiB"),
+                "422": error("A missing or invalid url or events"),
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/v2/webhooks",
+        webhooks.listing,
+        "This key's webhooks (without their secrets)",
+        scope=HOOKS_READ,
+        operation={
+            "parameters": PAGING,
+            "responses": {"200": many("Webhooks", WEBHOOK), "422": error("A bad page")},
+        },
+    ),
+    Route(
+        "DELETE",
+        "/v2/webhooks/{webhook_id}",
+        webhooks.delete,
+        "Delete a webhook; its deliveries not yet sent are dropped",
+        scope=HOOKS_WRITE,
+        operation={
+            "parameters": [
+                {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"204": {"description": "Deleted"}, "404": error("No such webhook")},
         },
     ),
     Route(

@@ -1,0 +1,2 @@
+"""Events: webhooks (subscriptions, signed deliveries that survive restarts) and the
+Server-Sent Event streams of job and task changes."""

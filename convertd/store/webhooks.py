@@ -1,0 +1,243 @@
+"""Webhook subscriptions and the outbox of deliveries.
+
+Events are not written here: the triggers of migration 4 record one, in the transaction that
+ended a job or task, and fan it out into one pending delivery per subscriber. This module keeps
+the subscriptions and lets the sender (convertd/events/sender.py) take due deliveries and record
+each try, so a delivery survives a restart or a kill -9 and is tried until it is answered 2xx or
+its tries run out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import sqlite3
+
+from convertd import clock
+from convertd.store.db import Database, Row, from_row
+
+# What a subscription may ask for, as CloudConvert names them.
+EVENTS = ("job.created", "job.finished", "job.failed", "task.finished", "task.failed")
+# What a per-job URL (v2 webhook_url, v1 callback) and a watch rule's webhook_url hear.
+JOB_END = ("job.finished", "job.failed")
+# At most this many deliveries to one subscriber are in flight at once, so a slow or dead
+# receiver cannot take the sender's whole attention.
+PER_SUBSCRIBER = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Webhook:
+    id: str
+    key_id: int | None
+    url: str
+    events: list[str]
+    rule: str | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> Webhook:
+        return from_row(cls, row, events=json.loads(row["events"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """A delivery with what sending it needs: its event, and the secret that signs it."""
+
+    id: int
+    event_id: str
+    event: str  # the event's name
+    api: str
+    key_id: int | None  # the event's key
+    job_id: str | None
+    task_id: str | None
+    drop_id: int | None
+    event_at: float
+    webhook_id: str | None
+    url: str
+    secret: str | None
+    status: str
+    attempts: int
+    next_at: float | None
+    body: bytes | None
+    last_answer: str | None
+    last_at: float | None
+    created_at: float
+
+    @property
+    def subscriber(self) -> str:
+        return self.webhook_id or self.url
+
+    @classmethod
+    def from_row(cls, row: Row) -> Delivery:
+        return from_row(cls, row)
+
+
+_DELIVERY_COLUMNS = """d.id, d.event_id, e.name AS event, e.api, e.key_id, e.job_id,
+        e.task_id, e.drop_id, e.created_at AS event_at, d.webhook_id, d.url,
+        COALESCE(w.signing_secret, k.webhook_secret) AS secret, d.status, d.attempts,
+        d.next_at, d.body, d.last_answer, d.last_at, d.created_at"""
+_DELIVERY_TABLES = """deliveries d JOIN events e ON e.id = d.event_id
+    LEFT JOIN webhooks w ON w.id = d.webhook_id
+    LEFT JOIN api_keys k ON k.id = d.key_id"""
+_SELECT_DELIVERY = f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES}"  # noqa: S608
+
+
+async def create(
+    db: Database, key_id: int | None, url: str, events: list[str]
+) -> tuple[Webhook, str]:
+    """Subscribe `url` to the key's `events`; returns it with its signing secret (shown once)."""
+    webhook_id = secrets.token_hex(8)
+    secret = "whsec_" + secrets.token_hex(24)
+    row = await db.write(
+        lambda conn: conn.execute(
+            """INSERT INTO webhooks (id, key_id, url, events, signing_secret, created_at)
+               VALUES (?, ?, ?, ?, ?, ?) RETURNING *""",
+            (webhook_id, key_id, url, json.dumps(events), secret, clock.now()),
+        ).fetchone()
+    )
+    return Webhook.from_row(row), secret
+
+
+async def of_key(db: Database, key_id: int | None, offset: int, limit: int) -> list[Webhook]:
+    rows = await db.fetch_all(
+        "SELECT * FROM webhooks WHERE key_id IS ? AND rule IS NULL "
+        "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        (key_id, limit, offset),
+    )
+    return [Webhook.from_row(r) for r in rows]
+
+
+async def count_of_key(db: Database, key_id: int | None) -> int:
+    row = await db.fetch_one(
+        "SELECT COUNT(*) FROM webhooks WHERE key_id IS ? AND rule IS NULL", (key_id,)
+    )
+    return int(row[0]) if row else 0
+
+
+async def get_owned(db: Database, key_id: int | None, webhook_id: str) -> Webhook | None:
+    row = await db.fetch_one(
+        "SELECT * FROM webhooks WHERE id = ? AND key_id IS ? AND rule IS NULL",
+        (webhook_id, key_id),
+    )
+    return Webhook.from_row(row) if row else None
+
+
+def _drop(conn: sqlite3.Connection, webhook_ids: list[str], why: str) -> None:
+    """Remove these subscriptions; their deliveries still pending are given up, with `why`."""
+    ids = json.dumps(webhook_ids)
+    conn.execute(
+        """UPDATE deliveries SET status = 'failed', next_at = NULL, last_answer = ?
+           WHERE status = 'pending' AND webhook_id IN (SELECT value FROM json_each(?))""",
+        (why, ids),
+    )
+    conn.execute("DELETE FROM webhooks WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+
+
+async def delete(db: Database, webhook_id: str) -> None:
+    await db.write(lambda conn: _drop(conn, [webhook_id], "not sent: the webhook was deleted"))
+
+
+async def mirror_rules(db: Database, rules: list[tuple[str, str, int]]) -> None:
+    """The watch rules' webhooks, (rule, url, key id), as the config has them now."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        wanted = {name: (url, key_id) for name, url, key_id in rules}
+        stale = [
+            row["id"]
+            for row in conn.execute("SELECT id, rule, url, key_id FROM webhooks WHERE rule NOTNULL")
+            if wanted.get(row["rule"]) != (row["url"], row["key_id"])
+        ]
+        _drop(conn, stale, "not sent: the watch rule's webhook_url changed")
+        for name, (url, key_id) in wanted.items():
+            conn.execute(
+                """INSERT OR IGNORE INTO webhooks (id, key_id, url, events, rule, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (f"rule-{name}", key_id, url, json.dumps(JOB_END), name, clock.now()),
+            )
+
+    await db.write(write)
+
+
+async def list_all(db: Database) -> list[tuple[Webhook, int, int]]:
+    """Every subscription, with its deliveries pending and failed (for `convertd webhooks list`)."""
+    rows = await db.fetch_all(
+        """SELECT w.*,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.webhook_id = w.id
+               AND d.status = 'pending') AS pending,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.webhook_id = w.id
+               AND d.status = 'failed') AS failed
+           FROM webhooks w ORDER BY w.created_at, w.id"""
+    )
+    return [(Webhook.from_row(r), r["pending"], r["failed"]) for r in rows]
+
+
+async def due(db: Database, now: float, limit: int = 200) -> list[Delivery]:
+    """Pending deliveries due by `now`, oldest first, at most PER_SUBSCRIBER per subscriber."""
+    rows = await db.fetch_all(
+        f"""SELECT * FROM (
+                SELECT {_DELIVERY_COLUMNS}, ROW_NUMBER() OVER (
+                    PARTITION BY COALESCE(d.webhook_id, d.url) ORDER BY d.next_at, d.id) AS nth
+                FROM {_DELIVERY_TABLES} WHERE d.status = 'pending')
+            WHERE nth <= ? AND next_at <= ? ORDER BY next_at, id LIMIT ?""",  # noqa: S608
+        (PER_SUBSCRIBER, now, limit),
+    )
+    return [Delivery.from_row(r) for r in rows]
+
+
+async def next_due_at(db: Database, exclude: list[int]) -> float | None:
+    """When the next pending delivery, other than those in `exclude` (being sent), is due."""
+    row = await db.fetch_one(
+        "SELECT MIN(next_at) FROM deliveries WHERE status = 'pending' "
+        "AND id NOT IN (SELECT value FROM json_each(?))",
+        (json.dumps(exclude),),
+    )
+    return row[0] if row else None
+
+
+async def set_body(db: Database, delivery_id: int, body: bytes) -> None:
+    await db.write(
+        lambda conn: conn.execute(
+            "UPDATE deliveries SET body = ? WHERE id = ? AND body IS NULL", (body, delivery_id)
+        )
+    )
+
+
+async def record_try(
+    db: Database, delivery_id: int, answer: str, *, delivered: bool, next_at: float | None
+) -> None:
+    """One try, and its answer: delivered, tried again at `next_at`, or (None) given up."""
+    status = "delivered" if delivered else ("pending" if next_at is not None else "failed")
+    await db.write(
+        lambda conn: conn.execute(
+            """UPDATE deliveries SET attempts = attempts + 1, status = ?, next_at = ?,
+                                     last_answer = ?, last_at = ?
+               WHERE id = ? AND status = 'pending'""",
+            (status, next_at if status == "pending" else None, answer, clock.now(), delivery_id),
+        )
+    )
+
+
+async def recent(db: Database, *, failed_only: bool = False, limit: int = 50) -> list[Delivery]:
+    where = "WHERE d.status = 'failed'" if failed_only else ""
+    rows = await db.fetch_all(
+        f"{_SELECT_DELIVERY} {where} ORDER BY d.id DESC LIMIT ?",
+        (limit,),
+    )
+    return [Delivery.from_row(r) for r in rows]
+
+
+async def forget_before(db: Database, cutoff: float) -> int:
+    """Events older than `cutoff` with nothing left to send go, with their deliveries."""
+    return int(
+        await db.write(
+            lambda conn: (
+                conn.execute(
+                    """DELETE FROM events WHERE created_at < ? AND NOT EXISTS
+                   (SELECT 1 FROM deliveries d WHERE d.event_id = events.id
+                    AND d.status = 'pending')""",
+                    (cutoff,),
+                ).rowcount
+            )
+        )
+    )
