@@ -100,6 +100,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     # v1's `GET /v1/status/{id}?wait=` hears of a job's end here.
     pool.on_job_end(lambda job: app[CHANGES].changed(job.id))
+    # The event streams (/v1/events, /v2/events) hear of its start, progress and end.
+    pool.on_job_change(lambda job: app[CHANGES].publish(job.key_id, ("job", job.id)))
     pool.start()
     yield
     await pool.stop()

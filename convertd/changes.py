@@ -1,5 +1,7 @@
-"""Waiting for a job or task to end without polling (`/sync/v2`, v1's `?wait=`): whoever
-records a change announces it here after it is committed, and it wakes whoever waits on it."""
+"""Hearing of changes without polling: whoever records a change announces it here after it is
+committed. `changed(subject)` wakes whoever waits for that job or task to end (`/sync/v2`, v1's
+`?wait=`); `publish(key_id, item)` tells the event streams of that key (`/v1/events`,
+`/v2/events`) which job or task to show again."""
 
 from __future__ import annotations
 
@@ -9,12 +11,72 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# What changed, for an event stream: ("job", id) a v1-style queued job (any source), ("task",
+# id) a /v2 task, ("task_job", id) a /v2 job; ("new_job", id) and ("new_task_job", id) when one
+# was just made (shown as job.created whatever its status by then).
+Item = tuple[str, str]
+
+
+def task_items(task_id: str, job_id: str | None) -> list[Item]:
+    """A /v2 task changed: it, and the job it belongs to (whose status and percent follow)."""
+    return [("task", task_id)] + ([("task_job", job_id)] if job_id else [])
+
+
+class Subscription:
+    """One event stream's view: the items changed since it last looked, each once however
+    often it changed (so a slow reader costs one entry per job, not one per change)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Item, None] = {}
+        self._ready = asyncio.Event()
+        self.closed = False
+
+    def add(self, item: Item) -> None:
+        self._pending[item] = None
+        self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def next(self, timeout: float) -> list[Item]:
+        """The items changed since the last call, waiting up to `timeout` for one; [] if none."""
+        if not self._pending and not self.closed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
+            except TimeoutError:
+                pass
+        self._ready.clear()
+        items, self._pending = list(self._pending), {}
+        return items
+
 
 class Changes:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._streams: dict[int | None, set[Subscription]] = {}
         self._closed = False
+
+    def subscribe(self, key_id: int | None) -> Subscription:
+        subscription = Subscription()
+        if self._closed:
+            subscription.close()
+        self._streams.setdefault(key_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, key_id: int | None, subscription: Subscription) -> None:
+        streams = self._streams.get(key_id)
+        if streams is not None:
+            streams.discard(subscription)
+            if not streams:
+                del self._streams[key_id]
+
+    def publish(self, key_id: int | None, *items: Item) -> None:
+        for subscription in self._streams.get(key_id, ()):
+            for item in items:
+                subscription.add(item)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every announced change (the webhook sender looks for work)."""
@@ -39,6 +101,9 @@ class Changes:
         for event in self._events.values():
             event.set()
         self._events.clear()
+        for streams in self._streams.values():
+            for subscription in streams:
+                subscription.close()
 
     async def until(
         self,

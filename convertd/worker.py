@@ -67,6 +67,7 @@ class WorkerPool:
         self._workers: list[Periodic] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[JobEndListener] = []
+        self._watchers: list[JobEndListener] = []
         self._reclaimer = Reclaimer()
         self._cancelled: set[str] = set()
         self._cancellations = Periodic("job-cancellations", self._stop_cancelled, 1.0)
@@ -83,6 +84,14 @@ class WorkerPool:
         """A job was queued: wake the idle workers now instead of at their next poll."""
         for worker in self._workers:
             worker.poke()
+
+    def on_job_change(self, watcher: JobEndListener) -> None:
+        """Call `watcher(job)` when a job starts, reports progress, and ends (event streams)."""
+        self._watchers.append(watcher)
+
+    def _changed(self, job: jobs.Job) -> None:
+        for watcher in self._watchers:
+            watcher(job)
 
     def on_job_end(self, listener: JobEndListener) -> None:
         """Call `listener(job)` (with the job as it was claimed) whenever a job ends here."""
@@ -119,6 +128,7 @@ class WorkerPool:
             raise
         if job is None:
             return False
+        self._changed(job)
         # The job runs in its own task so that stop() can wait for it while cancelling workers.
         run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
         self._running[job.id] = run
@@ -174,6 +184,8 @@ class WorkerPool:
                 await jobs.set_progress(self.db, job.id, owner, percent)
             except sqlite3.Error as exc:
                 logger.warning("job %s: progress not recorded (%s)", job.id, exc)
+            else:
+                self._changed(job)
 
         try:
             output = await self.runner.run(
@@ -215,6 +227,7 @@ class WorkerPool:
         self._reclaimer.job_ended()
         for listener in self._listeners:
             listener(job)
+        self._changed(job)
 
     async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
         """A job's end, written even if the database is briefly unwritable (a full disk)."""

@@ -1,12 +1,19 @@
-"""Waiting without polling on v1 (`?wait=`), and browsers as clients (CORS)."""
+"""Waiting without polling on v1 (`?wait=`), event streams (SSE), and browsers as clients
+(CORS)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.conftest import Daemon
+from tests.media import make_video
 from tests.test_queue import SLOW, slow_image
 
 
@@ -107,3 +114,119 @@ def test_a_revoked_keys_download_links_stop(daemon: Daemon) -> None:
     )
     daemon.cli("keys", "revoke", key_id)
     assert requests.get(status["download_url"], timeout=10).status_code == 404
+
+
+class EventReader:
+    """A Server-Sent Events client on a thread: each message's event name and data, in order."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.response = requests.get(url, headers={"X-API-Key": key}, stream=True, timeout=60)
+        assert self.response.status_code == 200, self.response.text
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        event, data = "", ""
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif line == "" and event:
+                    self.messages.append((event, json.loads(data)))
+                    event, data = "", ""
+        except (requests.RequestException, AttributeError, ValueError):
+            pass  # closed by close() under the reading thread
+
+    def wait_for(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event, data in self.messages:
+                if event == name:
+                    return data
+            time.sleep(0.05)
+        raise AssertionError(f"no {name}: {[m[0] for m in self.messages]}")
+
+    def close(self) -> None:
+        self.response.close()
+        self._thread.join(timeout=10)
+
+
+def test_v1_events_stream_this_keys_jobs_with_progress(make_daemon: Any, tmp_path: Path) -> None:
+    d = make_daemon(workers=1)
+    key, other = d.create_key("watcher", "--plan", "pro"), d.create_key("other", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "clip.mp4", 20.0, "640x360", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    mine = EventReader(f"{d.base}/events", key)
+    theirs = EventReader(f"{d.base}/events", other)
+    try:
+        job = d.convert(
+            key, clip.read_bytes(), "clip.mp4", "video", "webm", {"video_codec": "vp9", "crf": 10}
+        ).json()
+        created = mine.wait_for("job.created")
+        assert created["job"]["job_id"] == job["job_id"]
+        finished = mine.wait_for("job.finished", timeout=300)
+        assert finished["job"]["download_url"] and finished["job"]["file_size"] > 0
+        progress = [m[1]["job"]["progress"] for m in mine.messages if m[0] == "job.updated"]
+        assert any(0 < p < 100 for p in progress), progress
+        assert progress == sorted(progress), "progress only goes forward"
+        failing = d.convert(key, b"not a png", "x.png", "image", "webp").json()
+        assert mine.wait_for("job.failed")["job"]["job_id"] == failing["job_id"]
+        assert theirs.messages == [], "another key hears nothing of these jobs"
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_v2_events_stream_tasks_with_percent(make_daemon: Any, tmp_path: Path) -> None:
+    d = make_daemon(workers=1)
+    key = d.create_key("v2-watcher", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "clip.mp4", 20.0, "640x360", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    root = d.base.removesuffix("/v1")
+    stream = EventReader(f"{root}/v2/events", key)
+    try:
+        body = {
+            "tasks": {
+                "in": {
+                    "operation": "import/base64",
+                    "file": base64.b64encode(clip.read_bytes()).decode(),
+                    "filename": "clip.mp4",
+                },
+                "webm": {
+                    "operation": "convert",
+                    "input": "in",
+                    "output_format": "webm",
+                    "video_codec": "vp9",
+                    "crf": 10,
+                },
+            }
+        }
+        made = requests.post(
+            f"{root}/v2/jobs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert made.status_code == 201, made.text
+        job_id = made.json()["data"]["id"]
+        assert stream.wait_for("job.created")["job"]["id"] == job_id
+        done = stream.wait_for("job.finished", timeout=300)
+        assert done["job"]["id"] == job_id and done["job"]["status"] == "finished"
+        percents = [
+            m[1]["task"]["percent"]
+            for m in stream.messages
+            if m[0] == "task.updated" and m[1]["task"]["operation"] == "convert"
+        ]
+        assert any(0 < p < 100 for p in percents), percents
+        finished = [m[1]["task"]["name"] for m in stream.messages if m[0] == "task.finished"]
+        assert sorted(finished) == ["in", "webm"]
+        gone = requests.delete(
+            f"{root}/v2/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert gone.status_code == 204
+        assert stream.wait_for("job.deleted")["job"]["id"] == job_id
+    finally:
+        stream.close()

@@ -354,3 +354,9 @@ async def existing(db: Database, task_ids: list[str]) -> set[str]:
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+async def of_conversion(db: Database, conversion_id: str) -> Task | None:
+    """The convert task a queued job runs for, if it runs for one."""
+    row = await db.fetch_one(f"{_SELECT_TASK} WHERE t.conversion_id = ?", (conversion_id,))
+    return Task.from_row(row) if row else None

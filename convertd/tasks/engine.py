@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from convertd.changes import Changes
+from convertd.changes import Changes, task_items
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.errors import DISK_FULL, is_disk_full
@@ -104,10 +104,12 @@ class TaskEngine:
     def changed(self, task: tasks.Task) -> None:
         """A task ended (or was cancelled or deleted): wake who waits on it or its job."""
         self.changes.changed(task.id, task.job_id)
+        self.changes.publish(task.key_id, *task_items(task.id, task.job_id))
 
     def started(self, task: tasks.Task) -> None:
         """A task started: a job ends only when a task ends, so only the task's waiters care."""
         self.changes.changed(task.id)
+        self.changes.publish(task.key_id, *task_items(task.id, task.job_id))
 
     # ----- stepping: settle ended conversions, fail orphans, start what is ready -----
 
@@ -338,9 +340,11 @@ class TaskEngine:
         return doomed
 
     async def delete(
-        self, task_ids: list[str], delete: Callable[[sqlite3.Connection], Any]
+        self, deleted: list[tasks.Task], delete: Callable[[sqlite3.Connection], Any]
     ) -> None:
-        """Stop these tasks, run `delete` (which removes their rows) and remove their files."""
+        """Stop these tasks, run `delete` (which removes their rows) and remove their files;
+        whoever waits on them or watches them hears of it."""
+        task_ids = [t.id for t in deleted]
 
         def cancel_and_delete(
             conn: sqlite3.Connection,
@@ -357,6 +361,8 @@ class TaskEngine:
         for job_id, upload_path in forgotten:
             await asyncio.to_thread(self.data.remove_job_files, job_id)
             await asyncio.to_thread(self.data.remove_upload, upload_path)
+        for task in deleted:
+            self.changed(task)
 
     async def _stop(self, doomed: list[tasks.Task]) -> None:
         self._orphans_possible = True

@@ -54,6 +54,7 @@ async def convert(request: web.Request) -> web.Response:
         await asyncio.to_thread(body.discard, request.app[DATA])
         raise
     request.app[POOL].notify()
+    request.app[CHANGES].publish(job.key_id, ("new_job", job.id))
     return web.json_response(
         {"ok": True, "job_id": job.id, "status": job.status.value, **job_urls(request, job)},
         status=202,

@@ -12,6 +12,7 @@ from convertd.api.v1.jobs import convert, download, status
 from convertd.api.v1.keys import keys_me
 from convertd.api.v1.uploads import upload
 from convertd.converters.registry import FILETYPES
+from convertd.events.stream import v1_events
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 CONVERT_FIELDS = {
@@ -143,6 +144,14 @@ ROUTES: list[Route] = [
                 "503": error("The converter's tool is not installed"),
             },
         },
+    ),
+    Route(
+        "GET",
+        "/v1/events",
+        v1_events,
+        "A Server-Sent Event stream of this key's jobs as they change, with their progress",
+        scope="task.read",
+        operation={"responses": {"200": {"content": {"text/event-stream": {}}}}},
     ),
     Route(
         "GET",

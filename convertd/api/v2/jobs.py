@@ -154,6 +154,7 @@ async def create(request: web.Request) -> web.Response:
             await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
     request.app[ENGINE].added()
+    request.app[CHANGES].publish(key_id, ("new_task_job", job_id), *[("task", t.id) for t in new])
     job = await task_jobs.get_job(request.app[DB], job_id)
     if job is None:
         raise NotFound(f"Job {job_id} was deleted just after it was made.")
@@ -203,6 +204,5 @@ async def listing(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Cancel what still runs (its tools are killed), then delete the job, its tasks and files."""
     job = await owned_job(request)
-    ids = [t.id for t in job.tasks]
-    await request.app[ENGINE].delete(ids, lambda conn: task_jobs.delete_job(conn, job.id))
+    await request.app[ENGINE].delete(job.tasks, lambda conn: task_jobs.delete_job(conn, job.id))
     return web.Response(status=204)

@@ -22,6 +22,7 @@ from convertd.api.v2.schemas import (
     one,
 )
 from convertd.errors import Invalid
+from convertd.events.stream import v2_events
 from convertd.tasks.operations import NOT_YET, OPERATIONS
 
 READ, WRITE, USER = "task.read", "task.write", "user.read"
@@ -295,6 +296,14 @@ ROUTES: list[Route] = [
                 "404": error("The task or file no longer exists"),
             },
         },
+    ),
+    Route(
+        "GET",
+        "/v2/events",
+        v2_events,
+        "A Server-Sent Event stream of this key's jobs and tasks as they change, with percent",
+        scope=READ,
+        operation={"responses": {"200": {"content": {"text/event-stream": {}}}}},
     ),
     Route(
         "POST",

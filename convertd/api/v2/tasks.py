@@ -14,6 +14,7 @@ from aiohttp import web
 from convertd.api.receive import read_json
 from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, ENGINE, REGISTRY
 from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, task_json
+from convertd.changes import task_items
 from convertd.errors import Invalid, NotFound, PayloadTooLarge
 from convertd.files import DataDir, is_job_id, safe_filename
 from convertd.store import tasks
@@ -162,6 +163,7 @@ async def create(request: web.Request) -> web.Response:
         await asyncio.to_thread(request.app[DATA].remove_task_files, task.id)
         raise
     request.app[ENGINE].added()
+    request.app[CHANGES].publish(key_id, ("task", task.id))
     return data(task_json(request, await _created(request, task.id)), status=201)
 
 
@@ -263,12 +265,13 @@ async def retry(request: web.Request) -> web.Response:
         lambda conn: tasks.insert_task(conn, copy, key_id=task.key_id, job_id=task.job_id)
     )
     request.app[ENGINE].added()
+    request.app[CHANGES].publish(task.key_id, *task_items(copy.id, task.job_id))
     return data(task_json(request, await _created(request, copy.id)), status=201)
 
 
 async def delete(request: web.Request) -> web.Response:
     task = await owned_task(request)
-    await request.app[ENGINE].delete([task.id], lambda conn: tasks.delete_task(conn, task.id))
+    await request.app[ENGINE].delete([task], lambda conn: tasks.delete_task(conn, task.id))
     return web.Response(status=204)
 
 

@@ -1,0 +1,117 @@
+"""`GET /v1/events` and `GET /v2/events`: Server-Sent Event streams of the calling key's jobs
+and tasks as they change, with their progress, for pages and apps that want to watch without
+polling (an `EventSource` passes the key as `?api_key=`, since it cannot send headers).
+
+Each message is `event: <name>` and `data: {"event": <name>, "job"|"task": ...}`, the subject
+rendered as the API's status answers render it. Names: job.created, job.updated, job.finished,
+job.failed, job.deleted, and the same for task.* on /v2. A comment line every HEARTBEAT seconds
+keeps proxies from closing a quiet stream. Nothing is replayed: a client that reconnects asks
+the status of what it watches, then goes on with the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from convertd.api.state import API_KEY, CHANGES, DB
+from convertd.api.v1.jobs import status_json
+from convertd.api.v2.render import job_json, task_json
+from convertd.changes import Item
+from convertd.store import jobs, task_jobs, tasks
+
+HEARTBEAT = 15.0
+# v1's and v2's statuses, as the end of an event's name.
+NAMES = {
+    "pending": "created",
+    "waiting": "created",
+    "processing": "updated",
+    "finished": "finished",
+    "failed": "failed",
+    "error": "failed",
+}
+
+
+def _name(kind: str, status: str) -> str:
+    return f"{kind}.{NAMES[status]}"
+
+
+async def _v1_message(request: web.Request, item: Item) -> dict[str, Any] | None:
+    kind, subject = item
+    if kind not in ("job", "new_job"):
+        return None
+    job = await jobs.get(request.app[DB], subject)
+    if job is None:
+        return {"event": "job.deleted", "job": {"job_id": subject}}
+    if job.source != "api":
+        return None
+    name = "job.created" if kind == "new_job" else _name("job", job.status.value)
+    return {"event": name, "job": status_json(request, job)}
+
+
+async def _v2_message(request: web.Request, item: Item) -> dict[str, Any] | None:
+    kind, subject = item
+    db = request.app[DB]
+    if kind in ("task_job", "new_task_job"):
+        job = await task_jobs.get_job(db, subject)
+        if job is None:
+            return {"event": "job.deleted", "job": {"id": subject}}
+        name = "job.created" if kind == "new_task_job" else _name("job", job.status)
+        return {"event": name, "job": job_json(request, job, with_tasks=False)}
+    if kind == "task":
+        task = await tasks.get(db, subject)
+        if task is None:
+            return {"event": "task.deleted", "task": {"id": subject}}
+    elif kind == "job":  # a queued job: shown as the convert task it runs for, with its percent
+        found = await tasks.of_conversion(db, subject)
+        if found is None:
+            return None
+        task = found
+    else:
+        return None
+    return {"event": _name("task", task.status.value), "task": task_json(request, task)}
+
+
+async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass each message on at once
+        }
+    )
+    await response.prepare(request)
+    await response.write(b": convertd events\nretry: 3000\n\n")
+    changes, key_id = request.app[CHANGES], request[API_KEY].id
+    subscription = changes.subscribe(key_id)
+    sent = 0
+    try:
+        while not subscription.closed:
+            items = await subscription.next(HEARTBEAT)
+            if not items:
+                await response.write(b": ping\n\n")
+                continue
+            for item in items:
+                message = await render(request, item)
+                if message is None:
+                    continue
+                sent += 1
+                data = json.dumps(message, separators=(",", ":"))
+                await response.write(
+                    f"id: {sent}\nevent: {message['event']}\ndata: {data}\n\n".encode()
+                )
+    except (ConnectionResetError, RuntimeError):
+        pass  # the client went away
+    finally:
+        changes.unsubscribe(key_id, subscription)
+    return response
+
+
+async def v1_events(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, _v1_message)
+
+
+async def v2_events(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, _v2_message)
