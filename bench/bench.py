@@ -672,6 +672,83 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     print(f"control plane busy: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
 
 
+WAITERS_CLIENT = """
+import asyncio, sys, aiohttp
+base, key, ids = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+async def wait(session, job_id):
+    async with session.get(f"{base}/status/{job_id}?wait=300", headers={"X-API-Key": key}) as r:
+        await r.read()
+async def main():
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        waits = [asyncio.ensure_future(wait(s, j)) for j in ids]
+        await asyncio.sleep(1)
+        print("open", flush=True)
+        await asyncio.gather(*waits)
+asyncio.run(main())
+"""
+
+
+def bench_waiters(work: Path, quick: bool) -> None:
+    """Status reads (p99) with 1,000 `?wait=` requests held open by another process, against
+    none, alternating; and what the waiters cost the daemon in memory (VmRSS)."""
+    count = 200 if quick else 1000
+    d = Daemon(work / "waiters" / "data", workers=0)  # nothing runs: every job stays pending
+    try:
+        ids = [
+            d.http.post(
+                f"{d.base}/convert",
+                files={"file": ("a.txt", b"%d" % n)},
+                data={"filetype": "hash", "output_format": "md5"},
+                timeout=30,
+            ).json()["job_id"]
+            for n in range(count + 1)
+        ]
+        url = f"{d.base}/status/{ids[-1]}"
+        assert d.proc is not None
+        seconds = 2 if quick else 8
+        load(d, url, 1)  # warm up
+        sides: dict[str, list[float]] = {"none": [], "waiters": []}
+        rss: dict[str, list[int]] = {"none": [], "waiters": []}
+        for _ in range(2):
+            rss["none"].append(proc_status_kib(d.proc.pid, "VmRSS"))
+            sides["none"].append(load(d, url, seconds)[1])
+            waiters = subprocess.Popen(
+                [sys.executable, "-c", WAITERS_CLIENT, d.base, d.key, ",".join(ids[:count])],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert waiters.stdout is not None and waiters.stdout.readline().strip() == "open"
+            rss["waiters"].append(proc_status_kib(d.proc.pid, "VmRSS"))
+            sides["waiters"].append(load(d, url, seconds)[1])
+            waiters.kill()
+            waiters.wait()
+            time.sleep(1)
+    finally:
+        d.stop()
+    none, held = statistics.median(sides["none"]), statistics.median(sides["waiters"])
+    per_waiter = (statistics.median(rss["waiters"]) - statistics.median(rss["none"])) / count
+    ROWS.append(
+        (
+            f"GET /v1/status p99, 32 connections, with {count:,} ?wait= requests open vs none",
+            f"{held:.1f} ms",
+            f"{none:.1f} ms",
+            f"{held / none:.2f}x",
+            "<= 1.5x",
+        )
+    )
+    ROWS.append(
+        (
+            f"daemon memory per open ?wait= request ({count:,} open)",
+            f"{per_waiter:.1f} KiB",
+            "-",
+            "-",
+            "<= 64 KiB",
+        )
+    )
+    print(f"waiters: p99 {held:.1f} ms vs {none:.1f} ms; {per_waiter:.1f} KiB each", flush=True)
+
+
 BOUNDARY = "convertdbenchboundary"
 PATTERN = bytes(range(256)) * 4096  # 1 MiB
 
@@ -916,7 +993,18 @@ def write_results(path: Path, quick: bool) -> None:
     path.write_text("\n".join(lines))
 
 
-CASES = ("documents", "images", "v2", "media", "queue", "control", "memory", "drops", "recovery")
+CASES = (
+    "documents",
+    "images",
+    "v2",
+    "media",
+    "queue",
+    "control",
+    "waiters",
+    "memory",
+    "drops",
+    "recovery",
+)
 
 
 def main() -> int:
@@ -951,6 +1039,8 @@ def main() -> int:
                 bench_queue(work, args.quick)
         finally:
             d.stop()
+        if "waiters" in only:
+            bench_waiters(work, args.quick)
         if "memory" in only:
             bench_memory(work, args.quick)
         if "drops" in only:

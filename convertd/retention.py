@@ -10,7 +10,7 @@ import logging
 from convertd import clock
 from convertd.config import Config
 from convertd.files import DataDir
-from convertd.store import jobs, quotas, task_jobs, tasks, uploads
+from convertd.store import jobs, quotas, task_jobs, tasks, uploads, webhooks
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
         await db.write(functools.partial(tasks.delete_task, task_id=task_id))
         await asyncio.to_thread(data.remove_task_files, task_id)
     await _sweep_orphaned_task_files(db, data, cutoff)
+    # Webhook events and their deliveries' answers, once nothing is left to send.
+    await webhooks.forget_before(db, cutoff)
     # Day counters are needed for one day; keep two for the sake of clock skew at midnight.
     await quotas.prune_counters(db, clock.now() - 2 * 86400)
     if expired_jobs or expired_uploads or old_tasks:

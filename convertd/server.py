@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
+import resource
 import signal
 from http import HTTPStatus
 from typing import IO
@@ -106,7 +108,19 @@ def lock_data_dir(data: DataDir) -> IO[str]:
     return handle
 
 
+def raise_open_files_limit() -> None:
+    """Every held request (`?wait=`, /sync/v2, an event stream) is an open socket: take the hard
+    limit, since the soft one is often 1,024 (systemd's default) and a thousand waiters would
+    exhaust it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 async def serve(config: Config) -> None:
+    raise_open_files_limit()
     lock = lock_data_dir(DataDir.of(config))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,5 +20,5 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = out.read_text()
-    for case in ("document:", "image:", "video:", "queue:", "control plane:"):
+    for case in ("document:", "image:", "video:", "queue:", "control plane:", "?wait= requests"):
         assert case in table
