@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Daemon, image_bytes
+from tests.conftest import ROOT, Daemon, image_bytes
 from tests.daemon import run_cli
 from tests.test_v2_api import call, job_of, wait_job
 from tests.webhook_receiver import Receiver
@@ -328,3 +328,31 @@ webhook_key = {key_id}
     assert failed.json["drop"]["error"] and failed.json["drop"]["file"].endswith("broken.png")
     listed = d.cli("webhooks", "list").stdout
     assert "watch rule scans" in listed and receiver.url in listed
+
+
+def readme_verify() -> Any:
+    """The README's 5-line `verify`, exactly as printed there."""
+    readme = (ROOT / "README.md").read_text()
+    block = next(
+        b.split("```", 1)[0]
+        for b in readme.split("```python\n")[1:]
+        if "def verify(body" in b.split("```", 1)[0]
+    )
+    assert len(block.strip().splitlines()) <= 5, block
+    scope: dict[str, Any] = {}
+    exec(block, scope)
+    return scope["verify"]
+
+
+def test_the_readmes_verify_recipe_accepts_deliveries_and_refuses_forgeries(
+    hooked: Daemon, hkey: str, receiver: Receiver
+) -> None:
+    verify = readme_verify()
+    job_of(hooked, hkey, png_job(), webhook_url=receiver.url)
+    (got,) = receiver.wait_for(1, what="job.finished")
+    secret = key_secret(hooked, hkey)
+    assert verify(got.body, got.headers, secret)
+    assert not verify(got.body + b" ", got.headers, secret)
+    assert not verify(got.body, got.headers, secret + "x")
+    stale = {**got.headers, "X-Webhook-Timestamp": str(int(time.time()) - 3600)}
+    assert not verify(got.body, stale, secret)
