@@ -11,10 +11,11 @@ anew; proxies from the environment are ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -32,6 +33,10 @@ USER_AGENT = "convertd (import/url)"
 
 class FetchError(Exception):
     """The download was refused or failed; the message says why, in the user's terms."""
+
+
+class Refused(FetchError):
+    """The policy does not allow the address: trying again will not help."""
 
 
 def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
@@ -89,7 +94,7 @@ class Policy:
         except ValueError:
             raise FetchError(f"{host} resolved to {address!r}, which is not an address") from None
         if not self.permits(ip):
-            raise FetchError(
+            raise Refused(
                 f"{host} is at {ip}, a loopback, private, link-local or multicast address, "
                 f"which convertd does not connect to unless the admin allows its network "
                 f"({self.setting})"
@@ -169,17 +174,25 @@ async def fetch(
     # The file as it is, not a compressed transfer of it (a server that compresses anyway is
     # decoded, and the decoded size is what max_bytes caps).
     sent = {"User-Agent": USER_AGENT, **(headers or {}), "Accept-Encoding": "identity"}
+    # One deadline for the whole chain of redirects, not one per hop.
+    late = f"The download took longer than the {timeout:.0f} s limit"
+    async with (
+        _in_user_terms(url, late, "The download failed"),
+        asyncio.timeout(timeout),
+        aiohttp.ClientSession(
+            connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=True
+        ) as session,
+    ):
+        return await _follow(session, url, dest, policy, max_bytes, sent)
+
+
+@contextlib.asynccontextmanager
+async def _in_user_terms(url: str, late: str, failed: str) -> AsyncIterator[None]:
+    """aiohttp's and the clock's errors as a FetchError that says what happened."""
     try:
-        # One deadline for the whole chain of redirects, not one per hop.
-        async with (
-            asyncio.timeout(timeout),
-            aiohttp.ClientSession(
-                connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=True
-            ) as session,
-        ):
-            return await _follow(session, url, dest, policy, max_bytes, sent)
+        yield
     except TimeoutError:
-        raise FetchError(f"The download took longer than the {timeout:.0f} s limit") from None
+        raise FetchError(late) from None
     except aiohttp.InvalidURL:
         raise FetchError(f"The URL is not valid: {url[:200]}") from None
     except aiohttp.ClientPayloadError:
@@ -190,7 +203,7 @@ async def fetch(
     except aiohttp.ServerDisconnectedError:
         raise FetchError("The server closed the connection without answering") from None
     except aiohttp.ClientError as exc:
-        raise FetchError(f"The download failed: {exc}") from None
+        raise FetchError(f"{failed}: {exc}") from None
 
 
 async def _follow(
@@ -239,29 +252,16 @@ async def post(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError(f"Only http and https URLs are called, not {url[:200]!r}")
+    _check_literal(parts.hostname, policy)
     connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
-    try:
-        async with (
-            asyncio.timeout(timeout),
-            aiohttp.ClientSession(connector=connector, trust_env=False) as session,
-        ):
-            _check_literal(parts.hostname, policy)
-            async with session.post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                _check_peer(response, parts.hostname, policy)
-                return response.status, response.reason or ""
-    except TimeoutError:
-        raise FetchError(f"No answer within {timeout:.0f} s") from None
-    except aiohttp.InvalidURL:
-        raise FetchError(f"The URL is not valid: {url[:200]}") from None
-    except aiohttp.ClientConnectorError as exc:
-        reason = exc.os_error.strerror or str(exc.os_error)
-        raise FetchError(f"Could not connect to {exc.host}:{exc.port}: {reason}") from None
-    except aiohttp.ServerDisconnectedError:
-        raise FetchError("The server closed the connection without answering") from None
-    except aiohttp.ClientError as exc:
-        raise FetchError(f"The request failed: {exc}") from None
+    async with (
+        _in_user_terms(url, f"No answer within {timeout:.0f} s", "The request failed"),
+        asyncio.timeout(timeout),
+        aiohttp.ClientSession(connector=connector, trust_env=False) as session,
+        session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+    ):
+        _check_peer(response, parts.hostname, policy)
+        return response.status, response.reason or ""
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

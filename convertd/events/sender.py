@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from convertd import clock
 from convertd.config import Config
 from convertd.events import targets
-from convertd.fetch import FetchError, post
+from convertd.fetch import FetchError, Refused, post
 from convertd.periodic import Periodic
 from convertd.signing import webhook_headers
 from convertd.store import webhooks
@@ -102,7 +102,7 @@ class WebhookSender:
             )
         except FetchError as exc:
             # An address the policy refuses stays refused: trying again would not help.
-            await self._record(d, str(exc), final="webhook_allow" in str(exc))
+            await self._record(d, str(exc), final=isinstance(exc, Refused))
             return
         answer = f"{status} {reason}".strip()
         if 200 <= status < 300:
