@@ -81,8 +81,12 @@ class WebhookSender:
     async def _send(self, delivery: Delivery) -> None:
         try:
             await self._try(delivery)
-        except Exception:
+        except Exception as exc:
+            # A fault of ours (a payload that would not render): it counts as a try, so the
+            # back-off applies rather than a loop of retries.
             logger.exception("webhook delivery %d: could not be tried", delivery.id)
+            with contextlib.suppress(Exception):
+                await self._record(delivery, f"not sent: internal error ({type(exc).__name__})")
         finally:
             self._in_flight.pop(delivery.id, None)
             self.poke()
