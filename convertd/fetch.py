@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,8 +36,12 @@ class FetchError(Exception):
     """The download was refused or failed; the message says why, in the user's terms."""
 
 
-class Refused(FetchError):
-    """The policy does not allow the address: trying again will not help."""
+class BadTarget(FetchError):
+    """The URL cannot be used as it is: trying again will not help."""
+
+
+class Refused(BadTarget):
+    """The policy does not allow the address."""
 
 
 def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
@@ -194,7 +199,7 @@ async def _in_user_terms(url: str, late: str, failed: str) -> AsyncIterator[None
     except TimeoutError:
         raise FetchError(late) from None
     except aiohttp.InvalidURL:
-        raise FetchError(f"The URL is not valid: {url[:200]}") from None
+        raise BadTarget(f"The URL is not valid: {url[:200]}") from None
     except aiohttp.ClientPayloadError:
         raise FetchError("The server closed the connection before the whole file arrived") from None
     except aiohttp.ClientConnectorError as exc:
@@ -216,9 +221,7 @@ async def _follow(
 ) -> Fetched:
     origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError(f"Only http and https URLs are fetched, not {url[:200]!r}")
+        host = target_host(url)
         if _origin(url) != origin:
             # The caller's headers (credentials, cookies) were meant for the first origin only,
             # as browsers, curl and requests have it.
@@ -226,9 +229,9 @@ async def _follow(
                 "User-Agent": headers.get("User-Agent", USER_AGENT),
                 "Accept-Encoding": "identity",
             }
-        _check_literal(parts.hostname, policy)
+        _check_literal(host, policy)
         async with session.get(url, headers=headers, allow_redirects=False) as response:
-            _check_peer(response, parts.hostname, policy)
+            _check_peer(response, host, policy)
             if response.status in (301, 302, 303, 307, 308):
                 location = response.headers.get("Location")
                 if not location:
@@ -249,10 +252,8 @@ async def post(
 ) -> tuple[int, str]:
     """POST `body` to `url` once, under the policy, and read the answer's status (redirects are
     not followed: a receiver that moved says so with its answer). FetchError if none came."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"Only http and https URLs are called, not {url[:200]!r}")
-    _check_literal(parts.hostname, policy)
+    host = target_host(url)
+    _check_literal(host, policy)
     connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
     async with (
         _in_user_terms(url, f"No answer within {timeout:.0f} s", "The request failed"),
@@ -260,7 +261,7 @@ async def post(
         aiohttp.ClientSession(connector=connector, trust_env=False) as session,
         session.post(url, data=body, headers=headers, allow_redirects=False) as response,
     ):
-        _check_peer(response, parts.hostname, policy)
+        _check_peer(response, host, policy)
         return response.status, response.reason or ""
 
 
@@ -273,8 +274,23 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+def target_host(url: str) -> str:
+    """The host of an http(s) URL as aiohttp will connect to it: yarl's reading, in which
+    full-width digits, ideographic dots and other Unicode spellings of an address are that
+    address (urllib's reading is not what is connected to). BadTarget if there is none."""
+    try:
+        parsed = yarl.URL(url)
+        host = parsed.raw_host
+    except (ValueError, TypeError):
+        raise BadTarget(f"The URL is not valid: {url[:200]}") from None
+    if parsed.scheme not in ("http", "https") or not host:
+        raise BadTarget(f"Only http and https URLs are fetched, not {url[:200]!r}")
+    return host
+
+
 def _check_literal(host: str, policy: Policy) -> None:
-    """A URL that names an address is checked here: the resolver never sees it."""
+    """A URL that names an address is checked here: aiohttp connects to it without asking the
+    resolver. `host` must be target_host()'s reading."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -283,8 +299,10 @@ def _check_literal(host: str, policy: Policy) -> None:
 
 
 def _check_peer(response: aiohttp.ClientResponse, host: str, policy: Policy) -> None:
-    """Belt and braces: the connection can only have gone to an address the resolver let
-    through; where it is still held (a body not yet read in full), its peer is checked too."""
+    """After the fact, where the connection is still held (a body not yet read in full): the
+    peer is checked too. What keeps requests from going out is the resolver and
+    _check_literal; this catches a connection that got past them (a bug) before its body is
+    used."""
     connection: Any = response.connection
     transport = connection.transport if connection is not None else None
     peer = transport.get_extra_info("peername") if transport is not None else None

@@ -388,6 +388,10 @@ def test_import_url_network_policy(make_daemon: Any, file_server: FileServer) ->
         file_server.url("image/progressive-pixel7pro.jpg"),
         f"http://localhost:{port}/image/progressive-pixel7pro.jpg",
         f"http://[::1]:{port}/x",
+        # Unicode spellings of 127.0.0.1 that aiohttp (yarl) connects to as that address.
+        f"http://\u2460\u2461\u2466.0.0.1:{port}/image/progressive-pixel7pro.jpg",
+        f"http://\uff11\uff12\uff17.0.0.1:{port}/image/progressive-pixel7pro.jpg",
+        f"http://127\u30020\u30020\u30021:{port}/image/progressive-pixel7pro.jpg",
         "http://169.254.169.254/latest/meta-data/",
         "http://10.0.0.1/x",
         "http://192.168.1.1/x",

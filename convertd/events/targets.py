@@ -13,7 +13,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from convertd.config import Config
-from convertd.fetch import Policy, parse_networks
+from convertd.fetch import BadTarget, Policy, parse_networks, target_host
 
 LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
 MAX_URL = 2000
@@ -30,17 +30,22 @@ def url_problem(config: Config, url: str) -> str | None:
         return f"must be at most {MAX_URL} characters"
     try:
         parts = urlsplit(url)
-        host = parts.hostname
         parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
+        host = target_host(url)  # as it will be connected to
+    except (ValueError, BadTarget):
         return "must be a valid http or https URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an http or https URL"
     if parts.username or parts.password:
         return "must not carry a user name or password"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
+        last = host.rstrip(".").rsplit(".", 1)[-1]
+        if last.isdigit() or last.startswith("0x"):
+            # 127.1, 2130706433, 0x7f.1: short forms of addresses, read differently by
+            # different resolvers; no real name ends in a number.
+            return "must write an IPv4 address as four numbers, e.g. 127.0.0.1"
+        if not all(c.isalnum() or c in "-._" for c in host):
+            return "must be a valid http or https URL (its host has characters a name cannot)"
         return None
     if not policy(config).permits(address):
         return (
