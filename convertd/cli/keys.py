@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from convertd.cli.common import print_table, runs_on_database
+from convertd.cli.common import config_of, print_table, runs_on_database
 from convertd.clock import iso
 from convertd.store import keys
 from convertd.store.db import Database
@@ -126,6 +126,12 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
 async def _revoke(db: Database, args: argparse.Namespace) -> int:
     key = await keys.revoke_key(db, args.key_id)
     print(f"Revoked key {key.id} ({key.name!r}); it stops working at once.")
+    for rule in config_of(args).watch_rules:
+        if rule.webhook_key == key.id:
+            print(
+                f"Watch rule {rule.name!r} names it as its webhook_key: its webhooks are still "
+                "signed with this key's webhook secret until the rule names another key."
+            )
     return 0
 
 

@@ -3,11 +3,15 @@ events of drop folders fan out to them like any other subscription."""
 
 from __future__ import annotations
 
+import logging
+
 from convertd.config import Config, ConfigError
 from convertd.drops.rules import WatchRule
 from convertd.events import targets
 from convertd.store import keys, webhooks
 from convertd.store.db import Database
+
+logger = logging.getLogger(__name__)
 
 
 async def mirror_rule_webhooks(db: Database, config: Config, rules: list[WatchRule]) -> None:
@@ -18,10 +22,18 @@ async def mirror_rule_webhooks(db: Database, config: Config, rules: list[WatchRu
         if problem := targets.url_problem(config, rule.webhook_url):
             raise ConfigError(f"watch rule {rule.name!r}: field 'webhook_url' {problem}")
         key = await keys.get_key(db, rule.webhook_key)
-        if key is None or key.revoked_at is not None:
+        if key is None:
             raise ConfigError(
                 f"watch rule {rule.name!r}: field 'webhook_key' names key {rule.webhook_key}, "
-                "which does not exist or was revoked; see `convertd keys list`"
+                "which does not exist; see `convertd keys list`"
+            )
+        if key.revoked_at is not None:
+            # Its secret still signs: a revoked key loses the API, not the rule's deliveries.
+            logger.warning(
+                "watch rule %r: its webhook_key %d was revoked; its webhooks are still signed "
+                "with that key's webhook secret",
+                rule.name,
+                key.id,
             )
         wanted.append((rule.name, rule.webhook_url, rule.webhook_key))
     await webhooks.mirror_rules(db, wanted)

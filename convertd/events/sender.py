@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from convertd import clock
 from convertd.config import Config
 from convertd.events import targets
-from convertd.fetch import FetchError, Refused, post
+from convertd.fetch import BadTarget, FetchError, post
 from convertd.periodic import Periodic
 from convertd.signing import webhook_headers
 from convertd.store import webhooks
@@ -46,6 +46,8 @@ class WebhookSender:
         self.policy = targets.policy(config)
         self.waits = config.webhook_retry_seconds
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        # Sends that ended while due deliveries were being read: what was read of them is stale.
+        self._ended_meanwhile: set[int] = set()
         self._loop = Periodic("webhooks", self._start_due, IDLE_SECONDS)
 
     def start(self) -> WebhookSender:
@@ -66,8 +68,13 @@ class WebhookSender:
 
     async def _start_due(self) -> float:
         now = clock.now()
+        self._ended_meanwhile.clear()
         for delivery in await webhooks.due(self.db, now):
-            if delivery.id in self._in_flight or len(self._in_flight) >= MAX_IN_FLIGHT:
+            if (
+                delivery.id in self._in_flight
+                or delivery.id in self._ended_meanwhile
+                or len(self._in_flight) >= MAX_IN_FLIGHT
+            ):
                 continue
             self._in_flight[delivery.id] = asyncio.create_task(
                 self._send(delivery), name=f"webhook-{delivery.id}"
@@ -89,6 +96,7 @@ class WebhookSender:
                 await self._record(delivery, f"not sent: internal error ({type(exc).__name__})")
         finally:
             self._in_flight.pop(delivery.id, None)
+            self._ended_meanwhile.add(delivery.id)
             self.poke()
 
     async def _try(self, d: Delivery) -> None:
@@ -106,11 +114,11 @@ class WebhookSender:
             )
         except FetchError as exc:
             # An address the policy refuses stays refused: trying again would not help.
-            await self._record(d, str(exc), final=isinstance(exc, Refused))
+            await self._record(d, str(exc), final=isinstance(exc, BadTarget))
             return
         answer = f"{status} {reason}".strip()
         if 200 <= status < 300:
-            await webhooks.record_try(self.db, d.id, answer, delivered=True, next_at=None)
+            await webhooks.record_try(self.db, d, answer, delivered=True, next_at=None)
             logger.info("webhook %s %s to %s: %s", d.event, d.event_id, d.url, answer)
             return
         if 300 <= status < 400:
@@ -121,7 +129,7 @@ class WebhookSender:
         tries = d.attempts + 1
         retry = not final and tries <= len(self.waits)
         next_at = clock.now() + self.waits[tries - 1] if retry else None
-        await webhooks.record_try(self.db, d.id, answer, delivered=False, next_at=next_at)
+        await webhooks.record_try(self.db, d, answer, delivered=False, next_at=next_at)
         if retry:
             logger.info(
                 "webhook %s %s to %s: %s; try %d in %.0f s",

@@ -21,8 +21,8 @@ from convertd.store.db import Database, Row, from_row
 EVENTS = ("job.created", "job.finished", "job.failed", "task.finished", "task.failed")
 # What a per-job URL (v2 webhook_url, v1 callback) and a watch rule's webhook_url hear.
 JOB_END = ("job.finished", "job.failed")
-# At most this many deliveries to one subscriber are in flight at once, so a slow or dead
-# receiver cannot take the sender's whole attention.
+# At most this many deliveries to one receiver (scheme, host and port) are in flight at once,
+# so a slow or dead receiver cannot take the sender's whole attention.
 PER_SUBSCRIBER = 4
 
 
@@ -63,10 +63,6 @@ class Delivery:
     last_answer: str | None
     last_at: float | None
     created_at: float
-
-    @property
-    def subscriber(self) -> str:
-        return self.webhook_id or self.url
 
     @classmethod
     def from_row(cls, row: Row) -> Delivery:
@@ -172,12 +168,21 @@ async def list_all(db: Database) -> list[tuple[Webhook, int, int]]:
     return [(Webhook.from_row(r), r["pending"], r["failed"]) for r in rows]
 
 
+# The receiver a delivery goes to: its URL's scheme, host and port ("http://h:1/a?b" ->
+# "http://h:1"), found after the "//" (checked to be an http or https URL when it was given).
+_RECEIVER = """CASE WHEN instr(substr(d.url, 9), '/') > 0
+    THEN substr(d.url, 1, 7 + instr(substr(d.url, 9), '/'))
+    ELSE CASE WHEN instr(substr(d.url, 9), '?') > 0
+        THEN substr(d.url, 1, 7 + instr(substr(d.url, 9), '?')) ELSE d.url END END"""
+
+
 async def due(db: Database, now: float, limit: int = 200) -> list[Delivery]:
-    """Pending deliveries due by `now`, oldest first, at most PER_SUBSCRIBER per subscriber."""
+    """Pending deliveries due by `now`, oldest first, at most PER_SUBSCRIBER per receiver
+    (counting those being sent, which are still pending)."""
     rows = await db.fetch_all(
         f"""SELECT * FROM (
                 SELECT {_DELIVERY_COLUMNS}, ROW_NUMBER() OVER (
-                    PARTITION BY COALESCE(d.webhook_id, d.url) ORDER BY d.next_at, d.id) AS nth
+                    PARTITION BY {_RECEIVER} ORDER BY d.next_at, d.id) AS nth
                 FROM {_DELIVERY_TABLES} WHERE d.status = 'pending')
             WHERE nth <= ? AND next_at <= ? ORDER BY next_at, id LIMIT ?""",  # noqa: S608
         (PER_SUBSCRIBER, now, limit),
@@ -204,16 +209,24 @@ async def set_body(db: Database, delivery_id: int, body: bytes) -> None:
 
 
 async def record_try(
-    db: Database, delivery_id: int, answer: str, *, delivered: bool, next_at: float | None
+    db: Database, delivery: Delivery, answer: str, *, delivered: bool, next_at: float | None
 ) -> None:
-    """One try, and its answer: delivered, tried again at `next_at`, or (None) given up."""
+    """One try, and its answer: delivered, tried again at `next_at`, or (None) given up. Only
+    on top of the tries it was read with: a stale copy records nothing."""
     status = "delivered" if delivered else ("pending" if next_at is not None else "failed")
     await db.write(
         lambda conn: conn.execute(
             """UPDATE deliveries SET attempts = attempts + 1, status = ?, next_at = ?,
                                      last_answer = ?, last_at = ?
-               WHERE id = ? AND status = 'pending'""",
-            (status, next_at if status == "pending" else None, answer, clock.now(), delivery_id),
+               WHERE id = ? AND status = 'pending' AND attempts = ?""",
+            (
+                status,
+                next_at if status == "pending" else None,
+                answer,
+                clock.now(),
+                delivery.id,
+                delivery.attempts,
+            ),
         )
     )
 

@@ -97,9 +97,12 @@ class TaskEngine:
         self._stepper.poke()
 
     def added(self) -> None:
-        """Tasks were created: step now (one may name an input that has already failed)."""
+        """Tasks were created: step now (one may name an input that has already failed); and
+        whoever listens for changes hears of it (a task done as it was made, an import, has
+        already recorded its event for the webhook sender)."""
         self._orphans_possible = True
         self.poke()
+        self.changes.changed()
 
     def changed(self, task: tasks.Task) -> None:
         """A task ended (or was cancelled or deleted): wake who waits on it or its job."""

@@ -136,7 +136,10 @@ def _webhook_url(request: web.Request, body: Body) -> str | None:
         if (value := body.fields.get(name, "").strip())
     }
     if len(set(given.values())) > 1:
-        raise BadRequest("Send one of 'callback' and 'webhook_url', or the same URL in both.")
+        raise BadRequest(
+            "The fields 'callback' and 'webhook_url' name different URLs.",
+            "Send one of them (they mean the same: a URL told of the job's end).",
+        )
     for name, url in given.items():
         if problem := targets.url_problem(request.app[CONFIG], url):
             raise BadRequest(

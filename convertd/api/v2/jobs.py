@@ -115,7 +115,7 @@ async def create(request: web.Request) -> web.Response:
             {name: [f"not a field of a job; known: {', '.join(JOB_FIELDS)}"] for name in unknown},
         )
     tag = _text(body, "tag", 255)
-    webhook_url = _text(body, "webhook_url", targets.MAX_URL)
+    webhook_url = _text(body, "webhook_url", targets.MAX_URL) or None  # "": none, as on v1
     if webhook_url and (problem := targets.url_problem(request.app[CONFIG], webhook_url)):
         raise Invalid(f"The webhook_url field {problem}.", {"webhook_url": [problem]})
     specs = _task_specs(body)

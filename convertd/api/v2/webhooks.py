@@ -32,13 +32,14 @@ def webhook_json(request: web.Request, webhook: webhooks.Webhook) -> dict[str, A
 
 def _events(body: dict[str, Any]) -> list[str]:
     events = body.get("events")
-    if (
-        not isinstance(events, list)
-        or not events
-        or not all(isinstance(e, str) and e in webhooks.EVENTS for e in events)
-    ):
-        problem = f"must be a non-empty list of: {', '.join(webhooks.EVENTS)}"
+    known = ", ".join(webhooks.EVENTS)
+    if not isinstance(events, list) or not events:
+        problem = f"must be a non-empty list of: {known}"
         raise Invalid(f"The events field {problem}.", {"events": [problem]})
+    for event in events:
+        if not isinstance(event, str) or event not in webhooks.EVENTS:
+            problem = f"has {str(event)[:60]!r}, which is not one of: {known}"
+            raise Invalid(f"The events field {problem}.", {"events": [problem]})
     return list(dict.fromkeys(events))
 
 
@@ -50,11 +51,12 @@ async def create(request: web.Request) -> web.Response:
             {name: ["not a field of a webhook; known: url, events"] for name in unknown},
         )
     url = body.get("url")
-    problem = (
-        "is required: an http or https URL"
-        if not isinstance(url, str) or not url.strip()
-        else targets.url_problem(request.app[CONFIG], url.strip())
-    )
+    if url is None or url == "":
+        problem: str | None = "is required: an http or https URL"
+    elif not isinstance(url, str):
+        problem = "must be an http or https URL (a string)"
+    else:
+        problem = targets.url_problem(request.app[CONFIG], url.strip())
     if problem or not isinstance(url, str):
         raise Invalid(f"The url field {problem}.", {"url": [problem or "is required"]})
     events = _events(body)
