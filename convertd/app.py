@@ -1,8 +1,8 @@
 """The application factory: state, resource lifecycle in order, routes and middlewares.
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
-database (migrate, recover jobs) -> call counter -> LibreOffice -> conversion runner -> worker
-pool -> task engine (/v2) -> webhook sender -> drop folders -> retention sweep.
+database (migrate, recover jobs) -> call counter -> webhook sender -> LibreOffice -> conversion
+runner -> worker pool -> task engine (/v2) -> drop folders -> retention sweep.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ async def _task_engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _webhooks(app: web.Application) -> AsyncIterator[None]:
-    await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
+    if app[CONFIG].drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
+        await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
     sender = WebhookSender(app[CONFIG], app[DB], lambda d: render_payload(app, d)).start()
     app[CHANGES].on_change(sender.poke)
     yield
@@ -168,11 +169,11 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         [
             _database,
             _call_counter,
+            _webhooks,  # before anything runs: it checks the watch rules' webhooks
             _office,
             _runner,
             _workers,
             _task_engine,
-            _webhooks,
             _drop_folders,
             _retention,
         ]

@@ -66,6 +66,9 @@ class Changes:
         self._streams.setdefault(key_id, set()).add(subscription)
         return subscription
 
+    def streams_of(self, key_id: int | None) -> int:
+        return len(self._streams.get(key_id, ()))
+
     def unsubscribe(self, key_id: int | None, subscription: Subscription) -> None:
         streams = self._streams.get(key_id)
         if streams is not None:

@@ -25,7 +25,7 @@ DEFAULT_PORT = 8470
 
 # Settings whose TOML value is a list.
 LIST_SETTINGS = ("import_url_allow", "cors_origins", "webhook_allow", "webhook_retry_seconds")
-# The waits between a webhook's tries: ten tries in all, up to an hour apart (about 3 h).
+# The waits between a webhook's tries: ten tries in all, up to an hour apart (3 h 52 min).
 WEBHOOK_RETRY_SECONDS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 3600.0, 3600.0)
 
 

@@ -356,3 +356,62 @@ def test_the_readmes_verify_recipe_accepts_deliveries_and_refuses_forgeries(
     assert not verify(got.body, got.headers, secret + "x")
     stale = {**got.headers, "X-Webhook-Timestamp": str(int(time.time()) - 3600)}
     assert not verify(got.body, stale, secret)
+
+
+def test_many_events_to_one_receiver_arrive_once_each(
+    hooked: Daemon, hkey: str, receiver: Receiver
+) -> None:
+    """Forty tasks end at once: the sender works through them four at a time, and no event is
+    sent twice (a send that ends while due deliveries are read is not started again)."""
+    key = hooked.create_key("many", "--plan", "pro")
+    subscribe(hooked, key, receiver.url, ["task.finished", "job.finished"])
+    raw = {
+        f"r{n}": {"operation": "import/raw", "file": f"line {n}", "filename": f"{n}.txt"}
+        for n in range(40)
+    }
+    job_of(hooked, key, raw)
+    receiver.wait_for(1, what="job.finished")
+    got = receiver.wait_for(40, what="task.finished")
+    time.sleep(1)  # a duplicate, if any, would come now
+    ids = [r.json["id"] for r in receiver.received]
+    assert len(got) == 40 and len(ids) == len(set(ids)) == 41, len(ids)
+
+
+def test_a_job_failing_again_after_a_retry_is_told_of_again(
+    hooked: Daemon, hkey: str, receiver: Receiver
+) -> None:
+    job = job_of(hooked, hkey, png_job(ok=False), webhook_url=receiver.url)
+    (first,) = receiver.wait_for(1, what="job.failed")
+    failed = next(t for t in first.json["job"]["tasks"] if t["name"] == "webp")
+    retried = call(hooked, hkey, "POST", f"/v2/tasks/{failed['id']}/retry")
+    assert retried.status_code == 201, retried.text
+    second = receiver.wait_for(2, what="job.failed")[1]
+    assert second.json["job"]["id"] == job["id"] and second.json["id"] != first.json["id"]
+
+
+def test_the_keys_webhook_secret_is_shown_to_keys_that_may_keep_it(hooked: Daemon) -> None:
+    full = hooked.create_key("full", "--plan", "pro")
+    browser = hooked.create_key("page", "--restrict", "domain", "--allow", "example.com")
+    narrow = hooked.create_key("narrow", "--scope", "user.read", "--scope", "task.read")
+    assert key_secret(hooked, full).startswith("whsec_")
+    page = call(
+        hooked, browser, "GET", "/v2/users/me", headers={"Origin": "https://example.com"}
+    ).json()["data"]
+    assert page["webhook_signing_secret"] is None
+    assert (
+        call(hooked, narrow, "GET", "/v2/users/me").json()["data"]["webhook_signing_secret"] is None
+    )
+
+
+def test_a_key_may_have_fifty_webhooks(hooked: Daemon) -> None:
+    key = hooked.create_key("fifty", "--plan", "pro")
+    for n in range(50):
+        subscribe(hooked, key, f"http://127.0.0.1:9/{n}", ["job.finished"])
+    more = call(
+        hooked,
+        key,
+        "POST",
+        "/v2/webhooks",
+        json={"url": "http://127.0.0.1:9/51", "events": ["job.finished"]},
+    )
+    assert more.status_code == 422 and "50" in more.json()["message"]

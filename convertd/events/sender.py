@@ -3,7 +3,7 @@
 Each delivery is a signed POST with a 10 s timeout. A 2xx answer delivers it; anything else
 (another status, a timeout, a refused connection) tries it again after the next wait of
 `webhook_retry_seconds` (10 s, 30 s, 1 min, 5 min, 15 min, 30 min, then hourly: ten tries over
-about three hours), then gives it up. Tries are recorded as they happen, so a restart or a
+about four hours), then gives it up. Tries are recorded as they happen, so a restart or a
 kill -9 loses nothing: a delivery whose answer was not recorded is sent again, and receivers
 de-duplicate on the event id (`X-Webhook-Id`, the body's `id`).
 
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
 MAX_IN_FLIGHT = 32
+COOL_DOWN_SECONDS = 60.0
 # A safety net: new deliveries are announced (poke), but a watch rule's or the admin CLI's are
 # found within this long.
 IDLE_SECONDS = 5.0
@@ -48,7 +49,11 @@ class WebhookSender:
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         # Sends that ended while due deliveries were being read: what was read of them is stale.
         self._ended_meanwhile: set[int] = set()
-        self._loop = Periodic("webhooks", self._start_due, IDLE_SECONDS)
+        # Deliveries that failed on our side (even to record the failure: a full disk), and
+        # when they may be tried again: a receiver is never hammered because of us.
+        self._cooling: dict[int, float] = {}
+        # A short debounce: a burst of pokes (sends ending, tasks ending) is one look.
+        self._loop = Periodic("webhooks", self._start_due, IDLE_SECONDS, debounce=0.02)
 
     def start(self) -> WebhookSender:
         self._loop.start()
@@ -69,10 +74,12 @@ class WebhookSender:
     async def _start_due(self) -> float:
         now = clock.now()
         self._ended_meanwhile.clear()
+        self._cooling = {i: until for i, until in self._cooling.items() if until > now}
         for delivery in await webhooks.due(self.db, now):
             if (
                 delivery.id in self._in_flight
                 or delivery.id in self._ended_meanwhile
+                or delivery.id in self._cooling
                 or len(self._in_flight) >= MAX_IN_FLIGHT
             ):
                 continue
@@ -89,9 +96,10 @@ class WebhookSender:
         try:
             await self._try(delivery)
         except Exception as exc:
-            # A fault of ours (a payload that would not render): it counts as a try, so the
-            # back-off applies rather than a loop of retries.
+            # A fault of ours (a payload that would not render, a database that cannot be
+            # written): it counts as a try where that can be recorded, and waits regardless.
             logger.exception("webhook delivery %d: could not be tried", delivery.id)
+            self._cooling[delivery.id] = clock.now() + COOL_DOWN_SECONDS
             with contextlib.suppress(Exception):
                 await self._record(delivery, f"not sent: internal error ({type(exc).__name__})")
         finally:
@@ -103,7 +111,7 @@ class WebhookSender:
         if d.secret is None:
             await self._record(d, "not sent: its key has no webhook secret", final=True)
             return
-        body = d.body
+        body = await webhooks.body_of(self.db, d.id) if d.rendered else None
         if body is None:
             body = await self.render(d)
             await webhooks.set_body(self.db, d.id, body)
@@ -119,7 +127,7 @@ class WebhookSender:
         answer = f"{status} {reason}".strip()
         if 200 <= status < 300:
             await webhooks.record_try(self.db, d, answer, delivered=True, next_at=None)
-            logger.info("webhook %s %s to %s: %s", d.event, d.event_id, d.url, answer)
+            logger.info("webhook %s %s to %s: %s", d.event, d.event_id, _shown(d.url), answer)
             return
         if 300 <= status < 400:
             answer += " (redirects are not followed)"
@@ -135,7 +143,7 @@ class WebhookSender:
                 "webhook %s %s to %s: %s; try %d in %.0f s",
                 d.event,
                 d.event_id,
-                d.url,
+                _shown(d.url),
                 answer,
                 tries + 1,
                 self.waits[tries - 1],
@@ -145,7 +153,12 @@ class WebhookSender:
                 "webhook %s %s to %s: %s; given up after %d tries",
                 d.event,
                 d.event_id,
-                d.url,
+                _shown(d.url),
                 answer,
                 tries,
             )
+
+
+def _shown(url: str) -> str:
+    """A URL for the log: without its query, where receivers often put a token."""
+    return url.split("?", 1)[0] + ("?…" if "?" in url else "")

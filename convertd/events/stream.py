@@ -4,7 +4,7 @@ polling (an `EventSource` passes the key as `?api_key=`, since it cannot send he
 
 Each message is `event: <name>` and `data: {"event": <name>, "job"|"task": ...}`, the subject
 rendered as the API's status answers render it. Names: job.created, job.updated, job.finished,
-job.failed, job.deleted, and the same for task.* on /v2. A comment line every HEARTBEAT seconds
+job.failed, job.deleted, and the same for task.* on /v2. A comment line every HEARTBEAT_SECONDS
 keeps proxies from closing a quiet stream. Nothing is replayed: a client that reconnects asks
 the status of what it watches, then goes on with the stream.
 """
@@ -22,10 +22,12 @@ from convertd.api.v2.render import job_json, task_json
 from convertd.changes import Item
 from convertd.store import jobs, task_jobs, tasks
 
-HEARTBEAT = 15.0
+HEARTBEAT_SECONDS = 15
+# Streams one key may hold open at once (each is a socket and a subscription).
+MAX_STREAMS_PER_KEY = 16
 # v1's and v2's statuses, as the end of an event's name.
 NAMES = {
-    "pending": "created",
+    "pending": "updated",  # a v1 job is created by ("new_job", id); pending again: requeued
     "waiting": "created",
     "processing": "updated",
     "finished": "finished",
@@ -89,7 +91,7 @@ async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
     sent = 0
     try:
         while not subscription.closed:
-            items = await subscription.next(HEARTBEAT)
+            items = await subscription.next(HEARTBEAT_SECONDS)
             if not items:
                 await response.write(b": ping\n\n")
                 continue

@@ -198,8 +198,9 @@ MIGRATIONS: list[str] = [
         last_at REAL,
         created_at REAL NOT NULL
     );
-    CREATE INDEX deliveries_due ON deliveries (status, next_at);
+    CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
     CREATE INDEX deliveries_event ON deliveries (event_id);
+    CREATE INDEX deliveries_webhook ON deliveries (webhook_id, status);
 
     CREATE TRIGGER v1_job_ended AFTER UPDATE OF status ON jobs
     WHEN NEW.source = 'api' AND NEW.status IN ('finished', 'failed') AND OLD.status != NEW.status
@@ -224,10 +225,12 @@ MIGRATIONS: list[str] = [
                 CASE NEW.status WHEN 'finished' THEN 'task.finished' ELSE 'task.failed' END,
                 'v2', NEW.key_id, NEW.job_id, NEW.id, NEW.id,
                 COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400));
+        -- The subject counts the job's tasks: a retry adds one, so a job that fails, is
+        -- retried and fails again is told of twice.
         INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
         SELECT lower(hex(randomblob(16))),
                CASE status WHEN 'finished' THEN 'job.finished' ELSE 'job.failed' END,
-               'v2', key_id, id, id,
+               'v2', key_id, id, id || '#' || tasks_made,
                COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400)
         FROM (SELECT j.id, j.key_id, CASE
                 WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
@@ -236,7 +239,8 @@ MIGRATIONS: list[str] = [
                     THEN 'error'
                 WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
                                  AND o.status IN ('waiting', 'processing')) THEN 'finished'
-                ELSE 'processing' END AS status
+                ELSE 'processing' END AS status,
+                (SELECT COUNT(*) FROM tasks c WHERE c.job_id = j.id) AS tasks_made
               FROM task_jobs j WHERE j.id = NEW.job_id)
         WHERE status IN ('finished', 'error');
     END;
@@ -264,7 +268,7 @@ MIGRATIONS: list[str] = [
         INSERT INTO deliveries (event_id, webhook_id, key_id, url, next_at, created_at)
         SELECT NEW.id, w.id, w.key_id, w.url, NEW.created_at, NEW.created_at
         FROM webhooks w
-        WHERE NEW.api = 'v2' AND w.rule IS NULL AND w.key_id IS NEW.key_id
+        WHERE NEW.api = 'v2' AND w.key_id IS NEW.key_id AND +w.rule IS NULL
           AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = NEW.name);
         -- A /v2 job's own webhook_url hears of its end.
         INSERT INTO deliveries (event_id, key_id, url, next_at, created_at)

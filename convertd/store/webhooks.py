@@ -16,6 +16,7 @@ import sqlite3
 
 from convertd import clock
 from convertd.store.db import Database, Row, from_row
+from convertd.store.keys import new_webhook_secret
 
 # What a subscription may ask for, as CloudConvert names them.
 EVENTS = ("job.created", "job.finished", "job.failed", "task.finished", "task.failed")
@@ -48,7 +49,6 @@ class Delivery:
     event_id: str
     event: str  # the event's name
     api: str
-    key_id: int | None  # the event's key
     job_id: str | None
     task_id: str | None
     drop_id: int | None
@@ -59,40 +59,56 @@ class Delivery:
     status: str
     attempts: int
     next_at: float | None
-    body: bytes | None
+    rendered: bool  # its body is kept (body_of) from its first try
     last_answer: str | None
     last_at: float | None
     created_at: float
 
     @classmethod
     def from_row(cls, row: Row) -> Delivery:
-        return from_row(cls, row)
+        return from_row(cls, row, rendered=bool(row["rendered"]))
 
 
-_DELIVERY_COLUMNS = """d.id, d.event_id, e.name AS event, e.api, e.key_id, e.job_id,
+_DELIVERY_COLUMNS = """d.id, d.event_id, e.name AS event, e.api, e.job_id,
         e.task_id, e.drop_id, e.created_at AS event_at, d.webhook_id, d.url,
         COALESCE(w.signing_secret, k.webhook_secret) AS secret, d.status, d.attempts,
-        d.next_at, d.body, d.last_answer, d.last_at, d.created_at"""
+        d.next_at, d.body IS NOT NULL AS rendered, d.last_answer, d.last_at, d.created_at"""
 _DELIVERY_TABLES = """deliveries d JOIN events e ON e.id = d.event_id
     LEFT JOIN webhooks w ON w.id = d.webhook_id
     LEFT JOIN api_keys k ON k.id = d.key_id"""
 _SELECT_DELIVERY = f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES}"  # noqa: S608
 
 
+# A key's subscriptions, at most: each event of the key is one delivery per subscription.
+MAX_PER_KEY = 50
+
+
+class TooMany(Exception):
+    pass
+
+
 async def create(
     db: Database, key_id: int | None, url: str, events: list[str]
 ) -> tuple[Webhook, str]:
-    """Subscribe `url` to the key's `events`; returns it with its signing secret (shown once)."""
+    """Subscribe `url` to the key's `events`; returns it with its signing secret (shown once).
+    TooMany if the key has MAX_PER_KEY already."""
     webhook_id = secrets.token_hex(8)
-    secret = "whsec_" + secrets.token_hex(24)
-    row = await db.write(
-        lambda conn: conn.execute(
+    secret = new_webhook_secret()
+
+    def insert(conn: sqlite3.Connection) -> Row:
+        had = conn.execute(
+            "SELECT COUNT(*) FROM webhooks WHERE key_id IS ? AND rule IS NULL", (key_id,)
+        ).fetchone()[0]
+        if had >= MAX_PER_KEY:
+            raise TooMany
+        row: Row = conn.execute(
             """INSERT INTO webhooks (id, key_id, url, events, signing_secret, created_at)
                VALUES (?, ?, ?, ?, ?, ?) RETURNING *""",
             (webhook_id, key_id, url, json.dumps(events), secret, clock.now()),
         ).fetchone()
-    )
-    return Webhook.from_row(row), secret
+        return row
+
+    return Webhook.from_row(await db.write(insert)), secret
 
 
 async def of_key(db: Database, key_id: int | None, offset: int, limit: int) -> list[Webhook]:
@@ -183,9 +199,9 @@ async def due(db: Database, now: float, limit: int = 200) -> list[Delivery]:
         f"""SELECT * FROM (
                 SELECT {_DELIVERY_COLUMNS}, ROW_NUMBER() OVER (
                     PARTITION BY {_RECEIVER} ORDER BY d.next_at, d.id) AS nth
-                FROM {_DELIVERY_TABLES} WHERE d.status = 'pending')
-            WHERE nth <= ? AND next_at <= ? ORDER BY next_at, id LIMIT ?""",  # noqa: S608
-        (PER_SUBSCRIBER, now, limit),
+                FROM {_DELIVERY_TABLES} WHERE d.status = 'pending' AND d.next_at <= ?)
+            WHERE nth <= ? ORDER BY next_at, id LIMIT ?""",  # noqa: S608
+        (now, PER_SUBSCRIBER, limit),
     )
     return [Delivery.from_row(r) for r in rows]
 
@@ -198,6 +214,11 @@ async def next_due_at(db: Database, exclude: list[int]) -> float | None:
         (json.dumps(exclude),),
     )
     return row[0] if row else None
+
+
+async def body_of(db: Database, delivery_id: int) -> bytes | None:
+    row = await db.fetch_one("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
+    return bytes(row[0]) if row and row[0] is not None else None
 
 
 async def set_body(db: Database, delivery_id: int, body: bytes) -> None:

@@ -110,7 +110,8 @@ class TaskEngine:
         self.changes.publish(task.key_id, *task_items(task.id, task.job_id))
 
     def started(self, task: tasks.Task) -> None:
-        """A task started: a job ends only when a task ends, so only the task's waiters care."""
+        """A task started: its waiters and the key's event streams hear of it (a job ends only
+        when a task ends, so the job's waiters do not)."""
         self.changes.changed(task.id)
         self.changes.publish(task.key_id, *task_items(task.id, task.job_id))
 

@@ -43,8 +43,11 @@ async def users_me(request: web.Request) -> web.Response:
             "tasks_per_minute": key.plan.calls_per_minute,
             "plan": key.plan.name,
             "scopes": list(key.scopes),
-            # Signs the deliveries to this key's per-job URLs (webhook_url, v1's callback).
-            "webhook_signing_secret": key.webhook_secret,
+            # Signs the deliveries to this key's per-job URLs (webhook_url, v1's callback); not
+            # shown to a key that lives in web pages, where anyone can read it.
+            "webhook_signing_secret": key.webhook_secret
+            if "webhook.read" in key.scopes and key.restriction_type != "domain"
+            else None,
             "rate_limits": rate_limits(key, usage),
             "links": {"self": f"{base_url(request)}/v2/users/me"},
         }

@@ -60,9 +60,13 @@ async def create(request: web.Request) -> web.Response:
     if problem or not isinstance(url, str):
         raise Invalid(f"The url field {problem}.", {"url": [problem or "is required"]})
     events = _events(body)
-    webhook, secret = await webhooks.create(
-        request.app[DB], request[API_KEY].id, url.strip(), events
-    )
+    try:
+        webhook, secret = await webhooks.create(
+            request.app[DB], request[API_KEY].id, url.strip(), events
+        )
+    except webhooks.TooMany:
+        problem = f"this key has {webhooks.MAX_PER_KEY} webhooks, the most it may have"
+        raise Invalid(f"No more webhooks: {problem}.", {"url": [problem]}) from None
     return data({**webhook_json(request, webhook), "signing_secret": secret}, status=201)
 
 
