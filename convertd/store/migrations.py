@@ -153,9 +153,10 @@ MIGRATIONS: list[str] = [
     """,
     # 4: events and webhooks. Every end of a job or task (and a /v2 job's creation) is recorded
     # as an event by the triggers below, in the transaction that changed its status, whatever
-    # code path changed it; the event fans out at once into one delivery per subscriber. The
-    # sender (convertd/events/sender.py) works through the deliveries. The job status test is
-    # a copy of store/task_jobs.JOB_STATUS as it stands at this version.
+    # code path changed it (a deletion is no end: what had not ended is cancelled first, which
+    # is); the event fans out at once into one delivery per subscriber. The
+    # sender (convertd/events/sender.py) works through the deliveries. A /v2 job's status is
+    # defined here once, as the view task_job_status, for these triggers and store/task_jobs.
     """
     ALTER TABLE api_keys ADD COLUMN webhook_secret TEXT;
     UPDATE api_keys SET webhook_secret = 'whsec_' || lower(hex(randomblob(24)));
@@ -202,6 +203,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_event ON deliveries (event_id);
     CREATE INDEX deliveries_webhook ON deliveries (webhook_id, status);
 
+    -- A /v2 job's status, read off its tasks, never stored: in error as soon as one of its
+    -- tasks failed (unless that task may fail, or was retried), finished when every task is,
+    -- waiting while none has started, processing in between.
+    CREATE VIEW task_job_status (job_id, status) AS
+    SELECT j.id, CASE
+        WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
+                     AND e.ignore_error = 0
+                     AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id)) THEN 'error'
+        WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
+                         AND o.status IN ('waiting', 'processing')) THEN 'finished'
+        WHEN EXISTS (SELECT 1 FROM tasks s WHERE s.job_id = j.id AND s.status != 'waiting')
+            THEN 'processing'
+        ELSE 'waiting' END
+    FROM task_jobs j;
+
     CREATE TRIGGER v1_job_ended AFTER UPDATE OF status ON jobs
     WHEN NEW.source = 'api' AND NEW.status IN ('finished', 'failed') AND OLD.status != NEW.status
     BEGIN
@@ -229,20 +245,12 @@ MIGRATIONS: list[str] = [
         -- retried and fails again is told of twice.
         INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
         SELECT lower(hex(randomblob(16))),
-               CASE status WHEN 'finished' THEN 'job.finished' ELSE 'job.failed' END,
-               'v2', key_id, id, id || '#' || tasks_made,
+               CASE s.status WHEN 'finished' THEN 'job.finished' ELSE 'job.failed' END,
+               'v2', j.key_id, j.id,
+               j.id || '#' || (SELECT COUNT(*) FROM tasks c WHERE c.job_id = j.id),
                COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400)
-        FROM (SELECT j.id, j.key_id, CASE
-                WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
-                             AND e.ignore_error = 0
-                             AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id))
-                    THEN 'error'
-                WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
-                                 AND o.status IN ('waiting', 'processing')) THEN 'finished'
-                ELSE 'processing' END AS status,
-                (SELECT COUNT(*) FROM tasks c WHERE c.job_id = j.id) AS tasks_made
-              FROM task_jobs j WHERE j.id = NEW.job_id)
-        WHERE status IN ('finished', 'error');
+        FROM task_jobs j JOIN task_job_status s ON s.job_id = j.id
+        WHERE j.id = NEW.job_id AND s.status IN ('finished', 'error');
     END;
 
     CREATE TRIGGER drop_ended AFTER UPDATE OF status ON drops

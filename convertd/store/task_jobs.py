@@ -1,5 +1,5 @@
 """Jobs of tasks (the /v2 API): a job is a name for a group of tasks, with a tag; its status is
-read off its tasks (JOB_STATUS), never stored, so it cannot disagree with them."""
+read off its tasks (the view task_job_status), never stored, so it cannot disagree with them."""
 
 from __future__ import annotations
 
@@ -20,19 +20,8 @@ from convertd.store.tasks import (
     of_job,
 )
 
-# A job is in error as soon as one of its tasks failed (unless that task may fail, or was retried),
-# finished when every task is, waiting while none has started, and processing in between.
-JOB_STATUS = """CASE
-    WHEN EXISTS (SELECT 1 FROM tasks e WHERE e.job_id = j.id AND e.status = 'error'
-                 AND e.ignore_error = 0
-                 AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = e.id)) THEN 'error'
-    WHEN NOT EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = j.id
-                     AND o.status IN ('waiting', 'processing')) THEN 'finished'
-    WHEN EXISTS (SELECT 1 FROM tasks s WHERE s.job_id = j.id AND s.status != 'waiting')
-        THEN 'processing'
-    ELSE 'waiting' END"""
-
-_SELECT_JOB = f"SELECT j.*, {JOB_STATUS} AS status FROM task_jobs j"
+# The status comes from the view task_job_status (store/migrations.py, 4), its one definition.
+_SELECT_JOB = "SELECT j.*, s.status FROM task_jobs j JOIN task_job_status s ON s.job_id = j.id"
 
 
 @dataclasses.dataclass(frozen=True)
