@@ -220,6 +220,7 @@ MIGRATIONS: list[str] = [
 
     CREATE TRIGGER v1_job_ended AFTER UPDATE OF status ON jobs
     WHEN NEW.source = 'api' AND NEW.status IN ('finished', 'failed') AND OLD.status != NEW.status
+         AND NEW.webhook_url IS NOT NULL  -- only its own URL hears of a v1 job
     BEGIN
         INSERT OR IGNORE INTO events (id, name, api, key_id, job_id, subject, created_at)
         VALUES (lower(hex(randomblob(16))), 'job.' || NEW.status, 'v1', NEW.key_id, NEW.id,
@@ -255,6 +256,7 @@ MIGRATIONS: list[str] = [
 
     CREATE TRIGGER drop_ended AFTER UPDATE OF status ON drops
     WHEN NEW.status IN ('done', 'failed') AND OLD.status != NEW.status
+         AND EXISTS (SELECT 1 FROM webhooks w WHERE w.rule = NEW.rule)
     BEGIN
         INSERT OR IGNORE INTO events (id, name, api, job_id, drop_id, subject, created_at)
         VALUES (lower(hex(randomblob(16))),
@@ -264,6 +266,7 @@ MIGRATIONS: list[str] = [
     END;
 
     CREATE TRIGGER drop_refused AFTER INSERT ON drops WHEN NEW.status = 'failed'
+        AND EXISTS (SELECT 1 FROM webhooks w WHERE w.rule = NEW.rule)
     BEGIN
         INSERT OR IGNORE INTO events (id, name, api, drop_id, subject, created_at)
         VALUES (lower(hex(randomblob(16))), 'job.failed', 'drop', NEW.id, 'drop-' || NEW.id,
