@@ -86,8 +86,7 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
         f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}, "
         f"scopes {' '.join(key.scopes)})."
     )
-    print("Its per-job webhooks (webhook_url, callback) are signed with this secret, which")
-    print("GET /v2/users/me shows to the key:")
+    print("Its per-job webhooks (webhook_url, callback) and watch rules' are signed with:")
     print(f"webhook_secret: {key.webhook_secret}")
     print("Copy the key now: it is stored only as a hash and cannot be shown again.")
     print(secret)

@@ -55,12 +55,15 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
         ]
         print(json.dumps(out, indent=2))
         return 0
+    if not found:
+        print("No webhooks yet: POST /v2/webhooks makes one, a watch rule's webhook_url another.")
     rows = [["ID", "KEY", "URL", "EVENTS", "FROM", "PENDING", "FAILED"]]
     for w, pending, failed in found:
         source = f"watch rule {w.rule}" if w.rule else "POST /v2/webhooks"
         key = str(w.key_id) if w.key_id is not None else "-"
         rows.append([w.id, key, w.url, ",".join(w.events), source, str(pending), str(failed)])
-    print_table(rows)
+    if found:
+        print_table(rows)
     print("Per-job URLs (webhook_url, callback) are listed by `convertd webhooks deliveries`.")
     return 0
 
