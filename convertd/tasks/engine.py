@@ -2,7 +2,7 @@
 
 A convert task runs as an ordinary queued job (the worker pool, its limits, retries and crash
 recovery); the engine starts it by queueing that job and settles it when the job ends. The other
-operations are short or network-bound and run here, as asyncio tasks: import/url, archive and
+operations are short or network-bound and run here, as asyncio tasks: import/url, merge, archive and
 export/url. Whatever state a task moves to is committed first and announced after (`Changes`),
 which is what `/sync/v2` requests wait on.
 
@@ -242,12 +242,7 @@ class TaskEngine:
             self._running.pop(task.id, None)
 
     async def _work(self, task: tasks.Task, staging: Path) -> None:
-        if task.operation == "import/url":
-            await work.import_url(task, staging, self.policy, self.config)
-        elif task.operation == "archive":
-            await work.archive(task, await self._inputs(task), staging)
-        else:  # export/url with archive_multiple_files
-            await work.export_zipped(await self._inputs(task), staging)
+        await work.perform(task, staging, lambda: self._inputs(task), self.policy, self.config)
 
     async def _links(self, task: tasks.Task, staging: Path) -> None:
         await asyncio.to_thread(work.link_all, await self._inputs(task), staging)

@@ -20,10 +20,9 @@ from convertd.errors import Invalid
 from convertd.files import extension_of, safe_filename
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
-OPERATIONS = (*IMPORTS, "convert", "archive", "export/url")
+OPERATIONS = (*IMPORTS, "convert", "merge", "archive", "export/url")
 # CloudConvert operations convertd does not do yet: a clear 422, not a 404.
 NOT_YET = (
-    "merge",
     "optimize",
     "thumbnail",
     "watermark",
@@ -219,6 +218,13 @@ def check_task(
         out["filename"] = filename
     elif operation == "convert":
         out.update(_check_convert(registry, payload, check, input_hint))
+    elif operation == "merge":
+        check.only(["output_format", "filename", "engine", "engine_version"])
+        if (check.text("output_format") or "pdf").lower() != "pdf":
+            check.bad("output_format", "must be pdf: merge joins PDFs and images into one PDF")
+        out["output_format"] = "pdf"
+        if (filename := check.name("filename")) is not None:
+            out["filename"] = filename
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from convertd.config import Config
@@ -12,8 +13,27 @@ from convertd.fetch import FetchError, Policy, fetch
 from convertd.files import extension_of, safe_filename, stem_of
 from convertd.store import tasks
 from convertd.tasks.bundle import make_archive, unique_names
+from convertd.tasks.merge import merge
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import link_or_copy
+
+
+async def perform(
+    task: tasks.Task,
+    staging: Path,
+    inputs: Callable[[], Awaitable[list[Path]]],
+    policy: Policy,
+    config: Config,
+) -> None:
+    """Run one of the operations the engine runs itself, writing its files into `staging`."""
+    if task.operation == "import/url":
+        await import_url(task, staging, policy, config)
+    elif task.operation == "archive":
+        await archive(task, await inputs(), staging)
+    elif task.operation == "merge":
+        await merge(task.payload, await inputs(), staging, config.job_timeout_seconds)
+    else:  # export/url with archive_multiple_files
+        await export_zipped(await inputs(), staging)
 
 
 async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:

@@ -1,0 +1,142 @@
+"""/v2 operations beyond conversion, through the API, with what comes out opened: merge."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pypdf
+import requests
+
+from tests.conftest import CORPUS, Daemon, image_bytes
+from tests.test_v2_api import call, job_of, named, wait_job
+
+
+def blank_pdf(*sizes: tuple[int, int]) -> bytes:
+    """A PDF with one blank page of each (width, height) in points."""
+    writer = pypdf.PdfWriter()
+    for width, height in sizes:
+        writer.add_blank_page(width=width, height=height)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def b64(name: str, data: bytes) -> dict[str, Any]:
+    return {"operation": "import/base64", "file": base64.b64encode(data).decode(), "filename": name}
+
+
+def page_sizes(data: bytes) -> list[tuple[int, int]]:
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    return [(round(p.mediabox.width), round(p.mediabox.height)) for p in reader.pages]
+
+
+def exported(job: dict[str, Any], name: str = "out") -> bytes:
+    files = named(job, name)["result"]["files"]
+    assert len(files) == 1, files
+    resp = requests.get(files[0]["url"], timeout=30)
+    assert resp.status_code == 200
+    return resp.content
+
+
+def test_merge_joins_pdfs_and_images_in_the_order_given(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    job = job_of(
+        d,
+        k,
+        {
+            "a": b64("a.pdf", blank_pdf((200, 200))),
+            "b": b64("b.pdf", blank_pdf((300, 400), (310, 410), (320, 420))),
+            "c": b64("c.png", image_bytes("PNG", (100, 50))),
+            "m": {"operation": "merge", "input": ["a", "b", "c"], "output_format": "pdf"},
+            "out": {"operation": "export/url", "input": "m"},
+        },
+    )
+    done = wait_job(d, k, job["id"])
+    assert done["status"] == "finished", done
+    merged = exported(done)
+    assert page_sizes(merged) == [(200, 200), (300, 400), (310, 410), (320, 420), (100, 50)]
+    assert named(done, "m")["result"]["files"][0]["filename"] == "a.pdf"
+
+
+def test_merge_of_an_office_document_goes_through_a_convert_task(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    d, k = v2_daemon, v2_key
+    docx = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    alone = job_of(
+        d,
+        k,
+        {
+            "doc": b64("lists.docx", docx),
+            "m": {"operation": "merge", "input": ["doc"], "output_format": "pdf"},
+        },
+    )
+    failed = named(wait_job(d, k, alone["id"]), "m")
+    assert failed["status"] == "error" and failed["code"] == "INVALID_INPUT"
+    assert "convert task" in failed["message"]
+    piped = job_of(
+        d,
+        k,
+        {
+            "doc": b64("lists.docx", docx),
+            "pdf": {"operation": "convert", "input": "doc", "output_format": "pdf"},
+            "cover": b64("cover.pdf", blank_pdf((595, 842))),
+            "m": {
+                "operation": "merge",
+                "input": ["cover", "pdf"],
+                "output_format": "pdf",
+                "filename": "bundle.pdf",
+            },
+            "out": {"operation": "export/url", "input": "m"},
+        },
+    )
+    done = wait_job(d, k, piped["id"])
+    assert done["status"] == "finished", done
+    merged = pypdf.PdfReader(io.BytesIO(exported(done)))
+    assert len(merged.pages) == 1 + 3  # the cover, then the document's three pages
+    assert "A multi" in (merged.pages[1].extract_text() or "")
+    assert not (merged.pages[0].extract_text() or "").strip(), "the blank cover comes first"
+    assert named(done, "m")["result"]["files"][0]["filename"] == "bundle.pdf"
+
+
+def test_merge_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    bad = call(
+        d,
+        k,
+        "POST",
+        "/v2/jobs",
+        json={
+            "tasks": {
+                "a": b64("a.pdf", blank_pdf((10, 10))),
+                "m": {"operation": "merge", "input": "a", "output_format": "docx"},
+            }
+        },
+    )
+    assert bad.status_code == 422 and "tasks.m.output_format" in bad.json()["errors"]
+    broken = job_of(
+        d,
+        k,
+        {
+            "a": b64("a.pdf", blank_pdf((10, 10))),
+            "b": b64("b.pdf", b"%PDF-1.4\n this is not really a PDF"),
+            "m": {"operation": "merge", "input": ["a", "b"]},
+        },
+    )
+    m = named(wait_job(d, k, broken["id"]), "m")
+    assert m["status"] == "error" and m["code"] == "INVALID_INPUT", m
+    assert "could not be merged" in m["message"]
+
+
+def test_merge_as_a_task_of_its_own(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    first = call(d, k, "POST", "/v2/import/base64", json=b64("x.pdf", blank_pdf((50, 60))))
+    second = call(d, k, "POST", "/v2/import/base64", json=b64("y.jpg", image_bytes("JPEG")))
+    ids = [first.json()["data"]["id"], second.json()["data"]["id"]]
+    merge = call(d, k, "POST", "/v2/merge", json={"input": ids, "output_format": "pdf"})
+    assert merge.status_code == 201, merge.text
+    done = call(d, k, "GET", f"/sync/v2/tasks/{merge.json()['data']['id']}").json()["data"]
+    assert done["status"] == "finished", done
+    assert done["result"]["files"][0]["filename"] == "x.pdf"
