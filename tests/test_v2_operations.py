@@ -1,15 +1,19 @@
-"""/v2 operations beyond conversion, through the API, with what comes out opened: merge."""
+"""/v2 operations beyond conversion, through the API, with what comes out opened: merge and
+thumbnail."""
 
 from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import pypdf
 import requests
+from PIL import Image
 
 from tests.conftest import CORPUS, Daemon, image_bytes
+from tests.media import make_video
 from tests.test_v2_api import call, job_of, named, wait_job
 
 
@@ -140,3 +144,79 @@ def test_merge_as_a_task_of_its_own(v2_daemon: Daemon, v2_key: str) -> None:
     done = call(d, k, "GET", f"/sync/v2/tasks/{merge.json()['data']['id']}").json()["data"]
     assert done["status"] == "finished", done
     assert done["result"]["files"][0]["filename"] == "x.pdf"
+
+
+def thumb(d: Daemon, k: str, source: dict[str, Any], **params: Any) -> dict[str, Any]:
+    job = job_of(
+        d,
+        k,
+        {
+            "in": source,
+            "t": {"operation": "thumbnail", "input": "in", **params},
+            "out": {"operation": "export/url", "input": "t"},
+        },
+    )
+    return wait_job(d, k, job["id"])
+
+
+def opened(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def test_thumbnails_of_an_image_a_pdf_and_a_video(
+    v2_daemon: Daemon, v2_key: str, tmp_path: Path
+) -> None:
+    d, k = v2_daemon, v2_key
+    photo = b64("photo.jpg", image_bytes("JPEG", (800, 600)))
+    done = thumb(d, k, photo, output_format="png", width=200, height=200)
+    im = opened(exported(done))
+    assert im.format == "PNG" and im.size == (200, 150)  # max: inside the box
+    crop = opened(
+        exported(thumb(d, k, photo, output_format="webp", width=100, height=100, fit="crop"))
+    )
+    assert crop.format == "WEBP" and crop.size == (100, 100)
+    small = opened(exported(thumb(d, k, photo, output_format="jpg", width=2000)))
+    assert small.size == (800, 600), "max never enlarges"
+
+    first_pdf = sorted((CORPUS / "pdf").glob("*.pdf"))[0]
+    pdf = b64("doc.pdf", first_pdf.read_bytes())
+    page = opened(exported(thumb(d, k, pdf, output_format="jpg", width=300, height=300)))
+    assert page.format == "JPEG" and max(page.size) == 300
+
+    clip = make_video(tmp_path / "clip.mp4", 3.0, "320x240")
+    video = b64("clip.mp4", clip.read_bytes())
+    frame = opened(exported(thumb(d, k, video, output_format="png", timestamp=1.5, width=160)))
+    assert frame.size == (160, 120)
+    late = thumb(d, k, video, output_format="png", timestamp="00:01:00")
+    failed = named(late, "t")
+    assert failed["status"] == "error" and "60 s" in failed["message"], failed
+
+
+def test_thumbnail_parameters_are_checked(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    for params, field in (
+        ({"output_format": "gif"}, "output_format"),
+        ({"output_format": "png", "width": 0}, "width"),
+        ({"output_format": "png", "height": "big"}, "height"),
+        ({"output_format": "png", "fit": "stretch"}, "fit"),
+        ({"output_format": "png", "timestamp": -1}, "timestamp"),
+        ({"output_format": "png", "count": 3}, "count"),
+    ):
+        resp = call(
+            d,
+            k,
+            "POST",
+            "/v2/jobs",
+            json={
+                "tasks": {
+                    "in": b64("a.png", image_bytes("PNG")),
+                    "t": {"operation": "thumbnail", "input": "in", **params},
+                }
+            },
+        )
+        assert resp.status_code == 422 and f"tasks.t.{field}" in resp.json()["errors"], resp.text
+    docx = b64("a.docx", (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes())
+    refused = named(thumb(d, k, docx, output_format="png"), "t")
+    assert refused["status"] == "error" and "convert task" in refused["message"]

@@ -2,9 +2,9 @@
 
 A convert task runs as an ordinary queued job (the worker pool, its limits, retries and crash
 recovery); the engine starts it by queueing that job and settles it when the job ends. The other
-operations are short or network-bound and run here, as asyncio tasks: import/url, merge, archive and
-export/url. Whatever state a task moves to is committed first and announced after (`Changes`),
-which is what `/sync/v2` requests wait on.
+operations run here, as asyncio tasks: import/url, merge, thumbnail, archive and export/url.
+Whatever state a task moves to is committed first and announced after (`Changes`), which is
+what `/sync/v2` requests wait on.
 
 After a crash, nothing needs replaying: queued conversions are recovered by the queue, and tasks
 this engine was running are started again from scratch (their files are made in a staging

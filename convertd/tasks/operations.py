@@ -20,11 +20,10 @@ from convertd.errors import Invalid
 from convertd.files import extension_of, safe_filename
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
-OPERATIONS = (*IMPORTS, "convert", "merge", "archive", "export/url")
+OPERATIONS = (*IMPORTS, "convert", "merge", "thumbnail", "archive", "export/url")
 # CloudConvert operations convertd does not do yet: a clear 422, not a 404.
 NOT_YET = (
     "optimize",
-    "thumbnail",
     "watermark",
     "metadata",
     "metadata/write",
@@ -225,6 +224,8 @@ def check_task(
         out["output_format"] = "pdf"
         if (filename := check.name("filename")) is not None:
             out["filename"] = filename
+    elif operation == "thumbnail":
+        out.update(_check_thumbnail(check))
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")
@@ -240,6 +241,33 @@ def check_task(
     check.done()
     if operation not in IMPORTS and "input" in payload:
         out["input"] = payload["input"]  # shown back in the task's payload, as it was sent
+    return out
+
+
+def _check_thumbnail(check: _Check) -> dict[str, Any]:
+    check.only(["output_format", "width", "height", "fit", "timestamp", "filename", "count"])
+    out: dict[str, Any] = {"output_format": canonical_format(check.text("output_format") or "")}
+    if out["output_format"] not in ("png", "jpg", "webp"):
+        check.bad("output_format", "must be png, jpg or webp")
+    for side in ("width", "height"):
+        if (value := check.payload.get(side)) is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4000:
+                check.bad(side, "must be a whole number of pixels from 1 to 4000")
+            out[side] = value
+    out["fit"] = check.text("fit") or "max"
+    if out["fit"] not in ("max", "crop", "scale"):
+        check.bad("fit", "must be max, crop or scale")
+    stamp = check.payload.get("timestamp", 0)
+    if isinstance(stamp, str) and (match := _TIMESTAMP.match(stamp.strip())):
+        hours, minutes, seconds = match.groups()
+        stamp = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 <= stamp < 1e6:
+        check.bad("timestamp", "must be seconds into the video (e.g. 5 or 00:00:05)")
+    out["timestamp"] = stamp
+    if check.payload.get("count", 1) != 1:
+        check.bad("count", "must be 1: one thumbnail per task")
+    if (filename := check.name("filename")) is not None:
+        out["filename"] = filename
     return out
 
 

@@ -16,6 +16,7 @@ from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.merge import merge
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import link_or_copy
+from convertd.tasks.thumbnail import thumbnail
 
 
 async def perform(
@@ -32,6 +33,8 @@ async def perform(
         await archive(task, await inputs(), staging)
     elif task.operation == "merge":
         await merge(task.payload, await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "thumbnail":
+        await thumbnail(task.payload, await inputs(), staging, config.job_timeout_seconds)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
 
