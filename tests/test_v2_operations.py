@@ -1,19 +1,20 @@
-"""/v2 operations beyond conversion, through the API, with what comes out opened: merge and
-thumbnail."""
+"""/v2 operations beyond conversion, through the API, with what comes out opened: merge,
+thumbnail and metadata."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 import pypdf
 import requests
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.conftest import CORPUS, Daemon, image_bytes
-from tests.media import make_video
+from tests.media import make_audio, make_video
 from tests.test_v2_api import call, job_of, named, wait_job
 
 
@@ -220,3 +221,72 @@ def test_thumbnail_parameters_are_checked(v2_daemon: Daemon, v2_key: str) -> Non
     docx = b64("a.docx", (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes())
     refused = named(thumb(d, k, docx, output_format="png"), "t")
     assert refused["status"] == "error" and "convert task" in refused["message"]
+
+
+def metadata_of(d: Daemon, k: str, source: dict[str, Any]) -> dict[str, Any]:
+    job = job_of(
+        d,
+        k,
+        {
+            "in": source,
+            "meta": {"operation": "metadata", "input": "in"},
+            "out": {"operation": "export/url", "input": "meta"},
+        },
+    )
+    done = wait_job(d, k, job["id"])
+    meta = named(done, "meta")
+    assert meta["status"] == "finished", meta
+    assert json.loads(exported(done)) == meta["result"]["metadata"], "the file says the same"
+    return meta["result"]["metadata"]  # type: ignore[no-any-return]
+
+
+def test_metadata_of_an_image_a_pdf_and_audio(
+    v2_daemon: Daemon, v2_key: str, tmp_path: Path
+) -> None:
+    d, k = v2_daemon, v2_key
+    exif = Image.Exif()
+    exif[0x010F] = "Acme Cameras"  # Make
+    exif[0x0110] = "Model 7"  # Model
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(buf, "JPEG", exif=exif)
+    photo = metadata_of(d, k, b64("photo.jpg", buf.getvalue()))
+    assert photo["type"] == "image" and (photo["width"], photo["height"]) == (64, 48)
+    assert photo["exif"]["Make"] == "Acme Cameras" and photo["exif"]["Model"] == "Model 7"
+
+    writer = pypdf.PdfWriter()
+    for _ in range(3):
+        writer.add_blank_page(width=100, height=100)
+    writer.add_metadata({"/Title": "Quarterly report", "/Author": "Ann Example"})
+    pdf = io.BytesIO()
+    writer.write(pdf)
+    info = metadata_of(d, k, b64("report.pdf", pdf.getvalue()))
+    assert info["type"] == "pdf" and info["pages"] == 3
+    assert info["title"] == "Quarterly report" and info["author"] == "Ann Example"
+
+    song = make_audio(tmp_path / "song.mp3", 1.0, "-metadata", "title=Night Train")
+    tags = metadata_of(d, k, b64("song.mp3", song.read_bytes()))
+    assert tags["type"] == "media" and tags["format"]["tags"]["title"] == "Night Train"
+    assert "filename" not in tags["format"], "no server path leaks"
+    assert tags["streams"][0]["codec_type"] == "audio"
+
+
+def test_metadata_is_bounded_and_never_expands_entities(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    writer = pypdf.PdfWriter()
+    writer.add_blank_page(width=10, height=10)
+    writer.add_metadata({"/Title": "x" * 10_000_000})
+    huge = io.BytesIO()
+    writer.write(huge)
+    info = metadata_of(d, k, b64("huge.pdf", huge.getvalue()))
+    assert len(json.dumps(info)) < 300_000 and info["pages"] == 1
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+        "<x:xmpmeta xmlns:x='adobe:ns:meta/'>&c;</x:xmpmeta>"
+    )
+    png = io.BytesIO()
+    info_chunk = PngImagePlugin.PngInfo()
+    info_chunk.add_itxt("XML:com.adobe.xmp", bomb)
+    Image.new("RGB", (8, 8)).save(png, "PNG", pnginfo=info_chunk)
+    shown = metadata_of(d, k, b64("bomb.png", png.getvalue()))
+    assert shown["xmp"] == bomb, "reported as the text it is, entities unexpanded"

@@ -253,9 +253,15 @@ def restart(conn: sqlite3.Connection, task_id: str) -> bool:
 
 
 def finish(
-    conn: sqlite3.Connection, task_id: str, files: list[dict[str, Any]], *, waiting: bool = False
+    conn: sqlite3.Connection,
+    task_id: str,
+    files: list[dict[str, Any]],
+    *,
+    waiting: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> bool:
-    """processing (or, for an upload or an export, waiting) -> finished with these files."""
+    """processing (or, for an upload or an export, waiting) -> finished with these files (and
+    `extra` beside them in the result)."""
     expected = "waiting" if waiting else "processing"
     now = clock.now()
     return (
@@ -263,7 +269,7 @@ def finish(
             """UPDATE tasks SET status = 'finished', result = ?, ended_at = ?,
                       started_at = COALESCE(started_at, ?), code = NULL, message = NULL
                WHERE id = ? AND status = ?""",
-            (json.dumps({"files": files}), now, now, task_id, expected),
+            (json.dumps({**(extra or {}), "files": files}), now, now, task_id, expected),
         ).rowcount
         == 1
     )

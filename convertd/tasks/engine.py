@@ -274,7 +274,8 @@ class TaskEngine:
     # ----- recording ends -----
 
     async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
-        if await self._record(lambda conn: tasks.finish(conn, task.id, files)):
+        extra = await asyncio.to_thread(work.result_beyond_files, task, self.data.task_dir(task.id))
+        if await self._record(lambda conn: tasks.finish(conn, task.id, files, extra=extra)):
             logger.info("task %s finished (%s)", task.id, task.operation)
         else:
             await self._drop_files_if_deleted(task)

@@ -20,12 +20,11 @@ from convertd.errors import Invalid
 from convertd.files import extension_of, safe_filename
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
-OPERATIONS = (*IMPORTS, "convert", "merge", "thumbnail", "archive", "export/url")
+OPERATIONS = (*IMPORTS, "convert", "merge", "thumbnail", "metadata", "archive", "export/url")
 # CloudConvert operations convertd does not do yet: a clear 422, not a 404.
 NOT_YET = (
     "optimize",
     "watermark",
-    "metadata",
     "metadata/write",
     "capture-website",
     "import/s3",
@@ -226,6 +225,8 @@ def check_task(
             out["filename"] = filename
     elif operation == "thumbnail":
         out.update(_check_thumbnail(check))
+    elif operation == "metadata":
+        check.only(["input_format", "engine", "engine_version"])
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")

@@ -4,14 +4,17 @@ does with its inputs' files, written into the staging directory the engine publi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from convertd.config import Config
 from convertd.fetch import FetchError, Policy, fetch
 from convertd.files import extension_of, safe_filename, stem_of
 from convertd.store import tasks
+from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.merge import merge
 from convertd.tasks.operations import TaskFailed
@@ -35,8 +38,17 @@ async def perform(
         await merge(task.payload, await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "thumbnail":
         await thumbnail(task.payload, await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "metadata":
+        await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
+
+
+def result_beyond_files(task: tasks.Task, task_dir: Path) -> dict[str, Any]:
+    """Blocking: what a finished task's result carries besides its files (metadata's JSON)."""
+    if task.operation == "metadata":
+        return {"metadata": json.loads((task_dir / metadata.NAME).read_text("utf-8"))}
+    return {}
 
 
 async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:
