@@ -1,5 +1,5 @@
 """/v2 operations beyond conversion, through the API, with what comes out opened: merge,
-thumbnail and metadata."""
+thumbnail, metadata and optimize."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pypdf
 import requests
 from PIL import Image, PngImagePlugin
+from pypdf.generic import DecodedStreamObject, NameObject
 
 from tests.conftest import CORPUS, Daemon, image_bytes
 from tests.media import make_audio, make_video
@@ -290,3 +291,89 @@ def test_metadata_is_bounded_and_never_expands_entities(v2_daemon: Daemon, v2_ke
     Image.new("RGB", (8, 8)).save(png, "PNG", pnginfo=info_chunk)
     shown = metadata_of(d, k, b64("bomb.png", png.getvalue()))
     assert shown["xmp"] == bomb, "reported as the text it is, entities unexpanded"
+
+
+def optimized(
+    d: Daemon, k: str, source: dict[str, Any], **params: Any
+) -> tuple[dict[str, Any], bytes]:
+    job = job_of(
+        d,
+        k,
+        {
+            "in": source,
+            "o": {"operation": "optimize", "input": "in", **params},
+            "out": {"operation": "export/url", "input": "o"},
+        },
+    )
+    done = wait_job(d, k, job["id"])
+    task = named(done, "o")
+    assert task["status"] == "finished", task
+    return task["result"], exported(done)
+
+
+def test_optimize_makes_pdfs_and_pictures_smaller_and_never_larger(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    d, k = v2_daemon, v2_key
+    writer = pypdf.PdfWriter()
+    page = writer.add_blank_page(width=200, height=200)
+    drawing = DecodedStreamObject()
+    drawing.set_data(b"0 0 m 150 150 l S\n" * 20000)  # a big stream, stored uncompressed
+    page[NameObject("/Contents")] = writer._add_object(drawing)
+    raw = io.BytesIO()
+    writer.write(raw)
+    result, out = optimized(d, k, b64("drawing.pdf", raw.getvalue()), profile="web")
+    assert result["optimize"]["smaller"] and len(out) < len(raw.getvalue()) // 10
+    assert result["optimize"]["output_size"] == len(out)
+    assert len(pypdf.PdfReader(io.BytesIO(out)).pages) == 1
+
+    exif = Image.Exif()
+    exif[0x010F] = "Acme Cameras"
+    photo = io.BytesIO()
+    Image.effect_noise((640, 480), 30).convert("RGB").save(
+        photo, "JPEG", quality=90, optimize=False, exif=exif
+    )
+    result, out = optimized(d, k, b64("photo.jpg", photo.getvalue()))
+    assert result["optimize"]["smaller"] and len(out) < len(photo.getvalue())
+    before, after = opened(photo.getvalue()), opened(out)
+    assert after.size == before.size and after.getexif()[0x010F] == "Acme Cameras"
+    diff = max(abs(a - b) for a, b in zip(before.tobytes(), after.tobytes(), strict=True))
+    assert diff <= 8, "no visible loss"
+
+    loose = io.BytesIO()
+    Image.new("RGB", (300, 200), "orange").save(loose, "PNG", compress_level=0)
+    result, out = optimized(d, k, b64("flat.png", loose.getvalue()), profile="max")
+    assert result["optimize"]["smaller"]
+    assert opened(out).tobytes() == opened(loose.getvalue()).tobytes(), "lossless"
+
+    tight = io.BytesIO()
+    Image.new("L", (4, 4)).save(tight, "PNG", optimize=True)
+    result, out = optimized(d, k, b64("tiny.png", tight.getvalue()))
+    assert result["optimize"]["smaller"] is False and out == tight.getvalue()
+
+
+def test_optimize_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    bad = call(
+        d,
+        k,
+        "POST",
+        "/v2/jobs",
+        json={
+            "tasks": {
+                "in": b64("a.png", image_bytes("PNG")),
+                "o": {"operation": "optimize", "input": "in", "profile": "tiny"},
+            }
+        },
+    )
+    assert bad.status_code == 422 and "tasks.o.profile" in bad.json()["errors"]
+    job = job_of(
+        d,
+        k,
+        {
+            "in": {"operation": "import/raw", "file": "plain words", "filename": "a.txt"},
+            "o": {"operation": "optimize", "input": "in"},
+        },
+    )
+    task = named(wait_job(d, k, job["id"]), "o")
+    assert task["status"] == "error" and "PDFs, JPEGs and PNGs" in task["message"]

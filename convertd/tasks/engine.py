@@ -274,7 +274,7 @@ class TaskEngine:
     # ----- recording ends -----
 
     async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
-        extra = await asyncio.to_thread(work.result_beyond_files, task, self.data.task_dir(task.id))
+        extra = await asyncio.to_thread(work.result_beyond_files, self.data.task_dir(task.id))
         if await self._record(lambda conn: tasks.finish(conn, task.id, files, extra=extra)):
             logger.info("task %s finished (%s)", task.id, task.operation)
         else:

@@ -29,6 +29,7 @@ from convertd.tasks.operations import TaskFailed
 MAX_VALUE = 4096
 MAX_TOTAL = 256 * 1024
 NAME = "metadata.json"
+RESULT = ".result.json"  # what the task's result carries besides its files (work.py)
 MEDIA = ("mp3", "wav", "flac", "ogg", "opus", "m4a", "aac", "mp4", "mov", "mkv", "webm", "avi")
 
 
@@ -140,4 +141,5 @@ async def metadata(paths: list[Path], staging: Path, timeout: float) -> dict[str
     info = await read(paths[0], timeout)
     text = json.dumps(info, indent=2, ensure_ascii=False)
     await asyncio.to_thread((staging / NAME).write_text, text, "utf-8")
+    await asyncio.to_thread((staging / RESULT).write_text, json.dumps({"metadata": info}))
     return info

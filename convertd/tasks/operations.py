@@ -20,24 +20,12 @@ from convertd.errors import Invalid
 from convertd.files import extension_of, safe_filename
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
-OPERATIONS = (*IMPORTS, "convert", "merge", "thumbnail", "metadata", "archive", "export/url")
-# CloudConvert operations convertd does not do yet: a clear 422, not a 404.
-NOT_YET = (
-    "optimize",
-    "watermark",
-    "metadata/write",
-    "capture-website",
-    "import/s3",
-    "import/azure/blob",
-    "import/google-cloud-storage",
-    "import/openstack",
-    "import/sftp",
-    "export/s3",
-    "export/azure/blob",
-    "export/google-cloud-storage",
-    "export/openstack",
-    "export/sftp",
-)
+WORK = ("convert", "merge", "optimize", "thumbnail", "metadata", "archive")
+OPERATIONS = (*IMPORTS, *WORK, "export/url")
+# CloudConvert operations convertd does not do yet (a clear 422, not a 404), cloud storage too.
+STORAGE = ("s3", "azure/blob", "google-cloud-storage", "openstack", "sftp")
+CLOUD = tuple(f"{way}/{store}" for way in ("import", "export") for store in STORAGE)
+NOT_YET = ("watermark", "metadata/write", "capture-website", *CLOUD)
 ARCHIVE_FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 
 # The task fields every convert task may carry besides the converter's options.
@@ -227,6 +215,13 @@ def check_task(
         out.update(_check_thumbnail(check))
     elif operation == "metadata":
         check.only(["input_format", "engine", "engine_version"])
+    elif operation == "optimize":
+        check.only(["profile", "filename", "input_format", "engine", "engine_version"])
+        out["profile"] = check.text("profile") or "web"
+        if out["profile"] not in ("web", "print", "archive", "max"):
+            check.bad("profile", "must be web, print, archive or max")
+        if (filename := check.name("filename")) is not None:
+            out["filename"] = filename
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")

@@ -18,6 +18,7 @@ from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.merge import merge
 from convertd.tasks.operations import TaskFailed
+from convertd.tasks.optimize import RESULT, optimize
 from convertd.tasks.outputs import link_or_copy
 from convertd.tasks.thumbnail import thumbnail
 
@@ -40,15 +41,17 @@ async def perform(
         await thumbnail(task.payload, await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "metadata":
         await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "optimize":
+        await optimize(task.payload, await inputs(), staging, config.job_timeout_seconds)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
 
 
-def result_beyond_files(task: tasks.Task, task_dir: Path) -> dict[str, Any]:
-    """Blocking: what a finished task's result carries besides its files (metadata's JSON)."""
-    if task.operation == "metadata":
-        return {"metadata": json.loads((task_dir / metadata.NAME).read_text("utf-8"))}
-    return {}
+def result_beyond_files(task_dir: Path) -> dict[str, Any]:
+    """Blocking: what a finished task's result carries besides its files (metadata's JSON,
+    optimize's sizes), which its operation left in a hidden `.result.json`."""
+    extra = task_dir / RESULT
+    return json.loads(extra.read_text("utf-8")) if extra.exists() else {}
 
 
 async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:
