@@ -1,17 +1,18 @@
 """/v2 operations beyond conversion, through the API, with what comes out opened: merge,
-thumbnail, metadata and optimize."""
+thumbnail, metadata, optimize and ocr."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pypdf
 import requests
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pypdf.generic import DecodedStreamObject, NameObject
 
 from tests.conftest import CORPUS, Daemon, image_bytes
@@ -377,3 +378,95 @@ def test_optimize_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> N
     )
     task = named(wait_job(d, k, job["id"]), "o")
     assert task["status"] == "error" and "PDFs, JPEGs and PNGs" in task["message"]
+
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+SCANNED_WORDS = ("convertd", "reads", "scanned", "pages", "quietly")
+
+
+def scanned_page() -> bytes:
+    """A page as a scanner makes it: printed words, rasterised at 300 dpi, a little skewed,
+    with speckle noise."""
+    page = Image.new("L", (2480, 1200), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(FONT, 64)
+    draw.text((150, 200), "convertd reads scanned pages", fill=0, font=font)
+    draw.text((150, 400), "and files them quietly", fill=0, font=font)
+    page = page.rotate(1.5, fillcolor=255, resample=Image.Resampling.BICUBIC)
+    noise = Image.effect_noise(page.size, 40)
+    page = Image.blend(page, noise, 0.15)
+    out = io.BytesIO()
+    page.save(out, "PNG", dpi=(300, 300))
+    return out.getvalue()
+
+
+def pdftotext(data: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "out.pdf"
+    path.write_bytes(data)
+    done = subprocess.run(
+        ["pdftotext", str(path), "-"], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def test_ocr_makes_a_scan_searchable_or_text(
+    v2_daemon: Daemon, v2_key: str, tmp_path: Path
+) -> None:
+    d, k = v2_daemon, v2_key
+    scan = b64("scan.png", scanned_page())
+    job = job_of(
+        d,
+        k,
+        {
+            "in": scan,
+            "pdf": {"operation": "ocr", "input": "in", "languages": ["eng"]},
+            "txt": {"operation": "ocr", "input": "in", "output_format": "txt"},
+            "out": {"operation": "export/url", "input": ["pdf", "txt"]},
+        },
+    )
+    done = wait_job(d, k, job["id"])
+    assert done["status"] == "finished", [t["message"] for t in done["tasks"]]
+    files = {f["filename"]: f["url"] for f in named(done, "out")["result"]["files"]}
+    assert set(files) == {"scan.pdf", "scan.txt"}
+    searchable = requests.get(files["scan.pdf"], timeout=30).content
+    text = pdftotext(searchable, tmp_path).lower()
+    for word in SCANNED_WORDS:
+        assert word in text, (word, text)
+    plain = requests.get(files["scan.txt"], timeout=30).text.lower()
+    assert all(word in plain for word in SCANNED_WORDS), plain
+    # A PDF that already has text keeps it as it is.
+    typed = blank_pdf((100, 100))
+    kept = job_of(d, k, {"in": b64("typed.pdf", typed), "o": {"operation": "ocr", "input": "in"}})
+    assert named(wait_job(d, k, kept["id"]), "o")["status"] == "finished"
+
+
+def test_ocr_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    for params, field in (
+        ({"languages": ["english"]}, "languages"),
+        ({"languages": []}, "languages"),
+        ({"output_format": "docx"}, "output_format"),
+    ):
+        resp = call(
+            d,
+            k,
+            "POST",
+            "/v2/jobs",
+            json={
+                "tasks": {
+                    "in": b64("a.png", image_bytes("PNG")),
+                    "o": {"operation": "ocr", "input": "in", **params},
+                }
+            },
+        )
+        assert resp.status_code == 422 and f"tasks.o.{field}" in resp.json()["errors"], resp.text
+    job = job_of(
+        d,
+        k,
+        {
+            "in": b64("a.png", image_bytes("PNG")),
+            "o": {"operation": "ocr", "input": "in", "languages": ["xyz"]},
+        },
+    )
+    missing = named(wait_job(d, k, job["id"]), "o")
+    assert missing["status"] == "error" and "tesseract-ocr-xyz" in missing["message"]

@@ -9,7 +9,6 @@ convertd's own names are accepted too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,11 +16,12 @@ from convertd.converters.base import Converter, canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import Registry
 from convertd.errors import Invalid
-from convertd.files import extension_of, safe_filename
+from convertd.files import extension_of
+from convertd.tasks.checking import Check, seconds_of, where
+from convertd.tasks.parameters import ENGINE_WORK, check_work
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
-WORK = ("convert", "merge", "optimize", "thumbnail", "metadata", "archive")
-OPERATIONS = (*IMPORTS, *WORK, "export/url")
+OPERATIONS = (*IMPORTS, "convert", *ENGINE_WORK, "archive", "export/url")
 # CloudConvert operations convertd does not do yet (a clear 422, not a 404), cloud storage too.
 STORAGE = ("s3", "azure/blob", "google-cloud-storage", "openstack", "sftp")
 CLOUD = tuple(f"{way}/{store}" for way in ("import", "export") for store in STORAGE)
@@ -58,7 +58,6 @@ OPTION_NOTES = {
     "trim_start": " (or HH:MM:SS)",
     "trim_end": " (or HH:MM:SS)",
 }
-_TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 MAX_BASE64_CHARS = 1 << 34
 
@@ -70,10 +69,6 @@ class TaskFailed(Exception):
         self.message = message
 
 
-def _where(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 def input_names(payload: dict[str, Any], prefix: str = "") -> list[str]:
     """The `input` of a task as a list of names (jobs) or ids (tasks created alone)."""
     raw = payload.get("input")
@@ -82,66 +77,9 @@ def input_names(payload: dict[str, Any], prefix: str = "") -> list[str]:
     if isinstance(raw, list) and raw and all(isinstance(x, str) and x.strip() for x in raw):
         return list(dict.fromkeys(x.strip() for x in raw))
     raise Invalid(
-        f"The {_where(prefix, 'input')} field must name a task, or be a list of task names.",
-        {_where(prefix, "input"): ["must be a task name or a list of task names"]},
+        f"The {where(prefix, 'input')} field must name a task, or be a list of task names.",
+        {where(prefix, "input"): ["must be a task name or a list of task names"]},
     )
-
-
-class _Check:
-    """Collects every problem with one task's fields, to raise them together."""
-
-    def __init__(self, payload: dict[str, Any], prefix: str) -> None:
-        self.payload = payload
-        self.prefix = prefix
-        self.errors: dict[str, list[str]] = {}
-
-    def bad(self, name: str, problem: str) -> None:
-        self.errors.setdefault(_where(self.prefix, name), []).append(problem)
-
-    def text(self, name: str, *, required: bool = False, limit: int = 1000) -> str | None:
-        value = self.payload.get(name)
-        if value is None:
-            if required:
-                self.bad(name, "is required")
-            return None
-        if not isinstance(value, str) or (required and not value.strip()):
-            self.bad(name, "must be a non-empty string" if required else "must be a string")
-            return None
-        if len(value) > limit:
-            self.bad(name, f"must be at most {limit} characters")
-            return None
-        return value
-
-    def name(self, field: str, *, required: bool = False) -> str | None:
-        """A file name: a non-empty last path component once made safe."""
-        value = self.text(field, required=required, limit=255)
-        if value is not None and not safe_filename(value, default=""):
-            self.bad(field, "must be a file name, such as report.pdf")
-            return None
-        return value
-
-    def flag(self, name: str) -> bool:
-        value = self.payload.get(name, False)
-        if not isinstance(value, bool):
-            self.bad(name, "must be true or false")
-            return False
-        return value
-
-    def only(self, allowed: Iterable[str], *, takes_input: bool = True) -> None:
-        allowed = (
-            set(allowed) | {"operation", "ignore_error"} | ({"input"} if takes_input else set())
-        )
-        for name in sorted(set(self.payload) - allowed):
-            known = ", ".join(sorted(allowed))
-            self.bad(name, f"is not a parameter of this operation; known: {known}")
-
-    def done(self) -> None:
-        if self.errors:
-            first = next(iter(self.errors))
-            problem = self.errors[first][0]
-            if problem.startswith(("option", "options", "give")):
-                raise Invalid(f"{first}: {problem}.", self.errors)
-            raise Invalid(f"The {first} field {problem}.", self.errors)
 
 
 def check_task(
@@ -155,20 +93,20 @@ def check_task(
     if not isinstance(operation, str) or not operation:
         what = "is required" if operation is None else "must be the name of an operation"
         raise Invalid(
-            f"The {_where(prefix, 'operation')} field {what}.",
-            {_where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
+            f"The {where(prefix, 'operation')} field {what}.",
+            {where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
         )
     if operation in NOT_YET:
         raise Invalid(
             f"The operation {operation!r} is not available in convertd yet.",
-            {_where(prefix, "operation"): [f"convertd does: {', '.join(OPERATIONS)}"]},
+            {where(prefix, "operation"): [f"convertd does: {', '.join(OPERATIONS)}"]},
         )
     if operation not in OPERATIONS:
         raise Invalid(
             f"The operation {operation!r} is unknown.",
-            {_where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
+            {where(prefix, "operation"): [f"must be one of: {', '.join(OPERATIONS)}"]},
         )
-    check = _Check(payload, prefix)
+    check = Check(payload, prefix)
     out: dict[str, Any] = {}
     if operation == "import/upload":
         check.only(["redirect"], takes_input=False)
@@ -204,24 +142,8 @@ def check_task(
         out["filename"] = filename
     elif operation == "convert":
         out.update(_check_convert(registry, payload, check, input_hint))
-    elif operation == "merge":
-        check.only(["output_format", "filename", "engine", "engine_version"])
-        if (check.text("output_format") or "pdf").lower() != "pdf":
-            check.bad("output_format", "must be pdf: merge joins PDFs and images into one PDF")
-        out["output_format"] = "pdf"
-        if (filename := check.name("filename")) is not None:
-            out["filename"] = filename
-    elif operation == "thumbnail":
-        out.update(_check_thumbnail(check))
-    elif operation == "metadata":
-        check.only(["input_format", "engine", "engine_version"])
-    elif operation == "optimize":
-        check.only(["profile", "filename", "input_format", "engine", "engine_version"])
-        out["profile"] = check.text("profile") or "web"
-        if out["profile"] not in ("web", "print", "archive", "max"):
-            check.bad("profile", "must be web, print, archive or max")
-        if (filename := check.name("filename")) is not None:
-            out["filename"] = filename
+    elif operation in ENGINE_WORK:
+        out.update(check_work(operation, check))
     elif operation == "archive":
         check.only(["output_format", "filename"])
         fmt = canonical_format(check.text("output_format") or "zip")
@@ -240,35 +162,8 @@ def check_task(
     return out
 
 
-def _check_thumbnail(check: _Check) -> dict[str, Any]:
-    check.only(["output_format", "width", "height", "fit", "timestamp", "filename", "count"])
-    out: dict[str, Any] = {"output_format": canonical_format(check.text("output_format") or "")}
-    if out["output_format"] not in ("png", "jpg", "webp"):
-        check.bad("output_format", "must be png, jpg or webp")
-    for side in ("width", "height"):
-        if (value := check.payload.get(side)) is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4000:
-                check.bad(side, "must be a whole number of pixels from 1 to 4000")
-            out[side] = value
-    out["fit"] = check.text("fit") or "max"
-    if out["fit"] not in ("max", "crop", "scale"):
-        check.bad("fit", "must be max, crop or scale")
-    stamp = check.payload.get("timestamp", 0)
-    if isinstance(stamp, str) and (match := _TIMESTAMP.match(stamp.strip())):
-        hours, minutes, seconds = match.groups()
-        stamp = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 <= stamp < 1e6:
-        check.bad("timestamp", "must be seconds into the video (e.g. 5 or 00:00:05)")
-    out["timestamp"] = stamp
-    if check.payload.get("count", 1) != 1:
-        check.bad("count", "must be 1: one thumbnail per task")
-    if (filename := check.name("filename")) is not None:
-        out["filename"] = filename
-    return out
-
-
 def _check_convert(
-    registry: Registry, payload: dict[str, Any], check: _Check, input_hint: str | None
+    registry: Registry, payload: dict[str, Any], check: Check, input_hint: str | None
 ) -> dict[str, Any]:
     """`input_hint`: the input's format as its name tells, when that is known now (an import
     with a file name); the options are then checked against the converter that will run."""
@@ -333,16 +228,15 @@ def cloudconvert_options(raw: dict[str, Any]) -> dict[str, Any]:
         elif (
             ours in ("trim_start", "trim_end")
             and isinstance(value, str)
-            and (match := _TIMESTAMP.match(value.strip()))
+            and (seconds := seconds_of(value)) is not None
         ):
-            hours, minutes, seconds = match.groups()
-            value = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+            value = seconds
         options[ours] = value
     return options
 
 
 def _options(
-    candidates: list[Converter], raw: dict[str, Any], output_format: str, check: _Check
+    candidates: list[Converter], raw: dict[str, Any], output_format: str, check: Check
 ) -> dict[str, Any]:
     """Options valid for at least one converter that can do this conversion."""
     options = cloudconvert_options(raw)

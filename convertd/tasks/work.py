@@ -17,6 +17,7 @@ from convertd.store import tasks
 from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.merge import merge
+from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.optimize import RESULT, optimize
 from convertd.tasks.outputs import link_or_copy
@@ -43,6 +44,9 @@ async def perform(
         await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "optimize":
         await optimize(task.payload, await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "ocr":
+        limit = config.max_image_pixels
+        await ocr(task.payload, await inputs(), staging, config.job_timeout_seconds, limit)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
 

@@ -1,0 +1,90 @@
+"""The parameters of the operations the task engine runs itself (not on the conversion
+queue): merge, optimize, thumbnail, metadata and ocr. Each check returns the stored payload's
+fields and leaves its problems on the Check."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from convertd.converters.base import canonical_format
+from convertd.tasks.checking import Check, seconds_of
+
+ENGINE_WORK = ("merge", "optimize", "thumbnail", "metadata", "ocr")
+PROFILES = ("web", "print", "archive", "max")
+LANGUAGE = re.compile(r"^[a-z]{3}(_[a-z]+)?$")
+
+
+def check_work(operation: str, check: Check) -> dict[str, Any]:
+    out = {
+        "merge": _merge,
+        "optimize": _optimize,
+        "thumbnail": _thumbnail,
+        "metadata": _metadata,
+        "ocr": _ocr,
+    }[operation](check)
+    if (filename := check.name("filename")) is not None:
+        out["filename"] = filename
+    return out
+
+
+def _merge(check: Check) -> dict[str, Any]:
+    check.only(["output_format", "filename", "engine", "engine_version"])
+    if (check.text("output_format") or "pdf").lower() != "pdf":
+        check.bad("output_format", "must be pdf: merge joins PDFs and images into one PDF")
+    return {"output_format": "pdf"}
+
+
+def _optimize(check: Check) -> dict[str, Any]:
+    check.only(["profile", "filename", "input_format", "engine", "engine_version"])
+    profile = check.text("profile") or "web"
+    if profile not in PROFILES:
+        check.bad("profile", "must be web, print, archive or max")
+    return {"profile": profile}
+
+
+def _metadata(check: Check) -> dict[str, Any]:
+    check.only(["input_format", "engine", "engine_version"])
+    return {}
+
+
+def _ocr(check: Check) -> dict[str, Any]:
+    check.only(["languages", "language", "output_format", "filename"])
+    fmt = (check.text("output_format") or "pdf").lower()
+    if fmt not in ("pdf", "txt"):
+        check.bad("output_format", "must be pdf (searchable) or txt")
+    languages = check.payload.get("languages", check.payload.get("language", ["eng"]))
+    if isinstance(languages, str):
+        languages = [languages]
+    if (
+        not isinstance(languages, list)
+        or not 1 <= len(languages) <= 8
+        or not all(isinstance(x, str) and LANGUAGE.match(x) for x in languages)
+    ):
+        check.bad("languages", 'must be 1 to 8 Tesseract language codes, e.g. ["eng", "deu"]')
+        languages = ["eng"]
+    return {"output_format": fmt, "languages": list(dict.fromkeys(languages))}
+
+
+def _thumbnail(check: Check) -> dict[str, Any]:
+    check.only(["output_format", "width", "height", "fit", "timestamp", "filename", "count"])
+    out: dict[str, Any] = {"output_format": canonical_format(check.text("output_format") or "")}
+    if out["output_format"] not in ("png", "jpg", "webp"):
+        check.bad("output_format", "must be png, jpg or webp")
+    for side in ("width", "height"):
+        if (value := check.payload.get(side)) is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4000:
+                check.bad(side, "must be a whole number of pixels from 1 to 4000")
+            out[side] = value
+    out["fit"] = check.text("fit") or "max"
+    if out["fit"] not in ("max", "crop", "scale"):
+        check.bad("fit", "must be max, crop or scale")
+    stamp = check.payload.get("timestamp", 0)
+    if isinstance(stamp, str) and (seconds := seconds_of(stamp)) is not None:
+        stamp = seconds
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 <= stamp < 1e6:
+        check.bad("timestamp", "must be seconds into the video (e.g. 5 or 00:00:05)")
+    out["timestamp"] = stamp
+    if check.payload.get("count", 1) != 1:
+        check.bad("count", "must be 1: one thumbnail per task")
+    return out
