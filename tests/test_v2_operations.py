@@ -47,6 +47,38 @@ def exported(job: dict[str, Any], name: str = "out") -> bytes:
     return resp.content
 
 
+def one_task(d: Daemon, k: str, source: dict[str, Any], operation: str, **params: Any) -> Any:
+    """A job of an import, one `operation` task ("op") on it and an export ("out"), ended."""
+    job = job_of(
+        d,
+        k,
+        {
+            "in": source,
+            "op": {"operation": operation, "input": "in", **params},
+            "out": {"operation": "export/url", "input": "op"},
+        },
+    )
+    return wait_job(d, k, job["id"])
+
+
+def refused_fields(d: Daemon, k: str, operation: str, **params: Any) -> set[str]:
+    """The fields a 422 names for an `operation` task ("op") on a PNG with these parameters."""
+    resp = call(
+        d,
+        k,
+        "POST",
+        "/v2/jobs",
+        json={
+            "tasks": {
+                "in": b64("a.png", image_bytes("PNG")),
+                "op": {"operation": operation, "input": "in", **params},
+            }
+        },
+    )
+    assert resp.status_code == 422, resp.text
+    return set(resp.json()["errors"])
+
+
 def test_merge_joins_pdfs_and_images_in_the_order_given(v2_daemon: Daemon, v2_key: str) -> None:
     d, k = v2_daemon, v2_key
     job = job_of(
@@ -150,16 +182,7 @@ def test_merge_as_a_task_of_its_own(v2_daemon: Daemon, v2_key: str) -> None:
 
 
 def thumb(d: Daemon, k: str, source: dict[str, Any], **params: Any) -> dict[str, Any]:
-    job = job_of(
-        d,
-        k,
-        {
-            "in": source,
-            "t": {"operation": "thumbnail", "input": "in", **params},
-            "out": {"operation": "export/url", "input": "t"},
-        },
-    )
-    return wait_job(d, k, job["id"])
+    return one_task(d, k, source, "thumbnail", **params)  # type: ignore[no-any-return]
 
 
 def opened(data: bytes) -> Image.Image:
@@ -193,7 +216,7 @@ def test_thumbnails_of_an_image_a_pdf_and_a_video(
     frame = opened(exported(thumb(d, k, video, output_format="png", timestamp=1.5, width=160)))
     assert frame.size == (160, 120)
     late = thumb(d, k, video, output_format="png", timestamp="00:01:00")
-    failed = named(late, "t")
+    failed = named(late, "op")
     assert failed["status"] == "error" and "60 s" in failed["message"], failed
 
 
@@ -207,36 +230,15 @@ def test_thumbnail_parameters_are_checked(v2_daemon: Daemon, v2_key: str) -> Non
         ({"output_format": "png", "timestamp": -1}, "timestamp"),
         ({"output_format": "png", "count": 3}, "count"),
     ):
-        resp = call(
-            d,
-            k,
-            "POST",
-            "/v2/jobs",
-            json={
-                "tasks": {
-                    "in": b64("a.png", image_bytes("PNG")),
-                    "t": {"operation": "thumbnail", "input": "in", **params},
-                }
-            },
-        )
-        assert resp.status_code == 422 and f"tasks.t.{field}" in resp.json()["errors"], resp.text
+        assert f"tasks.op.{field}" in refused_fields(d, k, "thumbnail", **params)
     docx = b64("a.docx", (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes())
-    refused = named(thumb(d, k, docx, output_format="png"), "t")
+    refused = named(thumb(d, k, docx, output_format="png"), "op")
     assert refused["status"] == "error" and "convert task" in refused["message"]
 
 
 def metadata_of(d: Daemon, k: str, source: dict[str, Any]) -> dict[str, Any]:
-    job = job_of(
-        d,
-        k,
-        {
-            "in": source,
-            "meta": {"operation": "metadata", "input": "in"},
-            "out": {"operation": "export/url", "input": "meta"},
-        },
-    )
-    done = wait_job(d, k, job["id"])
-    meta = named(done, "meta")
+    done = one_task(d, k, source, "metadata")
+    meta = named(done, "op")
     assert meta["status"] == "finished", meta
     assert json.loads(exported(done)) == meta["result"]["metadata"], "the file says the same"
     return meta["result"]["metadata"]  # type: ignore[no-any-return]
@@ -297,17 +299,8 @@ def test_metadata_is_bounded_and_never_expands_entities(v2_daemon: Daemon, v2_ke
 def optimized(
     d: Daemon, k: str, source: dict[str, Any], **params: Any
 ) -> tuple[dict[str, Any], bytes]:
-    job = job_of(
-        d,
-        k,
-        {
-            "in": source,
-            "o": {"operation": "optimize", "input": "in", **params},
-            "out": {"operation": "export/url", "input": "o"},
-        },
-    )
-    done = wait_job(d, k, job["id"])
-    task = named(done, "o")
+    done = one_task(d, k, source, "optimize", **params)
+    task = named(done, "op")
     assert task["status"] == "finished", task
     return task["result"], exported(done)
 
@@ -447,19 +440,7 @@ def test_ocr_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
         ({"languages": []}, "languages"),
         ({"output_format": "docx"}, "output_format"),
     ):
-        resp = call(
-            d,
-            k,
-            "POST",
-            "/v2/jobs",
-            json={
-                "tasks": {
-                    "in": b64("a.png", image_bytes("PNG")),
-                    "o": {"operation": "ocr", "input": "in", **params},
-                }
-            },
-        )
-        assert resp.status_code == 422 and f"tasks.o.{field}" in resp.json()["errors"], resp.text
+        assert f"tasks.op.{field}" in refused_fields(d, k, "ocr", **params)
     job = job_of(
         d,
         k,
@@ -470,3 +451,73 @@ def test_ocr_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
     )
     missing = named(wait_job(d, k, job["id"]), "o")
     assert missing["status"] == "error" and "tesseract-ocr-xyz" in missing["message"]
+
+
+def watermarked(d: Daemon, k: str, source: dict[str, Any], **params: Any) -> bytes:
+    done = one_task(d, k, source, "watermark", **params)
+    assert named(done, "op")["status"] == "finished", named(done, "op")
+    return exported(done)
+
+
+def test_watermark_text_on_an_image_changes_only_where_it_is(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    d, k = v2_daemon, v2_key
+    plain = image_bytes("PNG", (400, 300))
+    out = watermarked(
+        d,
+        k,
+        b64("p.png", plain),
+        text="DRAFT",
+        font_size=40,
+        font_color="#ff0000",
+        position_vertical="top",
+        position_horizontal="left",
+        margin_vertical=10,
+        margin_horizontal=10,
+    )
+    before, after = opened(plain).convert("RGB"), opened(out).convert("RGB")
+    assert after.size == before.size
+    changed = [
+        (x, y)
+        for y in range(before.height)
+        for x in range(before.width)
+        if before.getpixel((x, y)) != after.getpixel((x, y))
+    ]
+    assert changed, "the text is there"
+    assert max(x for x, _ in changed) < 200 and max(y for _, y in changed) < 70, "and only there"
+    assert any(after.getpixel(p)[0] > 200 and after.getpixel(p)[1] < 80 for p in changed)
+
+
+def test_watermark_text_on_pdf_pages_is_text_not_markup(
+    v2_daemon: Daemon, v2_key: str, tmp_path: Path
+) -> None:
+    d, k = v2_daemon, v2_key
+    source = blank_pdf((595, 842), (595, 842), (595, 842))
+    mark = "<b>Confidential</b> & (copy) \\ 50%\x07"
+    out = watermarked(d, k, b64("r.pdf", source), text=mark, pages="2-", opacity=50, rotation=45)
+    reader = pypdf.PdfReader(io.BytesIO(out))
+    assert len(reader.pages) == 3
+    texts = [(page.extract_text() or "") for page in reader.pages]
+    assert texts[0].strip() == ""
+    for text in texts[1:]:
+        assert "<b>Confidential</b> & (copy) \\ 50%" in text, text
+    level = watermarked(d, k, b64("r.pdf", source), text=mark, pages="1,3", font_size=20)
+    whole = pdftotext(level, tmp_path)
+    assert whole.count("<b>Confidential</b> & (copy)") == 2, whole
+    bad = call(
+        d,
+        k,
+        "POST",
+        "/v2/jobs",
+        json={
+            "tasks": {
+                "in": b64("r.pdf", source),
+                "w": {"operation": "watermark", "input": "in", "pages": "0,x", "opacity": 150},
+            }
+        },
+    )
+    errors = bad.json()["errors"]
+    assert bad.status_code == 422 and {"tasks.w.text", "tasks.w.pages", "tasks.w.opacity"} <= set(
+        errors
+    )

@@ -25,7 +25,7 @@ OPERATIONS = (*IMPORTS, "convert", *ENGINE_WORK, "archive", "export/url")
 # CloudConvert operations convertd does not do yet (a clear 422, not a 404), cloud storage too.
 STORAGE = ("s3", "azure/blob", "google-cloud-storage", "openstack", "sftp")
 CLOUD = tuple(f"{way}/{store}" for way in ("import", "export") for store in STORAGE)
-NOT_YET = ("watermark", "metadata/write", "capture-website", *CLOUD)
+NOT_YET = ("metadata/write", "capture-website", *CLOUD)
 ARCHIVE_FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 
 # The task fields every convert task may carry besides the converter's options.

@@ -10,9 +10,23 @@ from typing import Any
 from convertd.converters.base import canonical_format
 from convertd.tasks.checking import Check, seconds_of
 
-ENGINE_WORK = ("merge", "optimize", "thumbnail", "metadata", "ocr")
+ENGINE_WORK = ("merge", "optimize", "thumbnail", "watermark", "metadata", "ocr")
 PROFILES = ("web", "print", "archive", "max")
 LANGUAGE = re.compile(r"^[a-z]{3}(_[a-z]+)?$")
+PAGES = re.compile(r"^\s*[1-9]\d*(-(\d*))?(\s*,\s*[1-9]\d*(-(\d*))?)*\s*$")
+# watermark's numbers: (lowest, highest, default)
+WATERMARK_NUMBERS = {
+    "font_size": (1, 500, 40),
+    "opacity": (0, 100, 100),
+    "rotation": (-360, 360, 0),
+    "margin_vertical": (0, 10000, 25),
+    "margin_horizontal": (0, 10000, 25),
+}
+WATERMARK_CHOICES = {
+    "position_vertical": ("center", "top", "bottom"),
+    "position_horizontal": ("center", "left", "right"),
+    "layer": ("above",),
+}
 
 
 def check_work(operation: str, check: Check) -> dict[str, Any]:
@@ -20,6 +34,7 @@ def check_work(operation: str, check: Check) -> dict[str, Any]:
         "merge": _merge,
         "optimize": _optimize,
         "thumbnail": _thumbnail,
+        "watermark": _watermark,
         "metadata": _metadata,
         "ocr": _ocr,
     }[operation](check)
@@ -41,6 +56,31 @@ def _optimize(check: Check) -> dict[str, Any]:
     if profile not in PROFILES:
         check.bad("profile", "must be web, print, archive or max")
     return {"profile": profile}
+
+
+def _watermark(check: Check) -> dict[str, Any]:
+    allowed = [*WATERMARK_NUMBERS, *WATERMARK_CHOICES, "text", "font_color", "pages", "filename"]
+    check.only([*allowed, "input_format", "font_name", "engine", "engine_version"])
+    out: dict[str, Any] = {"text": check.text("text", required=True, limit=1000)}
+    for name, (low, high, default) in WATERMARK_NUMBERS.items():
+        value = check.payload.get(name, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            check.bad(name, f"must be a number from {low} to {high}")
+        out[name] = value
+    for name, choices in WATERMARK_CHOICES.items():
+        out[name] = check.text(name) or choices[0]
+        if out[name] not in choices:
+            check.bad(name, f"must be one of: {', '.join(choices)}")
+    out["font_color"] = check.text("font_color", limit=40) or "#000000"
+    if (pages := check.text("pages", limit=200)) is not None:
+        if not PAGES.match(pages):
+            check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5,8-")
+        out["pages"] = pages
+    return out
 
 
 def _metadata(check: Check) -> dict[str, Any]:

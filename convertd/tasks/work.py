@@ -22,6 +22,7 @@ from convertd.tasks.operations import TaskFailed
 from convertd.tasks.optimize import RESULT, optimize
 from convertd.tasks.outputs import link_or_copy
 from convertd.tasks.thumbnail import thumbnail
+from convertd.tasks.watermark import watermark
 
 
 async def perform(
@@ -44,6 +45,8 @@ async def perform(
         await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "optimize":
         await optimize(task.payload, await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "watermark":
+        await watermark(task.payload, await inputs(), staging)
     elif task.operation == "ocr":
         limit = config.max_image_pixels
         await ocr(task.payload, await inputs(), staging, config.job_timeout_seconds, limit)
