@@ -35,6 +35,7 @@ from convertd.tasks import work
 from convertd.tasks.conversion import conversion_of, take_conversion_result
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import describe, link_or_copy
+from convertd.tasks.tools import result_beyond_files
 from convertd.worker import RECORD_ATTEMPTS, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ class TaskEngine:
     # ----- recording ends -----
 
     async def _finish(self, task: tasks.Task, files: list[dict[str, Any]]) -> None:
-        extra = await asyncio.to_thread(work.result_beyond_files, self.data.task_dir(task.id))
+        extra = await asyncio.to_thread(result_beyond_files, self.data.task_dir(task.id))
         if await self._record(lambda conn: tasks.finish(conn, task.id, files, extra=extra)):
             logger.info("task %s finished (%s)", task.id, task.operation)
         else:

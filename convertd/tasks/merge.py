@@ -16,9 +16,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from convertd import procs
 from convertd.files import extension_of, safe_filename, stem_of
 from convertd.tasks.operations import TaskFailed
+from convertd.tasks.tools import run_tool
 
 QPDF = "qpdf"
 MAX_INPUTS = 1000
@@ -82,18 +82,16 @@ async def merge(payload: dict[str, Any], paths: list[Path], staging: Path, timeo
     pages = await asyncio.to_thread(_pages, paths, staging)
     out = staging / ".merged.pdf"
     try:
-        result = await procs.run(
+        await run_tool(
             [QPDF, "--empty", "--warning-exit-0", "--pages", *pages, "--", out],
             timeout=timeout,
             name="qpdf",
+            problem="The PDFs could not be merged",
+            made=out,
+            default="qpdf could not read one of the PDFs",
         )
-    except procs.ProcessTimeout as exc:
-        raise TaskFailed("TIMEOUT", str(exc)) from None
     finally:
         for page in pages:
             if page.parent == staging:
                 page.unlink(missing_ok=True)
-    if result.returncode != 0 or not out.exists():
-        reason = procs.last_error_line(result.stderr, "qpdf could not read one of the PDFs")
-        raise TaskFailed("INVALID_INPUT", f"The PDFs could not be merged: {reason}")
     await asyncio.to_thread(out.rename, staging / name)

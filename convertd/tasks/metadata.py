@@ -20,16 +20,15 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from convertd import procs
 from convertd.converters.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS, input_args
 from convertd.converters.sniff import sniff_file
 from convertd.files import extension_of
 from convertd.tasks.operations import TaskFailed
+from convertd.tasks.tools import keep_result, run_tool
 
 MAX_VALUE = 4096
 MAX_TOTAL = 256 * 1024
 NAME = "metadata.json"
-RESULT = ".result.json"  # what the task's result carries besides its files (work.py)
 MEDIA = ("mp3", "wav", "flac", "ogg", "opus", "m4a", "aac", "mp4", "mov", "mkv", "webm", "avi")
 
 
@@ -72,10 +71,14 @@ def _image(path: Path) -> dict[str, Any]:
 
 
 async def _pdf(path: Path, timeout: float) -> dict[str, Any]:
-    result = await _run(["pdfinfo", "-isodates", path], timeout, "pdfinfo")
-    if result.returncode != 0:
-        reason = procs.last_error_line(result.stderr, "pdfinfo could not read it")
-        raise TaskFailed("INVALID_INPUT", f"{path.name} is not a PDF pdfinfo can read: {reason}")
+    result = await run_tool(
+        ["pdfinfo", "-isodates", path],
+        timeout=timeout,
+        name="pdfinfo",
+        problem=f"{path.name} is not a PDF pdfinfo can read",
+        default="pdfinfo could not read it",
+        capture_stdout=True,
+    )
     info: dict[str, Any] = {"type": "pdf"}
     for line in result.stdout.decode("utf-8", "replace").splitlines():
         key, sep, value = line.partition(":")
@@ -93,7 +96,7 @@ async def _media(path: Path, timeout: float) -> dict[str, Any]:
         *input_args(path, (*VIDEO_DEMUXERS, *AUDIO_DEMUXERS)),
         *("-show_format", "-show_streams", "-of", "json"),
     ]
-    result = await _run(argv, timeout, "ffprobe")
+    result = await run_tool(argv, timeout=timeout, name="ffprobe", capture_stdout=True)
     try:
         data = json.loads(result.stdout or b"{}")
     except ValueError:
@@ -103,13 +106,6 @@ async def _media(path: Path, timeout: float) -> dict[str, Any]:
     fmt = data["format"]
     fmt.pop("filename", None)  # where it lies on this server is nobody's business
     return {"type": "media", "format": fmt, "streams": data.get("streams") or []}
-
-
-async def _run(argv: list[Any], timeout: float, name: str) -> procs.Result:
-    try:
-        return await procs.run(argv, timeout=timeout, name=name, capture_stdout=True)
-    except procs.ProcessTimeout as exc:
-        raise TaskFailed("TIMEOUT", str(exc)) from None
 
 
 async def read(path: Path, timeout: float) -> dict[str, Any]:
@@ -141,5 +137,5 @@ async def metadata(paths: list[Path], staging: Path, timeout: float) -> dict[str
     info = await read(paths[0], timeout)
     text = json.dumps(info, indent=2, ensure_ascii=False)
     await asyncio.to_thread((staging / NAME).write_text, text, "utf-8")
-    await asyncio.to_thread((staging / RESULT).write_text, json.dumps({"metadata": info}))
+    await asyncio.to_thread(keep_result, staging, {"metadata": info})
     return info

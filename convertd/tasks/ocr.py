@@ -19,6 +19,7 @@ from convertd.converters.sniff import sniff_file
 from convertd.files import safe_filename, stem_of
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.parameters import LANGUAGE
+from convertd.tasks.tools import run_tool
 
 OCRMYPDF = "ocrmypdf"
 IMAGES = ("jpg", "png", "tiff", "bmp", "gif", "webp")
@@ -83,13 +84,14 @@ async def ocr(
     # Its temporary files in the staging directory, Tesseract on one thread (env(1) sets them
     # on top of the daemon's environment).
     settings = ["env", f"TMPDIR={staging}", "OMP_THREAD_LIMIT=1"]
-    try:
-        result = await procs.run([*settings, *argv, source, out], timeout=timeout, name="ocrmypdf")
-    except procs.ProcessTimeout as exc:
-        raise TaskFailed("TIMEOUT", str(exc)) from None
-    if result.returncode != 0 or not out.exists():
-        reason = procs.last_error_line(result.stderr, "OCRmyPDF could not read it")
-        raise TaskFailed("INVALID_INPUT", f"The text could not be recognised: {reason}")
+    await run_tool(
+        [*settings, *argv, source, out],
+        timeout=timeout,
+        name="ocrmypdf",
+        problem="The text could not be recognised",
+        made=out,
+        default="OCRmyPDF could not read it",
+    )
     keep, drop = (out, text) if fmt == "pdf" else (text, out)
     await asyncio.to_thread(keep.rename, staging / name)
     drop.unlink(missing_ok=True)

@@ -13,26 +13,24 @@ The result is never larger than the input: if it would be, the input is returned
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from convertd import procs
 from convertd.converters.sniff import sniff_file
 from convertd.files import safe_filename
 from convertd.tasks.operations import TaskFailed
+from convertd.tasks.tools import keep_result, run_tool
 
 PROFILES = ("web", "print", "archive", "max")
-RESULT = ".result.json"  # what the task's result carries besides its files (work.py)
 
 
 async def optimize(
     payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float
 ) -> None:
-    """The input's one file, made smaller, in `staging`; `.result.json` says by how much."""
+    """The input's one file, made smaller, in `staging`; its result says by how much."""
     if len(paths) != 1:
         raise TaskFailed("INVALID_INPUT", f"optimize takes one file; its input has {len(paths)}")
     source = paths[0]
@@ -56,7 +54,7 @@ async def optimize(
     else:
         await asyncio.to_thread(out.rename, staging / name)
     report = {"input_size": before, "output_size": min(after, before), "smaller": after < before}
-    (staging / RESULT).write_text(json.dumps({"optimize": report}))
+    await asyncio.to_thread(keep_result, staging, {"optimize": report})
 
 
 async def _pdf(source: Path, out: Path, profile: str, timeout: float) -> None:
@@ -71,13 +69,14 @@ async def _pdf(source: Path, out: Path, profile: str, timeout: float) -> None:
     ]
     if profile == "web":
         argv.append("--linearize")
-    try:
-        result = await procs.run([*argv, "--", source, out], timeout=timeout, name="qpdf")
-    except procs.ProcessTimeout as exc:
-        raise TaskFailed("TIMEOUT", str(exc)) from None
-    if result.returncode != 0 or not out.exists():
-        reason = procs.last_error_line(result.stderr, "qpdf could not read it")
-        raise TaskFailed("INVALID_INPUT", f"The PDF could not be optimized: {reason}")
+    await run_tool(
+        [*argv, "--", source, out],
+        timeout=timeout,
+        name="qpdf",
+        problem="The PDF could not be optimized",
+        made=out,
+        default="qpdf could not read it",
+    )
 
 
 def _picture(source: Path, out: Path, kind: str, profile: str) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convertd import procs
 from convertd.converters.ffmpeg import VIDEO_DEMUXERS, input_args
 from convertd.converters.sniff import sniff_file
 from convertd.files import extension_of, safe_filename, stem_of
 from convertd.tasks.operations import TaskFailed
+from convertd.tasks.tools import run_tool
 
 FORMATS = ("png", "jpg", "webp")
 FITS = ("max", "crop", "scale")
@@ -60,7 +60,7 @@ async def thumbnail(
 
 async def _pdf_page(source: Path, frame: Path, timeout: float) -> None:
     stem = frame.with_suffix("")
-    result = await _run(
+    await run_tool(
         [
             "pdftoppm",
             "-f",
@@ -74,12 +74,12 @@ async def _pdf_page(source: Path, frame: Path, timeout: float) -> None:
             source,
             stem,
         ],
-        timeout,
-        "pdftoppm",
+        timeout=timeout,
+        name="pdftoppm",
+        problem="The PDF's first page could not be drawn",
+        made=frame,
+        default="pdftoppm could not draw the first page",
     )
-    if result.returncode != 0 or not frame.exists():
-        reason = procs.last_error_line(result.stderr, "pdftoppm could not draw the first page")
-        raise TaskFailed("INVALID_INPUT", f"The PDF's first page could not be drawn: {reason}")
 
 
 async def _video_frame(source: Path, frame: Path, at: float, timeout: float) -> None:
@@ -100,17 +100,14 @@ async def _video_frame(source: Path, frame: Path, at: float, timeout: float) -> 
         "-dn",
         f"file:{frame}",
     ]
-    result = await _run(argv, timeout, "ffmpeg")
-    if result.returncode != 0 or not frame.exists():
-        reason = procs.last_error_line(result.stderr, "no video frame at that time")
-        raise TaskFailed("INVALID_INPUT", f"No frame could be taken at {at:g} s: {reason}")
-
-
-async def _run(argv: list[Any], timeout: float, name: str) -> procs.Result:
-    try:
-        return await procs.run(argv, timeout=timeout, name=name)
-    except procs.ProcessTimeout as exc:
-        raise TaskFailed("TIMEOUT", str(exc)) from None
+    await run_tool(
+        argv,
+        timeout=timeout,
+        name="ffmpeg",
+        problem=f"No frame could be taken at {at:g} s",
+        made=frame,
+        default="no video frame at that time",
+    )
 
 
 def _fit(frame: Path, dest: Path, payload: dict[str, Any]) -> None:

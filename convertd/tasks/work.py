@@ -4,11 +4,9 @@ does with its inputs' files, written into the staging directory the engine publi
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from convertd.config import Config
 from convertd.fetch import FetchError, Policy, fetch
@@ -19,7 +17,7 @@ from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.merge import merge
 from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
-from convertd.tasks.optimize import RESULT, optimize
+from convertd.tasks.optimize import optimize
 from convertd.tasks.outputs import link_or_copy
 from convertd.tasks.thumbnail import thumbnail
 from convertd.tasks.watermark import watermark
@@ -52,13 +50,6 @@ async def perform(
         await ocr(task.payload, await inputs(), staging, config.job_timeout_seconds, limit)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
-
-
-def result_beyond_files(task_dir: Path) -> dict[str, Any]:
-    """Blocking: what a finished task's result carries besides its files (metadata's JSON,
-    optimize's sizes), which its operation left in a hidden `.result.json`."""
-    extra = task_dir / RESULT
-    return json.loads(extra.read_text("utf-8")) if extra.exists() else {}
 
 
 async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:
