@@ -22,6 +22,7 @@ from convertd.api.routes import add_routes
 from convertd.api.state import CALLS, CHANGES, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
+from convertd.browser.chromium import Chromium
 from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.base import Limits
@@ -33,6 +34,7 @@ from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
 from convertd.events.rules import mirror_rule_webhooks
 from convertd.events.sender import WebhookSender
+from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
@@ -48,6 +50,7 @@ from convertd.worker import WorkerPool
 logger = logging.getLogger(__name__)
 
 OFFICE = web.AppKey("office", OfficePool)
+BROWSER = web.AppKey("browser", Chromium)
 RUNNER = web.AppKey("runner", Runner)
 RULES = web.AppKey("rules", list[WatchRule])
 
@@ -89,6 +92,11 @@ async def _office(app: web.Application) -> AsyncIterator[None]:
     await office.stop()
 
 
+async def _browser(app: web.Application) -> AsyncIterator[None]:
+    yield  # Chromium starts on first use
+    await app[BROWSER].stop()
+
+
 async def _runner(app: web.Application) -> AsyncIterator[None]:
     runner = app[RUNNER].start()
     yield
@@ -108,7 +116,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _task_engine(app: web.Application) -> AsyncIterator[None]:
-    engine = TaskEngine(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL], app[CHANGES])
+    engine = TaskEngine(
+        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL], app[CHANGES], app[BROWSER]
+    )
     app[ENGINE] = engine
     await tool_versions.detect(app[OFFICE].soffice)
     await engine.start()
@@ -161,7 +171,15 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[OFFICE] = OfficePool(
         data.office, config.office_pool_size, config.office_recycle_after, config.uno_python
     )
-    app[REGISTRY] = registry or default_registry(app[OFFICE])
+    app[BROWSER] = Chromium(
+        data.browser,
+        Policy(parse_networks(config.import_url_allow)),
+        timeout=config.capture_timeout_seconds,
+        memory_mb=config.capture_memory_mb,
+        max_bytes=config.max_upload_bytes,
+        executable=config.chromium,
+    )
+    app[REGISTRY] = registry or default_registry(app[OFFICE], app[BROWSER])
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
@@ -171,6 +189,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
             _call_counter,
             _webhooks,  # before anything runs: it checks the watch rules' webhooks
             _office,
+            _browser,
             _runner,
             _workers,
             _task_engine,

@@ -83,6 +83,12 @@ class Config:
     # How clients reach this server, for the links inside webhook payloads (no request is at
     # hand when they are sent); by default http://HOST:PORT as bound.
     public_url: str | None = None
+    # capture-website and html -> pdf in Chromium (browser/): a page gets this long in all, and
+    # the browser this much data memory (RLIMIT_DATA; V8's heap is held below it).
+    capture_timeout_seconds: float = 60.0
+    capture_memory_mb: int = 2048
+    # Chromium's path; by default the first of chromium, chromium-browser on PATH.
+    chromium: str | None = None
     # The longest a /sync/v2 request waits for its job or task to end.
     sync_wait_seconds: float = 300.0
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
@@ -186,6 +192,9 @@ _PARSERS: dict[str, Any] = {
     "webhook_allow": _networks,
     "webhook_retry_seconds": _seconds_list,
     "public_url": _url,
+    "capture_timeout_seconds": float,
+    "capture_memory_mb": int,
+    "chromium": str,
 }
 
 _POSITIVE = {
@@ -205,6 +214,8 @@ _POSITIVE = {
     "drop_scan_seconds": 0.2,
     "import_url_timeout_seconds": 1,
     "sync_wait_seconds": 0.1,
+    "capture_timeout_seconds": 1,
+    "capture_memory_mb": 256,
 }
 
 

@@ -265,6 +265,62 @@ async def post(
         return response.status, response.reason or ""
 
 
+def policy_session(policy: Policy, idle_timeout: float) -> aiohttp.ClientSession:
+    """A session whose every connection goes only where the policy permits (for a caller that
+    makes many requests, as a captured page does)."""
+    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_read=idle_timeout),
+        trust_env=False,
+        auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),  # the browser keeps its own cookies
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    *,
+    policy: Policy,
+    max_bytes: int,
+) -> Answer:
+    """One request, one hop, under the policy (a redirect is answered, not followed: whoever
+    asked follows it, and that request comes through here too). The body is decoded, and its
+    decoded size is what max_bytes caps. FetchError says what went wrong."""
+    host = target_host(url)
+    _check_literal(host, policy)
+    sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "accept-encoding")}
+    async with (
+        _in_user_terms(url, "The request took too long", "The request failed"),
+        session.request(method, url, headers=sent, data=body, allow_redirects=False) as response,
+    ):
+        _check_peer(response, host, policy)
+        if response.content_length is not None and response.content_length > max_bytes:
+            raise _too_large(max_bytes)
+        content = bytearray()
+        async for chunk in response.content.iter_chunked(CHUNK):
+            content += chunk
+            if len(content) > max_bytes:
+                raise _too_large(max_bytes)
+        kept = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return Answer(response.status, kept, bytes(content))
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     try:

@@ -38,7 +38,7 @@ LAYERS = [
             "convertd.drops.rules",  # what a watch rule is, read with the config
         ],
     ),
-    ("store and office", ["convertd.store", "convertd.office"]),
+    ("store, office and browser", ["convertd.store", "convertd.office", "convertd.browser"]),
     ("converters", ["convertd.converters"]),
     (
         "worker, task engine, drops and retention",

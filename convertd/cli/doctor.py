@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import dataclasses
 import errno
+import importlib.util
 import json
 import shutil
 import socket
 import subprocess
 import urllib.request
 
+from convertd.browser.chromium import find_chromium
 from convertd.cli.common import config_of
 from convertd.config import Config
 from convertd.files import DataDir
@@ -70,25 +72,38 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks if c.required) else 1
 
 
-def tool_checks(uno_python: str | None) -> list[Check]:
+def tool_checks(uno_python: str | None, chromium: str | None = None) -> list[Check]:
     checks: list[Check] = []
-    for tool, package, formats in (
-        ("ffmpeg", "ffmpeg", "audio and video"),
-        ("ffprobe", "ffmpeg", "audio and video"),
-        ("pdftoppm", "poppler-utils", "PDF to images"),
+    for tool, flag, package, formats in (
+        ("ffmpeg", "-version", "ffmpeg", "audio and video"),
+        ("ffprobe", "-version", "ffmpeg", "audio and video"),
+        ("pdftoppm", "-v", "poppler-utils", "PDF to images"),
+        ("qpdf", "--version", "qpdf", "merge and optimize of PDFs"),
+        ("ocrmypdf", "--version", "ocrmypdf tesseract-ocr tesseract-ocr-eng", "ocr"),
     ):
         path = shutil.which(tool)
         checks.append(
             Check(
                 tool,
                 path is not None,
-                _version([tool, "-version" if tool != "pdftoppm" else "-v"])
-                if path
-                else f"missing: no {formats}",
+                _version([tool, flag]) if path else f"missing: no {formats}",
                 f"{APT} {package}",
                 required=False,
             )
         )
+    browser = find_chromium(chromium)
+    playwright = importlib.util.find_spec("playwright") is not None
+    checks.append(
+        Check(
+            "Chromium",
+            browser is not None and playwright,
+            (_version([browser, "--version"]) if browser else "missing")
+            + ("" if playwright else "; playwright missing")
+            + ("" if browser and playwright else ": no capture-website, no engine chromium"),
+            f"{APT} chromium" if not browser else "pip install 'convertd[capture]'",
+            required=False,
+        )
+    )
     soffice = find_soffice()
     checks.append(
         Check(
@@ -221,4 +236,8 @@ def _convertd_at(host: str, port: int) -> str | None:
 
 
 def run_checks(config: Config) -> list[Check]:
-    return [*tool_checks(config.uno_python), *data_checks(config), port_check(config)]
+    return [
+        *tool_checks(config.uno_python, config.chromium),
+        *data_checks(config),
+        port_check(config),
+    ]

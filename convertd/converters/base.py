@@ -124,7 +124,8 @@ class Converter(abc.ABC):
     filetype: ClassVar[str]
     input_formats: ClassVar[tuple[str, ...]]
     output_formats: ClassVar[tuple[str, ...]]
-    options: ClassVar[dict[str, Option]] = {}
+    # Not a ClassVar: a converter may add an option its machine allows (an engine it has).
+    options: dict[str, Option] = {}
     # External programs this converter runs; it is offered only when all are on PATH.
     tools: ClassVar[tuple[str, ...]] = ()
     # An empty file is a broken upload or download for every converter but the hashes (an empty

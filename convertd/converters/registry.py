@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from convertd.browser.chromium import Chromium
 from convertd.converters.base import Converter, canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.sniff import sniff_file
@@ -161,7 +162,7 @@ class Registry:
         }
 
 
-def default_registry(office: OfficePool) -> Registry:
+def default_registry(office: OfficePool, chromium: Chromium | None = None) -> Registry:
     from convertd.converters.archive import ArchiveConverter
     from convertd.converters.audio import AudioConverter
     from convertd.converters.document import DocumentConverter
@@ -176,7 +177,7 @@ def default_registry(office: OfficePool) -> Registry:
             ImageConverter(),
             AudioConverter(),
             VideoConverter(),
-            DocumentConverter(office),
+            DocumentConverter(office, chromium),
             PdfConverter(office),
             ArchiveConverter(),
             EbookConverter(office),

@@ -66,6 +66,37 @@ class Check:
             return False
         return value
 
+    def number(
+        self, name: str, low: float, high: float, default: float | None, *, whole: bool = False
+    ) -> float | None:
+        """A number from `low` to `high` (a whole one if `whole`), or `default` when absent."""
+        value = self.payload.get(name, default)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (whole and isinstance(value, float) and not value.is_integer())
+            or not low <= value <= high
+        ):
+            kind = "a whole number" if whole else "a number"
+            self.bad(name, f"must be {kind} from {low:g} to {high:g}")
+            return default
+        return int(value) if whole else value
+
+    def headers(self, name: str) -> dict[str, str] | None:
+        """An object of HTTP header names to one-line string values."""
+        value = self.payload.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and not {"\n", "\r"} & set(k + v)
+            for k, v in value.items()
+        ):
+            self.bad(name, "must be an object of header names to string values")
+            return None
+        return value
+
     def only(self, allowed: Iterable[str], *, takes_input: bool = True) -> None:
         allowed = (
             set(allowed) | {"operation", "ignore_error"} | ({"input"} if takes_input else set())

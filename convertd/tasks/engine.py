@@ -1,15 +1,13 @@
 """The task engine: runs each task of a /v2 job as soon as the tasks it depends on have finished.
 
 A convert task runs as an ordinary queued job (the worker pool, its limits, retries and crash
-recovery); the engine starts it by queueing that job and settles it when the job ends. The other
-operations run here, as asyncio tasks: import/url, merge, thumbnail, archive and export/url.
-Whatever state a task moves to is committed first and announced after (`Changes`), which is
-what `/sync/v2` requests wait on.
+recovery): queued here, settled when the job ends. The other operations (tasks/work.py) run
+here, as asyncio tasks. Whatever state a task moves to is committed first and announced after
+(`Changes`), which is what `/sync/v2` requests wait on.
 
 After a crash, nothing needs replaying: queued conversions are recovered by the queue, and tasks
-this engine was running are started again from scratch (their files are made in a staging
-directory and published in one rename, so a half-made result is never seen).
-"""
+this engine was running start again from scratch (their files are made in a staging directory
+and published in one rename, so a half-made result is never seen)."""
 
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from convertd.browser.chromium import Chromium
 from convertd.changes import Changes, task_items
 from convertd.config import Config
 from convertd.converters.registry import Registry
@@ -56,8 +55,10 @@ class TaskEngine:
         registry: Registry,
         pool: WorkerPool,
         changes: Changes,
+        chromium: Chromium | None = None,
     ) -> None:
         self.config = config
+        self.chromium = chromium
         self.db = db
         self.data = data
         self.registry = registry
@@ -243,7 +244,8 @@ class TaskEngine:
             self._running.pop(task.id, None)
 
     async def _work(self, task: tasks.Task, staging: Path) -> None:
-        await work.perform(task, staging, lambda: self._inputs(task), self.policy, self.config)
+        inputs = functools.partial(self._inputs, task)
+        await work.perform(task, staging, inputs, self.policy, self.config, self.chromium)
 
     async def _links(self, task: tasks.Task, staging: Path) -> None:
         await asyncio.to_thread(work.link_all, await self._inputs(task), staging)

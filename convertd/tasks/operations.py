@@ -25,7 +25,7 @@ OPERATIONS = (*IMPORTS, "convert", *ENGINE_WORK, "archive", "export/url")
 # CloudConvert operations convertd does not do yet (a clear 422, not a 404), cloud storage too.
 STORAGE = ("s3", "azure/blob", "google-cloud-storage", "openstack", "sftp")
 CLOUD = tuple(f"{way}/{store}" for way in ("import", "export") for store in STORAGE)
-NOT_YET = ("metadata/write", "capture-website", *CLOUD)
+NOT_YET = ("metadata/write", *CLOUD)
 ARCHIVE_FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 
 # The task fields every convert task may carry besides the converter's options.
@@ -122,18 +122,8 @@ def check_task(
         out["url"] = url
         if (filename := check.name("filename")) is not None:
             out["filename"] = filename
-        headers = payload.get("headers")
-        if headers is not None:
-            if not isinstance(headers, dict) or not all(
-                isinstance(k, str)
-                and isinstance(v, str)
-                and "\n" not in k + v
-                and "\r" not in k + v
-                for k, v in headers.items()
-            ):
-                check.bad("headers", "must be an object of header names to string values")
-            else:
-                out["headers"] = headers
+        if (headers := check.headers("headers")) is not None:
+            out["headers"] = headers
     elif operation in ("import/base64", "import/raw"):
         check.only(["file", "filename"], takes_input=False)
         # The content itself is decoded (and checked) off the event loop, as it is written.

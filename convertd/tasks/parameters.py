@@ -10,7 +10,17 @@ from typing import Any
 from convertd.converters.base import canonical_format
 from convertd.tasks.checking import Check, seconds_of
 
-ENGINE_WORK = ("merge", "optimize", "thumbnail", "watermark", "metadata", "ocr")
+ENGINE_WORK = (
+    "merge",
+    "optimize",
+    "thumbnail",
+    "watermark",
+    "metadata",
+    "ocr",
+    "capture-website",
+)
+# Operations whose input is optional: capture-website takes a URL or an HTML file.
+INPUT_OPTIONAL = ("capture-website",)
 PROFILES = ("web", "print", "archive", "max")
 LANGUAGE = re.compile(r"^[a-z]{3}(_[a-z]+)?$")
 PAGES = re.compile(r"^\s*[1-9]\d*(-(\d*))?(\s*,\s*[1-9]\d*(-(\d*))?)*\s*$")
@@ -37,6 +47,7 @@ def check_work(operation: str, check: Check) -> dict[str, Any]:
         "watermark": _watermark,
         "metadata": _metadata,
         "ocr": _ocr,
+        "capture-website": _capture,
     }[operation](check)
     if (filename := check.name("filename")) is not None:
         out["filename"] = filename
@@ -63,14 +74,7 @@ def _watermark(check: Check) -> dict[str, Any]:
     check.only([*allowed, "input_format", "font_name", "engine", "engine_version"])
     out: dict[str, Any] = {"text": check.text("text", required=True, limit=1000)}
     for name, (low, high, default) in WATERMARK_NUMBERS.items():
-        value = check.payload.get(name, default)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            check.bad(name, f"must be a number from {low} to {high}")
-        out[name] = value
+        out[name] = check.number(name, low, high, default)
     for name, choices in WATERMARK_CHOICES.items():
         out[name] = check.text(name) or choices[0]
         if out[name] not in choices:
@@ -127,4 +131,83 @@ def _thumbnail(check: Check) -> dict[str, Any]:
     out["timestamp"] = stamp
     if check.payload.get("count", 1) != 1:
         check.bad("count", "must be 1: one thumbnail per task")
+    return out
+
+
+# capture-website's numbers: (lowest, highest, default); sizes in cm, margins in mm.
+CAPTURE_NUMBERS = {
+    "zoom": (0.1, 2, 1),
+    "page_width": (1, 500, None),
+    "page_height": (1, 500, None),
+    "margin_top": (0, 500, 10),
+    "margin_bottom": (0, 500, 10),
+    "margin_left": (0, 500, 10),
+    "margin_right": (0, 500, 10),
+}
+CAPTURE_WHOLE = {
+    "wait_time": (0, 60_000, 0),
+    "screen_width": (100, 4000, 1280),
+    "screen_height": (100, 4000, 1024),
+    "quality": (1, 100, 90),
+}
+CAPTURE_CHOICES = {
+    "wait_until": ("load", "domcontentloaded", "networkidle0", "networkidle2"),
+    "css_media_type": ("print", "screen"),
+}
+CAPTURE_TEXTS = ("wait_for_element", "header_template", "footer_template")
+
+
+def _capture(check: Check) -> dict[str, Any]:
+    check.only(
+        [
+            "url",
+            "output_format",
+            "filename",
+            "engine",
+            "engine_version",
+            "pages",
+            "print_background",
+            "display_header_footer",
+            "headers",
+            *CAPTURE_NUMBERS,
+            *CAPTURE_WHOLE,
+            *CAPTURE_CHOICES,
+            *CAPTURE_TEXTS,
+        ]
+    )
+    out: dict[str, Any] = {}
+    url = check.text("url", limit=8000)
+    if url is not None:
+        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+            check.bad("url", "must be an http or https URL")
+        out["url"] = url
+    if (url is None) == ("input" not in check.payload):
+        check.bad("url", "give either a url or an input (an HTML file), not both")
+    fmt = canonical_format(check.text("output_format") or "pdf")
+    if fmt not in ("pdf", "png", "jpg"):
+        check.bad("output_format", "must be pdf, png or jpg")
+    out["output_format"] = fmt
+    for name, (low, high, default) in CAPTURE_NUMBERS.items():
+        if (value := check.number(name, low, high, default)) is not None:
+            out[name] = value
+    for name, (low, high, default) in CAPTURE_WHOLE.items():
+        out[name] = check.number(name, low, high, default, whole=True)
+    for name, choices in CAPTURE_CHOICES.items():
+        if (choice := check.text(name)) is not None:
+            if choice not in choices:
+                check.bad(name, f"must be one of: {', '.join(choices)}")
+            out[name] = choice
+    for name in CAPTURE_TEXTS:
+        if (text := check.text(name, limit=20_000)) is not None:
+            out[name] = text
+    out["print_background"] = check.payload.get("print_background", True)
+    if not isinstance(out["print_background"], bool):
+        check.bad("print_background", "must be true or false")
+    out["display_header_footer"] = check.flag("display_header_footer")
+    if (pages := check.text("pages", limit=200)) is not None:
+        if not PAGES.match(pages):
+            check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5")
+        out["pages"] = pages
+    if (headers := check.headers("headers")) is not None:
+        out["headers"] = headers
     return out

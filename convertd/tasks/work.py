@@ -8,12 +8,14 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.fetch import FetchError, Policy, fetch
 from convertd.files import extension_of, safe_filename, stem_of
 from convertd.store import tasks
 from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
+from convertd.tasks.capture import capture_website
 from convertd.tasks.merge import merge
 from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
@@ -29,6 +31,7 @@ async def perform(
     inputs: Callable[[], Awaitable[list[Path]]],
     policy: Policy,
     config: Config,
+    chromium: Chromium | None = None,
 ) -> None:
     """Run one of the operations the engine runs itself, writing its files into `staging`."""
     if task.operation == "import/url":
@@ -48,6 +51,10 @@ async def perform(
     elif task.operation == "ocr":
         limit = config.max_image_pixels
         await ocr(task.payload, await inputs(), staging, config.job_timeout_seconds, limit)
+    elif task.operation == "capture-website":
+        paths = await inputs() if task.depends_on else []
+        limit = config.max_image_pixels
+        await capture_website(task.payload, paths, staging, chromium, limit)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
 

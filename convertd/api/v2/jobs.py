@@ -32,6 +32,7 @@ from convertd.tasks.operations import (
     input_names,
     name_brought,
 )
+from convertd.tasks.parameters import INPUT_OPTIONAL
 
 MAX_TASKS = 100
 JOB_STATUSES = tuple(status.value for status in tasks.Status)  # a job's are its tasks' own
@@ -78,7 +79,11 @@ def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     graph: dict[str, list[str]] = {}
     for name, spec in specs.items():
         operation = spec.get("operation")
-        if operation in IMPORTS or operation not in OPERATIONS:
+        if (
+            operation in IMPORTS
+            or operation not in OPERATIONS
+            or (operation in INPUT_OPTIONAL and "input" not in spec)
+        ):
             graph[name] = []  # imports take no input; an unknown operation is refused later
             continue
         if "input" not in spec:

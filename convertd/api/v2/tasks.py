@@ -25,6 +25,7 @@ from convertd.tasks.operations import (
     input_names,
     name_brought,
 )
+from convertd.tasks.parameters import INPUT_OPTIONAL
 
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
 # more than 10 MB that way; uploads take files of any size).
@@ -146,7 +147,7 @@ async def create(request: web.Request) -> web.Response:
     raw = await read_json(request, MAX_JSON_BYTES, JSON_HINT)
     raw.pop("operation", None)
     depends_on: list[tasks.Task] = []
-    if operation not in IMPORTS:
+    if operation not in IMPORTS and not (operation in INPUT_OPTIONAL and "input" not in raw):
         depends_on = await _owned_inputs(request, raw)
     hint = None
     if len(depends_on) == 1:
