@@ -104,7 +104,7 @@ async def _runner(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER])
+    pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER], app[BROWSER])
     app[POOL] = pool
     # v1's `GET /v1/status/{id}?wait=` hears of a job's end here.
     pool.on_job_end(lambda job: app[CHANGES].changed(job.id))

@@ -19,15 +19,17 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.converters.registry import Registry
-from convertd.converters.run import Runner
+from convertd.converters.run import Output, Runner
 from convertd.errors import DISK_FULL, ConversionError, is_disk_full
 from convertd.files import DataDir
 from convertd.memory import Reclaimer
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
 from convertd.store.db import Database
+from convertd.tasks.pipeline import PIPELINE, run_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +58,14 @@ class WorkerPool:
         registry: Registry,
         data: DataDir,
         runner: Runner,
+        chromium: Chromium | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.registry = registry
         self.data = data
         self.runner = runner
+        self.chromium = chromium  # for a pipeline's capture-website step
         self._instance = secrets.token_hex(4)
         self._stopping = False
         self._workers: list[Periodic] = []
@@ -171,7 +175,7 @@ class WorkerPool:
     async def _convert(self, job: jobs.Job, owner: str) -> str | None:
         """Run the job's conversion and record its success; the error if it failed."""
         converter = self.registry.get(job.filetype)
-        if converter is None:
+        if converter is None and job.filetype != PIPELINE:
             return f"The {job.filetype} converter is not available here"
         upload = await uploads.get(self.db, job.upload_id)
         if upload is None:
@@ -188,18 +192,21 @@ class WorkerPool:
                 self._changed(job)
 
         try:
-            output = await self.runner.run(
-                converter,
-                job_id=job.id,
-                input_path=self.data.upload_file(upload.file_path),
-                input_name=upload.file_name,
-                input_format=job.input_format,
-                output_format=job.output_format,
-                options=job.options,
-                timeout=job.timeout_seconds,
-                work_dir=work,
-                report_progress=report,
-            )
+            if converter is None:  # a drop folder's pipeline
+                output = await self._pipeline(job, upload, work, report)
+            else:
+                output = await self.runner.run(
+                    converter,
+                    job_id=job.id,
+                    input_path=self.data.upload_file(upload.file_path),
+                    input_name=upload.file_name,
+                    input_format=job.input_format,
+                    output_format=job.output_format,
+                    options=job.options,
+                    timeout=job.timeout_seconds,
+                    work_dir=work,
+                    report_progress=report,
+                )
             size = output.path.stat().st_size
             final = await asyncio.to_thread(
                 self.data.publish_result, job.id, output.path, output.name
@@ -222,6 +229,30 @@ class WorkerPool:
         )
         self._ended(job)
         return None
+
+    async def _pipeline(
+        self,
+        job: jobs.Job,
+        upload: uploads.Upload,
+        work: Path,
+        report: Callable[[int], Awaitable[None]],
+    ) -> Output:
+        limit = job.timeout_seconds or self.config.job_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                return await run_pipeline(
+                    job.options["steps"],
+                    self.data.upload_file(upload.file_path),
+                    upload.file_name,
+                    work,
+                    runner=self.runner,
+                    registry=self.registry,
+                    config=self.config,
+                    chromium=self.chromium,
+                    report=report,
+                )
+        except TimeoutError:
+            raise ConversionError(f"The steps took longer than the {limit:.0f} s limit") from None
 
     def _ended(self, job: jobs.Job) -> None:
         self._reclaimer.job_ended()

@@ -285,7 +285,10 @@ def test_a_capture_is_bounded_in_time_and_memory(
 
 def test_html_to_pdf_in_chromium_through_v1(daemon: Daemon, key: str) -> None:
     formats = requests.get(f"{daemon.base}/formats", headers={"X-API-Key": key}, timeout=10).json()
-    assert formats["filetypes"]["document"]["options"]["engine"]["choices"] == ["libreoffice", "chromium"]
+    assert formats["filetypes"]["document"]["options"]["engine"]["choices"] == [
+        "libreoffice",
+        "chromium",
+    ]
     html = b"<style>h1{color:#c00}</style><h1>Printed by a browser</h1><p>flex &amp; grid</p>"
     status, out = daemon.convert_and_fetch(
         key, html, "page.html", "document", "pdf", {"engine": "chromium"}

@@ -201,8 +201,20 @@ def _transform(im: Image.Image, fmt: str, options: dict[str, Any], max_pixels: i
     return _prepare_mode(im, fmt, background)
 
 
+def _pdf_resolution(info: dict[str, Any], scale: float) -> float:
+    dpi = info.get("dpi")
+    try:
+        value = float(dpi[0]) if isinstance(dpi, tuple) else 0.0
+    except (TypeError, ValueError):
+        value = 0.0
+    if not 36 <= value <= 2400:
+        value = 72.0  # none said, or nonsense: one pixel a point, as before
+    return max(1.0, value * scale)
+
+
 def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_pixels: int) -> None:
     frames, durations, info, decoder = _load_frames(src, fmt in MULTI_FRAME, max_pixels, options)
+    source_width = frames[0].width
     frames = [_transform(f, fmt, options, max_pixels) for f in frames]
     im = frames[0]
     params: dict[str, Any] = {}
@@ -216,7 +228,9 @@ def convert_image(src: Path, dst: Path, fmt: str, options: dict[str, Any], max_p
     elif fmt == "tiff":
         params.update(compression="tiff_lzw")
     elif fmt == "pdf":
-        params.update(resolution=72.0)
+        # A page as large as the picture was meant to be: a 300 dpi A4 scan is an A4 page (and
+        # OCR reads its text at its true size), however it was resized.
+        params.update(resolution=_pdf_resolution(info, frames[0].width / source_width))
     elif fmt == "ico":
         im = _square_icon(im)
         sizes = [(n, n) for n in ICO_SIZES if n <= im.width]

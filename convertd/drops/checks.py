@@ -11,6 +11,8 @@ from convertd.config import Config
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Registry
 from convertd.drops.rules import RuleError, WatchRule, check_layout, inbox_rule
+from convertd.errors import Invalid
+from convertd.tasks.pipeline import check_steps
 
 
 def build_rules(config: Config, drop_root: Path, registry: Registry) -> list[WatchRule]:
@@ -22,6 +24,12 @@ def build_rules(config: Config, drop_root: Path, registry: Registry) -> list[Wat
 
 
 def _checked(rule: WatchRule, registry: Registry) -> WatchRule:
+    if rule.steps:
+        try:
+            steps = check_steps(registry, list(rule.steps))
+        except Invalid as exc:
+            raise RuleError(f"watch rule {rule.name!r}: field 'steps': {exc}") from None
+        return dataclasses.replace(rule, steps=tuple(steps))
     if rule.filetype is None:
         if not any(rule.output_format in c.output_formats for c in registry.known_all()):
             raise RuleError(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from convertd.converters.registry import CannotInfer, Registry
 from convertd.drops.rules import WatchRule
+from convertd.drops.take import conversion_for
 from convertd.files import DataDir, extension_of
 from convertd.store import drops
 from convertd.store.db import Database
-from convertd.store.jobs import Conversion
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,12 @@ async def repair_claims(
         if rule is None:
             continue
         try:
-            filetype, input_format = await asyncio.to_thread(
-                registry.infer, moved, drop.output_format, rule.filetype
+            conversion = await asyncio.to_thread(
+                conversion_for, registry, rule, moved, drop.output_format
             )
         except CannotInfer as exc:
             await drops.close(db, drop.id, "failed", str(exc))
             continue
-        conversion = Conversion(filetype, input_format, drop.output_format, rule.options)
         job_id = await drops.queue(db, drop.id, moved.name, extension_of(moved.name), conversion)
         queued += 1
         logger.info("drop repaired: %s -> job %s", drop.display_name, job_id)

@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 ORIGINALS = ("move", "delete", "keep")
+# The output format of a rule with steps: what they make is known when they have run.
+PIPELINE = "pipeline"
 
 # Names that are never taken: partial downloads, editor and office lock files, our own reports.
 IGNORED_PATTERNS = (
@@ -57,6 +59,8 @@ class WatchRule:
     # Told of each file's result or failure, signed with this key's webhook secret.
     webhook_url: str | None = None
     webhook_key: int | None = None
+    # Operations each file goes through, as /v2 tasks (tasks/pipeline.py), checked by checks.py.
+    steps: tuple[dict[str, Any], ...] = ()
 
     @property
     def by_subfolder(self) -> bool:
@@ -133,6 +137,7 @@ FIELDS = {
     "poll_interval",
     "webhook_url",
     "webhook_key",
+    "steps",
 }
 
 
@@ -145,9 +150,24 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         raise RuleError(f"watch rule {name!r}: unknown field(s) {', '.join(unknown)}")
     folder = _path(name, "folder", table.get("folder"))
     output = _path(name, "output", table.get("output"))
-    fmt = table.get("output_format")
+    steps = table.get("steps", [])
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        raise RuleError(
+            f"watch rule {name!r}: field 'steps' must be a list of tables, e.g. "
+            '[{operation = "ocr"}, {operation = "optimize"}]'
+        )
+    if steps and ("output_format" in table or "options" in table or "filetype" in table):
+        raise RuleError(
+            f"watch rule {name!r}: with 'steps', a convert step names its own output_format "
+            "and options (fields 'output_format', 'filetype' and 'options' are for one "
+            "conversion)"
+        )
+    fmt = table.get("output_format", PIPELINE if steps else None)
     if not isinstance(fmt, str) or not fmt.strip():
-        raise RuleError(f"watch rule {name!r}: field 'output_format' is required, e.g. \"pdf\"")
+        raise RuleError(
+            f"watch rule {name!r}: field 'output_format' is required, e.g. \"pdf\" "
+            "(or 'steps', a list of operations)"
+        )
     filetype = table.get("filetype")
     if filetype is not None and not isinstance(filetype, str):
         raise RuleError(f"watch rule {name!r}: field 'filetype' must be a string")
@@ -196,6 +216,7 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         poll_interval=float(interval),
         webhook_url=webhook_url,
         webhook_key=webhook_key,
+        steps=tuple(steps),
     )
 
 

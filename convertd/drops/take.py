@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from convertd.converters.base import canonical_format
 from convertd.converters.registry import CannotInfer, Registry
 from convertd.drops.places import display, fail_file
+from convertd.drops.rules import PIPELINE, WatchRule
 from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
 from convertd.store import drops
@@ -58,13 +59,13 @@ class Taker:
             rule.name, os.fsencode(path), name, fmt or "unknown", cand.size, cand.mtime_ns
         )
         try:
-            filetype, input_format = await asyncio.to_thread(
-                self.registry.infer, path, fmt, rule.filetype
-            )
+            conversion = await asyncio.to_thread(conversion_for, self.registry, rule, path, fmt)
         except CannotInfer as exc:
             await self._reject(cand, found, str(exc))
             return
-        if self.registry.get(filetype) is None:  # a tool is missing: temporary, the file stays
+        filetype = conversion.filetype
+        if filetype != PIPELINE and self.registry.get(filetype) is None:
+            # A tool is missing: temporary, the file stays.
             self.waiting.back_off(
                 cand, f"the {filetype} converter is not available here (see `convertd doctor`)"
             )
@@ -88,8 +89,6 @@ class Taker:
             self.waiting.back_off(cand, f"could not take it: {exc.strerror}")
             return
         self.waiting.taken(path)
-        # The rule's options were normalised when it was built; the inbox has none.
-        conversion = Conversion(filetype, input_format, fmt, rule.options)
         job_id = await drops.queue(self.db, drop_id, name, extension_of(name), conversion)
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
@@ -112,6 +111,19 @@ class Taker:
             return
         await drops.record_refused(self.db, found, reason)
         logger.info("drop failed: %s: %s", display(cand.path), reason)
+
+
+def conversion_for(registry: Registry, rule: WatchRule, path: Path, fmt: str) -> Conversion:
+    """Blocking (it may read the file's first bytes): what a rule makes of a file. CannotInfer
+    if nothing turns it into the rule's format. A pipeline's steps say what they make when they
+    run; a step that cannot take the file fails the job, and the file goes to failed/ with that
+    step's reason."""
+    if rule.steps:
+        input_format = extension_of(path.name) or "bin"
+        return Conversion(PIPELINE, input_format, fmt, {"steps": list(rule.steps)})
+    filetype, input_format = registry.infer(path, fmt, rule.filetype)
+    # The rule's options were normalised when it was built; the inbox has none.
+    return Conversion(filetype, input_format, fmt, rule.options)
 
 
 def _copy_in(path: Path, dest: Path, cand: Candidate) -> None:

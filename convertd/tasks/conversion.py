@@ -16,9 +16,9 @@ from convertd.tasks.operations import TaskFailed, convert_options
 from convertd.tasks.outputs import describe, link_or_copy
 
 
-def conversion_of(registry: Registry, task: tasks.Task, source: Path) -> jobs.Conversion:
-    """Blocking (it may read the file's first bytes): which converter, from which format."""
-    payload = task.payload
+def conversion_of(registry: Registry, payload: dict[str, Any], source: Path) -> jobs.Conversion:
+    """Blocking (it may read the file's first bytes): which converter, from which format, for
+    a convert task's (or a pipeline step's) checked payload."""
     output_format = payload["output_format"]
     given = payload.get("input_format")
     if given:

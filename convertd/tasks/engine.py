@@ -198,7 +198,7 @@ class TaskEngine:
                 "Convert each file in a task of its own, or archive them first.",
             )
         source = paths[0]
-        conversion = await asyncio.to_thread(conversion_of, self.registry, task, source)
+        conversion = await asyncio.to_thread(conversion_of, self.registry, task.payload, source)
         file_path, dest = await asyncio.to_thread(self.data.new_upload_path, source.name)
         await asyncio.to_thread(link_or_copy, source, dest)
         size = dest.stat().st_size

@@ -7,6 +7,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from convertd.browser.chromium import Chromium
 from convertd.config import Config
@@ -21,6 +22,7 @@ from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.optimize import optimize
 from convertd.tasks.outputs import link_or_copy
+from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.thumbnail import thumbnail
 from convertd.tasks.watermark import watermark
 
@@ -38,25 +40,40 @@ async def perform(
         await import_url(task, staging, policy, config)
     elif task.operation == "archive":
         await archive(task, await inputs(), staging)
-    elif task.operation == "merge":
-        await merge(task.payload, await inputs(), staging, config.job_timeout_seconds)
-    elif task.operation == "thumbnail":
-        await thumbnail(task.payload, await inputs(), staging, config.job_timeout_seconds)
-    elif task.operation == "metadata":
-        await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
-    elif task.operation == "optimize":
-        await optimize(task.payload, await inputs(), staging, config.job_timeout_seconds)
-    elif task.operation == "watermark":
-        await watermark(task.payload, await inputs(), staging)
-    elif task.operation == "ocr":
-        limit = config.max_image_pixels
-        await ocr(task.payload, await inputs(), staging, config.job_timeout_seconds, limit)
-    elif task.operation == "capture-website":
+    elif task.operation in ENGINE_WORK:
         paths = await inputs() if task.depends_on else []
-        limit = config.max_image_pixels
-        await capture_website(task.payload, paths, staging, chromium, limit)
+        await run_operation(task.operation, task.payload, paths, staging, config, chromium)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
+
+
+async def run_operation(
+    operation: str,
+    payload: dict[str, Any],
+    paths: list[Path],
+    staging: Path,
+    config: Config,
+    chromium: Chromium | None,
+) -> None:
+    """One of ENGINE_WORK's operations on `paths`, its files written into `staging` (for a
+    /v2 task, and for a step of a drop folder's pipeline)."""
+    timeout = config.job_timeout_seconds
+    if operation == "merge":
+        await merge(payload, paths, staging, timeout)
+    elif operation == "thumbnail":
+        await thumbnail(payload, paths, staging, timeout)
+    elif operation == "metadata":
+        await metadata.metadata(paths, staging, timeout)
+    elif operation == "optimize":
+        await optimize(payload, paths, staging, timeout)
+    elif operation == "watermark":
+        await watermark(payload, paths, staging)
+    elif operation == "ocr":
+        await ocr(payload, paths, staging, timeout, config.max_image_pixels)
+    elif operation == "capture-website":
+        await capture_website(payload, paths, staging, chromium, config.max_image_pixels)
+    else:
+        raise AssertionError(f"not an engine-run operation: {operation}")
 
 
 async def import_url(task: tasks.Task, staging: Path, policy: Policy, config: Config) -> None:
