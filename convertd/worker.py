@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from convertd.browser.chromium import Chromium
 from convertd.config import Config
@@ -29,7 +30,7 @@ from convertd.memory import Reclaimer
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
 from convertd.store.db import Database
-from convertd.tasks.pipeline import PIPELINE, run_pipeline
+from convertd.tasks.pipeline import PIPELINE, after_steps, run_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -192,13 +193,15 @@ class WorkerPool:
                 self._changed(job)
 
         try:
+            source = self.data.upload_file(upload.file_path)
             if converter is None:  # a drop folder's pipeline
-                output = await self._pipeline(job, upload, work, report)
+                steps = job.options["steps"]
+                output = await self._pipeline(job, steps, source, upload.file_name, work, report)
             else:
                 output = await self.runner.run(
                     converter,
                     job_id=job.id,
-                    input_path=self.data.upload_file(upload.file_path),
+                    input_path=source,
                     input_name=upload.file_name,
                     input_format=job.input_format,
                     output_format=job.output_format,
@@ -207,6 +210,13 @@ class WorkerPool:
                     work_dir=work,
                     report_progress=report,
                 )
+                if (after := after_steps(job.options)) and output.count == 1:
+                    # ocr and optimize as options: the operations, run on what was made.
+                    after_dir = work / "after"
+                    await asyncio.to_thread(after_dir.mkdir)
+                    output = await self._pipeline(
+                        job, after, output.path, output.name, after_dir, report
+                    )
             size = output.path.stat().st_size
             final = await asyncio.to_thread(
                 self.data.publish_result, job.id, output.path, output.name
@@ -233,7 +243,9 @@ class WorkerPool:
     async def _pipeline(
         self,
         job: jobs.Job,
-        upload: uploads.Upload,
+        steps: list[dict[str, Any]],
+        source: Path,
+        name: str,
         work: Path,
         report: Callable[[int], Awaitable[None]],
     ) -> Output:
@@ -241,9 +253,9 @@ class WorkerPool:
         try:
             async with asyncio.timeout(limit):
                 return await run_pipeline(
-                    job.options["steps"],
-                    self.data.upload_file(upload.file_path),
-                    upload.file_name,
+                    steps,
+                    source,
+                    name,
                     work,
                     runner=self.runner,
                     registry=self.registry,

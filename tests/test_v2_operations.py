@@ -483,3 +483,29 @@ def test_watermark_text_on_pdf_pages_is_text_not_markup(
     assert whole.count("<b>Confidential</b> & (copy)") == 2, whole
     refused = refused_fields(d, k, "watermark", pages="0,x", opacity=150)
     assert {"tasks.op.text", "tasks.op.pages", "tasks.op.opacity"} <= refused
+
+
+def test_ocr_and_optimize_as_v1_options(daemon: Daemon, key: str, tmp_path: Path) -> None:
+    """v1's one-file shape: ocr and optimize ride on an image or PDF conversion."""
+    status, out = daemon.convert_and_fetch(
+        key, scanned_page(), "scan.png", "image", "pdf", {"ocr": True, "optimize": "web"}
+    )
+    assert out is not None, status
+    text = pdftotext(out.content, tmp_path).lower()
+    assert all(word in text for word in SCANNED_WORDS), text
+    plain, _ = daemon.convert_and_fetch(key, scanned_page(), "scan.png", "image", "pdf")
+    assert plain["status"] == "finished"
+    # The scan is A4 wide at its 300 dpi, not 2480 points.
+    assert page_sizes(out.content)[0][0] == 595
+    jpg = image_bytes("JPEG", (800, 600), quality=98)
+    _, smaller = daemon.convert_and_fetch(
+        key, jpg, "big.jpg", "image", "jpg", {"quality": 98, "optimize": "max"}
+    )
+    assert smaller is not None and len(smaller.content) <= len(jpg)
+    for options, problem in (
+        ({"ocr": True}, "pdf output"),
+        ({"optimize": "tiny"}, "optimize"),
+        ({"ocr_languages": "eng"}, "ocr"),
+    ):
+        resp = daemon.convert(key, image_bytes("PNG"), "a.png", "image", "webp", options)
+        assert resp.status_code == 400 and problem in resp.json()["message"], (options, resp.text)

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from convertd.converters.base import Converter, Task
-from convertd.converters.options import Option, OptionError
+from convertd.converters.options import AFTER_OPTIONS, Option, OptionError, check_after
 from convertd.errors import ConversionError
 
 # convertd format name -> Pillow plugin name. Only these decoders are ever used on input, so a
@@ -278,6 +278,7 @@ class ImageConverter(Converter):
         "keep_metadata": Option(
             bool, "Keep all EXIF, the GPS location included (dropped by default)"
         ),
+        **AFTER_OPTIONS,
     }
 
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
@@ -286,7 +287,7 @@ class ImageConverter(Converter):
             _parse_colour(options["background"])
         if options.get("keep_metadata") and options.get("strip_metadata"):
             raise OptionError("give either 'keep_metadata' or 'strip_metadata', not both")
-        return options
+        return check_after(options, output_format)
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()

@@ -118,6 +118,36 @@ def pages_of(spec: str | None, count: int) -> list[int]:
 
 # ----- PDF export through LibreOffice (documents and ebooks) -----
 
+# Options that run after the conversion, as the /v2 operations of the same names (the worker
+# runs them: tasks/pipeline.after_steps), on the outputs they suit.
+OPTIMIZE_PROFILES = ("web", "print", "archive", "max")
+AFTER_OPTIONS = {
+    "ocr": Option(bool, "Make the PDF output searchable: its pages OCRed (OCRmyPDF, Tesseract)"),
+    "ocr_languages": Option(str, "Tesseract languages for ocr, e.g. eng or eng+deu"),
+    "optimize": Option(
+        str,
+        "Make the output smaller without visible loss (pdf, jpg, png): web, print, archive or "
+        "max; never larger than without it",
+        choices=OPTIMIZE_PROFILES,
+    ),
+}
+_LANGUAGES = re.compile(r"^[a-z]{3}(_[a-z]+)?(\+[a-z]{3}(_[a-z]+)?){0,7}$")
+
+
+def check_after(options: dict[str, Any], output_format: str) -> dict[str, Any]:
+    """The after-conversion options make sense for this output, or OptionError says why."""
+    if options.get("ocr") and output_format != "pdf":
+        raise OptionError("option 'ocr' applies only to pdf output")
+    if "ocr_languages" in options:
+        if not options.get("ocr"):
+            raise OptionError("option 'ocr_languages' goes with 'ocr': true")
+        if not _LANGUAGES.match(options["ocr_languages"]):
+            raise OptionError("option 'ocr_languages' must be Tesseract codes, e.g. eng+deu")
+    if "optimize" in options and output_format not in ("pdf", "jpg", "png"):
+        raise OptionError("option 'optimize' applies only to pdf, jpg and png output")
+    return options
+
+
 PDF_EXPORT_OPTIONS = {
     "pages": Option(str, "Pages to put in a PDF output, e.g. 1-3,5"),
     "pdf_a": Option(bool, "Export PDF/A-2b for archiving"),

@@ -12,7 +12,14 @@ from pypdf.errors import FileNotDecryptedError, PyPdfError
 
 from convertd import procs
 from convertd.converters.base import Converter, Task
-from convertd.converters.options import Option, OptionError, check_pages, pages_of
+from convertd.converters.options import (
+    AFTER_OPTIONS,
+    Option,
+    OptionError,
+    check_after,
+    check_pages,
+    pages_of,
+)
 from convertd.errors import ConversionError
 from convertd.office.documents import convert_document
 from convertd.office.pool import OfficePool
@@ -40,6 +47,7 @@ PDF_OPTIONS = {
     "dpi": Option(int, "Resolution for png/jpg output", 36, 600),
     "rotate": Option(int, "Rotate pages clockwise by 90, 180 or 270 degrees (pdf output)", 0, 270),
     "password": Option(str, "Password of an encrypted input"),
+    **AFTER_OPTIONS,
 }
 
 
@@ -137,7 +145,9 @@ class PdfConverter(Converter):
             raise OptionError("option 'rotate' must be 90, 180 or 270, with pdf output")
         if "dpi" in options and output_format not in RASTER:
             raise OptionError("option 'dpi' applies only to png and jpg output")
-        return options
+        if "optimize" in options and output_format != "pdf":
+            raise OptionError("option 'optimize' applies only to pdf output of a pdf")
+        return check_after(options, output_format)
 
     async def convert(self, task: Task) -> list[Path]:
         fmt, options = task.output_format, task.options

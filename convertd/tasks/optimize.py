@@ -24,8 +24,6 @@ from convertd.files import safe_filename
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.tools import keep_result, run_tool
 
-PROFILES = ("web", "print", "archive", "max")
-
 
 async def optimize(
     payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from convertd.converters.base import canonical_format
+from convertd.converters.options import OPTIMIZE_PROFILES
 from convertd.tasks.checking import Check, seconds_of
 
 ENGINE_WORK = (
@@ -21,7 +22,6 @@ ENGINE_WORK = (
 )
 # Operations whose input is optional: capture-website takes a URL or an HTML file.
 INPUT_OPTIONAL = ("capture-website",)
-PROFILES = ("web", "print", "archive", "max")
 LANGUAGE = re.compile(r"^[a-z]{3}(_[a-z]+)?$")
 PAGES = re.compile(r"^\s*[1-9]\d*(-(\d*))?(\s*,\s*[1-9]\d*(-(\d*))?)*\s*$")
 # watermark's numbers: (lowest, highest, default)
@@ -64,7 +64,7 @@ def _merge(check: Check) -> dict[str, Any]:
 def _optimize(check: Check) -> dict[str, Any]:
     check.only(["profile", "filename", "input_format", "engine", "engine_version"])
     profile = check.text("profile") or "web"
-    if profile not in PROFILES:
+    if profile not in OPTIMIZE_PROFILES:
         check.bad("profile", "must be web, print, archive or max")
     return {"profile": profile}
 

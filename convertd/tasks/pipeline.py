@@ -27,9 +27,20 @@ from convertd.tasks.operations import TaskFailed, check_task
 from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.work import run_operation
 
-__all__ = ["PIPELINE", "check_steps", "run_pipeline"]
+__all__ = ["PIPELINE", "after_steps", "check_steps", "run_pipeline"]
 STEP_OPERATIONS = ("convert", *ENGINE_WORK)
 MAX_STEPS = 20
+
+
+def after_steps(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps a conversion's after-options (converters/options.AFTER_OPTIONS) stand for."""
+    steps: list[dict[str, Any]] = []
+    if options.get("ocr"):
+        languages = options.get("ocr_languages", "eng").split("+")
+        steps.append({"operation": "ocr", "output_format": "pdf", "languages": languages})
+    if "optimize" in options:
+        steps.append({"operation": "optimize", "profile": options["optimize"]})
+    return steps
 
 
 def check_steps(registry: Registry, steps: Any) -> list[dict[str, Any]]:
