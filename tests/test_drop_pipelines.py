@@ -25,6 +25,14 @@ def pdf_text(path: Path) -> str:
     return done.stdout
 
 
+def ocr_running() -> bool:
+    return any(
+        "ocrmypdf" in (p / "cmdline").read_bytes().decode(errors="replace")
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and (p / "cmdline").exists()
+    )
+
+
 def pipeline_rule(tmp_path: Path, name: str, steps: str, **extra: str) -> tuple[Path, Path, Path]:
     folder, out = tmp_path / name, tmp_path / f"{name}-out"
     folder.mkdir()
@@ -115,13 +123,6 @@ def test_a_pipeline_killed_mid_step_is_delivered_once_after_restart(
     images = [Image.open(io.BytesIO(p)) for p in pages]
     images[0].save(folder / "batch.pdf", save_all=True, append_images=images[1:], resolution=300)
 
-    def ocr_running() -> bool:
-        return any(
-            "ocrmypdf" in (p / "cmdline").read_bytes().decode(errors="replace")
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and (p / "cmdline").exists()
-        )
-
     wait_for(ocr_running, timeout=60, what="ocrmypdf to start")
     assert d.proc is not None
     d.proc.send_signal(signal.SIGKILL)
@@ -133,3 +134,114 @@ def test_a_pipeline_killed_mid_step_is_delivered_once_after_restart(
     assert "quietly" in pdf_text(out / "batch.pdf").lower()
     wait_for(lambda: files(out / "processed") == ["batch.pdf"], what="the original filed")
     assert files(out) == ["batch.pdf"]  # once, not twice
+
+
+def page_png(path: Path, colour: tuple[int, int, int]) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (300, 400), colour).save(path, dpi=(100, 100))
+
+
+def batch_rule(tmp_path: Path, steps: str = "[]") -> tuple[Path, Path, Path]:
+    return pipeline_rule(tmp_path, "scanner", steps, merge="true", batch_seconds="2")
+
+
+def test_files_that_arrive_together_become_one_merged_pdf(make_daemon: Any, tmp_path: Path) -> None:
+    folder, out, config = batch_rule(tmp_path, '[{operation = "optimize"}]')
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    # Written out of order, taken in name order; a folder moved in whole is a batch of its own.
+    page_png(folder / "page-2.png", (0, 255, 0))
+    page_png(folder / "page-1.png", (255, 0, 0))
+    page_png(folder / "page-3.png", (0, 0, 255))
+    elsewhere = tmp_path / "receipts"
+    elsewhere.mkdir()
+    for n in range(1, 3):
+        page_png(elsewhere / f"r{n}.png", (n * 100, n * 100, n * 100))
+    elsewhere.rename(folder / "receipts")
+    wait_for(lambda: len(files(out)) == 2, timeout=120, what="two merged PDFs")
+    assert "receipts.pdf" in files(out)
+    [loose] = [n for n in files(out) if n.startswith("batch-")]
+    reader = pypdf.PdfReader(out / loose)
+    assert len(reader.pages) == 3
+    assert len(pypdf.PdfReader(out / "receipts.pdf").pages) == 2
+    # Page order is name order: page 1 is the red one.
+    root = tmp_path / "first"
+    subprocess.run(
+        ["pdftoppm", "-f", "1", "-l", "1", "-r", "10", "-png", "-singlefile", out / loose, root],
+        check=True,
+    )
+    from PIL import Image
+
+    with Image.open(f"{root}.png") as first:
+        r, g, b = first.convert("RGB").getpixel((first.width // 2, first.height // 2))
+        assert r > 200 and g < 50 and b < 50, (r, g, b)
+    wait_for(
+        lambda: (
+            sorted(p.name for p in (out / "processed").iterdir())
+            == sorted([loose[:-4], "receipts"])
+        ),
+        what="the batches filed whole",
+    )
+    assert files(out / "processed" / loose[:-4]) == ["page-1.png", "page-2.png", "page-3.png"]
+    assert list(folder.iterdir()) == []
+
+
+def test_a_batch_that_fails_goes_to_failed_whole_with_the_reason(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    folder, out, config = batch_rule(tmp_path)
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    staged = tmp_path / "mixed"
+    staged.mkdir()
+    page_png(staged / "a.png", (255, 255, 255))
+    (staged / "b.txt").write_text("not a page")
+    staged.rename(folder / "mixed")
+    wait_for(lambda: (out / "failed" / "mixed").is_dir(), timeout=120, what="the failed batch")
+    assert files(out / "failed" / "mixed") == ["a.png", "b.txt"]
+    report = (out / "failed" / "mixed.error.txt").read_text()
+    assert "step 1 (merge)" in report and "b.txt" in report, report
+    assert files(out) == ["mixed.error.json", "mixed.error.txt"] or files(out) == []
+
+
+def test_invalid_batch_rules_are_refused(tmp_path: Path) -> None:
+    for extra, named in (
+        ({"merge": "true", "originals": '"keep"'}, "originals"),
+        ({"merge": "true", "batch_seconds": "0"}, "batch_seconds"),
+        ({"merge": '"yes"'}, "merge"),
+    ):
+        (tmp_path / named).mkdir()
+        _, _, config = pipeline_rule(tmp_path / named, "bad-batch", "[]", **extra)
+        proc = run_cli(
+            tmp_path / named / "d",
+            "serve",
+            "--port",
+            "0",
+            "--config",
+            str(config),
+            check=False,
+            env={"CONVERTD_OFFICE_PREWARM": "false"},
+        )
+        assert proc.returncode == 2 and named in proc.stderr, proc.stderr[-500:]
+
+
+def test_a_batch_killed_mid_step_is_delivered_once_after_restart(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    folder, out, config = batch_rule(tmp_path, '[{operation = "ocr"}]')
+    env = {**FAST, "CONVERTD_CONFIG": str(config)}
+    d = make_daemon(env=env)
+    for n in range(3):
+        (folder / f"scan-{n}.png").write_bytes(scanned_page())
+    wait_for(ocr_running, timeout=90, what="ocrmypdf to start")
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    make_daemon(env=env, data_dir=d.data_dir)
+    wait_for(lambda: len(files(out)) == 1, timeout=240, what="the batch after restart")
+    [merged] = files(out)
+    assert len(pypdf.PdfReader(out / merged).pages) == 3
+    assert "quietly" in pdf_text(out / merged).lower()
+    wait_for(lambda: (out / "processed").is_dir(), what="the batch filed")
+    [filed] = list((out / "processed").iterdir())
+    assert files(filed) == ["scan-0.png", "scan-1.png", "scan-2.png"]
+    assert len(files(out)) == 1 and list(folder.iterdir()) == []

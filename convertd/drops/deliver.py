@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Literal
 
 from convertd.drops.openfiles import open_for_writing
-from convertd.drops.places import display, fail_file, place_file, publish_copy, unique_path
+from convertd.drops.places import (
+    display,
+    fail_file,
+    place_file,
+    place_folder,
+    publish_copy,
+    unique_path,
+)
 from convertd.drops.rules import WatchRule
 from convertd.errors import DISK_FULL
 from convertd.files import DataDir
@@ -116,7 +123,8 @@ class Deliverer:
         assert drop.upload_id is not None and drop.job_id is not None
         moved = self.data.upload_file(drop.upload_path)
         original = moved if await asyncio.to_thread(moved.exists) else None
-        if original is not None and drop.status == "queued":
+        batch = original is not None and await asyncio.to_thread(original.is_dir)
+        if original is not None and drop.status == "queued" and not batch:
             changed = await self._changed(drop, original)
             if changed != "same":
                 return changed
@@ -181,6 +189,8 @@ def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:
         original.unlink(missing_ok=True)
     elif rule.originals == "keep":
         original.unlink(missing_ok=True)  # a copy: the original never left its folder
+    elif original.is_dir():  # a batch
+        place_folder(original, rule.processed_dir(drop.output_format), drop.original_name)
     else:
         place_file(original, rule.processed_dir(drop.output_format), drop.original_name, move=True)
     shutil.rmtree(original.parent, ignore_errors=True)

@@ -64,6 +64,24 @@ def place_file(src: Path, directory: Path, name: str, *, move: bool) -> Path:
         return target
 
 
+def place_folder(src: Path, directory: Path, name: str) -> Path:
+    """A batch's folder moved into `directory` under a name not yet taken (copied, then
+    removed, across filesystems)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = unique_path(directory, name)
+    try:
+        os.rename(src, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        temp = directory / f".{target.name}.convertd-tmp"
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.copytree(src, temp)
+        os.rename(temp, target)
+        shutil.rmtree(src)
+    return target
+
+
 def publish_copy(result: Path, target: Path) -> None:
     """Copy a result to `target` (chosen beforehand) under a temporary name, then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +97,10 @@ def fail_file(
     `keep` rule, whose originals never leave their place), with a report for people
     (NAME.error.txt) and one for scripts (NAME.error.json)."""
     keep = rule.originals == "keep" and src.parent.is_relative_to(rule.folder)
-    target = place_file(src, rule.failed_dir(fmt), name, move=not keep)
+    if src.is_dir():  # a batch: its files, together, as they came
+        target = place_folder(src, rule.failed_dir(fmt), name)
+    else:
+        target = place_file(src, rule.failed_dir(fmt), name, move=not keep)
     shown = display(os.fsencode(target.name))  # for people: the report is text
     when = clock.iso(clock.now())
     report = {

@@ -33,10 +33,16 @@ async def repair_claims(
             await asyncio.to_thread(data.remove_upload, drop.upload_path)
             await drops.forget(db, drop.id)
             continue
-        if await asyncio.to_thread(source.exists):
+        moved = data.upload_file(drop.upload_path)
+        if await asyncio.to_thread(moved.is_dir):
+            # A batch: what reached its folder is the batch; what did not stays for the next.
+            if not await asyncio.to_thread(any, moved.iterdir()):
+                await asyncio.to_thread(data.remove_upload, drop.upload_path)
+                await drops.forget(db, drop.id)
+                continue
+        elif await asyncio.to_thread(source.exists):
             await drops.forget(db, drop.id)
             continue
-        moved = data.upload_file(drop.upload_path)
         if not await asyncio.to_thread(moved.exists):
             await drops.close(db, drop.id, "failed", "the file vanished while it was being taken")
             continue

@@ -61,6 +61,10 @@ class WatchRule:
     webhook_key: int | None = None
     # Operations each file goes through, as /v2 tasks (tasks/pipeline.py), checked by checks.py.
     steps: tuple[dict[str, Any], ...] = ()
+    # Files that arrive together (batch_seconds apart at most, or a folder moved in) become
+    # one merged result (drops/batches.py); the steps then start with a merge.
+    merge: bool = False
+    batch_seconds: float = 10.0
 
     @property
     def by_subfolder(self) -> bool:
@@ -138,6 +142,8 @@ FIELDS = {
     "webhook_url",
     "webhook_key",
     "steps",
+    "merge",
+    "batch_seconds",
 }
 
 
@@ -162,6 +168,26 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
             "and options (fields 'output_format', 'filetype' and 'options' are for one "
             "conversion)"
         )
+    merge = table.get("merge", False)
+    if not isinstance(merge, bool):
+        raise RuleError(f"watch rule {name!r}: field 'merge' must be true or false")
+    batch = table.get("batch_seconds", 10.0)
+    if isinstance(batch, bool) or not isinstance(batch, int | float) or not 0.5 <= batch <= 3600:
+        raise RuleError(f"watch rule {name!r}: field 'batch_seconds' must be 0.5 to 3600")
+    if merge:
+        if table.get("originals", default_originals) == "keep":
+            raise RuleError(
+                f"watch rule {name!r}: 'merge' takes the files of a batch away; "
+                "originals must be move or delete"
+            )
+        if "output_format" in table or "options" in table or "filetype" in table:
+            raise RuleError(
+                f"watch rule {name!r}: with 'merge', the result is a PDF; further work goes in "
+                "'steps' (fields 'output_format', 'filetype' and 'options' are for one "
+                "conversion)"
+            )
+        if not steps or steps[0].get("operation") != "merge":
+            steps = [{"operation": "merge"}, *steps]
     fmt = table.get("output_format", PIPELINE if steps else None)
     if not isinstance(fmt, str) or not fmt.strip():
         raise RuleError(
@@ -209,7 +235,7 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         filetype=filetype.strip().lower() if filetype else None,
         options=options,
         originals=originals,
-        recursive=table.get("recursive", False),
+        recursive=table.get("recursive", merge),  # a merge rule takes folders moved in
         include=_strings(name, "include", table.get("include", ["*"])),
         exclude=_strings(name, "exclude", table.get("exclude", [])),
         polling=table.get("polling", False),
@@ -217,6 +243,8 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         webhook_url=webhook_url,
         webhook_key=webhook_key,
         steps=tuple(steps),
+        merge=merge,
+        batch_seconds=float(batch),
     )
 
 

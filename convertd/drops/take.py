@@ -10,6 +10,7 @@ temporary problem (a missing tool, a full disk) leaves it where it is, with back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -20,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from convertd.converters.base import canonical_format
 from convertd.converters.registry import CannotInfer, Registry
-from convertd.drops.places import display, fail_file
+from convertd.drops.batches import group_of
+from convertd.drops.places import display, fail_file, unique_path
 from convertd.drops.rules import PIPELINE, WatchRule
 from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
@@ -93,6 +95,42 @@ class Taker:
         logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
         self.job_queued()
 
+    async def take_batch(self, batch: list[Candidate]) -> None:
+        """A batch's files (drops/batches.py) as one drop and one job: claimed first, then
+        moved one by one into one folder of the upload area (a file that changed or vanished
+        meanwhile stays, for a later batch), then queued. After a crash, repair.py queues what
+        reached the folder."""
+        rule = batch[0].rule
+        group = group_of(batch[0])
+        stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime())
+        name = safe_filename(display(os.fsencode(group))) if group else f"batch-{stamp}"
+        source = rule.folder / (group or name)
+        found = drops.Found(
+            rule.name,
+            os.fsencode(source),
+            name,
+            rule.output_format or PIPELINE,
+            sum(c.size for c in batch),
+            max(c.mtime_ns for c in batch),
+        )
+        file_path, folder = await asyncio.to_thread(self.data.new_upload_path, name)
+        drop_id = await drops.begin_claim(self.db, found, file_path)
+        taken = await asyncio.to_thread(_move_batch_in, batch, folder)
+        if group:  # the folder moved in goes too, once empty (a file left behind keeps it)
+            await asyncio.to_thread(_remove_empty, source)
+        for cand in batch:
+            self.waiting.taken(cand.path)
+        if not taken:
+            await asyncio.to_thread(self.data.remove_upload, file_path)
+            await drops.forget(self.db, drop_id)
+            return
+        conversion = Conversion(PIPELINE, "batch", found.output_format, {"steps": list(rule.steps)})
+        job_id = await drops.queue(self.db, drop_id, name, "", conversion)
+        logger.info(
+            "drop batch taken: %d files as %s (rule %s) -> job %s", taken, name, rule.name, job_id
+        )
+        self.job_queued()
+
     async def _reject(self, cand: Candidate, found: drops.Found, reason: str) -> None:
         """A file that can never convert: straight to failed/ (under its own name), with its
         report."""
@@ -126,6 +164,29 @@ def conversion_for(registry: Registry, rule: WatchRule, path: Path, fmt: str) ->
     return Conversion(filetype, input_format, fmt, rule.options)
 
 
+def _move_batch_in(batch: list[Candidate], folder: Path) -> int:
+    """Blocking: move a batch's files into `folder` (made empty by new_upload_path, which
+    named a file there: the folder is the batch); how many made it."""
+    folder.mkdir(mode=0o700)
+    taken = 0
+    for cand in batch:
+        dest = unique_path(folder, cand.path.name)
+        try:
+            _move(cand.path, dest, cand)
+        except (OSError, _Changed) as exc:
+            logger.info("drop batch: %s left for later (%s)", display(cand.path), exc)
+            continue
+        taken += 1
+    return taken
+
+
+def _remove_empty(folder: Path) -> None:
+    """Blocking: remove `folder` and the folders in it, where they are empty."""
+    for directory, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
 def _copy_in(path: Path, dest: Path, cand: Candidate) -> None:
     """For `originals = "keep"`: the original never leaves its folder (sync tools watching it
     would see a delete); a copy, with its times, is what converts."""
@@ -141,21 +202,34 @@ def _copy_in(path: Path, dest: Path, cand: Candidate) -> None:
 
 
 def _move_in(path: Path, dest: Path, cand: Candidate) -> None:
-    """Move the file out of the inbox into the upload area, and check it did not change."""
+    """Move the file out of the inbox into its own folder of the upload area, and check it did
+    not change; on any failure, that folder goes."""
+    try:
+        _move(path, dest, cand)
+    except BaseException:
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        raise
+
+
+def _move(path: Path, dest: Path, cand: Candidate) -> None:
+    """Move the file to `dest` and check it did not change; on failure nothing is left at
+    `dest` and the file is where it was."""
     try:
         os.rename(path, dest)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
-            shutil.rmtree(dest.parent, ignore_errors=True)
             raise
-        shutil.copyfile(path, dest)  # another filesystem: copy, check, then remove
-        st = os.stat(path)
+        try:  # another filesystem: copy, check, then remove
+            shutil.copyfile(path, dest)
+            st = os.stat(path)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
         if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
-            shutil.rmtree(dest.parent, ignore_errors=True)
+            dest.unlink(missing_ok=True)
             raise _Changed() from None
         os.unlink(path)
     if dest.stat().st_size != cand.size:
         # Changed between the last check and the rename: give it back and wait again.
         os.rename(dest, path)
-        shutil.rmtree(dest.parent, ignore_errors=True)
         raise _Changed()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from convertd.config import Config
 from convertd.converters.registry import Registry
+from convertd.drops.batches import split_batches
 from convertd.drops.deliver import Deliverer
 from convertd.drops.find import Finder
 from convertd.drops.repair import repair_claims
@@ -115,8 +116,13 @@ class DropWatcher:
         ready, next_due = await settled(
             self.waiting, self.config.drop_settle_seconds, self.config.drop_max_wait_seconds
         )
-        for cand in ready:
+        singles, batches, batch_due = split_batches(self.waiting, ready)
+        for cand in singles:
             await self.taker.take(cand)
+        for batch in batches:
+            await self.taker.take_batch(batch)
+        if batch_due is not None:
+            next_due = batch_due if next_due is None else min(next_due, batch_due)
         if ready:  # `convertd drops` shows what is waiting now, not at the last scan
             await asyncio.to_thread(self.waiting.write_status, self.data.drops_status)
         return next_due
