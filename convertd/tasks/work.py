@@ -17,6 +17,7 @@ from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.capture import capture_website
 from convertd.tasks.merge import merge
+from convertd.tasks.metadata_write import metadata_write
 from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.optimize import optimize
@@ -44,6 +45,10 @@ async def perform(
         await thumbnail(task.payload, await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "metadata":
         await metadata.metadata(await inputs(), staging, config.job_timeout_seconds)
+    elif task.operation == "metadata/write":
+        limit = config.max_image_pixels
+        paths = await inputs()
+        await metadata_write(task.payload, paths, staging, config.job_timeout_seconds, limit)
     elif task.operation == "optimize":
         await optimize(task.payload, await inputs(), staging, config.job_timeout_seconds)
     elif task.operation == "watermark":
