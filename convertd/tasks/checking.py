@@ -4,12 +4,18 @@ that names each bad field (`tasks.<name>.<field>` in a job)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from convertd.errors import Invalid
 from convertd.files import safe_filename
 
+# metadata/write's tags: how many, and how long (in UTF-8 bytes) each key, value and all.
+MAX_TAGS = 100
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 64 * 1024
+MAX_TAGS_TOTAL = 1024 * 1024
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 
@@ -24,6 +30,19 @@ def seconds_of(text: str) -> float | None:
         return None
     hours, minutes, seconds = match.groups()
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _controls(text: str, *, allowed: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
+
+
+def _bad(text: str) -> bool:
+    """A lone surrogate (JSON's `\\ud800`): no UTF-8 for it, nor for any file format."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Check:
@@ -96,6 +115,38 @@ class Check:
             self.bad(name, "must be an object of header names to string values")
             return None
         return value
+
+    def tags(self, name: str) -> dict[str, str]:
+        """An object of 1 to MAX_TAGS names to text (numbers become text), bounded in size. A
+        refused key is named as `<name>.<key>`, cut short: never a huge field name."""
+        value = self.payload.get(name)
+        if not isinstance(value, dict) or not 1 <= len(value) <= MAX_TAGS:
+            problem = "is required" if value is None else f"must have 1 to {MAX_TAGS} entries"
+            if value is not None and not isinstance(value, dict):
+                problem = 'must be an object of names to values, e.g. {"Title": "Report"}'
+            self.bad(name, problem)
+            return {}
+        out: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        for key, raw in value.items():
+            field = f"{name}.{key[:MAX_TAG_KEY]}"
+            text = str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
+            if not key.strip() or len(key) > MAX_TAG_KEY or _controls(key, allowed="") or _bad(key):
+                self.bad(field, f"must be a name of 1 to {MAX_TAG_KEY} characters, no controls")
+            elif key.lower() in seen:
+                self.bad(field, f"is {seen[key.lower()]!r} again: names are matched ignoring case")
+            elif not isinstance(text, str) or _bad(text):
+                self.bad(field, "must be text (valid Unicode) or a number")
+            elif len(text.encode()) > MAX_TAG_VALUE:
+                self.bad(field, f"must be at most {MAX_TAG_VALUE // 1024} KiB (UTF-8)")
+            elif _controls(text, allowed="\t\n"):
+                self.bad(field, "must not hold control characters other than tab and newline")
+            else:
+                out[key] = text
+            seen[key.lower()] = key
+        if sum(len(k.encode()) + len(v.encode()) for k, v in out.items()) > MAX_TAGS_TOTAL:
+            self.bad(name, f"must be at most {MAX_TAGS_TOTAL // 1024} KiB in all (UTF-8)")
+        return out
 
     def only(self, allowed: Iterable[str], *, takes_input: bool = True) -> None:
         allowed = (

@@ -22,10 +22,10 @@ from convertd.tasks.parameters import ENGINE_WORK, check_work
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
 OPERATIONS = (*IMPORTS, "convert", *ENGINE_WORK, "archive", "export/url")
-# CloudConvert operations convertd does not do yet (a clear 422, not a 404), cloud storage too.
+# CloudConvert operations convertd does not do yet (a clear 422, not a 404): cloud storage.
 STORAGE = ("s3", "azure/blob", "google-cloud-storage", "openstack", "sftp")
 CLOUD = tuple(f"{way}/{store}" for way in ("import", "export") for store in STORAGE)
-NOT_YET = ("metadata/write", *CLOUD)
+NOT_YET = CLOUD
 ARCHIVE_FORMATS = ("zip", "7z", "tar", "tar.gz", "tar.bz2", "tar.xz")
 
 # The task fields every convert task may carry besides the converter's options.

@@ -1,5 +1,6 @@
 """The parameters of the operations the task engine runs itself (not on the conversion
-queue): merge, optimize, thumbnail, metadata and ocr. Each check returns the stored payload's
+queue): merge, optimize, thumbnail, watermark, metadata, metadata/write, ocr and
+capture-website. Each check returns the stored payload's
 fields and leaves its problems on the Check."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ ENGINE_WORK = (
     "thumbnail",
     "watermark",
     "metadata",
+    "metadata/write",
     "ocr",
     "capture-website",
 )
@@ -46,6 +48,7 @@ def check_work(operation: str, check: Check) -> dict[str, Any]:
         "thumbnail": _thumbnail,
         "watermark": _watermark,
         "metadata": _metadata,
+        "metadata/write": _metadata_write,
         "ocr": _ocr,
         "capture-website": _capture,
     }[operation](check)
@@ -90,6 +93,11 @@ def _watermark(check: Check) -> dict[str, Any]:
 def _metadata(check: Check) -> dict[str, Any]:
     check.only(["input_format", "engine", "engine_version"])
     return {}
+
+
+def _metadata_write(check: Check) -> dict[str, Any]:
+    check.only(["metadata", "filename", "input_format", "engine", "engine_version"])
+    return {"metadata": check.tags("metadata")}
 
 
 def _ocr(check: Check) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.capture import capture_website
 from convertd.tasks.merge import merge
+from convertd.tasks.metadata_write import metadata_write
 from convertd.tasks.ocr import ocr
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.optimize import optimize
@@ -64,6 +65,8 @@ async def run_operation(
         await thumbnail(payload, paths, staging, timeout)
     elif operation == "metadata":
         await metadata.metadata(paths, staging, timeout)
+    elif operation == "metadata/write":
+        await metadata_write(payload, paths, staging, timeout, config.max_image_pixels)
     elif operation == "optimize":
         await optimize(payload, paths, staging, timeout)
     elif operation == "watermark":
