@@ -22,7 +22,7 @@ from convertd.api.routes import add_routes
 from convertd.api.state import CALLS, CHANGES, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
-from convertd.browser.chromium import Chromium
+from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.base import Limits
@@ -176,7 +176,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         Policy(parse_networks(config.import_url_allow)),
         timeout=config.capture_timeout_seconds,
         memory_mb=config.capture_memory_mb,
-        max_bytes=config.max_upload_bytes,
+        max_bytes=min(config.max_upload_bytes, CAPTURE_MAX_BYTES),
         executable=config.chromium,
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE], app[BROWSER])

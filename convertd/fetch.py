@@ -219,10 +219,10 @@ async def _follow(
     max_bytes: int,
     headers: dict[str, str],
 ) -> Fetched:
-    origin = _origin(url)
+    origin = origin_of(url)
     for _ in range(MAX_REDIRECTS + 1):
         host = target_host(url)
-        if _origin(url) != origin:
+        if origin_of(url) != origin:
             # The caller's headers (credentials, cookies) were meant for the first origin only,
             # as browsers, curl and requests have it.
             headers = {
@@ -285,43 +285,66 @@ class Answer:
     body: bytes
 
 
+class OverBudget(FetchError):
+    pass
+
+
+class Budget:
+    """Bytes that several downloads share, counted as they arrive (so downloads running at once
+    cannot each take the whole)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def spent(self) -> str:
+        return f"more than {self.limit:,} bytes downloaded in all"
+
+    def check(self, more: int = 0) -> None:
+        if self.used + more > self.limit:
+            raise OverBudget(self.spent)
+
+    def take(self, size: int) -> None:
+        self.used += size
+        self.check()
+
+
 async def forward(
     session: aiohttp.ClientSession,
     method: str,
     url: str,
     headers: dict[str, str],
-    body: bytes | None,
     *,
     policy: Policy,
-    max_bytes: int,
+    budget: Budget,
 ) -> Answer:
-    """One request, one hop, under the policy (a redirect is answered, not followed: whoever
-    asked follows it, and that request comes through here too). The body is decoded, and its
-    decoded size is what max_bytes caps. FetchError says what went wrong."""
+    """One request, one hop, under the policy (a redirect is answered, not followed: the caller
+    decides where to go next, and that request comes through here too). The body is decoded,
+    and its decoded size is taken from `budget`. FetchError says what went wrong."""
     host = target_host(url)
     _check_literal(host, policy)
     sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "accept-encoding")}
     async with (
         _in_user_terms(url, "The request took too long", "The request failed"),
-        session.request(method, url, headers=sent, data=body, allow_redirects=False) as response,
+        session.request(method, url, headers=sent, allow_redirects=False) as response,
     ):
         _check_peer(response, host, policy)
-        if response.content_length is not None and response.content_length > max_bytes:
-            raise _too_large(max_bytes)
-        content = bytearray()
+        budget.check(response.content_length or 0)
+        chunks = []
         async for chunk in response.content.iter_chunked(CHUNK):
-            content += chunk
-            if len(content) > max_bytes:
-                raise _too_large(max_bytes)
+            budget.take(len(chunk))
+            chunks.append(chunk)
         kept = [
             (k, v)
             for k, v in response.headers.items()
             if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
-        return Answer(response.status, kept, bytes(content))
+        return Answer(response.status, kept, b"".join(chunks))
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what same-origin means."""
     parts = urlsplit(url)
     try:
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)

@@ -8,7 +8,7 @@
     <data dir>/tasks/<task id>/<name>   a /v2 task's files (imported, converted, archived)
     <data dir>/signing.key          the secret that signs /v2 upload forms and download links
     <data dir>/office/profile-<n>/  a warm LibreOffice instance's private profile
-    <data dir>/browser/chromium     the script that starts Chromium under its limits
+    <data dir>/browser/chromium-<n>.sh  the script that starts Chromium under its limits
     <data dir>/drops-status.json    what the drop folders are waiting for and skipping
     <data dir>/drop/                the embedded drop folders (unless `drop_root` moves them)
 
@@ -85,7 +85,7 @@ class DataDir:
         self.tasks = self.root / "tasks"
         self.signing_key = self.root / "signing.key"
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
-        self.browser = self.root / "browser"  # the script that starts Chromium under limits
+        self.browser = self.root / "browser"  # the scripts that start Chromium under limits
         self.drops_status = self.root / "drops-status.json"
         self.drop_root = drop_root or self.root / "drop"
         self.write_probe = self.root / ".doctor-probe"  # `convertd doctor` writes and removes it

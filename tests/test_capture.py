@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pypdf
@@ -28,13 +29,18 @@ class Site:
 
     def __init__(self, host: str, pages: dict[str, tuple[int, str, bytes]]) -> None:
         self.hits: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.pages = pages
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.hits.append(self.path)
+                site.headers.append({k.lower(): v for k, v in self.headers.items()})
                 status, kind, body = pages.get(self.path, (404, "text/plain", b"missing"))
                 self.send_response(status)
+                if self.path == "/cookie.html":
+                    self.send_header("Set-Cookie", "sid=SERVER-SECRET; Path=/")
                 if status in (301, 302):
                     self.send_header("Location", body.decode())
                     body = b""
@@ -53,6 +59,26 @@ class Site:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class UdpCanary:
+    """A UDP socket that records every datagram (WebRTC's STUN goes over UDP)."""
+
+    def __init__(self, host: str) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def heard(self) -> list[bytes]:
+        got = []
+        while True:
+            try:
+                got.append(self.sock.recv(2048))
+            except OSError:
+                return got
 
 
 def png_of(color: tuple[int, int, int]) -> bytes:
@@ -142,8 +168,9 @@ def test_a_url_becomes_a_pdf_with_its_text_and_links_and_nothing_private_is_reac
     assert "/red.png" in site.hits  # the page's own resources were fetched
     assert canary.hits == []  # ... and nothing on the address it may not reach
     refused = named(job, "op")["result"]["capture"]
-    reasons = " ".join(r["reason"] for r in refused["refusals"])
-    urls = " ".join(f"{r['url']} {r['reason']}" for r in refused["refusals"])
+    reasons = " ".join(r["reason"] for r in refused["refused"])
+    urls = " ".join(f"{r['url']} {r['reason']}" for r in refused["refused"])
+    assert refused["refused_count"] >= 5
     assert "import_url_allow" in reasons
     assert f"{canary.base}/pixel.png" in urls and f"{canary.base}/redirected.png" in urls
 
@@ -209,7 +236,7 @@ def test_an_html_file_becomes_a_pdf_with_its_page_size_margins_and_footer(
     text = pdftotext(pdf)
     assert "Invoice 2026-041" in text and "Page 1 of 1" in text
     assert canary.hits == []
-    refusals = named(job, "op")["result"]["capture"]["refusals"]
+    refusals = named(job, "op")["result"]["capture"]["refused"]
     assert any(r["url"].endswith("/logo.png") for r in refusals)
 
 
@@ -260,6 +287,7 @@ def test_a_capture_is_bounded_in_time_and_memory(
             "CONVERTD_IMPORT_URL_ALLOW": "127.0.0.1/32",
             "CONVERTD_CAPTURE_TIMEOUT_SECONDS": "5",
             "CONVERTD_CAPTURE_MEMORY_MB": "512",
+            "CONVERTD_MAX_UPLOAD_BYTES": "5000000",
         }
     )
     k = d.create_key("capture-limits")
@@ -281,6 +309,17 @@ def test_a_capture_is_bounded_in_time_and_memory(
         assert "held 300" not in pdftotext(exported(hog))
     after = captured(d, k, url=f"{site.base}/block.html", output_format="png")
     assert after["status"] == "finished", after
+    # Ten 2 MB downloads at once in a 5 MB budget: counted as the bytes arrive, not after.
+    for n in range(10):
+        site.pages[f"/blob?{n}"] = (200, "application/octet-stream", b"x" * 2_000_000)
+    fetches = "".join(f'fetch("/blob?{n}").catch(() => 0);' for n in range(10))
+    site.pages["/many.html"] = (200, "text/html", f"<p>many</p><script>{fetches}</script>".encode())
+    many = captured(d, k, url=f"{site.base}/many.html", wait_until="networkidle0")
+    assert many["status"] == "finished", many
+    result = named(many, "op")["result"]["capture"]
+    assert any(
+        "more than 5,000,000 bytes downloaded in all" in r["reason"] for r in result["refused"]
+    ), result
 
 
 def test_html_to_pdf_in_chromium_through_v1(daemon: Daemon, key: str) -> None:
@@ -307,3 +346,79 @@ def test_without_chromium_capture_is_not_offered(make_daemon: Any) -> None:
     job = captured(d, k, url="https://example.org/")
     assert job["status"] == "error"
     assert "needs chromium" in named(job, "op")["message"]
+
+
+def test_what_a_page_sends_stays_with_its_origin_and_nothing_leaves_by_udp(
+    v2_daemon: Daemon, v2_key: str, sites: tuple[Site, Site]
+) -> None:
+    site, _ = sites
+    other = Site("127.0.0.1", {"/seen.png": (200, "image/png", png_of((0, 255, 0)))})
+    udp = UdpCanary("127.0.0.2")
+    try:
+        page = f"""<body><h1>cookies</h1><img src="/hop">
+<script>
+try {{
+  const pc = new RTCPeerConnection({{iceServers: [{{urls: "stun:127.0.0.2:{udp.port}"}}]}});
+  pc.createDataChannel("x");
+  pc.createOffer().then(o => pc.setLocalDescription(o));
+}} catch (e) {{}}
+</script></body>"""
+        site.pages["/cookie.html"] = (200, "text/html", page.encode())
+        site.pages["/hop"] = (302, "text/plain", f"{other.base}/seen.png".encode())
+        job = captured(
+            v2_daemon,
+            v2_key,
+            url=f"{site.base}/cookie.html",
+            headers={"Authorization": "Bearer CALLER-TOKEN"},
+            wait_until="networkidle0",
+        )
+        assert job["status"] == "finished", job
+        hop = site.headers[site.hits.index("/hop")]
+        assert "sid=SERVER-SECRET" in hop.get("cookie", ""), hop  # the page's own cookie...
+        assert "/seen.png" in other.hits  # ...and the redirect was followed...
+        sent = other.headers[other.hits.index("/seen.png")]
+        assert "cookie" not in sent and "authorization" not in sent, sent  # ...bare
+        assert sent.get("referer", "").count("/") <= 3, sent  # the origin, not the page
+        first = site.headers[site.hits.index("/cookie.html")]
+        assert first.get("authorization") == "Bearer CALLER-TOKEN"
+        assert udp.heard() == []
+    finally:
+        other.close()
+        udp.sock.close()
+
+
+def test_recycling_lets_the_captures_under_way_finish(
+    sites: tuple[Site, Site], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser due for recycling finishes the captures it has while a fresh one takes the
+    next (run in-process on the real browser, with recycling after every page)."""
+    import asyncio
+
+    from convertd.browser import chromium as chromium_module
+    from convertd.browser.capture import Settings, capture
+    from convertd.fetch import Policy, parse_networks
+
+    site, _ = sites
+    monkeypatch.setattr(chromium_module, "RECYCLE_AFTER", 1)
+
+    async def run() -> list[Any]:
+        browser = chromium_module.Chromium(
+            tmp_path / "browser",
+            Policy(parse_networks(["127.0.0.1/32"])),
+            timeout=60,
+            memory_mb=1024,
+            max_bytes=10_000_000,
+        )
+        try:
+            settings = Settings(url=f"{site.base}/page.html", wait_time=300)
+            return await asyncio.gather(
+                *(capture(browser, settings, tmp_path / f"{n}.pdf", None, 10**7) for n in range(4))
+            )
+        finally:
+            await browser.stop()
+
+    results = asyncio.run(run())
+    assert len(results) == 4
+    for n in range(4):
+        assert "Quarterly capture report" in pdftotext((tmp_path / f"{n}.pdf").read_bytes())
+    assert not list((tmp_path / "browser").glob("*.pid"))  # every browser retired

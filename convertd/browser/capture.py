@@ -16,6 +16,13 @@ from convertd.browser.chromium import Chromium
 from convertd.browser.network import LOCAL_URL, Gate
 
 MAX_SHOT_HEIGHT = 16384
+MAX_SHOT_PIXELS = 25_000_000  # a 4000 px wide shot is at most 6,250 px tall
+# An HTML file has no address worth printing: its header and footer say the title and pages.
+LOCAL_HEADER = '<div style="font-size:8px;margin:0 10mm"><span class="title"></span></div>'
+LOCAL_FOOTER = (
+    '<div style="font-size:8px;margin:0 10mm;width:100%;text-align:right">'
+    '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'
+)
 MAX_HTML_BYTES = 20 * 1024 * 1024
 WAIT_STATES = {
     "load": "load",
@@ -63,7 +70,7 @@ class Captured:
     refusals: int
 
     def describe(self) -> dict[str, Any]:
-        return {"requests": self.requests, "refused": self.refusals, "refusals": self.refused}
+        return {"requests": self.requests, "refused_count": self.refusals, "refused": self.refused}
 
 
 async def capture(
@@ -76,29 +83,30 @@ async def capture(
     assert url is not None
     gate = Gate(chromium.policy, chromium.max_bytes, html=html, headers=settings.headers, url=url)
     try:
-        async with asyncio.timeout(chromium.timeout):
-            async with chromium.context() as context:
-                await context.route("**/*", gate.handle)
-                await context.route_web_socket("**/*", gate.refuse_websocket)
-                page = await context.new_page()
-                await page.set_viewport_size(
-                    {"width": settings.screen_width, "height": settings.screen_height}
-                )
-                if settings.css_media_type:
-                    await page.emulate_media(media=settings.css_media_type)  # type: ignore[arg-type]
-                await _load(page, url, settings, gate)
-                try:
-                    data = await _render(page, settings, max_pixels)
-                except Error as exc:
-                    problem = _first_line(str(exc))
-                    raise CaptureFailed(f"The page could not be rendered: {problem}") from None
-
+        async with chromium.context() as context, asyncio.timeout(chromium.timeout):
+            await context.route("**/*", gate.handle)
+            await context.route_web_socket("**/*", gate.refuse_websocket)
+            page = await context.new_page()
+            gate.main_frame = page.main_frame
+            await page.set_viewport_size(
+                {"width": settings.screen_width, "height": settings.screen_height}
+            )
+            if settings.css_media_type:
+                await page.emulate_media(media=settings.css_media_type)  # type: ignore[arg-type]
+            await _load(page, url, settings, gate)
+            try:
+                data = await _render(page, settings, min(max_pixels, MAX_SHOT_PIXELS), html)
+            except Error as exc:
+                problem = _first_line(str(exc))
+                raise CaptureFailed(f"The page could not be rendered: {problem}") from None
     except TimeoutError:
         raise CaptureFailed(
             f"The page was not captured within the {chromium.timeout:.0f} s limit"
         ) from None
     finally:
         await gate.close()
+    if len(data) > chromium.max_bytes:
+        raise CaptureFailed(f"The capture is larger than {chromium.max_bytes:,} bytes")
     await asyncio.to_thread(dest.write_bytes, data)
     return Captured(gate.requests, gate.refused, gate.refusals)
 
@@ -106,15 +114,20 @@ async def capture(
 async def _load(page: Any, url: str, settings: Settings, gate: Gate) -> None:
     from playwright.async_api import Error
 
-    while True:
-        try:
-            response = await page.goto(url, wait_until=WAIT_STATES[settings.wait_until], timeout=0)
-        except Error as exc:
-            reason = gate.reasons.get(url) or _first_line(str(exc))
-            raise CaptureFailed(f"The page {url[:200]} could not be loaded: {reason}") from None
-        if gate.moved_to is None:
-            break
-        url, gate.moved_to = gate.moved_to, None  # redirected: go where it went
+    gate.loading = True
+    try:
+        while True:
+            try:
+                wait = WAIT_STATES[settings.wait_until]
+                response = await page.goto(url, wait_until=wait, timeout=0)
+            except Error as exc:
+                reason = gate.reasons.get(url) or _first_line(str(exc))
+                raise CaptureFailed(f"The page {url[:200]} could not be loaded: {reason}") from None
+            if gate.moved_to is None:
+                break
+            url, gate.moved_to = gate.moved_to, None  # redirected: go where it went
+    finally:
+        gate.loading = False
     if response is not None and response.status >= 400:
         raise CaptureFailed(f"The page {url[:200]} answered {response.status}")
     if settings.wait_for_element:
@@ -128,7 +141,7 @@ async def _load(page: Any, url: str, settings: Settings, gate: Gate) -> None:
         await asyncio.sleep(settings.wait_time / 1000)
 
 
-async def _render(page: Any, settings: Settings, max_pixels: int) -> bytes:
+async def _render(page: Any, settings: Settings, max_pixels: int, html: bytes | None) -> bytes:
     if settings.output_format == "pdf":
         options: dict[str, Any] = {
             "print_background": settings.print_background,
@@ -147,10 +160,14 @@ async def _render(page: Any, settings: Settings, max_pixels: int) -> bytes:
             options["height"] = f"{settings.page_height}cm"
         if not settings.page_width and not settings.page_height:
             options["format"] = "A4"
-        if settings.header_template is not None:
-            options["header_template"] = settings.header_template
-        if settings.footer_template is not None:
-            options["footer_template"] = settings.footer_template
+        header, footer = settings.header_template, settings.footer_template
+        if html is not None and settings.display_header_footer:
+            header = LOCAL_HEADER if header is None else header
+            footer = LOCAL_FOOTER if footer is None else footer
+        if header is not None:
+            options["header_template"] = header
+        if footer is not None:
+            options["footer_template"] = footer
         if settings.pages:
             options["page_ranges"] = settings.pages
         return bytes(await page.pdf(**options))

@@ -1,23 +1,31 @@
 """The warm Chromium: started on first use through Playwright, one browser for every capture,
 each capture in a context of its own (no cookies, cache or storage shared between captures),
-recycled after RECYCLE_AFTER pages and started again when it dies.
+recycled after RECYCLE_AFTER pages (a fresh one takes the next capture while the old one
+finishes those it has) and started again when it dies.
 
 Chromium is the system's (Debian's `chromium`); nothing is downloaded. It runs below the
-daemon: niced, with a data-memory limit per process (prlimit), killed if its parent dies. Every
-request a page makes is handed to network.Gate, which fetches it under the network policy; the
-browser's own network stack is pointed at a proxy port that refuses every connection, so a
-request the gate does not see (a WebSocket, a prefetch) goes nowhere.
+daemon: niced, with a data-memory limit per process (prlimit), killed if its parent dies, and,
+where the system allows it, in a network namespace of its own with no network at all (Playwright
+talks to it over a pipe). Every request a page makes is handed to network.Gate, which fetches it
+under the network policy. Without the namespace, the browser's own network is pointed at a proxy
+port that refuses every connection and WebRTC may not use UDP, so a request the gate does not
+see (a WebSocket, a prefetch) goes nowhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import importlib.util
 import logging
+import os
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECYCLE_AFTER = 200
+# What one capture may download, all its requests together (each answer is held in memory).
+CAPTURE_MAX_BYTES = 100 * 1024 * 1024
 PAGES_AT_ONCE = 2
 CLOSE_SECONDS = 10.0
 NAMES = ("chromium", "chromium-browser")
@@ -39,6 +49,38 @@ def find_chromium(configured: str | None) -> str | None:
     if configured:
         return shutil.which(configured)
     return next((found for name in NAMES if (found := shutil.which(name))), None)
+
+
+@functools.cache
+def network_namespace() -> list[str]:
+    """The command that runs a program with no network (a network namespace of its own), if
+    this system lets convertd make one; else []. Blocking (it tries once)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    argv = (
+        [unshare, "--net"]
+        if os.geteuid() == 0
+        else [unshare, "--user", "--map-current-user", "--net"]
+    )
+    try:
+        tried = subprocess.run([*argv, "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return argv if tried.returncode == 0 else []
+
+
+@dataclasses.dataclass
+class _Instance:
+    browser: Browser
+    pid_file: Path
+    pages: int = 0
+    open: int = 0
+
+    def kill(self) -> None:
+        """The browser, killed (its renderers die with it): for one that will not close."""
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
 
 
 class Chromium:
@@ -62,8 +104,8 @@ class Chromium:
         self._slots = asyncio.Semaphore(PAGES_AT_ONCE)
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
-        self._pages = 0
+        self._current: _Instance | None = None
+        self._launches = 0
         self._dead_port: socket.socket | None = None
 
     def missing(self) -> list[str]:
@@ -74,18 +116,28 @@ class Chromium:
 
     @contextlib.asynccontextmanager
     async def context(self) -> AsyncIterator[BrowserContext]:
-        """A fresh browser context, closed after use; at most PAGES_AT_ONCE at a time."""
+        """A fresh browser context, closed after use; at most PAGES_AT_ONCE at a time (waiting
+        for a slot is not part of a capture's time)."""
         async with self._slots:
-            browser = await self._browser_for_one_more()
-            context = await browser.new_context(service_workers="block", accept_downloads=False)
+            instance = await self._instance_for_one_more()
             try:
-                yield context
+                context = await instance.browser.new_context(
+                    service_workers="block", accept_downloads=False
+                )
+                try:
+                    yield context
+                finally:
+                    await self._close(instance, context)
             finally:
-                await self._close(context)
+                instance.open -= 1
+                if instance is not self._current and instance.open == 0:
+                    await self._retire(instance)
 
     async def stop(self) -> None:
         async with self._lock:
-            await self._retire()
+            if self._current is not None:
+                await self._retire(self._current)
+                self._current = None
             if self._playwright is not None:
                 with contextlib.suppress(Exception):
                     await self._playwright.stop()
@@ -94,55 +146,76 @@ class Chromium:
                 self._dead_port.close()
                 self._dead_port = None
 
-    async def _browser_for_one_more(self) -> Browser:
+    async def _instance_for_one_more(self) -> _Instance:
         async with self._lock:
-            browser = self._browser
-            if browser is None or not browser.is_connected() or self._pages >= RECYCLE_AFTER:
-                await self._retire()
-                browser = self._browser = await self._launch()
-                self._pages = 0
-            self._pages += 1
-            return browser
+            current = self._current
+            if (
+                current is None
+                or not current.browser.is_connected()
+                or current.pages >= (RECYCLE_AFTER)
+            ):
+                # The old one finishes the captures it has, then goes (see context()).
+                if current is not None and current.open == 0:
+                    await self._retire(current)
+                current = self._current = await self._launch()
+            current.pages += 1
+            current.open += 1
+            return current
 
-    async def _launch(self) -> Browser:
+    async def _launch(self) -> _Instance:
         from playwright.async_api import async_playwright
 
         if self._playwright is None:
             self._playwright = await async_playwright().start()
-        launcher = await asyncio.to_thread(self._write_launcher)
+        self._launches += 1
+        pid_file = self.root / f"chromium-{self._launches}.pid"
+        launcher, isolated = await asyncio.to_thread(self._write_launcher, pid_file)
         browser = await self._playwright.chromium.launch(
             executable_path=launcher,
-            args=self._args(),
+            args=self._args(isolated),
+            # Chromium's own sandbox needs a user other than root.
+            chromium_sandbox=os.geteuid() != 0,
             handle_sigint=False,
             handle_sigterm=False,
             handle_sighup=False,
             timeout=30_000,
         )
-        logger.info("chromium started (%s)", browser.version)
-        return browser
+        logger.info(
+            "chromium started (%s)%s",
+            browser.version,
+            "" if isolated else " without a network namespace: its network is a dead proxy",
+        )
+        return _Instance(browser, pid_file)
 
-    def _args(self) -> list[str]:
-        if self._dead_port is None:
-            # Bound, never listening: every connection to it is refused, and no other program
-            # can take the port while convertd holds it.
-            self._dead_port = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._dead_port.bind(("127.0.0.1", 0))
-        port = self._dead_port.getsockname()[1]
-        return [
-            f"--proxy-server=http://127.0.0.1:{port}",
-            "--proxy-bypass-list=<-loopback>",  # loopback goes to the dead proxy too
-            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    def _args(self, isolated: bool) -> list[str]:
+        args = [
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+            "--force-webrtc-ip-handling-policy",
             "--dns-prefetch-disable",
             "--disable-background-networking",
             f"--js-flags=--max-old-space-size={max(128, self.memory_mb // 2)}",
             "--renderer-process-limit=4",
         ]
+        if not isolated:
+            if self._dead_port is None:
+                # Bound, never listening: every connection to it is refused, and no other
+                # program can take the port while convertd holds it.
+                self._dead_port = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self._dead_port.bind(("127.0.0.1", 0))
+            port = self._dead_port.getsockname()[1]
+            args += [
+                f"--proxy-server=http://127.0.0.1:{port}",
+                "--proxy-bypass-list=<-loopback>",  # loopback goes to the dead proxy too
+            ]
+        return args
 
-    def _write_launcher(self) -> str:
-        """Blocking: the script Playwright starts instead of Chromium itself, which starts it
-        under the limits (a fixed command line; nothing in it comes from a request)."""
+    def _write_launcher(self, pid_file: Path) -> tuple[str, bool]:
+        """Blocking: the script Playwright starts instead of Chromium, which starts it under
+        the limits (a fixed command line; nothing in it comes from a request), and whether it
+        has no network at all."""
         assert self.executable is not None
-        argv = []
+        isolated = network_namespace()
+        argv = list(isolated)
         if setpriv := shutil.which("setpriv"):
             argv += [setpriv, "--pdeathsig", "KILL", "--"]
         if nice := shutil.which("nice"):
@@ -151,30 +224,35 @@ class Chromium:
             argv += [prlimit, f"--data={self.memory_mb * 1024 * 1024}", "--"]
         argv.append(self.executable)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        script = self.root / "chromium"
-        text = f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n'
-        if not script.exists() or script.read_text() != text:
-            fresh = self.root / "chromium.new"
-            fresh.write_text(text)
-            fresh.chmod(0o700)
-            fresh.replace(script)
-        return str(script)
+        script = pid_file.with_suffix(".sh")
+        # Every program in argv replaces the one before (exec): the pid written is Chromium's.
+        text = f'#!/bin/sh\necho $$ > {shlex.quote(str(pid_file))}\nexec {shlex.join(argv)} "$@"\n'
+        fresh = script.with_suffix(".new")
+        fresh.write_text(text)
+        fresh.chmod(0o700)
+        fresh.replace(script)
+        return str(script), bool(isolated)
 
-    async def _retire(self) -> None:
-        browser, self._browser = self._browser, None
-        if browser is not None:
-            try:
-                async with asyncio.timeout(CLOSE_SECONDS):
-                    await browser.close()
-            except Exception as exc:  # a browser that will not close is left to its pdeathsig
-                logger.warning("chromium did not close cleanly: %s", exc)
-
-    async def _close(self, context: BrowserContext) -> None:
+    async def _retire(self, instance: _Instance) -> None:
+        if self._current is instance:
+            self._current = None
         try:
             async with asyncio.timeout(CLOSE_SECONDS):
+                await instance.browser.close()
+        except Exception as exc:
+            logger.warning("chromium did not close (%s); killed", exc)
+            instance.kill()
+        instance.pid_file.unlink(missing_ok=True)
+        instance.pid_file.with_suffix(".sh").unlink(missing_ok=True)
+
+    async def _close(self, instance: _Instance, context: BrowserContext) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await context.unroute_all(behavior="ignoreErrors")
                 await context.close()
         except Exception as exc:
-            # A page that hangs its renderer: start afresh rather than keep a sick browser.
-            logger.warning("a browser context did not close (%s); restarting chromium", exc)
-            async with self._lock:
-                await self._retire()
+            # A page that hangs its renderer: this browser is not trusted with another one.
+            logger.warning("a browser context did not close (%s); chromium killed", exc)
+            instance.kill()
+            if self._current is instance:
+                self._current = None

@@ -2,54 +2,57 @@
 
 Chromium fetches nothing itself: each request is handed here (Playwright's routing), fetched
 under the daemon's network policy by fetch.forward, redirects followed here (each hop checked
-anew), and the answer handed back. So a page cannot
-reach a loopback or private address the admin did not allow, however it asks: a sub-resource,
-a script's fetch, a redirect, a name that resolves to 127.0.0.1. Other schemes (file:, ftp:)
-are refused, and Chromium itself never loads file: URLs into an http page.
+anew: Chromium would follow a redirect it was handed without asking the gate), and the answer
+handed back. So a page cannot reach a loopback or private address the admin did not allow,
+however it asks: a sub-resource, a script's fetch, a redirect, a name that resolves to
+127.0.0.1. Other schemes (file:, ftp:) are refused, and Chromium itself never loads file: URLs
+into an http page.
 
-A capture may make MAX_REQUESTS requests and download `max_bytes` in all; past either, the rest
-are refused. What was refused is kept (the first few, with the reason) for the task's result.
+A capture may make MAX_REQUESTS requests (FETCHES_AT_ONCE at a time) and download `max_bytes`
+in all, counted as the bytes arrive; past either, the rest are refused. A redirect to another
+origin carries no cookies or credentials. What was refused is counted, and the first few kept
+(with the reason) for the task's result.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 from convertd.fetch import (
     MAX_REDIRECTS,
     Answer,
+    Budget,
     FetchError,
+    OverBudget,
     Policy,
     Refused,
     forward,
+    origin_of,
     policy_session,
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Request, Route, WebSocketRoute
+    from playwright.async_api import Frame, Request, Route, WebSocketRoute
 
 logger = logging.getLogger(__name__)
 
 MAX_REQUESTS = 1000
+FETCHES_AT_ONCE = 6
 KEEP_REFUSALS = 20
+KEEP_REASONS = 100
 METHODS = ("GET", "HEAD")  # a capture reads pages; it does not submit forms elsewhere
 IDLE_SECONDS = 30.0
+# Not sent on to another origin by a redirect, as browsers have it.
+CREDENTIALS = ("cookie", "authorization", "proxy-authorization")
 # A given HTML file is served to the page from this origin (.invalid never resolves).
 LOCAL_ORIGIN = "http://capture.invalid"
 LOCAL_URL = f"{LOCAL_ORIGIN}/"
-
-
-def origin_of(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 class Gate:
@@ -63,27 +66,60 @@ class Gate:
         url: str | None = None,
     ) -> None:
         self.policy = policy
-        self.max_bytes = max_bytes
+        self.budget = Budget(max_bytes)
         self.html = html
         # The caller's headers (credentials, cookies) go to the first URL's origin only.
-        self.headers = headers or {}
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         self.origin = origin_of(url) if url else None
         self.requests = 0
-        self.downloaded = 0
         self.refused: list[dict[str, str]] = []
         self.refusals = 0
-        self.reasons: dict[str, str] = {}
-        self.moved_to: str | None = None  # where the page's navigation was redirected
+        self.reasons: dict[str, str] = {}  # why a URL was not loaded (the first KEEP_REASONS)
+        # While the page loads, where its navigation was redirected, and that answer.
+        self.main_frame: Frame | None = None
+        self.loading = False
+        self.moved_to: str | None = None
         self.kept: dict[str, Answer] = {}
+        self.closed = False
+        self._fetches = asyncio.Semaphore(FETCHES_AT_ONCE)
         self._session: aiohttp.ClientSession | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
+        """No request is answered after this; those under way stop."""
+        self.closed = True
+        for handler in list(self._handlers):
+            handler.cancel()
         if self._session is not None:
             await self._session.close()
+        self.kept.clear()
+        if self.refusals:
+            first = self.refused[0]
+            logger.info(
+                "capture: %d requests, %d refused (first: %s: %s)",
+                self.requests,
+                self.refusals,
+                first["url"][:200],
+                first["reason"],
+            )
 
     async def handle(self, route: Route) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            self._handlers.add(me)
+        try:
+            await self._answer(route)
+        finally:
+            if me is not None:
+                self._handlers.discard(me)
+
+    async def _answer(self, route: Route) -> None:
         request = route.request
         url = request.url
+        if self.closed:
+            with contextlib.suppress(Exception):
+                await route.abort("aborted")
+            return
         if self.html is not None and url.startswith(LOCAL_ORIGIN + "/"):
             await self._local(route, url)
             return
@@ -93,15 +129,16 @@ class Gate:
         problem = self._problem(url, request.method)
         if problem is None:
             try:
-                answer, final = await self._follow(url, request.method, await request.all_headers())
-            except Refused as exc:
+                headers = await request.all_headers()
+                answer, final = await self._follow(url, request.method, headers)
+            except (Refused, OverBudget) as exc:
                 problem = str(exc)
             except FetchError as exc:
-                self.reasons[url] = str(exc)
+                self._reason(url, str(exc))
                 await route.abort("failed")
                 return
             else:
-                if final != url and request.is_navigation_request() and _top(request):
+                if final != url and self._navigating(request):
                     # The page must be at its real address (relative links resolve against
                     # it): the loader navigates there next, and gets this answer.
                     self.moved_to = final
@@ -117,6 +154,17 @@ class Gate:
         self._refuse(socket.url, "WebSockets are not opened by a capture")
         await socket.close(code=1008, reason="refused by convertd")
 
+    def _navigating(self, request: Request) -> bool:
+        """Whether this is the page itself being loaded (not a frame, popup or later move)."""
+        try:
+            return (
+                self.loading
+                and request.is_navigation_request()
+                and (request.frame is self.main_frame)
+            )
+        except Exception:  # a request with no frame (a worker's)
+            return False
+
     def _problem(self, url: str, method: str) -> str | None:
         if not url.startswith(("http://", "https://")):
             return "only http and https are fetched"
@@ -124,14 +172,12 @@ class Gate:
             return f"a capture does not send {method} requests"
         if self.requests >= MAX_REQUESTS:
             return f"the page made more than {MAX_REQUESTS} requests"
-        if self.downloaded >= self.max_bytes:
-            return f"the page downloaded more than {self.max_bytes:,} bytes"
+        if self.budget.used >= self.budget.limit:
+            return self.budget.spent
         return None
 
     async def _follow(self, url: str, method: str, sent: dict[str, str]) -> tuple[Answer, str]:
-        """The answer at the end of the URL's redirects, each hop under the policy. Chromium
-        would follow a redirect it was handed without asking the gate, so none is handed to
-        it."""
+        """The answer at the end of the URL's redirects, each hop under the policy."""
         first = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -143,7 +189,10 @@ class Gate:
             location = dict((k.lower(), v) for k, v in answer.headers).get("location")
             if answer.status not in (301, 302, 303, 307, 308) or not location:
                 return answer, url
-            url = urljoin(url, location)
+            following = urljoin(url, location)
+            if origin_of(following) != origin_of(url):
+                sent = _for_another_origin(sent, url)
+            url = following
             if (problem := self._problem(url, method)) is not None:
                 raise Refused(problem)
             method = "GET" if answer.status == 303 else method
@@ -154,18 +203,14 @@ class Gate:
         if self._session is None:
             self._session = policy_session(self.policy, IDLE_SECONDS)
         if self.origin is not None and origin_of(url) == self.origin:
-            sent = {**sent, **self.headers}
-        answer = await forward(
-            self._session,
-            method,
-            url,
-            sent,
-            None,
-            policy=self.policy,
-            max_bytes=self.max_bytes - self.downloaded,
-        )
-        self.downloaded += len(answer.body)
-        return answer
+            sent = {
+                **{k: v for k, v in sent.items() if k.lower() not in self.headers},
+                **self.headers,
+            }
+        async with self._fetches:
+            return await forward(
+                self._session, method, url, sent, policy=self.policy, budget=self.budget
+            )
 
     async def _local(self, route: Route, url: str) -> None:
         if url == LOCAL_URL:
@@ -177,18 +222,25 @@ class Gate:
             await route.fulfill(status=404, body=b"", headers={"Content-Type": "text/plain"})
 
     def _refuse(self, url: str, reason: str) -> None:
+        self.requests += 1  # a refused request counts: a page cannot ask forever
         self.refusals += 1
-        self.reasons[url] = reason
+        self._reason(url, reason)
         if len(self.refused) < KEEP_REFUSALS:
             self.refused.append({"url": url[:500], "reason": reason})
-        logger.info("capture: refused %s: %s", url[:200], reason)
+
+    def _reason(self, url: str, reason: str) -> None:
+        if len(self.reasons) < KEEP_REASONS:
+            self.reasons[url] = reason
 
 
-def _top(request: Request) -> bool:
-    try:
-        return request.frame.parent_frame is None
-    except Exception:  # a request with no frame (a worker's)
-        return False
+def _for_another_origin(headers: dict[str, str], came_from: str) -> dict[str, str]:
+    """A request's headers as a redirect takes them to another origin: no credentials, and the
+    referrer cut to its origin."""
+    out = {k: v for k, v in headers.items() if k.lower() not in CREDENTIALS}
+    for name in [k for k in out if k.lower() == "referer"]:
+        scheme, host, port = origin_of(came_from)
+        out[name] = f"{scheme}://{host}:{port}/"
+    return out
 
 
 async def _fulfill(route: Route, answer: Answer) -> None:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import urllib.request
 
-from convertd.browser.chromium import find_chromium
+from convertd.browser.chromium import find_chromium, network_namespace
 from convertd.cli.common import config_of
 from convertd.config import Config
 from convertd.files import DataDir
@@ -99,6 +99,7 @@ def tool_checks(uno_python: str | None, chromium: str | None = None) -> list[Che
             browser is not None and playwright,
             (_version([browser, "--version"]) if browser else "missing")
             + ("" if playwright else "; playwright missing")
+            + ("; no network of its own" if network_namespace() else "; network: a dead proxy")
             + ("" if browser and playwright else ": no capture-website, no engine chromium"),
             f"{APT} chromium" if not browser else "pip install 'convertd[capture]'",
             required=False,

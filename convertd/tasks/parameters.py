@@ -189,7 +189,9 @@ def _capture(check: Check) -> dict[str, Any]:
         if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
             check.bad("url", "must be an http or https URL")
         out["url"] = url
-    if (url is None) == ("input" not in check.payload):
+    if url is None and "input" not in check.payload:
+        check.bad("url", "is required, unless an input (an HTML file) is given")
+    elif url is not None and "input" in check.payload:
         check.bad("url", "give either a url or an input (an HTML file), not both")
     fmt = canonical_format(check.text("output_format") or "pdf")
     if fmt not in ("pdf", "png", "jpg"):
@@ -217,5 +219,7 @@ def _capture(check: Check) -> dict[str, Any]:
             check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5")
         out["pages"] = pages
     if (headers := check.headers("headers")) is not None:
+        if url is None:
+            check.bad("headers", "go with a url: an HTML file is not fetched")
         out["headers"] = headers
     return out
