@@ -106,7 +106,7 @@ class Policy:
             )
 
 
-class _PolicyResolver(AbstractResolver):
+class PolicyResolver(AbstractResolver):
     """Resolves names and hands the connection only the addresses the policy permits."""
 
     def __init__(self, policy: Policy) -> None:
@@ -174,7 +174,7 @@ async def fetch(
     headers: dict[str, str] | None = None,
 ) -> Fetched:
     """Download `url` to `dest` under the policy and limits; FetchError says what went wrong."""
-    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
+    connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy), use_dns_cache=False)
     client_timeout = aiohttp.ClientTimeout(total=None, sock_read=idle_timeout)
     # The file as it is, not a compressed transfer of it (a server that compresses anyway is
     # decoded, and the decoded size is what max_bytes caps).
@@ -182,7 +182,7 @@ async def fetch(
     # One deadline for the whole chain of redirects, not one per hop.
     late = f"The download took longer than the {timeout:.0f} s limit"
     async with (
-        _in_user_terms(url, late, "The download failed"),
+        in_user_terms(url, late, "The download failed"),
         asyncio.timeout(timeout),
         aiohttp.ClientSession(
             connector=connector, timeout=client_timeout, trust_env=False, auto_decompress=True
@@ -192,7 +192,7 @@ async def fetch(
 
 
 @contextlib.asynccontextmanager
-async def _in_user_terms(url: str, late: str, failed: str) -> AsyncIterator[None]:
+async def in_user_terms(url: str, late: str, failed: str) -> AsyncIterator[None]:
     """aiohttp's and the clock's errors as a FetchError that says what happened."""
     try:
         yield
@@ -229,9 +229,9 @@ async def _follow(
                 "User-Agent": headers.get("User-Agent", USER_AGENT),
                 "Accept-Encoding": "identity",
             }
-        _check_literal(host, policy)
+        check_literal(host, policy)
         async with session.get(url, headers=headers, allow_redirects=False) as response:
-            _check_peer(response, host, policy)
+            check_peer(response, host, policy)
             if response.status in (301, 302, 303, 307, 308):
                 location = response.headers.get("Location")
                 if not location:
@@ -253,94 +253,16 @@ async def post(
     """POST `body` to `url` once, under the policy, and read the answer's status (redirects are
     not followed: a receiver that moved says so with its answer). FetchError if none came."""
     host = target_host(url)
-    _check_literal(host, policy)
-    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
+    check_literal(host, policy)
+    connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy), use_dns_cache=False)
     async with (
-        _in_user_terms(url, f"No answer within {timeout:.0f} s", "The request failed"),
+        in_user_terms(url, f"No answer within {timeout:.0f} s", "The request failed"),
         asyncio.timeout(timeout),
         aiohttp.ClientSession(connector=connector, trust_env=False) as session,
         session.post(url, data=body, headers=headers, allow_redirects=False) as response,
     ):
-        _check_peer(response, host, policy)
+        check_peer(response, host, policy)
         return response.status, response.reason or ""
-
-
-def policy_session(policy: Policy, idle_timeout: float) -> aiohttp.ClientSession:
-    """A session whose every connection goes only where the policy permits (for a caller that
-    makes many requests, as a captured page does)."""
-    connector = aiohttp.TCPConnector(resolver=_PolicyResolver(policy), use_dns_cache=False)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_read=idle_timeout),
-        trust_env=False,
-        auto_decompress=True,
-        cookie_jar=aiohttp.DummyCookieJar(),  # the browser keeps its own cookies
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-class OverBudget(FetchError):
-    pass
-
-
-class Budget:
-    """Bytes that several downloads share, counted as they arrive (so downloads running at once
-    cannot each take the whole)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    @property
-    def spent(self) -> str:
-        return f"more than {self.limit:,} bytes downloaded in all"
-
-    def check(self, more: int = 0) -> None:
-        if self.used + more > self.limit:
-            raise OverBudget(self.spent)
-
-    def take(self, size: int) -> None:
-        self.used += size
-        self.check()
-
-
-async def forward(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    headers: dict[str, str],
-    *,
-    policy: Policy,
-    budget: Budget,
-) -> Answer:
-    """One request, one hop, under the policy (a redirect is answered, not followed: the caller
-    decides where to go next, and that request comes through here too). The body is decoded,
-    and its decoded size is taken from `budget`. FetchError says what went wrong."""
-    host = target_host(url)
-    _check_literal(host, policy)
-    sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "accept-encoding")}
-    async with (
-        _in_user_terms(url, "The request took too long", "The request failed"),
-        session.request(method, url, headers=sent, allow_redirects=False) as response,
-    ):
-        _check_peer(response, host, policy)
-        budget.check(response.content_length or 0)
-        chunks = []
-        async for chunk in response.content.iter_chunked(CHUNK):
-            budget.take(len(chunk))
-            chunks.append(chunk)
-        kept = [
-            (k, v)
-            for k, v in response.headers.items()
-            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        return Answer(response.status, kept, b"".join(chunks))
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -367,7 +289,7 @@ def target_host(url: str) -> str:
     return host
 
 
-def _check_literal(host: str, policy: Policy) -> None:
+def check_literal(host: str, policy: Policy) -> None:
     """A URL that names an address is checked here: aiohttp connects to it without asking the
     resolver. `host` must be target_host()'s reading."""
     try:
@@ -377,10 +299,10 @@ def _check_literal(host: str, policy: Policy) -> None:
     policy.check(host, host.strip("[]"))
 
 
-def _check_peer(response: aiohttp.ClientResponse, host: str, policy: Policy) -> None:
+def check_peer(response: aiohttp.ClientResponse, host: str, policy: Policy) -> None:
     """After the fact, where the connection is still held (a body not yet read in full): the
     peer is checked too. What keeps requests from going out is the resolver and
-    _check_literal; this catches a connection that got past them (a bug) before its body is
+    check_literal; this catches a connection that got past them (a bug) before its body is
     used."""
     connection: Any = response.connection
     transport = connection.transport if connection is not None else None

@@ -35,6 +35,7 @@ LAYERS = [
             "convertd.signing",
             "convertd.changes",
             "convertd.fetch",  # the network policy for everything the daemon downloads
+            "convertd.forward",  # the same, one hop at a time, for a browser
             "convertd.drops.rules",  # what a watch rule is, read with the config
         ],
     ),

@@ -76,6 +76,7 @@ class _Instance:
     pid_file: Path
     pages: int = 0
     open: int = 0
+    retiring: bool = False  # takes no more captures; closed when its last one ends
 
     def kill(self) -> None:
         """The browser, killed (its renderers die with it): for one that will not close."""
@@ -105,6 +106,7 @@ class Chromium:
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._current: _Instance | None = None
+        self._instances: list[_Instance] = []  # the current one and those retiring
         self._launches = 0
         self._dead_port: socket.socket | None = None
 
@@ -130,14 +132,13 @@ class Chromium:
                     await self._close(instance, context)
             finally:
                 instance.open -= 1
-                if instance is not self._current and instance.open == 0:
+                if instance.retiring and instance.open == 0:
                     await self._retire(instance)
 
     async def stop(self) -> None:
         async with self._lock:
-            if self._current is not None:
-                await self._retire(self._current)
-                self._current = None
+            for instance in list(self._instances):
+                await self._retire(instance)
             if self._playwright is not None:
                 with contextlib.suppress(Exception):
                     await self._playwright.stop()
@@ -155,8 +156,11 @@ class Chromium:
                 or current.pages >= (RECYCLE_AFTER)
             ):
                 # The old one finishes the captures it has, then goes (see context()).
-                if current is not None and current.open == 0:
-                    await self._retire(current)
+                if current is not None:
+                    current.retiring = True
+                    self._current = None
+                    if current.open == 0:
+                        await self._retire(current)
                 current = self._current = await self._launch()
             current.pages += 1
             current.open += 1
@@ -185,7 +189,9 @@ class Chromium:
             browser.version,
             "" if isolated else " without a network namespace: its network is a dead proxy",
         )
-        return _Instance(browser, pid_file)
+        instance = _Instance(browser, pid_file)
+        self._instances.append(instance)
+        return instance
 
     def _args(self, isolated: bool) -> list[str]:
         args = [
@@ -236,6 +242,9 @@ class Chromium:
     async def _retire(self, instance: _Instance) -> None:
         if self._current is instance:
             self._current = None
+        if instance not in self._instances:
+            return  # retired already
+        self._instances.remove(instance)
         try:
             async with asyncio.timeout(CLOSE_SECONDS):
                 await instance.browser.close()
@@ -254,5 +263,6 @@ class Chromium:
             # A page that hangs its renderer: this browser is not trusted with another one.
             logger.warning("a browser context did not close (%s); chromium killed", exc)
             instance.kill()
+            instance.retiring = True
             if self._current is instance:
                 self._current = None

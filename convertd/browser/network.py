@@ -24,18 +24,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from convertd.fetch import (
-    MAX_REDIRECTS,
-    Answer,
-    Budget,
-    FetchError,
-    OverBudget,
-    Policy,
-    Refused,
-    forward,
-    origin_of,
-    policy_session,
-)
+from convertd.fetch import MAX_REDIRECTS, FetchError, Policy, Refused, origin_of
+from convertd.forward import Answer, Budget, OverBudget, forward, policy_session
 
 if TYPE_CHECKING:
     from playwright.async_api import Frame, Request, Route, WebSocketRoute
