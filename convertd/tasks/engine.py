@@ -179,10 +179,10 @@ class TaskEngine:
             self.started(task)
             self._spawn(task)
 
-    async def _inputs(self, task: tasks.Task) -> list[Path]:
+    async def _inputs(self, task: tasks.Task, only: list[str] | None = None) -> list[Path]:
         inputs = {t.id: t for t in await tasks.get_many(self.db, task.depends_on)}
-        paths = []
-        for task_id in task.depends_on:
+        paths = []  # of all the tasks it depends on, or `only` of those (a watermark's image)
+        for task_id in task.depends_on if only is None else only:
             source = inputs.get(task_id)
             if source is None:
                 raise TaskFailed("INPUT_TASK_FAILED", "An input task was deleted")

@@ -18,7 +18,7 @@ from convertd.converters.registry import Registry
 from convertd.errors import Invalid
 from convertd.files import extension_of
 from convertd.tasks.checking import Check, seconds_of, where
-from convertd.tasks.parameters import ENGINE_WORK, check_work
+from convertd.tasks.parameters import ENGINE_WORK, check_work, image_task
 
 IMPORTS = ("import/upload", "import/url", "import/base64", "import/raw")
 OPERATIONS = (*IMPORTS, "convert", *ENGINE_WORK, "archive", "export/url")
@@ -80,6 +80,24 @@ def input_names(payload: dict[str, Any], prefix: str = "") -> list[str]:
         f"The {where(prefix, 'input')} field must name a task, or be a list of task names.",
         {where(prefix, "input"): ["must be a task name or a list of task names"]},
     )
+
+
+def with_image(
+    operation: Any, payload: dict[str, Any], inputs: list[str], prefix: str = ""
+) -> list[str]:
+    """What a task depends on: its inputs and, for a watermark with an image, last, the task
+    that brings the image (so the engine waits for it; work.perform takes it from there). The
+    image task is no file to mark, even if `input` names it too."""
+    image = image_task(payload.get("image")) if operation == "watermark" else None
+    if image is None:
+        return inputs
+    if not (marked := [name for name in inputs if name != image]):
+        raise Invalid(
+            f"The {where(prefix, 'input')} field names only the watermark's image: name the "
+            "file to mark.",
+            {where(prefix, "input"): ["must name the file to mark, not only the image"]},
+        )
+    return [*marked, image]
 
 
 def check_task(

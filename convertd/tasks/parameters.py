@@ -39,6 +39,12 @@ WATERMARK_CHOICES = {
     "position_horizontal": ("center", "left", "right"),
     "layer": ("above",),
 }
+# An image watermark's size: pixels on images, points on PDF pages; or percent of the width.
+WATERMARK_IMAGE = {
+    "image_width": (1, 20000),
+    "image_height": (1, 20000),
+    "image_width_percent": (1, 100),
+}
 
 
 def check_work(operation: str, check: Check) -> dict[str, Any]:
@@ -73,21 +79,45 @@ def _optimize(check: Check) -> dict[str, Any]:
 
 
 def _watermark(check: Check) -> dict[str, Any]:
-    allowed = [*WATERMARK_NUMBERS, *WATERMARK_CHOICES, "text", "font_color", "pages", "filename"]
-    check.only([*allowed, "input_format", "font_name", "engine", "engine_version"])
-    out: dict[str, Any] = {"text": check.text("text", required=True, limit=1000)}
+    allowed = [*WATERMARK_NUMBERS, *WATERMARK_CHOICES, *WATERMARK_IMAGE, "text", "image"]
+    more = ["font_color", "pages", "filename", "input_format", "font_name"]
+    check.only([*allowed, *more, "engine", "engine_version"])
+    out: dict[str, Any] = {}
+    text, image = check.text("text", limit=1000), check.text("image", limit=200)
+    if (text is None) == (image is None):
+        check.bad("text", "give text, or an image (image), one of them")
+    elif text is not None:
+        out["text"] = text
+    elif image_task(image) is None:
+        # Only a task's file: a URL would be a download outside import/url's policy and limits.
+        check.bad("image", "must name a task (e.g. an import/url task) whose file is the image")
+    else:
+        out["image"] = image_task(image)
     for name, (low, high, default) in WATERMARK_NUMBERS.items():
         out[name] = check.number(name, low, high, default)
     for name, choices in WATERMARK_CHOICES.items():
         out[name] = check.text(name) or choices[0]
         if out[name] not in choices:
             check.bad(name, f"must be one of: {', '.join(choices)}")
+    for name, (low, high) in WATERMARK_IMAGE.items():
+        if (value := check.number(name, low, high, None, whole=True)) is not None:
+            if image is None:
+                check.bad(name, "goes with an image watermark (image)")
+            out[name] = value
     out["font_color"] = check.text("font_color", limit=40) or "#000000"
     if (pages := check.text("pages", limit=200)) is not None:
         if not PAGES.match(pages):
             check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5,8-")
         out["pages"] = pages
     return out
+
+
+def image_task(image: Any) -> str | None:
+    """The task a watermark's `image` names (a task of the job, or a task's id), if it names
+    one: a URL or anything not a string names none."""
+    if not isinstance(image, str) or not image.strip() or re.match(r"^\w+:", image.strip()):
+        return None
+    return image.strip()
 
 
 def _metadata(check: Check) -> dict[str, Any]:

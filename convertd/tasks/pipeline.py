@@ -58,6 +58,10 @@ def check_steps(registry: Registry, steps: Any) -> list[dict[str, Any]]:
         if "input" in step:
             raise Invalid(f"{where}: a step's input is the step before it", {where: []})
         operation = step["operation"]
+        if operation == "watermark" and "image" in step:
+            raise Invalid(
+                f"{where}: a watermark step takes text (no other task brings an image)", {where: []}
+            )
         payload = check_task(registry, operation, dict(step), where)
         checked.append({"operation": operation, **payload})
     return checked

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from convertd.browser.chromium import Chromium
 from convertd.config import Config
@@ -28,10 +28,16 @@ from convertd.tasks.thumbnail import thumbnail
 from convertd.tasks.watermark import watermark
 
 
+class Inputs(Protocol):
+    """The files of the tasks a task depends on: all of them, or `only` those tasks'."""
+
+    def __call__(self, only: list[str] | None = None) -> Awaitable[list[Path]]: ...
+
+
 async def perform(
     task: tasks.Task,
     staging: Path,
-    inputs: Callable[[], Awaitable[list[Path]]],
+    inputs: Inputs,
     policy: Policy,
     config: Config,
     chromium: Chromium | None = None,
@@ -41,6 +47,11 @@ async def perform(
         await import_url(task, staging, policy, config)
     elif task.operation == "archive":
         await archive(task, await inputs(), staging)
+    elif task.operation == "watermark" and "image" in task.payload:
+        # The image's task is the last one depended on (operations.with_image).
+        *marked, image = task.depends_on
+        paths, images = await inputs(marked), await inputs([image])
+        await run_operation(task.operation, task.payload, paths, staging, config, None, images)
     elif task.operation in ENGINE_WORK:
         paths = await inputs() if task.depends_on else []
         await run_operation(task.operation, task.payload, paths, staging, config, chromium)
@@ -55,9 +66,11 @@ async def run_operation(
     staging: Path,
     config: Config,
     chromium: Chromium | None,
+    images: list[Path] | None = None,
 ) -> None:
     """One of ENGINE_WORK's operations on `paths`, its files written into `staging` (for a
-    /v2 task, and for a step of a drop folder's pipeline)."""
+    /v2 task, and for a step of a drop folder's pipeline). `images`: a watermark's image task's
+    files (a /v2 task's only: a pipeline step has no other task to name)."""
     timeout = config.job_timeout_seconds
     if operation == "merge":
         await merge(payload, paths, staging, timeout)
@@ -70,7 +83,7 @@ async def run_operation(
     elif operation == "optimize":
         await optimize(payload, paths, staging, timeout)
     elif operation == "watermark":
-        await watermark(payload, paths, staging)
+        await watermark(payload, paths, staging, config.max_image_pixels, images)
     elif operation == "ocr":
         await ocr(payload, paths, staging, timeout, config.max_image_pixels)
     elif operation == "capture-website":

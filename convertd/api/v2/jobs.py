@@ -31,6 +31,7 @@ from convertd.tasks.operations import (
     format_hint,
     input_names,
     name_brought,
+    with_image,
 )
 from convertd.tasks.parameters import INPUT_OPTIONAL
 
@@ -98,7 +99,13 @@ def _inputs_by_name(specs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
                 f"The input {unknown[0]!r} of task {name!r} is not a task of this job.",
                 {f"tasks.{name}.input": [f"no task named {u!r} in this job" for u in unknown]},
             )
-        graph[name] = inputs
+        # A watermark's image is another task's file: that task is depended on too, last.
+        graph[name] = with_image(operation, spec, inputs, f"tasks.{name}")
+        if (image := graph[name][-1]) not in specs:
+            raise Invalid(
+                f"The image {image!r} of task {name!r} is not a task of this job.",
+                {f"tasks.{name}.image": [f"no task named {image!r} in this job"]},
+            )
     try:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:

@@ -24,8 +24,9 @@ from convertd.tasks.operations import (
     format_hint,
     input_names,
     name_brought,
+    with_image,
 )
-from convertd.tasks.parameters import INPUT_OPTIONAL
+from convertd.tasks.parameters import INPUT_OPTIONAL, image_task
 
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
 # more than 10 MB that way; uploads take files of any size).
@@ -148,7 +149,9 @@ async def create(request: web.Request) -> web.Response:
     raw.pop("operation", None)
     depends_on: list[tasks.Task] = []
     if operation not in IMPORTS and not (operation in INPUT_OPTIONAL and "input" not in raw):
-        depends_on = await _owned_inputs(request, raw)
+        # A watermark's image is another task's file: that task is depended on too, last.
+        ids = with_image(operation, raw, input_names(raw) if "input" in raw else [])
+        depends_on = await _owned_inputs(request, raw, ids)
     hint = None
     if len(depends_on) == 1:
         source = depends_on[0]
@@ -168,16 +171,18 @@ async def create(request: web.Request) -> web.Response:
     return data(task_json(request, await _created(request, task.id)), status=201)
 
 
-async def _owned_inputs(request: web.Request, raw: dict[str, Any]) -> list[tasks.Task]:
+async def _owned_inputs(
+    request: web.Request, raw: dict[str, Any], ids: list[str]
+) -> list[tasks.Task]:
     if "input" not in raw:
         raise Invalid("The input field is required.", {"input": ["is required"]})
-    ids = input_names(raw)
     found = await tasks.get_many(request.app[DB], [i for i in ids if is_job_id(i)])
     mine = {t.id: t for t in found if t.key_id == request[API_KEY].id}
     if missing := [i for i in ids if i not in mine]:
+        field = "image" if missing[0] == image_task(raw.get("image")) else "input"
         raise Invalid(
-            f"The input {missing[0]!r} is not a task of this key.",
-            {"input": [f"no task with id {m!r}" for m in missing]},
+            f"The {field} {missing[0]!r} is not a task of this key.",
+            {field: [f"no task with id {m!r}" for m in missing]},
         )
     return [mine[i] for i in ids]
 
