@@ -60,7 +60,7 @@ async def run_operation(
     /v2 task, and for a step of a drop folder's pipeline)."""
     timeout = config.job_timeout_seconds
     if operation == "merge":
-        await merge(payload, paths, staging, timeout)
+        await merge(payload, paths, staging, timeout, config.max_media_seconds)
     elif operation == "thumbnail":
         await thumbnail(payload, paths, staging, timeout)
     elif operation == "metadata":
