@@ -177,6 +177,10 @@ def test_merge_refuses_what_does_not_go_together(
     fake.write_bytes(b"ID3 but then nothing an mp3 holds " * 20)
     unreadable = failed(merged(d, k, [song, fake]))["message"]
     assert "fake.mp3 is not audio or video" in unreadable
+    # A concat playlist named like audio: never read as a list of other files.
+    playlist = tmp_path / "list.mp3"
+    playlist.write_text(f"ffconcat version 1.0\nfile '{song}'\nfile '{song}'\n")
+    assert "list.mp3 is not audio or video" in failed(merged(d, k, [song, playlist]))["message"]
 
 
 def test_merged_media_is_bounded_by_max_media_seconds(make_daemon: Any, tmp_path: Path) -> None:
