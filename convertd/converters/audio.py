@@ -67,8 +67,14 @@ def audio_output_args(
 ) -> list[str]:
     """The first audio track, with its tags, as an audio output of `fmt`: encoder, bitrate,
     rate, channels, filters and muxer (also what video makes of its sound track)."""
+    return ["-map", "0:a:0", "-vn", "-map_metadata", "0", *encoding_args(fmt, options, source_rate)]
+
+
+def encoding_args(fmt: str, options: dict[str, Any], source_rate: int | None = None) -> list[str]:
+    """Encoder, bitrate, rate, channels, filters and muxer of an audio output of `fmt`, for
+    whatever audio the caller maps (a merge maps the joined sound of several files)."""
     encoder, muxer = ENCODERS[fmt]
-    args = ["-map", "0:a:0", "-vn", "-map_metadata", "0", *encoder]
+    args = [*encoder]
     if bitrate := options.get("bitrate"):
         args += ["-b:a", bitrate] if fmt not in LOSSLESS else []
     elif fmt == "ogg":

@@ -90,13 +90,17 @@ def scale_filter(options: dict[str, Any], default_width: int | None = None) -> s
 
 def video_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
     """Maps, codecs, filters and muxer for a video output in the container `fmt`."""
+    maps = ["-map", "0:v:0"] if options.get("mute") else ["-map", "0:v:0", "-map", "0:a:0?"]
+    return [*maps, *encoding_args(fmt, options)]
+
+
+def encoding_args(fmt: str, options: dict[str, Any]) -> list[str]:
+    """Codecs, filters and muxer of a video output in the container `fmt`, for whatever
+    streams the caller maps (a merge maps the joined picture and sound of several clips)."""
     muxer, vdefault, adefault, _, _ = CONTAINERS[fmt]
     vcodec = options.get("video_codec") or vdefault
     acodec = options.get("audio_codec") or adefault
-    args: list[str] = ["-map", "0:v:0"]
-    if not options.get("mute"):
-        args += ["-map", "0:a:0?"]
-
+    args: list[str] = []
     if vcodec == "copy":
         args += ["-c:v", "copy"]
     else:

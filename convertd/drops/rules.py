@@ -182,9 +182,9 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
             )
         if "output_format" in table or "options" in table or "filetype" in table:
             raise RuleError(
-                f"watch rule {name!r}: with 'merge', the result is a PDF; further work goes in "
-                "'steps' (fields 'output_format', 'filetype' and 'options' are for one "
-                "conversion)"
+                f"watch rule {name!r}: with 'merge', the result is one file (a PDF, audio or "
+                "video); further work goes in 'steps' (fields 'output_format', 'filetype' and "
+                "'options' are for one conversion)"
             )
         if not steps or steps[0].get("operation") != "merge":
             steps = [{"operation": "merge"}, *steps]

@@ -1,10 +1,14 @@
-"""The merge operation: PDFs and images, in the order given, as one PDF.
+"""The merge operation: PDFs and images, in the order given, as one PDF; or audio, or video,
+as one file (merge_media.py).
 
 Images become one page each (Pillow, under the process-wide pixel limit); the pages are then
 joined by qpdf (`qpdf --empty --pages A B ... -- out.pdf`), which copies them without
 re-rendering, under the same hardening as every tool (procs.run: niced, its own process group,
 killed at the timeout). Office documents are not converted here: a convert task to pdf first
 makes them mergeable.
+
+Which merge it is comes from `output_format`, or without one from the inputs: PDFs and images
+make a PDF, audio or video the first file's format. The kinds are never mixed.
 """
 
 from __future__ import annotations
@@ -16,13 +20,20 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from convertd.converters.audio import AudioConverter
+from convertd.converters.sniff import sniff_file
+from convertd.converters.video import VideoConverter
 from convertd.files import extension_of, safe_filename, stem_of
+from convertd.tasks.merge_media import merge_media
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.tools import run_tool
 
 QPDF = "qpdf"
 MAX_INPUTS = 1000
 IMAGES = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+# Audio or video by its name or its first bytes (ffprobe has the last word, in merge_media).
+MEDIA_NAMES = frozenset({*AudioConverter.input_formats, *VideoConverter.input_formats, "oga"})
+MEDIA_SNIFFED = frozenset({"mp3", "ogg", "flac", "wav", "mkv", "mp4", "m4a", "mov", "avi", "amr"})
 
 
 def available() -> bool:
@@ -64,21 +75,66 @@ def _pages(paths: list[Path], staging: Path) -> list[Path]:
     return pages
 
 
-async def merge(payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float) -> None:
-    """The inputs' files, in order, as one PDF in `staging`."""
+def _kind(path: Path) -> str | None:
+    """ "a PDF", "an image", "audio or video", or None: what merge takes the file for."""
+    if _is_pdf(path):
+        return "a PDF"
+    ext = extension_of(path.name)
+    if ext in IMAGES:
+        return "an image"
+    if ext in MEDIA_NAMES or sniff_file(path) in MEDIA_SNIFFED:
+        return "audio or video"
+    return None
+
+
+def _which(paths: list[Path], fmt: str | None) -> str:
+    """Blocking: "pdf" or "media", the merge these files and `output_format` make; a
+    TaskFailed saying why when they do not go together."""
+    kinds = [(path.name, _kind(path)) for path in paths]
+    media = [name for name, kind in kinds if kind == "audio or video"]
+    pages = [(name, kind) for name, kind in kinds if kind in ("a PDF", "an image")]
+    if media and pages:
+        raise TaskFailed(
+            "INVALID_INPUT",
+            "merge joins files of one kind (PDFs and images into a PDF, or audio, or video); "
+            f"{pages[0][0]} is {pages[0][1]} and {media[0]} is audio or video",
+        )
+    if fmt == "pdf" and media:
+        raise TaskFailed(
+            "INVALID_INPUT",
+            f"output_format pdf joins PDFs and images; {media[0]} is audio or video: give an "
+            "audio or video output_format, or none (the first file's format)",
+        )
+    if fmt not in (None, "pdf") and pages:
+        raise TaskFailed(
+            "INVALID_INPUT",
+            f"output_format {fmt} joins audio or video; {pages[0][0]} is {pages[0][1]}",
+        )
+    return "media" if fmt not in (None, "pdf") or (media and fmt is None) else "pdf"
+
+
+async def merge(
+    payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float, max_seconds: float
+) -> None:
+    """The inputs' files, in order, as one file in `staging`: a PDF, audio or video.
+    `max_seconds` bounds the length of merged media."""
     if not paths:
         raise TaskFailed("INVALID_INPUT", "The merge's inputs have no files")
     if len(paths) > MAX_INPUTS:
         raise TaskFailed(
             "INVALID_INPUT", f"merge takes at most {MAX_INPUTS} files, not {len(paths)}"
         )
+    fmt = payload.get("output_format")
+    if await asyncio.to_thread(_which, paths, fmt) == "media":
+        made = await merge_media(paths, staging, fmt, timeout, max_seconds)
+        name = _name(payload, paths, extension_of(made.name))
+        await asyncio.to_thread(made.rename, staging / name)
+        return
     if not available():
         raise TaskFailed(
             "ENGINE_MISSING", "merge needs qpdf, which is not installed on this server"
         )
-    name = safe_filename(payload.get("filename") or f"{stem_of(paths[0].name)}.pdf")
-    if extension_of(name) != "pdf":
-        name = f"{stem_of(name)}.pdf"
+    name = _name(payload, paths, "pdf")
     pages = await asyncio.to_thread(_pages, paths, staging)
     out = staging / ".merged.pdf"
     try:
@@ -95,3 +151,9 @@ async def merge(payload: dict[str, Any], paths: list[Path], staging: Path, timeo
             if page.parent == staging:
                 page.unlink(missing_ok=True)
     await asyncio.to_thread(out.rename, staging / name)
+
+
+def _name(payload: dict[str, Any], paths: list[Path], fmt: str) -> str:
+    """`filename`, or the first input's stem, with the output format's extension."""
+    name = safe_filename(payload.get("filename") or f"{stem_of(paths[0].name)}.{fmt}")
+    return name if extension_of(name) == fmt else f"{stem_of(name)}.{fmt}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from convertd.converters.audio import ENCODERS as AUDIO_ENCODERS
 from convertd.converters.base import canonical_format
 from convertd.converters.options import OPTIMIZE_PROFILES
 from convertd.tasks.checking import Check, seconds_of
@@ -22,6 +23,10 @@ ENGINE_WORK = (
     "ocr",
     "capture-website",
 )
+# merge's outputs: one PDF, audio (the formats audio conversion writes) or video.
+MERGE_AUDIO = tuple(AUDIO_ENCODERS)
+MERGE_VIDEO = ("mp4", "mkv", "webm", "mov")
+MERGE_FORMATS = ("pdf", *MERGE_AUDIO, *MERGE_VIDEO)
 # Operations whose input is optional: capture-website takes a URL or an HTML file.
 INPUT_OPTIONAL = ("capture-website",)
 LANGUAGE = re.compile(r"^[a-z]{3}(_[a-z]+)?$")
@@ -65,9 +70,18 @@ def check_work(operation: str, check: Check) -> dict[str, Any]:
 
 def _merge(check: Check) -> dict[str, Any]:
     check.only(["output_format", "filename", "engine", "engine_version"])
-    if (check.text("output_format") or "pdf").lower() != "pdf":
-        check.bad("output_format", "must be pdf: merge joins PDFs and images into one PDF")
-    return {"output_format": "pdf"}
+    fmt = check.text("output_format")
+    if fmt is None:
+        # Decided by the inputs when they are there: pdf, or the first audio or video file's.
+        return {}
+    fmt = canonical_format(fmt)
+    if fmt not in MERGE_FORMATS:
+        check.bad(
+            "output_format",
+            "must be pdf (PDFs and images), an audio format (" + ", ".join(MERGE_AUDIO) + ") "
+            "or a video format (" + ", ".join(MERGE_VIDEO) + ")",
+        )
+    return {"output_format": fmt}
 
 
 def _optimize(check: Check) -> dict[str, Any]:

@@ -73,7 +73,7 @@ async def run_operation(
     files (a /v2 task's only: a pipeline step has no other task to name)."""
     timeout = config.job_timeout_seconds
     if operation == "merge":
-        await merge(payload, paths, staging, timeout)
+        await merge(payload, paths, staging, timeout, config.max_media_seconds)
     elif operation == "thumbnail":
         await thumbnail(payload, paths, staging, timeout)
     elif operation == "metadata":
