@@ -194,12 +194,12 @@ def test_a_batch_that_fails_goes_to_failed_whole_with_the_reason(
     staged = tmp_path / "mixed"
     staged.mkdir()
     page_png(staged / "a.png", (255, 255, 255))
-    (staged / "b.txt").write_text("not a page")
+    (staged / "b.bin").write_bytes(b"\x00\x01 not a page")
     staged.rename(folder / "mixed")
     wait_for(lambda: (out / "failed" / "mixed").is_dir(), timeout=120, what="the failed batch")
-    assert files(out / "failed" / "mixed") == ["a.png", "b.txt"]
+    assert files(out / "failed" / "mixed") == ["a.png", "b.bin"]
     report = (out / "failed" / "mixed.error.txt").read_text()
-    assert "step 1 (merge)" in report and "b.txt" in report, report
+    assert "step 1 (merge)" in report and "b.bin" in report, report
     assert files(out) == ["mixed.error.json", "mixed.error.txt"] or files(out) == []
 
 

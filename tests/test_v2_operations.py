@@ -99,22 +99,21 @@ def test_merge_joins_pdfs_and_images_in_the_order_given(v2_daemon: Daemon, v2_ke
     assert named(done, "m")["result"]["files"][0]["filename"] == "a.pdf"
 
 
-def test_merge_of_an_office_document_goes_through_a_convert_task(
+def test_merge_takes_office_documents_as_they_are_or_through_a_convert_task(
     v2_daemon: Daemon, v2_key: str
 ) -> None:
     d, k = v2_daemon, v2_key
     docx = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
-    alone = job_of(
+    direct = job_of(
         d,
         k,
         {
+            "cover": b64("cover.pdf", blank_pdf((595, 842))),
             "doc": b64("lists.docx", docx),
-            "m": {"operation": "merge", "input": ["doc"], "output_format": "pdf"},
+            "m": {"operation": "merge", "input": ["cover", "doc"], "filename": "direct.pdf"},
+            "out": {"operation": "export/url", "input": "m"},
         },
     )
-    failed = named(wait_job(d, k, alone["id"]), "m")
-    assert failed["status"] == "error" and failed["code"] == "INVALID_INPUT"
-    assert "convert task" in failed["message"]
     piped = job_of(
         d,
         k,
@@ -131,13 +130,25 @@ def test_merge_of_an_office_document_goes_through_a_convert_task(
             "out": {"operation": "export/url", "input": "m"},
         },
     )
-    done = wait_job(d, k, piped["id"])
-    assert done["status"] == "finished", done
-    merged = pypdf.PdfReader(io.BytesIO(exported(done)))
-    assert len(merged.pages) == 1 + 3  # the cover, then the document's three pages
-    assert "A multi" in (merged.pages[1].extract_text() or "")
-    assert not (merged.pages[0].extract_text() or "").strip(), "the blank cover comes first"
-    assert named(done, "m")["result"]["files"][0]["filename"] == "bundle.pdf"
+    for job, name in ((direct, "direct.pdf"), (piped, "bundle.pdf")):
+        done = wait_job(d, k, job["id"])
+        assert done["status"] == "finished", done
+        merged = pypdf.PdfReader(io.BytesIO(exported(done)))
+        assert len(merged.pages) == 1 + 3  # the cover, then the document's three pages
+        assert "A multi" in (merged.pages[1].extract_text() or "")
+        assert not (merged.pages[0].extract_text() or "").strip(), "the blank cover comes first"
+        assert named(done, "m")["result"]["files"][0]["filename"] == name
+    odd = job_of(
+        d,
+        k,
+        {
+            "doc": b64("data.bin", b"\x00\x01 nothing merge reads"),
+            "m": {"operation": "merge", "input": ["doc"], "output_format": "pdf"},
+        },
+    )
+    failed = named(wait_job(d, k, odd["id"]), "m")
+    assert failed["status"] == "error" and failed["code"] == "INVALID_INPUT"
+    assert "convert task" in failed["message"]
 
 
 def test_merge_refuses_what_it_cannot_do(v2_daemon: Daemon, v2_key: str) -> None:
@@ -179,7 +190,7 @@ def opened(data: bytes) -> Image.Image:
     return im
 
 
-def test_thumbnails_of_an_image_a_pdf_and_a_video(
+def test_thumbnails_of_an_image_a_pdf_an_office_document_and_a_video(
     v2_daemon: Daemon, v2_key: str, tmp_path: Path
 ) -> None:
     d, k = v2_daemon, v2_key
@@ -198,6 +209,11 @@ def test_thumbnails_of_an_image_a_pdf_and_a_video(
     pdf = b64("doc.pdf", first_pdf.read_bytes())
     page = opened(exported(thumb(d, k, pdf, output_format="jpg", width=300, height=300)))
     assert page.format == "JPEG" and max(page.size) == 300
+
+    docx = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    sheet = opened(exported(thumb(d, k, b64("lists.docx", docx), output_format="png", width=210)))
+    assert sheet.size[0] == 210 and 260 <= sheet.size[1] <= 300  # a Letter or A4 page, upright
+    assert sheet.convert("L").getextrema()[0] < 200, "the first page's text is drawn"
 
     clip = make_video(tmp_path / "clip.mp4", 3.0, "320x240")
     video = b64("clip.mp4", clip.read_bytes())

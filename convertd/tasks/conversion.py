@@ -3,13 +3,18 @@ and its output as the task's files (when it ends)."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import shutil
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from convertd.converters.options import OptionError
-from convertd.converters.registry import CannotInfer, Registry
+from convertd.converters.registry import CannotInfer, Registry, Unreadable
+from convertd.converters.run import Runner
+from convertd.errors import ConversionError
 from convertd.files import DataDir, extension_of, safe_filename, stem_of
 from convertd.store import jobs, tasks
 from convertd.tasks.operations import TaskFailed, convert_options
@@ -44,6 +49,50 @@ def conversion_of(registry: Registry, payload: dict[str, Any], source: Path) -> 
     return jobs.Conversion(
         converter.filetype, input_format, output_format, options, payload.get("timeout")
     )
+
+
+# An office document made a PDF in a folder: office_pdf bound to a registry and a runner.
+OfficePdf = Callable[[Path, Path], Awaitable[Path]]
+
+
+async def office_pdf(registry: Registry, runner: Runner, source: Path, into: Path) -> Path:
+    """An office document as a PDF in `into`, made as a convert task to pdf makes it (the
+    document converter: the warm LibreOffice, its limits and hardening). For the operations
+    that take PDFs (merge, thumbnail), so an office document needs no convert task first."""
+    converter = registry.get("document")
+    if converter is None:
+        raise TaskFailed(
+            "ENGINE_UNAVAILABLE", f"{source.name} needs LibreOffice to become a PDF; it is not here"
+        )
+    try:
+        input_format = await asyncio.to_thread(registry.input_format, converter, source, "pdf")
+    except (Unreadable, OptionError) as exc:
+        raise TaskFailed("INVALID_INPUT", f"{source.name} cannot become a PDF: {exc}") from None
+    scratch = into / f".office-{secrets.token_hex(6)}"
+    await asyncio.to_thread(scratch.mkdir)
+
+    async def no_progress(_percent: int) -> None:
+        return None
+
+    try:
+        output = await runner.run(
+            converter,
+            job_id=scratch.name,
+            input_path=source,
+            input_name=source.name,
+            input_format=input_format,
+            output_format="pdf",
+            options={},
+            work_dir=scratch,
+            report_progress=no_progress,
+        )
+        pdf = into / f"{scratch.name}.pdf"
+        await asyncio.to_thread(output.path.rename, pdf)
+    except ConversionError as exc:
+        raise TaskFailed("INVALID_INPUT", f"{source.name} could not be made a PDF: {exc}") from None
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    return pdf
 
 
 def take_conversion_result(

@@ -31,7 +31,7 @@ from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
 from convertd.store.db import Database
 from convertd.tasks import work
-from convertd.tasks.conversion import conversion_of, take_conversion_result
+from convertd.tasks.conversion import conversion_of, office_pdf, take_conversion_result
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import describe, link_or_copy
 from convertd.tasks.tools import result_beyond_files
@@ -58,7 +58,8 @@ class TaskEngine:
         chromium: Chromium | None = None,
     ) -> None:
         self.config = config
-        self.chromium = chromium
+        office = functools.partial(office_pdf, registry, pool.runner)
+        self.means = work.Means(config, chromium, office)
         self.db = db
         self.data = data
         self.registry = registry
@@ -245,7 +246,7 @@ class TaskEngine:
 
     async def _work(self, task: tasks.Task, staging: Path) -> None:
         inputs = functools.partial(self._inputs, task)
-        await work.perform(task, staging, inputs, self.policy, self.config, self.chromium)
+        await work.perform(task, staging, inputs, self.policy, self.means)
 
     async def _links(self, task: tasks.Task, staging: Path) -> None:
         await asyncio.to_thread(work.link_all, await self._inputs(task), staging)

@@ -4,8 +4,8 @@ as one file (merge_media.py).
 Images become one page each (Pillow, under the process-wide pixel limit); the pages are then
 joined by qpdf (`qpdf --empty --pages A B ... -- out.pdf`), which copies them without
 re-rendering, under the same hardening as every tool (procs.run: niced, its own process group,
-killed at the timeout). Office documents are not converted here: a convert task to pdf first
-makes them mergeable.
+killed at the timeout). Office documents become PDFs first, as a convert task would make them
+(the warm LibreOffice).
 
 Which merge it is comes from `output_format`, or without one from the inputs: PDFs and images
 make a PDF, audio or video the first file's format. The kinds are never mixed.
@@ -24,6 +24,8 @@ from convertd.converters.audio import AudioConverter
 from convertd.converters.sniff import sniff_file
 from convertd.converters.video import VideoConverter
 from convertd.files import extension_of, safe_filename, stem_of
+from convertd.office.documents import FAMILY_OF_INPUT
+from convertd.tasks.conversion import OfficePdf
 from convertd.tasks.merge_media import merge_media
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.tools import run_tool
@@ -33,6 +35,7 @@ MAX_INPUTS = 1000
 IMAGES = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 # Audio or video by its name or its first bytes (ffprobe has the last word, in merge_media).
 MEDIA_NAMES = frozenset({*AudioConverter.input_formats, *VideoConverter.input_formats, "oga"})
+PAGED = ("a PDF", "an image", "an office document")
 MEDIA_SNIFFED = frozenset({"mp3", "ogg", "flac", "wav", "mkv", "mp4", "m4a", "mov", "avi", "amr"})
 
 
@@ -57,7 +60,8 @@ def _is_pdf(path: Path) -> bool:
 
 
 def _pages(paths: list[Path], staging: Path) -> list[Path]:
-    """Each input as a PDF, in order: PDFs as they are, images as one-page PDFs."""
+    """Each input as a PDF, in order: PDFs as they are, images as one-page PDFs (office
+    documents were made PDFs before)."""
     pages: list[Path] = []
     for n, path in enumerate(paths):
         if _is_pdf(path):
@@ -69,7 +73,7 @@ def _pages(paths: list[Path], staging: Path) -> list[Path]:
         else:
             raise TaskFailed(
                 "INVALID_INPUT",
-                f"merge joins PDFs and images; {path.name} is neither. "
+                f"merge joins PDFs, images and office documents; {path.name} is none of them. "
                 "Convert it to pdf in a convert task first, and merge that task.",
             )
     return pages
@@ -82,6 +86,8 @@ def _kind(path: Path) -> str | None:
     ext = extension_of(path.name)
     if ext in IMAGES:
         return "an image"
+    if ext in FAMILY_OF_INPUT:
+        return "an office document"
     if ext in MEDIA_NAMES or sniff_file(path) in MEDIA_SNIFFED:
         return "audio or video"
     return None
@@ -92,7 +98,7 @@ def _which(paths: list[Path], fmt: str | None) -> str:
     TaskFailed saying why when they do not go together."""
     kinds = [(path.name, _kind(path)) for path in paths]
     media = [name for name, kind in kinds if kind == "audio or video"]
-    pages = [(name, kind) for name, kind in kinds if kind in ("a PDF", "an image")]
+    pages = [(name, kind) for name, kind in kinds if kind in PAGED]
     if media and pages:
         raise TaskFailed(
             "INVALID_INPUT",
@@ -114,10 +120,16 @@ def _which(paths: list[Path], fmt: str | None) -> str:
 
 
 async def merge(
-    payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float, max_seconds: float
+    payload: dict[str, Any],
+    paths: list[Path],
+    staging: Path,
+    timeout: float,
+    max_seconds: float,
+    office_pdf: OfficePdf | None = None,
 ) -> None:
     """The inputs' files, in order, as one file in `staging`: a PDF, audio or video.
-    `max_seconds` bounds the length of merged media."""
+    `max_seconds` bounds the length of merged media; `office_pdf` makes office documents
+    PDFs."""
     if not paths:
         raise TaskFailed("INVALID_INPUT", "The merge's inputs have no files")
     if len(paths) > MAX_INPUTS:
@@ -135,6 +147,14 @@ async def merge(
             "ENGINE_MISSING", "merge needs qpdf, which is not installed on this server"
         )
     name = _name(payload, paths, "pdf")
+    paths = [
+        await office_pdf(path, staging)
+        if office_pdf is not None
+        and extension_of(path.name) in FAMILY_OF_INPUT
+        and not await asyncio.to_thread(_is_pdf, path)
+        else path
+        for path in paths
+    ]
     pages = await asyncio.to_thread(_pages, paths, staging)
     out = staging / ".merged.pdf"
     try:
@@ -147,7 +167,7 @@ async def merge(
             default="qpdf could not read one of the PDFs",
         )
     finally:
-        for page in pages:
+        for page in {*pages, *paths}:
             if page.parent == staging:
                 page.unlink(missing_ok=True)
     await asyncio.to_thread(out.rename, staging / name)

@@ -11,6 +11,7 @@ are the /v2 task's, checked by the same code when the daemon starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ from convertd.converters.run import Output, Runner, package
 from convertd.drops.rules import PIPELINE
 from convertd.errors import ConversionError, Invalid
 from convertd.files import extension_of
-from convertd.tasks.conversion import conversion_of
+from convertd.tasks.conversion import conversion_of, office_pdf
 from convertd.tasks.operations import TaskFailed, check_task
 from convertd.tasks.parameters import ENGINE_WORK
-from convertd.tasks.work import run_operation
+from convertd.tasks.work import Means, run_operation
 
 __all__ = ["PIPELINE", "after_steps", "check_steps", "run_pipeline"]
 STEP_OPERATIONS = ("convert", *ENGINE_WORK)
@@ -79,6 +80,7 @@ async def run_pipeline(
     chromium: Chromium | None,
     report: Callable[[int], Awaitable[None]],
 ) -> Output:
+    means = Means(config, chromium, functools.partial(office_pdf, registry, runner))
     """Run the steps on `source` (a file, or a folder whose files, in name order, are a
     batch) in `work_dir`; ConversionError names the step that failed and why."""
     paths = await asyncio.to_thread(_files_of, source)
@@ -91,7 +93,7 @@ async def run_pipeline(
             if operation == "convert":
                 await _convert(step, paths, staging, runner, registry)
             else:
-                await run_operation(operation, step, paths, staging, config, chromium)
+                await run_operation(operation, step, paths, staging, means)
         except TaskFailed as exc:
             raise ConversionError(f"step {n} ({operation}): {exc.message}") from None
         except ConversionError as exc:

@@ -6,8 +6,8 @@
 
 The picture is then fitted to `width` x `height` with CloudConvert's `fit`: `max` (inside the
 box, never enlarged), `crop` (cover the box, centred), `scale` (exactly the box). Tools run
-under procs.run (niced, own process group, killed at the timeout); office documents go through
-a convert task to pdf first.
+under procs.run (niced, own process group, killed at the timeout); an office document becomes a
+PDF first (the warm LibreOffice), and its first page is the picture.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from convertd.converters.ffmpeg import VIDEO_DEMUXERS, input_args
 from convertd.converters.sniff import sniff_file
 from convertd.files import extension_of, safe_filename, stem_of
+from convertd.office.documents import FAMILY_OF_INPUT
+from convertd.tasks.conversion import OfficePdf
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.tools import run_tool
 
@@ -33,7 +35,11 @@ PAGE_PIXELS = 2000
 
 
 async def thumbnail(
-    payload: dict[str, Any], paths: list[Path], staging: Path, timeout: float
+    payload: dict[str, Any],
+    paths: list[Path],
+    staging: Path,
+    timeout: float,
+    office_pdf: OfficePdf | None = None,
 ) -> None:
     if len(paths) != 1:
         raise TaskFailed(
@@ -46,6 +52,12 @@ async def thumbnail(
     kind = await asyncio.to_thread(sniff_file, source)
     if kind == "pdf":
         await _pdf_page(source, frame, timeout)
+    elif office_pdf is not None and extension_of(source.name) in FAMILY_OF_INPUT:
+        pdf = await office_pdf(source, staging)
+        try:
+            await _pdf_page(pdf, frame, timeout)
+        finally:
+            pdf.unlink(missing_ok=True)
     elif kind in VIDEOS or extension_of(source.name) in VIDEOS:
         await _video_frame(source, frame, float(payload.get("timestamp", 0)), timeout)
     else:

@@ -4,6 +4,7 @@ does with its inputs' files, written into the staging directory the engine publi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -17,6 +18,7 @@ from convertd.store import tasks
 from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
 from convertd.tasks.capture import capture_website
+from convertd.tasks.conversion import OfficePdf
 from convertd.tasks.merge import merge
 from convertd.tasks.metadata_write import metadata_write
 from convertd.tasks.ocr import ocr
@@ -26,6 +28,16 @@ from convertd.tasks.outputs import link_or_copy
 from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.thumbnail import thumbnail
 from convertd.tasks.watermark import watermark
+
+
+@dataclasses.dataclass(frozen=True)
+class Means:
+    """What the operations use besides their inputs: the settings, the warm browser, and a way
+    to make an office document a PDF."""
+
+    config: Config
+    chromium: Chromium | None = None
+    office_pdf: OfficePdf | None = None
 
 
 class Inputs(Protocol):
@@ -39,10 +51,10 @@ async def perform(
     staging: Path,
     inputs: Inputs,
     policy: Policy,
-    config: Config,
-    chromium: Chromium | None = None,
+    means: Means,
 ) -> None:
     """Run one of the operations the engine runs itself, writing its files into `staging`."""
+    config = means.config
     if task.operation == "import/url":
         await import_url(task, staging, policy, config)
     elif task.operation == "archive":
@@ -51,10 +63,10 @@ async def perform(
         # The image's task is the last one depended on (operations.with_image).
         *marked, image = task.depends_on
         paths, images = await inputs(marked), await inputs([image])
-        await run_operation(task.operation, task.payload, paths, staging, config, None, images)
+        await run_operation(task.operation, task.payload, paths, staging, means, images)
     elif task.operation in ENGINE_WORK:
         paths = await inputs() if task.depends_on else []
-        await run_operation(task.operation, task.payload, paths, staging, config, chromium)
+        await run_operation(task.operation, task.payload, paths, staging, means)
     else:  # export/url with archive_multiple_files
         await export_zipped(await inputs(), staging)
 
@@ -64,18 +76,17 @@ async def run_operation(
     payload: dict[str, Any],
     paths: list[Path],
     staging: Path,
-    config: Config,
-    chromium: Chromium | None,
+    means: Means,
     images: list[Path] | None = None,
 ) -> None:
     """One of ENGINE_WORK's operations on `paths`, its files written into `staging` (for a
     /v2 task, and for a step of a drop folder's pipeline). `images`: a watermark's image task's
     files (a /v2 task's only: a pipeline step has no other task to name)."""
-    timeout = config.job_timeout_seconds
+    config, timeout = means.config, means.config.job_timeout_seconds
     if operation == "merge":
-        await merge(payload, paths, staging, timeout, config.max_media_seconds)
+        await merge(payload, paths, staging, timeout, config.max_media_seconds, means.office_pdf)
     elif operation == "thumbnail":
-        await thumbnail(payload, paths, staging, timeout)
+        await thumbnail(payload, paths, staging, timeout, means.office_pdf)
     elif operation == "metadata":
         await metadata.metadata(paths, staging, timeout)
     elif operation == "metadata/write":
@@ -87,7 +98,7 @@ async def run_operation(
     elif operation == "ocr":
         await ocr(payload, paths, staging, timeout, config.max_image_pixels)
     elif operation == "capture-website":
-        await capture_website(payload, paths, staging, chromium, config.max_image_pixels)
+        await capture_website(payload, paths, staging, means.chromium, config.max_image_pixels)
     else:
         raise AssertionError(f"not an engine-run operation: {operation}")
 
