@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from convertd.converters.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS, input_arg
 from convertd.files import extension_of
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.parameters import MERGE_AUDIO, MERGE_VIDEO
-from convertd.tasks.tools import run_tool
+from convertd.tasks.tools import ffprobe, run_tool
 
 DEMUXERS = tuple(dict.fromkeys((*VIDEO_DEMUXERS, *AUDIO_DEMUXERS)))
 # The concat filter has every input open at once (and its graph grows with them): files that
@@ -72,20 +71,13 @@ class Clip:
 
 
 async def probe(path: Path, timeout: float) -> Clip:
-    argv = [
-        *("ffprobe", "-v", "error"),
-        *input_args(path, DEMUXERS),
+    what = (
         "-show_entries",
         "format=duration:stream=codec_type,codec_name,width,height,pix_fmt,avg_frame_rate,"
         "sample_rate,channels:stream_disposition=attached_pic",
-        *("-of", "json"),
-    ]
-    result = await run_tool(argv, timeout=timeout, name="ffprobe", capture_stdout=True)
-    try:
-        data = json.loads(result.stdout or b"{}")
-    except ValueError:
-        data = None
-    if result.returncode != 0 or not isinstance(data, dict) or not data.get("streams"):
+    )
+    data = await ffprobe(path, DEMUXERS, what, timeout)
+    if data is None or not data.get("streams"):
         raise TaskFailed("INVALID_INPUT", f"{path.name} is not audio or video FFmpeg can read")
     # Cover art arrives as a one-frame "video" stream: it is not video.
     streams = [s for s in data["streams"] if not (s.get("disposition") or {}).get("attached_pic")]

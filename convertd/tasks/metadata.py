@@ -20,11 +20,11 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from convertd.converters.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS, input_args
+from convertd.converters.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS
 from convertd.converters.sniff import sniff_file
 from convertd.files import extension_of
 from convertd.tasks.operations import TaskFailed
-from convertd.tasks.tools import keep_result, run_tool
+from convertd.tasks.tools import ffprobe, keep_result, run_tool
 
 MAX_VALUE = 4096
 MAX_TOTAL = 256 * 1024
@@ -90,18 +90,9 @@ async def _pdf(path: Path, timeout: float) -> dict[str, Any]:
 
 
 async def _media(path: Path, timeout: float) -> dict[str, Any]:
-    argv = [
-        "ffprobe",
-        *("-v", "error"),
-        *input_args(path, (*VIDEO_DEMUXERS, *AUDIO_DEMUXERS)),
-        *("-show_format", "-show_streams", "-of", "json"),
-    ]
-    result = await run_tool(argv, timeout=timeout, name="ffprobe", capture_stdout=True)
-    try:
-        data = json.loads(result.stdout or b"{}")
-    except ValueError:
-        data = None
-    if result.returncode != 0 or not isinstance(data, dict) or not data.get("format"):
+    what = ("-show_format", "-show_streams")
+    data = await ffprobe(path, (*VIDEO_DEMUXERS, *AUDIO_DEMUXERS), what, timeout)
+    if data is None or not data.get("format"):
         raise TaskFailed("INVALID_INPUT", f"{path.name} is not audio or video ffprobe can read")
     fmt = data["format"]
     fmt.pop("filename", None)  # where it lies on this server is nobody's business

@@ -16,7 +16,6 @@ says why, beside `result.metadata` (what was written) and `result.written_as` (w
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from convertd.files import extension_of, safe_filename, stem_of
 from convertd.tasks import image_tags
 from convertd.tasks.image_tags import Skipped, Tags, Written
 from convertd.tasks.operations import TaskFailed
-from convertd.tasks.tools import keep_result, run_tool
+from convertd.tasks.tools import ffprobe, keep_result, run_tool
 
 PDF_KEYS = {
     name.lower(): name for name in ("Title", "Author", "Subject", "Keywords", "Creator", "Producer")
@@ -163,17 +162,8 @@ async def _audio(
     )
     # Each muxer drops what its format has no place for (MP4 and WAV know a fixed set of
     # tags), silently: what was written is what the file now says.
-    probe = [
-        "ffprobe",
-        *("-v", "error"),
-        *input_args(dest, AUDIO_DEMUXERS),
-        *("-show_entries", "format_tags:stream_tags", "-of", "json"),
-    ]
-    result = await run_tool(probe, timeout=timeout, name="ffprobe", capture_stdout=True)
-    try:
-        found = json.loads(result.stdout or b"{}")
-    except ValueError:
-        found = {}
+    what = ("-show_entries", "format_tags:stream_tags")
+    found = await ffprobe(dest, AUDIO_DEMUXERS, what, timeout) or {}
     sections = [found.get("format") or {}, *(found.get("streams") or [])]
     names = {str(k).lower() for part in sections for k in (part.get("tags") or {})}
     for key, (where,) in list(written.items()):

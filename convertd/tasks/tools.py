@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from convertd import procs
+from convertd.converters.ffmpeg import input_args
 from convertd.tasks.operations import TaskFailed
 
 RESULT = ".result.json"  # hidden: describe() lists no dot files
@@ -36,6 +37,20 @@ async def run_tool(
         reason = procs.last_error_line(result.stderr, default)
         raise TaskFailed("INVALID_INPUT", f"{problem}: {reason}")
     return result
+
+
+async def ffprobe(
+    path: Path, demuxers: tuple[str, ...], what: Sequence[str], timeout: float
+) -> dict[str, Any] | None:
+    """ffprobe's JSON about `path` (`what`: its -show_* arguments), read only through the
+    demuxers allowed (as conversions read media); None if it could not read the file."""
+    argv = ["ffprobe", "-v", "error", *input_args(path, demuxers), *what, "-of", "json"]
+    result = await run_tool(argv, timeout=timeout, name="ffprobe", capture_stdout=True)
+    try:
+        data = json.loads(result.stdout or b"{}")
+    except ValueError:
+        return None
+    return data if result.returncode == 0 and isinstance(data, dict) else None
 
 
 def keep_result(staging: Path, fields: dict[str, Any]) -> None:
