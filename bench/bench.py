@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,18 +330,35 @@ def v2_task(job: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(next(t for t in job["tasks"] if t["name"] == name))
 
 
-def v2_convert(http: requests.Session, root: str, data: bytes, name: str, fmt: str) -> bytes:
-    """Create the job, upload to its signed form, wait on /sync/v2, download the signed URL."""
-    job = v2_submit(http, root, v2_tasks({"operation": "import/upload"}, fmt))
-    form = v2_task(job, "in")["result"]["form"]
-    up = http.post(form["url"], data=form["parameters"], files={"file": (name, data)}, timeout=600)
-    if up.status_code != 201:
-        raise RuntimeError(f"upload form: {up.status_code} {up.text[:500]}")
+def v2_job(
+    http: requests.Session,
+    root: str,
+    tasks: dict[str, Any],
+    uploads: dict[str, tuple[str, bytes]] | None = None,
+    export: str = "out",
+) -> list[bytes]:
+    """Create the job, send each import/upload task its file through its signed form, wait on
+    /sync/v2, download every file of the `export` task (export/url) from its signed URL."""
+    job = v2_submit(http, root, tasks)
+    for task_name, (name, data) in (uploads or {}).items():
+        form = v2_task(job, task_name)["result"]["form"]
+        up = http.post(
+            form["url"], data=form["parameters"], files={"file": (name, data)}, timeout=600
+        )
+        if up.status_code != 201:
+            raise RuntimeError(f"upload form: {up.status_code} {up.text[:500]}")
     job = v2_wait(http, root, job["id"])
     if job["status"] != "finished":
-        raise RuntimeError(f"v2 job {job['id']}: {job['status']}")
-    url = v2_task(job, "out")["result"]["files"][0]["url"]
-    return bytes(http.get(url, timeout=600).content)
+        failed = [t for t in job["tasks"] if t["status"] == "error"]
+        raise RuntimeError(f"v2 job {job['id']}: {job['status']} {failed[:1]}")
+    files = v2_task(job, export)["result"]["files"]
+    return [bytes(http.get(f["url"], timeout=600).content) for f in files]
+
+
+def v2_convert(http: requests.Session, root: str, data: bytes, name: str, fmt: str) -> bytes:
+    """Create the job, upload to its signed form, wait on /sync/v2, download the signed URL."""
+    tasks = v2_tasks({"operation": "import/upload"}, fmt)
+    return v2_job(http, root, tasks, {"in": (name, data)})[0]
 
 
 def bench_v2(d: Daemon, work: Path, runs: int, quick: bool) -> None:
@@ -550,6 +567,226 @@ def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
             "s",
             "ratio <= 1.05",
         )
+
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+PROSE = (
+    "The quick brown fox jumps over the lazy dog while the daemon files every scanned page "
+    "quietly and keeps each one searchable for later"
+)
+
+
+def scanned_pdf(pages: int) -> bytes:
+    """A scan as a scanner makes it: `pages` A4 pages of printed text rasterised at 300 dpi,
+    each a little skewed, with speckle noise, as one PDF of images (no text layer)."""
+    font = ImageFont.truetype(FONT, 40)
+    images = []
+    for n in range(pages):
+        page = Image.new("L", (2480, 3508), 255)  # A4 at 300 dpi
+        draw = ImageDraw.Draw(page)
+        for line in range(36):
+            start = (line * 5 + n) % len(PROSE.split())
+            words = " ".join((PROSE.split() * 2)[start : start + 10])
+            draw.text((220, 300 + line * 80), f"{n + 1}.{line + 1} {words}", fill=0, font=font)
+        page = page.rotate(0.8 + 0.3 * (n % 3), fillcolor=255, resample=Image.Resampling.BICUBIC)
+        images.append(Image.blend(page, Image.effect_noise(page.size, 40), 0.15))
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", resolution=300.0, save_all=True, append_images=images[1:])
+    return buf.getvalue()
+
+
+def small_pdf(n: int, pages: int) -> bytes:
+    """A small PDF of `pages` pages, each a picture of a few lines of text."""
+    font = ImageFont.truetype(FONT, 14)
+    images = []
+    for p in range(pages):
+        page = Image.new("L", (595, 842), 255)  # A4 at 72 dpi
+        draw = ImageDraw.Draw(page)
+        for line in range(8):
+            draw.text((60, 80 + line * 24), f"file {n + 1}, page {p + 1}, line {line + 1}", 0, font)
+        images.append(page)
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", resolution=72.0, save_all=True, append_images=images[1:])
+    return buf.getvalue()
+
+
+def html_page(rows: int = 40) -> bytes:
+    """An HTML page as a report prints: styles, headings, paragraphs and a table."""
+    cells = "".join(
+        f"<tr><td>{n}</td><td>item {n}</td><td>{n * 3.25:.2f}</td><td>{PROSE[:40]}</td></tr>"
+        for n in range(rows)
+    )
+    prose = f"<p>{PROSE} {PROSE}</p>" * 6
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Quarterly report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}h1{color:#246}"
+        "table{border-collapse:collapse;width:100%}td{border:1px solid #999;padding:3px}"
+        "tr:nth-child(even){background:#eef}</style></head><body>"
+        f"<h1>Quarterly report</h1>{prose}<h2>Figures</h2><table>{cells}</table>{prose}"
+        "</body></html>"
+    ).encode()
+
+
+def b64_import(name: str, data: bytes) -> dict[str, Any]:
+    return {"operation": "import/base64", "file": base64.b64encode(data).decode(), "filename": name}
+
+
+def pdf_pages(data: bytes) -> int:
+    import pypdf
+
+    if not data.startswith(b"%PDF-"):
+        raise RuntimeError(f"not a PDF: {data[:40]!r}")
+    return len(pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def bench_operations(d: Daemon, work: Path, runs: int, quick: bool) -> None:
+    """/v2 operations against the tool a user would run by hand: ocr against bare `ocrmypdf`
+    with convertd's own arguments, merge against bare `qpdf --empty --pages`, and an HTML file
+    captured by the warm Chromium against a cold `chromium --headless --print-to-pdf`."""
+    root = d.base.removesuffix("/v1")
+    v2 = pooled({"Authorization": f"Bearer {d.key}"})
+    work = work / "operations"
+    work.mkdir()
+
+    # OCR: a scan through the ocr task, against the command convertd runs (convertd/tasks/ocr.py:
+    # --skip-text, pdf output, one job, Tesseract on one thread, the 100 Mpx limit, a sidecar).
+    pages = 2 if quick else 10
+    scan = scanned_pdf(pages)
+    (work / "scan.pdf").write_bytes(scan)
+    ocr_tasks = {
+        "in": {"operation": "import/upload"},
+        "ocr": {"operation": "ocr", "input": "in", "languages": ["eng"]},
+        "out": {"operation": "export/url", "input": "ocr"},
+    }
+    scratch = work / "ocr-tmp"
+    scratch.mkdir()
+    ocr_env = {**os.environ, "TMPDIR": str(scratch), "OMP_THREAD_LIMIT": "1"}
+
+    def ocr_ours() -> None:
+        (out,) = v2_job(v2, root, ocr_tasks, {"in": ("scan.pdf", scan)})
+        if pdf_pages(out) != pages:
+            raise RuntimeError("the OCR'd PDF lost pages")
+
+    def ocr_bare() -> None:
+        subprocess.run(
+            [
+                "ocrmypdf",
+                "--skip-text",
+                "--output-type",
+                "pdf",
+                "--jobs",
+                "1",
+                "--language",
+                "eng",
+                "--max-image-mpixels",
+                "100",
+                "--sidecar",
+                str(work / "bare.txt"),
+                str(work / "scan.pdf"),
+                str(work / "bare-ocr.pdf"),
+            ],
+            env=ocr_env,
+            capture_output=True,
+            check=True,
+            timeout=1800,
+        )
+
+    ours, theirs = timed_pair(ocr_ours, ocr_bare, 1 if quick else max(1, runs // 2))
+    row(
+        f"operations: OCR, {pages}-page 300 dpi scan -> searchable PDF (/v2 ocr vs ocrmypdf)",
+        ours,
+        theirs,
+        "s",
+        "ratio <= 1.05",
+    )
+
+    # Merge: small PDFs, each an import/base64 task of one job, against qpdf on the same files.
+    count = 5 if quick else 50
+    pdfs = [small_pdf(n, 3) for n in range(count)]
+    names = [work / f"part{n:02}.pdf" for n in range(count)]
+    for path, data in zip(names, pdfs, strict=True):
+        path.write_bytes(data)
+    merge_tasks: dict[str, Any] = {
+        f"in{n}": b64_import(path.name, data)
+        for n, (path, data) in enumerate(zip(names, pdfs, strict=True))
+    }
+    merge_tasks["m"] = {"operation": "merge", "input": list(merge_tasks), "output_format": "pdf"}
+    merge_tasks["out"] = {"operation": "export/url", "input": "m"}
+
+    def merge_ours() -> None:
+        (out,) = v2_job(v2, root, merge_tasks)
+        if pdf_pages(out) != count * 3:
+            raise RuntimeError(f"the merged PDF has {pdf_pages(out)} pages, not {count * 3}")
+
+    def merge_bare() -> None:
+        subprocess.run(
+            [
+                "qpdf",
+                "--empty",
+                "--warning-exit-0",
+                "--pages",
+                *map(str, names),
+                "--",
+                str(work / "bare-merged.pdf"),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+
+    merge_ours()
+    ours, theirs = timed_pair(merge_ours, merge_bare, 1 if quick else runs)
+    row(
+        f"operations: merge {count} 3-page PDFs (/v2 merge, base64 in, vs qpdf --empty --pages)",
+        ours,
+        theirs,
+        "s",
+        "ratio <= 1.2",
+    )
+
+    # HTML -> PDF: the warm browser (started by a first capture) against a cold Chromium a page.
+    html = html_page()
+    page = work / "page.html"
+    page.write_bytes(html)
+    capture_tasks = {
+        "in": b64_import("page.html", html),
+        "cap": {"operation": "capture-website", "input": "in", "output_format": "pdf"},
+        "out": {"operation": "export/url", "input": "cap"},
+    }
+
+    def capture_ours() -> None:
+        (out,) = v2_job(v2, root, capture_tasks)
+        pdf_pages(out)
+
+    def capture_cold() -> None:
+        out = work / "cold.pdf"
+        out.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--print-to-pdf={out}",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        if not out.exists():
+            raise RuntimeError("chromium made no PDF")
+
+    capture_ours()
+    capture_cold()
+    ours, theirs = timed_pair(capture_ours, capture_cold, 1 if quick else runs)
+    row(
+        "operations: HTML page -> PDF (/v2 capture-website, warm vs cold chromium --print-to-pdf)",
+        ours,
+        theirs,
+        "s",
+        "ratio <= 0.2 (>= 5x faster)",
+    )
 
 
 def bench_queue(work: Path, quick: bool) -> None:
@@ -998,6 +1235,7 @@ CASES = (
     "images",
     "v2",
     "media",
+    "operations",
     "queue",
     "control",
     "waiters",
@@ -1033,6 +1271,8 @@ def main() -> int:
                 bench_v2(d, work, runs, args.quick)
             if "media" in only:
                 bench_media(d, work, runs, args.quick)
+            if "operations" in only:
+                bench_operations(d, work, runs, args.quick)
             if "control" in only:
                 bench_control_plane(d, work, args.quick)
             if "queue" in only:

@@ -20,5 +20,15 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = out.read_text()
-    for case in ("document:", "image:", "video:", "queue:", "control plane:", "?wait= requests"):
+    for case in (
+        "document:",
+        "image:",
+        "video:",
+        "operations: OCR",
+        "operations: merge",
+        "operations: HTML",
+        "queue:",
+        "control plane:",
+        "?wait= requests",
+    ):
         assert case in table
