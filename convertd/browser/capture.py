@@ -83,10 +83,9 @@ async def capture(
     assert url is not None
     gate = Gate(chromium.policy, chromium.max_bytes, html=html, headers=settings.headers, url=url)
     try:
-        async with chromium.context() as context, asyncio.timeout(chromium.timeout):
-            await context.route("**/*", gate.handle)
-            await context.route_web_socket("**/*", gate.refuse_websocket)
-            page = await context.new_page()
+        async with chromium.tab() as tab, asyncio.timeout(chromium.timeout):
+            tab.routing.gate = gate
+            page = tab.page
             gate.main_frame = page.main_frame
             await page.set_viewport_size(
                 {"width": settings.screen_width, "height": settings.screen_height}
