@@ -5,8 +5,11 @@ What comes out is opened: pdftotext finds the scanned words, pypdf counts pages.
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +248,80 @@ def test_a_batch_killed_mid_step_is_delivered_once_after_restart(
     [filed] = list((out / "processed").iterdir())
     assert files(filed) == ["scan-0.png", "scan-1.png", "scan-2.png"]
     assert len(files(out)) == 1 and list(folder.iterdir()) == []
+
+
+def test_a_batch_keeps_its_folders_order_and_delete_removes_it_whole(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    folder, out, config = pipeline_rule(
+        tmp_path, "nested", "[]", merge="true", batch_seconds="1", originals='"delete"'
+    )
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    staged = tmp_path / "doc"
+    (staged / "1").mkdir(parents=True)
+    (staged / "2").mkdir()
+    page_png(staged / "2" / "page.png", (0, 255, 0))
+    page_png(staged / "1" / "page.png", (255, 0, 0))
+    staged.rename(folder / "doc")
+    wait_for(lambda: files(out) == ["doc.pdf"], timeout=120, what="the merged folder")
+    root = tmp_path / "first"
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            "-r",
+            "10",
+            "-png",
+            "-singlefile",
+            out / "doc.pdf",
+            root,
+        ],
+        check=True,
+    )
+    from PIL import Image
+
+    with Image.open(f"{root}.png") as first:  # 1/page.png comes before 2/page.png
+        r, g, _ = first.convert("RGB").getpixel((first.width // 2, first.height // 2))
+        assert r > 200 and g < 50, (r, g)
+    wait_for(lambda: list(folder.iterdir()) == [], what="the folder taken")
+    time.sleep(1)
+    assert not (out / "processed").exists()  # deleted, as the rule says
+
+
+def test_an_interrupted_batch_move_is_finished_from_its_manifest(tmp_path: Path) -> None:
+    """The crash states of a batch's move (moved; still in the inbox; copied across
+    filesystems but not yet removed; a half copy) all end in one complete batch."""
+    from convertd.drops import batch_moves
+
+    inbox, folder = tmp_path / "inbox", tmp_path / "upload" / "batch"
+    inbox.mkdir()
+    folder.mkdir(parents=True)
+    members = []
+    for n in range(4):
+        path = inbox / f"p{n}.pdf"
+        path.write_bytes(f"%PDF-1.4 page {n}".encode())
+        st = path.stat()
+        members.append(
+            {
+                "source": str(path),
+                "relative": path.name,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        )
+    (folder / batch_moves.MANIFEST).write_text(json.dumps(members))
+    (inbox / "p0.pdf").rename(folder / "p0.pdf")  # moved before the crash
+    shutil.copy2(inbox / "p2.pdf", folder / "p2.pdf")  # copied, source not yet removed
+    (folder / ".p3.pdf.copying").write_bytes(b"%PDF-1.4 pa")  # a half copy
+    assert batch_moves.finish(folder) == 4
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "p0.pdf",
+        "p1.pdf",
+        "p2.pdf",
+        "p3.pdf",
+    ]
+    assert list(inbox.iterdir()) == []  # nothing left to be taken twice
+    assert (folder / "p3.pdf").read_bytes() == b"%PDF-1.4 page 3"

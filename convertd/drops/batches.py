@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from convertd.drops.waiting import Candidate, Waiting
 
 HELD = "settled; in a batch, taken once no file has come for {:g} s"
+BLOCKED = "settled; in a batch, waiting for {} to settle"
 
 
 def group_of(cand: Candidate) -> str:
@@ -25,27 +26,36 @@ def group_of(cand: Candidate) -> str:
 def split_batches(
     waiting: Waiting, ready: list[Candidate]
 ) -> tuple[list[Candidate], list[list[Candidate]], float | None]:
-    """(the ready files to take one by one, the batches complete now, seconds until the next
-    held batch may be), holding the files of batches still gathering."""
+    """(the ready files to take one by one, the batches complete now, seconds until a held
+    batch is due). A batch is complete when each of its files has settled and none has come
+    for `batch_seconds`; until then its settled files are held, not checked again, until the
+    batch is due (or, while one of them still changes, every `batch_seconds`)."""
     now = time.monotonic()
     singles = [c for c in ready if not c.rule.merge]
-    groups: dict[tuple[str, str], list[Candidate]] = {}
+    touched = set()
     for cand in ready:
         if cand.rule.merge:
-            groups.setdefault((cand.rule.name, group_of(cand)), []).append(cand)
+            cand.settled = True
+            touched.add((cand.rule.name, group_of(cand)))
+    if not touched:
+        return singles, [], None
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for cand in waiting.candidates.values():
+        if cand.rule.merge and (key := (cand.rule.name, group_of(cand))) in touched:
+            groups.setdefault(key, []).append(cand)
     batches: list[list[Candidate]] = []
     next_due: float | None = None
-    for (rule, group), members in groups.items():
-        everyone = [
-            c for c in waiting.candidates.values() if c.rule.name == rule and group_of(c) == group
-        ]
-        due = max(c.first_seen for c in everyone) + members[0].rule.batch_seconds
-        if now >= due and len(everyone) == len(members):
+    for members in groups.values():
+        seconds = members[0].rule.batch_seconds
+        due = max(c.first_seen for c in members) + seconds
+        unsettled = [c for c in members if not c.settled]
+        if not unsettled and now >= due:
             batches.append(sorted(members, key=lambda c: str(c.path)))
             continue
+        wake = due if not unsettled else now + seconds
+        reason = BLOCKED.format(unsettled[0].path.name) if unsettled else HELD.format(seconds)
         for cand in members:
-            cand.not_before = max(due, now + 0.1)
-            cand.reason = HELD.format(cand.rule.batch_seconds)
-        wait = max(0.0, due - now)
-        next_due = wait if next_due is None else min(next_due, wait)
-    return singles, batches, next_due
+            if cand.settled:
+                cand.not_before, cand.reason = wake, reason
+        next_due = min(next_due if next_due is not None else wake - now, wake - now)
+    return singles, batches, None if next_due is None else max(0.0, next_due)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from convertd.drops import batch_moves
 from convertd.drops.openfiles import open_for_writing
 from convertd.drops.places import (
     display,
@@ -124,6 +125,9 @@ class Deliverer:
         moved = self.data.upload_file(drop.upload_path)
         original = moved if await asyncio.to_thread(moved.exists) else None
         batch = original is not None and await asyncio.to_thread(original.is_dir)
+        if batch:
+            assert original is not None
+            await asyncio.to_thread(batch_moves.settled_in, original)
         if original is not None and drop.status == "queued" and not batch:
             changed = await self._changed(drop, original)
             if changed != "same":
@@ -185,7 +189,9 @@ class Deliverer:
 
 
 def _file_original(rule: WatchRule, drop: drops.Drop, original: Path) -> None:
-    if rule.originals == "delete":
+    if rule.originals == "delete" and original.is_dir():  # a batch
+        shutil.rmtree(original)
+    elif rule.originals == "delete":
         original.unlink(missing_ok=True)
     elif rule.originals == "keep":
         original.unlink(missing_ok=True)  # a copy: the original never left its folder

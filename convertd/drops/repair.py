@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 from convertd.converters.registry import CannotInfer, Registry
+from convertd.drops import batch_moves
+from convertd.drops.places import fail_file
 from convertd.drops.rules import WatchRule
-from convertd.drops.take import conversion_for
+from convertd.drops.take import batch_conversion, conversion_for
 from convertd.files import DataDir, extension_of
 from convertd.store import drops
 from convertd.store.db import Database
@@ -35,12 +37,9 @@ async def repair_claims(
             continue
         moved = data.upload_file(drop.upload_path)
         if await asyncio.to_thread(moved.is_dir):
-            # A batch: what reached its folder is the batch; what did not stays for the next.
-            if not await asyncio.to_thread(any, moved.iterdir()):
-                await asyncio.to_thread(data.remove_upload, drop.upload_path)
-                await drops.forget(db, drop.id)
-                continue
-        elif await asyncio.to_thread(source.exists):
+            queued += await _repair_batch(db, data, rule, drop, moved)
+            continue
+        if await asyncio.to_thread(source.exists):
             await drops.forget(db, drop.id)
             continue
         if not await asyncio.to_thread(moved.exists):
@@ -59,3 +58,28 @@ async def repair_claims(
         queued += 1
         logger.info("drop repaired: %s -> job %s", drop.display_name, job_id)
     return queued
+
+
+async def _repair_batch(
+    db: Database, data: DataDir, rule: WatchRule | None, drop: drops.Drop, folder: Path
+) -> int:
+    """A batch claimed when the daemon stopped: its move finished from its manifest, then
+    queued (or, if its rule no longer merges, sent to failed/ whole). How many jobs queued."""
+    if not await asyncio.to_thread(batch_moves.finish, folder):
+        await asyncio.to_thread(data.remove_upload, drop.upload_path)
+        await drops.forget(db, drop.id)
+        return 0
+    if rule is None:
+        return 0  # left for the admin, as any drop of a rule no longer configured
+    if not rule.merge:
+        reason = f"the rule {rule.name} no longer merges batches"
+        await asyncio.to_thread(batch_moves.settled_in, folder)
+        await asyncio.to_thread(
+            fail_file, rule, folder, drop.output_format, drop.original_name, reason, None
+        )
+        await drops.close(db, drop.id, "failed", reason)
+        return 0
+    job_id = await drops.queue(db, drop.id, folder.name, "", batch_conversion(rule))
+    await asyncio.to_thread(batch_moves.settled_in, folder)
+    logger.info("drop batch repaired: %s -> job %s", drop.display_name, job_id)
+    return 1

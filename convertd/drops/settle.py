@@ -47,6 +47,7 @@ async def settled(
         if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
             cand.size, cand.mtime_ns = st.st_size, st.st_mtime_ns
             cand.stable_since, cand.checks = now, 1
+            cand.settled, cand.reason = False, ""
         else:
             cand.checks += 1
         if cand.checks >= 2 and now - cand.stable_since >= settle_seconds:

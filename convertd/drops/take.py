@@ -21,8 +21,9 @@ from pathlib import Path, PurePosixPath
 
 from convertd.converters.base import canonical_format
 from convertd.converters.registry import CannotInfer, Registry
+from convertd.drops import batch_moves
 from convertd.drops.batches import group_of
-from convertd.drops.places import display, fail_file, unique_path
+from convertd.drops.places import display, fail_file
 from convertd.drops.rules import PIPELINE, WatchRule
 from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
@@ -97,37 +98,48 @@ class Taker:
 
     async def take_batch(self, batch: list[Candidate]) -> None:
         """A batch's files (drops/batches.py) as one drop and one job: claimed first, then
-        moved one by one into one folder of the upload area (a file that changed or vanished
-        meanwhile stays, for a later batch), then queued. After a crash, repair.py queues what
-        reached the folder."""
+        moved into one folder of the upload area, all or none (batch_moves.py), then queued.
+        After a crash, repair.py finishes the move and queues it."""
         rule = batch[0].rule
         group = group_of(batch[0])
         stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime())
         name = safe_filename(display(os.fsencode(group))) if group else f"batch-{stamp}"
-        source = rule.folder / (group or name)
+        base = rule.folder / group if group else rule.folder
         found = drops.Found(
             rule.name,
-            os.fsencode(source),
+            os.fsencode(rule.folder / (group or name)),
             name,
             rule.output_format or PIPELINE,
             sum(c.size for c in batch),
             max(c.mtime_ns for c in batch),
         )
-        file_path, folder = await asyncio.to_thread(self.data.new_upload_path, name)
+        try:
+            file_path, folder = await asyncio.to_thread(self.data.new_upload_path, name)
+        except OSError as exc:
+            for cand in batch:
+                self.waiting.back_off(cand, f"could not take the batch: {exc.strerror}")
+            return
         drop_id = await drops.begin_claim(self.db, found, file_path)
-        taken = await asyncio.to_thread(_move_batch_in, batch, folder)
-        if group:  # the folder moved in goes too, once empty (a file left behind keeps it)
-            await asyncio.to_thread(_remove_empty, source)
-        for cand in batch:
-            self.waiting.taken(cand.path)
-        if not taken:
+        try:
+            await asyncio.to_thread(batch_moves.move_in, batch, folder, base)
+        except batch_moves.NotTaken as exc:
             await asyncio.to_thread(self.data.remove_upload, file_path)
             await drops.forget(self.db, drop_id)
+            for cand in batch:
+                self.waiting.back_off(cand, f"the batch was not taken ({exc})")
             return
-        conversion = Conversion(PIPELINE, "batch", found.output_format, {"steps": list(rule.steps)})
-        job_id = await drops.queue(self.db, drop_id, name, "", conversion)
+        if group:  # the folder moved in goes too, once empty
+            await asyncio.to_thread(_remove_empty, base)
+        for cand in batch:
+            self.waiting.taken(cand.path)
+        job_id = await drops.queue(self.db, drop_id, name, "", batch_conversion(rule))
+        await asyncio.to_thread(batch_moves.settled_in, folder)
         logger.info(
-            "drop batch taken: %d files as %s (rule %s) -> job %s", taken, name, rule.name, job_id
+            "drop batch taken: %d files as %s (rule %s) -> job %s",
+            len(batch),
+            name,
+            rule.name,
+            job_id,
         )
         self.job_queued()
 
@@ -164,20 +176,11 @@ def conversion_for(registry: Registry, rule: WatchRule, path: Path, fmt: str) ->
     return Conversion(filetype, input_format, fmt, rule.options)
 
 
-def _move_batch_in(batch: list[Candidate], folder: Path) -> int:
-    """Blocking: move a batch's files into `folder` (made empty by new_upload_path, which
-    named a file there: the folder is the batch); how many made it."""
-    folder.mkdir(mode=0o700)
-    taken = 0
-    for cand in batch:
-        dest = unique_path(folder, cand.path.name)
-        try:
-            _move(cand.path, dest, cand)
-        except (OSError, _Changed) as exc:
-            logger.info("drop batch: %s left for later (%s)", display(cand.path), exc)
-            continue
-        taken += 1
-    return taken
+def batch_conversion(rule: WatchRule) -> Conversion:
+    """What a merge rule makes of a batch: its steps (a merge first), on the batch's files."""
+    return Conversion(
+        PIPELINE, "batch", rule.output_format or PIPELINE, {"steps": list(rule.steps)}
+    )
 
 
 def _remove_empty(folder: Path) -> None:

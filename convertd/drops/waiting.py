@@ -33,6 +33,7 @@ class Candidate:
     checks: int = 1
     not_before: float = 0.0  # back-off after a temporary failure
     reason: str = ""  # why it is still here, when that is not just settling
+    settled: bool = False  # stood still long enough (a batch's member waits for the others)
 
 
 class Waiting:

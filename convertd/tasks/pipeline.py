@@ -135,10 +135,15 @@ async def _convert(
 
 
 def _files_of(source: Path) -> list[Path]:
-    """Blocking: the file, or the visible files of a folder in name order."""
+    """Blocking: the file, or a folder's visible files (in its subfolders too) in the order of
+    their paths in it: a batch's file-name order."""
     if not source.is_dir():
         return [source]
     return sorted(
-        (p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")),
-        key=lambda p: p.name,
+        (
+            p
+            for p in source.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        ),
+        key=lambda p: p.relative_to(source).parts,
     )
