@@ -325,3 +325,36 @@ def test_an_interrupted_batch_move_is_finished_from_its_manifest(tmp_path: Path)
     ]
     assert list(inbox.iterdir()) == []  # nothing left to be taken twice
     assert (folder / "p3.pdf").read_bytes() == b"%PDF-1.4 page 3"
+
+
+def test_an_html_file_dropped_is_captured_and_marked(make_daemon: Any, tmp_path: Path) -> None:
+    folder, out, config = pipeline_rule(
+        tmp_path,
+        "pages",
+        '[{operation = "capture-website", output_format = "pdf"}, '
+        '{operation = "watermark", text = "DRAFT", font_size = 30}]',
+    )
+    make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
+    (folder / "minutes.html").write_text(
+        "<h1>Meeting minutes</h1><img src='file:///etc/passwd'><p>Agreed.</p>"
+    )
+    wait_for(lambda: files(out) == ["minutes.pdf"], timeout=120, what="the captured page")
+    text = pdf_text(out / "minutes.pdf")
+    assert "Meeting minutes" in text and "DRAFT" in text and "root:" not in text, text
+
+
+def test_a_capture_step_takes_the_file_not_a_url(tmp_path: Path) -> None:
+    _, _, config = pipeline_rule(
+        tmp_path, "bad-capture", '[{operation = "capture-website", url = "https://example.org/"}]'
+    )
+    proc = run_cli(
+        tmp_path / "d",
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        str(config),
+        check=False,
+        env={"CONVERTD_OFFICE_PREWARM": "false"},
+    )
+    assert proc.returncode == 2 and "captures the file before it" in proc.stderr, proc.stderr

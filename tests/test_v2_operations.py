@@ -525,3 +525,36 @@ def test_ocr_and_optimize_as_v1_options(daemon: Daemon, key: str, tmp_path: Path
     ):
         resp = daemon.convert(key, image_bytes("PNG"), "a.png", "image", "webp", options)
         assert resp.status_code == 400 and problem in resp.json()["message"], (options, resp.text)
+
+
+def test_watermark_keeps_what_it_marks_and_refuses_pages_it_cannot_mark(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    d, k = v2_daemon, v2_key
+    writer = pypdf.PdfWriter()
+    for _ in range(5):
+        writer.add_blank_page(width=200, height=200)
+    writer.pdf_header = "%PDF-1.6"
+    pdf = io.BytesIO()
+    writer.write(pdf)
+    done = one_task(d, k, b64("five.pdf", pdf.getvalue()), "watermark", text="REV", pages="2")
+    assert done["status"] == "finished", done
+    assert exported(done).startswith(b"%PDF-1.6")  # not written down to 1.3
+    nothing = one_task(d, k, b64("five.pdf", pdf.getvalue()), "watermark", text="REV", pages="9")
+    assert nothing["status"] == "error" and "names no page" in named(nothing, "op")["message"]
+    assert "tasks.op.pages" in refused_fields(d, k, "watermark", text="x", pages="3-1")
+    assert "tasks.op.font_color" in refused_fields(d, k, "watermark", text="x", font_color="#zz")
+    assert "tasks.op.text" in refused_fields(d, k, "watermark", text="  ")
+    photo = image_bytes("JPEG", (400, 300), quality=95)
+    marked = one_task(d, k, b64("photo.jpg", photo), "watermark", text="©", font_size=20)
+    with Image.open(io.BytesIO(photo)) as before, Image.open(io.BytesIO(exported(marked))) as after:
+        assert after.quantization == before.quantization  # type: ignore[attr-defined]
+
+
+def test_a_tool_failure_does_not_show_where_files_lie(v2_daemon: Daemon, v2_key: str) -> None:
+    d, k = v2_daemon, v2_key
+    broken = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF"
+    done = one_task(d, k, b64("broken.pdf", broken), "optimize")
+    message = named(done, "op")["message"]
+    assert done["status"] == "error" and "broken.pdf" in message, message
+    assert "/tasks/" not in message and str(d.data_dir) not in message, message

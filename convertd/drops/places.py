@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from convertd import clock
-from convertd.drops.rules import WatchRule
+from convertd.drops.rules import PIPELINE, WatchRule
 from convertd.files import extension_of, stem_of
 
 
@@ -111,10 +111,11 @@ def fail_file(
         "output_format": fmt,
         "failed_at": when,
     }
+    what = "go through the steps of" if fmt == PIPELINE else f"be converted to {fmt} by"
     (target.parent / f"{target.name}.error.txt").write_text(
-        f"{shown} could not be converted to {fmt}.\n\nReason: {reason}\n"
+        f"{shown} could not {what} the rule {rule.name}.\n\nReason: {reason}\n"
         f"Job: {job_id or '-'}\nTime: {when} UTC\n\n"
-        f"To try again, move {shown} back into the inbox.\n",
+        f"To try again, move {shown} back into {display(rule.folder)}.\n",
         encoding="utf-8",
     )
     (target.parent / f"{target.name}.error.json").write_text(

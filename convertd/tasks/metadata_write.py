@@ -123,6 +123,7 @@ def _pdf(source: Path, dest: Path, tags: Tags, written: Written, skipped: Skippe
             )
         info = _pdf_info(tags, written, skipped)
         writer = pypdf.PdfWriter(clone_from=reader)
+        writer.pdf_header = reader.pdf_header  # pypdf would write 1.3
         writer.add_metadata(info)
         with dest.open("wb") as fh:
             writer.write(fh)

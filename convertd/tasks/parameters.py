@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from PIL import ImageColor
+
 from convertd.converters.audio import ENCODERS as AUDIO_ENCODERS
 from convertd.converters.base import canonical_format
 from convertd.converters.options import OPTIMIZE_PROFILES
@@ -100,6 +102,8 @@ def _watermark(check: Check) -> dict[str, Any]:
     text, image = check.text("text", limit=1000), check.text("image", limit=200)
     if (text is None) == (image is None):
         check.bad("text", "give text, or an image (image), one of them")
+    elif text is not None and not text.strip():
+        check.bad("text", "must not be empty")
     elif text is not None:
         out["text"] = text
     elif image_task(image) is None:
@@ -119,11 +123,26 @@ def _watermark(check: Check) -> dict[str, Any]:
                 check.bad(name, "goes with an image watermark (image)")
             out[name] = value
     out["font_color"] = check.text("font_color", limit=40) or "#000000"
+    try:
+        ImageColor.getrgb(out["font_color"])
+    except ValueError:
+        check.bad("font_color", "must be a colour such as #ff0000 or red")
     if (pages := check.text("pages", limit=200)) is not None:
-        if not PAGES.match(pages):
-            check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5,8-")
+        if not pages_ok(pages):
+            check.bad("pages", "must be page numbers and rising ranges, e.g. 1-3,5,8-")
         out["pages"] = pages
     return out
+
+
+def pages_ok(pages: str) -> bool:
+    """Page numbers and ranges ("1-3,5,8-"), each range rising."""
+    if not PAGES.match(pages):
+        return False
+    for part in pages.split(","):
+        first, _, last = part.strip().partition("-")
+        if last and int(last) < int(first):
+            return False
+    return True
 
 
 def image_task(image: Any) -> str | None:
@@ -259,8 +278,8 @@ def _capture(check: Check) -> dict[str, Any]:
         check.bad("print_background", "must be true or false")
     out["display_header_footer"] = check.flag("display_header_footer")
     if (pages := check.text("pages", limit=200)) is not None:
-        if not PAGES.match(pages):
-            check.bad("pages", "must be page numbers and ranges, e.g. 1-3,5")
+        if not pages_ok(pages):
+            check.bad("pages", "must be page numbers and rising ranges, e.g. 1-3,5")
         out["pages"] = pages
     if (headers := check.headers("headers")) is not None:
         if url is None:

@@ -63,7 +63,16 @@ def check_steps(registry: Registry, steps: Any) -> list[dict[str, Any]]:
             raise Invalid(
                 f"{where}: a watermark step takes text (no other task brings an image)", {where: []}
             )
+        if operation == "capture-website":
+            if "url" in step:
+                raise Invalid(
+                    f"{where}: a capture-website step captures the file before it (an HTML "
+                    "file); a URL is not a drop folder's",
+                    {where: []},
+                )
+            step = {**step, "input": "the step before"}
         payload = check_task(registry, operation, dict(step), where)
+        payload.pop("input", None)
         checked.append({"operation": operation, **payload})
     return checked
 

@@ -35,6 +35,10 @@ async def run_tool(
         raise TaskFailed("TIMEOUT", str(exc)) from None
     if problem is not None and (result.returncode != 0 or (made is not None and not made.exists())):
         reason = procs.last_error_line(result.stderr, default)
+        # Where the files lie on this server is nobody's business: their names say enough.
+        for arg in argv:
+            if isinstance(arg, Path):
+                reason = reason.replace(str(arg), arg.name)
         raise TaskFailed("INVALID_INPUT", f"{problem}: {reason}")
     return result
 

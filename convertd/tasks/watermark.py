@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pypdf
-from PIL import Image, ImageColor, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageDraw, ImageFont, JpegImagePlugin, UnidentifiedImageError
 from pypdf.generic import (
     DecodedStreamObject,
     DictionaryObject,
@@ -188,7 +188,14 @@ def _pdf(source: Path, dest: Path, payload: dict[str, Any], stamp: Image.Image |
         if len(reader.pages) > MAX_PAGES:
             raise TaskFailed("INVALID_INPUT", f"watermark takes PDFs of at most {MAX_PAGES} pages")
         writer = pypdf.PdfWriter(clone_from=reader)
+        # The input's version, at least 1.4 (opacity): pypdf would write 1.3.
+        writer.pdf_header = max(reader.pdf_header, "%PDF-1.4")
         wanted = _pages_wanted(payload.get("pages"), len(writer.pages))
+        if not wanted:
+            raise TaskFailed(
+                "INVALID_INPUT",
+                f"pages {payload.get('pages')} names no page of this {len(writer.pages)}-page PDF",
+            )
         image = pdf_image(writer, stamp) if stamp is not None else None
         for n, page in enumerate(writer.pages):
             if n in wanted and stamp is not None:
@@ -219,6 +226,17 @@ def _picture(
                     f"{source.name} has more pixels than this server's limit of {max_pixels:,}",
                 )
             mode, base = opened.mode, opened.convert("RGBA")
+            # What the picture keeps: its JPEG tables (no loss of quality beyond the re-encode
+            # a mark makes), EXIF and colour profile.
+            kept: dict[str, Any] = {
+                k: v for k, v in opened.info.items() if k in ("exif", "icc_profile", "dpi")
+            }
+            if fmt == "JPEG" and opened.format == "JPEG":
+                kept["qtables"] = opened.quantization  # type: ignore[attr-defined]
+                if (sampling := JpegImagePlugin.get_sampling(opened)) >= 0:
+                    kept["subsampling"] = sampling
+            elif fmt in ("JPEG", "WEBP"):
+                kept["quality"] = 95
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise TaskFailed("INVALID_INPUT", f"{source.name} could not be read: {exc}") from None
     label = _text_label(payload) if stamp is None else image_label(stamp, payload, base.size)
@@ -228,7 +246,7 @@ def _picture(
         out = base.convert(mode)
     else:
         out = base if fmt in ("PNG", "WEBP", "TIFF") else base.convert("RGB")
-    out.save(dest, fmt)
+    out.save(dest, fmt, **kept)
 
 
 def _text_label(payload: dict[str, Any]) -> Image.Image:
