@@ -192,11 +192,15 @@ class WorkerPool:
             else:
                 self._changed(job)
 
+        limit = job.timeout_seconds or self.config.job_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + limit
         try:
             source = self.data.upload_file(upload.file_path)
             if converter is None:  # a drop folder's pipeline
                 steps = job.options["steps"]
-                output = await self._pipeline(job, steps, source, upload.file_name, work, report)
+                output = await self._pipeline(
+                    steps, source, upload.file_name, work, report, (deadline, limit)
+                )
             else:
                 output = await self.runner.run(
                     converter,
@@ -215,7 +219,7 @@ class WorkerPool:
                     after_dir = work / "after"
                     await asyncio.to_thread(after_dir.mkdir)
                     output = await self._pipeline(
-                        job, after, output.path, output.name, after_dir, report
+                        after, output.path, output.name, after_dir, report, (deadline, limit), True
                     )
             size = output.path.stat().st_size
             final = await asyncio.to_thread(
@@ -242,16 +246,19 @@ class WorkerPool:
 
     async def _pipeline(
         self,
-        job: jobs.Job,
         steps: list[dict[str, Any]],
         source: Path,
         name: str,
         work: Path,
         report: Callable[[int], Awaitable[None]],
+        time_limit: tuple[float, float],
+        as_options: bool = False,
     ) -> Output:
-        limit = job.timeout_seconds or self.config.job_timeout_seconds
+        """A pipeline's steps (or a conversion's after-options), within what is left of the
+        job's time."""
+        deadline, limit = time_limit
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(deadline):
                 return await run_pipeline(
                     steps,
                     source,
@@ -262,9 +269,10 @@ class WorkerPool:
                     config=self.config,
                     chromium=self.chromium,
                     report=report,
+                    as_options=as_options,
                 )
         except TimeoutError:
-            raise ConversionError(f"The steps took longer than the {limit:.0f} s limit") from None
+            raise ConversionError(f"The job took longer than its {limit:.0f} s limit") from None
 
     def _ended(self, job: jobs.Job) -> None:
         self._reclaimer.job_ended()

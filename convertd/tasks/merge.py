@@ -147,17 +147,19 @@ async def merge(
             "ENGINE_MISSING", "merge needs qpdf, which is not installed on this server"
         )
     name = _name(payload, paths, "pdf")
-    paths = [
-        await office_pdf(path, staging)
-        if office_pdf is not None
-        and extension_of(path.name) in FAMILY_OF_INPUT
-        and not await asyncio.to_thread(_is_pdf, path)
-        else path
-        for path in paths
-    ]
-    pages = await asyncio.to_thread(_pages, paths, staging)
+    paths = list(paths)
+    documents: list[Path] = []  # office documents' PDFs, removed however the merge ends
     out = staging / ".merged.pdf"
     try:
+        for n, path in enumerate(paths):
+            if (
+                office_pdf is not None
+                and extension_of(path.name) in FAMILY_OF_INPUT
+                and not await asyncio.to_thread(_is_pdf, path)
+            ):
+                documents.append(await office_pdf(path, staging))
+                paths[n] = documents[-1]
+        pages = await asyncio.to_thread(_pages, paths, staging)
         await run_tool(
             [QPDF, "--empty", "--warning-exit-0", "--pages", *pages, "--", out],
             timeout=timeout,
@@ -167,9 +169,8 @@ async def merge(
             default="qpdf could not read one of the PDFs",
         )
     finally:
-        for page in {*pages, *paths}:
-            if page.parent == staging:
-                page.unlink(missing_ok=True)
+        for page in {*documents, *staging.glob(".page-*.pdf")}:
+            page.unlink(missing_ok=True)
     await asyncio.to_thread(out.rename, staging / name)
 
 

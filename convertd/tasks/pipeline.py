@@ -88,10 +88,12 @@ async def run_pipeline(
     config: Config,
     chromium: Chromium | None,
     report: Callable[[int], Awaitable[None]],
+    as_options: bool = False,
 ) -> Output:
-    means = Means(config, chromium, functools.partial(office_pdf, registry, runner))
     """Run the steps on `source` (a file, or a folder whose files, in name order, are a
-    batch) in `work_dir`; ConversionError names the step that failed and why."""
+    batch) in `work_dir`; ConversionError names the step that failed (or, `as_options`, the
+    conversion's option it stands for) and why."""
+    means = Means(config, chromium, functools.partial(office_pdf, registry, runner))
     paths = await asyncio.to_thread(_files_of, source)
     for n, step in enumerate(steps, 1):
         await report(round(100 * (n - 1) / len(steps)))
@@ -103,10 +105,10 @@ async def run_pipeline(
                 await _convert(step, paths, staging, runner, registry)
             else:
                 await run_operation(operation, step, paths, staging, means)
-        except TaskFailed as exc:
-            raise ConversionError(f"step {n} ({operation}): {exc.message}") from None
-        except ConversionError as exc:
-            raise ConversionError(f"step {n} ({operation}): {exc}") from None
+        except (TaskFailed, ConversionError) as exc:
+            what = f"option {operation}" if as_options else f"step {n} ({operation})"
+            problem = exc.message if isinstance(exc, TaskFailed) else str(exc)
+            raise ConversionError(f"{what}: {problem}") from None
         paths = await asyncio.to_thread(_files_of, staging)
         if not paths:
             raise ConversionError(f"step {n} ({operation}) made no file")
