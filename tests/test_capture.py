@@ -294,6 +294,7 @@ def test_a_capture_is_bounded_in_time_and_memory(
     never = captured(d, k, url=f"{site.base}/slow.html", wait_for_element="#never")
     assert never["status"] == "error", never
     assert "within the 5 s limit" in named(never, "op")["message"]
+    assert "#never" in named(never, "op")["message"]
     # 3 GB of arrays in a 512 MB browser: the page's script fails, not the daemon or the browser.
     hog = job_of(
         d,

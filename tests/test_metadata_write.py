@@ -247,3 +247,28 @@ def test_a_huge_value_is_a_short_clean_422(v2_daemon: Daemon, v2_key: str) -> No
     resp = call(d, k, "POST", "/v2/jobs", json={"tasks": job})
     assert resp.status_code == 422 and len(resp.content) < 2000
     assert set(resp.json()["errors"]) == {"tasks.op.metadata.Title"}
+
+
+def test_what_metadata_write_writes_metadata_reads_back_as_written(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    from tests.conftest import image_bytes
+    from tests.test_v2_api import job_of, wait_job
+
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "in": b64("photo.jpg", image_bytes("JPEG", (64, 48))),
+            "tag": {
+                "operation": "metadata/write",
+                "input": "in",
+                "metadata": {"title": "Sunset ✓ é"},
+            },
+            "read": {"operation": "metadata", "input": "tag"},
+        },
+    )
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    exif = named(done, "read")["result"]["metadata"]["exif"]
+    assert exif["ImageDescription"] == "Sunset ✓ é", exif
+    assert exif["XPTitle"] == "Sunset ✓ é", exif

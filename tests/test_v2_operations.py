@@ -558,3 +558,10 @@ def test_a_tool_failure_does_not_show_where_files_lie(v2_daemon: Daemon, v2_key:
     message = named(done, "op")["message"]
     assert done["status"] == "error" and "broken.pdf" in message, message
     assert "/tasks/" not in message and str(d.data_dir) not in message, message
+
+
+def test_ocr_of_a_damaged_pdf_says_so(v2_daemon: Daemon, v2_key: str) -> None:
+    done = one_task(v2_daemon, v2_key, b64("scan.pdf", b"%PDF-1.4\ngarbage"), "ocr")
+    failed = named(done, "op")
+    assert failed["status"] == "error" and "damaged" in failed["message"], failed
+    assert "InputFileError" not in failed["message"]

@@ -93,14 +93,18 @@ async def capture(
             if settings.css_media_type:
                 await page.emulate_media(media=settings.css_media_type)  # type: ignore[arg-type]
             await _load(page, url, settings, gate)
+            gate.stage = "printing it"
             try:
                 data = await _render(page, settings, min(max_pixels, MAX_SHOT_PIXELS), html)
             except Error as exc:
                 problem = _first_line(str(exc))
+                if "exceeds page count" in problem:
+                    problem = f"pages {settings.pages} asks for pages the page does not print to"
                 raise CaptureFailed(f"The page could not be rendered: {problem}") from None
     except TimeoutError:
         raise CaptureFailed(
-            f"The page was not captured within the {chromium.timeout:.0f} s limit"
+            f"The page was not captured within the {chromium.timeout:.0f} s limit "
+            f"(it was {gate.stage})"
         ) from None
     finally:
         await gate.close()
@@ -131,12 +135,14 @@ async def _load(page: Any, url: str, settings: Settings, gate: Gate) -> None:
         raise CaptureFailed(f"The page {url[:200]} answered {response.status}")
     if settings.wait_for_element:
         try:
+            gate.stage = f"waiting for the element {settings.wait_for_element!r}"
             await page.wait_for_selector(settings.wait_for_element, state="attached", timeout=0)
         except Error as exc:
             raise CaptureFailed(
                 f"wait_for_element {settings.wait_for_element!r}: {_first_line(str(exc))}"
             ) from None
     if settings.wait_time:
+        gate.stage = f"waiting the wait_time of {settings.wait_time} ms"
         await asyncio.sleep(settings.wait_time / 1000)
 
 

@@ -93,6 +93,7 @@ class Gate:
         self.moved_to: str | None = None
         self.kept: dict[str, Answer] = {}
         self.closed = False
+        self.stage = "loading the page"  # what the capture was doing, for a timeout's message
         self._fetches = asyncio.Semaphore(FETCHES_AT_ONCE)
         self._session: aiohttp.ClientSession | None = None
         self._handlers: set[asyncio.Task[Any]] = set()

@@ -34,13 +34,16 @@ class Check:
     required: bool = True  # a failed optional check only removes some formats
 
 
-def _version(argv: list[str]) -> str:
+def _version(argv: list[str], every_line: bool = False) -> str:
+    """The first line a tool prints about itself (or, `every_line`, all but a heading)."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"does not run ({exc})"
-    first = (out.stdout or out.stderr).strip().splitlines()
-    return first[0][:80] if first else "present"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    if every_line:
+        return ", ".join(line.strip() for line in lines if not line.endswith(":"))[:200]
+    return lines[0][:80] if lines else "present"
 
 
 def register(
@@ -91,6 +94,17 @@ def tool_checks(uno_python: str | None, chromium: str | None = None) -> list[Che
                 required=False,
             )
         )
+    tesseract = shutil.which("tesseract")
+    languages = _version([tesseract, "--list-langs"], every_line=True) if tesseract else ""
+    checks.append(
+        Check(
+            "tesseract",
+            tesseract is not None,
+            f"OCR languages: {languages}" if tesseract else "missing: no ocr",
+            f"{APT} tesseract-ocr tesseract-ocr-eng (and tesseract-ocr-LANG for others)",
+            required=False,
+        )
+    )
     browser = find_chromium(chromium)
     playwright = importlib.util.find_spec("playwright") is not None
     checks.append(
@@ -99,7 +113,11 @@ def tool_checks(uno_python: str | None, chromium: str | None = None) -> list[Che
             browser is not None and playwright,
             (_version([browser, "--version"]) if browser else "missing")
             + ("" if playwright else "; playwright missing")
-            + ("; no network of its own" if network_namespace() else "; network: a dead proxy")
+            + (
+                "; in a network namespace of its own"
+                if network_namespace()
+                else "; network: a dead proxy"
+            )
             + ("" if browser and playwright else ": no capture-website, no engine chromium"),
             f"{APT} chromium" if not browser else "pip install 'convertd[capture]'",
             required=False,

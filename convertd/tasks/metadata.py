@@ -47,6 +47,21 @@ def _short(value: Any) -> Any:
     return _short(str(value))
 
 
+def _exif_text(name: str, value: Any) -> Any:
+    """An EXIF value as the text it holds: the Windows XP tags are UTF-16; the text tags are
+    ASCII by the standard, UTF-8 in practice (exiftool, phones), which Pillow reads as
+    Latin-1."""
+    if name.startswith("XP") and isinstance(value, bytes | tuple):
+        raw = bytes(value)
+        return raw.decode("utf-16-le", "replace").rstrip("\0")
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return value
+    return value
+
+
 def _image(path: Path) -> dict[str, Any]:
     try:
         with Image.open(path) as im:
@@ -61,7 +76,9 @@ def _image(path: Path) -> dict[str, Any]:
             exif = im.getexif()
             tags = {ExifTags.TAGS.get(k, str(k)): v for k, v in exif.items()}
             tags.update({ExifTags.TAGS.get(k, str(k)): v for k, v in exif.get_ifd(0x8769).items()})
-            out["exif"] = {k: v for k, v in tags.items() if k not in ("MakerNote", "ExifOffset")}
+            out["exif"] = {
+                k: _exif_text(k, v) for k, v in tags.items() if k not in ("MakerNote", "ExifOffset")
+            }
             xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
             if xmp:
                 out["xmp"] = xmp  # as text: never parsed here

@@ -23,6 +23,12 @@ from convertd.tasks.tools import run_tool
 
 OCRMYPDF = "ocrmypdf"
 IMAGES = ("jpg", "png", "tiff", "bmp", "gif", "webp")
+# OCRmyPDF's exit codes that say more than its last line (an exception's class name).
+EXIT_CODES = {
+    2: "it is not a PDF or image OCRmyPDF can read (damaged, or not what its name says)",
+    6: "it already has text",
+    8: "it is encrypted; decrypt it first",
+}
 
 
 def available() -> bool:
@@ -84,14 +90,15 @@ async def ocr(
     # Its temporary files in the staging directory, Tesseract on one thread (env(1) sets them
     # on top of the daemon's environment).
     settings = ["env", f"TMPDIR={staging}", "OMP_THREAD_LIMIT=1"]
-    await run_tool(
-        [*settings, *argv, source, out],
-        timeout=timeout,
-        name="ocrmypdf",
-        problem="The text could not be recognised",
-        made=out,
-        default="OCRmyPDF could not read it",
-    )
+    result = await run_tool([*settings, *argv, source, out], timeout=timeout, name="ocrmypdf")
+    if result.returncode != 0 or not out.exists():
+        problem = EXIT_CODES.get(result.returncode)
+        if problem is None:
+            problem = procs.last_error_line(result.stderr, "OCRmyPDF could not read it")
+            problem = problem.replace(str(source), source.name)
+        raise TaskFailed(
+            "INVALID_INPUT", f"The text of {source.name} could not be recognised: {problem}"
+        )
     keep, drop = (out, text) if fmt == "pdf" else (text, out)
     await asyncio.to_thread(keep.rename, staging / name)
     drop.unlink(missing_ok=True)
