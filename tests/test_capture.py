@@ -18,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import Daemon
+from tests.conftest import CORPUS, Daemon
 from tests.test_v2_api import call, job_of, named, wait_job
 from tests.test_v2_operations import b64, exported, page_sizes
 
@@ -337,6 +337,9 @@ def test_html_to_pdf_in_chromium_through_v1(daemon: Daemon, key: str) -> None:
     assert "Printed by a browser" in pdftotext(out.content)
     refused = daemon.convert(key, b"x", "a.docx", "document", "odt", {"engine": "chromium"})
     assert refused.status_code == 400 and "engine" in refused.json()["message"]
+    docx = (CORPUS / "document" / "word2013-numbered-lists.docx").read_bytes()
+    not_html = daemon.convert(key, docx, "a.docx", "document", "pdf", {"engine": "chromium"})
+    assert not_html.status_code == 400 and "reads html" in not_html.json()["message"], not_html.text
 
 
 def test_without_chromium_capture_is_not_offered(make_daemon: Any) -> None:

@@ -153,6 +153,11 @@ class Converter(abc.ABC):
         """Raise OptionError when this input cannot become this output (e.g. a sheet as docx)."""
         return None
 
+    def check_input(self, input_format: str, options: dict[str, Any]) -> None:
+        """Raise OptionError when validated options do not fit the input's format, once it is
+        known (an engine that reads only some inputs)."""
+        return None
+
     def validate_options(self, raw: dict[str, Any], output_format: str) -> dict[str, Any]:
         """The options, each checked and normalised; OptionError names the first bad one.
         Converters with rules across options extend this."""

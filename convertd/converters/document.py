@@ -87,6 +87,13 @@ class DocumentConverter(Converter):
                 raise OptionError(f"option {others[0]!r} needs the libreoffice engine")
         return options
 
+    def check_input(self, input_format: str, options: dict[str, Any]) -> None:
+        if options.get("engine") == "chromium" and input_format != "html":
+            raise OptionError(
+                f"option engine 'chromium' reads html; this is {input_format} "
+                "(leave engine out for the libreoffice engine)"
+            )
+
     async def convert(self, task: Task) -> list[Path]:
         if task.options.get("engine") == "chromium":
             return [await self._print(task)]

@@ -44,6 +44,7 @@ def conversion_of(registry: Registry, payload: dict[str, Any], source: Path) -> 
         converter = found
     try:
         options = converter.validate_options(convert_options(payload), output_format)
+        converter.check_input(input_format, options)
     except OptionError as exc:
         raise TaskFailed("INVALID_OPTIONS", str(exc)) from None
     return jobs.Conversion(

@@ -122,6 +122,11 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
             "See GET /v1/formats.",
         ) from None
 
+    try:
+        converter.check_input(input_format, options)
+    except OptionError as exc:
+        raise BadRequest(f"The field 'options' does not fit this input: {exc}.") from None
+
     conversion = jobs.Conversion(filetype, input_format or "bin", output_format, options)
     return await jobs.create(
         request.app[DB], source.id, conversion, key_id=request[API_KEY].id, webhook_url=webhook_url
