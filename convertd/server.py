@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from convertd import sdnotify
+from convertd import memory, sdnotify
 from convertd.api.errors import json_error
 from convertd.api.state import API_KEY
 from convertd.app import create_app
@@ -121,6 +121,7 @@ def raise_open_files_limit() -> None:
 
 async def serve(config: Config) -> None:
     raise_open_files_limit()
+    memory.limit_arenas()
     lock = lock_data_dir(DataDir.of(config))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

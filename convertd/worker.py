@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from convertd import memory
 from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.converters.run import Output, Runner
 from convertd.errors import DISK_FULL, ConversionError, is_disk_full
 from convertd.files import DataDir
-from convertd.memory import Reclaimer
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
 from convertd.store.db import Database
@@ -73,7 +73,7 @@ class WorkerPool:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[JobEndListener] = []
         self._watchers: list[JobEndListener] = []
-        self._reclaimer = Reclaimer()
+        self._reclaimer = memory.reclaimer()
         self._cancelled: set[str] = set()
         self._cancellations = Periodic("job-cancellations", self._stop_cancelled, 1.0)
 
@@ -275,7 +275,7 @@ class WorkerPool:
             raise ConversionError(f"The job took longer than its {limit:.0f} s limit") from None
 
     def _ended(self, job: jobs.Job) -> None:
-        self._reclaimer.job_ended()
+        self._reclaimer.work_done()
         for listener in self._listeners:
             listener(job)
         self._changed(job)

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, TypeVar
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from convertd import memory
 from convertd.api.state import CONFIG, DATA
 from convertd.errors import (
     BadRequest,
@@ -167,7 +168,11 @@ async def read_json(
     if not raw.strip():
         return {}
     if len(raw) > MAX_JSON_BYTES:  # a /v2 body with a file in it: parsed off the event loop
-        payload = await asyncio.to_thread(_parse_json, bytes(raw), "The request body")
+        try:
+            payload = await asyncio.to_thread(_parse_json, raw, "The request body")
+        finally:
+            # Its copies, freed, stay in the heap until it is trimmed (memory.py).
+            memory.reclaimer().work_done()
     else:
         payload = _parse_json(bytes(raw), "The request body")
     if not isinstance(payload, dict):
@@ -254,7 +259,7 @@ def _too_deep(what: str) -> BadRequest:
     )
 
 
-def _parse_json(raw: str | bytes, what: str) -> Any:
+def _parse_json(raw: str | bytes | bytearray, what: str) -> Any:
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -10,8 +10,9 @@ from pathlib import Path
 from tests.conftest import Daemon
 from tests.daemon import proc_status_kib
 
-# Long-lived members of the warm office pool; anything else still running is a leftover.
-POOL_MEMBERS = ("office/helper.py", "soffice.bin")
+# Long-lived members of the warm pools (LibreOffice; Chromium and the Playwright driver that
+# talks to it); anything else still running is a leftover.
+POOL_MEMBERS = ("office/helper.py", "soffice.bin", "chromium", "playwright/driver")
 
 
 def healthy(d: Daemon, key: str) -> None:
