@@ -26,6 +26,7 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
         "video:",
         "operations: OCR",
         "operations: merge",
+        "PDFs convertd holds",
         "operations: HTML",
         "queue:",
         "control plane:",

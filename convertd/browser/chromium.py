@@ -172,7 +172,7 @@ class Chromium:
                 or not current.browser.is_connected()
                 or current.pages >= (RECYCLE_AFTER)
             ):
-                # The old one finishes the captures it has, then goes (see context()).
+                # The old one finishes the captures it has, then goes (see tab()).
                 if current is not None:
                     current.retiring = True
                     self._current = None
