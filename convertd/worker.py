@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import secrets
 import shutil
 import sqlite3
@@ -192,7 +193,8 @@ class WorkerPool:
             else:
                 self._changed(job)
 
-        limit = job.timeout_seconds or self.config.job_timeout_seconds
+        # A job's own timeout counts when it is tighter, as converters.run has it.
+        limit = min(job.timeout_seconds or math.inf, self.config.job_timeout_seconds)
         deadline = asyncio.get_running_loop().time() + limit
         try:
             source = self.data.upload_file(upload.file_path)

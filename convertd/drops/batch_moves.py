@@ -70,7 +70,20 @@ def finish(folder: Path) -> int:
             _move(member, folder)
     for copying in folder.rglob(f"*{COPYING}"):
         copying.unlink(missing_ok=True)
-    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return len(batch_files(folder))
+
+
+def batch_files(folder: Path) -> list[Path]:
+    """Blocking: a batch's files, in its subfolders too, in the order of their paths in it
+    (file-name order); hidden ones (the manifest, a copy under way) are not the batch's."""
+    return sorted(
+        (
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        ),
+        key=lambda p: p.relative_to(folder).parts,
+    )
 
 
 def settled_in(folder: Path) -> None:

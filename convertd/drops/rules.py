@@ -162,7 +162,8 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
             f"watch rule {name!r}: field 'steps' must be a list of tables, e.g. "
             '[{operation = "ocr"}, {operation = "optimize"}]'
         )
-    if steps and ("output_format" in table or "options" in table or "filetype" in table):
+    one_conversion = any(field in table for field in ("output_format", "options", "filetype"))
+    if steps and one_conversion:
         raise RuleError(
             f"watch rule {name!r}: with 'steps', a convert step names its own output_format "
             "and options (fields 'output_format', 'filetype' and 'options' are for one "
@@ -180,7 +181,7 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
                 f"watch rule {name!r}: 'merge' takes the files of a batch away; "
                 "originals must be move or delete"
             )
-        if "output_format" in table or "options" in table or "filetype" in table:
+        if one_conversion:
             raise RuleError(
                 f"watch rule {name!r}: with 'merge', the result is one file (a PDF, audio or "
                 "video); further work goes in 'steps' (fields 'output_format', 'filetype' and "

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from convertd.converters.base import Converter
 from convertd.converters.options import OptionError
 from convertd.converters.registry import CannotInfer, Registry, Unreadable
 from convertd.converters.run import Runner
@@ -69,31 +70,48 @@ async def office_pdf(registry: Registry, runner: Runner, source: Path, into: Pat
         input_format = await asyncio.to_thread(registry.input_format, converter, source, "pdf")
     except (Unreadable, OptionError) as exc:
         raise TaskFailed("INVALID_INPUT", f"{source.name} cannot become a PDF: {exc}") from None
-    scratch = into / f".office-{secrets.token_hex(6)}"
+    conversion = jobs.Conversion(converter.filetype, input_format, "pdf", {})
+    name = f".office-{secrets.token_hex(6)}.pdf"  # two documents may share a stem
+    try:
+        return await convert_into(runner, converter, source, conversion, into, name)
+    except ConversionError as exc:
+        raise TaskFailed("INVALID_INPUT", f"{source.name} could not be made a PDF: {exc}") from None
+
+
+async def convert_into(
+    runner: Runner,
+    converter: Converter,
+    source: Path,
+    conversion: jobs.Conversion,
+    into: Path,
+    name: str | None = None,
+) -> Path:
+    """`source` converted as a queued job would be (the runner: the converter's limits and
+    hardening), in a scratch folder of `into` that goes after; the output moved into `into`
+    as `name` (default: its own name). ConversionError says what failed."""
+    scratch = into / f".convert-{secrets.token_hex(6)}"
     await asyncio.to_thread(scratch.mkdir)
-
-    async def no_progress(_percent: int) -> None:
-        return None
-
     try:
         output = await runner.run(
             converter,
             job_id=scratch.name,
             input_path=source,
             input_name=source.name,
-            input_format=input_format,
-            output_format="pdf",
-            options={},
+            input_format=conversion.input_format,
+            output_format=conversion.output_format,
+            options=conversion.options,
             work_dir=scratch,
-            report_progress=no_progress,
+            report_progress=_no_progress,
         )
-        pdf = into / f"{scratch.name}.pdf"
-        await asyncio.to_thread(output.path.rename, pdf)
-    except ConversionError as exc:
-        raise TaskFailed("INVALID_INPUT", f"{source.name} could not be made a PDF: {exc}") from None
+        made = into / (name or output.name)
+        await asyncio.to_thread(output.path.rename, made)
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
-    return pdf
+    return made
+
+
+async def _no_progress(_percent: int) -> None:
+    """Progress of a conversion inside an operation: the operation reports its own."""
 
 
 def take_conversion_result(

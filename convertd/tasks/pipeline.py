@@ -20,10 +20,11 @@ from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.converters.run import Output, Runner, package
+from convertd.drops.batch_moves import batch_files
 from convertd.drops.rules import PIPELINE
 from convertd.errors import ConversionError, Invalid
 from convertd.files import extension_of
-from convertd.tasks.conversion import conversion_of, office_pdf
+from convertd.tasks.conversion import conversion_of, convert_into, office_pdf
 from convertd.tasks.operations import TaskFailed, check_task
 from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.work import Means, run_operation
@@ -125,36 +126,9 @@ async def _convert(
     converter = registry.get(conversion.filetype)
     if converter is None:
         raise ConversionError(f"the {conversion.filetype} converter is not available here")
-    scratch = staging / ".work"
-    await asyncio.to_thread(scratch.mkdir)
-
-    async def no_progress(_percent: int) -> None:
-        return None
-
-    output = await runner.run(
-        converter,
-        job_id=staging.parent.name,
-        input_path=paths[0],
-        input_name=paths[0].name,
-        input_format=conversion.input_format,
-        output_format=conversion.output_format,
-        options=conversion.options,
-        work_dir=scratch,
-        report_progress=no_progress,
-    )
-    await asyncio.to_thread(output.path.rename, staging / output.name)
+    await convert_into(runner, converter, paths[0], conversion, staging)
 
 
 def _files_of(source: Path) -> list[Path]:
-    """Blocking: the file, or a folder's visible files (in its subfolders too) in the order of
-    their paths in it: a batch's file-name order."""
-    if not source.is_dir():
-        return [source]
-    return sorted(
-        (
-            p
-            for p in source.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        ),
-        key=lambda p: p.relative_to(source).parts,
-    )
+    """Blocking: the file, or a batch's files (a folder)."""
+    return batch_files(source) if source.is_dir() else [source]
