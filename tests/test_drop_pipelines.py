@@ -16,8 +16,7 @@ from typing import Any
 import pypdf
 import pytest
 
-from tests.daemon import run_cli
-from tests.test_drops import FAST, files, wait_for, write_config, write_png
+from tests.test_drops import FAST, files, serve_refuses, wait_for, write_config, write_png
 from tests.test_v2_operations import SCANNED_WORDS, scanned_page
 
 
@@ -98,18 +97,8 @@ def test_invalid_steps_stop_serve_naming_rule_and_field(
     tmp_path: Path, steps: str, named: str
 ) -> None:
     _, _, config = pipeline_rule(tmp_path, "bad-steps", steps)
-    proc = run_cli(
-        tmp_path / "d",
-        "serve",
-        "--port",
-        "0",
-        "--config",
-        str(config),
-        check=False,
-        env={"CONVERTD_OFFICE_PREWARM": "false"},
-    )
-    assert proc.returncode == 2, proc.stderr[-500:]
-    assert "bad-steps" in proc.stderr and named in proc.stderr, proc.stderr[-500:]
+    stderr = serve_refuses(config, tmp_path / "d")
+    assert "bad-steps" in stderr and named in stderr, stderr[-500:]
 
 
 def test_a_pipeline_killed_mid_step_is_delivered_once_after_restart(
@@ -214,17 +203,8 @@ def test_invalid_batch_rules_are_refused(tmp_path: Path) -> None:
     ):
         (tmp_path / named).mkdir()
         _, _, config = pipeline_rule(tmp_path / named, "bad-batch", "[]", **extra)
-        proc = run_cli(
-            tmp_path / named / "d",
-            "serve",
-            "--port",
-            "0",
-            "--config",
-            str(config),
-            check=False,
-            env={"CONVERTD_OFFICE_PREWARM": "false"},
-        )
-        assert proc.returncode == 2 and named in proc.stderr, proc.stderr[-500:]
+        stderr = serve_refuses(config, tmp_path / named / "d")
+        assert named in stderr, stderr[-500:]
 
 
 def test_a_batch_killed_mid_step_is_delivered_once_after_restart(
@@ -347,14 +327,5 @@ def test_a_capture_step_takes_the_file_not_a_url(tmp_path: Path) -> None:
     _, _, config = pipeline_rule(
         tmp_path, "bad-capture", '[{operation = "capture-website", url = "https://example.org/"}]'
     )
-    proc = run_cli(
-        tmp_path / "d",
-        "serve",
-        "--port",
-        "0",
-        "--config",
-        str(config),
-        check=False,
-        env={"CONVERTD_OFFICE_PREWARM": "false"},
-    )
-    assert proc.returncode == 2 and "captures the file before it" in proc.stderr, proc.stderr
+    stderr = serve_refuses(config, tmp_path / "d")
+    assert "captures the file before it" in stderr, stderr

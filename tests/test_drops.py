@@ -256,6 +256,22 @@ def test_missing_tool_waits_instead_of_failing(drop: Any, tmp_path: Path) -> Non
     assert wav.exists() and files(root / "failed" / "mp3") == []
 
 
+def serve_refuses(config: Path, data_dir: Path) -> str:
+    """`convertd serve` with this config file stops at start (exit status 2); its stderr."""
+    proc = run_cli(
+        data_dir,
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        str(config),
+        check=False,
+        env={"CONVERTD_OFFICE_PREWARM": "false"},
+    )
+    assert proc.returncode == 2, proc.stderr[-500:]
+    return proc.stderr
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -321,18 +337,8 @@ def test_invalid_rule_stops_serve_naming_rule_and_field(
     tmp_path: Path, rule: str, named: str
 ) -> None:
     config = write_config(tmp_path / "c.toml", f'[[watch]]\nname = "bad-rule"\n{rule}\n')
-    proc = run_cli(
-        tmp_path / "d",
-        "serve",
-        "--port",
-        "0",
-        "--config",
-        str(config),
-        check=False,
-        env={"CONVERTD_OFFICE_PREWARM": "false"},
-    )
-    assert proc.returncode == 2, proc.stderr[-500:]
-    assert "bad-rule" in proc.stderr and named in proc.stderr
+    stderr = serve_refuses(config, tmp_path / "d")
+    assert "bad-rule" in stderr and named in stderr
 
 
 def keeping_daemon(

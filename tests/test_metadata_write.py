@@ -4,8 +4,6 @@ readers than the writer's: pypdf, Pillow, ffprobe."""
 from __future__ import annotations
 
 import io
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from pypdf.generic import DecodedStreamObject, NameObject
 
 from tests.conftest import Daemon
-from tests.media import make_audio
+from tests.media import ffprobe, make_audio
 from tests.test_v2_api import call, named
 from tests.test_v2_operations import b64, exported, one_task, refused_fields
 
@@ -156,15 +154,7 @@ def test_webp_and_tiff_get_exif(v2_daemon: Daemon, v2_key: str) -> None:
 
 
 def ffprobe_tags(data: bytes, tmp_path: Path, name: str) -> dict[str, str]:
-    path = tmp_path / name
-    path.write_bytes(data)
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    info = json.loads(out)
+    info = ffprobe(data, tmp_path, name)
     tags = {k.lower(): v for k, v in (info["format"].get("tags") or {}).items()}
     for stream in info["streams"]:  # Ogg keeps its tags on the stream
         tags.update({k.lower(): v for k, v in (stream.get("tags") or {}).items()})

@@ -29,14 +29,19 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def test_pixel_bomb_png_is_refused_before_decoding(daemon: Daemon, key: str) -> None:
+def pixel_bomb_png() -> bytes:
+    """A PNG that claims 30000 x 30000 pixels in a kilobyte."""
     header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    bomb = (
+    return (
         b"\x89PNG\r\n\x1a\n"
         + png_chunk(b"IHDR", header)
         + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
         + png_chunk(b"IEND", b"")
     )
+
+
+def test_pixel_bomb_png_is_refused_before_decoding(daemon: Daemon, key: str) -> None:
+    bomb = pixel_bomb_png()
     status, out = daemon.convert_and_fetch(key, bomb, "bomb.png", "image", "webp")
     assert out is None and "limit" in status["error"]
 

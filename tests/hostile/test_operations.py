@@ -4,12 +4,9 @@ ends with a clear failure or a harmless result within its limits, and the packag
 
 from __future__ import annotations
 
-import base64
 import io
-import struct
 import subprocess
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +16,18 @@ from PIL import Image, PngImagePlugin
 
 from tests.conftest import Daemon
 from tests.hostile.conftest import JOB_TIMEOUT
-from tests.hostile.test_inputs import png_chunk
+from tests.hostile.test_inputs import pixel_bomb_png
 from tests.test_drops import FAST, files, wait_for, write_config
-from tests.test_v2_api import call, job_of, named, wait_job
-
-
-def b64(name: str, data: bytes) -> dict[str, Any]:
-    return {"operation": "import/base64", "file": base64.b64encode(data).decode(), "filename": name}
+from tests.test_v2_api import call, named, wait_job
+from tests.test_v2_operations import b64, blank_pdf, one_task
 
 
 def run_one(d: Daemon, k: str, name: str, data: bytes, operation: str, **params: Any) -> Any:
-    job = job_of(
-        d,
-        k,
-        {
-            "in": b64(name, data),
-            "op": {"operation": operation, "input": "in", **params},
-            "out": {"operation": "export/url", "input": "op"},
-        },
-    )
-    return wait_job(d, k, job["id"])
+    return one_task(d, k, b64(name, data), operation, **params)
 
 
 def test_ocr_of_a_pixel_bomb_is_refused(daemon: Daemon, key: str) -> None:
-    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    bomb = (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-        + png_chunk(b"IEND", b"")
-    )
+    bomb = pixel_bomb_png()
     started = time.monotonic()
     job = run_one(daemon, key, "bomb.png", bomb, "ocr")
     assert job["status"] == "error"
@@ -79,12 +58,9 @@ def test_ocr_of_a_2000_page_pdf_ends_within_the_job_timeout(daemon: Daemon, key:
 
 
 def test_watermark_text_with_markup_and_control_characters(daemon: Daemon, key: str) -> None:
-    writer = pypdf.PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    pdf = io.BytesIO()
-    writer.write(pdf)
+    pdf = blank_pdf((595, 842))
     text = "<script>alert(1)</script> <b>&amp;</b> %PDF ) Tj ET ( \\"
-    job = run_one(daemon, key, "a.pdf", pdf.getvalue(), "watermark", text=text, font_size=12)
+    job = run_one(daemon, key, "a.pdf", pdf, "watermark", text=text, font_size=12)
     assert job["status"] == "finished", job
     files_ = named(job, "out")["result"]["files"]
     out = requests.get(files_[0]["url"], timeout=30).content
@@ -100,7 +76,7 @@ def test_watermark_text_with_markup_and_control_characters(daemon: Daemon, key: 
         "/v2/jobs",
         json={
             "tasks": {
-                "in": b64("a.pdf", pdf.getvalue()),
+                "in": b64("a.pdf", pdf),
                 "op": {"operation": "watermark", "input": "in", "text": "a\x00b\x1b[31m"},
             }
         },
@@ -112,10 +88,7 @@ def test_watermark_text_with_markup_and_control_characters(daemon: Daemon, key: 
 
 
 def test_a_metadata_value_of_10_mb_is_a_short_422(daemon: Daemon, key: str) -> None:
-    writer = pypdf.PdfWriter()
-    writer.add_blank_page(width=100, height=100)
-    pdf = io.BytesIO()
-    writer.write(pdf)
+    pdf = blank_pdf((100, 100))
     resp = call(
         daemon,
         key,
@@ -123,7 +96,7 @@ def test_a_metadata_value_of_10_mb_is_a_short_422(daemon: Daemon, key: str) -> N
         "/v2/jobs",
         json={
             "tasks": {
-                "in": b64("a.pdf", pdf.getvalue()),
+                "in": b64("a.pdf", pdf),
                 "op": {
                     "operation": "metadata/write",
                     "input": "in",
@@ -164,15 +137,12 @@ def test_a_batch_of_1000_files_merges_and_1001_is_refused(make_daemon: Any, tmp_
         "merge = true\nbatch_seconds = 1\n",
     )
     make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)})
-    writer = pypdf.PdfWriter()
-    writer.add_blank_page(width=72, height=72)
-    page = io.BytesIO()
-    writer.write(page)
+    page = blank_pdf((72, 72))
     for name, count in (("thousand", 1000), ("too-many", 1001)):
         staged = tmp_path / name
         staged.mkdir()
         for n in range(count):
-            (staged / f"p{n:04d}.pdf").write_bytes(page.getvalue())
+            (staged / f"p{n:04d}.pdf").write_bytes(page)
         staged.rename(folder / name)
     wait_for(lambda: "thousand.pdf" in files(out), timeout=240, what="the merged thousand")
     assert len(pypdf.PdfReader(out / "thousand.pdf").pages) == 1000
