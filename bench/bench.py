@@ -108,13 +108,15 @@ def timed(fn: Callable[[], object], runs: int) -> float:
 
 
 def timed_pair(
-    ours: Callable[[], object], theirs: Callable[[], object], runs: int
+    ours: Callable[[], object], theirs: Callable[[], object], runs: int, settle: float = 0.0
 ) -> tuple[float, float]:
     """Medians of both, run alternately: on a shared machine whose speed drifts, both sides
-    see the same drift."""
+    see the same drift. With `settle`, each run starts after that many idle seconds, so work
+    one side leaves behind (convertd readying its next browser page) never slows the other."""
     samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
         for side, fn in enumerate((ours, theirs)):
+            time.sleep(settle)
             start = time.perf_counter()
             fn()
             samples[side].append(time.perf_counter() - start)
@@ -814,7 +816,7 @@ def bench_operations(d: Daemon, work: Path, runs: int, quick: bool) -> None:
 
     capture_ours()
     capture_cold()
-    ours, theirs = timed_pair(capture_ours, capture_cold, 1 if quick else runs)
+    ours, theirs = timed_pair(capture_ours, capture_cold, 1 if quick else runs, settle=1.0)
     row(
         "operations: HTML page -> PDF (/v2 capture-website, warm vs cold chromium --print-to-pdf)",
         ours,

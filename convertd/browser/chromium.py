@@ -109,6 +109,7 @@ class Chromium:
         self._current: _Instance | None = None
         self._instances: list[_Instance] = []  # the current one and those retiring
         self._spare: tuple[_Instance, asyncio.Task[Tab]] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # captures' contexts being closed
         self._launches = 0
         self._dead_port: socket.socket | None = None
 
@@ -120,24 +121,45 @@ class Chromium:
 
     @contextlib.asynccontextmanager
     async def tab(self) -> AsyncIterator[Tab]:
-        """A page in a fresh browser context, closed after use; at most PAGES_AT_ONCE at a
-        time (waiting for a slot is not part of a capture's time). A fresh context, its routes
-        and a page cost ~200 ms (a new renderer): one is made ahead, unused, for the next
-        capture."""
-        async with self._slots:
+        """A page in a fresh browser context; at most PAGES_AT_ONCE at a time (waiting for a
+        slot is not part of a capture's time). A fresh context, its routes and a page cost
+        ~200 ms of CPU (a new renderer), and closing one ~20 ms: both happen after the capture
+        has its result, off its path (the next capture takes the page made ahead), so neither
+        competes with a capture for the CPU."""
+        await self._slots.acquire()
+        try:
             instance = await self._instance_for_one_more()
-            try:
-                tab = await self._take_spare(instance)
-                if not instance.retiring:
-                    self._spare = (instance, asyncio.create_task(_fresh(instance.browser)))
-                try:
-                    yield tab
-                finally:
-                    await self._close(instance, tab.context)
-            finally:
-                instance.open -= 1
-                if instance.retiring and instance.open == 0:
-                    await self._retire(instance)
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            tab = await self._take_spare(instance)
+        except BaseException:
+            self._finish(instance, None)
+            raise
+        try:
+            yield tab
+        finally:
+            self._finish(instance, tab)
+
+    def _finish(self, instance: _Instance, tab: Tab | None) -> None:
+        """Close the capture's context, then make the next capture's page, in the background
+        (stop() waits for it); the slot is free once the context is closed."""
+        task = asyncio.create_task(self._after_capture(instance, tab))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _after_capture(self, instance: _Instance, tab: Tab | None) -> None:
+        try:
+            if tab is not None:
+                await self._close(instance, tab.context)
+        finally:
+            instance.open -= 1
+            self._slots.release()
+        if instance.retiring and instance.open == 0:
+            await self._retire(instance)
+        elif not instance.retiring and self._spare is None and self._current is instance:
+            self._spare = (instance, asyncio.create_task(_fresh(instance.browser)))
 
     async def _take_spare(self, instance: _Instance) -> Tab:
         spare, self._spare = self._spare, None
@@ -153,6 +175,8 @@ class Chromium:
         return await _fresh(instance.browser)
 
     async def stop(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         async with self._lock:
             for instance in list(self._instances):
                 await self._retire(instance)
