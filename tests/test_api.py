@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import Daemon, image_bytes
 
 
@@ -28,7 +29,7 @@ def test_api_info_needs_no_key(daemon: Daemon) -> None:
     assert resp.status_code == 200
     body = resp.json()
     assert body["ok"] is True
-    assert body["version"]
+    assert body["version"] and body["schema_version"] == SCHEMA_VERSION
     paths = {e["path"] for e in body["endpoints"]}
     assert {"/v1/formats", "/v1/upload", "/v1/convert", "/v1/keys/me"} <= paths
     docs = requests.get(body["docs_url"], timeout=5)

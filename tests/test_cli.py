@@ -10,13 +10,15 @@ import pytest
 import requests
 
 from convertd import __version__
+from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import Daemon
 from tests.daemon import run_cli
 
 
 def test_version() -> None:
     proc = run_cli(None, "--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"convertd {__version__}"
+    expected = f"convertd {__version__} (schema {SCHEMA_VERSION})"
+    assert proc.returncode == 0 and proc.stdout.strip() == expected
 
 
 def test_keys_create_prints_the_secret_once_and_stores_only_a_hash(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from convertd import __version__
 from convertd.api.routes import Route
 from convertd.api.urls import base_url
+from convertd.store.migrations import SCHEMA_VERSION
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -97,6 +98,7 @@ def index_route(version: str, routes: Callable[[], Sequence[Route]], **extra: An
                 **extra,
                 "name": "convertd",
                 "version": __version__,
+                "schema_version": SCHEMA_VERSION,  # of the database this convertd writes
                 "api_version": version,
                 "endpoints": [
                     {"method": r.method, "path": r.path, "description": r.summary} for r in routes()

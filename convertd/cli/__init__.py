@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from convertd import __version__
-from convertd.cli import convert, doctor, drops, formats, jobs, keys, plans, serve, webhooks
+from convertd.cli import backup, convert, doctor, drops, formats, jobs, keys, plans, serve, webhooks
 from convertd.cli.common import common_options, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
 from convertd.store.keys import AdminError
-from convertd.store.migrations import SchemaTooNew
+from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
 EPILOG = f"""examples:
   convertd serve                                  start on 127.0.0.1:{DEFAULT_PORT}
@@ -27,7 +27,7 @@ EPILOG = f"""examples:
 """
 
 # In the order `convertd --help` lists them.
-COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs, webhooks)
+COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs, webhooks, backup)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,7 +40,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    top.add_argument("--version", action="version", version=f"convertd {__version__}")
+    top.add_argument(
+        "--version", action="version", version=f"convertd {__version__} (schema {SCHEMA_VERSION})"
+    )
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     for group in COMMAND_GROUPS:
