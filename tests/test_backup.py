@@ -217,23 +217,31 @@ def test_backup_is_one_moment_and_holds_no_writer_up(tmp_path: Path) -> None:
     conn.close()
 
 
+def leave_a_wal(database: Path, name: str) -> None:
+    """Rename the key as a daemon killed with -9 would leave it: committed, in the -wal."""
+    script = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "conn.execute('UPDATE api_keys SET name = ?', (sys.argv[2],))\n"
+        "os._exit(0)  # no checkpoint, no close: the WAL stays\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(database), name], check=True)
+    assert Path(f"{database}-wal").stat().st_size > 0
+
+
 def test_restore_keeps_the_current_database_whole_wal_and_all(tmp_path: Path) -> None:
-    """A daemon killed with -9 leaves committed writes in convertd.db-wal. The database kept
-    aside has them (folded in), and no -wal is left to be replayed onto the restored file."""
+    """A daemon killed with -9 leaves committed writes in convertd.db-wal. A backup has them;
+    the database kept aside has them (folded in); no -wal is left to be replayed onto the
+    restored file."""
     data = tmp_path / "data"
     run_cli(data, "keys", "create", "--name", "in-backup")
     saved = tmp_path / "saved.db"
     run_cli(data, "backup", str(saved))
     database = data / "convertd.db"
-    script = (
-        "import os, sqlite3, sys\n"
-        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
-        "conn.execute(\"UPDATE api_keys SET name = 'after-backup'\")\n"
-        "os._exit(0)  # as a kill -9: no checkpoint, the WAL stays\n"
-    )
-    subprocess.run([sys.executable, "-c", script, str(database)], check=True)
-    assert Path(f"{database}-wal").stat().st_size > 0
+    leave_a_wal(database, "after-backup")
+    run_cli(data, "backup", str(tmp_path / "later.db"))
+    assert rows(tmp_path / "later.db", "SELECT name FROM api_keys") == [("after-backup",)]
 
     proc = run_cli(data, "restore", str(saved))
     assert "schema" in proc.stdout
@@ -246,3 +254,21 @@ def test_restore_keeps_the_current_database_whole_wal_and_all(tmp_path: Path) ->
     # The kept database is itself a backup that restore takes.
     run_cli(data, "restore", str(aside))
     assert rows(database, "SELECT name FROM api_keys") == [("after-backup",)]
+
+
+def test_restore_sets_aside_a_wal_left_without_its_database(tmp_path: Path) -> None:
+    """convertd.db removed by hand, its -wal not: the -wal belongs to another database and must
+    not be replayed onto the restored one."""
+    data = tmp_path / "data"
+    run_cli(data, "keys", "create", "--name", "in-backup")
+    saved = tmp_path / "saved.db"
+    run_cli(data, "backup", str(saved))
+    database = data / "convertd.db"
+    leave_a_wal(database, "stale")
+    database.unlink()
+    run_cli(data, "restore", str(saved))
+    assert rows(database, "SELECT name FROM api_keys") == [("in-backup",)]
+    assert rows(database, "PRAGMA integrity_check") == [("ok",)]
+    assert not Path(f"{database}-wal").exists()
+    kept = {p.name.split("Z")[-1] for p in data.glob("convertd.db.before-restore-*")}
+    assert kept == {"-wal", "-shm"}

@@ -136,7 +136,9 @@ def restore(source: Path, database: Path) -> Restored:
         if database.exists():
             _copy_owner(database, temp)
         _fsync(temp)
-        kept = _set_aside(database) if database.exists() else None
+        # A -wal without its database (removed by hand) would be replayed onto the new one.
+        leftovers = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")]
+        kept = _set_aside(database) if any(p.exists() for p in leftovers) else None
         os.replace(temp, database)
         _fsync(database.parent)
     finally:
@@ -228,6 +230,8 @@ def _set_aside(database: Path) -> Path:
         n += 1
         aside = database.with_name(f"{database.name}.before-restore-{stamp}-{n}")
     try:
+        if not database.exists():
+            raise BackupError("only its -wal is left")
         with _connect(database) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             _make_self_contained(conn)
@@ -239,10 +243,11 @@ def _set_aside(database: Path) -> Path:
         current = Path(f"{database}{suffix}")
         if current.exists():
             os.replace(current, Path(f"{aside}{suffix}"))
-    try:
-        os.link(database, aside)
-    except OSError:  # a file system without hard links
-        shutil.copy2(database, aside)
+    if database.exists():
+        try:
+            os.link(database, aside)
+        except OSError:  # a file system without hard links
+            shutil.copy2(database, aside)
     return aside
 
 
