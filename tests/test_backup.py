@@ -4,6 +4,7 @@ real SQLite files, and the backup files opened to see what they hold."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -272,3 +273,23 @@ def test_restore_sets_aside_a_wal_left_without_its_database(tmp_path: Path) -> N
     assert not Path(f"{database}-wal").exists()
     kept = {p.name.split("Z")[-1] for p in data.glob("convertd.db.before-restore-*")}
     assert kept == {"-wal", "-shm"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can restore for another user")
+def test_root_restores_for_the_service_user(tmp_path: Path) -> None:
+    """As `sudo convertd restore` for the system service: what the restore leaves in the data
+    dir belongs to the data dir's owner, whom the daemon runs as, or it could not open it."""
+    data = tmp_path / "data"
+    run_cli(data, "keys", "create", "--name", "service")
+    saved = tmp_path / "saved.db"
+    run_cli(data, "backup", str(saved))
+    service_uid = 65534  # nobody
+    for path in [data, *data.iterdir()]:
+        os.chown(path, service_uid, -1)
+    (data / "convertd.lock").unlink(missing_ok=True)  # never made by the service yet
+    run_cli(data, "restore", str(saved))
+    assert {p.name: p.stat().st_uid for p in data.iterdir()} == {
+        "convertd.db": service_uid,
+        "convertd.lock": service_uid,
+        **{p.name: service_uid for p in data.glob("convertd.db.before-restore-*")},
+    }

@@ -66,6 +66,7 @@ def run_restore(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         return fail(f"{exc}; stop it first (e.g. systemctl stop convertd), then restore")
     try:
+        backup.give_to_owner(data.lock, data.root)  # a lock root made must not lock the daemon out
         restored = backup.restore(args.file, data.database)
     except backup.BackupError as exc:
         return fail(str(exc))

@@ -133,8 +133,7 @@ def restore(source: Path, database: Path) -> Restored:
             # Migrated here, so a backup too damaged to migrate is refused before anything moves.
             migrate(out)
             summary = _verify(out, temp, expected_version=SCHEMA_VERSION)
-        if database.exists():
-            _copy_owner(database, temp)
+        _copy_owner(database if database.exists() else database.parent, temp)
         _fsync(temp)
         # A -wal without its database (removed by hand) would be replayed onto the new one.
         leftovers = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")]
@@ -252,11 +251,18 @@ def _set_aside(database: Path) -> Path:
 
 
 def _copy_owner(model: Path, path: Path) -> None:
-    """The restored file gets the current one's mode, and its owner when we may set it (root
-    restoring for a service's own user)."""
+    """The restored file gets the current one's mode (else the data dir's, less execute), and
+    its owner when we may set it: root restoring for a service's own user."""
     stat = model.stat()
-    os.chmod(path, stat.st_mode & 0o777)
+    os.chmod(path, stat.st_mode & (0o777 if model.is_file() else 0o666))
+    give_to_owner(path, model)
+
+
+def give_to_owner(path: Path, model: Path) -> None:
+    """Run as root, make `path` belong to `model`'s owner, so that the daemon running as that
+    user can open it; otherwise nothing to do."""
     if os.geteuid() == 0:
+        stat = model.stat()
         os.chown(path, stat.st_uid, stat.st_gid)
 
 
