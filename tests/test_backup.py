@@ -243,9 +243,15 @@ def test_restore_keeps_the_current_database_whole_wal_and_all(tmp_path: Path) ->
     leave_a_wal(database, "after-backup")
     run_cli(data, "backup", str(tmp_path / "later.db"))
     assert rows(tmp_path / "later.db", "SELECT name FROM api_keys") == [("after-backup",)]
+    # A database copied with its -wal (by hand, the daemon stopped) restores with what it holds.
+    run_cli(tmp_path / "other", "restore", str(database))
+    assert rows(tmp_path / "other" / "convertd.db", "SELECT name FROM api_keys") == [
+        ("after-backup",)
+    ]
 
     proc = run_cli(data, "restore", str(saved))
     assert "schema" in proc.stdout
+    assert sorted(p.name for p in tmp_path.glob("saved.db*")) == ["saved.db"]  # read, untouched
     assert not Path(f"{database}-wal").exists() and not Path(f"{database}-shm").exists()
     assert rows(database, "SELECT name FROM api_keys") == [("in-backup",)]
     (aside,) = data.glob("convertd.db.before-restore-*")

@@ -105,7 +105,7 @@ def inspect(path: Path) -> Summary:
         raise BackupError(f"no such file: {path}")
     if not path.is_file():
         raise BackupError(f"{path} is not a file")
-    with _connect(path, read_only=True) as conn:
+    with _connect(path, at_rest=True) as conn:
         version = _checked_version(conn, path)
         return _verify(conn, path, expected_version=version)
 
@@ -124,7 +124,7 @@ def restore(source: Path, database: Path) -> Restored:
     temp = database.with_name(f".{database.name}.restore.tmp")
     _remove_sqlite_files(temp)
     try:
-        with _connect(source, read_only=True) as src, _connect(temp) as out:
+        with _connect(source, at_rest=True) as src, _connect(temp) as out:
             src.execute("BEGIN")
             version = _checked_version(src, source)  # reads, so takes the snapshot
             src.backup(out)
@@ -146,9 +146,15 @@ def restore(source: Path, database: Path) -> Restored:
 
 
 @contextlib.contextmanager
-def _connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
-    mode = "ro" if read_only else "rwc"
+def _connect(
+    path: Path, *, read_only: bool = False, at_rest: bool = False
+) -> Iterator[sqlite3.Connection]:
+    """`at_rest`: a file nothing writes to (a backup), read without making -wal or -shm files
+    beside it, unless a -wal is already there to be read."""
+    mode = "ro" if read_only or at_rest else "rwc"
     uri = f"file:{_quote(path)}?mode={mode}"
+    if at_rest and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
