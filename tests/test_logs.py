@@ -246,3 +246,28 @@ def test_no_watchdog_for_another_process(tmp_path: Path, datagrams: Datagrams) -
     finally:
         d.stop()
     assert b"WATCHDOG=1" not in datagrams.got and datagrams.got
+
+
+def test_a_json_line_holds_a_traceback_and_the_context() -> None:
+    import logging
+
+    record = logging.LogRecord("convertd.x", logging.ERROR, __file__, 1, "boom %s", ("here",), None)
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    token = logs.job_id.set("job-7")
+    try:
+        assert logs.ContextFilter().filter(record)
+    finally:
+        logs.job_id.reset(token)
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line
+    body = json.loads(line)
+    assert body["message"] == "boom here" and body["level"] == "ERROR"
+    assert body["job_id"] == "job-7" and "request_id" not in body
+    assert "Traceback" in body["exception"] and "bad\nvalue" in body["exception"]
+    text = logs.TextFormatter().format(record)
+    assert text.splitlines()[0].endswith("boom here [job_id=job-7]")
