@@ -1,8 +1,9 @@
 """The application factory: state, resource lifecycle in order, routes and middlewares.
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
-database (migrate, recover jobs) -> call counter -> webhook sender -> LibreOffice -> conversion
-runner -> worker pool -> task engine (/v2) -> drop folders -> retention sweep.
+database (migrate, recover jobs) -> systemd watchdog -> call counter -> webhook sender ->
+LibreOffice -> conversion runner -> worker pool -> task engine (/v2) -> drop folders ->
+retention sweep.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from aiohttp import web
 from convertd.api.auth import auth_middleware
 from convertd.api.cors import add_cors_headers, cors_middleware
 from convertd.api.errors import error_middleware
+from convertd.api.health import PROBE, DatabaseProbe
+from convertd.api.health import ROUTES as HEALTH_ROUTES
 from convertd.api.limits import add_rate_limit_headers
+from convertd.api.request_ids import add_request_id_header, request_id_middleware
 from convertd.api.routes import add_routes
 from convertd.api.state import CALLS, CHANGES, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
@@ -45,6 +49,7 @@ from convertd.store.db import Database
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
+from convertd.watchdog import Watchdog
 from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -66,6 +71,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         logger.info("recovered %d interrupted job(s); %d gave up", requeued, failed)
     yield
     await db.close()
+
+
+async def _watchdog(app: web.Application) -> AsyncIterator[None]:
+    """systemd's watchdog, when it watches: pinged until everything else has stopped."""
+    config = app[CONFIG]
+    interval = config.watchdog_seconds
+    if interval is None or not config.notify_socket:
+        yield
+        return
+    watchdog = Watchdog(app[DB], config.notify_socket, interval).start()
+    yield
+    await watchdog.stop()
 
 
 async def _call_counter(app: web.Application) -> AsyncIterator[None]:
@@ -163,11 +180,14 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, error_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[request_id_middleware, cors_middleware, error_middleware, auth_middleware]
+    )
     data = DataDir.of(config)
     app[CONFIG] = config
     app[DATA] = data
     app[CHANGES] = Changes()
+    app[PROBE] = DatabaseProbe()
     app[OFFICE] = OfficePool(
         data.office, config.office_pool_size, config.office_recycle_after, config.uno_python
     )
@@ -186,6 +206,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app.cleanup_ctx.extend(
         [
             _database,
+            _watchdog,  # stopped last, just before the database closes
             _call_counter,
             _webhooks,  # before anything runs: it checks the watch rules' webhooks
             _office,
@@ -199,7 +220,9 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     )
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(add_request_id_header)
     app.on_shutdown.append(_answer_waits)
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)
+    add_routes(app, HEALTH_ROUTES)
     return app

@@ -24,9 +24,20 @@ DEFAULT_PORT = 8470
 
 
 # Settings whose TOML value is a list.
-LIST_SETTINGS = ("import_url_allow", "cors_origins", "webhook_allow", "webhook_retry_seconds")
+LIST_SETTINGS = (
+    "import_url_allow",
+    "cors_origins",
+    "webhook_allow",
+    "webhook_retry_seconds",
+    "health_tools",
+)
 # The waits between a webhook's tries: ten tries in all, up to an hour apart (3 h 52 min).
 WEBHOOK_RETRY_SECONDS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 3600.0, 3600.0)
+# The system tools /health requires: the converters' (soffice stands for LibreOffice, found as
+# soffice or libreoffice). The optional ones (chromium, qpdf, ocrmypdf) are only reported.
+HEALTH_TOOLS = ("ffmpeg", "ffprobe", "pdftoppm", "soffice")
+LOG_FORMATS = ("auto", "text", "json", "journal")
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
 class ConfigError(Exception):
@@ -91,8 +102,29 @@ class Config:
     chromium: str | None = None
     # The longest a /sync/v2 request waits for its job or task to end.
     sync_wait_seconds: float = 300.0
+    # /health fails below this much free space in the data dir, or when one of these tools
+    # is not on PATH (an empty list: no tool is required).
+    health_min_free_bytes: int = 1024**3
+    health_tools: tuple[str, ...] = HEALTH_TOOLS
+    # Logs: text lines, JSON lines, or the journal's native protocol (auto: the journal when
+    # stderr is connected to it, as under systemd, else text).
+    log_format: str = "auto"
+    journal_socket: str = JOURNAL_SOCKET
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
+    # systemd's watchdog ($WATCHDOG_USEC, for the process $WATCHDOG_PID names if set) and
+    # whether stderr is the journal ($JOURNAL_STREAM, "device:inode" of the stream).
+    watchdog_usec: int | None = None
+    watchdog_pid: int | None = None
+    journal_stream: str | None = None
+
+    @property
+    def watchdog_seconds(self) -> float | None:
+        """How often to tell systemd's watchdog all is well (half its timeout), if it watches
+        this process."""
+        if not self.watchdog_usec or (self.watchdog_pid and self.watchdog_pid != os.getpid()):
+            return None
+        return self.watchdog_usec / 2e6
 
     @property
     def base_url(self) -> str:
@@ -152,6 +184,24 @@ def _seconds_list(value: Any) -> tuple[float, ...]:
     return waits
 
 
+def _tools(value: Any) -> tuple[str, ...]:
+    """A TOML list, or comma-separated text, of program names (found on PATH)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ValueError("expected a list of program names")
+    tools = tuple(x.strip() for x in items if x.strip())
+    if any("/" in tool or len(tool) > 64 for tool in tools):
+        raise ValueError("expected program names such as ffmpeg, not paths")
+    return tools
+
+
+def _log_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return text
+
+
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     if not text.startswith(("http://", "https://")) or "?" in text or "#" in text:
@@ -195,6 +245,10 @@ _PARSERS: dict[str, Any] = {
     "capture_timeout_seconds": float,
     "capture_memory_mb": int,
     "chromium": str,
+    "health_min_free_bytes": int,
+    "health_tools": _tools,
+    "log_format": _log_format,
+    "journal_socket": str,
 }
 
 _POSITIVE = {
@@ -216,6 +270,7 @@ _POSITIVE = {
     "sync_wait_seconds": 0.1,
     "capture_timeout_seconds": 1,
     "capture_memory_mb": 256,
+    "health_min_free_bytes": 0,
 }
 
 
@@ -295,4 +350,13 @@ def load_config(
     except RuleError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     values["notify_socket"] = env.get("NOTIFY_SOCKET") or None
+    values["watchdog_usec"] = _env_int(env, "WATCHDOG_USEC")
+    values["watchdog_pid"] = _env_int(env, "WATCHDOG_PID")
+    values["journal_stream"] = env.get("JOURNAL_STREAM") or None
     return Config(**values)
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    """A positive number systemd passes (a malformed one is ignored, as libsystemd does)."""
+    raw = env.get(name, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None

@@ -59,6 +59,12 @@ class Periodic:
         self._task = asyncio.create_task(self._run(), name=self.name)
         return self
 
+    @property
+    def alive(self) -> bool:
+        """Started and not ended: its loop survives any error in the work, so an ended task
+        means it was stopped, or something outside the work killed it."""
+        return self._task is not None and not self._task.done()
+
     def poke(self) -> None:
         """Run the work soon, without waiting for the rest of the interval."""
         self._poked.set()

@@ -18,6 +18,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from convertd import memory, sdnotify
 from convertd.api.errors import json_error
+from convertd.api.request_ids import HEADER as REQUEST_ID_HEADER
+from convertd.api.request_ids import request_id_of
 from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
@@ -49,17 +51,20 @@ class _ApiRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         if not isinstance(exc, HttpProcessingError) or status >= 500:
             return super().handle_error(request, status, exc, message)
+        request_id = request_id_of(request)
         logger.info(
             "refused a malformed request from %s: %s (%d)",
             request.remote,
             type(exc).__name__,
             status,
+            extra={"request_id": request_id},
         )
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Bad Request"
         response = json_error(status, reason, "The request is not valid HTTP.", PARSER_HINT)
+        response.headers[REQUEST_ID_HEADER] = request_id
         response.force_close()
         return response
 
@@ -77,10 +82,14 @@ class ApiRunner(web.AppRunner):
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: never the query string, which may carry ?api_key=."""
+    """One line per request: never the query string, which may carry ?api_key=. It names the
+    request's id and the key's id and name (never the key)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         key = request.get(API_KEY)
+        context = {"request_id": request_id_of(request)}
+        if key is not None:
+            context |= {"key_name": key.name, "key_id": key.id}
         self.logger.info(
             "%s %s %s %d %dB %.1fms key=%s",
             request.remote,
@@ -90,6 +99,7 @@ class AccessLogger(AbstractAccessLogger):
             response.body_length,
             time * 1000,
             key.id if key is not None else "-",
+            extra=context,
         )
 
 

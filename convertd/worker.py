@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from convertd import memory
+from convertd import logs, memory
 from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.converters.registry import Registry
@@ -39,6 +39,9 @@ IDLE_POLL_SECONDS = 1.0
 RECORD_ATTEMPTS = 5
 
 JobEndListener = Callable[[jobs.Job], None]
+# A job still running this long after its time limit is wedged (a thread that cannot be
+# stopped, a hang the limit did not catch): /health says so.
+WEDGED_AFTER_SECONDS = 60.0
 # A job that fails with less than this free where it worked failed for want of space.
 NEARLY_FULL_BYTES = 1024**2
 
@@ -72,6 +75,7 @@ class WorkerPool:
         self._stopping = False
         self._workers: list[Periodic] = []
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._wedged_at: dict[str, float] = {}  # job id -> loop time past which it is wedged
         self._listeners: list[JobEndListener] = []
         self._watchers: list[JobEndListener] = []
         self._reclaimer = memory.reclaimer()
@@ -138,6 +142,8 @@ class WorkerPool:
         # The job runs in its own task so that stop() can wait for it while cancelling workers.
         run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
         self._running[job.id] = run
+        limit = min(job.timeout_seconds or math.inf, self.config.job_timeout_seconds)
+        self._wedged_at[job.id] = asyncio.get_running_loop().time() + limit + WEDGED_AFTER_SECONDS
         try:
             await asyncio.shield(run)
         except asyncio.CancelledError:
@@ -152,8 +158,29 @@ class WorkerPool:
             raise
         finally:
             self._running.pop(job.id, None)
+            self._wedged_at.pop(job.id, None)
             self._cancelled.discard(job.id)
         return True
+
+    def health(self) -> tuple[bool, str]:
+        """Whether every worker's loop is running and no job has outlived its time limit by
+        WEDGED_AFTER_SECONDS; and a line saying so."""
+        dead = sum(not worker.alive for worker in self._workers)
+        now = asyncio.get_running_loop().time()
+        wedged = sorted(job_id for job_id, at in self._wedged_at.items() if now > at)
+        problems = []
+        if dead:
+            problems.append(f"{dead} of {len(self._workers)} workers stopped")
+        if wedged:
+            problems.append(
+                f"job(s) {', '.join(wedged[:5])} still running {WEDGED_AFTER_SECONDS:.0f} s "
+                "past their time limit"
+            )
+        if problems:
+            return False, "; ".join(problems)
+        if not self._workers:
+            return True, "no workers (workers = 0: the queue only)"
+        return True, f"{len(self._workers)} worker(s) running, {len(self._running)} busy"
 
     async def _stop_cancelled(self) -> None:
         """Stop the running jobs the database says are no longer running here (cancelled from
@@ -168,6 +195,7 @@ class WorkerPool:
                 run.cancel()
 
     async def _run(self, job: jobs.Job, owner: str) -> None:
+        logs.job_id.set(job.id)  # this task's own context: its log lines name the job
         error = await self._convert(job, owner)
         if error is None:
             return

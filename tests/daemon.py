@@ -72,8 +72,15 @@ def proc_status_kib(pid: int, field: str) -> int:
 class Daemon:
     """`python -m convertd serve` on a free port, with its log beside its data dir."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 2):
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 2,
+        args: tuple[str, ...] = (),
+    ):
         self.data_dir = data_dir
+        self.args = args  # more `serve` flags
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/v1"
         self.env = env or {}
@@ -96,6 +103,7 @@ class Daemon:
                     str(self.port),
                     "--workers",
                     str(self.workers),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

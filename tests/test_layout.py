@@ -31,6 +31,7 @@ LAYERS = [
             "convertd.periodic",
             "convertd.memory",
             "convertd.sdnotify",
+            "convertd.logs",  # where log lines go, and the request and job they are about
             "convertd.restrictions",
             "convertd.signing",
             "convertd.changes",
@@ -43,7 +44,13 @@ LAYERS = [
     ("converters", ["convertd.converters"]),
     (
         "worker, task engine, drops and retention",
-        ["convertd.worker", "convertd.tasks", "convertd.drops", "convertd.retention"],
+        [
+            "convertd.worker",
+            "convertd.tasks",
+            "convertd.drops",
+            "convertd.retention",
+            "convertd.watchdog",
+        ],
     ),
     ("api and events", ["convertd.api", "convertd.events"]),
     ("app and server", ["convertd.app", "convertd.server"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from convertd import restrictions
+from convertd import logs, restrictions
 from convertd.api.limits import count_call
 from convertd.api.routes import Handler, is_public, scope_of
 from convertd.api.state import API_KEY, CONFIG, DB
@@ -79,6 +79,9 @@ async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
             f"This key lacks the {scope} scope, which {request.method} {request.path} needs.",
             f"Use a key with that scope: `convertd keys create --scope {scope} ...`.",
         )
+    # Log lines name the key (never its secret) from here on, a 429 among them.
+    logs.key_name.set(key.name)
+    logs.key_id.set(key.id)
     await count_call(request, key)
     request[API_KEY] = key
     return key

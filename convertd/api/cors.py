@@ -10,10 +10,11 @@ from convertd.api.routes import Handler
 from convertd.api.state import CONFIG
 
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type"
+ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type, X-Request-Id"
 # What a page may read of an answer beyond the basics: quotas, waits and file names.
 EXPOSED_HEADERS = (
-    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Content-Disposition"
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, "
+    "Content-Disposition, X-Request-Id"
 )
 PREFLIGHT_MAX_AGE = "600"
 

@@ -59,6 +59,15 @@ def _error(
     headers: dict[str, str] | None = None,
     errors: dict[str, list[str]] | None = None,
 ) -> web.Response:
+    # One line per error answered, saying why (the access log has only the status); it carries
+    # the request's id (logs.request_id), which the answer's X-Request-Id header repeats.
+    logger.log(
+        logging.INFO if status < 500 else logging.WARNING,
+        "answered %d %s: %s",
+        status,
+        error,
+        message,
+    )
     if not is_v2(request):
         return json_error(status, error, message, hint, headers)
     body = {

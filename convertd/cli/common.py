@@ -29,7 +29,7 @@ def common_options() -> argparse.ArgumentParser:
 def config_of(args: argparse.Namespace) -> Config:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("data_dir", "host", "port", "workers", "drop_root")
+        for name in ("data_dir", "host", "port", "workers", "drop_root", "log_format")
     }
     return load_config(config_path=args.config, overrides=overrides)
 

@@ -8,8 +8,9 @@ import ipaddress
 import logging
 from pathlib import Path
 
+from convertd import logs
 from convertd.cli.common import config_of
-from convertd.config import DEFAULT_PORT
+from convertd.config import DEFAULT_PORT, LOG_FORMATS
 from convertd.drops.rules import RuleError
 
 logger = logging.getLogger("convertd")
@@ -31,6 +32,12 @@ def register(
     serve.add_argument(
         "--drop-root", type=Path, help="where inbox/, outbox/, processed/, failed/ live"
     )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, JSON lines, or the journal (default auto: the journal under systemd, "
+        "else text)",
+    )
     serve.set_defaults(run=run)
 
 
@@ -38,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from convertd.server import AlreadyRunning, serve
 
     config = config_of(args)
+    logs.configure(
+        config.log_format,
+        journal_stream=config.journal_stream,
+        journal_socket=config.journal_socket,
+    )
     try:
         host_is_loopback = ipaddress.ip_address(config.host).is_loopback
     except ValueError:

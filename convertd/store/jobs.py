@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from convertd import clock
+from convertd import clock, logs
 from convertd.store.db import Database, Row, from_row
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def insert(
         c.input_format,
         c.output_format,
         source,
+        extra=logs.job(row["id"]),
     )
     return row
 
@@ -150,7 +151,9 @@ async def claim_next(db: Database, owner: str) -> Job | None:
     if row is None:
         return None
     job = Job.from_row(row)
-    logger.info("job %s processing (attempt %d, %s)", job.id, job.attempts, owner)
+    logger.info(
+        "job %s processing (attempt %d, %s)", job.id, job.attempts, owner, extra=logs.job(job.id)
+    )
     return job
 
 
@@ -178,7 +181,13 @@ async def finish(
         )
     )
     if done:
-        logger.info("job %s finished: %s (%d bytes)", job_id, result_name, result_size)
+        logger.info(
+            "job %s finished: %s (%d bytes)",
+            job_id,
+            result_name,
+            result_size,
+            extra=logs.job(job_id),
+        )
     return done
 
 
@@ -194,7 +203,7 @@ async def fail(db: Database, job_id: str, owner: str, error: str) -> bool:
         )
     )
     if done:
-        logger.info("job %s failed: %s", job_id, error)
+        logger.info("job %s failed: %s", job_id, error, extra=logs.job(job_id))
     return done
 
 
@@ -211,7 +220,7 @@ async def requeue(db: Database, job_id: str, owner: str) -> None:
         )
     )
     if requeued:
-        logger.info("job %s pending: requeued at shutdown", job_id)
+        logger.info("job %s pending: requeued at shutdown", job_id, extra=logs.job(job_id))
 
 
 async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
@@ -237,9 +246,11 @@ async def recover_orphans(db: Database, max_attempts: int) -> tuple[int, int]:
 
     requeued, failed = await db.write(recover)
     for job_id in requeued:
-        logger.info("job %s pending: recovered after an unclean stop", job_id)
+        logger.info(
+            "job %s pending: recovered after an unclean stop", job_id, extra=logs.job(job_id)
+        )
     for job_id in failed:
-        logger.info("job %s failed: %s", job_id, reason)
+        logger.info("job %s failed: %s", job_id, reason, extra=logs.job(job_id))
     return len(requeued), len(failed)
 
 
@@ -286,7 +297,11 @@ async def expire_older_than(db: Database, cutoff: float) -> list[str]:
     )
     expired = [row[0] for row in rows]
     for job_id in expired:
-        logger.info("job %s expired: its files were deleted after the retention period", job_id)
+        logger.info(
+            "job %s expired: its files were deleted after the retention period",
+            job_id,
+            extra=logs.job(job_id),
+        )
     return expired
 
 

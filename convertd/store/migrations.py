@@ -298,6 +298,12 @@ MIGRATIONS: list[str] = [
         FROM webhooks w
         WHERE NEW.api = 'drop' AND w.rule = (SELECT rule FROM drops WHERE id = NEW.drop_id);
     END;
+    """,  # /health proves the database writable by committing a real change: this one row.
+    """
+    CREATE TABLE health (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at REAL NOT NULL
+    );
     """,
 ]
 

@@ -1,0 +1,51 @@
+"""Every request has an id: the client's `X-Request-Id` when it is sane (a reverse proxy's, so
+one id follows a request through both logs), else a fresh one. It is sent back in the answer's
+`X-Request-Id` and carried by every log line the request causes (logs.request_id), the access
+log's and the error renderer's included."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+from convertd import logs
+from convertd.api.routes import Handler
+
+HEADER = "X-Request-Id"
+# Bounded, and nothing that could break a log line or a header: letters, digits and - _ . : @
+# + = / (UUIDs, hex, nginx's $request_id, a tracing header's ids).
+SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def fresh() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_of(request: web.BaseRequest) -> str:
+    """The request's id, chosen once: the sane incoming one, else a fresh one."""
+    known = request.get(REQUEST_ID)
+    if isinstance(known, str):
+        return known
+    incoming = request.headers.get(HEADER, "").strip()
+    chosen = incoming if SANE.fullmatch(incoming) else fresh()
+    request[REQUEST_ID] = chosen
+    return chosen
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost middleware: everything the request logs, errors included, carries its id."""
+    token = logs.request_id.set(request_id_of(request))
+    try:
+        return await handler(request)
+    finally:
+        logs.request_id.reset(token)
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer, streamed ones and errors included, names its id."""
+    response.headers[HEADER] = request_id_of(request)
