@@ -193,9 +193,11 @@ FILL: dict[str, list[dict[str, Any]]] = {
             "created_at": NOW - 298,
         }
     ],
+    "health": [{"id": 1, "checked_at": NOW - 30}],
 }
-# What the daemon itself changes when the key is used.
+# What the daemon itself changes when the key is used (and /health's write probe).
 CHANGES_IN_USE = {
+    ("health", "checked_at"),
     ("api_keys", "usage_count"),
     ("api_keys", "last_used_at"),
     ("call_counts", "count"),
