@@ -299,6 +299,19 @@ MIGRATIONS: list[str] = [
         WHERE NEW.api = 'drop' AND w.rule = (SELECT rule FROM drops WHERE id = NEW.drop_id);
     END;
     """,
+    # 5: presets saved by `convertd presets add` and POST /v2/presets (store/presets.py); the
+    # built-ins live in code (presets.py), the config's in the TOML.
+    """
+    CREATE TABLE presets (
+        name          TEXT PRIMARY KEY,
+        filetype      TEXT NOT NULL,
+        output_format TEXT NOT NULL,
+        options       TEXT NOT NULL DEFAULT '{}',
+        description   TEXT NOT NULL DEFAULT '',
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
