@@ -41,7 +41,7 @@ from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
 from convertd.converters.run import Runner
 from convertd.drops.checks import build_rules, with_presets
-from convertd.drops.rules import WatchRule
+from convertd.drops.rules import WatchRule, preset_users
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
 from convertd.events.rules import mirror_rule_webhooks
@@ -212,7 +212,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         app[PRESETS] = Presets(
             app[REGISTRY],
             config.presets,
-            {r.preset: r.name for r in config.watch_rules if r.preset is not None},
+            preset_users(config.watch_rules),
         )
     except PresetError as exc:
         raise ConfigError(str(exc)) from None

@@ -325,6 +325,7 @@ def test_toml_presets_and_watch_rules_naming_presets(make_daemon: Any, tmp_path:
         '{"width": 10}',
     )
     thumbs, small, out = tmp_path / "thumbs", tmp_path / "small", tmp_path / "out"
+    stepped = tmp_path / "stepped"
     config = write_config(
         tmp_path / "c.toml",
         f"""
@@ -347,19 +348,29 @@ name = "small"
 folder = "{small}"
 output = "{out / "small"}"
 preset = "tiny-png"
+
+[[watch]]
+name = "stepped"
+folder = "{stepped}"
+output = "{out / "stepped"}"
+steps = [{{ operation = "convert", preset = "thumb-jpg", width = 12 }}]
 """,
     )
-    thumbs.mkdir()
-    small.mkdir()
+    for folder in (thumbs, small, stepped):
+        folder.mkdir()
     d = make_daemon(env={**FAST, "CONVERTD_CONFIG": str(config)}, data_dir=data)
     write_png(thumbs / "a.png", (40, 30))
     write_png(small / "b.png", (40, 30))
+    write_png(stepped / "c.png", (40, 30))
     wait_for(lambda: files(out / "thumbs") == ["a.jpg"], what="the thumbs rule's output")
     wait_for(lambda: files(out / "small") == ["b.png"], what="the small rule's output")
     with Image.open(out / "thumbs" / "a.jpg") as im:
         assert im.size == (20, 15)
     with Image.open(out / "small" / "b.png") as im:
         assert im.size == (10, 8)
+    wait_for(lambda: files(out / "stepped") == ["c.jpg"], what="the stepped rule's output")
+    with Image.open(out / "stepped" / "c.jpg") as im:
+        assert im.size == (12, 9)
 
     key = d.create_key("toml", "--plan", "pro")
     shown = call(d, key, "GET", "/v2/presets/thumb-jpg").json()["data"]

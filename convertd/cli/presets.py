@@ -8,6 +8,7 @@ from typing import Any
 
 from convertd.cli.common import config_of, fail, print_table, runs_on_database
 from convertd.converters.registry import default_registry
+from convertd.drops.rules import preset_users
 from convertd.errors import ConvertdError
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool
@@ -67,8 +68,7 @@ def _presets(args: argparse.Namespace) -> Presets:
     registry = default_registry(
         OfficePool(DataDir.of(config).office, 1, uno_python=config.uno_python)
     )
-    rules = {r.preset: r.name for r in config.watch_rules if r.preset is not None}
-    return Presets(registry, config.presets, rules)
+    return Presets(registry, config.presets, preset_users(config.watch_rules))
 
 
 def _json(preset: Preset) -> dict[str, Any]:

@@ -261,6 +261,15 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
     )
 
 
+def preset_users(rules: tuple[WatchRule, ...]) -> dict[str, str]:
+    """Preset name -> a rule naming it (itself or in a convert step)."""
+    users: dict[str, str] = {}
+    for rule in rules:
+        named = [rule.preset, *(step.get("preset") for step in rule.steps)]
+        users.update({name.strip().lower(): rule.name for name in named if isinstance(name, str)})
+    return users
+
+
 def check_layout(rules: list[WatchRule]) -> None:
     """Refuse rules whose outputs would be watched as inputs, or that share a folder."""
     seen: dict[Path, str] = {}
