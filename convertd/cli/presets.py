@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from convertd.cli.common import config_of, fail, print_table, runs_on_database
+from convertd.config import ConfigError
 from convertd.converters.registry import default_registry
 from convertd.drops.rules import preset_users
 from convertd.errors import ConvertdError
@@ -68,7 +69,10 @@ def _presets(args: argparse.Namespace) -> Presets:
     registry = default_registry(
         OfficePool(DataDir.of(config).office, 1, uno_python=config.uno_python)
     )
-    return Presets(registry, config.presets, preset_users(config.watch_rules))
+    try:
+        return Presets(registry, config.presets, preset_users(config.watch_rules))
+    except PresetError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _json(preset: Preset) -> dict[str, Any]:

@@ -45,6 +45,11 @@ async def all_saved(db: Database) -> list[Preset]:
     return [_preset(row) for row in rows]
 
 
+async def count(db: Database) -> int:
+    row = await db.fetch_one("SELECT count(*) FROM presets")
+    return int(row[0]) if row is not None else 0
+
+
 async def get(db: Database, name: str) -> Preset | None:
     row = await db.fetch_one(SELECT + " WHERE name = ?", (name,))
     return _preset(row) if row is not None else None

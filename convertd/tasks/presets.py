@@ -23,6 +23,9 @@ from convertd.store import presets as saved
 from convertd.store.db import Database
 from convertd.tasks.operations import OPTION_ALIASES
 
+# Saved presets are few by nature; the bound keeps a listing (and a runaway script) small.
+MAX_SAVED = 1000
+
 
 class UnknownPreset(LookupError):
     """No preset has this name; the message lists the known ones (bounded)."""
@@ -171,6 +174,11 @@ class Presets:
                 "Edit its [[preset]] table and restart, or choose another name.",
             )
         good = checked(self.registry, preset)
+        if await saved.get(db, preset.name) is None and await saved.count(db) >= MAX_SAVED:
+            raise Conflict(
+                f"There are {MAX_SAVED} saved presets, the most convertd keeps.",
+                "Remove some first (`convertd presets remove NAME`).",
+            )
         try:
             return await saved.save(db, good, replace=replace)
         except saved.Exists:
