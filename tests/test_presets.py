@@ -441,3 +441,30 @@ def test_a_name_in_both_the_config_and_the_database_stops_start_up(tmp_path: Pat
         check=False,
     )
     assert proc.returncode == 2 and "config file" in proc.stderr
+
+
+def test_local_convert_takes_a_preset(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(photo_with_exif((3000, 1500)))
+    run_cli(
+        data,
+        "presets",
+        "add",
+        "half",
+        "--filetype",
+        "image",
+        "--to",
+        "png",
+        "--options",
+        '{"width": 300}',
+    )
+    run_cli(data, "convert", str(photo), "--preset", "web-photo")
+    with Image.open(tmp_path / "photo.webp") as im:
+        assert im.size == (2048, 1024) and not im.getexif()
+    # A saved preset, with the command line's own options over it.
+    run_cli(data, "convert", str(photo), "--preset", "half", "--options", '{"width": 100}')
+    with Image.open(tmp_path / "photo.png") as im:
+        assert im.size == (100, 50)
+    proc = run_cli(data, "convert", str(photo), "--preset", "nope", check=False)
+    assert proc.returncode == 2 and "known presets: archive-pdfa" in proc.stderr
