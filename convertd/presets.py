@@ -135,7 +135,7 @@ BUILTINS = (
         "phone-video",
         "video",
         "mp4",
-        # 720 px tall (a landscape clip is 1280x720; a portrait one 406x720); crf 26 with
+        # 720 px tall (a landscape clip is 1280x720; a portrait one about 405x720); crf 26 with
         # 128 kbps AAC plays everywhere at a few MB a minute.
         {"video_codec": "h264", "audio_codec": "aac", "height": 720, "crf": 26, "bitrate": "128k"},
         "A video to share from a phone: MP4 (H.264/AAC), 720p, crf 26",
