@@ -1,9 +1,9 @@
 """The application factory: state, resource lifecycle in order, routes and middlewares.
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
-database (migrate, recover jobs) -> systemd watchdog -> call counter -> webhook sender ->
-LibreOffice -> conversion runner -> worker pool -> task engine (/v2) -> drop folders ->
-retention sweep.
+database (migrate, recover jobs) -> systemd watchdog -> presets (the watch rules' applied) ->
+call counter -> webhook sender -> LibreOffice -> conversion runner -> worker pool -> task engine
+(/v2) -> drop folders -> retention sweep.
 """
 
 from __future__ import annotations
@@ -23,17 +23,28 @@ from convertd.api.health import ROUTES as HEALTH_ROUTES
 from convertd.api.limits import add_rate_limit_headers
 from convertd.api.request_ids import add_request_id_header, request_id_middleware
 from convertd.api.routes import add_routes
-from convertd.api.state import CALLS, CHANGES, CONFIG, DATA, DB, ENGINE, POOL, REGISTRY, SIGNER
+from convertd.api.state import (
+    CALLS,
+    CHANGES,
+    CONFIG,
+    DATA,
+    DB,
+    ENGINE,
+    POOL,
+    PRESETS,
+    REGISTRY,
+    SIGNER,
+)
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
 from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
-from convertd.config import Config
+from convertd.config import Config, ConfigError
 from convertd.converters.base import Limits
 from convertd.converters.registry import Registry, default_registry
 from convertd.converters.run import Runner
-from convertd.drops.checks import build_rules
-from convertd.drops.rules import WatchRule
+from convertd.drops.checks import build_rules, with_presets
+from convertd.drops.rules import WatchRule, preset_users
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
 from convertd.events.rules import mirror_rule_webhooks
@@ -42,6 +53,7 @@ from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
+from convertd.presets import PresetError
 from convertd.retention import sweep_once
 from convertd.signing import Signer
 from convertd.store import jobs
@@ -49,6 +61,7 @@ from convertd.store.db import Database
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
+from convertd.tasks.presets import Presets
 from convertd.watchdog import Watchdog
 from convertd.worker import WorkerPool
 
@@ -83,6 +96,17 @@ async def _watchdog(app: web.Application) -> AsyncIterator[None]:
     watchdog = Watchdog(app[DB], config.notify_socket, interval).start()
     yield
     await watchdog.stop()
+
+
+async def _presets(app: web.Application) -> AsyncIterator[None]:
+    """Once the database is open: no preset named both there and in the config, and the watch
+    rules that name a preset given its fields (an unknown one stops start-up)."""
+    try:
+        await app[PRESETS].check_database(app[DB])
+    except PresetError as exc:
+        raise ConfigError(str(exc)) from None
+    app[RULES] = await with_presets(app[RULES], app[PRESETS], app[DB], app[REGISTRY])
+    yield
 
 
 async def _call_counter(app: web.Application) -> AsyncIterator[None]:
@@ -203,10 +227,19 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
+    try:
+        app[PRESETS] = Presets(
+            app[REGISTRY],
+            config.presets,
+            preset_users(config.watch_rules),
+        )
+    except PresetError as exc:
+        raise ConfigError(str(exc)) from None
     app.cleanup_ctx.extend(
         [
             _database,
             _watchdog,  # stopped last, just before the database closes
+            _presets,  # the database's presets checked, and the watch rules' applied
             _call_counter,
             _webhooks,  # before anything runs: it checks the watch rules' webhooks
             _office,

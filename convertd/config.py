@@ -17,6 +17,7 @@ import platformdirs
 
 from convertd.drops.rules import ORIGINALS, RuleError, WatchRule, parse_rules
 from convertd.fetch import parse_networks
+from convertd.presets import Preset, PresetError, parse_tables
 
 APP_NAME = "convertd"
 DEFAULT_HOST = "127.0.0.1"
@@ -81,6 +82,8 @@ class Config:
     drop_originals: str = "move"
     # The [[watch]] tables, parsed (drops/rules.py); checked against the converters at start-up.
     watch_rules: tuple[WatchRule, ...] = ()
+    # The [[preset]] tables, by shape (presets.py); checked against the converters at start-up.
+    presets: tuple[Preset, ...] = ()
     # Networks (CIDRs) that import/url may fetch from although they are private or loopback,
     # e.g. a NAS on the LAN; everything else non-public is refused (fetch.py).
     import_url_allow: tuple[str, ...] = ()
@@ -297,7 +300,7 @@ def _parse(name: str, value: Any, source: str) -> Any:
     return parsed
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], Any]:
+def _read_toml(path: Path) -> tuple[dict[str, Any], Any, Any]:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -305,12 +308,13 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    # Settings may sit at the top level or under [server]; watch rules are [[watch]] tables.
+    # Settings may sit at the top level or under [server]; watch rules are [[watch]] tables,
+    # presets [[preset]] tables.
     table = data.get("server", data)
     settings = {
         k: v for k, v in table.items() if not isinstance(v, dict | list) or k in LIST_SETTINGS
     }
-    return settings, data.get("watch")
+    return settings, data.get("watch"), data.get("preset")
 
 
 def load_config(
@@ -328,8 +332,9 @@ def load_config(
     )
     path = explicit_path or default_config_path()
     watch_tables: Any = None
+    preset_tables: Any = None
     if explicit_path is not None or path.exists():
-        settings, watch_tables = _read_toml(path)
+        settings, watch_tables, preset_tables = _read_toml(path)
         for name, value in settings.items():
             if name not in _PARSERS:
                 raise ConfigError(f"{path}: unknown setting {name!r}")
@@ -347,7 +352,8 @@ def load_config(
     values.setdefault("data_dir", default_data_dir())
     try:
         values["watch_rules"] = parse_rules(watch_tables, values.get("drop_originals", "move"))
-    except RuleError as exc:
+        values["presets"] = parse_tables(preset_tables)
+    except (RuleError, PresetError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     values["notify_socket"] = env.get("NOTIFY_SOCKET") or None
     values["watchdog_usec"] = _env_int(env, "WATCHDOG_USEC")

@@ -38,6 +38,7 @@ LAYERS = [
             "convertd.fetch",  # the network policy for everything the daemon downloads
             "convertd.forward",  # the same, one hop at a time, for a browser
             "convertd.drops.rules",  # what a watch rule is, read with the config
+            "convertd.presets",  # what a preset is, and the config's [[preset]] tables
         ],
     ),
     ("store, office and browser", ["convertd.store", "convertd.office", "convertd.browser"]),

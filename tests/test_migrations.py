@@ -194,6 +194,17 @@ FILL: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "health": [{"id": 1, "checked_at": NOW - 30}],
+    "presets": [
+        {
+            "name": "nas-thumbs",
+            "filetype": "image",
+            "output_format": "jpg",
+            "options": json.dumps({"width": 320, "quality": 70}),
+            "description": "thumbnails for the photo share",
+            "created_at": NOW - 900,
+            "updated_at": NOW - 800,
+        }
+    ],
 }
 # What the daemon itself changes when the key is used (and /health's write probe).
 CHANGES_IN_USE = {

@@ -13,6 +13,7 @@ from convertd.store.db import Database
 from convertd.store.keys import ApiKey
 from convertd.store.quotas import CallCounter, Usage
 from convertd.tasks.engine import TaskEngine
+from convertd.tasks.presets import Presets
 from convertd.worker import WorkerPool
 
 CONFIG = web.AppKey("config", Config)
@@ -24,6 +25,7 @@ POOL = web.AppKey("pool", WorkerPool)
 ENGINE = web.AppKey("engine", TaskEngine)
 CHANGES = web.AppKey("changes", Changes)
 SIGNER = web.AppKey("signer", Signer)
+PRESETS = web.AppKey("presets", Presets)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)

@@ -10,7 +10,19 @@ import sys
 from collections.abc import Sequence
 
 from convertd import __version__
-from convertd.cli import backup, convert, doctor, drops, formats, jobs, keys, plans, serve, webhooks
+from convertd.cli import (
+    backup,
+    convert,
+    doctor,
+    drops,
+    formats,
+    jobs,
+    keys,
+    plans,
+    presets,
+    serve,
+    webhooks,
+)
 from convertd.cli.common import common_options, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
@@ -22,12 +34,25 @@ EPILOG = f"""examples:
   convertd keys create --name laptop              make an API key (shown once)
   convertd keys create --name web --restrict domain --allow example.com
   convertd plans set basic --calls-per-minute 120
+  convertd presets add web-small --filetype image --to webp --options '{{"width": 1024}}'
   curl -H "X-API-Key: $KEY" -F file=@photo.png -F filetype=image \\
        -F output_format=webp http://127.0.0.1:{DEFAULT_PORT}/v1/convert
 """
 
 # In the order `convertd --help` lists them.
-COMMAND_GROUPS = (serve, keys, plans, convert, doctor, formats, drops, jobs, webhooks, backup)
+COMMAND_GROUPS = (
+    serve,
+    keys,
+    plans,
+    presets,
+    convert,
+    doctor,
+    formats,
+    drops,
+    jobs,
+    webhooks,
+    backup,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from convertd.cli.common import config_of, fail
-from convertd.config import Config
+from convertd.config import Config, ConfigError
 from convertd.converters.base import Limits, canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import CannotInfer, Registry, default_registry
@@ -25,6 +25,9 @@ from convertd.drops.places import place_file
 from convertd.errors import ConversionError
 from convertd.files import DataDir, extension_of, safe_filename
 from convertd.office.pool import OfficePool
+from convertd.presets import Preset, PresetError
+from convertd.store.db import Database
+from convertd.tasks.presets import Presets, UnknownPreset
 
 
 def register(
@@ -39,11 +42,15 @@ def register(
         epilog="examples:\n"
         "  convertd convert report.docx --to pdf\n"
         "  convertd convert *.png --to webp --options '{\"quality\": 80}' -o small/\n"
-        "  convertd convert talk.mp4 --to mp3",
+        "  convertd convert talk.mp4 --to mp3\n"
+        "  convertd convert IMG_*.jpg --preset web-photo -o web/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    convert.add_argument("--to", required=True, metavar="FORMAT", help="output format")
+    convert.add_argument("--to", metavar="FORMAT", help="output format (or a --preset's)")
+    convert.add_argument(
+        "--preset", help="a preset's output format and options, under --to and --options"
+    )
     convert.add_argument("--options", default="{}", metavar="JSON", help="converter options")
     convert.add_argument("--filetype", help="force a converter (image, audio, ...)")
     convert.add_argument(
@@ -76,8 +83,18 @@ def run(args: argparse.Namespace) -> int:
         options = None
     if not isinstance(options, dict):
         return fail("--options must be a JSON object, e.g. '{\"quality\": 80}'", 2)
+    to = args.to
+    if args.preset:
+        try:
+            preset = asyncio.run(_preset(config, args.preset))
+        except UnknownPreset as exc:
+            return fail(exc.message, 2)
+        # The input picks the converter (as on /v2): scan-to-pdf takes a scanned PDF too.
+        to, options = to or preset.output_format, {**preset.options, **options}
+    if not to:
+        return fail("--to FORMAT (or a --preset) is required", 2)
     try:
-        destination = _destination(args.output, len(args.inputs), canonical_format(args.to))
+        destination = _destination(args.output, len(args.inputs), canonical_format(to))
     except ValueError as exc:
         return fail(str(exc), 2)
     interactive = sys.stderr.isatty() and not args.json
@@ -97,9 +114,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{n}/{total}] {outcome.source} -> {outcome.output} ({outcome.seconds:.1f} s)")
 
     outcomes = asyncio.run(
-        convert_files(
-            config, args.inputs, args.to, options, args.filetype, destination, progress, done
-        )
+        convert_files(config, args.inputs, to, options, args.filetype, destination, progress, done)
     )
     failed = [o for o in outcomes if o.error]
     if args.json:
@@ -120,6 +135,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{len(outcomes) - len(failed)} converted, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+async def _preset(config: Config, name: str) -> Preset:
+    """The preset as the daemon with this config and data dir sees it."""
+    office = OfficePool(DataDir.of(config).office, 1, uno_python=config.uno_python)
+    try:
+        presets = Presets(default_registry(office), config.presets)
+    except PresetError as exc:
+        raise ConfigError(str(exc)) from None
+    db = await Database.open(DataDir.of(config).database)
+    try:
+        return await presets.get(db, name)
+    finally:
+        await db.close()
 
 
 async def convert_files(

@@ -65,6 +65,9 @@ class WatchRule:
     # one merged result (drops/batches.py); the steps then start with a merge.
     merge: bool = False
     batch_seconds: float = 10.0
+    # A preset's name (presets.py): its filetype, output format and options, under the rule's
+    # own; resolved when the daemon starts (drops/checks.py), with the database's presets.
+    preset: str | None = None
 
     @property
     def by_subfolder(self) -> bool:
@@ -144,6 +147,7 @@ FIELDS = {
     "steps",
     "merge",
     "batch_seconds",
+    "preset",
 }
 
 
@@ -162,12 +166,14 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
             f"watch rule {name!r}: field 'steps' must be a list of tables, e.g. "
             '[{operation = "ocr"}, {operation = "optimize"}]'
         )
-    one_conversion = any(field in table for field in ("output_format", "options", "filetype"))
+    one_conversion = any(
+        field in table for field in ("output_format", "options", "filetype", "preset")
+    )
     if steps and one_conversion:
         raise RuleError(
             f"watch rule {name!r}: with 'steps', a convert step names its own output_format "
-            "and options (fields 'output_format', 'filetype' and 'options' are for one "
-            "conversion)"
+            "and options, or a preset (fields 'output_format', 'filetype', 'options' and "
+            "'preset' are for one conversion)"
         )
     merge = table.get("merge", False)
     if not isinstance(merge, bool):
@@ -184,16 +190,21 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         if one_conversion:
             raise RuleError(
                 f"watch rule {name!r}: with 'merge', the result is one file (a PDF, audio or "
-                "video); further work goes in 'steps' (fields 'output_format', 'filetype' and "
-                "'options' are for one conversion)"
+                "video); further work goes in 'steps' (fields 'output_format', 'filetype', "
+                "'options' and 'preset' are for one conversion)"
             )
         if not steps or steps[0].get("operation") != "merge":
             steps = [{"operation": "merge"}, *steps]
+    preset = table.get("preset")
+    if preset is not None and (not isinstance(preset, str) or not preset.strip()):
+        raise RuleError(f"watch rule {name!r}: field 'preset' must be a preset's name")
     fmt = table.get("output_format", PIPELINE if steps else None)
-    if not isinstance(fmt, str) or not fmt.strip():
+    if preset is not None and fmt is None:
+        fmt = ""  # the preset's, once it is known (drops/checks.py)
+    elif not isinstance(fmt, str) or not fmt.strip():
         raise RuleError(
             f"watch rule {name!r}: field 'output_format' is required, e.g. \"pdf\" "
-            "(or 'steps', a list of operations)"
+            "(or 'steps', a list of operations, or a 'preset')"
         )
     filetype = table.get("filetype")
     if filetype is not None and not isinstance(filetype, str):
@@ -246,7 +257,17 @@ def parse_rule(table: dict[str, Any], index: int, default_originals: str) -> Wat
         steps=tuple(steps),
         merge=merge,
         batch_seconds=float(batch),
+        preset=preset.strip().lower() if preset is not None else None,
     )
+
+
+def preset_users(rules: tuple[WatchRule, ...]) -> dict[str, str]:
+    """Preset name -> a rule naming it (itself or in a convert step)."""
+    users: dict[str, str] = {}
+    for rule in rules:
+        named = [rule.preset, *(step.get("preset") for step in rule.steps)]
+        users.update({name.strip().lower(): rule.name for name in named if isinstance(name, str)})
+    return users
 
 
 def check_layout(rules: list[WatchRule]) -> None:

@@ -305,6 +305,19 @@ MIGRATIONS: list[str] = [
         checked_at REAL NOT NULL
     );
     """,
+    # 6: presets saved by `convertd presets add` and POST /v2/presets (store/presets.py); the
+    # built-ins live in code (presets.py), the config's in the TOML.
+    """
+    CREATE TABLE presets (
+        name          TEXT PRIMARY KEY,
+        filetype      TEXT NOT NULL,
+        output_format TEXT NOT NULL,
+        options       TEXT NOT NULL DEFAULT '{}',
+        description   TEXT NOT NULL DEFAULT '',
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

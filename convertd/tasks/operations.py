@@ -39,6 +39,7 @@ CONVERT_FIELDS = (
     "timeout",
     "ignore_error",
     "operation",
+    "preset",  # expanded before the task is checked (tasks/presets.expand_convert)
 )
 
 # CloudConvert's option names -> convertd's, for the options whose meaning matches.
@@ -183,6 +184,8 @@ def _check_convert(
             out[name] = value
     if (filename := check.name("filename")) is not None:
         out["filename"] = filename
+    if isinstance(payload.get("preset"), str):
+        out["preset"] = payload["preset"]  # shown back; its options are the task's own now
     timeout = payload.get("timeout")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:

@@ -11,19 +11,20 @@ from aiohttp import web
 from convertd.api.auth import authorize
 from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import Body, json_field, read_body
-from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, REGISTRY, SIGNER
+from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, PRESETS, REGISTRY, SIGNER
 from convertd.api.urls import Reached, base_url
 from convertd.api.v1.uploads import record
 from convertd.clock import iso
-from convertd.converters.base import canonical_format
 from convertd.converters.options import OptionError
-from convertd.converters.registry import FILETYPES, Unreadable
-from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from convertd.converters.registry import Unreadable
+from convertd.errors import BadRequest, Conflict, NotFound
 from convertd.events import targets
 from convertd.files import is_job_id
 from convertd.store import jobs, keys, uploads
+from convertd.tasks.presets import UnknownPreset, check_conversion, merged
 
 DOWNLOAD = "v1-download"
+PRESET_HINT = "GET /v2/presets (or `convertd presets list`) shows each preset."
 
 
 def _link_expires(request: Reached, job: jobs.Job) -> int:
@@ -64,45 +65,19 @@ async def convert(request: web.Request) -> web.Response:
 async def _start_job(request: web.Request, body: Body) -> jobs.Job:
     fields = body.fields
     registry = request.app[REGISTRY]
-
-    filetype = fields.get("filetype", "").strip().lower()
-    if not filetype:
-        raise BadRequest("The field 'filetype' is required.", f"One of: {', '.join(FILETYPES)}.")
-    if filetype not in FILETYPES:
-        raise BadRequest(
-            f"The field 'filetype' has an unknown value {filetype!r}.",
-            f"One of: {', '.join(FILETYPES)}.",
-        )
-    converter = registry.get(filetype)
-    if converter is None:
-        known = registry.known(filetype)
-        if known is not None:
-            raise ServiceUnavailable(
-                f"The {filetype} converter needs {', '.join(known.missing_tools())}, which is "
-                "not installed on this server.",
-                "Install it and restart convertd; `convertd doctor` shows what is missing.",
-            )
-        available = ", ".join(c.filetype for c in registry.available())
-        raise BadRequest(
-            f"The filetype {filetype!r} is not available on this server.",
-            f"Available here: {available}. See GET /v1/formats.",
-        )
-
-    output_format = canonical_format(fields.get("output_format", ""))
-    if not output_format:
-        raise BadRequest(
-            "The field 'output_format' is required.",
-            f"For {filetype}: {', '.join(converter.output_formats)}.",
-        )
-    if output_format not in converter.output_formats:
-        raise BadRequest(
-            f"The field 'output_format' has a value {output_format!r} that {filetype} cannot make.",
-            f"For {filetype}: {', '.join(converter.output_formats)}.",
-        )
-    try:
-        options = converter.validate_options(json_field(fields, "options"), output_format)
-    except OptionError as exc:
-        raise BadRequest(f"The field 'options' is invalid: {exc}.") from None
+    filetype = fields.get("filetype", "")
+    output_format = fields.get("output_format", "")
+    raw = json_field(fields, "options")
+    preset = None
+    if name := fields.get("preset", "").strip():
+        try:
+            preset = await request.app[PRESETS].get(request.app[DB], name)
+        except UnknownPreset as exc:
+            raise BadRequest(f"The field 'preset': {exc.message}.", PRESET_HINT) from None
+        filetype, output_format, raw = merged(preset, filetype.strip(), output_format.strip(), raw)
+    converter, output_format, options = check_conversion(
+        registry, filetype, output_format, raw, preset=preset.name if preset else None
+    )
 
     webhook_url = _webhook_url(request, body)
     source = await _input_upload(request, body)
@@ -113,7 +88,7 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
         )
     except Unreadable as exc:
         raise BadRequest(
-            f"The {filetype} converter cannot read {exc.extension or 'this'} files.",
+            f"The {converter.filetype} converter cannot read {exc.extension or 'this'} files.",
             f"It reads: {', '.join(converter.input_formats)}.",
         ) from None
     except OptionError as exc:
@@ -127,7 +102,7 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
     except OptionError as exc:
         raise BadRequest(f"The field 'options' does not fit this input: {exc}.") from None
 
-    conversion = jobs.Conversion(filetype, input_format or "bin", output_format, options)
+    conversion = jobs.Conversion(converter.filetype, input_format or "bin", output_format, options)
     return await jobs.create(
         request.app[DB], source.id, conversion, key_id=request[API_KEY].id, webhook_url=webhook_url
     )

@@ -23,8 +23,13 @@ CONVERT_FIELDS = {
         "filetype": {"type": "string", "enum": list(FILETYPES)},
         "output_format": {"type": "string"},
         "options": {"type": "string", "description": "A JSON object of converter options"},
+        "preset": {
+            "type": "string",
+            "description": "A preset's name: its filetype, output_format and options fill in "
+            "what the request does not give (filetype and output_format are then optional)",
+        },
     },
-    "required": ["filetype", "output_format"],
+    "description": "filetype and output_format are required unless a preset gives them",
 }
 STATUS = {
     "type": "object",

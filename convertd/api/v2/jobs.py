@@ -16,6 +16,7 @@ from convertd.api.v2.render import data, job_json
 from convertd.api.v2.tasks import (
     JSON_HINT,
     MAX_JSON_BYTES,
+    expand,
     new_task,
     one_of,
     page_of,
@@ -130,7 +131,10 @@ async def create(request: web.Request) -> web.Response:
     webhook_url = _text(body, "webhook_url", targets.MAX_URL) or None  # "": none, as on v1
     if webhook_url and (problem := targets.url_problem(request.app[CONFIG], webhook_url)):
         raise Invalid(f"The webhook_url field {problem}.", {"webhook_url": [problem]})
-    specs = _task_specs(body)
+    specs = {
+        name: await expand(request, spec.get("operation"), spec, f"tasks.{name}")
+        for name, spec in _task_specs(body).items()
+    }
     graph = _inputs_by_name(specs)
     if len(specs) > 1:
         # Each task is a call: the request itself counted one, the others count now.

@@ -12,12 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from convertd.api.receive import read_json
-from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, ENGINE, REGISTRY
+from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, ENGINE, PRESETS, REGISTRY
 from convertd.api.v2.render import DEFAULT_PER_PAGE, MAX_PER_PAGE, Page, data, task_json
 from convertd.changes import task_items
 from convertd.errors import Invalid, NotFound, PayloadTooLarge
 from convertd.files import DataDir, is_job_id, safe_filename
 from convertd.store import tasks
+from convertd.tasks.checking import where
 from convertd.tasks.operations import (
     IMPORTS,
     check_task,
@@ -27,6 +28,7 @@ from convertd.tasks.operations import (
     with_image,
 )
 from convertd.tasks.parameters import INPUT_OPTIONAL, image_task
+from convertd.tasks.presets import UnknownPreset, expand_convert
 
 # A JSON body may carry a file for import/base64 or import/raw (CloudConvert advises against
 # more than 10 MB that way; uploads take files of any size).
@@ -110,6 +112,18 @@ def imported_file(
     return {"files": [{"filename": name, "size": len(raw)}]}
 
 
+async def expand(request: web.Request, operation: Any, raw: dict[str, Any], prefix: str) -> Any:
+    """A convert task's `preset` applied (its own fields win); other tasks as they came."""
+    if operation != "convert" or "preset" not in raw:
+        return raw
+    field = where(prefix, "preset")
+    try:
+        preset = await request.app[PRESETS].get(request.app[DB], raw["preset"])
+    except UnknownPreset as exc:
+        raise Invalid(f"The {field} field: {exc.message}.", {field: [exc.message]}) from None
+    return expand_convert(raw, preset)
+
+
 async def new_task(
     request: web.Request,
     name: str,
@@ -149,6 +163,7 @@ async def create(request: web.Request) -> web.Response:
     operation = request.path.removeprefix("/v2/")
     raw = await read_json(request, MAX_JSON_BYTES, JSON_HINT)
     raw.pop("operation", None)
+    raw = await expand(request, operation, raw, "")
     depends_on: list[tasks.Task] = []
     if operation not in IMPORTS and not (operation in INPUT_OPTIONAL and "input" not in raw):
         # A watermark's image is another task's file: that task is depended on too, last.

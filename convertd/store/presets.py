@@ -1,0 +1,87 @@
+"""Presets saved in the database (`convertd presets add`, `POST /v2/presets`).
+
+Only the rows: what a preset means, and which source wins for a name, is tasks/presets.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from convertd import clock
+from convertd.presets import DATABASE, Preset
+from convertd.store.db import Database, Row
+
+SELECT = (
+    "SELECT name, filetype, output_format, options, description, created_at, updated_at "
+    "FROM presets"
+)
+INSERT = (
+    "INSERT INTO presets "
+    "(name, filetype, output_format, options, description, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Exists(Exception):
+    """A preset of that name is already in the database."""
+
+
+def _preset(row: Row) -> Preset:
+    return Preset(
+        name=row["name"],
+        filetype=row["filetype"],
+        output_format=row["output_format"],
+        options=json.loads(row["options"]),
+        description=row["description"],
+        source=DATABASE,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def all_saved(db: Database) -> list[Preset]:
+    rows = await db.fetch_all(SELECT + " ORDER BY name")
+    return [_preset(row) for row in rows]
+
+
+async def count(db: Database) -> int:
+    row = await db.fetch_one("SELECT count(*) FROM presets")
+    return int(row[0]) if row is not None else 0
+
+
+async def get(db: Database, name: str) -> Preset | None:
+    row = await db.fetch_one(SELECT + " WHERE name = ?", (name,))
+    return _preset(row) if row is not None else None
+
+
+async def save(db: Database, preset: Preset, *, replace: bool) -> Preset:
+    """Insert the preset (Exists if the name is taken), or with `replace` insert or update it."""
+    now = clock.now()
+    options = json.dumps(preset.options, sort_keys=True)
+
+    def write(conn: sqlite3.Connection) -> Row:
+        params = (preset.name, preset.filetype, preset.output_format, options, preset.description)
+        if not replace:
+            try:
+                conn.execute(INSERT, (*params, now, now))
+            except sqlite3.IntegrityError:
+                raise Exists(preset.name) from None
+        else:
+            conn.execute(
+                INSERT + " ON CONFLICT (name) DO UPDATE SET filetype = excluded.filetype, "
+                "output_format = excluded.output_format, options = excluded.options, "
+                "description = excluded.description, updated_at = excluded.updated_at",
+                (*params, now, now),
+            )
+        row: Row = conn.execute(SELECT + " WHERE name = ?", (preset.name,)).fetchone()
+        return row
+
+    return _preset(await db.write(write))
+
+
+async def delete(db: Database, name: str) -> bool:
+    def write(conn: sqlite3.Connection) -> bool:
+        return conn.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount > 0
+
+    return await db.write(write)
