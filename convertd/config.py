@@ -91,6 +91,9 @@ class Config:
     chromium: str | None = None
     # The longest a /sync/v2 request waits for its job or task to end.
     sync_wait_seconds: float = 300.0
+    # GET /metrics for Prometheus (api/metrics.py), behind a key with the `metrics` scope;
+    # false: no endpoint, and requests are not counted.
+    metrics_enabled: bool = True
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
 
@@ -195,6 +198,7 @@ _PARSERS: dict[str, Any] = {
     "capture_timeout_seconds": float,
     "capture_memory_mb": int,
     "chromium": str,
+    "metrics_enabled": _to_bool,
 }
 
 _POSITIVE = {

@@ -37,6 +37,7 @@ LAYERS = [
             "convertd.fetch",  # the network policy for everything the daemon downloads
             "convertd.forward",  # the same, one hop at a time, for a browser
             "convertd.drops.rules",  # what a watch rule is, read with the config
+            "convertd.metrics",  # what /metrics shows; recorded from every layer above
         ],
     ),
     ("store, office and browser", ["convertd.store", "convertd.office", "convertd.browser"]),

@@ -1,0 +1,247 @@
+"""GET /metrics, end to end: a real daemon runs real jobs, Prometheus' own text parser reads the
+scrape, and the counts move with the jobs; labels never carry a job id, a file name or a path;
+only a key with the `metrics` scope may scrape, uncounted; the endpoint can be turned off."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from convertd import __version__
+from convertd.converters.registry import FILETYPES
+from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics
+from convertd.store.migrations import SCHEMA_VERSION
+from tests.conftest import Daemon, image_bytes
+
+QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
+DROPS = {**QUIET, "CONVERTD_DROP_SETTLE_SECONDS": "0.3", "CONVERTD_DROP_SCAN_SECONDS": "1"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metrics_url(d: Daemon) -> str:
+    return f"http://127.0.0.1:{d.port}/metrics"
+
+
+def scrape(d: Daemon, key: str) -> Samples:
+    """Every sample of a scrape, parsed by prometheus_client's own parser."""
+    resp = requests.get(metrics_url(d), headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_the_counts_move_with_real_jobs(make_daemon: Any) -> None:
+    d = make_daemon(env=DROPS)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+    before = scrape(d, prom)
+
+    # Three jobs through the API: a hash, an image conversion, and one that fails.
+    png = image_bytes("PNG", (64, 48))
+    bad = b"this is not a png at all"
+    job_ids = []
+    status, _ = d.convert_and_fetch(user, b"hello", "note-to-self.txt", "hash", "md5")
+    assert status["status"] == "finished"
+    job_ids.append(status["job_id"])
+    status, out = d.convert_and_fetch(user, png, "holiday-photo.png", "image", "jpg")
+    assert status["status"] == "finished" and out is not None
+    with Image.open(io.BytesIO(out.content)) as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+    job_ids.append(status["job_id"])
+    status, _ = d.convert_and_fetch(user, bad, "broken-scan.png", "image", "gif")
+    assert status["status"] == "failed"
+    job_ids.append(status["job_id"])
+
+    # A key on a plan of one call a minute: of three calls, at least one is refused (two
+    # windows at most, so one of them sees two calls).
+    d.cli("plans", "set", "trickle", "--api", "--calls-per-minute", "1")
+    trickle = d.create_key("trickle-client", "--plan", "trickle")
+    codes = [
+        requests.get(f"{d.base}/keys/me", headers={"X-API-Key": trickle}, timeout=10).status_code
+        for _ in range(3)
+    ]
+    assert 429 in codes and set(codes) <= {200, 429}
+
+    # The drop folder: one file converted, one that fails, one symbolic link skipped.
+    root = d.data_dir / "drop"
+    inbox = root / "inbox" / "webp"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (root / "elsewhere.png").write_bytes(png)
+    os.symlink(root / "elsewhere.png", inbox / "linked-picture.png")
+    (inbox / "dropped-picture.png").write_bytes(png)
+    (inbox / "garbage-drop.png").write_bytes(bad)
+    wait_for(lambda: files(root / "outbox") == ["dropped-picture.webp"], "the dropped file")
+    with Image.open(root / "outbox" / "dropped-picture.webp") as im:
+        assert im.format == "WEBP"
+    wait_for(lambda: "garbage-drop.png" in files(root / "failed" / "webp"), "the failed drop")
+
+    def drops_settled() -> Samples | None:
+        s = scrape(d, prom)
+        done = value(s, "convertd_drop_files_total", outcome="failed") >= 1
+        done = done and value(s, "convertd_drop_files_skipped") >= 1
+        return s if done and value(s, "convertd_drop_files_in_progress") == 0 else None
+
+    after = wait_for(drops_settled, "the drops in the metrics")
+
+    # Jobs by filetype, output format and final state; durations by filetype.
+    jobs = "convertd_jobs_total"
+    assert moved(before, after, jobs, filetype="hash", output_format="md5", state="finished") == 1
+    assert moved(before, after, jobs, filetype="image", output_format="jpg", state="finished") == 1
+    assert moved(before, after, jobs, filetype="image", output_format="gif", state="failed") == 1
+    assert moved(before, after, jobs, filetype="image", output_format="webp", state="finished") == 1
+    assert moved(before, after, "convertd_job_duration_seconds_count", filetype="hash") == 1
+    assert moved(before, after, "convertd_job_duration_seconds_count", filetype="image") >= 3
+    assert value(after, "convertd_job_duration_seconds_sum", filetype="image") > 0
+    assert value(after, "convertd_jobs_queued") == 0
+    assert value(after, "convertd_jobs_running") == 0
+    assert value(after, "convertd_jobs_oldest_queued_seconds") == 0
+
+    # HTTP by route template and status, with latencies; 429s by key name; upload bytes.
+    http = "convertd_http_requests_total"
+    convert = {"method": "POST", "route": "/v1/convert"}
+    assert moved(before, after, http, **convert, status="202") == 3
+    assert moved(before, after, "convertd_http_request_duration_seconds_count", **convert) == 3
+    status_route = {"method": "GET", "route": "/v1/status/{job_id}", "status": "200"}
+    assert moved(before, after, http, **status_route) >= 3
+    me = {"method": "GET", "route": "/v1/keys/me"}
+    assert moved(before, after, http, **me, status="429") == codes.count(429)
+    assert value(after, "convertd_rate_limited_requests_total", key="trickle-client") == (
+        codes.count(429)
+    )
+    assert moved(before, after, "convertd_upload_bytes_total") == len(b"hello") + len(png) + len(
+        bad
+    )
+
+    # Drop-folder files that ended, and what the watcher skips.
+    assert moved(before, after, "convertd_drop_files_total", outcome="done") == 1
+    assert moved(before, after, "convertd_drop_files_total", outcome="failed") == 1
+    assert value(after, "convertd_drop_files_skipped") == 1
+    assert value(after, "convertd_drop_files_waiting") == 0
+
+    assert value(after, "convertd_build_info", version=__version__, schema=str(SCHEMA_VERSION))
+
+    # A path no route matches is counted as "unmatched", its path nowhere.
+    lost = requests.get(f"{d.base}/no-such-thing-{job_ids[0]}", timeout=10)
+    assert lost.status_code == 404
+    final = scrape(d, prom)
+    assert moved(after, final, http, method="GET", route="unmatched", status="404") == 1
+
+    # No label carries a job id, a file name or a raw path.
+    names = ["note-to-self", "holiday-photo", "broken-scan", "dropped-picture", "garbage-drop"]
+    names.append("linked-picture")
+    labels = {v for (_, pairs) in final for _, v in pairs}
+    for forbidden in [*job_ids, *names]:
+        assert not [v for v in labels if forbidden in v], forbidden
+    routes = {v for (_, pairs) in final for k, v in pairs if k == "route"}
+    assert routes >= {"/v1/convert", "/v1/status/{job_id}", "/v1/download/{job_id}", "unmatched"}
+    filetypes = {v for (_, pairs) in final for k, v in pairs if k == "filetype"}
+    assert filetypes <= {*FILETYPES, "pipeline", OTHER}
+
+
+def test_only_a_metrics_key_scrapes_and_scrapes_are_not_counted(make_daemon: Any) -> None:
+    d = make_daemon(env=QUIET, workers=0)  # nothing runs: what is sent stays queued
+    d.cli("plans", "set", "trickle", "--api", "--calls-per-minute", "1")
+    prom = d.create_key("prometheus", "--plan", "trickle", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+
+    assert requests.get(metrics_url(d), timeout=10).status_code == 401
+    wrong = requests.get(metrics_url(d), headers={"X-API-Key": "cvd_" + "x" * 43}, timeout=10)
+    assert wrong.status_code == 401
+    # A key made without --scope has CloudConvert's scopes, not this one.
+    unscoped = requests.get(metrics_url(d), headers={"X-API-Key": user}, timeout=10)
+    assert unscoped.status_code == 403
+    assert "metrics scope" in unscoped.json()["message"]
+    # And a metrics key can do nothing else.
+    refused = d.convert(prom, b"hello", "a.txt", "hash", "md5")
+    assert refused.status_code == 403
+    assert "metrics" in d.cli("keys", "list").stdout
+
+    for _ in range(2):
+        assert d.convert(user, b"queued", "a.txt", "hash", "md5").status_code == 202
+    # On a plan of one call a minute, scrape after scrape answers: they are not counted.
+    for _ in range(3):
+        samples = scrape(d, prom)
+    assert value(samples, "convertd_jobs_queued") == 2
+    assert value(samples, "convertd_jobs_running") == 0
+    assert value(samples, "convertd_jobs_oldest_queued_seconds") > 0
+
+
+def test_metrics_can_be_turned_off(make_daemon: Any) -> None:
+    d = make_daemon(env={**QUIET, "CONVERTD_METRICS_ENABLED": "false"}, workers=0)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    resp = requests.get(metrics_url(d), headers={"X-API-Key": prom}, timeout=10)
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "Not Found"
+    assert requests.get(f"{d.base}/", timeout=10).status_code == 200
+
+
+def samples_of(metrics: Metrics) -> Samples:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_labels_stay_bounded() -> None:
+    metrics = Metrics()
+    metrics.know(["image"], ["png"])
+    metrics.job_ended("image", "png", "finished", 0.5)
+    metrics.job_ended("made-up-type", "../../etc/passwd", "finished", 0.5)
+    metrics.request_answered("BREW", "/v1/", 418, 0.001)
+    for n in range(MAX_KEY_NAMES + 5):
+        metrics.rate_limited(f"key-{n}")
+    samples = samples_of(metrics)
+    jobs = "convertd_jobs_total"
+    assert value(samples, jobs, filetype="image", output_format="png", state="finished") == 1
+    assert value(samples, jobs, filetype=OTHER, output_format=OTHER, state="finished") == 1
+    assert value(samples, "convertd_http_requests_total", method=OTHER, route="/v1/", status="418")
+    keys = {dict(pairs)["key"] for name, pairs in samples if name.startswith("convertd_rate")}
+    assert len(keys) == MAX_KEY_NAMES + 1
+    assert value(samples, "convertd_rate_limited_requests_total", key=OTHER) == 5
+
+
+def test_a_recording_that_fails_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    with caplog.at_level(logging.ERROR, logger="convertd.metrics"):
+        metrics.job_ended("image", "png", "finished", "not a number")  # type: ignore[arg-type]
+        metrics.uploaded(-1)  # a counter refuses to go down
+    assert "job_ended failed" in caplog.text and "uploaded failed" in caplog.text
