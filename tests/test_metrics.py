@@ -5,8 +5,10 @@ only a key with the `metrics` scope may scrape, uncounted; the endpoint can be t
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from convertd import __version__
 from convertd.converters.registry import FILETYPES
 from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics
 from convertd.store.migrations import SCHEMA_VERSION
-from tests.conftest import Daemon, image_bytes
+from tests.conftest import ROOT, Daemon, image_bytes
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
 DROPS = {**QUIET, "CONVERTD_DROP_SETTLE_SECONDS": "0.3", "CONVERTD_DROP_SCAN_SECONDS": "1"}
@@ -245,3 +247,32 @@ def test_a_recording_that_fails_is_logged_not_raised(caplog: pytest.LogCaptureFi
         metrics.job_ended("image", "png", "finished", "not a number")  # type: ignore[arg-type]
         metrics.uploaded(-1)  # a counter refuses to go down
     assert "job_ended failed" in caplog.text and "uploaded failed" in caplog.text
+
+
+SUFFIXES = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"]}
+
+
+def exported_names() -> dict[str, set[str]]:
+    """Each metric family convertd defines, with the sample names it is queried by."""
+    return {
+        family.name: {family.name + s for s in SUFFIXES.get(family.type, [""])}
+        for family in Metrics().registry.collect()
+    }
+
+
+def test_the_dashboard_and_the_readme_use_the_exact_names() -> None:
+    dashboard = json.loads((ROOT / "packaging" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bconvertd_\w+", expr)}
+    families = exported_names()
+    known = set().union(*families.values())
+    assert used <= known, used - known
+    # Every metric has a panel, and a line in the README's table.
+    assert [f for f, names in families.items() if not names & used] == []
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        f for f, names in families.items() if not any(f"`{n}`" in readme for n in {f, *names})
+    ]
+    assert missing == []
+    # The scrape block in the README is a valid one.
+    assert "authorization:\n      type: Bearer" in readme
