@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from convertd import __version__
 from convertd.converters.registry import FILETYPES
-from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics
+from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
 
@@ -215,6 +215,7 @@ def test_metrics_can_be_turned_off(make_daemon: Any) -> None:
 def samples_of(metrics: Metrics) -> Samples:
     from prometheus_client import generate_latest
 
+    metrics.show(Readings())
     text = generate_latest(metrics.registry).decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value
