@@ -23,6 +23,7 @@ from convertd.converters.registry import FILETYPES
 from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
+from tests.media import make_video
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
 DROPS = {**QUIET, "CONVERTD_DROP_SETTLE_SECONDS": "0.3", "CONVERTD_DROP_SCAN_SECONDS": "1"}
@@ -277,3 +278,31 @@ def test_the_dashboard_and_the_readme_use_the_exact_names() -> None:
     assert missing == []
     # The scrape block in the README is a valid one.
     assert "authorization:\n      type: Bearer" in readme
+
+
+def test_a_job_stopped_while_it_runs_counts_as_cancelled(make_daemon: Any, tmp_path: Path) -> None:
+    # Revoking a key stops its running job (the worker kills FFmpeg): the job ends here as
+    # cancelled, not as failed or finished.
+    d = make_daemon(env=QUIET, workers=1)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    leaver = d.create_key("leaver", "--plan", "pro")
+    clip = make_video(
+        tmp_path / "long.mp4", 20.0, "640x360", "-c:v", "libx264", "-preset", "ultrafast"
+    )
+    options = {"video_codec": "vp9", "crf": 4}
+    job = d.convert(leaver, clip.read_bytes(), "long.mp4", "video", "webm", options).json()
+    wait_for(lambda: value(scrape(d, prom), "convertd_jobs_running") == 1, "the transcode to start")
+    listing = json.loads(d.cli("keys", "list", "--json").stdout)
+    d.cli("keys", "revoke", str(next(k["key_id"] for k in listing if k["name"] == "leaver")))
+    cancelled = {"filetype": "video", "output_format": "webm", "state": "cancelled"}
+    after = wait_for(
+        lambda: (s := scrape(d, prom)) and value(s, "convertd_jobs_total", **cancelled) == 1 and s,
+        "the cancelled job in the metrics",
+    )
+    assert (
+        value(after, "convertd_jobs_total", filetype="video", output_format="webm", state="failed")
+        == 0
+    )
+    assert value(after, "convertd_jobs_running") == 0
+    assert value(after, "convertd_job_duration_seconds_count", filetype="video") == 1
+    assert job["job_id"] not in str(after)
