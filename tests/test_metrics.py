@@ -24,6 +24,7 @@ from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
 from tests.media import make_video
+from tests.webhook_receiver import Receiver
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
 DROPS = {**QUIET, "CONVERTD_DROP_SETTLE_SECONDS": "0.3", "CONVERTD_DROP_SCAN_SECONDS": "1"}
@@ -62,6 +63,18 @@ def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
             return result
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def scrape_until(d: Daemon, key: str, check: Any, what: str) -> Samples:
+    """Scrape until `check(samples)` holds; those samples."""
+    found: list[Samples] = []
+
+    def holds() -> bool:
+        found[:] = [scrape(d, key)]
+        return bool(check(found[0]))
+
+    wait_for(holds, what)
+    return found[0]
 
 
 def files(folder: Path) -> list[str]:
@@ -112,14 +125,16 @@ def test_the_counts_move_with_real_jobs(make_daemon: Any) -> None:
     with Image.open(root / "outbox" / "dropped-picture.webp") as im:
         assert im.format == "WEBP"
     wait_for(lambda: "garbage-drop.png" in files(root / "failed" / "webp"), "the failed drop")
-
-    def drops_settled() -> Samples | None:
-        s = scrape(d, prom)
-        done = value(s, "convertd_drop_files_total", outcome="failed") >= 1
-        done = done and value(s, "convertd_drop_files_skipped") >= 1
-        return s if done and value(s, "convertd_drop_files_in_progress") == 0 else None
-
-    after = wait_for(drops_settled, "the drops in the metrics")
+    after = scrape_until(
+        d,
+        prom,
+        lambda s: (
+            value(s, "convertd_drop_files_total", outcome="failed") >= 1
+            and value(s, "convertd_drop_files_skipped") >= 1
+            and value(s, "convertd_drop_files_in_progress") == 0
+        ),
+        "the drops in the metrics",
+    )
 
     # Jobs by filetype, output format and final state; durations by filetype.
     jobs = "convertd_jobs_total"
@@ -295,8 +310,10 @@ def test_a_job_stopped_while_it_runs_counts_as_cancelled(make_daemon: Any, tmp_p
     listing = json.loads(d.cli("keys", "list", "--json").stdout)
     d.cli("keys", "revoke", str(next(k["key_id"] for k in listing if k["name"] == "leaver")))
     cancelled = {"filetype": "video", "output_format": "webm", "state": "cancelled"}
-    after = wait_for(
-        lambda: (s := scrape(d, prom)) and value(s, "convertd_jobs_total", **cancelled) == 1 and s,
+    after = scrape_until(
+        d,
+        prom,
+        lambda s: value(s, "convertd_jobs_total", **cancelled) == 1,
         "the cancelled job in the metrics",
     )
     assert (
@@ -306,3 +323,60 @@ def test_a_job_stopped_while_it_runs_counts_as_cancelled(make_daemon: Any, tmp_p
     assert value(after, "convertd_jobs_running") == 0
     assert value(after, "convertd_job_duration_seconds_count", filetype="video") == 1
     assert job["job_id"] not in str(after)
+
+
+def test_libreoffice_and_webhook_deliveries(make_daemon: Any, receiver: Receiver) -> None:
+    env = {
+        **QUIET,
+        "CONVERTD_OFFICE_INSTANCES": "1",
+        "CONVERTD_OFFICE_RECYCLE_AFTER": "1",  # every document recycles its instance
+        "CONVERTD_WEBHOOK_RETRY_SECONDS": "0.2,0.2",  # three tries in all
+    }
+    d = make_daemon(env=env, workers=1)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+    assert value(scrape(d, prom), "convertd_office_instances") == 0  # started on first use
+
+    # A document through warm LibreOffice; its webhook answered 500 once, then 200.
+    receiver.answers = [500]
+    text = b"Quarterly notes\nsecond line\n"
+    resp = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": user},
+        files={"file": ("notes.txt", text)},
+        data={"filetype": "document", "output_format": "pdf", "callback": receiver.url},
+        timeout=30,
+    )
+    assert resp.status_code == 202, resp.text
+    status = d.wait(user, resp.json()["job_id"])
+    assert status["status"] == "finished", status
+    pdf = requests.get(status["download_url"], timeout=30).content
+    assert pdf.startswith(b"%PDF")
+    receiver.wait_for(1, what="job.finished")
+
+    def tried(outcome: str, count: int) -> Any:
+        return lambda s: value(s, "convertd_webhook_tries_total", outcome=outcome) == count
+
+    after = scrape_until(d, prom, tried("delivered", 1), "the delivery in the metrics")
+    assert value(after, "convertd_webhook_tries_total", outcome="retry") == 1
+    assert value(after, "convertd_webhook_deliveries", state="pending") == 0
+    jobs = "convertd_jobs_total"
+    assert value(after, jobs, filetype="document", output_format="pdf", state="finished") == 1
+    assert value(after, "convertd_office_recycles_total") == 1
+    assert value(after, "convertd_office_instances_busy") == 0
+    assert value(after, "convertd_office_restarts_total", reason="crashed") == 0
+
+    # A receiver that never says yes: tried three times, then given up, and on record.
+    receiver.answers = [500, 500, 500]
+    refused = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": user},
+        files={"file": ("b.txt", b"y")},
+        data={"filetype": "hash", "output_format": "sha1", "callback": receiver.url},
+        timeout=30,
+    )
+    assert refused.status_code == 202, refused.text
+    after = scrape_until(d, prom, tried("failed", 1), "the given-up delivery in the metrics")
+    assert value(after, "convertd_webhook_tries_total", outcome="retry") == 3
+    assert value(after, "convertd_webhook_deliveries", state="failed") == 1
+    assert value(after, "convertd_webhook_deliveries", state="pending") == 0
