@@ -946,6 +946,102 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     print(f"control plane busy: {rate:.0f} req/s, p99 {p99:.1f} ms", flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_metrics(work: Path, quick: bool) -> None:
+    """Authenticated status reads with metrics on (the request middleware counting and timing
+    each one) against off (`metrics_enabled = false`): two daemons, measured in turn, the
+    order swapped every round, so both see the same drift of a shared machine. Besides req/s
+    and p99, the daemon's own CPU time per request, which other load on the machine moves
+    far less than it moves throughput."""
+    quiet = {"CONVERTD_OFFICE_PREWARM": "false"}
+    on = Daemon(work / "metrics-on" / "data", workers=1, env=quiet)
+    off = Daemon(
+        work / "metrics-off" / "data", workers=1, env={**quiet, "CONVERTD_METRICS_ENABLED": "false"}
+    )
+    try:
+        urls = {}
+        for d in (on, off):
+            job = d.http.post(
+                f"{d.base}/convert",
+                files={"file": ("a.txt", b"a")},
+                data={"filetype": "hash", "output_format": "md5"},
+                timeout=30,
+            ).json()
+            urls[id(d)] = job["status_url"]
+            load(d, job["status_url"], 1)  # warm up
+        seconds = 2 if quick else 5
+        sides: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        # An even number of rounds: each side goes first as often (the first of a pair measured
+        # slower here), and each run starts after a second's rest.
+        for n in range(4 if quick else 8):
+            order = [("on", on), ("off", off)] if n % 2 == 0 else [("off", off), ("on", on)]
+            for side, d in order:
+                time.sleep(1)
+                assert d.proc is not None
+                used = cpu_seconds(d.proc.pid)
+                rate, p99 = load(d, urls[id(d)], seconds)
+                used = cpu_seconds(d.proc.pid) - used
+                sides[side].append((rate, p99))
+                cpu[side].append(used / (rate * seconds) * 1e6)
+        # What the "on" daemon counted: every status read, under its route's template.
+        prom = on.create_key("prometheus", "--scope", "metrics")
+        text = requests.get(
+            f"http://127.0.0.1:{on.port}/metrics", headers={"X-API-Key": prom}, timeout=10
+        ).text
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("convertd_http_requests_total{")
+            and 'route="/v1/status/{job_id}"' in line
+        )
+    finally:
+        on.stop()
+        off.stop()
+    rate = {k: statistics.median(r for r, _ in v) for k, v in sides.items()}
+    p99 = {k: statistics.median(p for _, p in v) for k, v in sides.items()}
+    ROWS.append(
+        (
+            "metrics on vs off: GET /v1/status req/s, 32 connections",
+            f"{rate['on']:.0f} req/s",
+            f"{rate['off']:.0f} req/s",
+            f"{rate['off'] / rate['on']:.2f}x",
+            "within 5 %",
+        )
+    )
+    ROWS.append(
+        (
+            "metrics on vs off: GET /v1/status p99, 32 connections",
+            f"{p99['on']:.1f} ms",
+            f"{p99['off']:.1f} ms",
+            f"{p99['on'] / p99['off']:.2f}x",
+            "within 5 %",
+        )
+    )
+    per_request = {k: statistics.median(v) for k, v in cpu.items()}
+    ROWS.append(
+        (
+            "metrics on vs off: daemon CPU per GET /v1/status",
+            f"{per_request['on']:.0f} us",
+            f"{per_request['off']:.0f} us",
+            f"{per_request['on'] / per_request['off']:.2f}x",
+            "within 5 %",
+        )
+    )
+    print(
+        f"metrics on vs off: {rate['on']:.0f} vs {rate['off']:.0f} req/s "
+        f"({rate['off'] / rate['on']:.2f}x), p99 {p99['on']:.1f} vs {p99['off']:.1f} ms "
+        f"({p99['on'] / p99['off']:.2f}x), CPU {per_request['on']:.0f} vs "
+        f"{per_request['off']:.0f} us a request; the on side counted {counted:.0f} status reads",
+        flush=True,
+    )
+
+
 WAITERS_CLIENT = """
 import asyncio, sys, aiohttp
 base, key, ids = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
@@ -1275,6 +1371,7 @@ CASES = (
     "operations",
     "queue",
     "control",
+    "metrics",
     "waiters",
     "memory",
     "drops",
@@ -1316,6 +1413,8 @@ def main() -> int:
                 bench_queue(work, args.quick)
         finally:
             d.stop()
+        if "metrics" in only:
+            bench_metrics(work, args.quick)
         if "waiters" in only:
             bench_waiters(work, args.quick)
         if "memory" in only:

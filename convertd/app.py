@@ -14,13 +14,17 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from convertd import __version__
 from convertd.api.auth import auth_middleware
 from convertd.api.cors import add_cors_headers, cors_middleware
 from convertd.api.errors import error_middleware
 from convertd.api.health import PROBE, DatabaseProbe
 from convertd.api.health import ROUTES as HEALTH_ROUTES
 from convertd.api.limits import add_rate_limit_headers
+from convertd.api.metrics import ROUTES as METRICS_ROUTES
+from convertd.api.metrics import metrics_middleware
 from convertd.api.request_ids import add_request_id_header, request_id_middleware
 from convertd.api.routes import add_routes
 from convertd.api.state import (
@@ -30,6 +34,7 @@ from convertd.api.state import (
     DATA,
     DB,
     ENGINE,
+    METRICS,
     POOL,
     PRESETS,
     REGISTRY,
@@ -41,16 +46,17 @@ from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
 from convertd.config import Config, ConfigError
 from convertd.converters.base import Limits
-from convertd.converters.registry import Registry, default_registry
+from convertd.converters.registry import FILETYPES, Registry, default_registry
 from convertd.converters.run import Runner
 from convertd.drops.checks import build_rules, with_presets
-from convertd.drops.rules import WatchRule, preset_users
+from convertd.drops.rules import PIPELINE, WatchRule, preset_users
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
 from convertd.events.rules import mirror_rule_webhooks
 from convertd.events.sender import WebhookSender
 from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir
+from convertd.metrics import Metrics
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
 from convertd.presets import PresetError
@@ -58,6 +64,7 @@ from convertd.retention import sweep_once
 from convertd.signing import Signer
 from convertd.store import jobs
 from convertd.store.db import Database
+from convertd.store.migrations import SCHEMA_VERSION
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
@@ -145,7 +152,9 @@ async def _runner(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    pool = WorkerPool(app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER], app[BROWSER])
+    pool = WorkerPool(
+        app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER], app[BROWSER], app[METRICS]
+    )
     app[POOL] = pool
     # v1's `GET /v1/status/{id}?wait=` hears of a job's end here.
     pool.on_job_end(lambda job: app[CHANGES].changed(job.id))
@@ -170,7 +179,9 @@ async def _task_engine(app: web.Application) -> AsyncIterator[None]:
 async def _webhooks(app: web.Application) -> AsyncIterator[None]:
     if app[CONFIG].drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
         await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
-    sender = WebhookSender(app[CONFIG], app[DB], lambda d: render_payload(app, d)).start()
+    sender = WebhookSender(
+        app[CONFIG], app[DB], lambda d: render_payload(app, d), app[METRICS]
+    ).start()
     app[CHANGES].on_change(sender.poke)
     yield
     await sender.stop()
@@ -187,7 +198,9 @@ async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     pool = app[POOL]
-    watcher = DropWatcher(app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[RULES], pool.notify)
+    watcher = DropWatcher(
+        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[RULES], pool.notify, app[METRICS]
+    )
     pool.on_job_end(watcher.job_ended)
     watcher.start()
     yield
@@ -204,16 +217,25 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
-    app = web.Application(
-        middlewares=[request_id_middleware, cors_middleware, error_middleware, auth_middleware]
-    )
+    metrics = Metrics()
+    metrics.describe_build(__version__, SCHEMA_VERSION)
+    middlewares: list[Middleware] = [cors_middleware, error_middleware, auth_middleware]
+    if config.metrics_enabled:  # it sees every answer as it leaves (with its request id)
+        middlewares.insert(0, metrics_middleware(metrics))
+    middlewares.insert(0, request_id_middleware)
+    app = web.Application(middlewares=middlewares)
     data = DataDir.of(config)
     app[CONFIG] = config
     app[DATA] = data
+    app[METRICS] = metrics
     app[CHANGES] = Changes()
     app[PROBE] = DatabaseProbe()
     app[OFFICE] = OfficePool(
-        data.office, config.office_pool_size, config.office_recycle_after, config.uno_python
+        data.office,
+        config.office_pool_size,
+        config.office_recycle_after,
+        config.uno_python,
+        metrics,
     )
     app[BROWSER] = Chromium(
         data.browser,
@@ -224,6 +246,10 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         executable=config.chromium,
     )
     app[REGISTRY] = registry or default_registry(app[OFFICE], app[BROWSER])
+    metrics.know(
+        (*FILETYPES, PIPELINE),
+        {fmt for c in app[REGISTRY].known_all() for fmt in c.output_formats},
+    )
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
@@ -258,4 +284,6 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)
     add_routes(app, HEALTH_ROUTES)
+    if config.metrics_enabled:
+        add_routes(app, METRICS_ROUTES)
     return app

@@ -113,6 +113,9 @@ class Config:
     # stderr is connected to it, as under systemd, else text).
     log_format: str = "auto"
     journal_socket: str = JOURNAL_SOCKET
+    # GET /metrics for Prometheus (api/metrics.py), behind a key with the `metrics` scope;
+    # false: no endpoint, and requests are not counted.
+    metrics_enabled: bool = True
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
     # systemd's watchdog ($WATCHDOG_USEC, for the process $WATCHDOG_PID names if set) and
@@ -252,6 +255,7 @@ _PARSERS: dict[str, Any] = {
     "health_tools": _tools,
     "log_format": _log_format,
     "journal_socket": str,
+    "metrics_enabled": _to_bool,
 }
 
 _POSITIVE = {

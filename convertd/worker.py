@@ -17,6 +17,7 @@ import math
 import secrets
 import shutil
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from convertd.converters.registry import Registry
 from convertd.converters.run import Output, Runner
 from convertd.errors import DISK_FULL, ConversionError, is_disk_full
 from convertd.files import DataDir
+from convertd.metrics import Metrics
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
 from convertd.store.db import Database
@@ -64,6 +66,7 @@ class WorkerPool:
         data: DataDir,
         runner: Runner,
         chromium: Chromium | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -71,10 +74,11 @@ class WorkerPool:
         self.data = data
         self.runner = runner
         self.chromium = chromium  # for a pipeline's capture-website step
+        self.metrics = metrics or Metrics()
         self._instance = secrets.token_hex(4)
         self._stopping = False
         self._workers: list[Periodic] = []
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, asyncio.Task[str]] = {}
         self._wedged_at: dict[str, float] = {}  # job id -> loop time past which it is wedged
         self._listeners: list[JobEndListener] = []
         self._watchers: list[JobEndListener] = []
@@ -139,17 +143,20 @@ class WorkerPool:
         if job is None:
             return False
         self._changed(job)
+        started = time.monotonic()
         # The job runs in its own task so that stop() can wait for it while cancelling workers.
         run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
         self._running[job.id] = run
         limit = min(job.timeout_seconds or math.inf, self.config.job_timeout_seconds)
         self._wedged_at[job.id] = asyncio.get_running_loop().time() + limit + WEDGED_AFTER_SECONDS
         try:
-            await asyncio.shield(run)
+            state = await asyncio.shield(run)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if job.id in self._cancelled and not (current and current.cancelling()):
-                return True  # the job was cancelled (_stop_cancelled), not this worker
+                # The job was cancelled (_stop_cancelled), not this worker.
+                self._count(job, "cancelled", started)
+                return True
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -160,6 +167,7 @@ class WorkerPool:
             self._running.pop(job.id, None)
             self._wedged_at.pop(job.id, None)
             self._cancelled.discard(job.id)
+        self._count(job, state, started)
         return True
 
     def health(self) -> tuple[bool, str]:
@@ -182,6 +190,9 @@ class WorkerPool:
             return True, "no workers (workers = 0: the queue only)"
         return True, f"{len(self._workers)} worker(s) running, {len(self._running)} busy"
 
+    def _count(self, job: jobs.Job, state: str, started: float) -> None:
+        self.metrics.job_ended(job.filetype, job.output_format, state, time.monotonic() - started)
+
     async def _stop_cancelled(self) -> None:
         """Stop the running jobs the database says are no longer running here (cancelled from
         outside): their task is cancelled, which kills their tools' process groups."""
@@ -194,13 +205,15 @@ class WorkerPool:
                 self._cancelled.add(job_id)
                 run.cancel()
 
-    async def _run(self, job: jobs.Job, owner: str) -> None:
+    async def _run(self, job: jobs.Job, owner: str) -> str:
+        """Run the job and record its end; its final state."""
         logs.job_id.set(job.id)  # this task's own context: its log lines name the job
         error = await self._convert(job, owner)
         if error is None:
-            return
+            return "finished"
         await self._record(lambda: jobs.fail(self.db, job.id, owner, error))
         self._ended(job)
+        return "failed"
 
     async def _convert(self, job: jobs.Job, owner: str) -> str | None:
         """Run the job's conversion and record its success; the error if it failed."""

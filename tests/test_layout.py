@@ -39,6 +39,7 @@ LAYERS = [
             "convertd.forward",  # the same, one hop at a time, for a browser
             "convertd.drops.rules",  # what a watch rule is, read with the config
             "convertd.presets",  # what a preset is, and the config's [[preset]] tables
+            "convertd.metrics",  # what /metrics shows; recorded from every layer above
         ],
     ),
     ("store, office and browser", ["convertd.store", "convertd.office", "convertd.browser"]),

@@ -7,7 +7,7 @@ import math
 
 from aiohttp import web
 
-from convertd.api.state import CALLS, USAGE
+from convertd.api.state import CALLS, METRICS, USAGE
 from convertd.errors import RateLimited
 from convertd.store.keys import ApiKey
 from convertd.store.quotas import QuotaExceeded, Usage, WindowUsage
@@ -27,6 +27,7 @@ async def count_call(request: web.Request, key: ApiKey, calls: int = 1) -> Usage
     try:
         usage = await request.app[CALLS].count(key, calls)
     except QuotaExceeded as exc:
+        request.app[METRICS].rate_limited(key.name)
         full = exc.window
         if calls > 1:
             message = (

@@ -19,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd import memory
-from convertd.api.state import CONFIG, DATA
+from convertd.api.state import CONFIG, DATA, METRICS
 from convertd.errors import (
     BadRequest,
     ConvertdError,
@@ -210,6 +210,7 @@ async def _read_multipart(
                 file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename)
                 body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
                 size = await _stream_part(part, dest, remaining, limit, idle)
+                request.app[METRICS].uploaded(size)
                 body.files[-1].size = size
                 remaining -= size
             elif part.filename is not None:

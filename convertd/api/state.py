@@ -8,6 +8,7 @@ from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.registry import Registry
 from convertd.files import DataDir
+from convertd.metrics import Metrics
 from convertd.signing import Signer
 from convertd.store.db import Database
 from convertd.store.keys import ApiKey
@@ -26,6 +27,7 @@ ENGINE = web.AppKey("engine", TaskEngine)
 CHANGES = web.AppKey("changes", Changes)
 SIGNER = web.AppKey("signer", Signer)
 PRESETS = web.AppKey("presets", Presets)
+METRICS = web.AppKey("metrics", Metrics)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)

@@ -36,9 +36,10 @@ def register(
         "--scope",
         action="append",
         default=[],
-        choices=keys.SCOPES,
+        choices=keys.GRANTABLE,
         metavar="SCOPE",
-        help=f"grant only this scope (repeatable; default: all of {', '.join(keys.SCOPES)})",
+        help=f"grant only this scope (repeatable; default: all of {', '.join(keys.SCOPES)}; "
+        f"{keys.METRICS_SCOPE} for GET /metrics is only ever granted by name)",
     )
     runs_on_database(create, _create)
     listing = actions.add_parser(

@@ -34,6 +34,7 @@ from convertd.drops.places import (
 from convertd.drops.rules import WatchRule
 from convertd.errors import DISK_FULL
 from convertd.files import DataDir
+from convertd.metrics import Metrics
 from convertd.periodic import backoff
 from convertd.store import drops
 from convertd.store.db import Database
@@ -66,11 +67,13 @@ class Deliverer:
         data: DataDir,
         rules: list[WatchRule],
         job_queued: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.data = data
         self.rules = {rule.name: rule for rule in rules}
         self.job_queued = job_queued  # wakes the workers
+        self.metrics = metrics or Metrics()
         self._waits: dict[int, _Wait] = {}  # drop id -> why it waits, and until when
 
     async def deliver_ready(self) -> bool:
@@ -152,6 +155,7 @@ class Deliverer:
                     drop.job_id,
                 )
             await drops.close(self.db, drop.id, "failed", reason)
+            self.metrics.drop_ended("failed")
             logger.info("drop failed: %s: %s (job %s)", drop.display_name, reason, drop.job_id)
             return "ended"
         assert result_name is not None
@@ -166,6 +170,7 @@ class Deliverer:
         if original is not None:
             await asyncio.to_thread(_file_original, rule, drop, original)
         await drops.close(self.db, drop.id, "done")
+        self.metrics.drop_ended("done")
         logger.info("drop finished: %s -> %s", drop.display_name, target)
         return "ended"
 

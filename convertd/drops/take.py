@@ -27,6 +27,7 @@ from convertd.drops.places import display, fail_file
 from convertd.drops.rules import PIPELINE, WatchRule
 from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
+from convertd.metrics import Metrics
 from convertd.store import drops
 from convertd.store.db import Database
 from convertd.store.jobs import Conversion
@@ -46,12 +47,14 @@ class Taker:
         registry: Registry,
         waiting: Waiting,
         job_queued: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.data = data
         self.registry = registry
         self.waiting = waiting
         self.job_queued = job_queued  # wakes the workers
+        self.metrics = metrics or Metrics()
 
     async def take(self, cand: Candidate) -> None:
         rule, path = cand.rule, cand.path
@@ -160,6 +163,7 @@ class Taker:
             )
             return
         await drops.record_refused(self.db, found, reason)
+        self.metrics.drop_ended("failed")
         logger.info("drop failed: %s: %s", display(cand.path), reason)
 
 

@@ -31,6 +31,7 @@ from convertd.drops.settle import settled
 from convertd.drops.take import Taker
 from convertd.drops.waiting import Waiting
 from convertd.files import DataDir
+from convertd.metrics import Metrics
 from convertd.periodic import Periodic
 from convertd.store.db import Database
 from convertd.store.jobs import Job
@@ -54,6 +55,7 @@ class DropWatcher:
         registry: Registry,
         rules: list[WatchRule],
         job_queued: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -62,9 +64,12 @@ class DropWatcher:
         self.rules = rules  # from build_rules, checked at start-up
         self.job_queued = job_queued
         self.waiting = Waiting()
+        metrics = metrics or Metrics()
+        metrics.drop_files_waiting.set_function(lambda: len(self.waiting.candidates))
+        metrics.drop_files_skipped.set_function(lambda: len(self.waiting.skipped))
         self.finder = Finder(db, rules, self.waiting, data.drops_status)
-        self.taker = Taker(db, data, registry, self.waiting, job_queued)
-        self.deliverer = Deliverer(db, data, rules, job_queued)
+        self.taker = Taker(db, data, registry, self.waiting, job_queued, metrics)
+        self.deliverer = Deliverer(db, data, rules, job_queued, metrics)
         self._repaired = False
         self._stop = asyncio.Event()
         settle_every = max(0.05, min(config.drop_settle_seconds / 2, 0.5))

@@ -22,6 +22,7 @@ from convertd import clock
 from convertd.config import Config
 from convertd.events import targets
 from convertd.fetch import BadTarget, FetchError, post
+from convertd.metrics import Metrics
 from convertd.periodic import Periodic
 from convertd.signing import webhook_headers
 from convertd.store import webhooks
@@ -41,8 +42,11 @@ Render = Callable[[Delivery], Awaitable[bytes]]
 
 
 class WebhookSender:
-    def __init__(self, config: Config, db: Database, render: Render) -> None:
+    def __init__(
+        self, config: Config, db: Database, render: Render, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics()
         self.render = render
         self.policy = targets.policy(config)
         self.waits = config.webhook_retry_seconds
@@ -127,6 +131,7 @@ class WebhookSender:
         answer = f"{status} {reason}".strip()
         if 200 <= status < 300:
             await webhooks.record_try(self.db, d, answer, delivered=True, next_at=None)
+            self.metrics.webhook_tried("delivered")
             logger.info("webhook %s %s to %s: %s", d.event, d.event_id, _shown(d.url), answer)
             return
         if 300 <= status < 400:
@@ -138,6 +143,7 @@ class WebhookSender:
         retry = not final and tries <= len(self.waits)
         next_at = clock.now() + self.waits[tries - 1] if retry else None
         await webhooks.record_try(self.db, d, answer, delivered=False, next_at=next_at)
+        self.metrics.webhook_tried("retry" if retry else "failed")
         if retry:
             logger.info(
                 "webhook %s %s to %s: %s; try %d in %.0f s",

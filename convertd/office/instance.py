@@ -17,6 +17,7 @@ from typing import Any
 
 from convertd import procs
 from convertd.errors import ConversionError
+from convertd.metrics import Metrics
 from convertd.office.profile import office_binary, write_profile
 from convertd.office.protocol import Hello, Reply, Request
 
@@ -31,8 +32,17 @@ class OfficeCrashed(ConversionError):
 
 
 class Instance:
-    def __init__(self, number: int, root: Path, python: str, soffice: str, recycle_after: int):
+    def __init__(
+        self,
+        number: int,
+        root: Path,
+        python: str,
+        soffice: str,
+        recycle_after: int,
+        metrics: Metrics | None = None,
+    ):
         self.number = number
+        self.metrics = metrics or Metrics()
         self.profile = root / f"profile-{number}"
         self.python = python
         self.soffice = soffice
@@ -160,12 +170,14 @@ class Instance:
                 reply = Reply.from_json(await self._read())
         except TimeoutError:
             logger.warning("office instance %d hung; restarting it", self.number)
+            self.metrics.office_restarted("hung")
             await self.kill()
             raise ConversionError(
                 f"LibreOffice took longer than {timeout:.0f} s on this document and was stopped"
             ) from None
         except (OfficeCrashed, ConnectionError):
             logger.warning("office instance %d died; restarting it", self.number)
+            self.metrics.office_restarted("crashed")
             await self.kill()
             raise OfficeCrashed(
                 "LibreOffice stopped unexpectedly while converting this document"
@@ -177,10 +189,12 @@ class Instance:
             raise
         # "Could not open it" from an soffice that has just died is a crash, not a bad document.
         if reply.kind == "crash" or (not reply.ok and not self._office_running()):
+            self.metrics.office_restarted("crashed")
             await self.kill()
             raise OfficeCrashed("LibreOffice stopped unexpectedly while converting this document")
         self.served += 1
         if self.served >= self.recycle_after:
             logger.info("office instance %d recycled after %d documents", self.number, self.served)
+            self.metrics.office_recycled()
             await self.stop()
         return reply

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from convertd.metrics import Metrics
 from convertd.office.instance import Instance, OfficeCrashed
 from convertd.office.profile import find_soffice, find_uno_python
 from convertd.office.protocol import Reply, Request
@@ -28,6 +29,7 @@ class OfficePool:
         size: int,
         recycle_after: int = DEFAULT_RECYCLE_AFTER,
         uno_python: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.root = root
         self.size = max(1, size)
@@ -38,6 +40,10 @@ class OfficePool:
         self._detected = False
         self._idle: asyncio.Queue[Instance] = asyncio.Queue()
         self._instances: list[Instance] = []
+        self.metrics = metrics or Metrics()
+        # Read when scraped: how many run, and how many are handed out.
+        self.metrics.office_instances.set_function(lambda: sum(i.alive for i in self._instances))
+        self.metrics.office_busy.set_function(lambda: len(self._instances) - self._idle.qsize())
 
     def detect(self) -> None:
         """Find soffice and a Python with uno (blocking: call it from a thread)."""
@@ -62,7 +68,9 @@ class OfficePool:
         assert self.python is not None and self.soffice is not None
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for n in range(self.size):
-            instance = Instance(n, self.root, self.python, self.soffice, self.recycle_after)
+            instance = Instance(
+                n, self.root, self.python, self.soffice, self.recycle_after, self.metrics
+            )
             self._instances.append(instance)
             self._idle.put_nowait(instance)
 

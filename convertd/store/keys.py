@@ -25,6 +25,10 @@ LOOKUP_CHARS = 12
 RESTRICTIONS = ("all", "ip", "domain")
 # CloudConvert's scopes; a key has all of them unless it was made with fewer.
 SCOPES = ("user.read", "user.write", "task.read", "task.write", "webhook.read", "webhook.write")
+# GET /metrics (api/metrics.py): only for a key made with it, since what it shows is the whole
+# server's, every key's limits included.
+METRICS_SCOPE = "metrics"
+GRANTABLE = (*SCOPES, METRICS_SCOPE)
 
 
 class AdminError(Exception):
@@ -129,8 +133,8 @@ async def create_key(
     if not name.strip():
         raise AdminError("a key needs a non-empty --name")
     granted = list(dict.fromkeys(scopes)) if scopes else list(SCOPES)
-    if unknown := [s for s in granted if s not in SCOPES]:
-        raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(SCOPES)}")
+    if unknown := [s for s in granted if s not in GRANTABLE]:
+        raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(GRANTABLE)}")
     if restriction_type not in RESTRICTIONS:
         raise AdminError(f"unknown restriction {restriction_type!r}; use one of {RESTRICTIONS}")
     allowed = allowed or []
