@@ -48,7 +48,7 @@ from convertd.config import Config, ConfigError
 from convertd.converters.base import Limits
 from convertd.converters.registry import FILETYPES, Registry, default_registry
 from convertd.converters.run import Runner
-from convertd.drops.checks import build_rules, with_presets
+from convertd.drops.checks import Fresh, build_rules, with_presets
 from convertd.drops.rules import PIPELINE, WatchRule, preset_users
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
@@ -106,12 +106,17 @@ async def _watchdog(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _presets(app: web.Application) -> AsyncIterator[None]:
-    """Once the database is open: no preset named both there and in the config, and the watch
-    rules that name a preset given its fields (an unknown one stops start-up)."""
-    try:
-        await app[PRESETS].check_database(app[DB])
-    except PresetError as exc:
-        raise ConfigError(str(exc)) from None
+    """Once the database is open: the watch rules that name a preset given its fields (an
+    unknown one stops start-up), and the saved presets they name recorded, so none is removed
+    under them. A saved preset the config shadows is a warning: an admin command never stops
+    the next start."""
+    for preset in await app[PRESETS].start(app[DB]):
+        logger.warning(
+            "preset %r is both in the config file and in the database: the config's is used "
+            "(`convertd presets remove %s` removes the database's)",
+            preset.name,
+            preset.name,
+        )
     app[RULES] = await with_presets(app[RULES], app[PRESETS], app[DB], app[REGISTRY])
     yield
 
@@ -198,8 +203,17 @@ async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     pool = app[POOL]
+    # Rules naming a preset take it as it is when each file is taken.
+    fresh = Fresh(app[CONFIG].watch_rules, app[PRESETS], app[DB], app[REGISTRY])
     watcher = DropWatcher(
-        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[RULES], pool.notify, app[METRICS]
+        app[CONFIG],
+        app[DB],
+        app[DATA],
+        app[REGISTRY],
+        app[RULES],
+        pool.notify,
+        app[METRICS],
+        fresh,
     )
     pool.on_job_end(watcher.job_ended)
     watcher.start()

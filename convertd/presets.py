@@ -3,7 +3,8 @@
 Three sources, one name space, looked up in this order: the config file's `[[preset]]` tables
 (read-only while the daemon runs), the database (`convertd presets add`, `POST /v2/presets`),
 then the built-ins below. A built-in cannot be removed, but a preset of the same name in the
-database or the config replaces it; a name in both the config and the database stops start-up.
+database or the config replaces it; a name in both the config and the database is the config's
+(the saved one shadowed, with a warning: the CLI run without --config cannot see the config).
 The `[[preset]]` tables are read here with the config, for their shape only; their options are
 checked against the converters when the daemon starts (tasks/presets.py).
 """
@@ -24,7 +25,11 @@ LISTED = 20
 
 
 class PresetError(ValueError):
-    """A preset's name or fields are not usable; the message says which."""
+    """A preset's name or fields are not usable; the message says which, `field` names it."""
+
+    def __init__(self, message: str, field: str = "options") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,25 +59,39 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME.match(name.strip().lower()):
         raise PresetError(
             "a preset's name is 1-64 letters, digits, '.', '_' or '-' (lower case), "
-            "starting with a letter or digit, e.g. web-photo"
+            "starting with a letter or digit, e.g. web-photo",
+            "name",
         )
     return name.strip().lower()
 
 
 def check_fields(
-    filetype: Any, output_format: Any, options: Any, description: Any = ""
+    filetype: Any,
+    output_format: Any,
+    options: Any,
+    description: Any = "",
+    filetypes: tuple[str, ...] = ("image", "audio", "video", "..."),
 ) -> tuple[str, str, dict[str, Any], str]:
-    """The shape of a preset's fields (what the converter makes of them is checked later)."""
+    """The shape of a preset's fields (what the converter makes of them is checked later);
+    `filetypes` (the registry's, from a layer that knows them) are listed in its message."""
     if not isinstance(filetype, str) or not filetype.strip():
-        raise PresetError("a preset needs a 'filetype', e.g. image")
+        raise PresetError(
+            f"a preset's 'filetype' must be a string naming a filetype: {', '.join(filetypes)}",
+            "filetype",
+        )
     if not isinstance(output_format, str) or not output_format.strip():
-        raise PresetError("a preset needs an 'output_format', e.g. webp")
+        raise PresetError(
+            "a preset's 'output_format' must be a string naming a format, e.g. webp",
+            "output_format",
+        )
     if not isinstance(options, dict):
         raise PresetError("a preset's 'options' must be an object (a table), e.g. {quality: 80}")
     if len(json.dumps(options)) > MAX_OPTIONS_BYTES:
         raise PresetError(f"a preset's 'options' must be under {MAX_OPTIONS_BYTES} bytes")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise PresetError(f"a preset's 'description' is text of at most {MAX_DESCRIPTION} chars")
+        raise PresetError(
+            f"a preset's 'description' is text of at most {MAX_DESCRIPTION} chars", "description"
+        )
     return filetype.strip().lower(), output_format.strip().lower(), options, description.strip()
 
 

@@ -203,6 +203,7 @@ FILL: dict[str, list[dict[str, Any]]] = {
             "description": "thumbnails for the photo share",
             "created_at": NOW - 900,
             "updated_at": NOW - 800,
+            "used_by": None,
         }
     ],
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -94,15 +95,32 @@ def test_cli_add_list_show_remove_and_bad_options_refused(tmp_path: Path) -> Non
         assert named_ in proc.stderr, proc.stderr
     assert cli("add", "bad name!", "--filetype", "image", "--to", "png", ok=False).returncode == 2
     assert "broken" not in cli("list").stdout
-    # Taken names: a saved one needs --replace; a built-in's name replaces the built-in.
-    assert (
-        "already exists"
-        in cli("add", "web-small", "--filetype", "image", "--to", "png", ok=False).stderr
-    )
-    cli("add", "web-small", "--filetype", "image", "--to", "png", "--replace")
-    cli("add", "web-photo", "--filetype", "image", "--to", "jpg", "--options", '{"width": 800}')
+    # Taken names, saved or built in (in any case), need --replace, which says what it replaced.
+    taken = cli("add", "web-small", "--filetype", "image", "--to", "png", ok=False).stderr
+    assert "'web-small' is already a saved preset" in taken and "--replace" in taken
+    assert "PATCH" not in taken
+    replaced = cli("add", "web-small", "--filetype", "image", "--to", "png", "--replace").stderr
+    assert "Replaced the saved preset 'web-small' (image -> webp" in replaced
+    builtin = cli("add", "Web-Photo", "--filetype", "image", "--to", "png", ok=False).stderr
+    assert "'web-photo' is already a built-in preset" in builtin and "--replace" in builtin
+    assert json.loads(cli("show", "web-photo", "--json").stdout)["source"] == "builtin"
+    replaced = cli(
+        "add",
+        "web-photo",
+        "--filetype",
+        "image",
+        "--to",
+        "jpg",
+        "--options",
+        '{"width": 800}',
+        "--replace",
+    ).stderr
+    assert "Replaced the built-in preset 'web-photo' (image -> webp" in replaced
     shown = json.loads(cli("show", "web-photo").stdout)
     assert shown["output_format"] == "jpg" and "replaces the built-in" in shown["note"]
+    # A filetype that is not a string says what it must be.
+    odd = cli("add", "odd", "--filetype", " ", "--to", "png", ok=False).stderr
+    assert "must be a string naming a filetype: image, audio, video, document" in odd
 
     assert "in force again" in cli("remove", "web-photo").stdout
     assert json.loads(cli("show", "web-photo").stdout)["source"] == "builtin"
@@ -139,7 +157,23 @@ def test_v2_presets_crud_with_scopes(daemon: Daemon, key: str) -> None:
     assert made.status_code == 201, made.text
     assert made.json()["data"]["source"] == "database"
     again = call(daemon, key, "POST", "/v2/presets", json=body)
-    assert again.status_code == 409 and "already exists" in again.json()["message"]
+    assert again.status_code == 409 and "already a saved preset" in again.json()["message"]
+    assert "PATCH /v2/presets/crud-thumb" in again.json()["message"]
+    # A built-in's name, in any case, needs "replace": true (or a PATCH).
+    builtin_body = {"name": "Web-Photo", "filetype": "image", "output_format": "png"}
+    taken = call(daemon, key, "POST", "/v2/presets", json=builtin_body)
+    assert taken.status_code == 409 and "already a built-in" in taken.json()["message"]
+    assert call(daemon, key, "GET", "/v2/presets/web-photo").json()["data"]["source"] == "builtin"
+    # Each bad field is named as itself in `errors`.
+    for field, value, words in [
+        ("name", "../x", "preset's name is 1-64 letters"),
+        ("filetype", ["image"], "must be a string naming a filetype: image, audio, video"),
+        ("replace", "yes", "true or false"),
+    ]:
+        wrong = call(daemon, key, "POST", "/v2/presets", json={**body, field: value})
+        assert wrong.status_code == 422, wrong.text
+        assert list(wrong.json()["errors"]) == [field], wrong.json()
+        assert words in wrong.json()["errors"][field][0]
 
     bad = call(
         daemon, key, "POST", "/v2/presets", json={**body, "name": "x", "options": {"width": 0}}
@@ -166,6 +200,15 @@ def test_v2_presets_crud_with_scopes(daemon: Daemon, key: str) -> None:
     assert missing.status_code == 404 and "web-photo" in missing.json()["message"]
     builtin = call(daemon, key, "DELETE", "/v2/presets/podcast-mp3")
     assert builtin.status_code == 409 and "built in" in builtin.json()["message"]
+
+    # A built-in changed without a description no longer states the old values.
+    changed = call(daemon, key, "PATCH", "/v2/presets/web-photo", json={"options": {"quality": 60}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["description"] == "Changed from the built-in 'web-photo'"
+    assert changed.json()["data"]["options"]["quality"] == 60
+    replaced = call(daemon, key, "POST", "/v2/presets", json={**builtin_body, "replace": True})
+    assert replaced.status_code == 201 and replaced.json()["data"]["output_format"] == "png"
+    assert call(daemon, key, "DELETE", "/v2/presets/web-photo").status_code == 204
 
 
 # ----- using presets -----
@@ -196,8 +239,11 @@ def test_preset_on_v1_convert_with_overrides(daemon: Daemon, key: str) -> None:
     # An override the preset's options do not fit is the 400 a conversion gets, preset named.
     resp = v1_convert(daemon, key, photo, "photo.jpg", preset="scan-to-pdf", output_format="png")
     assert resp.status_code == 400
-    assert "'ocr' applies only to pdf output" in resp.json()["message"]
-    assert "preset 'scan-to-pdf'" in resp.json()["message"]
+    # Worded as the README has it.
+    assert (
+        "option 'ocr' applies only to pdf output (with preset 'scan-to-pdf')"
+        in resp.json()["message"]
+    )
 
 
 def test_unknown_preset_is_refused_naming_the_known_ones(daemon: Daemon, key: str) -> None:
@@ -416,16 +462,102 @@ def test_bad_presets_and_unknown_rule_presets_stop_start_up(
     assert named_ in stderr, stderr
 
 
-def test_a_name_in_both_the_config_and_the_database_stops_start_up(tmp_path: Path) -> None:
+def test_admin_commands_without_the_config_never_stop_the_next_start(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    """The CLI run without --config (as an admin does) cannot know the config file: a preset it
+    saves under a config preset's name is shadowed (a warning), not a refused start; a saved
+    preset a watch rule uses cannot be removed, since the daemon recorded its rules' presets.
+    And a rule takes its preset as it is when each file is taken."""
     data = tmp_path / "d"
-    run_cli(data, "presets", "add", "twice", "--filetype", "image", "--to", "png")
+    run_cli(
+        data,
+        "presets",
+        "add",
+        "web-small",
+        "--filetype",
+        "image",
+        "--to",
+        "png",
+        "--options",
+        '{"width": 40}',
+    )
+    small, out = tmp_path / "small", tmp_path / "out"
+    small.mkdir()
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[preset]]
+name = "thumb"
+filetype = "image"
+output_format = "jpg"
+
+[[watch]]
+name = "small"
+folder = "{small}"
+output = "{out}"
+preset = "web-small"
+""",
+    )
+    env = {**FAST, "CONVERTD_CONFIG": str(config)}
+    d = make_daemon(env=env, data_dir=data)
+    write_png(small / "a.png", (80, 60))
+    wait_for(lambda: files(out) == ["a.png"], what="the first output")
+    with Image.open(out / "a.png") as im:
+        assert im.size == (40, 30)
+
+    # Changed through the API while the daemon runs: the next file takes the new options.
+    key = d.create_key("admin", "--plan", "pro")
+    patched = call(d, key, "PATCH", "/v2/presets/web-small", json={"options": {"width": 20}})
+    assert patched.status_code == 200, patched.text
+    write_png(small / "b.png", (80, 60))
+    wait_for(lambda: "b.png" in files(out), what="the second output")
+    with Image.open(out / "b.png") as im:
+        assert im.size == (20, 15)
+
+    # The CLI, without the daemon's config: the config's name saved, the rule's preset kept.
+    assert run_cli(data, "presets", "add", "thumb", "--filetype", "image", "--to", "png")
+    kept = run_cli(data, "presets", "remove", "web-small", check=False)
+    assert kept.returncode == 1 and "used by the watch rule 'small'" in kept.stderr
+    in_use = call(d, key, "DELETE", "/v2/presets/web-small")
+    assert in_use.status_code == 409 and "'small'" in in_use.json()["message"]
+
+    # The restart works; the config's 'thumb' wins, with a warning.
+    assert d.stop() == 0
+    d = make_daemon(env=env, data_dir=data)
+    assert "'thumb' is both in the config file and in the database: the config's" in d.log()
+    key = d.create_key("admin2", "--plan", "pro")
+    assert call(d, key, "GET", "/v2/presets/thumb").json()["data"]["output_format"] == "jpg"
+    listed = run_cli(data, "presets", "list", "--config", str(config))
+    assert "the saved preset 'thumb' is not in force" in listed.stderr
+    assert "database (shadowed)" in listed.stdout
+    as_json = json.loads(run_cli(data, "presets", "list", "--json", "--config", str(config)).stdout)
+    shadowed = [p for p in as_json if p["name"] == "thumb" and p["source"] == "database"]
+    assert shadowed and "not in force" in shadowed[0]["note"]
+    # The shadowed copy may go; the config's stays.
+    run_cli(data, "presets", "remove", "thumb", "--config", str(config))
+    assert "shadowed" not in run_cli(data, "presets", "list", "--config", str(config)).stdout
+
+    # A preset gone under a rule anyway (here by hand in SQLite) fails that file, not the daemon.
+    conn = sqlite3.connect(data / "convertd.db")
+    conn.execute("DELETE FROM presets WHERE name = 'web-small'")
+    conn.commit()
+    conn.close()
+    write_png(small / "c.png", (80, 60))
+    failed = out / "failed"
+    wait_for(lambda: "c.png.error.txt" in files(failed), what="the failed report")
+    report = (failed / "c.png.error.txt").read_text()
+    assert "No preset named 'web-small'" in report, report
+    assert call(d, key, "GET", "/v2/presets").status_code == 200
+
+
+def test_the_cli_given_the_config_will_not_save_its_names(tmp_path: Path) -> None:
+    data = tmp_path / "d"
     config = write_config(
         tmp_path / "c.toml",
         '[[preset]]\nname = "twice"\nfiletype = "image"\noutput_format = "jpg"\n',
     )
-    stderr = serve_refuses(config, data)
-    assert "'twice' is both in the config file and in the database" in stderr
-    # And the CLI will not add a name the config holds.
+    # The CLI will not add a name the config holds.
     proc = run_cli(
         data,
         "presets",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from convertd.cli.common import config_of, fail, print_table, runs_on_database
 from convertd.config import ConfigError
-from convertd.converters.registry import default_registry
+from convertd.converters.registry import FILETYPES, default_registry
 from convertd.drops.rules import preset_users
 from convertd.errors import ConvertdError
 from convertd.files import DataDir
 from convertd.office.pool import OfficePool
-from convertd.presets import Preset, PresetError, check_fields, check_name
+from convertd.presets import BUILTIN, Preset, PresetError, check_fields, check_name
 from convertd.store.db import Database
 from convertd.tasks.presets import Presets, UnknownPreset
 
@@ -38,6 +39,7 @@ def register(
         epilog="example: convertd presets show web-photo",
     )
     show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="accepted: show always prints JSON")
     runs_on_database(show, _show)
     add = actions.add_parser(
         "add",
@@ -51,7 +53,9 @@ def register(
     add.add_argument("--to", required=True, dest="output_format", help="the output format")
     add.add_argument("--options", default="{}", help="a JSON object of converter options")
     add.add_argument("--description", default="", help="what the preset is for")
-    add.add_argument("--replace", action="store_true", help="replace a saved preset of that name")
+    add.add_argument(
+        "--replace", action="store_true", help="replace a saved or built-in preset of that name"
+    )
     runs_on_database(add, _add)
     remove = actions.add_parser(
         "remove",
@@ -82,13 +86,26 @@ def _json(preset: Preset) -> dict[str, Any]:
 async def _list(db: Database, args: argparse.Namespace) -> int:
     presets = _presets(args)
     found = await presets.all(db)
+    # A saved preset the config file shadows is listed too, as not in force.
+    shadowed = await presets.shadowed(db)
+    for p in shadowed:
+        print(
+            f"warning: the saved preset {p.name!r} is not in force: the config file has one "
+            f"of that name (`convertd presets remove {p.name}` removes the saved one)",
+            file=sys.stderr,
+        )
     if args.json:
-        print(json.dumps([_json(p) for p in found], indent=2))
+        out = [_json(p) for p in found]
+        out += [{**_json(p), "note": presets.source_note(p)} for p in shadowed]
+        print(json.dumps(out, indent=2))
         return 0
     rows = [["NAME", "FILETYPE", "TO", "SOURCE", "OPTIONS"]]
-    for p in found:
+    for p, source in [
+        *((p, p.source) for p in found),
+        *((p, "database (shadowed)") for p in shadowed),
+    ]:
         options = json.dumps(p.options, separators=(",", ":"))
-        rows.append([p.name, p.filetype, p.output_format, p.source, options])
+        rows.append([p.name, p.filetype, p.output_format, source, options])
     print_table(rows)
     return 0
 
@@ -113,13 +130,27 @@ async def _add(db: Database, args: argparse.Namespace) -> int:
         return fail(f"--options is not valid JSON: {exc.msg} at position {exc.pos}", 2)
     try:
         name = check_name(args.name)
-        fields = check_fields(args.filetype, args.output_format, options, args.description)
+        fields = check_fields(
+            args.filetype, args.output_format, options, args.description, FILETYPES
+        )
     except PresetError as exc:
         return fail(str(exc), 2)
     try:
-        saved = await _presets(args).save(db, Preset(name, *fields), replace=args.replace)
+        saved, before = await _presets(args).save(
+            db,
+            Preset(name, *fields),
+            replace=args.replace,
+            replace_hint=f"Add --replace to replace it (`convertd presets show {name}`).",
+        )
     except ConvertdError as exc:
         return fail(f"{exc.message}{f' {exc.hint}' if exc.hint else ''}", 2)
+    if before is not None:
+        what = "built-in" if before.source == BUILTIN else "saved"
+        print(
+            f"Replaced the {what} preset {name!r} "
+            f"({before.filetype} -> {before.output_format}, options {json.dumps(before.options)}).",
+            file=sys.stderr,
+        )
     print(json.dumps(_json(saved), indent=2))
     return 0
 

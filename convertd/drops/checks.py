@@ -3,7 +3,8 @@ converters when the daemon starts (filetype, output format, options), with each 
 normalised by its converter, so jobs are queued with exactly what the API would accept.
 
 A rule naming a preset (its own, or in a convert step) is checked once the database is open,
-since the preset may be one saved there (`with_presets`)."""
+since the preset may be one saved there (`with_presets`), and again as each file is taken
+(`Fresh`), since a saved preset may change while the daemon runs."""
 
 from __future__ import annotations
 
@@ -46,6 +47,24 @@ async def with_presets(
             rule = _checked(await _applied(rule, presets, db), registry)
         out.append(rule)
     return out
+
+
+class Fresh:
+    """A rule naming a preset as it is now: re-applied and checked when each file is taken, so
+    a preset changed while the daemon runs is used at once. RuleError (the preset removed or
+    no longer fitting the rule) fails that file, with the reason in failed/."""
+
+    def __init__(
+        self, configured: tuple[WatchRule, ...], presets: Presets, db: Database, registry: Registry
+    ) -> None:
+        self.raw = {rule.name: rule for rule in configured if _has_preset(rule)}
+        self.presets, self.db, self.registry = presets, db, registry
+
+    async def __call__(self, rule: WatchRule) -> WatchRule:
+        raw = self.raw.get(rule.name)
+        if raw is None:
+            return rule
+        return _checked(await _applied(raw, self.presets, self.db), self.registry)
 
 
 async def _applied(rule: WatchRule, presets: Presets, db: Database) -> WatchRule:

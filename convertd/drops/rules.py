@@ -66,7 +66,7 @@ class WatchRule:
     merge: bool = False
     batch_seconds: float = 10.0
     # A preset's name (presets.py): its filetype, output format and options, under the rule's
-    # own; resolved when the daemon starts (drops/checks.py), with the database's presets.
+    # own; resolved when the daemon starts and again as each file is taken (drops/checks.py).
     preset: str | None = None
 
     @property

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
 from convertd.converters.base import canonical_format
@@ -24,7 +24,7 @@ from convertd.converters.registry import CannotInfer, Registry
 from convertd.drops import batch_moves
 from convertd.drops.batches import group_of
 from convertd.drops.places import display, fail_file
-from convertd.drops.rules import PIPELINE, WatchRule
+from convertd.drops.rules import PIPELINE, RuleError, WatchRule
 from convertd.drops.waiting import Candidate, Waiting
 from convertd.files import DataDir, extension_of, safe_filename
 from convertd.metrics import Metrics
@@ -48,6 +48,7 @@ class Taker:
         waiting: Waiting,
         job_queued: Callable[[], None],
         metrics: Metrics | None = None,
+        fresh: Callable[[WatchRule], Awaitable[WatchRule]] | None = None,
     ) -> None:
         self.db = db
         self.data = data
@@ -55,9 +56,21 @@ class Taker:
         self.waiting = waiting
         self.job_queued = job_queued  # wakes the workers
         self.metrics = metrics or Metrics()
+        # A rule naming a preset, with the preset as it is now (drops/checks.py's Fresh).
+        self.fresh = fresh
 
     async def take(self, cand: Candidate) -> None:
-        rule, path = cand.rule, cand.path
+        path = cand.path
+        try:
+            rule = await self.fresh(cand.rule) if self.fresh else cand.rule
+        except RuleError as exc:
+            name = safe_filename(display(os.fsencode(path.name)))
+            fmt = cand.rule.output_format or "unknown"
+            found = drops.Found(
+                cand.rule.name, os.fsencode(path), name, fmt, cand.size, cand.mtime_ns
+            )
+            await self._reject(cand, found, str(exc))
+            return
         relative = PurePosixPath(path.relative_to(rule.folder).as_posix())
         fmt = canonical_format(rule.format_for(relative) or "")
         name = safe_filename(display(os.fsencode(path.name)))
@@ -103,7 +116,12 @@ class Taker:
         """A batch's files (drops/batches.py) as one drop and one job: claimed first, then
         moved into one folder of the upload area, all or none (batch_moves.py), then queued.
         After a crash, repair.py finishes the move and queues it."""
-        rule = batch[0].rule
+        try:
+            rule = await self.fresh(batch[0].rule) if self.fresh else batch[0].rule
+        except RuleError as exc:
+            for cand in batch:  # left where they are until the rule's preset is fixed
+                self.waiting.back_off(cand, str(exc))
+            return
         group = group_of(batch[0])
         stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime())
         name = safe_filename(display(os.fsencode(group))) if group else f"batch-{stamp}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from convertd.config import Config
 from convertd.converters.registry import Registry
@@ -56,6 +56,7 @@ class DropWatcher:
         rules: list[WatchRule],
         job_queued: Callable[[], None],
         metrics: Metrics | None = None,
+        fresh: Callable[[WatchRule], Awaitable[WatchRule]] | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -68,7 +69,7 @@ class DropWatcher:
         metrics.drop_files_waiting.set_function(lambda: len(self.waiting.candidates))
         metrics.drop_files_skipped.set_function(lambda: len(self.waiting.skipped))
         self.finder = Finder(db, rules, self.waiting, data.drops_status)
-        self.taker = Taker(db, data, registry, self.waiting, job_queued, metrics)
+        self.taker = Taker(db, data, registry, self.waiting, job_queued, metrics, fresh)
         self.deliverer = Deliverer(db, data, rules, job_queued, metrics)
         self._repaired = False
         self._stop = asyncio.Event()

@@ -315,7 +315,10 @@ MIGRATIONS: list[str] = [
         options       TEXT NOT NULL DEFAULT '{}',
         description   TEXT NOT NULL DEFAULT '',
         created_at    REAL NOT NULL,
-        updated_at    REAL NOT NULL
+        updated_at    REAL NOT NULL,
+        -- A watch rule naming it, written by the daemon at each start: the CLI (whatever
+        -- config it is given) and the API refuse to remove it, so no restart fails for it.
+        used_by       TEXT
     ) WITHOUT ROWID;
     """,
 ]

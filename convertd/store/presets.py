@@ -85,3 +85,22 @@ async def delete(db: Database, name: str) -> bool:
         return conn.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount > 0
 
     return await db.write(write)
+
+
+async def mark_used(db: Database, users: dict[str, str]) -> None:
+    """Record which watch rule names each saved preset (the daemon's rules, at start)."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE presets SET used_by = NULL WHERE used_by IS NOT NULL")
+        conn.executemany(
+            "UPDATE presets SET used_by = ? WHERE name = ?",
+            [(rule, name) for name, rule in sorted(users.items())],
+        )
+
+    await db.write(write)
+
+
+async def user_of(db: Database, name: str) -> str | None:
+    """The watch rule naming a saved preset, as the daemon last started, or None."""
+    row = await db.fetch_one("SELECT used_by FROM presets WHERE name = ?", (name,))
+    return str(row[0]) if row is not None and row[0] is not None else None

@@ -18,7 +18,7 @@ from convertd.converters.base import Converter, canonical_format
 from convertd.converters.options import OptionError
 from convertd.converters.registry import FILETYPES, Registry
 from convertd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from convertd.presets import BUILTIN, BUILTINS, Preset, PresetError, unknown_message
+from convertd.presets import BUILTIN, BUILTINS, DATABASE, Preset, PresetError, unknown_message
 from convertd.store import presets as saved
 from convertd.store.db import Database
 from convertd.tasks.operations import OPTION_ALIASES
@@ -83,7 +83,7 @@ def check_conversion(
     try:
         options = converter.validate_options(dict(raw_options), output_format)
     except OptionError as exc:
-        raise BadRequest(f"The field 'options' is invalid{with_preset}: {exc}.") from None
+        raise BadRequest(f"The field 'options' is invalid: {exc}{with_preset}.") from None
     return converter, output_format, options
 
 
@@ -141,14 +141,18 @@ class Presets:
         # preset name -> the watch rule that uses it (a preset in use is not removed).
         self.rules = rules or {}
 
-    async def check_database(self, db: Database) -> None:
-        """A name in both the config and the database is refused: which one was meant?"""
-        for preset in await saved.all_saved(db):
-            if preset.name in self.configured:
-                raise PresetError(
-                    f"preset {preset.name!r} is both in the config file and in the database; "
-                    f"remove one (`convertd presets remove {preset.name}` for the database's)"
-                )
+    async def start(self, db: Database) -> list[Preset]:
+        """At the daemon's start: record which saved presets the watch rules name (so no CLI
+        or API removes one under them), and return the saved presets the config's shadow."""
+        # A name the config holds is the config's: its shadowed saved copy may go.
+        await saved.mark_used(
+            db, {n: rule for n, rule in self.rules.items() if n not in self.configured}
+        )
+        return await self.shadowed(db)
+
+    async def shadowed(self, db: Database) -> list[Preset]:
+        """Saved presets not in force, since the config file has one of the same name."""
+        return [p for p in await saved.all_saved(db) if p.name in self.configured]
 
     async def all(self, db: Database) -> list[Preset]:
         found = {**self.builtins, **{p.name: p for p in await saved.all_saved(db)}}
@@ -164,9 +168,13 @@ class Presets:
             raise UnknownPreset(unknown_message(name, [p.name for p in await self.all(db)]))
         return preset
 
-    async def save(self, db: Database, preset: Preset, *, replace: bool) -> Preset:
-        """Check and save a database preset: BadRequest as /v1/convert would answer, Conflict
-        for a name the config holds (or, without `replace`, the database already has)."""
+    async def save(
+        self, db: Database, preset: Preset, *, replace: bool, replace_hint: str
+    ) -> tuple[Preset, Preset | None]:
+        """Check and save a database preset; returns it and the preset it replaced (a saved or
+        a built-in one), if any. BadRequest as /v1/convert would answer, Conflict for a name
+        the config holds, or, without `replace`, one already in force (`replace_hint` says how
+        the caller's surface replaces it)."""
         if preset.name in self.configured:
             raise Conflict(
                 f"The preset {preset.name!r} is defined in the config file, which is read-only "
@@ -174,31 +182,37 @@ class Presets:
                 "Edit its [[preset]] table and restart, or choose another name.",
             )
         good = checked(self.registry, preset)
-        if await saved.get(db, preset.name) is None and await saved.count(db) >= MAX_SAVED:
+        before = await saved.get(db, preset.name) or self.builtins.get(preset.name)
+        if before is not None and not replace:
+            what = "a built-in preset" if before.source == BUILTIN else "a saved preset"
+            raise Conflict(f"{preset.name!r} is already {what}.", replace_hint)
+        if before is None and await saved.count(db) >= MAX_SAVED:
             raise Conflict(
                 f"There are {MAX_SAVED} saved presets, the most convertd keeps.",
                 "Remove some first (`convertd presets remove NAME`).",
             )
         try:
-            return await saved.save(db, good, replace=replace)
-        except saved.Exists:
-            raise Conflict(
-                f"A preset named {preset.name!r} already exists.",
-                "Change it with PATCH /v2/presets/{name}, or remove it first.",
-            ) from None
+            return await saved.save(db, good, replace=replace), before
+        except saved.Exists:  # saved by another process since
+            raise Conflict(f"{preset.name!r} is already a saved preset.", replace_hint) from None
 
     async def remove(self, db: Database, name: str) -> Preset | None:
         """Remove a database preset; the built-in it replaced (if any) is in force again and
         returned. Conflict for the config's and the built-ins, NotFound for an unknown name."""
         if name in self.configured:
+            if await saved.delete(db, name):  # the saved copy it shadowed: not in force
+                return None
             raise Conflict(
                 f"The preset {name!r} is defined in the config file, which is read-only here.",
                 "Remove its [[preset]] table and restart.",
             )
-        if name in self.rules and name not in self.builtins:
+        # The daemon's own rules, or (for a CLI given another config, or none) the rules the
+        # daemon recorded at its last start.
+        rule = self.rules.get(name) or await saved.user_of(db, name)
+        if rule is not None and name not in self.builtins:
             raise Conflict(
-                f"The preset {name!r} is used by the watch rule {self.rules[name]!r}.",
-                "Change the rule first (a daemon would not start without the preset).",
+                f"The preset {name!r} is used by the watch rule {rule!r}.",
+                "Change the rule and restart first (a daemon would not start without it).",
             )
         if await saved.delete(db, name):
             return self.builtins.get(name)
@@ -210,7 +224,9 @@ class Presets:
         raise NotFound(unknown_message(name, [p.name for p in await self.all(db)]) + ".")
 
     def source_note(self, preset: Preset) -> str | None:
-        """What a database or config preset replaces, for listings."""
+        """What a database or config preset replaces (or what shadows it), for listings."""
+        if preset.source == DATABASE and preset.name in self.configured:
+            return "not in force: the config file has a preset of this name"
         if preset.source != BUILTIN and preset.name in self.builtins:
             return f"replaces the built-in {preset.name!r}"
         return None

@@ -15,6 +15,7 @@ from convertd.api.urls import base_url
 from convertd.api.v2.render import data, iso
 from convertd.api.v2.schemas import PAGING, error, json_request, many, one
 from convertd.api.v2.tasks import page_of
+from convertd.converters.registry import FILETYPES
 from convertd.errors import BadRequest, Invalid, NotFound
 from convertd.presets import TABLE_FIELDS, Preset, PresetError, check_fields, check_name
 from convertd.tasks.presets import UnknownPreset
@@ -41,10 +42,13 @@ def preset_json(request: web.Request, preset: Preset) -> dict[str, Any]:
 
 def _invalid(exc: BadRequest | PresetError) -> Invalid:
     """A preset refused as /v1/convert would refuse it, in /v2's shape (422, the field named)."""
-    message = exc.message if isinstance(exc, BadRequest) else f"{str(exc).capitalize()}."
-    named = re.search(r"'(filetype|output_format|options|description|name)'", message)
+    if isinstance(exc, PresetError):
+        text = str(exc)
+        message = f"{text[:1].upper()}{text[1:]}."
+        return Invalid(message, {exc.field: [message]})
+    named = re.search(r"'(filetype|output_format|options|description)'", exc.message)
     field = named.group(1) if named else "options"
-    return Invalid(message, {field: [message]})
+    return Invalid(exc.message, {field: [exc.message]})
 
 
 def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -58,14 +62,25 @@ def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
 
 async def _save(request: web.Request, preset: Preset, *, replace: bool) -> Preset:
     try:
-        return await request.app[PRESETS].save(request.app[DB], preset, replace=replace)
+        saved, _ = await request.app[PRESETS].save(
+            request.app[DB],
+            preset,
+            replace=replace,
+            replace_hint=f"PATCH /v2/presets/{preset.name} changes it (a built-in is then "
+            'replaced by a saved copy), or send "replace": true to replace it whole.',
+        )
     except BadRequest as exc:
         raise _invalid(exc) from None
+    return saved
 
 
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request, MAX_BODY, HINT)
-    _fields(body, TABLE_FIELDS)
+    _fields(body, (*TABLE_FIELDS, "replace"))
+    replace = body.get("replace", False)
+    if not isinstance(replace, bool):
+        message = "The replace field is true or false."
+        raise Invalid(message, {"replace": [message]})
     try:
         name = check_name(body.get("name"))
         fields = check_fields(
@@ -73,10 +88,11 @@ async def create(request: web.Request) -> web.Response:
             body.get("output_format"),
             body.get("options", {}),
             body.get("description", ""),
+            FILETYPES,
         )
     except PresetError as exc:
         raise _invalid(exc) from None
-    saved = await _save(request, Preset(name, *fields), replace=False)
+    saved = await _save(request, Preset(name, *fields), replace=replace)
     return data(preset_json(request, saved), status=201)
 
 
@@ -112,12 +128,19 @@ async def update(request: web.Request) -> web.Response:
     current = await _named(request)
     body = await read_json(request, MAX_BODY, HINT)
     _fields(body, EDITABLE)
+    description = body.get("description", current.description)
+    builtin = request.app[PRESETS].builtins.get(current.name)
+    changes = any(f in body for f in ("filetype", "output_format", "options"))
+    if builtin and changes and "description" not in body and description == builtin.description:
+        # The built-in's description states its option values, which may no longer hold.
+        description = f"Changed from the built-in {current.name!r}"
     try:
         fields = check_fields(
             body.get("filetype", current.filetype),
             body.get("output_format", current.output_format),
             _patched(current.options, body["options"]) if "options" in body else current.options,
-            body.get("description", current.description),
+            description,
+            FILETYPES,
         )
     except PresetError as exc:
         raise _invalid(exc) from None
@@ -132,16 +155,19 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-PRESET = {
+FIELDS: dict[str, Any] = {
+    "name": {"type": "string"},
+    "filetype": {"type": "string"},
+    "output_format": {"type": "string"},
+    "options": {"type": "object"},
+    "description": {"type": "string"},
+    "source": {"type": "string", "enum": ["builtin", "config", "database"]},
+}
+PRESET = {"type": "object", "properties": FIELDS}
+# What POST takes: a preset, and whether it may replace one in force of that name.
+NEW_PRESET = {
     "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "filetype": {"type": "string"},
-        "output_format": {"type": "string"},
-        "options": {"type": "object"},
-        "description": {"type": "string"},
-        "source": {"type": "string", "enum": ["builtin", "config", "database"]},
-    },
+    "properties": {**FIELDS, "replace": {"type": "boolean", "default": False}},
 }
 PRESET_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 READ, WRITE = "user.read", "user.write"
@@ -162,15 +188,15 @@ ROUTES = [
         "POST",
         "/v2/presets",
         create,
-        "Save a preset, checked as a conversion's options are (a built-in's name replaces it)",
+        "Save a preset, checked as a conversion's options are (replace: true for a name in force)",
         scope=WRITE,
         operation={
-            "requestBody": json_request(PRESET),
+            "requestBody": json_request(NEW_PRESET),
             "responses": {
                 "201": one("The preset", PRESET),
                 "400": error("A malformed body"),
                 "413": error("A body over 64 KiB"),
-                "409": error("The name is taken, or the config file's"),
+                "409": error("The name is in force (without replace), or the config file's"),
                 "422": error("A field a conversion would refuse, named in `errors`"),
             },
         },
