@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +300,120 @@ def test_root_restores_for_the_service_user(tmp_path: Path) -> None:
         "convertd.lock": service_uid,
         **{p.name: service_uid for p in data.glob("convertd.db.before-restore-*")},
     }
+
+
+def test_backup_refuses_the_live_database_and_anything_in_the_data_dir(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    """`convertd backup DATA/convertd.db --force` while the daemon runs would rename the copy
+    over the database it writes to: everything written from then on lost at its next start.
+    Whatever the spelling (.., a symlink, a hard link), nothing in the data dir is replaced."""
+    d: Daemon = make_daemon(env=QUIET)
+    key = d.create_key("before")
+    data = d.data_dir
+    database = data / "convertd.db"
+    (tmp_path / "to-data").symlink_to(data)
+    (tmp_path / "to-db.db").symlink_to(database)
+    os.link(database, tmp_path / "hard-link.db")
+    (data / "uploads" / "old.db").write_bytes(b"an old backup, in the wrong place")
+    targets = [
+        database,
+        data / "convertd.db-wal",
+        data / "convertd.db-shm",
+        data / "convertd.db-journal",
+        data / "convertd.lock",
+        data / "uploads" / ".." / "convertd.db",
+        tmp_path / "to-data" / "convertd.db",
+        tmp_path / "to-db.db",
+        tmp_path / "hard-link.db",
+        data / "backup.db",
+        data / "uploads" / "old.db",
+        tmp_path / "to-data" / "new.db",
+    ]
+    live = {p.name: p.stat().st_ino for p in data.iterdir() if p.is_file()}
+    for target in targets:
+        proc = d.cli("backup", str(target), "--force", check=False)
+        assert proc.returncode == 1, (target, proc.stdout)
+        assert "outside the data dir" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert "live convertd.db:" in d.cli("backup", str(database), check=False).stderr
+    assert "inside the data dir" in d.cli("backup", str(data / "b.db"), check=False).stderr
+    assert {name: (data / name).stat().st_ino for name in live} == live
+    assert not list(data.rglob("*.tmp")) and not (data / "backup.db").exists()
+
+    # The daemon's database is the one it writes: a key made now is there after a restart.
+    later = d.create_key("after")
+    assert d.stop() == 0
+    d = make_daemon(env=QUIET, data_dir=data)
+    assert keys_me(d, key).json()["name"] == "before"
+    assert keys_me(d, later).json()["name"] == "after"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (mounting needs root, which CI has): the hostile suite's full-disk trick."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with (disk / "filler").open("ab") as f:
+        f.write(b"\0" * max(free - leave, 0))
+
+
+# Measured on tmpfs: 16 KiB left or less, "disk I/O error"; 32-40 KiB, "database or disk is full".
+@pytest.mark.parametrize("leave", [0, 36 * 1024], ids=["no-room", "little-room"])
+def test_a_full_disk_is_said_in_one_line(small_disk: Path, tmp_path: Path, leave: int) -> None:
+    """With no room SQLite says "disk I/O error", with a little "database or disk is full";
+    either way an admin command says the disk is full, where, and no traceback."""
+    data = small_disk / "data"
+    run_cli(data, "keys", "create", "--name", "first")
+    fill(small_disk, leave)
+    commands = [["keys", "create", "--name", f"k{n}"] for n in range(5)] + [
+        ["presets", "add", "small", "--filetype", "image", "--to", "webp"]
+    ]
+    runs = [run_cli(data, *argv, check=False) for argv in commands]
+    failed = [proc for proc in runs if proc.returncode != 0]
+    assert len(failed) == len(commands), [proc.stdout for proc in runs]
+    for proc in failed:
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        (line,) = [line for line in proc.stderr.splitlines() if line.startswith("convertd:")]
+        assert line == (
+            f"convertd: the database could not be written: the disk is full (free space in {data})"
+        )
+
+    # A backup onto the full disk says so, and leaves nothing behind.
+    fill(small_disk, 0)
+    run_cli(tmp_path / "other", "keys", "create", "--name", "other")
+    dest = small_disk / "b.db"
+    proc = run_cli(tmp_path / "other", "backup", str(dest), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"the backup could not be written to {dest}: the disk is full" in proc.stderr
+    assert "not a usable SQLite database" not in proc.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) == ["data", "filler"]
+
+
+def test_restore_says_where_it_restores_and_warns_of_an_empty_data_dir(tmp_path: Path) -> None:
+    """Run as root without --data-dir, a restore goes into root's own data dir: the first line
+    names it, and a data dir with no database yet draws a warning."""
+    data = tmp_path / "data"
+    run_cli(data, "keys", "create", "--name", "one")
+    saved = tmp_path / "saved.db"
+    run_cli(data, "backup", str(saved))
+    proc = run_cli(tmp_path / "elsewhere", "restore", str(saved))
+    assert proc.stdout.splitlines()[0] == f"restoring into the data dir {tmp_path / 'elsewhere'}"
+    assert (
+        f"restoring into an empty data dir {tmp_path / 'elsewhere'}: is this the daemon's? "
+        "see --data-dir" in proc.stderr
+    )
+    proc = run_cli(data, "restore", str(saved))
+    assert proc.stdout.splitlines()[0] == f"restoring into the data dir {data}"
+    assert "empty data dir" not in proc.stderr

@@ -4,10 +4,13 @@ only package that prints."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from convertd import __version__
 from convertd.cli import (
@@ -23,9 +26,10 @@ from convertd.cli import (
     serve,
     webhooks,
 )
-from convertd.cli.common import common_options, setup_logging
+from convertd.cli.common import common_options, config_of, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
+from convertd.store.db import is_disk_full
 from convertd.store.keys import AdminError
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
@@ -87,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, AdminError, SchemaTooNew) as exc:
         print(f"convertd: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"convertd: {database_problem(exc, args)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -96,3 +103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     return status
+
+
+def database_problem(exc: sqlite3.DatabaseError, args: argparse.Namespace) -> str:
+    """One line for what SQLite refused an admin command, instead of its traceback."""
+    where = Path("the data dir")
+    with contextlib.suppress(ConfigError, AttributeError):
+        where = config_of(args).data_dir
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if is_disk_full(exc, where):
+        return f"the database could not be written: the disk is full (free space in {where})"
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return f"the database is busy ({exc}); try again (is something else holding it?)"
+    if code == sqlite3.SQLITE_READONLY:
+        return f"the database is read-only to this user ({exc}); run as the owner of {where}"
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return f"the database could not be opened ({exc}); check {where} and its permissions"
+    return f"the database could not be used: {exc} (in {where})"

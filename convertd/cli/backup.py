@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from convertd.cli.common import config_of, fail
@@ -40,16 +41,20 @@ def register(
             "convertd.db.before-restore-<time>; an older backup is migrated to this convertd's "
             "schema."
         ),
-        epilog="example: systemctl stop convertd && convertd restore convertd-2026-01-31.db",
+        epilog=(
+            "example: systemctl stop convertd && "
+            "convertd restore convertd-2026-01-31.db --data-dir /var/lib/convertd"
+        ),
     )
     put_back.add_argument("file", type=Path, metavar="FILE")
     put_back.set_defaults(run=run_restore)
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    database = DataDir.of(config_of(args)).database
+    data = DataDir.of(config_of(args))
+    database = data.database
     try:
-        summary = backup.backup(database, args.file, force=args.force)
+        summary = backup.backup(database, args.file, force=args.force, data_dir=data)
     except backup.BackupError as exc:
         return fail(str(exc))
     print(f"backed up {database}")
@@ -65,6 +70,14 @@ def run_restore(args: argparse.Namespace) -> int:
         lock = lock_data_dir(data)  # held until the end: no daemon may start meanwhile
     except AlreadyRunning as exc:
         return fail(f"{exc}; stop it first (e.g. systemctl stop convertd), then restore")
+    # First, so that a restore into the wrong data dir (root's own, not the service's) shows.
+    print(f"restoring into the data dir {data.root}")
+    if not data.database.exists():
+        print(
+            f"convertd: warning: restoring into an empty data dir {data.root}: is this the "
+            "daemon's? see --data-dir",
+            file=sys.stderr,
+        )
     try:
         backup.give_to_owner(data.lock, data.root)  # a lock root made must not lock the daemon out
         restored = backup.restore(args.file, data.database)

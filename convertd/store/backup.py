@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import shutil
 import sqlite3
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from convertd.files import DataDir
+from convertd.store.db import is_disk_full
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
 
 # Pages per backup step (4 KiB each): a progress line per 16 MiB, and a step never holds the
@@ -37,6 +40,10 @@ CORE_TABLES = {"plans", "api_keys", "jobs", "uploads"}
 
 class BackupError(Exception):
     """A backup or restore cannot be carried out; the message says why and what to do."""
+
+
+class DiskFull(BackupError):
+    """SQLite or the file system could not write a file for want of space."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,15 +65,18 @@ def backup(
     dest: Path,
     *,
     force: bool = False,
+    data_dir: DataDir | None = None,
     pages: int = STEP_PAGES,
     progress: Callable[[int, int], None] | None = None,
 ) -> Summary:
     """Copy the database at `source` (the daemon may be writing to it) to `dest`.
 
-    `progress(done, total)` is called after each step of `pages` pages.
+    `progress(done, total)` is called after each step of `pages` pages. `data_dir`, when given,
+    is the daemon's: no backup may be written anywhere inside it.
     """
     if not source.is_file():
         raise BackupError(f"no database at {source}: nothing to back up (check --data-dir)")
+    _refuse_live_target(dest, source, data_dir)
     if dest.is_dir():
         raise BackupError(f"{dest} is a directory; name the backup file")
     if dest.exists() and not force:
@@ -75,28 +85,86 @@ def backup(
         raise BackupError(f"no directory {dest.parent} to write the backup in")
     temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        with _connect(source, read_only=True) as src, _connect(temp) as out:
-            # The read transaction is the snapshot: every step reads the same moment.
-            src.execute("BEGIN")
-            src.execute("SELECT COUNT(*) FROM sqlite_master")  # takes the snapshot
-            version = _user_version(src)
-            if version > SCHEMA_VERSION:
-                raise _too_new(source, version)
-
-            def step(status: int, remaining: int, total: int) -> None:
-                if progress is not None:
-                    progress(total - remaining, total)
-
-            src.backup(out, pages=pages, progress=step)
-            src.execute("COMMIT")
-            _make_self_contained(out)
-            summary = _verify(out, temp, expected_version=version)
-        _fsync(temp)
-        os.replace(temp, dest)
-        _fsync(dest.parent)
+        with _no_space(f"the backup could not be written to {dest}", dest.parent):
+            summary = _copy(source, temp, pages, progress)
+            _fsync(temp)
+            os.replace(temp, dest)
+            _fsync(dest.parent)
     finally:
         _remove_sqlite_files(temp)
     return dataclasses.replace(summary, path=dest)
+
+
+def _copy(
+    source: Path, temp: Path, pages: int, progress: Callable[[int, int], None] | None
+) -> Summary:
+    with _connect(source, read_only=True) as src, _connect(temp) as out:
+        # The read transaction is the snapshot: every step reads the same moment.
+        src.execute("BEGIN")
+        src.execute("SELECT COUNT(*) FROM sqlite_master")  # takes the snapshot
+        version = _user_version(src)
+        if version > SCHEMA_VERSION:
+            raise _too_new(source, version)
+
+        def step(status: int, remaining: int, total: int) -> None:
+            if progress is not None:
+                progress(total - remaining, total)
+
+        src.backup(out, pages=pages, progress=step)
+        src.execute("COMMIT")
+        _make_self_contained(out)
+        return _verify(out, temp, expected_version=version)
+
+
+# The files beside the database that SQLite and the daemon keep open while it runs.
+LIVE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+WHERE_TO = "write backups outside the data dir, e.g. /srv/backups/convertd-$(date +%F).db"
+
+
+def _refuse_live_target(dest: Path, database: Path, data_dir: DataDir | None) -> None:
+    """A backup renamed over the live database (or its -wal) would leave the daemon writing to
+    a deleted file, and every write from then on lost at its next start. By resolved path (so
+    symlinks and `..` do not hide it) and by inode (a hard link, a bind mount)."""
+    target = dest.resolve()
+    live = [Path(f"{database}{suffix}") for suffix in LIVE_SUFFIXES]
+    if data_dir is not None:
+        live.append(data_dir.lock)
+    for path in live:
+        if target == path.resolve() or _same_file(dest, path):
+            raise BackupError(
+                f"{dest} is the daemon's live {path.name}: a backup there would replace the "
+                f"file it is writing, and lose what it writes from then on; {WHERE_TO}"
+            )
+    if data_dir is None:
+        return
+    root = data_dir.root.resolve()
+    for parent in target.parents:
+        if parent == root or _same_file(parent, root):
+            raise BackupError(
+                f"{dest} is inside the data dir {root}, which the daemon owns (and a backup "
+                f"there is lost with it); {WHERE_TO}"
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+@contextlib.contextmanager
+def _no_space(what: str, where: Path) -> Iterator[None]:
+    """A full disk said as such, not as a damaged database or a traceback."""
+    try:
+        yield
+    except (DiskFull, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise BackupError(
+            f"{what}: the disk is full (free space in {where}, or choose another place); "
+            "nothing was left behind"
+        ) from exc
 
 
 def inspect(path: Path) -> Summary:
@@ -123,23 +191,25 @@ def restore(source: Path, database: Path) -> Restored:
     inspect(source)
     temp = database.with_name(f".{database.name}.restore.tmp")
     _remove_sqlite_files(temp)
+    unwritten = f"the backup could not be restored into {database.parent}"
     try:
-        with _connect(source, at_rest=True) as src, _connect(temp) as out:
-            src.execute("BEGIN")
-            version = _checked_version(src, source)  # reads, so takes the snapshot
-            src.backup(out)
-            src.execute("COMMIT")
-            _make_self_contained(out)
-            # Migrated here, so a backup too damaged to migrate is refused before anything moves.
-            migrate(out)
-            summary = _verify(out, temp, expected_version=SCHEMA_VERSION)
-        _copy_owner(database if database.exists() else database.parent, temp)
-        _fsync(temp)
-        # A -wal without its database (removed by hand) would be replayed onto the new one.
-        leftovers = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")]
-        kept = _set_aside(database) if any(p.exists() for p in leftovers) else None
-        os.replace(temp, database)
-        _fsync(database.parent)
+        with _no_space(unwritten, database.parent):
+            with _connect(source, at_rest=True) as src, _connect(temp) as out:
+                src.execute("BEGIN")
+                version = _checked_version(src, source)  # reads, so takes the snapshot
+                src.backup(out)
+                src.execute("COMMIT")
+                _make_self_contained(out)
+                # Migrated here: a backup too damaged to migrate is refused before anything moves.
+                migrate(out)
+                summary = _verify(out, temp, expected_version=SCHEMA_VERSION)
+            _copy_owner(database if database.exists() else database.parent, temp)
+            _fsync(temp)
+            # A -wal without its database (removed by hand) would be replayed onto the new one.
+            leftovers = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")]
+            kept = _set_aside(database) if any(p.exists() for p in leftovers) else None
+            os.replace(temp, database)
+            _fsync(database.parent)
     finally:
         _remove_sqlite_files(temp)
     return Restored(dataclasses.replace(summary, path=database), version, kept)
@@ -164,6 +234,8 @@ def _connect(
         conn.execute("PRAGMA foreign_keys = ON")  # as the daemon's, for a migration
         yield conn
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc, path.parent):
+            raise DiskFull(f"{path}: {exc}") from exc
         raise BackupError(f"{path} is not a usable SQLite database ({exc})") from exc
     finally:
         conn.close()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import queue
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -42,6 +43,23 @@ PRAGMAS = (
 )
 
 Row = sqlite3.Row
+
+# Less free than this where SQLite failed to grow its -shm or -wal: the disk is full. (On a
+# disk with no room at all SQLite says "disk I/O error", not "database or disk is full".)
+NEARLY_FULL_BYTES = 256 * 1024
+
+
+def is_disk_full(exc: sqlite3.Error, directory: Path) -> bool:
+    """Whether SQLite failed for want of space in `directory`, where its files are."""
+    code = getattr(exc, "sqlite_errorcode", 0)
+    if code == sqlite3.SQLITE_FULL:
+        return True
+    if code & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        return shutil.disk_usage(directory).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def from_row(cls: type[D], row: Row, **converted: Any) -> D:
