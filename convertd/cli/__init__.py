@@ -29,7 +29,7 @@ from convertd.cli import (
 from convertd.cli.common import common_options, config_of, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
-from convertd.store.db import is_disk_full
+from convertd.store.db import out_of_space
 from convertd.store.keys import AdminError
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
@@ -111,7 +111,7 @@ def database_problem(exc: sqlite3.DatabaseError, args: argparse.Namespace) -> st
     with contextlib.suppress(ConfigError, AttributeError):
         where = config_of(args).data_dir
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    if is_disk_full(exc, where):
+    if out_of_space(exc, where):
         return f"the database could not be written: the disk is full (free space in {where})"
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return f"the database is busy ({exc}); try again (is something else holding it?)"

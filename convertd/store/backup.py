@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from convertd.files import DataDir
-from convertd.store.db import is_disk_full
+from convertd.store.db import out_of_space
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
 
 # Pages per backup step (4 KiB each): a progress line per 16 MiB, and a step never holds the
@@ -234,7 +234,7 @@ def _connect(
         conn.execute("PRAGMA foreign_keys = ON")  # as the daemon's, for a migration
         yield conn
     except sqlite3.DatabaseError as exc:
-        if is_disk_full(exc, path.parent):
+        if out_of_space(exc, path.parent):
             raise DiskFull(f"{path}: {exc}") from exc
         raise BackupError(f"{path} is not a usable SQLite database ({exc})") from exc
     finally:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
+from convertd.errors import is_disk_full
 from convertd.store.migrations import migrate
 
 if TYPE_CHECKING:
@@ -49,10 +50,12 @@ Row = sqlite3.Row
 NEARLY_FULL_BYTES = 256 * 1024
 
 
-def is_disk_full(exc: sqlite3.Error, directory: Path) -> bool:
-    """Whether SQLite failed for want of space in `directory`, where its files are."""
+def out_of_space(exc: sqlite3.Error, directory: Path) -> bool:
+    """Whether SQLite failed for want of space in `directory`, where its files are: what
+    errors.is_disk_full recognises, and SQLite's other way of saying it (an I/O error where
+    nothing is free)."""
     code = getattr(exc, "sqlite_errorcode", 0)
-    if code == sqlite3.SQLITE_FULL:
+    if code == sqlite3.SQLITE_FULL or is_disk_full(exc):
         return True
     if code & 0xFF != sqlite3.SQLITE_IOERR:
         return False
