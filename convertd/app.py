@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from convertd import __version__
 from convertd.api.auth import auth_middleware
 from convertd.api.cors import add_cors_headers, cors_middleware
 from convertd.api.errors import error_middleware
-from convertd.api.health import PROBE, DatabaseProbe
+from convertd.api.health import PROBE, TRANSITIONS, DatabaseProbe, Transitions
 from convertd.api.health import ROUTES as HEALTH_ROUTES
 from convertd.api.limits import add_rate_limit_headers
 from convertd.api.metrics import ROUTES as METRICS_ROUTES
@@ -98,6 +99,12 @@ async def _watchdog(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     interval = config.watchdog_seconds
     if interval is None or not config.notify_socket:
+        if config.watchdog_usec and config.notify_socket:
+            logger.warning(
+                "systemd watchdog: $WATCHDOG_PID is %s, not this process (%d): no pings",
+                config.watchdog_pid,
+                os.getpid(),
+            )
         yield
         return
     watchdog = Watchdog(app[DB], config.notify_socket, interval).start()
@@ -244,6 +251,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[METRICS] = metrics
     app[CHANGES] = Changes()
     app[PROBE] = DatabaseProbe()
+    app[TRANSITIONS] = Transitions()
     app[OFFICE] = OfficePool(
         data.office,
         config.office_pool_size,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -128,9 +129,18 @@ class Config:
     def watchdog_seconds(self) -> float | None:
         """How often to tell systemd's watchdog all is well (half its timeout), if it watches
         this process."""
-        if not self.watchdog_usec or (self.watchdog_pid and self.watchdog_pid != os.getpid()):
+        if not self.watchdog_usec or not self.watched_here:
             return None
         return self.watchdog_usec / 2e6
+
+    @property
+    def watched_here(self) -> bool:
+        """Whether $WATCHDOG_PID (when set) names this process. The single-file executable
+        runs as two: PyInstaller's bootloader, which systemd started (and names), and this
+        Python process, its child, which stands for it."""
+        if not self.watchdog_pid or self.watchdog_pid == os.getpid():
+            return True
+        return bool(getattr(sys, "frozen", False)) and self.watchdog_pid == os.getppid()
 
     @property
     def base_url(self) -> str:

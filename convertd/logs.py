@@ -19,6 +19,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, TextIO
 
@@ -74,20 +75,36 @@ def context_of(record: logging.LogRecord) -> dict[str, Any]:
     return {name: value for name in FIELDS if (value := getattr(record, name, None)) is not None}
 
 
+def escape(text: str) -> str:
+    """`text` on one line: control characters (CR, LF, ESC, ...) and line separators written
+    as Python escapes, so that no value a line quotes can start a line of its own."""
+    if text.isprintable():
+        return text
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 class TextFormatter(logging.Formatter):
-    """The usual line, with the request and job it is about at the end when known."""
+    """The usual line, with the request and job it is about at the end when known. Each line
+    is one line whatever the values it quotes; a traceback follows it, indented."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        context = context_of(record)
-        if not context:
-            return line
         first, newline, rest = line.partition("\n")  # a traceback stays below the line
-        tail = " ".join(f"{k}={v}" for k, v in context.items())
-        return f"{first} [{tail}]{newline}{rest}"
+        if rest:  # indented, so that none of its lines passes for a line of the log
+            rest = "\n".join("  " + escape(part) for part in rest.split("\n"))
+        context = context_of(record)
+        if context:
+            first += " [" + " ".join(f"{k}={escape(str(v))}" for k, v in context.items()) + "]"
+        return f"{first}{newline}{rest}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import resource
 import signal
 from http import HTTPStatus
@@ -19,7 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 from convertd import memory, sdnotify
 from convertd.api.errors import json_error
 from convertd.api.request_ids import HEADER as REQUEST_ID_HEADER
-from convertd.api.request_ids import request_id_of
+from convertd.api.request_ids import JOB_ID, request_id_of
 from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
@@ -87,20 +88,32 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         key = request.get(API_KEY)
-        context = {"request_id": request_id_of(request)}
+        context: dict[str, object] = {"request_id": request_id_of(request)}
         if key is not None:
             context |= {"key_name": key.name, "key_id": key.id}
+        if (job_id := request.get(JOB_ID)) is not None:
+            context["job_id"] = job_id
         self.logger.info(
             "%s %s %s %d %dB %.1fms key=%s",
             request.remote,
             request.method,
             request.path,
             response.status,
-            response.body_length,
+            body_bytes(request, response),
             time * 1000,
             key.id if key is not None else "-",
             extra=context,
         )
+
+
+def body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """The body's size: its Content-Length when it has one (a file sent with sendfile()
+    bypasses the writer's count), else what was written (a stream's, headers included)."""
+    if request.method == "HEAD":
+        return 0
+    if response.content_length is not None:
+        return response.content_length
+    return response.body_length
 
 
 def lock_data_dir(data: DataDir) -> IO[str]:
@@ -164,7 +177,11 @@ async def serve(config: Config) -> None:
             config.data_dir,
             config.workers,
         )
-        sdnotify.notify(config.notify_socket, f"READY=1\nSTATUS=listening on {url}")
+        # MAINPID: the single-file executable's bootloader is the process systemd started;
+        # this one, its child, is the daemon it should watch and signal (NotifyAccess=all).
+        sdnotify.notify(
+            config.notify_socket, f"READY=1\nMAINPID={os.getpid()}\nSTATUS=listening on {url}"
+        )
         await stop.wait()
         sdnotify.notify(config.notify_socket, "STOPPING=1\nSTATUS=finishing running jobs")
         logger.info("stopping: no new jobs; running jobs get %.0f s", config.shutdown_grace_seconds)

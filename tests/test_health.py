@@ -135,6 +135,11 @@ def test_a_tool_missing_from_path_fails_health_by_name(make_daemon: Any, tmp_pat
     # Taken away while it runs: failing again, naming it.
     (farm / "ffmpeg").unlink()
     assert health_becomes(d, 503)["checks"]["tools"]["missing"] == ["ffmpeg"]
+    assert health(d).status_code == 503
+    # Each change is logged once, however many answers found it so.
+    log = d.log()
+    assert log.count("WARNING convertd.api.health: health: tools check failing") == 2, log
+    assert log.count("INFO convertd.api.health: health: tools check passes again") == 1, log
 
 
 def test_optional_tools_are_reported_not_failed(make_daemon: Any, tmp_path: Path) -> None:

@@ -128,6 +128,11 @@ def test_json_logs_carry_request_job_and_key_name(tmp_path: Path) -> None:
         )
         assert missing.status_code == 404
         requests.get(f"{d.base}/keys/me", params={"api_key": key}, timeout=10)
+        link = requests.get(f"{d.base}/status/{job_id}", headers={"X-API-Key": key}, timeout=10)
+        result = requests.get(
+            link.json()["download_url"], headers={"X-Request-Id": "req-download-3"}, timeout=10
+        )
+        assert result.status_code == 200
     finally:
         d.stop()
     lines = [line for line in d.log().splitlines() if line.strip()]
@@ -141,6 +146,14 @@ def test_json_logs_carry_request_job_and_key_name(tmp_path: Path) -> None:
     posted = next(r for r in access if r.get("request_id") == "req-convert-1")
     assert "POST /v1/convert 202" in posted["message"]
     assert posted["key_name"] == "log-reader" and isinstance(posted["key_id"], int)
+    # The request and the job it made are one search apart, either way.
+    assert posted["job_id"] == job_id
+    pending = next(r for r in records if "pending" in r["message"])
+    assert pending["job_id"] == job_id and pending["request_id"] == "req-convert-1", pending
+    # A download's line counts the bytes of the file sent (sendfile() bypasses aiohttp's count).
+    fetched = next(r for r in access if r.get("request_id") == "req-download-3")
+    assert f" 200 {len(result.content)}B " in fetched["message"], fetched
+    assert fetched["job_id"] == job_id
     # The job's lines name it: queued, claimed and finished.
     about_job = [r for r in records if r.get("job_id") == job_id]
     assert any("processing" in r["message"] for r in about_job), about_job
@@ -246,6 +259,8 @@ def test_no_watchdog_for_another_process(tmp_path: Path, datagrams: Datagrams) -
     finally:
         d.stop()
     assert b"WATCHDOG=1" not in datagrams.got and datagrams.got
+    # Said once, not left to guess.
+    assert "$WATCHDOG_PID is 1, not this process" in d.log()
 
 
 def test_a_json_line_holds_a_traceback_and_the_context() -> None:
@@ -271,3 +286,67 @@ def test_a_json_line_holds_a_traceback_and_the_context() -> None:
     assert "Traceback" in body["exception"] and "bad\nvalue" in body["exception"]
     text = logs.TextFormatter().format(record)
     assert text.splitlines()[0].endswith("boom here [job_id=job-7]")
+
+
+def test_drop_lines_name_their_job(tmp_path: Path) -> None:
+    env = {"CONVERTD_DROP_SETTLE_SECONDS": "0.6", "CONVERTD_OFFICE_PREWARM": "false"}
+    d = Daemon(tmp_path / "data", env, workers=1, args=("--log-format", "json")).start()
+    try:
+        inbox = d.data_dir / "drop" / "inbox" / "webp"
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / "photo.png").write_bytes(image_bytes())
+        deadline = time.monotonic() + 60
+        while "drop finished" not in d.log():
+            assert time.monotonic() < deadline, d.log()[-2000:]
+            time.sleep(0.1)
+    finally:
+        d.stop()
+    records = [json.loads(line) for line in d.log().splitlines() if line.strip()]
+    taken = next(r for r in records if r["message"].startswith("drop taken"))
+    finished = next(r for r in records if r["message"].startswith("drop finished"))
+    assert taken["job_id"] == finished["job_id"] and taken["job_id"] in taken["message"]
+    about_job = [r["message"] for r in records if r.get("job_id") == taken["job_id"]]
+    assert any(m.endswith("finished") or " finished" in m for m in about_job), about_job
+
+
+FORGED = "\n2026-01-01 00:00:00,000 ERROR convertd: FAKE"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["evil" + FORGED, "bell\x07", "esc\x1b[31mred", "rtl\u202eoverride", "x" * 101],
+)
+def test_a_key_name_that_could_forge_a_line_is_refused(tmp_path: Path, name: str) -> None:
+    from tests.daemon import run_cli
+
+    made = run_cli(tmp_path / "data", "keys", "create", "--name", name, check=False)
+    assert made.returncode != 0 and "--name" in made.stderr, made.stderr
+    assert "cvd_" not in made.stdout
+    assert run_cli(tmp_path / "data", "keys", "create", "--name", "y" * 100).returncode == 0
+
+
+def test_a_text_line_stays_one_line_whatever_it_quotes() -> None:
+    import logging
+    import sys
+
+    record = logging.LogRecord(
+        "convertd.x",
+        logging.WARNING,
+        __file__,
+        1,
+        "key %s said %s",
+        ("evil" + FORGED, "a\rb"),
+        None,
+    )
+    try:
+        raise ValueError("bad" + FORGED)
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    record.key_name = "old\nname"  # a name stored before names were checked
+    text = logs.TextFormatter().format(record)
+    first, *rest = text.split("\n")
+    assert "evil\\n2026-01-01" in first and "a\\rb" in first and "key_name=old\\nname" in first
+    assert rest and all(line.startswith("  ") for line in rest), text  # the traceback, indented
+    assert "\r" not in text and "\x1b" not in text
+    # Nothing but the first line starts with a time.
+    assert sum(line.startswith("20") for line in text.split("\n")) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import zipfile
@@ -79,12 +80,18 @@ def test_readiness_is_sent_once_listening(make_daemon: Any, tmp_path: Path) -> N
         assert sock.recv(4096).decode().startswith("STOPPING=1")
 
 
-def test_single_file_executable_runs_without_the_venv(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def single_file() -> Path:
+    """dist/convertd, built once for the tests that run it."""
     build = subprocess.run(
         [str(ROOT / "packaging" / "build")], capture_output=True, text=True, timeout=600
     )
     assert build.returncode == 0, build.stderr[-2000:]
-    binary = ROOT / "dist" / "convertd"
+    return ROOT / "dist" / "convertd"
+
+
+def test_single_file_executable_runs_without_the_venv(tmp_path: Path, single_file: Path) -> None:
+    binary = single_file
     # A clean environment: system PATH only, no venv, no PYTHONPATH, a fresh HOME.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
 
@@ -115,3 +122,59 @@ def test_single_file_executable_runs_without_the_venv(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "bundle.tar") as tf:
         member = tf.extractfile("docs/readme.txt")
         assert member is not None and member.read() == b"inside the zip\n"
+
+
+def _notification(sock: socket.socket) -> tuple[dict[str, str], int]:
+    """One datagram's assignments and the pid of its sender, as systemd learns it (from the
+    kernel's SCM_CREDENTIALS, which no sender can forge)."""
+    creds = struct.calcsize("3i")
+    data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+    pid = next(
+        struct.unpack("3i", cdata[:creds])[0]
+        for level, kind, cdata in ancillary
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+    )
+    fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+    return fields, pid
+
+
+def test_single_file_executable_under_a_notify_unit(tmp_path: Path, single_file: Path) -> None:
+    """The executable runs as PyInstaller's bootloader and the daemon, its child; systemd
+    starts (and names in $WATCHDOG_PID) the bootloader. The child must say READY=1 with
+    MAINPID= naming itself, so systemd tracks the daemon, and ping the watchdog."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind(str(path))
+        sock.settimeout(120)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path / "home"),
+            "NOTIFY_SOCKET": str(path),
+            "WATCHDOG_USEC": "1000000",
+            "CONVERTD_OFFICE_PREWARM": "false",
+            "CONVERTD_DROP_ENABLED": "false",
+        }
+        # As systemd does: $WATCHDOG_PID names the process it started (exec keeps the pid).
+        command = 'export WATCHDOG_PID=$$; exec "$0" serve --data-dir "$1" --port 0'
+        proc = subprocess.Popen(
+            ["sh", "-c", command, str(single_file), str(tmp_path / "data")],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            ready, sender = _notification(sock)
+            while ready == {"WATCHDOG": "1"}:  # pings may start before the site listens
+                ready, sender = _notification(sock)
+            assert ready.get("READY") == "1", ready
+            assert sender != proc.pid  # the daemon is the bootloader's child...
+            assert ready["MAINPID"] == str(sender)  # ...and says so
+            for _ in range(3):  # and it pings the watchdog ($WATCHDOG_USEC / 2 apart)
+                ping, pinger = _notification(sock)
+                assert ping == {"WATCHDOG": "1"} and pinger == sender
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "no pings" not in stderr

@@ -19,6 +19,7 @@ long. `/health/live` touches nothing: it answers whenever the process serves req
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sqlite3
 import time
@@ -30,6 +31,8 @@ from convertd.api.routes import Route
 from convertd.api.state import CONFIG, DATA, DB, POOL
 from convertd.converters.base import tool_present
 from convertd.store import health
+
+logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
 DB_TIMEOUT_SECONDS = 5.0
@@ -80,6 +83,26 @@ class DatabaseProbe:
 
 
 PROBE = web.AppKey("health_probe", DatabaseProbe)
+
+
+class Transitions:
+    """Logs a check that starts failing (a warning) and one that recovers, once each, not
+    every answer that finds it so."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+
+    def note(self, checks: dict[str, dict[str, Any]]) -> None:
+        for name, check in checks.items():
+            if not check["ok"] and name not in self.failing:
+                logger.warning("health: %s check failing: %s", name, check["detail"])
+                self.failing.add(name)
+            elif check["ok"] and name in self.failing:
+                logger.info("health: %s check passes again: %s", name, check["detail"])
+                self.failing.discard(name)
+
+
+TRANSITIONS = web.AppKey("health_transitions", Transitions)
 
 
 def _present(tool: str, configured_chromium: str | None) -> bool:
@@ -133,6 +156,7 @@ async def health_status(request: web.Request) -> web.Response:
         "disk": disk_check(app),
         "tools": tools_check(config.health_tools, config.chromium),
     }
+    app[TRANSITIONS].note(checks)
     failing = [name for name, check in checks.items() if not check["ok"]]
     body = {"status": "failing" if failing else "ok", "failing": failing, "checks": checks}
     return web.json_response(

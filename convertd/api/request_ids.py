@@ -19,6 +19,8 @@ HEADER = "X-Request-Id"
 SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# The one job a request created or addressed, for its access line.
+JOB_ID = web.RequestKey("job_id", str)
 
 
 def fresh() -> str:
@@ -36,13 +38,22 @@ def request_id_of(request: web.BaseRequest) -> str:
     return chosen
 
 
+def about_job(request: web.BaseRequest, job_id: str) -> None:
+    """The request created or addressed this job: its later lines and its access line name it."""
+    request[JOB_ID] = job_id
+    logs.job_id.set(job_id)
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The outermost middleware: everything the request logs, errors included, carries its id."""
+    """The outermost middleware: everything the request logs, errors included, carries its id
+    (and the job's, once about_job names one; never past the request)."""
     token = logs.request_id.set(request_id_of(request))
+    job_token = logs.job_id.set(None)
     try:
         return await handler(request)
     finally:
+        logs.job_id.reset(job_token)
         logs.request_id.reset(token)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from convertd import logs
 from convertd.drops import batch_moves
 from convertd.drops.openfiles import open_for_writing
 from convertd.drops.places import (
@@ -40,6 +41,12 @@ from convertd.store import drops
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+
+def _about(drop: drops.Drop) -> dict[str, str] | None:
+    """`extra=` naming the drop's job (journalctl JOB_ID= finds the drop's lines too)."""
+    return logs.job(drop.job_id) if drop.job_id else None
+
 
 # A drop whose job found the disk full is converted again after this, then twice as long...
 DISK_FULL_RETRY_SECONDS = 10.0
@@ -99,7 +106,7 @@ class Deliverer:
                 continue
             progressed += 1
             if outcome == "ended" and self._waits.pop(drop.id, None) is not None:
-                logger.info("drop %s: delivered after all", drop.display_name)
+                logger.info("drop %s: delivered after all", drop.display_name, extra=_about(drop))
         return progressed > 0 and len(ready) >= drops.DELIVERY_BATCH
 
     async def _hold(self, drop: drops.Drop, first_wait: float, reason: str) -> None:
@@ -110,7 +117,7 @@ class Deliverer:
         until = time.monotonic() + backoff(first_wait, failures, MAX_RETRY_SECONDS)
         self._waits[drop.id] = _Wait(until, failures, reason, drop.job_id)
         if old is None or old.reason != reason:
-            logger.warning("drop waiting: %s: %s", drop.display_name, reason)
+            logger.warning("drop waiting: %s: %s", drop.display_name, reason, extra=_about(drop))
             await drops.note(self.db, drop.id, reason)
 
     async def _deliver(
@@ -156,7 +163,13 @@ class Deliverer:
                 )
             await drops.close(self.db, drop.id, "failed", reason)
             self.metrics.drop_ended("failed")
-            logger.info("drop failed: %s: %s (job %s)", drop.display_name, reason, drop.job_id)
+            logger.info(
+                "drop failed: %s: %s (job %s)",
+                drop.display_name,
+                reason,
+                drop.job_id,
+                extra=_about(drop),
+            )
             return "ended"
         assert result_name is not None
         result = self.data.result_file(drop.job_id, result_name)
@@ -171,12 +184,18 @@ class Deliverer:
             await asyncio.to_thread(_file_original, rule, drop, original)
         await drops.close(self.db, drop.id, "done")
         self.metrics.drop_ended("done")
-        logger.info("drop finished: %s -> %s", drop.display_name, target)
+        logger.info("drop finished: %s -> %s", drop.display_name, target, extra=_about(drop))
         return "ended"
 
     async def _convert_again(self, drop: drops.Drop, size: int, mtime_ns: int, why: str) -> None:
         job_id = await drops.convert_again(self.db, drop.id, size, mtime_ns)
-        logger.info("drop %s: converting it again %s: job %s", drop.display_name, why, job_id)
+        logger.info(
+            "drop %s: converting it again %s: job %s",
+            drop.display_name,
+            why,
+            job_id,
+            extra=logs.job(job_id),
+        )
         self.job_queued()
 
     async def _changed(self, drop: drops.Drop, original: Path) -> Outcome | Literal["same"]:
@@ -186,7 +205,9 @@ class Deliverer:
         if (st.st_size, st.st_mtime_ns) == (drop.size, drop.mtime_ns):
             return "same"
         if (st.st_dev, st.st_ino) in await asyncio.to_thread(open_for_writing):
-            logger.info("drop waiting: %s is still being written to", drop.display_name)
+            logger.info(
+                "drop waiting: %s is still being written to", drop.display_name, extra=_about(drop)
+            )
             return "waiting"
         why = f"after it changed ({drop.size} -> {st.st_size} bytes)"
         await self._convert_again(drop, st.st_size, st.st_mtime_ns, why)

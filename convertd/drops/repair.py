@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from convertd import logs
 from convertd.converters.registry import CannotInfer, Registry
 from convertd.drops import batch_moves
 from convertd.drops.places import fail_file
@@ -56,7 +57,9 @@ async def repair_claims(
             continue
         job_id = await drops.queue(db, drop.id, moved.name, extension_of(moved.name), conversion)
         queued += 1
-        logger.info("drop repaired: %s -> job %s", drop.display_name, job_id)
+        logger.info(
+            "drop repaired: %s -> job %s", drop.display_name, job_id, extra=logs.job(job_id)
+        )
     return queued
 
 
@@ -81,5 +84,7 @@ async def _repair_batch(
         return 0
     job_id = await drops.queue(db, drop.id, folder.name, "", batch_conversion(rule))
     await asyncio.to_thread(batch_moves.settled_in, folder)
-    logger.info("drop batch repaired: %s -> job %s", drop.display_name, job_id)
+    logger.info(
+        "drop batch repaired: %s -> job %s", drop.display_name, job_id, extra=logs.job(job_id)
+    )
     return 1

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
+from convertd import logs
 from convertd.converters.base import canonical_format
 from convertd.converters.registry import CannotInfer, Registry
 from convertd.drops import batch_moves
@@ -109,7 +110,13 @@ class Taker:
             return
         self.waiting.taken(path)
         job_id = await drops.queue(self.db, drop_id, name, extension_of(name), conversion)
-        logger.info("drop taken: %s (rule %s) -> job %s", display(path), rule.name, job_id)
+        logger.info(
+            "drop taken: %s (rule %s) -> job %s",
+            display(path),
+            rule.name,
+            job_id,
+            extra=logs.job(job_id),
+        )
         self.job_queued()
 
     async def take_batch(self, batch: list[Candidate]) -> None:
@@ -161,6 +168,7 @@ class Taker:
             name,
             rule.name,
             job_id,
+            extra=logs.job(job_id),
         )
         self.job_queued()
 

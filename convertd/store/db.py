@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import queue
 import shutil
 import sqlite3
@@ -107,7 +109,8 @@ class _WriterThread(threading.Thread):
     def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn))
+        # In the caller's context: a line logged by the write names the request and job.
+        self._calls.put((loop, future, functools.partial(contextvars.copy_context().run, fn)))
         return future
 
     def run(self) -> None:

@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import sqlite3
+import unicodedata
 from typing import Any
 
 from convertd import clock
@@ -29,6 +30,9 @@ SCOPES = ("user.read", "user.write", "task.read", "task.write", "webhook.read", 
 # server's, every key's limits included.
 METRICS_SCOPE = "metrics"
 GRANTABLE = (*SCOPES, METRICS_SCOPE)
+# A key's name is logged with every request it makes: bounded, and one line.
+NAME_MAX = 100
+UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}  # controls (\n, \r, ESC), format marks, separators
 
 
 class AdminError(Exception):
@@ -121,6 +125,19 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def checked_name(name: str) -> str:
+    """A key's name, stripped, if it is fit for logs and listings: 1 to NAME_MAX characters,
+    none of them a control or format character (a newline would forge a log line)."""
+    name = name.strip()
+    if not name:
+        raise AdminError("a key needs a non-empty --name")
+    if len(name) > NAME_MAX:
+        raise AdminError(f"a key's --name has at most {NAME_MAX} characters, not {len(name)}")
+    if bad := next((c for c in name if unicodedata.category(c) in UNPRINTABLE), None):
+        raise AdminError(f"a key's --name cannot hold the control character {bad!r}")
+    return name
+
+
 async def create_key(
     db: Database,
     name: str,
@@ -130,8 +147,7 @@ async def create_key(
     scopes: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it with the secret, which exists nowhere else from then on."""
-    if not name.strip():
-        raise AdminError("a key needs a non-empty --name")
+    name = checked_name(name)
     granted = list(dict.fromkeys(scopes)) if scopes else list(SCOPES)
     if unknown := [s for s in granted if s not in GRANTABLE]:
         raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(GRANTABLE)}")
@@ -161,7 +177,7 @@ async def create_key(
                                              webhook_secret)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
-                        name.strip(),
+                        name,
                         secret[:LOOKUP_CHARS],
                         _hash(secret),
                         plan,

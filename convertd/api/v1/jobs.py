@@ -11,6 +11,7 @@ from aiohttp import web
 from convertd.api.auth import authorize
 from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import Body, json_field, read_body
+from convertd.api.request_ids import about_job
 from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, PRESETS, REGISTRY, SIGNER
 from convertd.api.urls import Reached, base_url
 from convertd.api.v1.uploads import record
@@ -54,6 +55,7 @@ async def convert(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.to_thread(body.discard, request.app[DATA])
         raise
+    about_job(request, job.id)
     request.app[POOL].notify()
     request.app[CHANGES].publish(job.key_id, ("new_job", job.id))
     return web.json_response(
@@ -158,6 +160,7 @@ async def _owned_job(request: web.Request) -> jobs.Job:
     job = await jobs.get(request.app[DB], job_id) if is_job_id(job_id) else None
     if job is None or job.key_id != request[API_KEY].id:
         raise NotFound(f"No job with id {job_id!r}.", "Use the job_id that POST /v1/convert gave.")
+    about_job(request, job.id)
     if job.expired:
         raise NotFound(
             f"Job {job_id} has expired: its files were deleted after the retention period.",
@@ -238,6 +241,7 @@ async def _signed_job(request: web.Request) -> jobs.Job:
     owner = await keys.get_key(request.app[DB], job.key_id) if job and job.key_id else None
     if job is None or owner is None or owner.revoked_at is not None:
         raise NotFound(f"No job with id {job_id!r}.", "Its key was revoked, or it was deleted.")
+    about_job(request, job.id)
     if job.expired:
         raise NotFound(
             f"Job {job_id} has expired: its files were deleted after the retention period.",
