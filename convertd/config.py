@@ -373,6 +373,11 @@ def load_config(
     values["watchdog_usec"] = _env_int(env, "WATCHDOG_USEC")
     values["watchdog_pid"] = _env_int(env, "WATCHDOG_PID")
     values["journal_stream"] = env.get("JOURNAL_STREAM") or None
+    if env is os.environ:
+        # Read once, then gone, as sd_notify's unset_environment has it: under NotifyAccess=all
+        # (the single-file executable's units) a tool convertd runs must not inherit the socket.
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(name, None)
     return Config(**values)
 
 

@@ -350,3 +350,26 @@ def test_a_text_line_stays_one_line_whatever_it_quotes() -> None:
     assert "\r" not in text and "\x1b" not in text
     # Nothing but the first line starts with a time.
     assert sum(line.startswith("20") for line in text.split("\n")) == 1
+
+
+def test_the_tools_convertd_runs_do_not_inherit_systemds_sockets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under NotifyAccess=all any process of the service may notify systemd: the settings are
+    read once, then taken out of the environment every converter inherits."""
+    import os
+    import subprocess
+
+    from convertd.config import load_config
+
+    monkeypatch.setenv("CONVERTD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    config = load_config()
+    assert config.notify_socket == "/run/systemd/notify" and config.watchdog_usec == 30_000_000
+    inherited = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+    assert not any(
+        line.startswith(("NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="))
+        for line in inherited.splitlines()
+    ), inherited
