@@ -56,6 +56,7 @@ class DropWatcher:
         rules: list[WatchRule],
         job_queued: Callable[[], None],
         metrics: Metrics | None = None,
+        waiting: Waiting | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -63,7 +64,7 @@ class DropWatcher:
         self.registry = registry
         self.rules = rules  # from build_rules, checked at start-up
         self.job_queued = job_queued
-        self.waiting = Waiting()
+        self.waiting = waiting or Waiting()
         metrics = metrics or Metrics()
         metrics.drop_files_waiting.set_function(lambda: len(self.waiting.candidates))
         metrics.drop_files_skipped.set_function(lambda: len(self.waiting.skipped))
