@@ -73,6 +73,8 @@ def _option(name: str, option: Option) -> dict[str, Any]:
         out["minimum"] = option.minimum
     if option.maximum is not None:
         out["maximum"] = option.maximum
+    if option.default is not None:
+        out["default"] = option.default
     return out
 
 
