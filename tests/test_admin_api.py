@@ -197,6 +197,25 @@ def test_a_file_still_being_written_shows_as_waiting_with_the_reason(
     wait_for(lambda: not waiting(), what="no longer waiting")
 
 
+def test_a_taken_file_whose_job_waits_shows_as_processing(make_daemon: Any) -> None:
+    d = make_daemon(env=FAST, workers=0)  # no worker: the job stays queued
+    admin = d.create_key("admin", "--admin")
+    inbox = d.data_dir / "drop" / "inbox" / "webp"
+    inbox.mkdir(parents=True)
+    shutil.copyfile(PNG, inbox / "queued.png")
+
+    def processing() -> list[dict[str, Any]]:
+        answer = get(d, "/drops", admin, **{"filter[status]": "processing"}).json()
+        return list(answer["data"])
+
+    (entry,) = wait_for(processing, what="the taken file listed as processing")
+    assert entry["file"] == "inbox/webp/queued.png" and entry["output"] is None
+    assert entry["ended_at"] is None and entry["size"] == PNG.stat().st_size
+    job = json.loads(d.cli("jobs", "show", entry["job_id"]).stdout)
+    assert job["status"] == "pending"
+    assert not (inbox / "queued.png").exists()  # taken: it is in the upload area now
+
+
 def test_drops_is_for_admin_keys_only(daemon: Daemon) -> None:
     plain = daemon.create_key("not-admin")
     resp = get(daemon, "/drops", plain)
