@@ -39,7 +39,9 @@ from convertd.api.state import (
     POOL,
     PRESETS,
     REGISTRY,
+    RULES,
     SIGNER,
+    WAITING,
 )
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
@@ -50,7 +52,8 @@ from convertd.converters.base import Limits
 from convertd.converters.registry import FILETYPES, Registry, default_registry
 from convertd.converters.run import Runner
 from convertd.drops.checks import Fresh, build_rules, with_presets
-from convertd.drops.rules import PIPELINE, WatchRule, preset_users
+from convertd.drops.rules import PIPELINE, preset_users
+from convertd.drops.waiting import Waiting
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
 from convertd.events.rules import mirror_rule_webhooks
@@ -78,7 +81,6 @@ logger = logging.getLogger(__name__)
 OFFICE = web.AppKey("office", OfficePool)
 BROWSER = web.AppKey("browser", Chromium)
 RUNNER = web.AppKey("runner", Runner)
-RULES = web.AppKey("rules", list[WatchRule])
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -220,7 +222,8 @@ async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
         app[RULES],
         pool.notify,
         app[METRICS],
-        fresh,
+        fresh=fresh,
+        waiting=app[WAITING],  # shown by GET /v2/drops
     )
     pool.on_job_end(watcher.job_ended)
     watcher.start()
@@ -275,6 +278,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.
     app[RULES] = build_rules(config, data.drop_root, app[REGISTRY]) if config.drop_enabled else []
+    app[WAITING] = Waiting()
     try:
         app[PRESETS] = Presets(
             app[REGISTRY],

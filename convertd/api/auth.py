@@ -75,6 +75,12 @@ async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
     """The key of this request, with the scope it needs, counted against its plan."""
     key = await authenticate(request)
     if scope is not None and scope not in key.scopes:
+        if scope == keys.ADMIN_SCOPE:
+            raise Forbidden(
+                f"{request.method} {request.path} is for the server's admin; this key is not an "
+                "admin key.",
+                "Use an admin key: on the server, `convertd keys create --name NAME --admin`.",
+            )
         raise Forbidden(
             f"This key lacks the {scope} scope, which {request.method} {request.path} needs.",
             f"Use a key with that scope: `convertd keys create --scope {scope} ...`.",

@@ -7,6 +7,8 @@ from aiohttp import web
 from convertd.changes import Changes
 from convertd.config import Config
 from convertd.converters.registry import Registry
+from convertd.drops.rules import WatchRule
+from convertd.drops.waiting import Waiting
 from convertd.files import DataDir
 from convertd.metrics import Metrics
 from convertd.signing import Signer
@@ -28,6 +30,8 @@ CHANGES = web.AppKey("changes", Changes)
 SIGNER = web.AppKey("signer", Signer)
 PRESETS = web.AppKey("presets", Presets)
 METRICS = web.AppKey("metrics", Metrics)
+RULES = web.AppKey("rules", list[WatchRule])  # the drop folders' watch rules, checked at start
+WAITING = web.AppKey("drops_waiting", Waiting)  # what the drop watcher has not taken yet
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 USAGE = web.RequestKey("usage", Usage)

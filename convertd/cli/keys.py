@@ -39,7 +39,14 @@ def register(
         choices=keys.GRANTABLE,
         metavar="SCOPE",
         help=f"grant only this scope (repeatable; default: all of {', '.join(keys.SCOPES)}; "
-        f"{keys.METRICS_SCOPE} for GET /metrics is only ever granted by name)",
+        f"{keys.METRICS_SCOPE} for GET /metrics and {keys.ADMIN_SCOPE} are only ever granted "
+        "by name)",
+    )
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help=f"an admin key: the {keys.ADMIN_SCOPE} scope on top of the others, for what only "
+        "the server's admin may see (the drop folders, GET /v2/drops)",
     )
     runs_on_database(create, _create)
     listing = actions.add_parser(
@@ -79,7 +86,7 @@ def key_json(key: keys.ApiKey) -> dict[str, Any]:
 
 async def _create(db: Database, args: argparse.Namespace) -> int:
     key, secret = await keys.create_key(
-        db, args.name, args.plan, args.restrict or "all", args.allow, args.scope
+        db, args.name, args.plan, args.restrict or "all", args.allow, args.scope, admin=args.admin
     )
     allowed = key.allowed_ips or key.allowed_domains
     print(
@@ -90,6 +97,8 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
     print("Its per-job webhooks (webhook_url, callback) and watch rules' are signed with:")
     print(f"webhook_secret: {key.webhook_secret}")
     print("Copy the key now: it is stored only as a hash and cannot be shown again.")
+    # Before the key, which stays the last line: scripts read it with `tail -n 1`.
+    print(f"Open {config_of(args).base_url}/ in a browser and paste this key there:")
     print(secret)
     return 0
 
@@ -113,7 +122,7 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
                 k.prefix + "…",
                 k.plan.name,
                 restriction,
-                "all" if set(k.scopes) == set(keys.SCOPES) else ",".join(k.scopes),
+                _scopes(k.scopes),
                 str(k.usage_count),
                 iso(k.last_used_at) or "never",
                 "revoked" if k.revoked_at else "active",
@@ -121,6 +130,13 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
         )
     print_table(rows)
     return 0
+
+
+def _scopes(scopes: tuple[str, ...]) -> str:
+    """`all` for CloudConvert's six, then any others by name (`all,admin`)."""
+    if not set(keys.SCOPES) <= set(scopes):
+        return ",".join(scopes)
+    return ",".join(["all", *(s for s in scopes if s not in keys.SCOPES)])
 
 
 async def _revoke(db: Database, args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ AUDIO_OPTIONS = {
     "sample_rate": Option(int, "Sample rate in Hz", 8000, 192000),
     "channels": Option(int, "Number of channels (1 mono, 2 stereo, ...)", 1, 8),
     **TRIM_OPTIONS,
-    "normalize": Option(bool, "Normalise loudness (EBU R128, -16 LUFS)"),
+    "normalize": Option(bool, "Normalise loudness (EBU R128, -16 LUFS)", default=False),
 }
 
 

@@ -25,6 +25,7 @@ ENGINE = Option(
     "What makes a PDF of HTML: libreoffice (the default; the page's resources are not "
     "fetched) or chromium (a real browser; they are, under the network policy)",
     choices=("libreoffice", "chromium"),
+    default="libreoffice",
 )
 
 

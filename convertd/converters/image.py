@@ -272,11 +272,14 @@ class ImageConverter(Converter):
             "With width and height: contain (fit inside), inside (fit inside, never enlarge), "
             "cover (fill and crop) or fill (stretch)",
             choices=("contain", "inside", "cover", "fill"),
+            default="contain",
         ),
-        "background": Option(str, "Colour behind transparent areas for jpg, e.g. #ffffff"),
-        "strip_metadata": Option(bool, "Drop EXIF and ICC metadata from the output"),
+        "background": Option(
+            str, "Colour behind transparent areas for jpg, e.g. #ffffff", default="#ffffff"
+        ),
+        "strip_metadata": Option(bool, "Drop EXIF and ICC metadata from the output", default=False),
         "keep_metadata": Option(
-            bool, "Keep all EXIF, the GPS location included (dropped by default)"
+            bool, "Keep all EXIF, the GPS location included (dropped by default)", default=False
         ),
         **AFTER_OPTIONS,
     }

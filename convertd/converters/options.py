@@ -29,9 +29,14 @@ class Option:
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
     check: Callable[[Any], Any] | None = None  # normalises a well-typed value, or OptionError
+    # What the converter does when the option is left out, where that is one fixed value (a
+    # form shows it); None where it depends on the input or the output format (jpg quality).
+    default: Any = None
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind.__name__, "description": self.help}
+        if self.default is not None:
+            out["default"] = self.default
         if self.minimum is not None:
             out["minimum"] = self.minimum
         if self.maximum is not None:
@@ -122,8 +127,12 @@ def pages_of(spec: str | None, count: int) -> list[int]:
 # runs them: tasks/pipeline.after_steps), on the outputs they suit.
 OPTIMIZE_PROFILES = ("web", "print", "archive", "max")
 AFTER_OPTIONS = {
-    "ocr": Option(bool, "Make the PDF output searchable: its pages OCRed (OCRmyPDF, Tesseract)"),
-    "ocr_languages": Option(str, "Tesseract languages for ocr, e.g. eng or eng+deu"),
+    "ocr": Option(
+        bool,
+        "Make the PDF output searchable: its pages OCRed (OCRmyPDF, Tesseract)",
+        default=False,
+    ),
+    "ocr_languages": Option(str, "Tesseract languages for ocr, e.g. eng or eng+deu", default="eng"),
     "optimize": Option(
         str,
         "Make the output smaller without visible loss (pdf, jpg, png): web, print, archive or "
@@ -150,7 +159,7 @@ def check_after(options: dict[str, Any], output_format: str) -> dict[str, Any]:
 
 PDF_EXPORT_OPTIONS = {
     "pages": Option(str, "Pages to put in a PDF output, e.g. 1-3,5"),
-    "pdf_a": Option(bool, "Export PDF/A-2b for archiving"),
+    "pdf_a": Option(bool, "Export PDF/A-2b for archiving", default=False),
 }
 
 
@@ -178,7 +187,7 @@ def check_bitrate(value: str) -> str:
 
 
 TRIM_OPTIONS = {
-    "trim_start": Option(float, "Start at this many seconds into the input", 0, 86400),
+    "trim_start": Option(float, "Start at this many seconds into the input", 0, 86400, default=0.0),
     "trim_end": Option(float, "Stop at this many seconds into the input", 0, 86400),
 }
 

@@ -44,8 +44,10 @@ PDF_ERRORS = (
 
 PDF_OPTIONS = {
     "pages": Option(str, "Pages to use, e.g. 1-3,5 (default: all)", check=check_pages),
-    "dpi": Option(int, "Resolution for png/jpg output", 36, 600),
-    "rotate": Option(int, "Rotate pages clockwise by 90, 180 or 270 degrees (pdf output)", 0, 270),
+    "dpi": Option(int, "Resolution for png/jpg output", 36, 600, default=150),
+    "rotate": Option(
+        int, "Rotate pages clockwise by 90, 180 or 270 degrees (pdf output)", 0, 270, default=0
+    ),
     "password": Option(str, "Password of an encrypted input"),
     **AFTER_OPTIONS,
 }

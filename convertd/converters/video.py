@@ -58,12 +58,14 @@ VIDEO_OPTIONS = {
     "video_codec": Option(str, "Video codec", choices=(*VIDEO_ENCODERS, "copy")),
     "audio_codec": Option(str, "Audio codec", choices=(*AUDIO_ENCODERS, "copy")),
     "crf": Option(int, "Constant rate factor: lower is better quality (0-51)", 0, 51),
-    "quality": Option(str, "Preset quality instead of crf", choices=tuple(QUALITY_CRF)),
+    "quality": Option(
+        str, "Preset quality instead of crf", choices=tuple(QUALITY_CRF), default="medium"
+    ),
     "width": Option(int, "Output width; height follows unless given", 16, 7680),
     "height": Option(int, "Output height; width follows unless given", 16, 4320),
     "fps": Option(float, "Frames per second", 1, 120),
     **TRIM_OPTIONS,
-    "mute": Option(bool, "Drop the audio track"),
+    "mute": Option(bool, "Drop the audio track", default=False),
     "bitrate": Option(
         str,
         "Audio bitrate (an encoded audio track, or mp3 extracted), e.g. 192k",

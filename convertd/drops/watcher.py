@@ -57,6 +57,7 @@ class DropWatcher:
         job_queued: Callable[[], None],
         metrics: Metrics | None = None,
         fresh: Callable[[WatchRule], Awaitable[WatchRule]] | None = None,
+        waiting: Waiting | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -64,7 +65,7 @@ class DropWatcher:
         self.registry = registry
         self.rules = rules  # from build_rules, checked at start-up
         self.job_queued = job_queued
-        self.waiting = Waiting()
+        self.waiting = waiting or Waiting()
         metrics = metrics or Metrics()
         metrics.drop_files_waiting.set_function(lambda: len(self.waiting.candidates))
         metrics.drop_files_skipped.set_function(lambda: len(self.waiting.skipped))

@@ -35,6 +35,8 @@ class Drop:
     status: str
     output_path: bytes | None
     error: str | None
+    created_at: float
+    finished_at: float | None
 
     @property
     def original_name(self) -> str:
@@ -221,6 +223,20 @@ async def kept_originals(db: Database, rule: str) -> set[tuple[bytes, int, int]]
         (rule,),
     )
     return {(bytes(r[0]), r[1], r[2]) for r in rows}
+
+
+async def latest(
+    db: Database, statuses: tuple[str, ...], limit: int, rule: str | None = None
+) -> list[Drop]:
+    """The newest `limit` drops in these statuses (the status index finds them), newest first;
+    of one rule, or of all."""
+    marks = ",".join("?" * len(statuses))
+    rows = await db.fetch_all(
+        f"""SELECT * FROM drops WHERE status IN ({marks}) AND (? IS NULL OR rule = ?)
+            ORDER BY id DESC LIMIT ?""",  # noqa: S608 (placeholders only)
+        (*statuses, rule, rule, limit),
+    )
+    return [Drop.from_row(r) for r in rows]
 
 
 async def recent(db: Database, limit: int = 50) -> list[Drop]:

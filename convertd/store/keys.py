@@ -29,7 +29,11 @@ SCOPES = ("user.read", "user.write", "task.read", "task.write", "webhook.read", 
 # GET /metrics (api/metrics.py): only for a key made with it, since what it shows is the whole
 # server's, every key's limits included.
 METRICS_SCOPE = "metrics"
-GRANTABLE = (*SCOPES, METRICS_SCOPE)
+# What only the server's admin may see, for now the drop folders at a glance (GET /v2/drops):
+# granted by name (`keys create --admin`), never by default. Not CloudConvert's user.write, which
+# every key has unless it was made without it, so that CloudConvert clients keep working.
+ADMIN_SCOPE = "admin"
+GRANTABLE = (*SCOPES, METRICS_SCOPE, ADMIN_SCOPE)
 # A key's name is logged with every request it makes: bounded, and one line.
 NAME_MAX = 100
 UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}  # controls (\n, \r, ESC), format marks, separators
@@ -114,7 +118,13 @@ def describe(key: ApiKey) -> dict[str, Any]:
         "usage_count": key.usage_count,
         "last_used_at": clock.iso(key.last_used_at),
         "created_at": clock.iso(key.created_at),
+        "scopes": list(key.scopes),
+        "admin": is_admin(key),
     }
+
+
+def is_admin(key: ApiKey) -> bool:
+    return ADMIN_SCOPE in key.scopes
 
 
 def new_webhook_secret() -> str:
@@ -145,10 +155,15 @@ async def create_key(
     restriction_type: str = "all",
     allowed: list[str] | None = None,
     scopes: list[str] | None = None,
+    *,
+    admin: bool = False,
 ) -> tuple[ApiKey, str]:
-    """Make a key; returns it with the secret, which exists nowhere else from then on."""
+    """Make a key; returns it with the secret, which exists nowhere else from then on. An
+    `admin` key has the admin scope on top of the ones it was given (all, by default)."""
     name = checked_name(name)
     granted = list(dict.fromkeys(scopes)) if scopes else list(SCOPES)
+    if admin and ADMIN_SCOPE not in granted:
+        granted.append(ADMIN_SCOPE)
     if unknown := [s for s in granted if s not in GRANTABLE]:
         raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(GRANTABLE)}")
     if restriction_type not in RESTRICTIONS:

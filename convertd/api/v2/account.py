@@ -13,6 +13,7 @@ from convertd.api.urls import base_url
 from convertd.api.v2.render import data, iso
 from convertd.converters.base import ANY_FORMAT, Converter, canonical_format
 from convertd.converters.options import PDF_EXPORT_OPTIONS, Option, OptionError
+from convertd.store import keys
 from convertd.tasks.operations import (
     ALIAS_TYPES,
     CLOUDCONVERT_VALUES,
@@ -43,6 +44,7 @@ async def users_me(request: web.Request) -> web.Response:
             "tasks_per_minute": key.plan.calls_per_minute,
             "plan": key.plan.name,
             "scopes": list(key.scopes),
+            "admin": keys.is_admin(key),  # may see the admin-only views (GET /v2/drops)
             # Signs the deliveries to this key's per-job URLs (webhook_url, v1's callback); not
             # shown to a key that lives in web pages, where anyone can read it.
             "webhook_signing_secret": key.webhook_secret
@@ -71,6 +73,8 @@ def _option(name: str, option: Option) -> dict[str, Any]:
         out["minimum"] = option.minimum
     if option.maximum is not None:
         out["maximum"] = option.maximum
+    if option.default is not None:
+        out["default"] = option.default
     return out
 
 

@@ -138,7 +138,9 @@ class Page:
         query.append(("page", str(page)))
         return f"{base_url(self.request)}{self.request.path}?{urlencode(query)}"
 
-    def answer(self, items: list[Any], total: int) -> web.Response:
+    def answer(
+        self, items: list[Any], total: int, extra_meta: dict[str, Any] | None = None
+    ) -> web.Response:
         last = max(1, math.ceil(total / self.per_page))
         start = self.offset + 1 if items else None
         return web.json_response(
@@ -158,6 +160,7 @@ class Page:
                     "per_page": self.per_page,
                     "to": self.offset + len(items) if items else None,
                     "total": total,
+                    **(extra_meta or {}),
                 },
             }
         )

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from convertd.api.openapi import index_route, self_description
 from convertd.api.routes import Route
-from convertd.api.v2 import account, files, jobs, presets, tasks, webhooks
+from convertd.api.v2 import account, drops, files, jobs, presets, tasks, webhooks
 from convertd.api.v2.schemas import (
     CREATED_TASK,
     JOB,
@@ -367,6 +367,7 @@ ROUTES: list[Route] = [
         },
     ),
     *presets.ROUTES,
+    *drops.ROUTES,
     Route(
         "GET",
         "/v2/users/me",
