@@ -260,8 +260,15 @@ def test_a_hostile_file_name_is_shown_as_text_and_a_failure_as_the_api_says(
     text = broken.locator(".error").inner_text()
     # Retry runs the conversion again (and it fails again, the same way).
     broken.get_by_role("button", name="Retry").click()
+    expect(broken).not_to_have_attribute("data-convert", failed["id"])
     wait_state(p, broken, "failed")
     assert broken.locator(".error").inner_text() == text
+    retried = requests.get(
+        f"{origin(daemon)}/v2/tasks/{broken.get_attribute('data-convert')}",
+        headers={"Authorization": f"Bearer {web_key}"},
+        timeout=10,
+    ).json()["data"]
+    assert retried["retry_of_task_id"] == failed["id"] and retried["status"] == "error"
     shot(p, "convert-failed-and-hostile-name")
     assert page.dialogs == []
 

@@ -189,6 +189,7 @@ export class Entry {
   setStatus(name, percent) {
     this.node.dataset.state = name;
     if (this.job) this.node.dataset.job = this.job.id;
+    if (this.tasks.convert) this.node.dataset.convert = this.tasks.convert.id;
     this.status.textContent = percent ? `${name} ${percent}%` : name;
     this.progress.hidden = name !== "processing";
     if (percent !== undefined) this.progress.value = percent;
@@ -266,10 +267,12 @@ export class Entry {
   // A retry is one task in the same job; what took its output is made again, alone.
   async retry() {
     const { data: task } = await post(`/v2/tasks/${this.tasks.convert.id}/retry`);
+    // The tasks that took the failed one's output stay failed: they are made again below.
+    for (const role of ["export", "thumb", "preview"]) delete this.tasks[role];
     this.adopt("convert", task);
+    this.render();
     const { data: exp } = await post("/v2/export/url", { input: [task.id], inline: true });
     this.adopt("export", exp);
-    delete this.tasks.preview;
     this.render();
   }
 
