@@ -5,6 +5,7 @@ Screenshots of each screen go to tests/artifacts/web/ (git-ignored; CI keeps the
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import zipfile
@@ -152,7 +153,7 @@ def test_convert_a_png_a_docx_and_an_mp3_and_download_them(
     png, docx, mp3 = item(p, "photo.png"), item(p, "letter.docx"), item(p, "tone.mp3")
     # Presets come first in the choice, then the formats this server has for the type.
     labels = png.locator("select optgroup").evaluate_all("gs => gs.map(g => g.label)")
-    assert labels == ["Presets", "Formats"]
+    assert labels == ["Presets", "Formats", "Operations"]
     png.get_by_label("Convert to").select_option(label="jpg")
     png.locator("summary").click()
     png.get_by_label("width", exact=True).fill("150")
@@ -271,6 +272,51 @@ def test_a_hostile_file_name_is_shown_as_text_and_a_failure_as_the_api_says(
     assert retried["retry_of_task_id"] == failed["id"] and retried["status"] == "error"
     shot(p, "convert-failed-and-hostile-name")
     assert page.dialogs == []
+
+
+def test_operations_merge_to_one_pdf_and_watermark(
+    page: Watched, web_key: str, tmp_path: Path
+) -> None:
+    p = page.page
+    sign_in(p, web_key)
+    p.set_input_files(
+        "#file-input",
+        [
+            {
+                "name": "page1.png",
+                "mimeType": "image/png",
+                "buffer": image_bytes("PNG", (200, 280)),
+            },
+            {
+                "name": "page2.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": image_bytes("JPEG", (280, 200)),
+            },
+            {"name": "mark.png", "mimeType": "image/png", "buffer": image_bytes("PNG", (320, 240))},
+        ],
+    )
+    first, second, mark = item(p, "page1.png"), item(p, "page2.jpg"), item(p, "mark.png")
+    first.get_by_label("Select for merging into one PDF").check()
+    second.get_by_label("Select for merging into one PDF").check()
+    p.get_by_role("button", name="Merge 2 selected into one PDF").click()
+    merged = item(p, "merged.pdf")
+    mark.get_by_label("Convert to").select_option(label="Watermark with text")
+    mark.locator("summary").click()
+    mark.get_by_label("text", exact=True).fill("DRAFT <b>")
+    mark.get_by_label("opacity").fill("80")
+    p.click("#convert-all")
+    wait_state(p, merged, "finished")
+    wait_state(p, mark, "finished")
+    shot(p, "operations")
+    out = download(p, merged.locator("a.download"), tmp_path / "merged.pdf")
+    assert len(PdfReader(out).pages) == 2
+    out = download(p, mark.locator("a.download"), tmp_path / "mark.png")
+    with Image.open(out) as im:
+        assert im.size == (320, 240)
+        assert (
+            im.convert("RGB").tobytes()
+            != Image.open(io.BytesIO(image_bytes("PNG", (320, 240)))).convert("RGB").tobytes()
+        )
 
 
 def test_cancel_stops_the_ffmpeg_process(

@@ -42,7 +42,7 @@ const hooks = {
     const raw = source.form.raw();
     for (const entry of entries) {
       if (entry === source || entry.sent || entry.filetype !== source.filetype) continue;
-      if (![...entry.choices.presets, ...entry.choices.formats].some((c) => c.value === source.select.value)) continue;
+      if (![...entry.choices.presets, ...entry.choices.formats, ...entry.choices.operations].some((c) => c.value === source.select.value)) continue;
       entry.select.value = source.select.value;
       entry.renderOptions();
       entry.form.setRaw(raw);
@@ -77,6 +77,10 @@ function updateBatch() {
   $("convert-all").hidden = drafts.length === 0;
   $("convert-all").textContent = drafts.length > 1 ? `Convert ${drafts.length} files` : "Convert";
   $("download-all").hidden = done.length < 2;
+  const picked = drafts.filter((e) => e.mergeBox && e.mergeBox.checked);
+  $("merge").hidden = drafts.filter((e) => e.mergeBox).length < 2;
+  $("merge").disabled = picked.length < 2;
+  $("merge").textContent = picked.length >= 2 ? `Merge ${picked.length} selected into one PDF` : "Merge selected into one PDF";
   for (const entry of drafts) {
     if (!entry.applyAll) continue;
     const same = drafts.filter((e) => e.filetype === entry.filetype).length;
@@ -96,10 +100,20 @@ function addFiles(files) {
   updateBatch();
 }
 
+async function mergeSelected() {
+  const picked = [...entries].filter((e) => !e.sent && e.mergeBox && e.mergeBox.checked);
+  if (picked.length < 2) return;
+  const merged = Entry.merge(picked, hooks);
+  for (const e of picked) hooks.forget(e);
+  entries.add(merged);
+  $("files").append(merged.node);
+  await merged.submitMerge($("tag-input").value.trim());
+}
+
 async function convertAll() {
   $("batch-error").textContent = "";
   const tag = $("tag-input").value.trim();
-  const drafts = [...entries].filter((e) => !e.sent && e.choices.formats.length);
+  const drafts = [...entries].filter((e) => !e.sent && e.choices && e.choices.formats.length);
   await Promise.all(drafts.map((e) => e.submit(tag)));
 }
 
@@ -240,6 +254,10 @@ function start() {
     e.target.value = "";
   });
   $("convert-all").addEventListener("click", convertAll);
+  $("merge").addEventListener("click", mergeSelected);
+  $("files").addEventListener("change", (e) => {
+    if (e.target.classList.contains("merge-pick")) updateBatch();
+  });
   $("download-all").addEventListener("click", downloadAll);
   $("clear-done").addEventListener("click", () => {
     for (const entry of [...entries]) if (entry.sent && !entry.fromHistory) hooks.forget(entry);

@@ -5,9 +5,12 @@
 import { ApiError, del, post, upload } from "./api.js";
 import { clear, el, humanSize, local, nextId } from "./dom.js";
 import { optionsForm } from "./formats.js";
+import { MERGEABLE, operationsFor } from "./operations.js";
 
 const IMAGES = new Set(["png", "jpg", "webp", "gif", "bmp"]);
-const ROLE_OF_OPERATION = { convert: "convert", "export/url": "export", thumbnail: "thumb" };
+const RANK = { waiting: 0, processing: 1, finished: 2, error: 2 };
+const ROLES = new Set(["convert", "export", "thumb", "preview"]);
+const ROLE_OF_OPERATION = { convert: "convert", merge: "convert", "export/url": "export" };
 
 export class Entry {
   constructor(hooks) {
@@ -32,6 +35,7 @@ export class Entry {
     entry.name = file.name;
     entry.ext = hooks.catalog.extension(file.name);
     entry.choices = hooks.catalog.choicesFor(entry.ext);
+    entry.choices.operations = operationsFor(entry.ext);
     entry.filetype = hooks.catalog.filetypesOf(entry.ext)[0] || null;
     entry.renderDraft();
     return entry;
@@ -42,12 +46,12 @@ export class Entry {
     const entry = new Entry(hooks);
     entry.job = job;
     for (const task of job.tasks || []) {
-      const role = task.operation.startsWith("import/") ? "import" : task.name === "preview"
-        ? "preview" : ROLE_OF_OPERATION[task.operation];
+      const role = ROLES.has(task.name) || task.name.startsWith("import") ? task.name
+        : task.operation.startsWith("import/") ? "import" : ROLE_OF_OPERATION[task.operation];
       if (role && (!entry.tasks[role] || task.retry_of_task_id)) entry.adopt(role, task);
       else entry.roles.set(task.id, role || "other");
     }
-    const imp = entry.tasks.import;
+    const imp = entry.tasks.import || entry.tasks["import-0"];
     const files = (imp && imp.result && imp.result.files) || [];
     entry.name = files.length ? files[0].filename : (job.tag || job.id);
     entry.renderJob();
@@ -55,13 +59,16 @@ export class Entry {
   }
 
   adopt(role, task) {
+    // A request's answer may come after the stream told of a later state: keep the later one.
+    const known = this.tasks[role];
+    if (known && known.id === task.id && RANK[known.status] > RANK[task.status]) return;
     this.tasks[role] = task;
     this.roles.set(task.id, role);
     this.hooks.register(this, task.id);
   }
 
   renderDraft() {
-    const { presets, formats } = this.choices;
+    const { presets, formats, operations } = this.choices;
     const selectId = nextId("format");
     this.select = el(
       "select",
@@ -70,6 +77,8 @@ export class Entry {
         presets.map((c) => el("option", { value: c.value, title: c.title }, c.label))) : null,
       el("optgroup", { label: "Formats" },
         formats.map((c) => el("option", { value: c.value, title: c.title }, c.label))),
+      operations.length ? el("optgroup", { label: "Operations" },
+        operations.map((c) => el("option", { value: c.value, title: c.title }, c.label))) : null,
     );
     const firstFormat = formats.find((c) => c.format !== this.ext) || formats[0];
     if (firstFormat) this.select.value = firstFormat.value;
@@ -78,7 +87,11 @@ export class Entry {
       this.hooks.applyToAll(this) }, "Apply to all of this type");
     const remove = el("button", { type: "button", className: "quiet", onclick: () =>
       this.hooks.forget(this) }, "Remove");
+    const mergeId = nextId("merge");
+    this.mergeBox = MERGEABLE.has(this.ext) ? el("input", { id: mergeId, type: "checkbox", className: "merge-pick" }) : null;
     this.draftBox = el("div", { className: "draft" },
+      this.mergeBox ? el("div", { className: "row" }, this.mergeBox,
+        el("label", { for: mergeId }, "Select for merging into one PDF")) : null,
       formats.length
         ? el("div", { className: "row wrap" }, el("label", { for: selectId }, "Convert to"),
           this.select, this.applyAll, remove)
@@ -95,14 +108,14 @@ export class Entry {
   }
 
   choice() {
-    const all = [...this.choices.presets, ...this.choices.formats];
+    const all = [...this.choices.presets, ...this.choices.formats, ...this.choices.operations];
     return all.find((c) => c.value === this.select.value);
   }
 
   renderOptions() {
     const choice = this.choice();
-    const schema = this.hooks.catalog.schema(choice.filetype);
-    this.form = optionsForm(schema, choice.preset ? choice.preset.options : {});
+    const schema = choice.op ? choice.op.schema : this.hooks.catalog.schema(choice.filetype);
+    this.form = optionsForm(schema, choice.preset ? choice.preset.options : choice.op && choice.op.defaults || {});
     const details = el("details", {}, el("summary", {}, "Options"), this.form.node);
     clear(this.optionsBox).append(this.form.empty ? "" : details);
   }
@@ -111,25 +124,54 @@ export class Entry {
     return this.job !== null;
   }
 
-  // Build the job: import/upload -> convert -> export/url (inline links, for previews), and
-  // for a PDF a thumbnail of its first page to preview; then upload through the signed form.
+  // Build the job: import/upload -> convert (or an operation) -> export/url (inline links, for
+  // previews), and for a PDF a thumbnail of its first page; then upload through the signed form.
   async submit(tag) {
     const choice = this.choice();
-    const convert = { operation: "convert", input: "import", input_format: this.ext };
-    if (choice.preset) convert.preset = choice.preset.name;
-    else convert.output_format = choice.format;
-    Object.assign(convert, this.form.values());
-    const tasks = {
-      import: { operation: "import/upload" },
-      convert,
-      export: { operation: "export/url", input: "convert", inline: true },
-    };
-    this.format = choice.format;
-    if (choice.format === "pdf") {
+    const values = this.form.values();
+    let main;
+    if (choice.op) {
+      main = { operation: choice.operation, input: "import", ...(choice.op.fixed || {}) };
+      Object.assign(main, choice.op.shape ? choice.op.shape(values) : values);
+      this.format = choice.op.output(this.ext, values);
+    } else {
+      main = { operation: "convert", input: "import", input_format: this.ext };
+      if (choice.preset) main.preset = choice.preset.name;
+      else main.output_format = choice.format;
+      Object.assign(main, values);
+      this.format = choice.format;
+    }
+    await this.send({ import: { operation: "import/upload" }, convert: main }, [["import", this.file]], tag);
+  }
+
+  // Several files merged into one PDF: one job, one import/upload each.
+  static merge(drafts, hooks) {
+    const entry = new Entry(hooks);
+    entry.name = `merged.pdf (${drafts.map((d) => d.name).join(", ")})`;
+    entry.node.append(entry.head("merge · " + drafts.length + " files"), entry.status, entry.progress,
+      entry.error, entry.results, entry.actions);
+    entry.parts = drafts.map((d) => d.file);
+    return entry;
+  }
+
+  async submitMerge(tag) {
+    const tasks = {};
+    const uploads = this.parts.map((file, i) => {
+      tasks[`import-${i}`] = { operation: "import/upload" };
+      return [`import-${i}`, file];
+    });
+    tasks.convert = { operation: "merge", input: Object.keys(tasks), output_format: "pdf", filename: "merged.pdf" };
+    this.format = "pdf";
+    await this.send(tasks, uploads, tag);
+  }
+
+  async send(tasks, uploads, tag) {
+    tasks.export = { operation: "export/url", input: "convert", inline: true };
+    if (this.format === "pdf") {
       tasks.thumb = { operation: "thumbnail", input: "convert", output_format: "png", width: 480, height: 480, ignore_error: true };
       tasks.preview = { operation: "export/url", input: "thumb", inline: true, ignore_error: true };
     }
-    this.draftBox.remove();
+    if (this.draftBox) this.draftBox.remove();
     this.setStatus("sending");
     try {
       const body = { tasks };
@@ -139,7 +181,10 @@ export class Entry {
       for (const task of job.tasks) this.adopt(task.name, task);
       this.uploading = true;
       this.render();
-      await upload(this.tasks.import.result.form, this.file, local(this.tasks.import.result.form.url));
+      for (const [role, file] of uploads) {
+        const form = this.tasks[role].result.form;
+        await upload(form, file, local(form.url));
+      }
       this.uploading = false;
     } catch (err) {
       this.uploading = false;
@@ -164,7 +209,8 @@ export class Entry {
   // What a person sees: waiting -> processing (percent) -> finished, failed or cancelled.
   state() {
     if (this.localError) return { name: "failed", lines: this.localError.lines };
-    for (const role of ["import", "convert", "export"]) {
+    const roles = Object.keys(this.tasks).filter((r) => r.startsWith("import"));
+    for (const role of [...roles, "convert", "export"]) {
       const t = this.tasks[role];
       if (t && t.status === "error") {
         if (t.code === "CANCELLED") return { name: "cancelled", lines: [t.message || "Cancelled"] };
