@@ -101,6 +101,14 @@ def download(page: Page, link: Any, target: Path) -> Path:
     return target
 
 
+def tab_to(page: Page, element_id: str) -> None:
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"Tab never reaches #{element_id}")
+
+
 def test_the_page_and_its_files_carry_a_strict_policy(daemon: Daemon) -> None:
     for path in ("/", "/ui/app.js", "/ui/app.css"):
         resp = requests.get(origin(daemon) + path, timeout=10)
@@ -127,8 +135,10 @@ def test_a_wrong_key_shows_the_apis_401_message(page: Watched, daemon: Daemon) -
     expected = requests.get(
         f"{daemon.base}/keys/me", headers={"Authorization": "Bearer wrong"}, timeout=10
     ).json()
-    page.page.fill("#key-input", "wrong")
-    page.page.click("#signin-form button[type=submit]")
+    # With the keyboard alone: Tab to the key's field, type, Enter.
+    tab_to(page.page, "key-input")
+    page.page.keyboard.type("wrong")
+    page.page.keyboard.press("Enter")
     error = page.page.locator("#signin-error")
     expect(error).to_contain_text(expected["message"])
     expect(error).to_contain_text(expected["hint"])
@@ -360,6 +370,12 @@ def test_phone_width_and_dark_mode(chromium: Any, daemon: Daemon, web_key: str) 
         p.goto(origin(daemon) + "/")
         shot(p, "phone-signin")
         sign_in(p, web_key)
+        # The file picker is reached with Tab, and its label shows the focus.
+        tab_to(p, "file-input")
+        outline = p.evaluate(
+            "getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle"
+        )
+        assert outline == "solid", outline
         p.set_input_files(
             "#file-input",
             [
