@@ -306,6 +306,15 @@ def test_operations_merge_to_one_pdf_and_watermark(
         ],
     )
     first, second, mark = item(p, "page1.png"), item(p, "page2.jpg"), item(p, "mark.png")
+    # "Apply to all": one file's format and options copied to the others of its type.
+    first.get_by_label("Convert to").select_option(label="webp")
+    first.locator("summary").click()
+    first.get_by_label("quality").fill("55")
+    first.get_by_role("button", name="Apply to all 3 image files").click()
+    for other in (second, mark):
+        assert other.get_by_label("Convert to").evaluate("s => s.value") == "image:webp"
+        other.locator("summary").click()
+        assert other.get_by_label("quality").input_value() == "55"
     first.get_by_label("Select for merging into one PDF").check()
     second.get_by_label("Select for merging into one PDF").check()
     p.get_by_role("button", name="Merge 2 selected into one PDF").click()
