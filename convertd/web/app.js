@@ -66,8 +66,15 @@ function onEvent(name, data) {
   if (name.startsWith("job.")) history.jobChanged(data.job);
 }
 
+let streamLost = false;
 function onStreamState(state, detail) {
   $("connection").textContent = state === "open" ? "Live updates on." : detail || "";
+  if (state === "closed") streamLost = true;
+  else if (streamLost) {
+    // Nothing is replayed after a reconnect: ask what the jobs on the page did meanwhile.
+    streamLost = false;
+    for (const entry of entries) if (entry.job) entry.refresh().catch(() => null);
+  }
 }
 
 function updateBatch() {

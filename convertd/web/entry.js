@@ -2,7 +2,7 @@
 // tasks as the event stream tells of them, its results and its actions (cancel, retry,
 // delete). The history shows jobs made elsewhere with the same class.
 
-import { ApiError, del, post, upload } from "./api.js";
+import { ApiError, del, get, post, upload } from "./api.js";
 import { clear, el, humanSize, local, nextId } from "./dom.js";
 import { optionsForm } from "./formats.js";
 import { MERGEABLE, operationsFor } from "./operations.js";
@@ -304,6 +304,15 @@ export class Entry {
       this.render();
       this.localError = null;
     }
+  }
+
+  async refresh() {
+    const { data: job } = await get(`/v2/jobs/${this.job.id}`);
+    for (const task of job.tasks) {
+      const role = this.roles.get(task.id);
+      if (role && this.tasks[role] && this.tasks[role].id === task.id) this.adopt(role, task);
+    }
+    this.render();
   }
 
   cancel() {
