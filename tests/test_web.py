@@ -153,6 +153,9 @@ def test_convert_a_png_a_docx_and_an_mp3_and_download_them(
     p = page.page
     sign_in(p, web_key)
     assert p.evaluate("localStorage.getItem('convertd.key')") == web_key
+    # The key's plan and use, from /v1/keys/me.
+    expect(p.locator("#usage")).to_contain_text("web-page · pro ·")
+    used_at_start = p.locator("#usage").inner_text()
     picture = tmp_path / "photo.png"
     picture.write_bytes(image_bytes("PNG", (300, 200)))
     sound = make_audio(tmp_path / "tone.mp3", 2.0)
@@ -187,6 +190,8 @@ def test_convert_a_png_a_docx_and_an_mp3_and_download_them(
         expect(preview).to_be_visible()
         preview.evaluate("img => img.decode()")
         assert preview.evaluate("img => img.naturalWidth") > 0
+    # The calls the jobs made show in the use.
+    expect(p.locator("#usage")).not_to_have_text(used_at_start)
     shot(p, "convert-finished")
 
     out = download(p, png.locator("a.download"), tmp_path / "out.jpg")

@@ -158,7 +158,7 @@ function refreshUsageSoon() {
   usageTimer = setTimeout(async () => {
     usageTimer = null;
     if (usageWanted) await refreshUsage().catch(() => null);
-  }, 2000);
+  }, 500);
 }
 
 async function refreshUsage() {
