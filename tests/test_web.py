@@ -343,6 +343,48 @@ def test_operations_merge_to_one_pdf_and_watermark(
         )
 
 
+def test_history_filters_and_pages(page: Watched, daemon: Daemon, web_key: str) -> None:
+    auth = {"Authorization": f"Bearer {web_key}"}
+    for n in range(12):
+        tasks = {
+            "in": {"operation": "import/raw", "file": f"note {n}", "filename": f"note-{n}.txt"},
+            "h": {"operation": "convert", "input": "in", "output_format": "md5"},
+        }
+        if n == 0:  # one that fails: an unknown format to read it as
+            tasks["h"]["input_format"] = "png"
+            tasks["h"]["output_format"] = "jpg"
+        resp = requests.post(
+            f"{origin(daemon)}/v2/jobs",
+            json={"tasks": tasks, "tag": "paging"},
+            headers=auth,
+            timeout=10,
+        )
+        assert resp.status_code == 201, resp.text
+        ended = requests.get(
+            f"{origin(daemon)}/sync/v2/jobs/{resp.json()['data']['id']}", headers=auth, timeout=60
+        ).json()["data"]
+        assert ended["status"] == ("error" if n == 0 else "finished"), ended
+    p = page.page
+    sign_in(p, web_key)
+    p.click("#show-history")
+    p.fill("#filter-tag", "paging")
+    p.click("#history-filter button[type=submit]")
+    rows = p.locator("#history-list li.file")
+    expect(p.locator("#page-info")).to_have_text("1\u201310 of 12 (page 1 of 2)")
+    expect(rows).to_have_count(10)
+    expect(rows.first.locator(".name")).to_have_text("note-11.txt")
+    p.click("#next-page")
+    expect(p.locator("#page-info")).to_have_text("11\u201312 of 12 (page 2 of 2)")
+    expect(rows).to_have_count(2)
+    expect(rows.last.locator(".name")).to_have_text("note-0.txt")
+    p.select_option("#filter-status", "error")
+    p.click("#history-filter button[type=submit]")
+    expect(p.locator("#page-info")).to_have_text("1\u20131 of 1 (page 1 of 1)")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-state", "failed")
+    expect(rows.first.get_by_role("button", name="Retry")).to_be_visible()
+
+
 def test_cancel_stops_the_ffmpeg_process(
     page: Watched, daemon: Daemon, web_key: str, tmp_path: Path
 ) -> None:
