@@ -45,6 +45,7 @@ from convertd.api.state import (
 )
 from convertd.api.v1.routes import ROUTES as V1_ROUTES
 from convertd.api.v2.routes import ROUTES as V2_ROUTES
+from convertd.api.web import ROUTES as WEB_ROUTES
 from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
 from convertd.config import Config, ConfigError
@@ -310,6 +311,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)
     add_routes(app, HEALTH_ROUTES)
+    add_routes(app, WEB_ROUTES)
     if config.metrics_enabled:
         add_routes(app, METRICS_ROUTES)
     return app

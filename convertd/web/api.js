@@ -1,0 +1,133 @@
+// The key-authenticated API, as the page uses it. The key goes in the Authorization header,
+// never in a URL; the event stream is read with fetch (EventSource cannot send headers).
+
+const STORAGE = "convertd.key";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    // v1 answers {error, message, hint}; v2 {message, code, errors}: shown as they are.
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+
+  get lines() {
+    const out = [this.message];
+    if (this.body.hint) out.push(this.body.hint);
+    for (const [field, messages] of Object.entries(this.body.errors || {})) {
+      out.push(`${field}: ${[].concat(messages).join(" ")}`);
+    }
+    return out;
+  }
+}
+
+export const key = {
+  get: () => localStorage.getItem(STORAGE),
+  set: (value) => localStorage.setItem(STORAGE, value),
+  forget: () => localStorage.removeItem(STORAGE),
+};
+
+export async function call(method, path, body, apiKey = key.get()) {
+  const headers = { Authorization: `Bearer ${apiKey}` };
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, { message: `The server did not answer: ${err.message}` });
+  }
+  if (resp.status === 204) return null;
+  const text = await resp.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { message: text };
+  }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+export const get = (path, apiKey) => call("GET", path, undefined, apiKey);
+export const post = (path, body) => call("POST", path, body === undefined ? {} : body);
+export const del = (path) => call("DELETE", path);
+
+// POST a file to an import/upload task's signed form (no key: the form is the permission).
+export async function upload(form, file, path) {
+  const data = new FormData();
+  for (const [name, value] of Object.entries(form.parameters || {})) data.append(name, value);
+  data.append("file", file, file.name);
+  const resp = await fetch(path, { method: "POST", body: data });
+  if (!resp.ok) {
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch {
+      body = null;
+    }
+    throw new ApiError(resp.status, body);
+  }
+}
+
+// Read /v2/events until `signal` aborts, calling onEvent(name, data) for each message and
+// onState("open" | "closed", detail) as the stream comes and goes; reconnects after `retry`.
+export async function listen(onEvent, onState, signal) {
+  let retry = 3000;
+  while (!signal.aborted) {
+    try {
+      const resp = await fetch("/v2/events", {
+        headers: { Authorization: `Bearer ${key.get()}`, Accept: "text/event-stream" },
+        signal,
+      });
+      if (!resp.ok) {
+        let body = null;
+        try {
+          body = await resp.json();
+        } catch {
+          body = null;
+        }
+        throw new ApiError(resp.status, body);
+      }
+      onState("open");
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let name = "message";
+          const data = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") name = text;
+            else if (field === "data") data.push(text);
+            else if (field === "retry" && /^\d+$/.test(text)) retry = Number(text);
+          }
+          if (data.length) {
+            try {
+              onEvent(name, JSON.parse(data.join("\n")));
+            } catch (err) {
+              console.warn("bad event", err);
+            }
+          }
+        }
+      }
+      onState("closed", "The event stream ended; reconnecting.");
+    } catch (err) {
+      if (signal.aborted) return;
+      onState("closed", err instanceof ApiError ? err.lines.join(" ") : String(err.message));
+    }
+    await new Promise((resolve) => setTimeout(resolve, retry));
+  }
+}
