@@ -974,12 +974,12 @@ def bench_metrics(work: Path, quick: bool) -> None:
             ).json()
             urls[id(d)] = job["status_url"]
             load(d, job["status_url"], 1)  # warm up
-        seconds = 2 if quick else 5
+        seconds = 1 if quick else 5
         sides: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
         cpu: dict[str, list[float]] = {"on": [], "off": []}
         # An even number of rounds: each side goes first as often (the first of a pair measured
         # slower here), and each run starts after a second's rest.
-        for n in range(4 if quick else 8):
+        for n in range(2 if quick else 8):
             order = [("on", on), ("off", off)] if n % 2 == 0 else [("off", off), ("on", on)]
             for side, d in order:
                 time.sleep(1)

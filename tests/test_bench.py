@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+# Every group of the bench, in quick mode: ~90 s on an idle 2-core machine, more under load.
+@pytest.mark.timeout(360)
 def test_bench_quick_runs(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     proc = subprocess.run(
