@@ -59,7 +59,7 @@ class TaskEngine:
     ) -> None:
         self.config = config
         office = functools.partial(office_pdf, registry, pool.runner)
-        self.means = work.Means(config, chromium, office)
+        self.means = work.Means(config, chromium, office, pool.metrics)
         self.db = db
         self.data = data
         self.registry = registry
