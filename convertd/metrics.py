@@ -310,11 +310,15 @@ class Metrics:
     # Recording: cheap, synchronous, never raising.
 
     @_never_fails
-    def job_ended(self, filetype: str, output_format: str, state: str, seconds: float) -> None:
+    def job_ended(
+        self, filetype: str, output_format: str, state: str, seconds: float | None
+    ) -> None:
+        """`seconds` None: a job no worker took (cancelled while queued), not timed."""
         filetype = filetype if filetype in self._filetypes else OTHER
         output_format = output_format if output_format in self._formats else OTHER
         self.jobs.labels(filetype, output_format, state).inc()
-        self.job_seconds.labels(filetype).observe(seconds)
+        if seconds is not None:
+            self.job_seconds.labels(filetype).observe(seconds)
 
     @_never_fails
     def task_ended(self, operation: str, state: str, seconds: float) -> None:

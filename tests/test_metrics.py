@@ -25,7 +25,7 @@ from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
 from tests.media import make_video
-from tests.test_v2_api import job_of, named, wait_job
+from tests.test_v2_api import call, job_of, named, wait_job
 from tests.test_v2_operations import b64, blank_pdf
 from tests.webhook_receiver import Receiver
 
@@ -472,3 +472,24 @@ def test_a_libreoffice_killed_from_outside_stops_counting(make_daemon: Any) -> N
     os.kill(int(found.group(1)), signal.SIGKILL)
     # Seen at the next scrape, not at the next document sent to it.
     scrape_until(d, prom, lambda s: value(s, "convertd_office_instances") == 0, "the dead soffice")
+
+
+def test_a_queued_v2_conversion_deleted_counts_as_cancelled(make_daemon: Any) -> None:
+    d = make_daemon(env=QUIET, workers=0)  # nothing runs: the conversion stays queued
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+    job = job_of(
+        d,
+        user,
+        {
+            "in": b64("a.png", image_bytes("PNG")),
+            "c": {"operation": "convert", "input": "in", "output_format": "jpg"},
+        },
+    )
+    scrape_until(d, prom, lambda s: value(s, "convertd_jobs_queued") == 1, "the queued job")
+    assert call(d, user, "DELETE", f"/v2/jobs/{job['id']}").status_code == 204
+    after = scrape(d, prom)
+    cancelled = {"filetype": "image", "output_format": "jpg", "state": "cancelled"}
+    assert value(after, "convertd_jobs_total", **cancelled) == 1
+    assert value(after, "convertd_jobs_queued") == 0
+    assert value(after, "convertd_job_duration_seconds_count", filetype="image") == 0

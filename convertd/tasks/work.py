@@ -40,7 +40,7 @@ class Means:
     config: Config
     chromium: Chromium | None = None
     office_pdf: OfficePdf | None = None
-    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    metrics: Metrics | None = None  # perform()'s; a drop folder counts its files instead
 
 
 class Inputs(Protocol):
@@ -67,7 +67,8 @@ async def perform(
         state = "cancelled"
         raise
     finally:
-        means.metrics.task_ended(task.operation, state, time.monotonic() - started)
+        if means.metrics is not None:
+            means.metrics.task_ended(task.operation, state, time.monotonic() - started)
 
 
 async def _perform(
