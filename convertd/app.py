@@ -275,6 +275,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     metrics.know(
         (*FILETYPES, PIPELINE),
         {fmt for c in app[REGISTRY].known_all() for fmt in c.output_formats},
+        [(c.filetype, fmt) for c in app[REGISTRY].known_all() for fmt in c.output_formats],
     )
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.

@@ -43,6 +43,19 @@ MAX_KEY_NAMES = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # the route of a request no route matched (a 404)
 # A hash takes milliseconds, a long video an hour.
+# The operations the task engine runs itself (tasks/work.py), counted by name: a fixed set.
+TASK_OPERATIONS = (
+    "merge",
+    "optimize",
+    "thumbnail",
+    "watermark",
+    "metadata",
+    "metadata/write",
+    "ocr",
+    "capture-website",
+    "archive",
+)
+STATES = ("finished", "failed", "cancelled")
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -125,9 +138,11 @@ class _RequestsCollector(Collector):
         self._copy: tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], list[float]]]
         self._copy = ({}, {})
 
-    def record(self, method: str, route: str, status: str, seconds: float) -> None:
+    def record(self, method: str, route: str, status: str, seconds: float | None) -> None:
         key = (method, route, status)
         self.counts[key] = self.counts.get(key, 0) + 1
+        if seconds is None:  # a request held open (an event stream, a wait): not timed
+            return
         timing = self.timings.get((method, route))
         if timing is None:
             timing = self.timings[(method, route)] = [0.0] * (len(HTTP_BUCKETS) + 2)
@@ -191,6 +206,20 @@ class Metrics:
             buckets=JOB_BUCKETS,
             registry=r,
         )
+        self.tasks = Counter(
+            "convertd_tasks",
+            "/v2 tasks the task engine ran itself (not conversions: those are jobs), by "
+            "operation and final state",
+            ["operation", "state"],
+            registry=r,
+        )
+        self.task_seconds = Histogram(
+            "convertd_task_duration_seconds",
+            "Time the task engine spent on a task's operation, by operation",
+            ["operation"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
         self.requests = _RequestsCollector()
         r.register(self.requests)
         self.rate_limited_requests = Counter(
@@ -246,6 +275,10 @@ class Metrics:
 
         # Known outcomes start at 0, so a dashboard shows 0 rather than no data, and rate()
         # sees the first one.
+        for operation in TASK_OPERATIONS:
+            self.task_seconds.labels(operation)
+            for state in STATES:
+                self.tasks.labels(operation, state)
         for reason in ("hung", "crashed"):
             self.office_restarts.labels(reason)
         for outcome in ("done", "failed"):
@@ -258,22 +291,44 @@ class Metrics:
     def describe_build(self, version: str, schema: int) -> None:
         self.build.info({"version": version, "schema": str(schema)})
 
-    def know(self, filetypes: Iterable[str], formats: Iterable[str]) -> None:
-        """The filetypes and output formats labels may carry; others are "other"."""
+    def know(
+        self,
+        filetypes: Iterable[str],
+        formats: Iterable[str],
+        conversions: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """The filetypes and output formats labels may carry; others are "other". The jobs of
+        each of `conversions` (filetype, output format: 56 of them, so 168 series) start at 0
+        in each state, so that increase() over a window sees a first failure after a start."""
         self._filetypes = frozenset(filetypes)
         self._formats = frozenset(formats)
+        for filetype, output_format in conversions:
+            self.job_seconds.labels(filetype)
+            for state in STATES:
+                self.jobs.labels(filetype, output_format, state)
 
     # Recording: cheap, synchronous, never raising.
 
     @_never_fails
-    def job_ended(self, filetype: str, output_format: str, state: str, seconds: float) -> None:
+    def job_ended(
+        self, filetype: str, output_format: str, state: str, seconds: float | None
+    ) -> None:
+        """`seconds` None: a job no worker took (cancelled while queued), not timed."""
         filetype = filetype if filetype in self._filetypes else OTHER
         output_format = output_format if output_format in self._formats else OTHER
         self.jobs.labels(filetype, output_format, state).inc()
-        self.job_seconds.labels(filetype).observe(seconds)
+        if seconds is not None:
+            self.job_seconds.labels(filetype).observe(seconds)
 
     @_never_fails
-    def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+    def task_ended(self, operation: str, state: str, seconds: float) -> None:
+        if operation in TASK_OPERATIONS:
+            self.tasks.labels(operation, state).inc()
+            self.task_seconds.labels(operation).observe(seconds)
+
+    @_never_fails
+    def request_answered(self, method: str, route: str, status: int, seconds: float | None) -> None:
+        """`seconds` None: counted, not timed (a request held open)."""
         shown = self._statuses.get(status) or self._statuses.setdefault(status, str(status))
         self.requests.record(method if method in METHODS else OTHER, route, shown, seconds)
 

@@ -193,6 +193,12 @@ class WorkerPool:
     def _count(self, job: jobs.Job, state: str, started: float) -> None:
         self.metrics.job_ended(job.filetype, job.output_format, state, time.monotonic() - started)
 
+    def count_cancelled(self, queued: list[tuple[str, str]]) -> None:
+        """Jobs cancelled before a worker took them (by filetype, output format): counted as
+        cancelled, with no duration."""
+        for filetype, output_format in queued:
+            self.metrics.job_ended(filetype, output_format, "cancelled", None)
+
     async def _stop_cancelled(self) -> None:
         """Stop the running jobs the database says are no longer running here (cancelled from
         outside): their task is cancelled, which kills their tools' process groups."""

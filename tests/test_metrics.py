@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
 from tests.media import make_video
+from tests.test_v2_api import call, job_of, named, wait_job
+from tests.test_v2_operations import b64, blank_pdf
 from tests.webhook_receiver import Receiver
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
@@ -380,3 +383,113 @@ def test_libreoffice_and_webhook_deliveries(make_daemon: Any, receiver: Receiver
     assert value(after, "convertd_webhook_tries_total", outcome="retry") == 3
     assert value(after, "convertd_webhook_deliveries", state="failed") == 1
     assert value(after, "convertd_webhook_deliveries", state="pending") == 0
+
+
+def present(samples: Samples, name: str, **labels: str) -> bool:
+    return (name, frozenset(labels.items())) in samples
+
+
+def test_v2_operations_count_as_tasks_and_series_start_at_zero(make_daemon: Any) -> None:
+    d = make_daemon(env=QUIET)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+    before = scrape(d, prom)
+    # Known label sets are there at 0 before anything happened, so increase() sees a first
+    # failure: the jobs of each filetype's formats, the engine's operations.
+    for state in ("finished", "failed", "cancelled"):
+        assert present(
+            before, "convertd_jobs_total", filetype="image", output_format="gif", state=state
+        )
+        assert present(before, "convertd_tasks_total", operation="ocr", state=state)
+    assert present(before, "convertd_job_duration_seconds_count", filetype="hash")
+    assert present(before, "convertd_task_duration_seconds_count", operation="metadata/write")
+    assert (
+        value(before, "convertd_jobs_total", filetype="image", output_format="gif", state="failed")
+        == 0
+    )
+
+    # A merge that finishes and a thumbnail of garbage that fails, run by the task engine.
+    pdf = blank_pdf((50, 60))
+    job = job_of(
+        d,
+        user,
+        {
+            "a": b64("a.pdf", pdf),
+            "b": b64("b.pdf", pdf),
+            "m": {"operation": "merge", "input": ["a", "b"], "output_format": "pdf"},
+            "junk": b64("junk.png", b"not a picture at all"),
+            "t": {"operation": "thumbnail", "input": "junk", "output_format": "png"},
+        },
+    )
+    done = wait_job(d, user, job["id"])
+    assert named(done, "m")["status"] == "finished" and named(done, "t")["status"] == "error"
+    after = scrape(d, prom)
+    tasks = "convertd_tasks_total"
+    assert moved(before, after, tasks, operation="merge", state="finished") == 1
+    assert moved(before, after, tasks, operation="thumbnail", state="failed") == 1
+    assert moved(before, after, "convertd_task_duration_seconds_count", operation="merge") == 1
+    operations = {v for (_, pairs) in after for k, v in pairs if k == "operation"}
+    assert "import/base64" not in operations and "export/url" not in operations
+
+    # Requests held open are counted, not timed: a /sync/v2 wait (above), an event stream.
+    sync = {"method": "GET", "route": "/sync/v2/jobs/{job_id}"}
+    assert moved(before, after, "convertd_http_requests_total", **sync, status="200") == 1
+    assert not present(after, "convertd_http_request_duration_seconds_count", **sync)
+    # A method the path does not take is labelled with the path's template.
+    refused = requests.delete(f"{d.base}/formats", headers={"X-API-Key": user}, timeout=10)
+    assert refused.status_code == 405
+    final = scrape(d, prom)
+    wrong_method = {"method": "DELETE", "route": "/v1/formats", "status": "405"}
+    assert moved(after, final, "convertd_http_requests_total", **wrong_method) == 1
+
+
+def test_a_metrics_key_scrapes_without_api_access_and_is_seen(make_daemon: Any) -> None:
+    d = make_daemon(env=QUIET, workers=0)
+    prom = d.create_key("prometheus", "--plan", "free", "--scope", "metrics")
+    other = d.create_key("freeloader", "--plan", "free")
+    # The free plan has no API access: its metrics key may still scrape, nothing else.
+    assert value(scrape(d, prom), "convertd_jobs_queued") == 0
+    refused = requests.get(metrics_url(d), headers={"X-API-Key": other}, timeout=10)
+    assert refused.status_code == 403
+    assert d.convert(prom, b"hello", "a.txt", "hash", "md5").status_code == 403
+
+    # `keys list` says when it last scraped; the access log names it.
+    def last_used() -> Any:
+        listing = json.loads(d.cli("keys", "list", "--json").stdout)
+        return next(k for k in listing if k["name"] == "prometheus")["last_used_at"]
+
+    assert wait_for(last_used, "the scrape's key on record")
+    assert re.search(r"GET /metrics 200 .* key=\d+", d.log())
+
+
+def test_a_libreoffice_killed_from_outside_stops_counting(make_daemon: Any) -> None:
+    env = {"CONVERTD_OFFICE_PREWARM": "true", "CONVERTD_OFFICE_INSTANCES": "1"}
+    d = make_daemon(env=env, workers=1)
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    ready = re.compile(r"office instance \d+ ready \(soffice pid (\d+)\)")
+    found = wait_for(lambda: ready.search(d.log()), "the warm start")
+    assert value(scrape(d, prom), "convertd_office_instances") == 1
+    os.kill(int(found.group(1)), signal.SIGKILL)
+    # Seen at the next scrape, not at the next document sent to it.
+    scrape_until(d, prom, lambda s: value(s, "convertd_office_instances") == 0, "the dead soffice")
+
+
+def test_a_queued_v2_conversion_deleted_counts_as_cancelled(make_daemon: Any) -> None:
+    d = make_daemon(env=QUIET, workers=0)  # nothing runs: the conversion stays queued
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    user = d.create_key("alice", "--plan", "pro")
+    job = job_of(
+        d,
+        user,
+        {
+            "in": b64("a.png", image_bytes("PNG")),
+            "c": {"operation": "convert", "input": "in", "output_format": "jpg"},
+        },
+    )
+    scrape_until(d, prom, lambda s: value(s, "convertd_jobs_queued") == 1, "the queued job")
+    assert call(d, user, "DELETE", f"/v2/jobs/{job['id']}").status_code == 204
+    after = scrape(d, prom)
+    cancelled = {"filetype": "image", "output_format": "jpg", "state": "cancelled"}
+    assert value(after, "convertd_jobs_total", **cancelled) == 1
+    assert value(after, "convertd_jobs_queued") == 0
+    assert value(after, "convertd_job_duration_seconds_count", filetype="image") == 0

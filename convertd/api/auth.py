@@ -32,7 +32,9 @@ def client_address(request: web.Request) -> str | None:
     return str(peer[0]) if peer else request.remote
 
 
-async def authenticate(request: web.Request) -> keys.ApiKey:
+async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.ApiKey:
+    """The key of this request, checked against its plan's API access (which a `scrape` of
+    /metrics with a metrics key does not need) and its IP or domain restriction."""
     secret = _presented_key(request)
     if not secret:
         raise Unauthorized(
@@ -45,7 +47,7 @@ async def authenticate(request: web.Request) -> keys.ApiKey:
             "The API key is not valid, or it has been revoked.",
             "Check the key, or create a new one with `convertd keys create`.",
         )
-    if not key.plan.api_access:
+    if not key.plan.api_access and not (scrape and keys.METRICS_SCOPE in key.scopes):
         raise Forbidden(
             f"The {key.plan.name!r} plan does not include API access.",
             "Upgrade: ask the admin to move this key to a plan with API access, or to enable it "

@@ -57,6 +57,12 @@ class Instance:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    @property
+    def running(self) -> bool:
+        """Alive, and its soffice too (one killed from outside shows before a document finds
+        it dead): what the metrics count."""
+        return self.alive and self._office_running()
+
     async def start(self) -> None:
         await asyncio.to_thread(write_profile, self.profile)
         # Let LibreOffice do its first-run work on the new profile in a throwaway start: a

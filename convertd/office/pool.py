@@ -42,7 +42,7 @@ class OfficePool:
         self._instances: list[Instance] = []
         self.metrics = metrics or Metrics()
         # Read when scraped: how many run, and how many are handed out.
-        self.metrics.office_instances.set_function(lambda: sum(i.alive for i in self._instances))
+        self.metrics.office_instances.set_function(lambda: sum(i.running for i in self._instances))
         self.metrics.office_busy.set_function(lambda: len(self._instances) - self._idle.qsize())
 
     def detect(self) -> None:

@@ -264,14 +264,21 @@ def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, error: str) ->
     )
 
 
-def cancel(conn: sqlite3.Connection, job_ids: list[str], error: str) -> None:
+def cancel(conn: sqlite3.Connection, job_ids: list[str], error: str) -> list[tuple[str, str]]:
     """Inside the caller's transaction: these jobs, if queued or running, fail with `error`
-    (a worker running one stops it: no_longer_running)."""
+    (a worker running one stops it: no_longer_running). The filetype and output format of
+    each that was queued (no worker counts its end)."""
+    queued = conn.execute(
+        "SELECT filetype, output_format FROM jobs "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'",
+        (json.dumps(job_ids),),
+    ).fetchall()
     conn.execute(
         """UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, owner = NULL
            WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'processing')""",
         (error, clock.now(), json.dumps(job_ids)),
     )
+    return [(row[0], row[1]) for row in queued]
 
 
 async def no_longer_running(db: Database, job_ids: list[str]) -> list[str]:

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 WINDOWS = {"minute": 60, "day": 86400}
 FLUSH_SECONDS = 1.0
+# How stale a key's last use may be on record when it is used uncounted (CallCounter.seen).
+SEEN_EVERY_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +122,15 @@ class CallCounter:
         pending, _ = self._calls.get(key.id, (0, ts))
         self._calls[key.id] = (pending + calls, ts)
         return _usage(key, ts, used)
+
+    def seen(self, key: ApiKey) -> None:
+        """A use of the key that no plan counts (a Prometheus scrape): its last use, written
+        with the next flush as a counted call's is, and only if the one on record is older
+        than SEEN_EVERY_SECONDS (a scrape every 15 s is not a write every 15 s)."""
+        ts = clock.now()
+        if key.id in self._calls or (key.last_used_at or 0.0) > ts - SEEN_EVERY_SECONDS:
+            return
+        self._calls[key.id] = (0, ts)
 
     async def usage(self, key: ApiKey) -> Usage:
         """The counts so far in the current windows, without counting a call."""

@@ -39,6 +39,7 @@ from convertd.worker import RECORD_ATTEMPTS, WorkerPool
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+Cancelled = tuple[list[tasks.Task], list[tuple[str, str]]]  # and queued jobs' filetype, format
 
 # A backstop only: the engine is poked whenever something it waits for happens.
 BACKSTOP_SECONDS = 30.0
@@ -59,7 +60,7 @@ class TaskEngine:
     ) -> None:
         self.config = config
         office = functools.partial(office_pdf, registry, pool.runner)
-        self.means = work.Means(config, chromium, office)
+        self.means = work.Means(config, chromium, office, pool.metrics)
         self.db = db
         self.data = data
         self.registry = registry
@@ -70,8 +71,7 @@ class TaskEngine:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_OPERATIONS)
         self._receiving: set[str] = set()
-        # Whether a task may have failed, been cancelled or deleted since the last look for the
-        # tasks waiting on it (a look costs a write; most steps have nothing failed).
+        # Whether a task may have ended badly since the last look for its waiters (a write).
         self._orphans_possible = True
 
     async def start(self) -> None:
@@ -338,9 +338,8 @@ class TaskEngine:
     async def cancel(self, task_id: str) -> list[tasks.Task]:
         """Cancel a task and those depending on it; running work stops (a conversion's tools
         are killed by the worker pool within its cancellation check)."""
-
-        doomed = await self.db.write(functools.partial(_cancel, task_ids=[task_id]))
-        await self._stop(doomed)
+        doomed, queued = await self.db.write(functools.partial(_cancel, task_ids=[task_id]))
+        await self._stop(doomed, queued)
         return doomed
 
     async def delete(
@@ -352,14 +351,14 @@ class TaskEngine:
 
         def cancel_and_delete(
             conn: sqlite3.Connection,
-        ) -> tuple[list[tasks.Task], list[tuple[str, str]]]:
-            doomed = _cancel(conn, task_ids)
+        ) -> tuple[Cancelled, list[tuple[str, str]]]:
+            cancelled = _cancel(conn, task_ids)
             forgotten = tasks.forget_conversions(conn, task_ids)
             delete(conn)
-            return doomed, forgotten
+            return cancelled, forgotten
 
-        doomed, forgotten = await self.db.write(cancel_and_delete)
-        await self._stop(doomed)
+        cancelled, forgotten = await self.db.write(cancel_and_delete)
+        await self._stop(*cancelled)
         for task_id in task_ids:
             await asyncio.to_thread(self.data.remove_task_files, task_id)
         for job_id, upload_path in forgotten:
@@ -368,8 +367,9 @@ class TaskEngine:
         for task in deleted:
             self.changed(task)
 
-    async def _stop(self, doomed: list[tasks.Task]) -> None:
+    async def _stop(self, doomed: list[tasks.Task], queued: list[tuple[str, str]]) -> None:
         self._orphans_possible = True
+        self.pool.count_cancelled(queued)
         for task in doomed:
             run = self._running.get(task.id)
             if run is not None:
@@ -378,13 +378,13 @@ class TaskEngine:
         self.poke()
 
 
-def _cancel(conn: sqlite3.Connection, task_ids: list[str]) -> list[tasks.Task]:
+def _cancel(conn: sqlite3.Connection, task_ids: list[str]) -> Cancelled:
     """Inside a transaction: cancel these tasks and those depending on them, and fail the queued
     conversions of those that were converting (the worker pool then kills their tools)."""
     doomed = tasks.cancel(conn, task_ids)
     conversions = [t.conversion_id for t in doomed if t.conversion_id]
-    jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled or deleted")
-    return doomed
+    queued = jobs.cancel(conn, conversions, "Cancelled: its /v2 task was cancelled or deleted")
+    return doomed, queued
 
 
 class Failed(enum.Enum):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from convertd.browser.chromium import Chromium
 from convertd.config import Config
 from convertd.fetch import FetchError, Policy, fetch
 from convertd.files import extension_of, safe_filename, stem_of
+from convertd.metrics import Metrics
 from convertd.store import tasks
 from convertd.tasks import metadata
 from convertd.tasks.bundle import make_archive, unique_names
@@ -32,12 +34,13 @@ from convertd.tasks.watermark import watermark
 
 @dataclasses.dataclass(frozen=True)
 class Means:
-    """What the operations use besides their inputs: the settings, the warm browser, and a way
-    to make an office document a PDF."""
+    """What the operations use besides their inputs: the settings, the warm browser, a way
+    to make an office document a PDF, and the metrics a /v2 task's end is counted in."""
 
     config: Config
     chromium: Chromium | None = None
     office_pdf: OfficePdf | None = None
+    metrics: Metrics | None = None  # perform()'s; a drop folder counts its files instead
 
 
 class Inputs(Protocol):
@@ -53,7 +56,24 @@ async def perform(
     policy: Policy,
     means: Means,
 ) -> None:
-    """Run one of the operations the engine runs itself, writing its files into `staging`."""
+    """Run one of the operations the engine runs itself, writing its files into `staging`;
+    counted in the metrics (by operation: import/url and export/url are not counted) as it
+    ends: finished, failed, or cancelled (by its client, or by a shutdown)."""
+    started, state = time.monotonic(), "failed"
+    try:
+        await _perform(task, staging, inputs, policy, means)
+        state = "finished"
+    except asyncio.CancelledError:
+        state = "cancelled"
+        raise
+    finally:
+        if means.metrics is not None:
+            means.metrics.task_ended(task.operation, state, time.monotonic() - started)
+
+
+async def _perform(
+    task: tasks.Task, staging: Path, inputs: Inputs, policy: Policy, means: Means
+) -> None:
     config = means.config
     if task.operation == "import/url":
         await import_url(task, staging, policy, config)
