@@ -558,3 +558,51 @@ def test_folders_at_a_glance_for_an_admin_key_only(
         watched.check()
     finally:
         context.close()
+
+
+def test_option_defaults_are_shown_and_only_changes_are_sent(
+    page: Watched, daemon: Daemon, web_key: str
+) -> None:
+    p = page.page
+    sign_in(p, web_key)
+    pdf = (CORPUS / "pdf" / "google-docs-export.pdf").read_bytes()
+    p.set_input_files(
+        "#file-input",
+        [
+            {"name": "defaults.png", "mimeType": "image/png", "buffer": image_bytes("PNG")},
+            {"name": "defaults.pdf", "mimeType": "application/pdf", "buffer": pdf},
+        ],
+    )
+    picture, document = item(p, "defaults.png"), item(p, "defaults.pdf")
+    picture.get_by_label("Convert to").select_option(label="jpg")
+    picture.locator("summary").click()
+    # A choice with a default shows it chosen; a number with one shows it as its placeholder;
+    # where the output format decides (jpg quality 85, webp 80), none is claimed.
+    fit = picture.get_by_label("fit")
+    assert fit.evaluate("s => s.value") == "contain"
+    assert fit.evaluate("s => s.selectedOptions[0].textContent") == "contain (default)"
+    assert picture.get_by_label("background").get_attribute("placeholder") == "#ffffff (default)"
+    assert picture.get_by_label("quality").get_attribute("placeholder") == "default"
+    assert not picture.get_by_label("strip_metadata").is_checked()
+    picture.get_by_label("width", exact=True).fill("20")
+    document.get_by_label("Convert to").select_option(label="png")
+    document.locator("summary").click()
+    assert document.get_by_label("dpi").get_attribute("placeholder") == "150 (default)"
+    shot(p, "convert-defaults")
+    p.fill("#tag-input", "defaults")
+    p.click("#convert-all")
+    wait_state(p, picture, "finished")
+    wait_state(p, document, "finished")
+    # Only what was changed went to the server: the defaults shown were not sent.
+    for li, sent in ((picture, {"width": 20}), (document, {})):
+        task = requests.get(
+            f"{origin(daemon)}/v2/tasks/{li.get_attribute('data-convert')}",
+            headers={"Authorization": f"Bearer {web_key}"},
+            timeout=10,
+        ).json()["data"]
+        options = {
+            k: v
+            for k, v in task["payload"].items()
+            if k not in ("operation", "input", "input_format", "output_format")
+        }
+        assert options == sent, task["payload"]
