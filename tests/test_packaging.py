@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT
+from tests.daemon import free_port
 
 needs_systemd = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
@@ -122,6 +124,42 @@ def test_single_file_executable_runs_without_the_venv(tmp_path: Path, single_fil
     with tarfile.open(tmp_path / "bundle.tar") as tf:
         member = tf.extractfile("docs/readme.txt")
         assert member is not None and member.read() == b"inside the zip\n"
+    # The daemon serves what the package holds besides code: the web page and its scripts, and
+    # the API references (each file a build must add: PyInstaller takes only Python modules).
+    port = free_port()
+    serve = subprocess.Popen(
+        [str(binary), "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        env={**env, "CONVERTD_OFFICE_PREWARM": "false", "CONVERTD_DROP_ENABLED": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None and time.monotonic() < deadline, "serve never answered"
+            try:
+                requests.get(f"{origin}/v1/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        for path, wanted in (
+            ("/", "Folders at a glance"),
+            ("/ui/entry.js", "export class Entry"),
+            ("/v1/docs", "convertd v1 API reference"),
+            ("/v2/docs", "GET /v2/drops"),
+        ):
+            resp = requests.get(origin + path, timeout=10)
+            assert resp.status_code == 200, (path, resp.text[:500])
+            assert wanted in resp.text, path
+        local = (ROOT / "convertd" / "api" / "v2" / "reference.md").read_text(encoding="utf-8")
+        assert requests.get(f"{origin}/v2/docs", timeout=10).text == local
+    finally:
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=60)
+    assert serve.returncode == 0, stderr[-2000:]
 
 
 def _notification(sock: socket.socket) -> tuple[dict[str, str], int]:

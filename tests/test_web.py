@@ -22,6 +22,7 @@ from pypdf import PdfReader
 from tests.conftest import CORPUS, ROOT, Daemon, image_bytes, tool_pids
 from tests.media import ffprobe, make_audio, make_video, streams
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_drops import FAST, files, wait_for
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
 XSS_NAME = "<img src=x onerror=alert(1)>.png"
@@ -464,3 +465,144 @@ def test_phone_width_and_dark_mode(chromium: Any, daemon: Daemon, web_key: str) 
         assert unlabelled == []
     finally:
         context.close()
+
+
+def test_folders_at_a_glance_for_an_admin_key_only(
+    chromium: Any, make_daemon: Any, tmp_path: Path
+) -> None:
+    # A daemon of its own, with quick drop folders: what the page lists is what the folders did.
+    d = make_daemon(env=FAST, workers=1)
+    admin = d.create_key("folders-admin", "--admin")
+    plain = d.create_key("folders-plain")
+    root = d.data_dir / "drop"
+    inbox = root / "inbox" / "webp"
+    inbox.mkdir(parents=True)
+    png = image_bytes("PNG", (64, 48))
+    (inbox / "holiday.png").write_bytes(png)
+    (inbox / XSS_NAME).write_bytes(png[:60])  # a real PNG cut short, named as markup
+    (root / "inbox" / "loose.png").write_bytes(png)  # skipped: not in inbox/<format>/
+    wait_for(lambda: files(root / "outbox") == ["holiday.webp"], what="the converted drop")
+    with Image.open(root / "outbox" / "holiday.webp") as im:
+        assert im.format == "WEBP" and im.size == (64, 48)
+    wait_for(lambda: f"{XSS_NAME}.error.json" in files(root / "failed" / "webp"), what="failure")
+    url = f"{origin(d)}/v2/drops"
+    failed = wait_for(
+        lambda: requests.get(
+            url, params={"filter[status]": "failed"}, headers={"X-API-Key": admin}, timeout=10
+        ).json()["data"],
+        what="the failure on record",
+    )[0]
+    assert failed["message"]
+    assert requests.get(url, headers={"X-API-Key": plain}, timeout=10).status_code == 403
+
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        watched = Watched(context.new_page(), admin)
+        p = watched.page
+        p.goto(origin(d) + "/")
+        sign_in(p, admin)
+        folders = p.locator("#folders")
+        expect(folders).to_be_visible()
+        counts = folders.locator(".counts li")
+        expect(counts).to_have_text(
+            ["0 waiting", "1 skipped", "0 processing", "1 recently converted", "1 failed"]
+        )
+        converted = folders.locator("li.drop[data-status=finished]")
+        expect(converted).to_have_count(1)
+        expect(converted.locator(".head .name")).to_have_text("inbox/webp/holiday.png")
+        expect(converted.locator(".output")).to_have_text("→ outbox/holiday.webp")
+        expect(converted.locator(".when")).to_contain_text("converted")
+        bad = folders.locator("li.drop[data-status=failed]")
+        expect(bad.locator(".head .name")).to_have_text(f"inbox/webp/{XSS_NAME}")
+        expect(bad.locator(".error .message")).to_have_text(failed["message"])
+        expect(bad.locator(".when")).to_contain_text(f"job {failed['job_id']}")
+        assert p.locator("#folders img").count() == 0
+        skipped = folders.locator("li.drop[data-status=skipped]")
+        expect(skipped.locator(".message")).to_contain_text("inbox/<format>/")
+        shot(p, "folders")
+
+        # Live: a new drop shows without a click (the view is asked again every 10 s).
+        (inbox / "second.png").write_bytes(png)
+        expect(converted).to_have_count(2, timeout=60_000)
+        expect(converted.first.locator(".head .name")).to_have_text("inbox/webp/second.png")
+        # The keyboard reaches Refresh, and keeps its place when the view is drawn again.
+        tab_to(p, "folders-refresh")
+        asked = len([u for u in watched.urls if "/v2/drops" in u])
+        p.keyboard.press("Enter")
+        expect(p.locator("#folders-updated")).not_to_be_empty()
+        wait_for(lambda: len([u for u in watched.urls if "/v2/drops" in u]) > asked, what="asked")
+        assert p.evaluate("document.activeElement.id") == "folders-refresh"
+        # A summary opens and closes its group from the keyboard.
+        summary = folders.locator("details[data-status=finished] summary")
+        summary.focus()
+        p.keyboard.press("Enter")
+        expect(converted.first).to_be_hidden()
+        p.keyboard.press("Enter")
+        expect(converted.first).to_be_visible()
+
+        # At phone width nothing scrolls sideways.
+        p.set_viewport_size({"width": 375, "height": 740})
+        fits = "document.documentElement.scrollWidth <= window.innerWidth"
+        assert p.evaluate(fits), p.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+        shot(p, "phone-folders")
+
+        # A key that is not an admin's never sees the section, and the page never asks.
+        p.click("#forget")
+        expect(folders).to_be_hidden()
+        watched.urls.clear()
+        watched.key = plain
+        sign_in(p, plain)
+        expect(p.locator("#usage")).to_contain_text("folders-plain")
+        expect(folders).to_be_hidden()
+        assert not [u for u in watched.urls if "/v2/drops" in u]
+        watched.check()
+    finally:
+        context.close()
+
+
+def test_option_defaults_are_shown_and_only_changes_are_sent(
+    page: Watched, daemon: Daemon, web_key: str
+) -> None:
+    p = page.page
+    sign_in(p, web_key)
+    pdf = (CORPUS / "pdf" / "google-docs-export.pdf").read_bytes()
+    p.set_input_files(
+        "#file-input",
+        [
+            {"name": "defaults.png", "mimeType": "image/png", "buffer": image_bytes("PNG")},
+            {"name": "defaults.pdf", "mimeType": "application/pdf", "buffer": pdf},
+        ],
+    )
+    picture, document = item(p, "defaults.png"), item(p, "defaults.pdf")
+    picture.get_by_label("Convert to").select_option(label="jpg")
+    picture.locator("summary").click()
+    # A choice with a default shows it chosen; a number with one shows it as its placeholder;
+    # where the output format decides (jpg quality 85, webp 80), none is claimed.
+    fit = picture.get_by_label("fit")
+    assert fit.evaluate("s => s.value") == "contain"
+    assert fit.evaluate("s => s.selectedOptions[0].textContent") == "contain (default)"
+    assert picture.get_by_label("background").get_attribute("placeholder") == "#ffffff (default)"
+    assert picture.get_by_label("quality").get_attribute("placeholder") == "default"
+    assert not picture.get_by_label("strip_metadata").is_checked()
+    picture.get_by_label("width", exact=True).fill("20")
+    document.get_by_label("Convert to").select_option(label="png")
+    document.locator("summary").click()
+    assert document.get_by_label("dpi").get_attribute("placeholder") == "150 (default)"
+    shot(p, "convert-defaults")
+    p.fill("#tag-input", "defaults")
+    p.click("#convert-all")
+    wait_state(p, picture, "finished")
+    wait_state(p, document, "finished")
+    # Only what was changed went to the server: the defaults shown were not sent.
+    for li, sent in ((picture, {"width": 20}), (document, {})):
+        task = requests.get(
+            f"{origin(daemon)}/v2/tasks/{li.get_attribute('data-convert')}",
+            headers={"Authorization": f"Bearer {web_key}"},
+            timeout=10,
+        ).json()["data"]
+        options = {
+            k: v
+            for k, v in task["payload"].items()
+            if k not in ("operation", "input", "input_format", "output_format")
+        }
+        assert options == sent, task["payload"]

@@ -217,6 +217,7 @@ function forget() {
   $("account").hidden = true;
   $("convert").hidden = true;
   $("history").hidden = true;
+  showFolders(null);
   $("key-input").focus();
 }
 

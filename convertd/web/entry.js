@@ -115,7 +115,7 @@ export class Entry {
   renderOptions() {
     const choice = this.choice();
     const schema = choice.op ? choice.op.schema : this.hooks.catalog.schema(choice.filetype);
-    this.form = optionsForm(schema, choice.preset ? choice.preset.options : choice.op && choice.op.defaults || {});
+    this.form = optionsForm(schema, choice.preset ? choice.preset.options : {});
     const details = el("details", {}, el("summary", {}, "Options"), this.form.node);
     clear(this.optionsBox).append(this.form.empty ? "" : details);
   }

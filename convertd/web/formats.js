@@ -61,25 +61,31 @@ export class Catalog {
 }
 
 // The options form of one filetype: numbers with their bounds, choices as selects, switches
-// for booleans; empty means the converter's default (or the preset's), and is not sent.
+// for booleans. Each shows what happens when it is left alone: the preset's value, else the
+// schema's `default`, else "default" (the converter decides, e.g. by the output format). Only
+// what the person changed is sent: some options are refused where they do not apply.
 export function optionsForm(schema, presetOptions = {}) {
   const fields = [];
   const grid = el("div", { className: "options" });
   for (const [name, spec] of Object.entries(schema)) {
     const id = nextId("opt");
     const preset = presetOptions[name];
-    const defaultText = preset === undefined ? "default" : `preset: ${preset}`;
+    const initial = preset !== undefined ? preset : spec.default;
+    const whose = preset !== undefined ? "preset" : "default";
+    const shown = initial === undefined ? "default" : `${initial} (${whose})`;
     let input;
     if (spec.type === "bool") {
       input = el("input", { id, type: "checkbox", role: "switch", className: "switch" });
-      input.checked = preset === true;
+      input.checked = initial === true;
     } else if (spec.choices) {
+      const preselect = spec.choices.includes(initial);
       input = el(
         "select",
         { id },
-        el("option", { value: "" }, `(${defaultText})`),
-        spec.choices.map((c) => el("option", { value: c }, c)),
+        preselect ? null : el("option", { value: "" }, `(${initial === undefined ? "default" : `${whose}: ${initial}`})`),
+        spec.choices.map((c) => el("option", { value: c }, c === initial ? `${c} (${whose})` : c)),
       );
+      input.value = preselect ? initial : "";
     } else if (spec.type === "int" || spec.type === "float") {
       input = el("input", {
         id,
@@ -88,11 +94,13 @@ export function optionsForm(schema, presetOptions = {}) {
         step: spec.type === "int" ? "1" : "any",
         min: spec.minimum,
         max: spec.maximum,
-        placeholder: defaultText,
+        placeholder: shown,
       });
     } else {
-      input = el("input", { id, type: "text", maxlength: 200, placeholder: defaultText });
+      input = el("input", { id, type: "text", maxlength: 200, placeholder: shown });
     }
+    // What the field holds when left alone: a change from it is what gets sent.
+    const untouched = spec.type === "bool" ? input.checked : input.value;
     const said = spec.description || "";
     const range = `${spec.minimum ?? ""}-${spec.maximum ?? ""}`;
     const bounds =
@@ -106,17 +114,16 @@ export function optionsForm(schema, presetOptions = {}) {
     grid.append(
       el("div", { className: spec.type === "bool" ? "field bool" : "field" }, label, input, help),
     );
-    fields.push({ name, spec, input });
+    fields.push({ name, spec, input, untouched });
   }
   return {
     node: grid,
     values() {
       const out = {};
-      for (const { name, spec, input } of fields) {
+      for (const { name, spec, input, untouched } of fields) {
         if (spec.type === "bool") {
-          if (input.checked) out[name] = true;
-          else if (presetOptions[name] === true) out[name] = false;
-        } else if (input.value !== "") {
+          if (input.checked !== untouched) out[name] = input.checked;
+        } else if (input.value !== "" && input.value !== untouched) {
           out[name] = spec.type === "int" ? parseInt(input.value, 10)
             : spec.type === "float" ? parseFloat(input.value) : input.value;
         }

@@ -6,8 +6,8 @@ const IMAGES = ["jpg", "png", "webp", "gif", "bmp", "tiff"];
 const OFFICE = ["docx", "doc", "odt", "rtf", "txt", "html", "xlsx", "xls", "ods", "csv", "pptx", "ppt", "odp"];
 const VIDEO = ["mp4", "mov", "mkv", "webm", "avi"];
 const POSITIONS = {
-  position_vertical: { type: "str", description: "Where on the page, vertically", choices: ["top", "center", "bottom"] },
-  position_horizontal: { type: "str", description: "Where on the page, horizontally", choices: ["left", "center", "right"] },
+  position_vertical: { type: "str", description: "Where on the page, vertically", choices: ["top", "center", "bottom"], default: "center" },
+  position_horizontal: { type: "str", description: "Where on the page, horizontally", choices: ["left", "center", "right"], default: "center" },
 };
 
 export const OPERATIONS = {
@@ -17,7 +17,7 @@ export const OPERATIONS = {
     output: () => "pdf",
     fixed: { output_format: "pdf" },
     schema: {
-      languages: { type: "str", description: "Tesseract languages, e.g. eng or eng+deu (default eng)" },
+      languages: { type: "str", description: "Tesseract languages, e.g. eng or eng+deu", default: "eng" },
     },
     shape(values) {
       if (values.languages) values.languages = values.languages.split(/[+,\s]+/).filter(Boolean);
@@ -29,7 +29,7 @@ export const OPERATIONS = {
     accepts: ["pdf", "jpg", "png"],
     output: (ext) => ext,
     schema: {
-      profile: { type: "str", description: "web (default), print, archive or max", choices: ["web", "print", "archive", "max"] },
+      profile: { type: "str", description: "web (also fast web view), print, archive or max (drops EXIF and colour profiles)", choices: ["web", "print", "archive", "max"], default: "web" },
     },
   },
   thumbnail: {
@@ -37,13 +37,12 @@ export const OPERATIONS = {
     accepts: ["pdf", ...IMAGES, ...VIDEO, ...OFFICE],
     output: (_ext, values) => values.output_format || "png",
     schema: {
-      output_format: { type: "str", description: "png (default), jpg or webp", choices: ["png", "jpg", "webp"] },
+      output_format: { type: "str", description: "The thumbnail's format", choices: ["png", "jpg", "webp"], default: "png" },
       width: { type: "int", description: "Box width in pixels", minimum: 1, maximum: 4000 },
       height: { type: "int", description: "Box height in pixels", minimum: 1, maximum: 4000 },
-      fit: { type: "str", description: "max: inside the box (default); crop: cover it; scale: exactly it", choices: ["max", "crop", "scale"] },
-      timestamp: { type: "str", description: "A video's frame: seconds or HH:MM:SS (default 0)" },
+      fit: { type: "str", description: "max: inside the box, never enlarged; crop: cover it; scale: exactly it", choices: ["max", "crop", "scale"], default: "max" },
+      timestamp: { type: "str", description: "A video's frame: seconds or HH:MM:SS", default: "0" },
     },
-    defaults: { output_format: "png" },
   },
   watermark: {
     label: "Watermark with text",
@@ -51,12 +50,12 @@ export const OPERATIONS = {
     output: (ext) => ext,
     schema: {
       text: { type: "str", description: "The text to draw (required)" },
-      font_size: { type: "int", description: "Default 40", minimum: 1, maximum: 1000 },
-      font_color: { type: "str", description: "#rrggbb" },
-      opacity: { type: "int", description: "0-100", minimum: 0, maximum: 100 },
-      rotation: { type: "int", description: "Degrees clockwise", minimum: -360, maximum: 360 },
+      font_size: { type: "int", description: "The text's size", minimum: 1, maximum: 500, default: 40 },
+      font_color: { type: "str", description: "#rrggbb", default: "#000000" },
+      opacity: { type: "int", description: "0-100", minimum: 0, maximum: 100, default: 100 },
+      rotation: { type: "int", description: "Degrees clockwise", minimum: -360, maximum: 360, default: 0 },
       ...POSITIONS,
-      pages: { type: "str", description: "PDF pages, e.g. 1-3,5,8- (default all)" },
+      pages: { type: "str", description: "PDF pages, e.g. 1-3,5,8- (empty: all)" },
     },
   },
 };
