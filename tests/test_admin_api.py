@@ -266,3 +266,14 @@ def test_paths_in_messages_are_cut_to_relative_ones() -> None:
         assert places.message(said) == shown
     assert places.path(b"/srv/convertd/drop/inbox/webp/\xff.png") == "inbox/webp/\ufffd.png"
     assert places.path("/elsewhere/x/y.png") == "y.png"
+
+
+def test_the_admins_folder_view_spends_no_calls(daemon: Daemon) -> None:
+    """The page refreshes the folders every 10 s: on a plan of a few calls a day, that must not
+    use the admin key's day up."""
+    daemon.cli("plans", "set", "few", "--api", "--calls-per-day", "2")
+    admin = daemon.create_key("watcher", "--admin", "--plan", "few")
+    for _ in range(5):
+        assert get(daemon, "/drops", admin).status_code == 200
+    me = requests.get(f"{daemon.base}/keys/me", headers={"X-API-Key": admin}, timeout=5)
+    assert me.status_code == 200 and me.json()["rate_limits"]["used_today"] == 1, me.text

@@ -2,8 +2,8 @@
 // waiting, skipped and why, being converted, and the latest converted and failed files.
 // A drop's job belongs to no key, so the event stream never tells of it: the view is asked
 // again every 10 s while it is on screen and the page visible, and by its Refresh button.
-// Each ask is one of the key's calls: after 30 minutes without a key press or a click the
-// asking pauses (a tab left open would spend a day's calls), and the next one resumes it.
+// The admin's asks spend no calls; still, after 30 minutes without a key press or a click
+// the asking pauses (nobody is looking), and the next one resumes it.
 
 import { ApiError, get } from "./api.js";
 import { $, clear, el, humanSize } from "./dom.js";
