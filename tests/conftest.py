@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -188,3 +190,18 @@ def image_bytes(
     buf = io.BytesIO()
     im.save(buf, format=fmt, **save)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def small_disk(tmp_path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of `megabytes` to fill up: a real full disk (mounting needs root, which CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    size = f"size={megabytes}m"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -18,7 +18,7 @@ import requests
 
 from convertd.store import backup
 from convertd.store.migrations import SCHEMA_VERSION, migrate
-from tests.conftest import Daemon
+from tests.conftest import Daemon, small_disk
 from tests.daemon import run_cli
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false"}
@@ -349,18 +349,11 @@ def test_backup_refuses_the_live_database_and_anything_in_the_data_dir(
     assert keys_me(d, later).json()["name"] == "after"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs (mounting needs root, which CI has): the hostile suite's full-disk trick."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
+@pytest.fixture(name="small_disk")
+def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs: the hostile suite's full-disk trick."""
+    with small_disk(tmp_path, 4) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(disk: Path, leave: int) -> None:

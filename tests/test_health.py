@@ -4,7 +4,6 @@ the disk is full (a real tmpfs) or a tool is taken off PATH; X-Request-Id on eve
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.conftest import small_disk
 
 QUIET = {"CONVERTD_OFFICE_PREWARM": "false", "CONVERTD_DROP_ENABLED": "false"}
 
@@ -158,18 +159,11 @@ def test_optional_tools_are_reported_not_failed(make_daemon: Any, tmp_path: Path
     assert body["checks"]["tools"]["missing"] == ["qpdf"]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs (mounting needs root, which CI has): the hostile suite's full-disk trick."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+@pytest.fixture(name="small_disk")
+def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs: the hostile suite's full-disk trick."""
+    with small_disk(tmp_path, 16) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_fails_health_by_name(make_daemon: Any, small_disk: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.canary import Canary
-from tests.conftest import Daemon, image_bytes
+from tests.conftest import Daemon, image_bytes, small_disk
 from tests.daemon import proc_status_kib
 from tests.hostile.checks import healthy
 
@@ -307,21 +307,11 @@ def test_hostile_upload_names_are_stored_safely(daemon: Daemon, key: str) -> Non
     assert resp.status_code == 400 and resp.json()["error"] == "Bad Request"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 40 MB tmpfs for a data dir (mounting needs root, which CI has)."""
-    import os
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
-    try:
+@pytest.fixture(name="small_disk")
+def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MB tmpfs for a data dir."""
+    with small_disk(tmp_path, 40) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_fails_cleanly(make_daemon: Any, small_disk: Path) -> None:
