@@ -56,21 +56,24 @@ export const get = (path, apiKey) => call("GET", path, undefined, apiKey);
 export const post = (path, body) => call("POST", path, body === undefined ? {} : body);
 export const del = (path) => call("DELETE", path);
 
+// The API's error for an answer that is not ok (its JSON body, when it has one).
+async function failure(resp) {
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  return new ApiError(resp.status, body);
+}
+
 // POST a file to an import/upload task's signed form (no key: the form is the permission).
 export async function upload(form, file, path) {
   const data = new FormData();
   for (const [name, value] of Object.entries(form.parameters || {})) data.append(name, value);
   data.append("file", file, file.name);
   const resp = await fetch(path, { method: "POST", body: data });
-  if (!resp.ok) {
-    let body = null;
-    try {
-      body = await resp.json();
-    } catch {
-      body = null;
-    }
-    throw new ApiError(resp.status, body);
-  }
+  if (!resp.ok) throw await failure(resp);
 }
 
 // Read /v2/events until `signal` aborts, calling onEvent(name, data) for each message and
@@ -83,15 +86,7 @@ export async function listen(onEvent, onState, signal) {
         headers: { Authorization: `Bearer ${key.get()}`, Accept: "text/event-stream" },
         signal,
       });
-      if (!resp.ok) {
-        let body = null;
-        try {
-          body = await resp.json();
-        } catch {
-          body = null;
-        }
-        throw new ApiError(resp.status, body);
-      }
+      if (!resp.ok) throw await failure(resp);
       onState("open");
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
