@@ -96,8 +96,19 @@ def test_day_limit_and_keys_me_counts(daemon: Daemon) -> None:
         "remaining_today": 2,
     }
     assert body["usage_count"] == 1 and body["last_used_at"] is not None
+    assert body["scopes"] == [
+        "user.read",
+        "user.write",
+        "task.read",
+        "task.write",
+        "webhook.read",
+        "webhook.write",
+    ]
+    assert body["admin"] is False
     assert set(body) == {
         "ok",
+        "scopes",  # convertd's own, beside the seed's fields: what the page shows
+        "admin",
         "key_id",
         "name",
         "plan",
