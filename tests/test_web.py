@@ -325,6 +325,19 @@ def test_operations_merge_to_one_pdf_and_watermark(
     second.get_by_label("Select for merging into one PDF").check()
     p.get_by_role("button", name="Merge 2 selected into one PDF").click()
     merged = item(p, "merged.pdf")
+    # A thumbnail with every parameter left alone: its output_format (required) is sent too.
+    p.set_input_files(
+        "#file-input",
+        [
+            {
+                "name": "thumb.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": image_bytes("JPEG", (640, 480)),
+            }
+        ],
+    )
+    thumb = item(p, "thumb.jpg")
+    thumb.get_by_label("Convert to").select_option(label="Thumbnail")
     mark.get_by_label("Convert to").select_option(label="Watermark with text")
     mark.locator("summary").click()
     mark.get_by_label("text", exact=True).fill("DRAFT <b>")
@@ -332,7 +345,11 @@ def test_operations_merge_to_one_pdf_and_watermark(
     p.click("#convert-all")
     wait_state(p, merged, "finished")
     wait_state(p, mark, "finished")
+    wait_state(p, thumb, "finished")
     shot(p, "operations")
+    out = download(p, thumb.locator("a.download"), tmp_path / "thumb.png")
+    with Image.open(out) as im:
+        assert im.format == "PNG"
     out = download(p, merged.locator("a.download"), tmp_path / "merged.pdf")
     assert len(PdfReader(out).pages) == 2
     out = download(p, mark.locator("a.download"), tmp_path / "mark.png")
