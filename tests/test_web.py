@@ -361,6 +361,33 @@ def test_operations_merge_to_one_pdf_and_watermark(
         )
 
 
+def test_a_refused_file_keeps_its_choices_and_can_be_sent_again(
+    page: Watched, web_key: str
+) -> None:
+    p = page.page
+    sign_in(p, web_key)
+    p.set_input_files(
+        "#file-input",
+        [{"name": "bad.png", "mimeType": "image/png", "buffer": image_bytes("PNG", (64, 48))}],
+    )
+    li = item(p, "bad.png")
+    li.get_by_label("Convert to").select_option(label="Watermark with text")
+    li.locator("summary").click()
+    li.get_by_label("text", exact=True).fill("X")
+    li.get_by_label("font_color").fill("no colour")
+    p.click("#convert-all")
+    # The API's 422 names the field: said there, the choices still open, the file removable.
+    wait_state(p, li, "refused")
+    expect(li.locator(".field-error")).to_contain_text("must be a colour")
+    assert li.get_by_label("font_color").evaluate("i => i.validity.customError")
+    expect(li.get_by_role("button", name="Remove")).to_be_visible()
+    li.get_by_label("font_color").fill("#ff0000")
+    expect(li.locator(".field-error")).to_have_count(0)
+    p.click("#convert-all")
+    wait_state(p, li, "finished")
+    page.errors.clear()  # the browser logs the 422 itself
+
+
 def test_history_filters_and_pages(page: Watched, daemon: Daemon, web_key: str) -> None:
     auth = {"Authorization": f"Bearer {web_key}"}
     for n in range(12):

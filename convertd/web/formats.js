@@ -143,6 +143,22 @@ export function optionsForm(schema, presetOptions = {}) {
         else input.value = raw[name];
       }
     },
+    // A field the API or the browser found wrong: said under it until it is changed.
+    mark(input, message) {
+      input.setCustomValidity(message);
+      const said = el("small", { className: "error field-error" }, message);
+      input.parentNode.append(said);
+      input.addEventListener("input", () => {
+        input.setCustomValidity("");
+        said.remove();
+      }, { once: true });
+      const details = input.closest("details");
+      if (details) details.open = true;
+    },
+    field(name) {
+      const found = fields.find((f) => f.name === name);
+      return found ? found.input : null;
+    },
     empty: fields.length === 0,
   };
 }
