@@ -388,6 +388,32 @@ def test_a_refused_file_keeps_its_choices_and_can_be_sent_again(
     page.errors.clear()  # the browser logs the 422 itself
 
 
+def test_a_batch_on_a_small_plan_waits_out_its_rate_limit(page: Watched, daemon: Daemon) -> None:
+    """5 files x 3 tasks plus the page's own calls are more than 2 minutes' worth of 8 calls: a
+    429 is certain, and the page waits Retry-After and goes on (the test waits up to ~60 s)."""
+    daemon.cli("plans", "set", "tiny", "--api", "--calls-per-minute", "8")
+    tiny = daemon.create_key("web-tiny", "--plan", "tiny")
+    p = page.page
+    sign_in(p, tiny)
+    names = [f"paced-{n}.png" for n in range(5)]
+    p.set_input_files(
+        "#file-input",
+        [
+            {"name": n, "mimeType": "image/png", "buffer": image_bytes("PNG", (32, 24))}
+            for n in names
+        ],
+    )
+    p.click("#convert-all")
+    status = p.locator("#files .status", has_text=re.compile(r"rate-limited: retrying in \d+ s"))
+    expect(status.first).to_be_visible(timeout=60_000)
+    for name in names:
+        wait_state(p, item(p, name), "finished", timeout=180_000)
+    # The usage line is not asked after every job change (each file makes several).
+    asked = [u for u in page.urls if u.endswith("/v1/keys/me")]
+    assert len(asked) < len(names), asked
+    page.errors.clear()  # the browser logs each 429 itself
+
+
 def test_history_filters_and_pages(page: Watched, daemon: Daemon, web_key: str) -> None:
     auth = {"Authorization": f"Bearer {web_key}"}
     for n in range(12):

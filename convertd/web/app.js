@@ -121,7 +121,9 @@ async function convertAll() {
   $("batch-error").textContent = "";
   const tag = $("tag-input").value.trim();
   const drafts = [...entries].filter((e) => !e.sent && e.choices && e.choices.formats.length);
-  await Promise.all(drafts.map((e) => e.submit(tag)));
+  // One after another: a batch on a small plan queues behind its rate limit, file by file.
+  for (const e of drafts) e.setStatus("queued");
+  for (const e of drafts) await e.submit(tag);
 }
 
 // Every finished file in one ZIP: an archive task over the convert tasks, exported, waited
@@ -151,18 +153,23 @@ async function downloadAll() {
   }
 }
 
+// The usage line costs a call: asked at most every USAGE_EVERY ms, however busy the page.
+const USAGE_EVERY = 10_000;
 let usageWanted = false;
+let usageAsked = 0;
 function refreshUsageSoon() {
   usageWanted = true;
   if (usageTimer) return;
+  const wait = Math.max(500, usageAsked + USAGE_EVERY - Date.now());
   usageTimer = setTimeout(async () => {
     usageTimer = null;
     if (usageWanted) await refreshUsage().catch(() => null);
-  }, 500);
+  }, wait);
 }
 
 async function refreshUsage() {
   usageWanted = false;
+  usageAsked = Date.now();
   const me = await get("/v1/keys/me");
   const r = me.rate_limits || {};
   const limit = r.calls_per_day ? ` of ${r.calls_per_day}` : " (no daily limit)";

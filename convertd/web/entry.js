@@ -177,7 +177,9 @@ export class Entry {
     try {
       const body = { tasks };
       if (tag) body.tag = tag;
-      ({ data: job } = await post("/v2/jobs", body));
+      ({ data: job } = await post("/v2/jobs", body, (left) => {
+        this.status.textContent = left ? `rate-limited: retrying in ${left} s` : "sending";
+      }));
     } catch (err) {
       this.refused(err);
       return;
