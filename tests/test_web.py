@@ -414,6 +414,28 @@ def test_a_batch_on_a_small_plan_waits_out_its_rate_limit(page: Watched, daemon:
     page.errors.clear()  # the browser logs each 429 itself
 
 
+def test_a_reload_while_rate_limited_stays_signed_in(page: Watched, daemon: Daemon) -> None:
+    daemon.cli("plans", "set", "tiny", "--api", "--calls-per-minute", "8")
+    tiny = daemon.create_key("web-reload", "--plan", "tiny")
+    p = page.page
+    sign_in(p, tiny)
+    auth = {"Authorization": f"Bearer {tiny}"}
+    for _ in range(10):  # the rest of this minute's calls
+        if (
+            requests.get(f"{origin(daemon)}/v1/keys/me", headers=auth, timeout=10).status_code
+            == 429
+        ):
+            break
+    p.reload()
+    expect(p.locator("#signin-error")).to_contain_text(
+        re.compile(r"Rate-limited, retrying in \d+ s")
+    )
+    expect(p.locator("#convert")).to_be_visible(timeout=90_000)
+    expect(p.locator("#connection")).to_have_text("Live updates on.", timeout=30_000)
+    assert p.evaluate("localStorage.getItem('convertd.key')") == tiny
+    page.errors.clear()  # the browser logs each 429 itself
+
+
 def test_history_filters_and_pages(page: Watched, daemon: Daemon, web_key: str) -> None:
     auth = {"Authorization": f"Bearer {web_key}"}
     for n in range(12):

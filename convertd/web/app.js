@@ -185,22 +185,36 @@ function show(screen) {
   if (screen === "history") history.load();
 }
 
-async function signIn(value) {
+// Sign in with a key typed, or `saved` in this browser: only a 401/403 says the key is bad;
+// a 429 is waited out, and with a saved key anything else is tried again until it works.
+async function signIn(value, saved = false) {
   const error = $("signin-error");
   clear(error);
+  const waiting = (left) => {
+    error.textContent = left ? `Rate-limited, retrying in ${left} s.` : "";
+  };
   let me;
+  let formats;
+  let presets;
   try {
-    me = await get("/v1/keys/me", value);
+    me = await get("/v1/keys/me", value, waiting);
+    [formats, presets] = await Promise.all([
+      get("/v1/formats", value, waiting),
+      get("/v2/presets?per_page=100", value, waiting).catch(() => ({ data: [] })),
+    ]);
   } catch (err) {
+    const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
+    if (saved && !refused) {
+      error.textContent = err.status === 0 ? "The server is unreachable — reconnecting…"
+        : `${err.message} Trying again in 5 s.`;
+      setTimeout(() => signIn(value, true), 5000);
+      return true;
+    }
     const lines = err instanceof ApiError ? err.lines : [String(err.message)];
     error.append(...lines.map((line) => el("span", { className: "line" }, line)));
     return false;
   }
   key.set(value);
-  const [formats, presets] = await Promise.all([
-    get("/v1/formats"),
-    get("/v2/presets?per_page=100").catch(() => ({ data: [] })),
-  ]);
   hooks.catalog = new Catalog(formats.filetypes, presets.data || []);
   $("signin").hidden = true;
   $("nav").hidden = false;
@@ -280,7 +294,7 @@ function start() {
   setUpDrop();
   const saved = key.get();
   if (saved) {
-    signIn(saved).then((ok) => {
+    signIn(saved, true).then((ok) => {
       if (!ok) $("key-input").value = "";
     });
   } else {
