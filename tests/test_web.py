@@ -374,6 +374,16 @@ def test_a_refused_file_keeps_its_choices_and_can_be_sent_again(
     li.get_by_label("Convert to").select_option(label="Watermark with text")
     li.locator("summary").click()
     li.get_by_label("text", exact=True).fill("X")
+    # What the browser knows is wrong is said on the field and not sent.
+    li.get_by_label("opacity").fill("-5")
+    li.get_by_label("font_size").press_sequentially("4e")
+    p.click("#convert-all")
+    wait_state(p, li, "invalid")
+    expect(li.locator(".field-error")).to_have_count(2)
+    assert not [u for u in page.urls if u.endswith("/v2/jobs")]
+    li.get_by_label("opacity").fill("80")
+    li.get_by_label("font_size").fill("30")
+    expect(li.locator(".field-error")).to_have_count(0)
     li.get_by_label("font_color").fill("no colour")
     p.click("#convert-all")
     # The API's 422 names the field: said there, the choices still open, the file removable.

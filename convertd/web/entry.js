@@ -127,6 +127,11 @@ export class Entry {
   // Build the job: import/upload -> convert (or an operation) -> export/url (inline links, for
   // previews), and for a PDF a thumbnail of its first page; then upload through the signed form.
   async submit(tag) {
+    if (this.form && !this.form.check()) {
+      this.setStatus("invalid");
+      this.status.textContent = "invalid: see the options marked below";
+      return;
+    }
     const choice = this.choice();
     const values = this.form.values();
     let main;

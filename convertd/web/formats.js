@@ -145,6 +145,8 @@ export function optionsForm(schema, presetOptions = {}) {
     },
     // A field the API or the browser found wrong: said under it until it is changed.
     mark(input, message) {
+      const old = input.parentNode.querySelector(".field-error");
+      if (old) old.remove();
       input.setCustomValidity(message);
       const said = el("small", { className: "error field-error" }, message);
       input.parentNode.append(said);
@@ -154,6 +156,13 @@ export function optionsForm(schema, presetOptions = {}) {
       }, { once: true });
       const details = input.closest("details");
       if (details) details.open = true;
+    },
+    // The browser's own checks (bounds, whole numbers, text in a number field) before
+    // anything is sent: each field that fails them is marked; true when all pass.
+    check() {
+      const bad = fields.filter(({ input }) => !input.checkValidity());
+      for (const { input } of bad) this.mark(input, input.validationMessage);
+      return bad.length === 0;
     },
     field(name) {
       const found = fields.find((f) => f.name === name);
