@@ -352,6 +352,10 @@ def test_operations_merge_to_one_pdf_and_watermark(
         assert im.format == "PNG"
     out = download(p, merged.locator("a.download"), tmp_path / "merged.pdf")
     assert len(PdfReader(out).pages) == 2
+    # History calls a merge by its output, not by its first input.
+    p.click("#show-history")
+    expect(p.locator("#history-list .name", has_text="merged.pdf (2 files)")).to_have_count(1)
+    p.click("#show-convert")
     out = download(p, mark.locator("a.download"), tmp_path / "mark.png")
     with Image.open(out) as im:
         assert im.size == (320, 240)
@@ -389,6 +393,10 @@ def test_a_refused_file_keeps_its_choices_and_can_be_sent_again(
     # The API's 422 names the field: said there, the choices still open, the file removable.
     wait_state(p, li, "refused")
     expect(li.locator(".field-error")).to_contain_text("must be a colour")
+    # The message once (with its hint, if any), not again as a "field: problem" line.
+    lines = li.locator(".error p").all_inner_texts()
+    assert len(lines) <= 2 and "font_color" in lines[0], lines
+    assert not any(line.startswith("tasks.convert.font_color:") for line in lines), lines
     assert li.get_by_label("font_color").evaluate("i => i.validity.customError")
     expect(li.get_by_role("button", name="Remove")).to_be_visible()
     li.get_by_label("font_color").fill("#ff0000")

@@ -12,10 +12,11 @@ export class ApiError extends Error {
   }
 
   get lines() {
+    // A field's problem only when the message does not already say it (v2's usually does).
     const out = [this.message];
     if (this.body.hint) out.push(this.body.hint);
     for (const [field, messages] of Object.entries(this.body.errors || {})) {
-      out.push(`${field}: ${[].concat(messages).join(" ")}`);
+      if (!this.message.includes(field)) out.push(`${field}: ${[].concat(messages).join(" ")}`);
     }
     return out;
   }
@@ -58,7 +59,7 @@ export async function call(method, path, body, apiKey = key.get(), onWait = null
     try {
       resp = await fetch(path, init);
     } catch (err) {
-      throw new ApiError(0, { message: `The server did not answer: ${err.message}` });
+      throw new ApiError(0, { message: "The server did not answer; try again." });
     }
     if (resp.status !== 429 || tries >= 30) break;
     await waitOut(retryAfter(resp), onWait);
@@ -96,7 +97,12 @@ export async function upload(form, file, path) {
   const data = new FormData();
   for (const [name, value] of Object.entries(form.parameters || {})) data.append(name, value);
   data.append("file", file, file.name);
-  const resp = await fetch(path, { method: "POST", body: data });
+  let resp;
+  try {
+    resp = await fetch(path, { method: "POST", body: data });
+  } catch {
+    throw new ApiError(0, { message: "The server did not answer; try again." });
+  }
   if (!resp.ok) throw await failure(resp);
 }
 
@@ -151,7 +157,8 @@ export async function listen(onEvent, onState, signal) {
       onState("closed", "The event stream ended; reconnecting.");
     } catch (err) {
       if (signal.aborted) return;
-      onState("closed", err instanceof ApiError ? err.lines.join(" ") : String(err.message));
+      onState("closed", err instanceof ApiError ? err.lines.join(" ")
+        : "The server is unreachable — reconnecting…");
     }
     await sleep(retry);
   }

@@ -54,6 +54,14 @@ export class Entry {
     const imp = entry.tasks.import || entry.tasks["import-0"];
     const files = (imp && imp.result && imp.result.files) || [];
     entry.name = files.length ? files[0].filename : (job.tag || job.id);
+    const conv = entry.tasks.convert;
+    if (conv && conv.operation === "merge") {
+      // A merge is its output: "merged.pdf (3 files)", not its first input's name.
+      const made = conv.result && conv.result.files && conv.result.files[0];
+      const name = (made && made.filename) || (conv.payload && conv.payload.filename) || "merged.pdf";
+      const parts = (job.tasks || []).filter((t) => t.operation.startsWith("import/")).length;
+      entry.name = `${name} (${parts} files)`;
+    }
     entry.renderJob();
     return entry;
   }
