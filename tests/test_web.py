@@ -191,8 +191,8 @@ def test_convert_a_png_a_docx_and_an_mp3_and_download_them(
         expect(preview).to_be_visible()
         preview.evaluate("img => img.decode()")
         assert preview.evaluate("img => img.naturalWidth") > 0
-    # The calls the jobs made show in the use.
-    expect(p.locator("#usage")).not_to_have_text(used_at_start)
+    # The calls the jobs made show in the use (asked at most every 10 s).
+    expect(p.locator("#usage")).not_to_have_text(used_at_start, timeout=20_000)
     shot(p, "convert-finished")
 
     out = download(p, png.locator("a.download"), tmp_path / "out.jpg")
@@ -421,14 +421,17 @@ def test_a_batch_on_a_small_plan_waits_out_its_rate_limit(page: Watched, daemon:
             for n in names
         ],
     )
+    asked_before = sum(u.endswith("/v1/keys/me") for u in page.urls)
+    began = time.monotonic()
     p.click("#convert-all")
     status = p.locator("#files .status", has_text=re.compile(r"rate-limited: retrying in \d+ s"))
     expect(status.first).to_be_visible(timeout=60_000)
     for name in names:
         wait_state(p, item(p, name), "finished", timeout=180_000)
-    # The usage line is not asked after every job change (each file makes several).
-    asked = [u for u in page.urls if u.endswith("/v1/keys/me")]
-    assert len(asked) < len(names), asked
+    # The usage line is asked at most every 10 s, not after every job change (each file makes
+    # several); a request refused with 429 is made again, so allow one retry per ask.
+    asked = sum(u.endswith("/v1/keys/me") for u in page.urls) - asked_before
+    assert asked <= 2 * (1 + (time.monotonic() - began) // 10), asked
     page.errors.clear()  # the browser logs each 429 itself
 
 
