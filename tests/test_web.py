@@ -191,8 +191,8 @@ def test_convert_a_png_a_docx_and_an_mp3_and_download_them(
         expect(preview).to_be_visible()
         preview.evaluate("img => img.decode()")
         assert preview.evaluate("img => img.naturalWidth") > 0
-    # The calls the jobs made show in the use.
-    expect(p.locator("#usage")).not_to_have_text(used_at_start)
+    # The calls the jobs made show in the use (asked at most every 10 s).
+    expect(p.locator("#usage")).not_to_have_text(used_at_start, timeout=20_000)
     shot(p, "convert-finished")
 
     out = download(p, png.locator("a.download"), tmp_path / "out.jpg")
@@ -325,6 +325,19 @@ def test_operations_merge_to_one_pdf_and_watermark(
     second.get_by_label("Select for merging into one PDF").check()
     p.get_by_role("button", name="Merge 2 selected into one PDF").click()
     merged = item(p, "merged.pdf")
+    # A thumbnail with every parameter left alone: its output_format (required) is sent too.
+    p.set_input_files(
+        "#file-input",
+        [
+            {
+                "name": "thumb.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": image_bytes("JPEG", (640, 480)),
+            }
+        ],
+    )
+    thumb = item(p, "thumb.jpg")
+    thumb.get_by_label("Convert to").select_option(label="Thumbnail")
     mark.get_by_label("Convert to").select_option(label="Watermark with text")
     mark.locator("summary").click()
     mark.get_by_label("text", exact=True).fill("DRAFT <b>")
@@ -332,9 +345,17 @@ def test_operations_merge_to_one_pdf_and_watermark(
     p.click("#convert-all")
     wait_state(p, merged, "finished")
     wait_state(p, mark, "finished")
+    wait_state(p, thumb, "finished")
     shot(p, "operations")
+    out = download(p, thumb.locator("a.download"), tmp_path / "thumb.png")
+    with Image.open(out) as im:
+        assert im.format == "PNG"
     out = download(p, merged.locator("a.download"), tmp_path / "merged.pdf")
     assert len(PdfReader(out).pages) == 2
+    # History calls a merge by its output, not by its first input.
+    p.click("#show-history")
+    expect(p.locator("#history-list .name", has_text="merged.pdf (2 files)")).to_have_count(1)
+    p.click("#show-convert")
     out = download(p, mark.locator("a.download"), tmp_path / "mark.png")
     with Image.open(out) as im:
         assert im.size == (320, 240)
@@ -342,6 +363,98 @@ def test_operations_merge_to_one_pdf_and_watermark(
             im.convert("RGB").tobytes()
             != Image.open(io.BytesIO(image_bytes("PNG", (320, 240)))).convert("RGB").tobytes()
         )
+
+
+def test_a_refused_file_keeps_its_choices_and_can_be_sent_again(
+    page: Watched, web_key: str
+) -> None:
+    p = page.page
+    sign_in(p, web_key)
+    p.set_input_files(
+        "#file-input",
+        [{"name": "bad.png", "mimeType": "image/png", "buffer": image_bytes("PNG", (64, 48))}],
+    )
+    li = item(p, "bad.png")
+    li.get_by_label("Convert to").select_option(label="Watermark with text")
+    li.locator("summary").click()
+    li.get_by_label("text", exact=True).fill("X")
+    # What the browser knows is wrong is said on the field and not sent.
+    li.get_by_label("opacity").fill("-5")
+    li.get_by_label("font_size").press_sequentially("4e")
+    p.click("#convert-all")
+    wait_state(p, li, "invalid")
+    expect(li.locator(".field-error")).to_have_count(2)
+    assert not [u for u in page.urls if u.endswith("/v2/jobs")]
+    li.get_by_label("opacity").fill("80")
+    li.get_by_label("font_size").fill("30")
+    expect(li.locator(".field-error")).to_have_count(0)
+    li.get_by_label("font_color").fill("no colour")
+    p.click("#convert-all")
+    # The API's 422 names the field: said there, the choices still open, the file removable.
+    wait_state(p, li, "refused")
+    expect(li.locator(".field-error")).to_contain_text("must be a colour")
+    # The message once (with its hint, if any), not again as a "field: problem" line.
+    lines = li.locator(".error p").all_inner_texts()
+    assert len(lines) <= 2 and "font_color" in lines[0], lines
+    assert not any(line.startswith("tasks.convert.font_color:") for line in lines), lines
+    assert li.get_by_label("font_color").evaluate("i => i.validity.customError")
+    expect(li.get_by_role("button", name="Remove")).to_be_visible()
+    li.get_by_label("font_color").fill("#ff0000")
+    expect(li.locator(".field-error")).to_have_count(0)
+    p.click("#convert-all")
+    wait_state(p, li, "finished")
+    page.errors.clear()  # the browser logs the 422 itself
+
+
+def test_a_batch_on_a_small_plan_waits_out_its_rate_limit(page: Watched, daemon: Daemon) -> None:
+    """5 files x 3 tasks plus the page's own calls are more than 2 minutes' worth of 8 calls: a
+    429 is certain, and the page waits Retry-After and goes on (the test waits up to ~60 s)."""
+    daemon.cli("plans", "set", "tiny", "--api", "--calls-per-minute", "8")
+    tiny = daemon.create_key("web-tiny", "--plan", "tiny")
+    p = page.page
+    sign_in(p, tiny)
+    names = [f"paced-{n}.png" for n in range(5)]
+    p.set_input_files(
+        "#file-input",
+        [
+            {"name": n, "mimeType": "image/png", "buffer": image_bytes("PNG", (32, 24))}
+            for n in names
+        ],
+    )
+    asked_before = sum(u.endswith("/v1/keys/me") for u in page.urls)
+    began = time.monotonic()
+    p.click("#convert-all")
+    status = p.locator("#files .status", has_text=re.compile(r"rate-limited: retrying in \d+ s"))
+    expect(status.first).to_be_visible(timeout=60_000)
+    for name in names:
+        wait_state(p, item(p, name), "finished", timeout=180_000)
+    # The usage line is asked at most every 10 s, not after every job change (each file makes
+    # several); a request refused with 429 is made again, so allow one retry per ask.
+    asked = sum(u.endswith("/v1/keys/me") for u in page.urls) - asked_before
+    assert asked <= 2 * (1 + (time.monotonic() - began) // 10), asked
+    page.errors.clear()  # the browser logs each 429 itself
+
+
+def test_a_reload_while_rate_limited_stays_signed_in(page: Watched, daemon: Daemon) -> None:
+    daemon.cli("plans", "set", "tiny", "--api", "--calls-per-minute", "8")
+    tiny = daemon.create_key("web-reload", "--plan", "tiny")
+    p = page.page
+    sign_in(p, tiny)
+    auth = {"Authorization": f"Bearer {tiny}"}
+    for _ in range(10):  # the rest of this minute's calls
+        if (
+            requests.get(f"{origin(daemon)}/v1/keys/me", headers=auth, timeout=10).status_code
+            == 429
+        ):
+            break
+    p.reload()
+    expect(p.locator("#signin-error")).to_contain_text(
+        re.compile(r"Rate-limited, retrying in \d+ s")
+    )
+    expect(p.locator("#convert")).to_be_visible(timeout=90_000)
+    expect(p.locator("#connection")).to_have_text("Live updates on.", timeout=30_000)
+    assert p.evaluate("localStorage.getItem('convertd.key')") == tiny
+    page.errors.clear()  # the browser logs each 429 itself
 
 
 def test_history_filters_and_pages(page: Watched, daemon: Daemon, web_key: str) -> None:

@@ -12,10 +12,11 @@ export class ApiError extends Error {
   }
 
   get lines() {
+    // A field's problem only when the message does not already say it (v2's usually does).
     const out = [this.message];
     if (this.body.hint) out.push(this.body.hint);
     for (const [field, messages] of Object.entries(this.body.errors || {})) {
-      out.push(`${field}: ${[].concat(messages).join(" ")}`);
+      if (!this.message.includes(field)) out.push(`${field}: ${[].concat(messages).join(" ")}`);
     }
     return out;
   }
@@ -27,7 +28,26 @@ export const key = {
   forget: () => localStorage.removeItem(STORAGE),
 };
 
-export async function call(method, path, body, apiKey = key.get()) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The seconds a 429 asks to wait (its Retry-After; same-origin, so fetch can read it).
+export function retryAfter(resp) {
+  const seconds = parseInt(resp.headers.get("Retry-After"), 10);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : 1;
+}
+
+// Wait out a rate limit, telling onWait(seconds left) each second and onWait(0) at the end.
+export async function waitOut(seconds, onWait) {
+  for (let left = seconds; left > 0; left -= 1) {
+    if (onWait) onWait(left);
+    await sleep(1000);
+  }
+  if (onWait) onWait(0);
+}
+
+// One API call; a 429 is waited out (Retry-After) and the call made again, so a batch on a
+// small plan queues rather than fails.
+export async function call(method, path, body, apiKey = key.get(), onWait = null) {
   const headers = { Authorization: `Bearer ${apiKey}` };
   const init = { method, headers };
   if (body !== undefined) {
@@ -35,10 +55,14 @@ export async function call(method, path, body, apiKey = key.get()) {
     init.body = JSON.stringify(body);
   }
   let resp;
-  try {
-    resp = await fetch(path, init);
-  } catch (err) {
-    throw new ApiError(0, { message: `The server did not answer: ${err.message}` });
+  for (let tries = 0; ; tries += 1) {
+    try {
+      resp = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, { message: "The server did not answer; try again." });
+    }
+    if (resp.status !== 429 || tries >= 30) break;
+    await waitOut(retryAfter(resp), onWait);
   }
   if (resp.status === 204) return null;
   const text = await resp.text();
@@ -52,8 +76,9 @@ export async function call(method, path, body, apiKey = key.get()) {
   return data;
 }
 
-export const get = (path, apiKey) => call("GET", path, undefined, apiKey);
-export const post = (path, body) => call("POST", path, body === undefined ? {} : body);
+export const get = (path, apiKey, onWait) => call("GET", path, undefined, apiKey, onWait);
+export const post = (path, body, onWait) =>
+  call("POST", path, body === undefined ? {} : body, undefined, onWait);
 export const del = (path) => call("DELETE", path);
 
 // The API's error for an answer that is not ok (its JSON body, when it has one).
@@ -72,7 +97,12 @@ export async function upload(form, file, path) {
   const data = new FormData();
   for (const [name, value] of Object.entries(form.parameters || {})) data.append(name, value);
   data.append("file", file, file.name);
-  const resp = await fetch(path, { method: "POST", body: data });
+  let resp;
+  try {
+    resp = await fetch(path, { method: "POST", body: data });
+  } catch {
+    throw new ApiError(0, { message: "The server did not answer; try again." });
+  }
   if (!resp.ok) throw await failure(resp);
 }
 
@@ -86,6 +116,12 @@ export async function listen(onEvent, onState, signal) {
         headers: { Authorization: `Bearer ${key.get()}`, Accept: "text/event-stream" },
         signal,
       });
+      if (resp.status === 429) {
+        const seconds = retryAfter(resp);
+        onState("closed", `Rate-limited: reconnecting in ${seconds} s.`);
+        await sleep(seconds * 1000);
+        continue;
+      }
       if (!resp.ok) throw await failure(resp);
       onState("open");
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -121,8 +157,9 @@ export async function listen(onEvent, onState, signal) {
       onState("closed", "The event stream ended; reconnecting.");
     } catch (err) {
       if (signal.aborted) return;
-      onState("closed", err instanceof ApiError ? err.lines.join(" ") : String(err.message));
+      onState("closed", err instanceof ApiError ? err.lines.join(" ")
+        : "The server is unreachable — reconnecting…");
     }
-    await new Promise((resolve) => setTimeout(resolve, retry));
+    await sleep(retry);
   }
 }

@@ -121,7 +121,9 @@ async function convertAll() {
   $("batch-error").textContent = "";
   const tag = $("tag-input").value.trim();
   const drafts = [...entries].filter((e) => !e.sent && e.choices && e.choices.formats.length);
-  await Promise.all(drafts.map((e) => e.submit(tag)));
+  // One after another: a batch on a small plan queues behind its rate limit, file by file.
+  for (const e of drafts) e.setStatus("queued");
+  for (const e of drafts) await e.submit(tag);
 }
 
 // Every finished file in one ZIP: an archive task over the convert tasks, exported, waited
@@ -151,18 +153,23 @@ async function downloadAll() {
   }
 }
 
+// The usage line costs a call: asked at most every USAGE_EVERY ms, however busy the page.
+const USAGE_EVERY = 10_000;
 let usageWanted = false;
+let usageAsked = 0;
 function refreshUsageSoon() {
   usageWanted = true;
   if (usageTimer) return;
+  const wait = Math.max(500, usageAsked + USAGE_EVERY - Date.now());
   usageTimer = setTimeout(async () => {
     usageTimer = null;
     if (usageWanted) await refreshUsage().catch(() => null);
-  }, 500);
+  }, wait);
 }
 
 async function refreshUsage() {
   usageWanted = false;
+  usageAsked = Date.now();
   const me = await get("/v1/keys/me");
   const r = me.rate_limits || {};
   const limit = r.calls_per_day ? ` of ${r.calls_per_day}` : " (no daily limit)";
@@ -178,22 +185,36 @@ function show(screen) {
   if (screen === "history") history.load();
 }
 
-async function signIn(value) {
+// Sign in with a key typed, or `saved` in this browser: only a 401/403 says the key is bad;
+// a 429 is waited out, and with a saved key anything else is tried again until it works.
+async function signIn(value, saved = false) {
   const error = $("signin-error");
   clear(error);
+  const waiting = (left) => {
+    error.textContent = left ? `Rate-limited, retrying in ${left} s.` : "";
+  };
   let me;
+  let formats;
+  let presets;
   try {
-    me = await get("/v1/keys/me", value);
+    me = await get("/v1/keys/me", value, waiting);
+    [formats, presets] = await Promise.all([
+      get("/v1/formats", value, waiting),
+      get("/v2/presets?per_page=100", value, waiting).catch(() => ({ data: [] })),
+    ]);
   } catch (err) {
+    const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
+    if (saved && !refused) {
+      error.textContent = err.status === 0 ? "The server is unreachable — reconnecting…"
+        : `${err.message} Trying again in 5 s.`;
+      setTimeout(() => signIn(value, true), 5000);
+      return true;
+    }
     const lines = err instanceof ApiError ? err.lines : [String(err.message)];
     error.append(...lines.map((line) => el("span", { className: "line" }, line)));
     return false;
   }
   key.set(value);
-  const [formats, presets] = await Promise.all([
-    get("/v1/formats"),
-    get("/v2/presets?per_page=100").catch(() => ({ data: [] })),
-  ]);
   hooks.catalog = new Catalog(formats.filetypes, presets.data || []);
   $("signin").hidden = true;
   $("nav").hidden = false;
@@ -273,7 +294,7 @@ function start() {
   setUpDrop();
   const saved = key.get();
   if (saved) {
-    signIn(saved).then((ok) => {
+    signIn(saved, true).then((ok) => {
       if (!ok) $("key-input").value = "";
     });
   } else {

@@ -54,6 +54,14 @@ export class Entry {
     const imp = entry.tasks.import || entry.tasks["import-0"];
     const files = (imp && imp.result && imp.result.files) || [];
     entry.name = files.length ? files[0].filename : (job.tag || job.id);
+    const conv = entry.tasks.convert;
+    if (conv && conv.operation === "merge") {
+      // A merge is its output: "merged.pdf (3 files)", not its first input's name.
+      const made = conv.result && conv.result.files && conv.result.files[0];
+      const name = (made && made.filename) || (conv.payload && conv.payload.filename) || "merged.pdf";
+      const parts = (job.tasks || []).filter((t) => t.operation.startsWith("import/")).length;
+      entry.name = `${name} (${parts} files)`;
+    }
     entry.renderJob();
     return entry;
   }
@@ -127,6 +135,11 @@ export class Entry {
   // Build the job: import/upload -> convert (or an operation) -> export/url (inline links, for
   // previews), and for a PDF a thumbnail of its first page; then upload through the signed form.
   async submit(tag) {
+    if (this.form && !this.form.check()) {
+      this.setStatus("invalid");
+      this.status.textContent = "invalid: see the options marked below";
+      return;
+    }
     const choice = this.choice();
     const values = this.form.values();
     let main;
@@ -171,12 +184,21 @@ export class Entry {
       tasks.thumb = { operation: "thumbnail", input: "convert", output_format: "png", width: 480, height: 480, ignore_error: true };
       tasks.preview = { operation: "export/url", input: "thumb", inline: true, ignore_error: true };
     }
-    if (this.draftBox) this.draftBox.remove();
     this.setStatus("sending");
+    if (this.draftBox) this.draftBox.inert = true;
+    let job;
     try {
       const body = { tasks };
       if (tag) body.tag = tag;
-      const { data: job } = await post("/v2/jobs", body);
+      ({ data: job } = await post("/v2/jobs", body, (left) => {
+        this.status.textContent = left ? `rate-limited: retrying in ${left} s` : "sending";
+      }));
+    } catch (err) {
+      this.refused(err);
+      return;
+    }
+    if (this.draftBox) this.draftBox.remove();
+    try {
       this.job = job;
       for (const task of job.tasks) this.adopt(task.name, task);
       this.uploading = true;
@@ -191,6 +213,27 @@ export class Entry {
       this.fail(err);
     }
     this.render();
+  }
+
+  // POST /v2/jobs said no (a bad option, a 429, no server): nothing was made, so the file
+  // stays a draft, its choices open, the error beside them (on the field the API names).
+  refused(err) {
+    this.fail(err);
+    const lines = this.localError.lines;
+    this.localError = null;
+    if (this.draftBox) this.draftBox.inert = false;
+    this.setStatus("refused");
+    clear(this.error).append(...lines.map((line) => el("p", {}, line)));
+    const errors = (err instanceof ApiError && err.body.errors) || {};
+    for (const [field, messages] of Object.entries(errors)) {
+      const input = this.form && this.form.field(field.split(".").pop());
+      if (input) this.form.mark(input, [].concat(messages).join(" "));
+    }
+    if (!this.draftBox) {
+      clear(this.actions).append(el("button", { type: "button", className: "quiet", onclick: () =>
+        this.hooks.forget(this) }, "Remove"));
+    }
+    this.hooks.changed(this);
   }
 
   fail(err) {

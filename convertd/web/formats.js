@@ -63,7 +63,8 @@ export class Catalog {
 // The options form of one filetype: numbers with their bounds, choices as selects, switches
 // for booleans. Each shows what happens when it is left alone: the preset's value, else the
 // schema's `default`, else "default" (the converter decides, e.g. by the output format). Only
-// what the person changed is sent: some options are refused where they do not apply.
+// what the person changed is sent (some options are refused where they do not apply), and
+// what the API requires (`required`, e.g. a thumbnail's output_format), changed or not.
 export function optionsForm(schema, presetOptions = {}) {
   const fields = [];
   const grid = el("div", { className: "options" });
@@ -123,7 +124,7 @@ export function optionsForm(schema, presetOptions = {}) {
       for (const { name, spec, input, untouched } of fields) {
         if (spec.type === "bool") {
           if (input.checked !== untouched) out[name] = input.checked;
-        } else if (input.value !== "" && input.value !== untouched) {
+        } else if (input.value !== "" && (input.value !== untouched || spec.required)) {
           out[name] = spec.type === "int" ? parseInt(input.value, 10)
             : spec.type === "float" ? parseFloat(input.value) : input.value;
         }
@@ -141,6 +142,31 @@ export function optionsForm(schema, presetOptions = {}) {
         if (spec.type === "bool") input.checked = raw[name];
         else input.value = raw[name];
       }
+    },
+    // A field the API or the browser found wrong: said under it until it is changed.
+    mark(input, message) {
+      const old = input.parentNode.querySelector(".field-error");
+      if (old) old.remove();
+      input.setCustomValidity(message);
+      const said = el("small", { className: "error field-error" }, message);
+      input.parentNode.append(said);
+      input.addEventListener("input", () => {
+        input.setCustomValidity("");
+        said.remove();
+      }, { once: true });
+      const details = input.closest("details");
+      if (details) details.open = true;
+    },
+    // The browser's own checks (bounds, whole numbers, text in a number field) before
+    // anything is sent: each field that fails them is marked; true when all pass.
+    check() {
+      const bad = fields.filter(({ input }) => !input.checkValidity());
+      for (const { input } of bad) this.mark(input, input.validationMessage);
+      return bad.length === 0;
+    },
+    field(name) {
+      const found = fields.find((f) => f.name === name);
+      return found ? found.input : null;
     },
     empty: fields.length === 0,
   };

@@ -1,6 +1,6 @@
 // The /v2 operations the page offers beside conversions: each with the extensions it takes,
 // the output it makes, and its parameters in the option-schema shape of /v1/formats (so the
-// same form builder shows them). Merge works on several files and lives in the batch bar.
+// same form builder shows them; `required` ones are always sent, with their default). Merge works on several files and lives in the batch bar.
 
 const IMAGES = ["jpg", "png", "webp", "gif", "bmp", "tiff"];
 const OFFICE = ["docx", "doc", "odt", "rtf", "txt", "html", "xlsx", "xls", "ods", "csv", "pptx", "ppt", "odp"];
@@ -37,7 +37,7 @@ export const OPERATIONS = {
     accepts: ["pdf", ...IMAGES, ...VIDEO, ...OFFICE],
     output: (_ext, values) => values.output_format || "png",
     schema: {
-      output_format: { type: "str", description: "The thumbnail's format", choices: ["png", "jpg", "webp"], default: "png" },
+      output_format: { type: "str", description: "The thumbnail's format", choices: ["png", "jpg", "webp"], default: "png", required: true },
       width: { type: "int", description: "Box width in pixels", minimum: 1, maximum: 4000 },
       height: { type: "int", description: "Box height in pixels", minimum: 1, maximum: 4000 },
       fit: { type: "str", description: "max: inside the box, never enlarged; crop: cover it; scale: exactly it", choices: ["max", "crop", "scale"], default: "max" },
