@@ -73,6 +73,7 @@ from convertd.store.migrations import SCHEMA_VERSION
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
+from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.presets import Presets
 from convertd.watchdog import Watchdog
 from convertd.worker import WorkerPool
@@ -276,6 +277,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         (*FILETYPES, PIPELINE),
         {fmt for c in app[REGISTRY].known_all() for fmt in c.output_formats},
         [(c.filetype, fmt) for c in app[REGISTRY].known_all() for fmt in c.output_formats],
+        (*ENGINE_WORK, "archive"),
     )
     app[RUNNER] = Runner(Limits.from_config(config))
     # Built (and checked) here: a bad watch rule stops start-up before anything runs.

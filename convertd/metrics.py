@@ -43,18 +43,6 @@ MAX_KEY_NAMES = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # the route of a request no route matched (a 404)
 # A hash takes milliseconds, a long video an hour.
-# The operations the task engine runs itself (tasks/work.py), counted by name: a fixed set.
-TASK_OPERATIONS = (
-    "merge",
-    "optimize",
-    "thumbnail",
-    "watermark",
-    "metadata",
-    "metadata/write",
-    "ocr",
-    "capture-website",
-    "archive",
-)
 STATES = ("finished", "failed", "cancelled")
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -187,6 +175,7 @@ class Metrics:
         self._failed: set[str] = set()
         self._filetypes: frozenset[str] = frozenset()
         self._formats: frozenset[str] = frozenset()
+        self._operations: frozenset[str] = frozenset()
         self._key_names: set[str] = set()
         self._statuses: dict[int, str] = {}
         r = self.registry
@@ -275,10 +264,6 @@ class Metrics:
 
         # Known outcomes start at 0, so a dashboard shows 0 rather than no data, and rate()
         # sees the first one.
-        for operation in TASK_OPERATIONS:
-            self.task_seconds.labels(operation)
-            for state in STATES:
-                self.tasks.labels(operation, state)
         for reason in ("hung", "crashed"):
             self.office_restarts.labels(reason)
         for outcome in ("done", "failed"):
@@ -296,12 +281,19 @@ class Metrics:
         filetypes: Iterable[str],
         formats: Iterable[str],
         conversions: Iterable[tuple[str, str]] = (),
+        operations: Iterable[str] = (),
     ) -> None:
         """The filetypes and output formats labels may carry; others are "other". The jobs of
         each of `conversions` (filetype, output format: 56 of them, so 168 series) start at 0
-        in each state, so that increase() over a window sees a first failure after a start."""
+        in each state, so that increase() over a window sees a first failure after a start;
+        so do the tasks of `operations` (the task engine's own), the only ones counted."""
         self._filetypes = frozenset(filetypes)
         self._formats = frozenset(formats)
+        self._operations = frozenset(operations)
+        for operation in self._operations:
+            self.task_seconds.labels(operation)
+            for state in STATES:
+                self.tasks.labels(operation, state)
         for filetype, output_format in conversions:
             self.job_seconds.labels(filetype)
             for state in STATES:
@@ -322,7 +314,7 @@ class Metrics:
 
     @_never_fails
     def task_ended(self, operation: str, state: str, seconds: float) -> None:
-        if operation in TASK_OPERATIONS:
+        if operation in self._operations:
             self.tasks.labels(operation, state).inc()
             self.task_seconds.labels(operation).observe(seconds)
 
