@@ -94,6 +94,16 @@ class Daemon(DaemonProcess):
             for n in range(count)
         ]
 
+    def tiny_job(self) -> str:
+        """The status URL of a one-byte hash job: what a status-read benchmark reads."""
+        job = self.http.post(
+            f"{self.base}/convert",
+            files={"file": ("a.txt", b"a")},
+            data={"filetype": "hash", "output_format": "md5"},
+            timeout=30,
+        ).json()
+        return str(job["status_url"])
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.http.get(f"{self.base}/status/{job_id}", timeout=30).json())
 
@@ -902,14 +912,9 @@ def load(d: Daemon, url: str, seconds: float) -> tuple[float, float]:
 def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     """Authenticated status reads per second with the quota counter on: idle, then while two
     video transcodes keep both cores busy (the event loop must not wait on conversions)."""
-    job = d.http.post(
-        f"{d.base}/convert",
-        files={"file": ("a.txt", b"a")},
-        data={"filetype": "hash", "output_format": "md5"},
-        timeout=30,
-    ).json()
+    status_url = d.tiny_job()
     seconds = 3 if quick else 10
-    rate, p99 = load(d, job["status_url"], seconds)
+    rate, p99 = load(d, status_url, seconds)
     ROWS.append(
         (
             "control plane: GET /v1/status, 32 connections, idle",
@@ -929,7 +934,7 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
 
     while states() != ["processing", "processing"]:
         time.sleep(0.05)
-    rate, p99 = load(d, job["status_url"], 2 if quick else seconds)
+    rate, p99 = load(d, status_url, 2 if quick else seconds)
     still_busy = states() == ["processing", "processing"]
     while any(state == "processing" for state in states()):
         time.sleep(0.5)
@@ -966,14 +971,8 @@ def bench_metrics(work: Path, quick: bool) -> None:
     try:
         urls = {}
         for d in (on, off):
-            job = d.http.post(
-                f"{d.base}/convert",
-                files={"file": ("a.txt", b"a")},
-                data={"filetype": "hash", "output_format": "md5"},
-                timeout=30,
-            ).json()
-            urls[id(d)] = job["status_url"]
-            load(d, job["status_url"], 1)  # warm up
+            urls[id(d)] = d.tiny_job()
+            load(d, urls[id(d)], 1)  # warm up
         seconds = 1 if quick else 5
         sides: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
         cpu: dict[str, list[float]] = {"on": [], "off": []}
