@@ -7,7 +7,7 @@ from aiohttp import web
 
 from convertd import logs, restrictions
 from convertd.api.limits import count_call
-from convertd.api.routes import Handler, is_public, scope_of
+from convertd.api.routes import Handler, is_counted, is_public, scope_of
 from convertd.api.state import API_KEY, CONFIG, DB
 from convertd.errors import Forbidden, Unauthorized
 from convertd.store import keys
@@ -74,8 +74,8 @@ async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.Ap
 
 
 async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
-    """The key of this request, with the scope it needs, counted against its plan (but for
-    the admin's read-only routes)."""
+    """The key of this request, with the scope it needs, counted against its plan (unless its
+    route says it is not counted)."""
     key = await authenticate(request)
     if scope is not None and scope not in key.scopes:
         if scope == keys.ADMIN_SCOPE:
@@ -91,8 +91,7 @@ async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
     # Log lines name the key (never its secret) from here on, a 429 among them.
     logs.key_name.set(key.name)
     logs.key_id.set(key.id)
-    # The server's admin watching their own folders (the page asks every 10 s) spends no calls.
-    if scope != keys.ADMIN_SCOPE:
+    if is_counted(request):
         await count_call(request, key)
     request[API_KEY] = key
     return key

@@ -21,6 +21,7 @@ class Route:
     summary: str  # one line, for the endpoint list and the OpenAPI document
     public: bool = False  # answers without a key (and counts against no quota)
     scope: str | None = None  # the key scope it needs (CloudConvert's names; see store/keys.py)
+    counted: bool = True  # a call against the key's plan (False: the admin's read-only views)
     aliases: tuple[str, ...] = ()  # other paths for the same thing (`/v1` for `/v1/`)
     # The OpenAPI operation beyond its summary: parameters, requestBody, responses. Routes
     # that need a key get the authentication errors added for them.
@@ -29,11 +30,13 @@ class Route:
 
 PUBLIC = web.AppKey("public_routes", set[tuple[AbstractResource, str]])
 SCOPE = web.AppKey("route_scopes", dict[tuple[AbstractResource, str], str])
+UNCOUNTED = web.AppKey("uncounted_routes", set[tuple[AbstractResource, str]])
 
 
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
     public = app.setdefault(PUBLIC, set())
     scopes = app.setdefault(SCOPE, {})
+    uncounted = app.setdefault(UNCOUNTED, set())
     for route in routes:
         for path in (route.path, *route.aliases):
             if route.method == "GET":
@@ -44,6 +47,8 @@ def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
                 public.add((added.resource, route.method))
             if route.scope:
                 scopes[(added.resource, route.method)] = route.scope
+            if not route.counted:
+                uncounted.add((added.resource, route.method))
 
 
 def _route_key(request: web.Request) -> tuple[AbstractResource | None, str]:
@@ -53,6 +58,10 @@ def _route_key(request: web.Request) -> tuple[AbstractResource | None, str]:
 
 def is_public(request: web.Request) -> bool:
     return _route_key(request) in request.app.get(PUBLIC, set())
+
+
+def is_counted(request: web.Request) -> bool:
+    return _route_key(request) not in request.app.get(UNCOUNTED, set())
 
 
 def scope_of(request: web.Request) -> str | None:

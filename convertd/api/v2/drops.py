@@ -212,6 +212,8 @@ ROUTES = [
         "The drop folders at a glance (admin keys): waiting, skipped, processing, and the "
         "latest finished and failed files",
         scope=ADMIN_SCOPE,
+        # The server's admin watching their own folders (the page asks every 10 s).
+        counted=False,
         operation={
             "parameters": [
                 {
