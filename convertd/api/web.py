@@ -7,6 +7,7 @@ the key the person pastes, so it adds no new way in.
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 
@@ -48,16 +49,18 @@ TYPES = {
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(html|css|js|png|svg)$")
 
 
-def _file(name: str) -> web.Response:
-    if not NAME.match(name):
-        raise web.HTTPNotFound()
+@functools.lru_cache(maxsize=64)  # bounded: names that match NAME but are no file
+def _contents(name: str) -> bytes | None:
+    """A file of the page, read once (the package's files do not change while it runs)."""
     path = resources.files("convertd").joinpath("web", name)
-    if not path.is_file():
+    return path.read_bytes() if path.is_file() else None
+
+
+def _file(name: str) -> web.Response:
+    if not NAME.match(name) or (body := _contents(name)) is None:
         raise web.HTTPNotFound()
     suffix = name[name.rindex(".") :]
-    return web.Response(
-        body=path.read_bytes(), content_type=TYPES[suffix], charset="utf-8", headers=HEADERS
-    )
+    return web.Response(body=body, content_type=TYPES[suffix], charset="utf-8", headers=HEADERS)
 
 
 async def index(request: web.Request) -> web.Response:
