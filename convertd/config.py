@@ -49,6 +49,11 @@ class ConfigError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: Path
+    # Several nodes (issue 18): a PostgreSQL URL for the queue, keys and quotas instead of the
+    # SQLite file in the data dir, and the folder every node mounts for the files. The data
+    # dir then keeps only what is this node's own (its lock, scratch space, office profiles).
+    database: str | None = None
+    storage: Path | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
@@ -218,6 +223,13 @@ def _log_format(value: Any) -> str:
     return text
 
 
+def _database_url(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{value!r} is not a PostgreSQL URL such as postgresql://convertd@nas/db")
+    return text
+
+
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     if not text.startswith(("http://", "https://")) or "?" in text or "#" in text:
@@ -227,6 +239,8 @@ def _url(value: Any) -> str:
 
 _PARSERS: dict[str, Any] = {
     "data_dir": lambda v: Path(v).expanduser(),
+    "database": _database_url,
+    "storage": lambda v: Path(v).expanduser(),
     "host": str,
     "port": int,
     "workers": int,

@@ -1,6 +1,6 @@
 """The data directory's layout and the only place paths inside it are made.
 
-    <data dir>/convertd.db          the database
+    <data dir>/convertd.db          the database (unless `database` names a PostgreSQL server)
     <data dir>/convertd.lock        held by the one daemon serving this data dir
     <data dir>/uploads/<token>/<name>   files clients sent
     <data dir>/work/<job id>/       a job's scratch space, removed when the job ends
@@ -14,6 +14,10 @@
 
 Client-supplied names are only ever used as the last component, after `safe_filename`; client
 supplied upload paths are looked up in the database, never joined onto a directory as given.
+
+With `storage` set (several nodes), uploads/, results/, tasks/ and signing.key live there
+instead, on the folder every node mounts, so any node can serve what another made; the rest
+stays in the node's own data dir.
 """
 
 from __future__ import annotations
@@ -75,15 +79,23 @@ def is_job_id(value: str) -> bool:
 
 
 class DataDir:
-    def __init__(self, root: Path, drop_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        drop_root: Path | None = None,
+        storage: Path | None = None,
+        database: str | None = None,
+    ) -> None:
         self.root = root.resolve()
-        self.database = self.root / "convertd.db"
+        self.storage = storage.resolve() if storage is not None else self.root
+        # What Database.open is given: a PostgreSQL URL, or the SQLite file here.
+        self.database: Path | str = database or self.root / "convertd.db"
         self.lock = self.root / "convertd.lock"
-        self.uploads = self.root / "uploads"
+        self.uploads = self.storage / "uploads"
         self.work = self.root / "work"
-        self.results = self.root / "results"
-        self.tasks = self.root / "tasks"
-        self.signing_key = self.root / "signing.key"
+        self.results = self.storage / "results"
+        self.tasks = self.storage / "tasks"
+        self.signing_key = self.storage / "signing.key"
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
         self.browser = self.root / "browser"  # the scripts that start Chromium under limits
         self.drops_status = self.root / "drops-status.json"
@@ -92,10 +104,15 @@ class DataDir:
 
     @classmethod
     def of(cls, config: Config) -> DataDir:
-        return cls(config.data_dir, config.drop_root)
+        return cls(config.data_dir, config.drop_root, config.storage, config.database)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the database is a server several nodes may share."""
+        return isinstance(self.database, str)
 
     def ensure(self) -> None:
-        for path in (self.root, self.uploads, self.work, self.results, self.tasks):
+        for path in (self.root, self.storage, self.uploads, self.work, self.results, self.tasks):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def new_upload_path(self, file_name: str) -> tuple[str, Path]:

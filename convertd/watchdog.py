@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 
 from convertd import sdnotify
 from convertd.periodic import Periodic
 from convertd.store import health
-from convertd.store.db import Database
+from convertd.store.db import DATABASE_ERRORS, DATABASE_OR_OS, Database
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Watchdog:
         await self._periodic.stop()
         if self._probe is not None:
             self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, sqlite3.Error, OSError):
+            with contextlib.suppress(asyncio.CancelledError, *DATABASE_OR_OS):
                 await self._probe
 
     async def _ping(self) -> None:
@@ -50,7 +49,7 @@ class Watchdog:
         try:
             async with asyncio.timeout(self.interval):
                 await asyncio.shield(self._probe)
-        except (TimeoutError, sqlite3.Error, OSError) as exc:
+        except (TimeoutError, *DATABASE_ERRORS, OSError) as exc:  # type: ignore[misc]
             if not self._failing:
                 logger.error("systemd watchdog: no ping, the database does not answer (%r)", exc)
             self._failing = True

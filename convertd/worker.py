@@ -16,7 +16,6 @@ import logging
 import math
 import secrets
 import shutil
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from convertd.files import DataDir
 from convertd.metrics import Metrics
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
-from convertd.store.db import Database
+from convertd.store.db import DATABASE_ERRORS, UNAVAILABLE, Database
 from convertd.tasks.pipeline import PIPELINE, after_steps, run_pipeline
 
 logger = logging.getLogger(__name__)
@@ -235,7 +234,7 @@ class WorkerPool:
             # Progress is a courtesy: a write that fails (a full disk) never ends the job.
             try:
                 await jobs.set_progress(self.db, job.id, owner, percent)
-            except sqlite3.Error as exc:
+            except DATABASE_ERRORS as exc:
                 logger.warning("job %s: progress not recorded (%s)", job.id, exc)
             else:
                 self._changed(job)
@@ -335,7 +334,7 @@ class WorkerPool:
             try:
                 await write()
                 return
-            except sqlite3.OperationalError as exc:
+            except UNAVAILABLE as exc:
                 logger.error("could not record a job's end (%s); attempt %d", exc, attempt + 1)
                 await asyncio.sleep(1.0 + attempt)
         logger.error("gave up recording a job's end; it runs again at the next start")

@@ -5,13 +5,13 @@ as HTML or a traceback: `{"error","message","hint"}` on v1 (the seed's body), an
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.routes import Handler
 from convertd.errors import ConvertdError, Invalid, error_body, is_disk_full
+from convertd.store.db import UNAVAILABLE_OR_OS
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "The request is malformed.",
             "Send standard HTTP with a well-formed body.",
         )
-    except (OSError, sqlite3.OperationalError) as exc:
+    except UNAVAILABLE_OR_OS as exc:
         if is_disk_full(exc):
             logger.error("disk full on %s %s", request.method, request.path)
             return _error(

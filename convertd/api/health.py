@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import sqlite3
 import time
 from typing import Any
 
@@ -31,6 +30,7 @@ from convertd.api.routes import Route
 from convertd.api.state import CONFIG, DATA, DB, POOL
 from convertd.converters.base import tool_present
 from convertd.store import health
+from convertd.store.db import DATABASE_OR_OS
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DatabaseProbe:
                 await health.write_probe(app[DB])
         except TimeoutError:
             outcome = (False, f"a write did not commit within {DB_TIMEOUT_SECONDS:.0f} s")
-        except (sqlite3.Error, OSError) as exc:
+        except DATABASE_OR_OS as exc:
             outcome = (False, f"a write failed: {exc}")
         else:
             outcome = (True, f"a write committed in {(time.monotonic() - start) * 1000:.1f} ms")

@@ -50,9 +50,17 @@ def register(
     put_back.set_defaults(run=run_restore)
 
 
+POSTGRES_BACKUP = (
+    "the database is PostgreSQL (--database): back it up with pg_dump and restore it with "
+    "pg_restore; copy the storage folder as it is"
+)
+
+
 def run_backup(args: argparse.Namespace) -> int:
     data = DataDir.of(config_of(args))
     database = data.database
+    if not isinstance(database, Path):
+        return fail(POSTGRES_BACKUP)
     try:
         summary = backup.backup(database, args.file, force=args.force, data_dir=data)
     except backup.BackupError as exc:
@@ -66,6 +74,8 @@ def run_restore(args: argparse.Namespace) -> int:
     from convertd.server import AlreadyRunning, lock_data_dir
 
     data = DataDir.of(config_of(args))
+    if not isinstance(data.database, Path):
+        return fail(POSTGRES_BACKUP)
     try:
         lock = lock_data_dir(data)  # held until the end: no daemon may start meanwhile
     except AlreadyRunning as exc:

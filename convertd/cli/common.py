@@ -23,13 +23,33 @@ def common_options() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="where the database and files live (env CONVERTD_DATA_DIR)"
     )
     common.add_argument("--config", type=Path, help="TOML config file (env CONVERTD_CONFIG)")
+    common.add_argument(
+        "--database",
+        help="a PostgreSQL URL shared by several nodes (env CONVERTD_DATABASE; default: SQLite "
+        "in the data dir)",
+    )
+    common.add_argument(
+        "--storage",
+        type=Path,
+        help="the folder every node mounts for uploads and results (env CONVERTD_STORAGE; "
+        "default: the data dir)",
+    )
     return common
 
 
 def config_of(args: argparse.Namespace) -> Config:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("data_dir", "host", "port", "workers", "drop_root", "log_format")
+        for name in (
+            "data_dir",
+            "database",
+            "storage",
+            "host",
+            "port",
+            "workers",
+            "drop_root",
+            "log_format",
+        )
     }
     return load_config(config_path=args.config, overrides=overrides)
 
@@ -42,10 +62,10 @@ def runs_on_database(parser: argparse.ArgumentParser, action: DatabaseCommand) -
     the busy timeout let both work)."""
 
     def run(args: argparse.Namespace) -> int:
-        path = DataDir.of(config_of(args)).database
+        where = DataDir.of(config_of(args)).database
 
         async def main() -> int:
-            db = await Database.open(path)
+            db = await Database.open(where)
             try:
                 return await action(db, args)
             finally:

@@ -193,8 +193,10 @@ def data_checks(config: Config) -> list[Check]:
 
     async def open_db() -> str:
         db = await Database.open(data.database)
-        await db.close()
-        return f"{data.database} (schema {SCHEMA_VERSION})"
+        try:
+            return f"{db.where} (schema {SCHEMA_VERSION})"
+        finally:
+            await db.close()
 
     try:
         checks.append(Check("database", True, asyncio.run(open_db())))

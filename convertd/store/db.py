@@ -1,4 +1,7 @@
-"""The SQLite database: connection settings, the one way to write, and reads.
+"""The database: what the store asks of either engine (Database), and SQLite's engine.
+
+SQLite, in the data dir, is the default: one node, no configuration. PostgreSQL
+(store/postgres.py) is the engine of several nodes; `Database.open` picks by what it is given.
 
 Every write is a function run by `Database.write(fn)` on the database's own writer thread, as
 one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner of datasette's
@@ -23,9 +26,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiosqlite
+import asyncpg
 
 from convertd.errors import is_disk_full
 from convertd.store.migrations import migrate
@@ -45,7 +49,101 @@ PRAGMAS = (
     "PRAGMA foreign_keys = ON",
 )
 
-Row = sqlite3.Row
+
+class Row(Protocol):
+    """A row of either engine (sqlite3.Row, asyncpg.Record): by column name or position."""
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def keys(self) -> Any: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Any: ...
+
+
+class Conn(Protocol):
+    """The connection a write function is given, on either engine."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Dialect:
+    """The few things the engines spell differently, as SQL fragments with `{}` for the
+    expression they apply to."""
+
+    name: str
+    json_items: str  # a table `{alias}` of one column, `value`: a JSON array's strings
+    # The receiver a delivery goes to: its URL's scheme, host and port ("http://h:1/a?b" ->
+    # "http://h:1"), found after the "//" (checked to be an http or https URL when given).
+    url_receiver: str
+
+    def json_values(self, expr: str, alias: str) -> str:
+        return self.json_items.format(expr=expr, alias=alias)
+
+    def receiver(self, expr: str) -> str:
+        return self.url_receiver.format(expr)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    json_items="json_each({expr}) AS {alias}",
+    url_receiver=(
+        "CASE WHEN instr(substr({0}, 9), '/') > 0"
+        " THEN substr({0}, 1, 7 + instr(substr({0}, 9), '/'))"
+        " ELSE CASE WHEN instr(substr({0}, 9), '?') > 0"
+        " THEN substr({0}, 1, 7 + instr(substr({0}, 9), '?')) ELSE {0} END END"
+    ),
+)
+
+
+def marks(values: Iterable[Any]) -> str:
+    """`?, ?, ?`: one parameter per value, for `IN (...)` (never empty: `NULL` matches none)."""
+    n = len(list(values))
+    return ", ".join("?" * n) if n else "NULL"
+
+
+# What a database that cannot answer, or cannot take a write now (a full disk, a server gone),
+# raises on either engine; and any error of either engine (both with OSError, which a file
+# beside the database raises).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.QueryCanceledError,
+    ConnectionError,
+)
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+UNAVAILABLE_OR_OS: tuple[type[BaseException], ...] = (*UNAVAILABLE, OSError)
+DATABASE_OR_OS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, OSError)
+
+
+def dialect_of(conn: Conn) -> Dialect:
+    """The dialect of a write function's connection (only PostgreSQL's says)."""
+    dialect = getattr(conn, "dialect", SQLITE)
+    assert isinstance(dialect, Dialect)
+    return dialect
+
+
+def is_database_url(where: object) -> bool:
+    return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
+
 
 # Less free than this where SQLite failed to grow its -shm or -wal: the disk is full. (On a
 # disk with no room at all SQLite says "disk I/O error", not "database or disk is full".)
@@ -82,7 +180,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+def _transaction(conn: sqlite3.Connection, fn: Callable[[Any], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
@@ -138,6 +236,46 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 
 
 class Database:
+    """What the store asks of an engine: one way to write (a function of a connection, as one
+    transaction) and reads of committed data."""
+
+    dialect: Dialect = SQLITE
+
+    @staticmethod
+    async def open(where: Path | str) -> Database:
+        """The database at `where`: a PostgreSQL URL, or the path of a SQLite file (created and
+        migrated as needed)."""
+        if is_database_url(where):
+            from convertd.store.postgres import PostgresDatabase
+
+            return await PostgresDatabase.connect(str(where))
+        return await SqliteDatabase.open_file(Path(where))
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def write(self, fn: Callable[[Conn], T], *, contended: bool = False) -> T:
+        """Run `fn(conn)` as one write transaction and return its result.
+
+        `fn` must only use `conn`, never await, and be short; it may be run more than once
+        (PostgreSQL runs a write again when it met another node's), so it has no other effect.
+        If it raises, the transaction is rolled back and the exception comes out here.
+        `contended`: a single statement written to be exact without serializable isolation (a
+        claim, a count), which many nodes run at once."""
+        raise NotImplementedError
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        raise NotImplementedError
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
     """One writer thread with its own connection; one reader connection."""
 
     def __init__(
@@ -153,7 +291,7 @@ class Database:
         self._reader = reader
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open_file(cls, path: Path) -> SqliteDatabase:
         """Open (creating and migrating as needed) the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         thread = _WriterThread()
@@ -182,7 +320,11 @@ class Database:
         self._writer_thread.stop()
         await asyncio.to_thread(self._writer_thread.join)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    async def write(self, fn: Callable[[Conn], T], *, contended: bool = False) -> T:
         """Run `fn(conn)` as one write transaction on the writer thread and return its result.
 
         `fn` runs `BEGIN IMMEDIATE` ... `COMMIT`; if it raises, the transaction is rolled back
@@ -194,7 +336,7 @@ class Database:
         return await self._writer_thread.call(lambda: _transaction(writer, fn))
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        """The first row, for queries that select one (by key): one hop to the reader thread."""
+        # The first row, for queries that select one (by key): one hop to the reader thread.
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 

@@ -11,11 +11,10 @@ import dataclasses
 import json
 import logging
 import os
-import sqlite3
 
 from convertd import clock
 from convertd.store import jobs, uploads
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, from_row, marks
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class Found:
 
 
 def _insert(
-    conn: sqlite3.Connection,
+    conn: Conn,
     found: Found,
     status: str,
     upload_path: str = "",
@@ -78,7 +77,7 @@ def _insert(
     cur = conn.execute(
         """INSERT INTO drops (rule, source_path, display_name, output_format, size, mtime_ns,
                               upload_path, status, error, created_at, finished_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             *dataclasses.astuple(found),
             upload_path,
@@ -88,7 +87,7 @@ def _insert(
             now if status == "failed" else None,
         ),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 async def begin_claim(db: Database, found: Found, upload_path: str) -> int:
@@ -101,7 +100,7 @@ async def queue(
 ) -> str:
     """Record the claimed file as an upload and queue its job, in one transaction."""
 
-    def record(conn: sqlite3.Connection) -> str:
+    def record(conn: Conn) -> str:
         row = conn.execute(
             "SELECT size, upload_path FROM drops WHERE id = ?", (drop_id,)
         ).fetchone()
@@ -121,7 +120,7 @@ async def convert_again(db: Database, drop_id: int, size: int, mtime_ns: int) ->
     """The taken file changed after it was taken (a writer kept it open): record what it is
     now and queue the same conversion of it again, in one transaction; the new job's id."""
 
-    def record(conn: sqlite3.Connection) -> str:
+    def record(conn: Conn) -> str:
         old = conn.execute(
             """SELECT j.upload_id, j.filetype, j.input_format, j.output_format, j.options
                FROM drops d JOIN jobs j ON j.id = d.job_id WHERE d.id = ?""",
@@ -152,7 +151,7 @@ async def set_output(db: Database, drop_id: int, output: bytes) -> None:
 
 async def close(db: Database, drop_id: int, status: str, error: str | None = None) -> None:
 
-    def record(conn: sqlite3.Connection) -> None:
+    def record(conn: Conn) -> None:
         conn.execute(
             "UPDATE drops SET status = ?, error = ?, finished_at = ? WHERE id = ?",
             (status, error, clock.now(), drop_id),
@@ -188,9 +187,8 @@ async def forget(db: Database, drop_id: int) -> None:
 
 
 async def by_status(db: Database, *statuses: str) -> list[Drop]:
-    marks = ",".join("?" * len(statuses))
     rows = await db.fetch_all(
-        f"SELECT * FROM drops WHERE status IN ({marks}) ORDER BY id",  # noqa: S608 (placeholders)
+        f"SELECT * FROM drops WHERE status IN ({marks(statuses)}) ORDER BY id",  # noqa: S608 (placeholders)
         statuses,
     )
     return [Drop.from_row(r) for r in rows]
@@ -205,12 +203,12 @@ async def ready_to_deliver(
     """Queued or half-delivered drops of these rules whose job has ended, at most
     DELIVERY_BATCH of them: (drop, job status, result, error)."""
     rows = await db.fetch_all(
-        """SELECT d.*, j.status AS job_status, j.result_name, j.error AS job_error
+        f"""SELECT d.*, j.status AS job_status, j.result_name, j.error AS job_error
            FROM drops d JOIN jobs j ON j.id = d.job_id
            WHERE d.status IN ('queued', 'delivering') AND j.status IN ('finished', 'failed')
-             AND d.rule IN (SELECT value FROM json_each(?))
-           ORDER BY d.id LIMIT ?""",
-        (json.dumps(rules), DELIVERY_BATCH),
+             AND d.rule IN ({marks(rules)})
+           ORDER BY d.id LIMIT ?""",  # noqa: S608 (placeholders only)
+        (*rules, DELIVERY_BATCH),
     )
     return [(Drop.from_row(r), r["job_status"], r["result_name"], r["job_error"]) for r in rows]
 
@@ -230,9 +228,9 @@ async def latest(
 ) -> list[Drop]:
     """The newest `limit` drops in these statuses (the status index finds them), newest first;
     of one rule, or of all."""
-    marks = ",".join("?" * len(statuses))
     rows = await db.fetch_all(
-        f"""SELECT * FROM drops WHERE status IN ({marks}) AND (? IS NULL OR rule = ?)
+        f"""SELECT * FROM drops WHERE status IN ({marks(statuses)})
+            AND (CAST(? AS TEXT) IS NULL OR rule = ?)
             ORDER BY id DESC LIMIT ?""",  # noqa: S608 (placeholders only)
         (*statuses, rule, rule, limit),
     )

@@ -9,13 +9,11 @@ space, so a full disk (which a restart cannot mend) does not stop the watchdog.
 
 from __future__ import annotations
 
-import sqlite3
-
 from convertd import clock
-from convertd.store.db import Database
+from convertd.store.db import Conn, Database
 
 
-def _touch(conn: sqlite3.Connection) -> None:
+def _touch(conn: Conn) -> None:
     conn.execute(
         "INSERT INTO health (id, checked_at) VALUES (1, ?) "
         "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",

@@ -12,14 +12,13 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import unicodedata
 from typing import Any
 
 from convertd import clock
 from convertd.restrictions import normalise_allowed
 from convertd.store import jobs, tasks
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, from_row
 
 KEY_PREFIX = "cvd_"
 LOOKUP_CHARS = 12
@@ -180,33 +179,32 @@ async def create_key(
     ips = allowed if restriction_type == "ip" else []
     domains = allowed if restriction_type == "domain" else []
 
-    def insert(conn: sqlite3.Connection) -> tuple[int, str]:
+    def insert(conn: Conn) -> tuple[int, str]:
         if conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)).fetchone() is None:
             raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
         for _ in range(5):
             secret = KEY_PREFIX + secrets.token_urlsafe(32)
-            try:
-                cur = conn.execute(
-                    """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
+            row = conn.execute(
+                """INSERT INTO api_keys (name, prefix, key_hash, plan, restriction_type,
                                              allowed_ips, allowed_domains, created_at, scopes,
                                              webhook_secret)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        name,
-                        secret[:LOOKUP_CHARS],
-                        _hash(secret),
-                        plan,
-                        restriction_type,
-                        json.dumps(ips),
-                        json.dumps(domains),
-                        clock.now(),
-                        json.dumps(granted),
-                        new_webhook_secret(),
-                    ),
-                )
-                return int(cur.lastrowid or 0), secret
-            except sqlite3.IntegrityError:  # a prefix collision: draw again
-                continue
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (prefix) DO NOTHING RETURNING id""",
+                (
+                    name,
+                    secret[:LOOKUP_CHARS],
+                    _hash(secret),
+                    plan,
+                    restriction_type,
+                    json.dumps(ips),
+                    json.dumps(domains),
+                    clock.now(),
+                    json.dumps(granted),
+                    new_webhook_secret(),
+                ),
+            ).fetchone()
+            if row is not None:  # else a prefix collision: draw again
+                return int(row[0]), secret
         raise AdminError("could not draw a unique key; try again")
 
     key_id, secret = await db.write(insert)
@@ -248,7 +246,7 @@ async def revoke_key(db: Database, key_id: int) -> ApiKey:
     """Revoke the key and, in the same transaction, cancel its queued and running jobs (the
     daemon stops a running one within a second: WorkerPool's cancellation check)."""
 
-    def revoke(conn: sqlite3.Connection) -> int:
+    def revoke(conn: Conn) -> int:
         now = clock.now()
         changed = conn.execute(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -306,7 +304,7 @@ async def set_plan(
         if value is not UNSET and value is not None and value < 0:
             raise AdminError(f"--{label} must be 0 or more, or 'unlimited'")
 
-    def upsert(conn: sqlite3.Connection) -> None:
+    def upsert(conn: Conn) -> None:
         conn.execute(
             """INSERT INTO plans (name, api_access, calls_per_day, calls_per_minute)
                VALUES (?, 0, NULL, NULL) ON CONFLICT (name) DO NOTHING""",

@@ -6,11 +6,10 @@ Only the rows: what a preset means, and which source wins for a name, is tasks/p
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from convertd import clock
 from convertd.presets import DATABASE, Preset
-from convertd.store.db import Database, Row
+from convertd.store.db import Conn, Database, Row
 
 SELECT = (
     "SELECT name, filetype, output_format, options, description, created_at, updated_at "
@@ -60,13 +59,13 @@ async def save(db: Database, preset: Preset, *, replace: bool) -> Preset:
     now = clock.now()
     options = json.dumps(preset.options, sort_keys=True)
 
-    def write(conn: sqlite3.Connection) -> Row:
+    def write(conn: Conn) -> Row:
         params = (preset.name, preset.filetype, preset.output_format, options, preset.description)
         if not replace:
-            try:
-                conn.execute(INSERT, (*params, now, now))
-            except sqlite3.IntegrityError:
-                raise Exists(preset.name) from None
+            # ON CONFLICT, not a caught error: PostgreSQL ends a transaction a statement failed in.
+            added = conn.execute(INSERT + " ON CONFLICT (name) DO NOTHING", (*params, now, now))
+            if added.rowcount == 0:
+                raise Exists(preset.name)
         else:
             conn.execute(
                 INSERT + " ON CONFLICT (name) DO UPDATE SET filetype = excluded.filetype, "
@@ -81,7 +80,7 @@ async def save(db: Database, preset: Preset, *, replace: bool) -> Preset:
 
 
 async def delete(db: Database, name: str) -> bool:
-    def write(conn: sqlite3.Connection) -> bool:
+    def write(conn: Conn) -> bool:
         return conn.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount > 0
 
     return await db.write(write)
@@ -90,7 +89,7 @@ async def delete(db: Database, name: str) -> bool:
 async def mark_used(db: Database, users: dict[str, str]) -> None:
     """Record which watch rule names each saved preset (the daemon's rules, at start)."""
 
-    def write(conn: sqlite3.Connection) -> None:
+    def write(conn: Conn) -> None:
         conn.execute("UPDATE presets SET used_by = NULL WHERE used_by IS NOT NULL")
         conn.executemany(
             "UPDATE presets SET used_by = ? WHERE name = ?",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 
 from convertd import clock
-from convertd.store.db import Database
+from convertd.store.db import Conn, Database
 from convertd.store.keys import ApiKey, get_key
 
 logger = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ class CallCounter:
         calls = self._calls
         self._dirty, self._calls, self._writing = set(), {}, calls
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Conn) -> None:
             conn.executemany(
                 "INSERT INTO call_counts (key_id, span, span_start, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key_id, span, span_start) DO UPDATE "

@@ -4,11 +4,10 @@ read off its tasks (the view task_job_status), never stored, so it cannot disagr
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from typing import Any
 
 from convertd import clock
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, from_row
 from convertd.store.tasks import (
     ENDED,
     NewTask,
@@ -48,7 +47,7 @@ class TaskJob:
 
 
 def insert_job(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key_id: int | None,
     tag: str | None,
     webhook_url: str | None,
@@ -88,18 +87,21 @@ async def list_jobs(
     offset: int,
 ) -> tuple[list[TaskJob], int]:
     """One page of a key's jobs, newest first, and how many there are in all."""
-    where = "WHERE j.key_id = ? AND (? IS NULL OR j.tag = ?)"
+    where = "WHERE j.key_id = ? AND (CAST(? AS TEXT) IS NULL OR j.tag = ?)"
     args: tuple[Any, ...] = (key_id, tag, tag)
-    inner = f"SELECT * FROM ({_SELECT_JOB} {where}) WHERE (? IS NULL OR status = ?)"
+    inner = (
+        f"SELECT * FROM ({_SELECT_JOB} {where}) AS page "
+        "WHERE (CAST(? AS TEXT) IS NULL OR status = ?)"
+    )
     args += (status, status)
-    total = await count(db, f"SELECT COUNT(*) FROM ({inner})", args)
+    total = await count(db, f"SELECT COUNT(*) FROM ({inner}) AS matching", args)
     rows = await db.fetch_all(
         f"{inner} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*args, limit, offset)
     )
     return [_job(row, await of_job(db, row["id"])) for row in rows], total
 
 
-def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str]:
+def delete_job(conn: Conn, job_id: str) -> list[str]:
     """Delete a job and its tasks; returns the tasks' ids."""
     ids = [
         row[0]

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import sqlite3
 import uuid
 from typing import Any
 
 from convertd import clock
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, dialect_of, from_row, marks
 
 
 class Status(enum.StrEnum):
@@ -107,16 +106,12 @@ class NewTask:
     retry_of: str | None = None
 
 
-def insert_task(
-    conn: sqlite3.Connection, task: NewTask, *, key_id: int | None, job_id: str | None
-) -> None:
+def insert_task(conn: Conn, task: NewTask, *, key_id: int | None, job_id: str | None) -> None:
     insert_waiting(conn, task, key_id=key_id, job_id=job_id)
     finish_inline(conn, task)
 
 
-def insert_waiting(
-    conn: sqlite3.Connection, task: NewTask, *, key_id: int | None, job_id: str | None
-) -> None:
+def insert_waiting(conn: Conn, task: NewTask, *, key_id: int | None, job_id: str | None) -> None:
     conn.execute(
         """INSERT INTO tasks (id, job_id, key_id, name, operation, payload, depends_on,
                               ignore_error, retry_of, created_at)
@@ -136,7 +131,7 @@ def insert_waiting(
     )
 
 
-def finish_inline(conn: sqlite3.Connection, task: NewTask) -> None:
+def finish_inline(conn: Conn, task: NewTask) -> None:
     """A task done as it was made (import/base64, import/raw) is finished once it and its job's
     other tasks exist, so the events its end records (migration 4) see the whole job."""
     if task.result is not None:
@@ -154,9 +149,7 @@ async def get(db: Database, task_id: str) -> Task | None:
 
 
 async def get_many(db: Database, task_ids: list[str]) -> list[Task]:
-    rows = await db.fetch_all(
-        f"{_SELECT_TASK} WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)
-    )
+    rows = await db.fetch_all(f"{_SELECT_TASK} WHERE t.id IN ({marks(task_ids)})", task_ids)
     return [Task.from_row(row) for row in rows]
 
 
@@ -183,8 +176,9 @@ async def list_tasks(
     offset: int,
 ) -> tuple[list[Task], int]:
     """One page of a key's tasks, newest first, and how many there are in all."""
-    where = """WHERE t.key_id = ? AND (? IS NULL OR t.job_id = ?) AND (? IS NULL OR t.status = ?)
-               AND (? IS NULL OR t.operation = ?)"""
+    where = """WHERE t.key_id = ? AND (CAST(? AS TEXT) IS NULL OR t.job_id = ?)
+               AND (CAST(? AS TEXT) IS NULL OR t.status = ?)
+               AND (CAST(? AS TEXT) IS NULL OR t.operation = ?)"""
     args = (key_id, job_id, job_id, status, status, operation, operation)
     total = await count(db, f"SELECT COUNT(*) FROM tasks t {where}", args)
     rows = await db.fetch_all(
@@ -199,7 +193,7 @@ async def ready(db: Database) -> list[Task]:
     bring no files); import/upload waits for its upload instead."""
     rows = await db.fetch_all(
         f"""{_SELECT_TASK} WHERE t.status = 'waiting' AND t.operation != 'import/upload'
-            AND NOT EXISTS (SELECT 1 FROM json_each(t.depends_on) d
+            AND NOT EXISTS (SELECT 1 FROM {db.dialect.json_values("t.depends_on", "d")}
                             LEFT JOIN tasks u ON u.id = d.value
                             WHERE u.id IS NULL OR (u.status != 'finished'
                             AND NOT (u.status = 'error' AND u.ignore_error = 1)))
@@ -208,17 +202,18 @@ async def ready(db: Database) -> list[Task]:
     return [Task.from_row(row) for row in rows]
 
 
-def fail_orphans(conn: sqlite3.Connection) -> list[str]:
+def fail_orphans(conn: Conn) -> list[str]:
     """Inside the caller's transaction: waiting tasks an input of which failed (without
     `ignore_error`), was cancelled or deleted, fail too (and theirs after them); returns their
     ids."""
     failed: list[str] = []
+    inputs = dialect_of(conn).json_values("tasks.depends_on", "d")
     while True:
         rows = conn.execute(
-            """UPDATE tasks SET status = 'error', code = 'INPUT_TASK_FAILED', ended_at = ?,
+            f"""UPDATE tasks SET status = 'error', code = 'INPUT_TASK_FAILED', ended_at = ?,
                       message = 'An input task failed, was cancelled or was deleted'
                WHERE status = 'waiting' AND EXISTS (
-                   SELECT 1 FROM json_each(tasks.depends_on) d LEFT JOIN tasks u ON u.id = d.value
+                   SELECT 1 FROM {inputs} LEFT JOIN tasks u ON u.id = d.value
                    WHERE u.id IS NULL OR (u.status = 'error' AND u.ignore_error = 0))
                RETURNING id""",
             (clock.now(),),
@@ -228,7 +223,7 @@ def fail_orphans(conn: sqlite3.Connection) -> list[str]:
         failed.extend(row[0] for row in rows)
 
 
-def start(conn: sqlite3.Connection, task_id: str, conversion_id: str | None = None) -> bool:
+def start(conn: Conn, task_id: str, conversion_id: str | None = None) -> bool:
     """waiting -> processing, inside the caller's transaction; False if it was not waiting."""
     return (
         conn.execute(
@@ -241,7 +236,7 @@ def start(conn: sqlite3.Connection, task_id: str, conversion_id: str | None = No
     )
 
 
-def restart(conn: sqlite3.Connection, task_id: str) -> bool:
+def restart(conn: Conn, task_id: str) -> bool:
     """A processing task whose process died runs again: one more attempt."""
     return (
         conn.execute(
@@ -253,7 +248,7 @@ def restart(conn: sqlite3.Connection, task_id: str) -> bool:
 
 
 def finish(
-    conn: sqlite3.Connection,
+    conn: Conn,
     task_id: str,
     files: list[dict[str, Any]],
     *,
@@ -275,7 +270,7 @@ def finish(
     )
 
 
-def fail(conn: sqlite3.Connection, task_id: str, code: str, message: str) -> bool:
+def fail(conn: Conn, task_id: str, code: str, message: str) -> bool:
     """waiting or processing -> error; False if it had already ended."""
     return (
         conn.execute(
@@ -287,16 +282,18 @@ def fail(conn: sqlite3.Connection, task_id: str, code: str, message: str) -> boo
     )
 
 
-def cancel(conn: sqlite3.Connection, task_ids: list[str]) -> list[Task]:
+def cancel(conn: Conn, task_ids: list[str]) -> list[Task]:
     """Cancel these tasks and every task that has not ended and depends on them, directly or
     through other such tasks (a finished task in between keeps its files, so what depends on it
     goes on). Returns the tasks as they were before (the caller stops those that ran)."""
+    dialect = dialect_of(conn)
     rows = conn.execute(
         f"""WITH RECURSIVE doomed(id) AS (
-                SELECT value FROM json_each(?) UNION
+                SELECT value FROM {dialect.json_values("?", "v")} UNION
                 SELECT t.id FROM tasks t, doomed d
                 WHERE t.status IN ('waiting', 'processing')
-                AND EXISTS (SELECT 1 FROM json_each(t.depends_on) x WHERE x.value = d.id)
+                AND EXISTS (SELECT 1 FROM {dialect.json_values("t.depends_on", "x")}
+                            WHERE x.value = d.id)
             )
             {_SELECT_TASK} WHERE t.id IN (SELECT id FROM doomed)
             AND t.status IN ('waiting', 'processing')""",
@@ -325,14 +322,14 @@ async def running_here(db: Database) -> list[Task]:
     return [Task.from_row(row) for row in rows]
 
 
-def forget_conversions(conn: sqlite3.Connection, task_ids: list[str]) -> list[tuple[str, str]]:
+def forget_conversions(conn: Conn, task_ids: list[str]) -> list[tuple[str, str]]:
     """Inside the caller's transaction: the queued jobs that ran these tasks' conversions, and
     their uploads, expire now; returns their (job id, upload path) for their files to go."""
     rows = conn.execute(
-        """SELECT c.id, u.file_path FROM tasks t JOIN jobs c ON c.id = t.conversion_id
+        f"""SELECT c.id, u.file_path FROM tasks t JOIN jobs c ON c.id = t.conversion_id
            JOIN uploads u ON u.id = c.upload_id
-           WHERE t.id IN (SELECT value FROM json_each(?))""",
-        (json.dumps(task_ids),),
+           WHERE t.id IN ({marks(task_ids)})""",
+        task_ids,
     ).fetchall()
     for job_id, file_path in rows:
         conn.execute("UPDATE jobs SET expired = 1 WHERE id = ?", (job_id,))
@@ -340,7 +337,7 @@ def forget_conversions(conn: sqlite3.Connection, task_ids: list[str]) -> list[tu
     return [(row[0], row[1]) for row in rows]
 
 
-def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, message: str) -> None:
+def fail_unfinished_of_key(conn: Conn, key_id: int, message: str) -> None:
     """Inside the caller's transaction: the key's waiting and processing tasks are cancelled
     (their conversions are failed by jobs.fail_unfinished_of_key)."""
     conn.execute(
@@ -353,12 +350,13 @@ def fail_unfinished_of_key(conn: sqlite3.Connection, key_id: int, message: str) 
 async def existing(db: Database, task_ids: list[str]) -> set[str]:
     """Which of these ids are tasks."""
     rows = await db.fetch_all(
-        "SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)
+        f"SELECT id FROM tasks WHERE id IN ({marks(task_ids)})",
+        task_ids,
     )
     return {row[0] for row in rows}
 
 
-def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
+def delete_task(conn: Conn, task_id: str) -> None:
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
 

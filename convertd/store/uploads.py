@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 
 from convertd import clock
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, from_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Upload:
 
 
 def insert(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key_id: int | None,
     file_path: str,
     file_name: str,
@@ -36,10 +35,10 @@ def insert(
     """Insert an upload row inside the caller's transaction; returns its id."""
     cur = conn.execute(
         """INSERT INTO uploads (key_id, file_path, file_name, file_size, extension, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
         (key_id, file_path, file_name, size, extension, created_at),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 async def record_uploads(

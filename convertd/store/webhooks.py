@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-import sqlite3
 
 from convertd import clock
-from convertd.store.db import Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, from_row, marks
 from convertd.store.keys import new_webhook_secret
 
 # What a subscription may ask for, as CloudConvert names them.
@@ -95,7 +94,7 @@ async def create(
     webhook_id = secrets.token_hex(8)
     secret = new_webhook_secret()
 
-    def insert(conn: sqlite3.Connection) -> Row:
+    def insert(conn: Conn) -> Row:
         had = conn.execute(
             "SELECT COUNT(*) FROM webhooks WHERE key_id IS ? AND rule IS NULL", (key_id,)
         ).fetchone()[0]
@@ -135,15 +134,15 @@ async def get_owned(db: Database, key_id: int | None, webhook_id: str) -> Webhoo
     return Webhook.from_row(row) if row else None
 
 
-def _drop(conn: sqlite3.Connection, webhook_ids: list[str], why: str) -> None:
+def _drop(conn: Conn, webhook_ids: list[str], why: str) -> None:
     """Remove these subscriptions; their deliveries still pending are given up, with `why`."""
-    ids = json.dumps(webhook_ids)
     conn.execute(
-        """UPDATE deliveries SET status = 'failed', next_at = NULL, last_answer = ?
-           WHERE status = 'pending' AND webhook_id IN (SELECT value FROM json_each(?))""",
-        (why, ids),
+        f"""UPDATE deliveries SET status = 'failed', next_at = NULL, last_answer = ?
+           WHERE status = 'pending' AND webhook_id IN ({marks(webhook_ids)})""",  # noqa: S608
+        (why, *webhook_ids),
     )
-    conn.execute("DELETE FROM webhooks WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+    gone = f"DELETE FROM webhooks WHERE id IN ({marks(webhook_ids)})"  # noqa: S608
+    conn.execute(gone, webhook_ids)
 
 
 async def delete(db: Database, webhook_id: str) -> None:
@@ -153,7 +152,7 @@ async def delete(db: Database, webhook_id: str) -> None:
 async def mirror_rules(db: Database, rules: list[tuple[str, str, int]]) -> None:
     """The watch rules' webhooks, (rule, url, key id), as the config has them now."""
 
-    def write(conn: sqlite3.Connection) -> None:
+    def write(conn: Conn) -> None:
         wanted = {name: (url, key_id) for name, url, key_id in rules}
         stale = [
             row["id"]
@@ -163,8 +162,8 @@ async def mirror_rules(db: Database, rules: list[tuple[str, str, int]]) -> None:
         _drop(conn, stale, "not sent: the watch rule's webhook_url changed")
         for name, (url, key_id) in wanted.items():
             conn.execute(
-                """INSERT OR IGNORE INTO webhooks (id, key_id, url, events, rule, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO webhooks (id, key_id, url, events, rule, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                 (f"rule-{name}", key_id, url, json.dumps(JOB_END), name, clock.now()),
             )
 
@@ -184,22 +183,14 @@ async def list_all(db: Database) -> list[tuple[Webhook, int, int]]:
     return [(Webhook.from_row(r), r["pending"], r["failed"]) for r in rows]
 
 
-# The receiver a delivery goes to: its URL's scheme, host and port ("http://h:1/a?b" ->
-# "http://h:1"), found after the "//" (checked to be an http or https URL when it was given).
-_RECEIVER = """CASE WHEN instr(substr(d.url, 9), '/') > 0
-    THEN substr(d.url, 1, 7 + instr(substr(d.url, 9), '/'))
-    ELSE CASE WHEN instr(substr(d.url, 9), '?') > 0
-        THEN substr(d.url, 1, 7 + instr(substr(d.url, 9), '?')) ELSE d.url END END"""
-
-
 async def due(db: Database, now: float, limit: int = 200) -> list[Delivery]:
     """Pending deliveries due by `now`, oldest first, at most PER_SUBSCRIBER per receiver
     (counting those being sent, which are still pending)."""
     rows = await db.fetch_all(
         f"""SELECT * FROM (
                 SELECT {_DELIVERY_COLUMNS}, ROW_NUMBER() OVER (
-                    PARTITION BY {_RECEIVER} ORDER BY d.next_at, d.id) AS nth
-                FROM {_DELIVERY_TABLES} WHERE d.status = 'pending' AND d.next_at <= ?)
+                    PARTITION BY {db.dialect.receiver("d.url")} ORDER BY d.next_at, d.id) AS nth
+                FROM {_DELIVERY_TABLES} WHERE d.status = 'pending' AND d.next_at <= ?) AS due
             WHERE nth <= ? ORDER BY next_at, id LIMIT ?""",  # noqa: S608
         (now, PER_SUBSCRIBER, limit),
     )
@@ -209,9 +200,9 @@ async def due(db: Database, now: float, limit: int = 200) -> list[Delivery]:
 async def next_due_at(db: Database, exclude: list[int]) -> float | None:
     """When the next pending delivery, other than those in `exclude` (being sent), is due."""
     row = await db.fetch_one(
-        "SELECT MIN(next_at) FROM deliveries WHERE status = 'pending' "
-        "AND id NOT IN (SELECT value FROM json_each(?))",
-        (json.dumps(exclude),),
+        f"SELECT MIN(next_at) FROM deliveries WHERE status = 'pending' "  # noqa: S608
+        f"AND id NOT IN ({marks(exclude)})",
+        exclude,
     )
     return row[0] if row else None
 

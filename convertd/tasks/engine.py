@@ -15,7 +15,6 @@ import asyncio
 import enum
 import functools
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +28,7 @@ from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir, extension_of
 from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
-from convertd.store.db import Database
+from convertd.store.db import UNAVAILABLE, Conn, Database
 from convertd.tasks import work
 from convertd.tasks.conversion import conversion_of, office_pdf, take_conversion_result
 from convertd.tasks.operations import TaskFailed
@@ -204,7 +203,7 @@ class TaskEngine:
         await asyncio.to_thread(link_or_copy, source, dest)
         size = dest.stat().st_size
 
-        def queue(conn: sqlite3.Connection) -> bool:
+        def queue(conn: Conn) -> bool:
             upload_id = uploads.insert(
                 conn,
                 task.key_id,
@@ -286,13 +285,13 @@ class TaskEngine:
         self.changed(task)
         self.poke()
 
-    async def _record(self, end: Callable[[sqlite3.Connection], bool]) -> bool:
+    async def _record(self, end: Callable[[Conn], bool]) -> bool:
         """A task's end, written even if the database is briefly unwritable (a full disk); a
         task whose end could not be written runs again at the next start."""
         for attempt in range(RECORD_ATTEMPTS):
             try:
                 return await self.db.write(end)
-            except sqlite3.OperationalError as exc:
+            except UNAVAILABLE as exc:
                 logger.error("could not record a task's end (%s); attempt %d", exc, attempt + 1)
                 await asyncio.sleep(1.0 + attempt)
         logger.error("gave up recording a task's end")
@@ -342,15 +341,13 @@ class TaskEngine:
         await self._stop(doomed, queued)
         return doomed
 
-    async def delete(
-        self, deleted: list[tasks.Task], delete: Callable[[sqlite3.Connection], Any]
-    ) -> None:
+    async def delete(self, deleted: list[tasks.Task], delete: Callable[[Conn], Any]) -> None:
         """Stop these tasks, run `delete` (which removes their rows) and remove their files;
         whoever waits on them or watches them hears of it."""
         task_ids = [t.id for t in deleted]
 
         def cancel_and_delete(
-            conn: sqlite3.Connection,
+            conn: Conn,
         ) -> tuple[Cancelled, list[tuple[str, str]]]:
             cancelled = _cancel(conn, task_ids)
             forgotten = tasks.forget_conversions(conn, task_ids)
@@ -378,7 +375,7 @@ class TaskEngine:
         self.poke()
 
 
-def _cancel(conn: sqlite3.Connection, task_ids: list[str]) -> Cancelled:
+def _cancel(conn: Conn, task_ids: list[str]) -> Cancelled:
     """Inside a transaction: cancel these tasks and those depending on them, and fail the queued
     conversions of those that were converting (the worker pool then kills their tools)."""
     doomed = tasks.cancel(conn, task_ids)

@@ -1,0 +1,293 @@
+"""The PostgreSQL engine (asyncpg), for several nodes sharing one queue: the same Database as
+SQLite's (store/db.py), so nothing above the store knows which engine it runs on.
+
+Writes keep SQLite's shape: a plain function of a connection, run on this process's writer
+thread as one transaction. The thread drives its own asyncpg connection on a private event
+loop, so the store's write functions stay synchronous and short, and never await. Across nodes
+there is no single writer any more, so a write runs SERIALIZABLE and is run again when
+PostgreSQL reports a conflict: logic that was right under SQLite's one-writer lock stays right
+with three nodes writing at once. The hot single-statement writes that must not contend (a
+worker's claim, a quota count) ask for READ COMMITTED instead; they are written to be exact
+under it (`FOR UPDATE SKIP LOCKED`, an upsert's row lock). Reads go through a small pool on the
+daemon's own loop and see committed data, as SQLite's reader does.
+
+The store writes SQL once, in the dialect both engines read: `?` parameters (numbered here),
+`ON CONFLICT`, `RETURNING`. What is not common is chosen by `Database.dialect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import asyncpg
+
+from convertd.store.db import Conn, Database, Dialect, Row
+from convertd.store.schema_postgres import migrate_postgres
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A write that meets another node's is run again, this many times at most.
+MAX_ATTEMPTS = 30
+RETRIED = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+READ_POOL_SIZE = 4
+CONNECT_TIMEOUT_SECONDS = 10.0
+# The same busy wait as SQLite's: a statement stuck behind a lock this long fails.
+STATEMENT_TIMEOUT_MS = 10_000
+
+_PARAM = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?")
+
+
+@functools.lru_cache(maxsize=1024)
+def numbered(sql: str) -> str:
+    """SQLite's `?` parameters as PostgreSQL's `$1, $2, ...` (none inside quotes)."""
+    counter = iter(range(1, 10_000))
+
+    def number(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return f"${next(counter)}" if text == "?" else text
+
+    return _PARAM.sub(number, sql)
+
+
+POSTGRES = Dialect(
+    name="postgresql",
+    json_items="json_array_elements_text(({expr})::json) AS {alias}(value)",
+    url_receiver=(
+        "CASE WHEN strpos(substr({0}, 9), '/') > 0"
+        " THEN substr({0}, 1, 7 + strpos(substr({0}, 9), '/'))"
+        " ELSE CASE WHEN strpos(substr({0}, 9), '?') > 0"
+        " THEN substr({0}, 1, 7 + strpos(substr({0}, 9), '?')) ELSE {0} END END"
+    ),
+)
+
+
+class _Cursor:
+    """What a write function gets back from `execute`: SQLite's cursor, as far as it is used."""
+
+    def __init__(self, rows: list[asyncpg.Record], status: str) -> None:
+        self._rows = rows
+        self._next = 0
+        # "UPDATE 3", "INSERT 0 1", "DELETE 0", "SELECT 2": the count is the last word.
+        last = status.rsplit(" ", 1)[-1] if status else ""
+        self.rowcount = int(last) if last.isdigit() else -1
+
+    def fetchone(self) -> asyncpg.Record | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[asyncpg.Record]:
+        rest = self._rows[self._next :]
+        self._next = len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[asyncpg.Record]:
+        return iter(self.fetchall())
+
+
+class Connection:
+    """The writer's connection as a write function sees it: `execute` and `executemany`, run to
+    completion on the writer thread's own loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: asyncpg.Connection) -> None:
+        self._loop = loop
+        self._conn = conn
+        self.dialect = POSTGRES
+
+    def _run(self, coro: Any) -> Any:
+        try:
+            return self._loop.run_until_complete(coro)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # The store catches one kind of "that row breaks a constraint" on both engines.
+            raise sqlite3.IntegrityError(str(exc)) from exc
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> _Cursor:
+        async def go() -> _Cursor:
+            statement = await self._conn.prepare(numbered(sql))
+            rows = await statement.fetch(*params)
+            return _Cursor(rows, statement.get_statusmsg())
+
+        cursor: _Cursor = self._run(go())
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        args = [tuple(row) for row in rows]
+        if args:
+            self._run(self._conn.executemany(numbered(sql), args))
+
+    @property
+    def raw(self) -> asyncpg.Connection:
+        return self._conn
+
+
+class _WriterThread(threading.Thread):
+    """One connection, one transaction at a time, on a loop of its own."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="db-writer", daemon=True)
+        self._url = url
+        self._calls: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self.loop = asyncio.new_event_loop()
+        self.conn: Connection | None = None
+
+    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, future, functools.partial(contextvars.copy_context().run, fn)))
+        return future
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        while (item := self._calls.get()) is not None:
+            loop, future, fn = item
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(), None)
+            except BaseException as exc:
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.conn.raw.close(timeout=5))
+        self.loop.close()
+
+    def connect(self) -> None:
+        raw = self.loop.run_until_complete(_connect(self._url))
+        self.conn = Connection(self.loop, raw)
+
+    def transaction(self, fn: Callable[[Conn], T], isolation: str) -> T:
+        conn = self.conn
+        assert conn is not None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except RETRIED:
+                self._rollback(conn)
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                logger.debug("write met another node's; running it again (%d)", attempt)
+            except BaseException:
+                self._rollback(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        if conn.raw.is_in_transaction():
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        url,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        # No cached plan may outlive a migration another node ran.
+        statement_cache_size=256,
+        server_settings={
+            "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+            "application_name": "convertd",
+        },
+    )
+
+
+class PostgresDatabase(Database):
+    """One writer connection on its own thread; a small pool of readers on the daemon's loop."""
+
+    def __init__(self, url: str, writer: _WriterThread, readers: asyncpg.Pool) -> None:
+        self.url = url
+        self.dialect = POSTGRES
+        self._writer = writer
+        self._readers = readers
+
+    @classmethod
+    async def connect(cls, url: str) -> PostgresDatabase:
+        writer = _WriterThread(url)
+        writer.start()
+        readers: asyncpg.Pool | None = None
+        try:
+            await writer.call(writer.connect)
+            conn = writer.conn
+            assert conn is not None
+            await writer.call(lambda: writer.loop.run_until_complete(migrate_postgres(conn.raw)))
+            readers = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=READ_POOL_SIZE,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings={"application_name": "convertd"},
+            )
+        except BaseException:
+            if readers is not None:
+                await readers.close()
+            writer.stop()
+            raise
+        return cls(url, writer, readers)
+
+    @property
+    def where(self) -> str:
+        """The URL without its password, for logs and messages."""
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", self.url)
+
+    async def close(self) -> None:
+        await self._readers.close()
+        self._writer.stop()
+        await asyncio.to_thread(self._writer.join)
+
+    async def write(self, fn: Callable[[Conn], T], *, contended: bool = False) -> T:
+        isolation = "READ COMMITTED" if contended else "SERIALIZABLE"
+        writer = self._writer
+        return await writer.call(lambda: writer.transaction(fn, isolation))
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return list(await self._readers.fetch(numbered(sql), *params))
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> Callable[[], Any]:
+        """Call `callback(payload)` for every NOTIFY on `channel`, until the returned function is
+        awaited. One connection of its own: a pooled one would be handed back mid-listen."""
+        conn = await _connect(self.url)
+
+        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            callback(payload)
+
+        await conn.add_listener(channel, heard)
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+
+        return stop
