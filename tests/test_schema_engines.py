@@ -363,6 +363,24 @@ def test_a_task_ending_is_delivered_to_its_subscribers_once(on_engine: Any) -> N
     on_engine(scenario)
 
 
+def test_a_job_whose_tasks_all_end_in_one_statement_is_told_of_once(on_engine: Any) -> None:
+    # SQLite runs a row trigger after each row, PostgreSQL after the whole statement: the
+    # first sees the job end at the last row, the second at every row; one event either way.
+    async def scenario(db: Engine) -> None:
+        await a_key(db)
+        await db.run("INSERT INTO task_jobs (id, key_id, created_at) VALUES ('J1', 1, 1.0)")
+        await a_task(db, "T1", "J1", "processing")
+        await a_task(db, "T2", "J1", "waiting")
+        await db.run("UPDATE tasks SET status = 'error', ended_at = 5.0 WHERE job_id = 'J1'")
+        assert sorted(await db.rows(EVENT + " WHERE name != 'job.created'")) == [
+            ("job.failed", "v2", 1, "J1", None, "J1#2", 5.0),
+            ("task.failed", "v2", 1, "J1", "T1", "T1", 5.0),
+            ("task.failed", "v2", 1, "J1", "T2", "T2", 5.0),
+        ]
+
+    on_engine(scenario)
+
+
 def test_a_v1_job_with_a_webhook_url_is_told_of_its_end(on_engine: Any) -> None:
     async def scenario(db: Engine) -> None:
         await a_key(db)
@@ -491,3 +509,34 @@ def test_a_missing_postgresql_is_said_not_skipped(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(postgres.PostgresMissing, match=r"run \./packaging/setup"):
         postgres.Cluster().start()
+
+
+def test_keys_made_before_webhooks_get_a_secret_each(pg_cluster: Cluster) -> None:
+    """Migration 4 gives every existing key a webhook secret like the code makes (48 hex
+    digits), a different one each, on both engines."""
+    key = (
+        "INSERT INTO api_keys (name, prefix, key_hash, plan, created_at)"
+        " VALUES ('k', ?, 'h', 'pro', 1.0)"
+    )
+    lite = sqlite3.connect(":memory:", isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        lite.executescript(script)
+    lite.execute(key, ("cvd_a",))
+    lite.execute(key, ("cvd_b",))
+    lite.executescript(MIGRATIONS[3])
+    secrets = [r[0] for r in lite.execute("SELECT webhook_secret FROM api_keys")]
+
+    async def scenario() -> list[str]:
+        conn = await asyncpg.connect(pg_cluster.new_database())
+        try:
+            for script in POSTGRES_MIGRATIONS[:3]:
+                await conn.execute(script)
+            await conn.executemany(numbered(key), [("cvd_a",), ("cvd_b",)])
+            await conn.execute(POSTGRES_MIGRATIONS[3])
+            return [r[0] for r in await conn.fetch("SELECT webhook_secret FROM api_keys")]
+        finally:
+            await conn.close()
+
+    for made in (secrets, asyncio.run(scenario())):
+        assert len(made) == 2 and made[0] != made[1]
+        assert all(re.fullmatch(r"whsec_[0-9a-f]{48}", s) for s in made), made
