@@ -474,8 +474,7 @@ def test_two_nodes_ending_a_jobs_last_tasks_at_once_tell_of_its_end(pg_cluster: 
     url = pg_cluster.new_database()
 
     async def scenario() -> tuple[bool, list[tuple[Any, ...]]]:
-        async with engine("postgres", url) as setup:
-            db = setup
+        async with engine("postgres", url) as db:
             await a_key(db)
             await db.run("INSERT INTO task_jobs (id, key_id, created_at) VALUES ('J1', 1, 1.0)")
             await a_task(db, "T1", "J1", "processing")
