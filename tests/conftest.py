@@ -17,6 +17,7 @@ import requests
 from PIL import Image
 
 from tests.daemon import Daemon as DaemonProcess
+from tests.postgres import Cluster
 from tests.webhook_receiver import receiver  # noqa: F401 (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,17 @@ def v2_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 @pytest.fixture(scope="session")
 def v2_key(v2_daemon: Daemon) -> str:
     return v2_daemon.create_key("v2-pro", "--plan", "pro")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL server for the session; each test makes its own database in
+    it (pg_cluster.new_database())."""
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

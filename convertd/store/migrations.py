@@ -12,6 +12,8 @@ import sqlite3
 logger = logging.getLogger(__name__)
 
 # Each entry moves the schema from version N to N+1. Never edit a shipped entry: append one.
+# A new migration is appended to BOTH lists: here and POSTGRES_MIGRATIONS in schema_postgres.py,
+# at the same index, in each engine's dialect; tests/test_schema_engines.py checks they agree.
 MIGRATIONS: list[str] = [
     # 1: plans, keys, quota counters, uploads, jobs.
     """
