@@ -842,14 +842,14 @@ def bench_queue(work: Path, quick: bool) -> None:
     import asyncio
 
     from convertd.store import jobs, uploads
-    from convertd.store.db import Database
+    from convertd.store.db import SqliteDatabase
 
     hash_txt = jobs.Conversion("hash", "txt", "md5", {})
 
     count = 300 if quick else 3000
 
     async def run() -> float:
-        db = await Database.open(work / "queue-bench.db")
+        db = await SqliteDatabase.open(work / "queue-bench.db")
         (upload,) = await uploads.record_uploads(db, None, [("t/x", "x", 1, "txt")])
         start = time.perf_counter()
         for _ in range(count):

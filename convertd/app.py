@@ -68,7 +68,7 @@ from convertd.presets import PresetError
 from convertd.retention import sweep_once
 from convertd.signing import Signer
 from convertd.store import jobs
-from convertd.store.db import Database
+from convertd.store.engines import open_database
 from convertd.store.migrations import SCHEMA_VERSION
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
 from convertd.tasks import tool_versions
@@ -89,7 +89,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[DATA].ensure()
     app[SIGNER] = Signer.load(app[DATA].signing_key)
-    db = await Database.open(app[DATA].database)
+    db = await open_database(app[DATA].database)
     app[DB] = db
     requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
     if requeued or failed:

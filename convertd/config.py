@@ -49,9 +49,8 @@ class ConfigError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: Path
-    # Several nodes (issue 18): a PostgreSQL URL for the queue, keys and quotas instead of the
-    # SQLite file in the data dir, and the folder every node mounts for the files. The data
-    # dir then keeps only what is this node's own (its lock, scratch space, office profiles).
+    # Several nodes: a PostgreSQL URL instead of the SQLite file in the data dir, and the folder
+    # every node mounts for the files (the data dir keeps the node's own: lock, scratch space).
     database: str | None = None
     storage: Path | None = None
     host: str = DEFAULT_HOST

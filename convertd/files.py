@@ -163,7 +163,9 @@ class DataDir:
         final_dir = self.result_dir(job_id)
         staging = _fresh_dir(_staging_of(final_dir))
         target = staging / safe_filename(name)
-        os.replace(produced, target)
+        # A move, not a rename: the storage several nodes share is another filesystem than
+        # the node's own scratch space (the swap below is the rename that makes it appear).
+        shutil.move(produced, target)
         _swap_in(staging, final_dir)
         return final_dir / target.name
 

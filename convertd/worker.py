@@ -37,6 +37,7 @@ from convertd.tasks.pipeline import PIPELINE, after_steps, run_pipeline
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
+TAKEN_OVER = "The job was given to another node"  # never recorded: the job is no longer ours
 RECORD_ATTEMPTS = 5
 
 JobEndListener = Callable[[jobs.Job], None]
@@ -66,8 +67,11 @@ class WorkerPool:
         runner: Runner,
         chromium: Chromium | None = None,
         metrics: Metrics | None = None,
+        node: str | None = None,
     ) -> None:
         self.config = config
+        # This process's row in the nodes table (cluster/node.py): its workers' jobs are its.
+        self.node = node
         self.db = db
         self.registry = registry
         self.data = data
@@ -78,6 +82,7 @@ class WorkerPool:
         self._stopping = False
         self._workers: list[Periodic] = []
         self._running: dict[str, asyncio.Task[str]] = {}
+        self._owners: dict[str, str] = {}  # job id -> the worker of ours holding it
         self._wedged_at: dict[str, float] = {}  # job id -> loop time past which it is wedged
         self._listeners: list[JobEndListener] = []
         self._watchers: list[JobEndListener] = []
@@ -87,7 +92,7 @@ class WorkerPool:
 
     def start(self) -> None:
         for n in range(self.config.workers):
-            owner = f"worker-{self._instance}-{n}"
+            owner = f"{self.node or 'worker-' + self._instance}/{n}"
             work = functools.partial(self._one, owner)
             self._workers.append(Periodic(owner, work, IDLE_POLL_SECONDS).start())
         self._cancellations.start()
@@ -129,7 +134,7 @@ class WorkerPool:
         """Claim one job and run it to its end; False when there was none to claim."""
         if self._stopping:
             return False
-        claim = asyncio.ensure_future(jobs.claim_next(self.db, owner))
+        claim = asyncio.ensure_future(jobs.claim_next(self.db, owner, self.node))
         try:
             job = await asyncio.shield(claim)
         except asyncio.CancelledError:
@@ -146,6 +151,7 @@ class WorkerPool:
         # The job runs in its own task so that stop() can wait for it while cancelling workers.
         run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
         self._running[job.id] = run
+        self._owners[job.id] = owner
         limit = min(job.timeout_seconds or math.inf, self.config.job_timeout_seconds)
         self._wedged_at[job.id] = asyncio.get_running_loop().time() + limit + WEDGED_AFTER_SECONDS
         try:
@@ -164,6 +170,7 @@ class WorkerPool:
             raise
         finally:
             self._running.pop(job.id, None)
+            self._owners.pop(job.id, None)
             self._wedged_at.pop(job.id, None)
             self._cancelled.discard(job.id)
         self._count(job, state, started)
@@ -203,7 +210,8 @@ class WorkerPool:
         outside): their task is cancelled, which kills their tools' process groups."""
         if not self._running:
             return
-        for job_id in await jobs.no_longer_running(self.db, list(self._running)):
+        held = {job_id: self._owners[job_id] for job_id in self._running if job_id in self._owners}
+        for job_id in await jobs.no_longer_running(self.db, held):
             run = self._running.get(job_id)
             if run is not None and not run.done():
                 logger.info("job %s cancelled: stopping it", job_id)
@@ -270,6 +278,10 @@ class WorkerPool:
                         after, output.path, output.name, after_dir, report, (deadline, limit), True
                     )
             size = output.path.stat().st_size
+            if not await jobs.held_by(self.db, job.id, owner):
+                # Given to another node while this one was not seen: its result is that one's.
+                logger.warning("job %s: taken over by another node; this result is dropped", job.id)
+                return TAKEN_OVER
             final = await asyncio.to_thread(
                 self.data.publish_result, job.id, output.path, output.name
             )

@@ -16,6 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.daemon import DATABASES
 from tests.daemon import Daemon as DaemonProcess
 from tests.postgres import Cluster
 from tests.webhook_receiver import receiver  # noqa: F401 (a fixture for every test module)
@@ -116,9 +117,60 @@ class Daemon(DaemonProcess):
         return status, out
 
 
+# The API suite runs on both engines (issue 18): in these modules every test that starts a
+# daemon runs once on SQLite and once on a PostgreSQL database of its own, unless it is marked
+# `sqlite_only` (it reads the SQLite file itself, or tests what only SQLite has).
+ENGINES = ("sqlite", "postgresql")
+BOTH_ENGINES = {
+    "test_api",
+    "test_admin_api",
+    "test_auth",
+    "test_events",
+    "test_quotas",
+    "test_seed_example",
+    "test_uploads",
+    "test_v2_api",
+    "test_v2_edges",
+    "test_v2_sdk",
+    "test_v2_semantics",
+    "test_webhooks",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: runs on SQLite only, in a module whose tests run on both engines"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    both = module in BOTH_ENGINES and metafunc.definition.get_closest_marker("sqlite_only") is None
+    metafunc.parametrize("engine", ENGINES if both else ENGINES[:1], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(tmp_path_factory.mktemp("shared") / "data").start()
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def database_of(engine: str, request: pytest.FixtureRequest) -> str | None:
+    """A fresh PostgreSQL database's URL for a daemon on PostgreSQL; None for SQLite."""
+    if engine == "sqlite":
+        return None
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture(scope="session")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Daemon]:
+    d = Daemon(
+        tmp_path_factory.mktemp(f"shared-{engine}") / "data", database=database_of(engine, request)
+    ).start()
     yield d
     d.stop()
 
@@ -134,8 +186,14 @@ V2_ENV = {"CONVERTD_IMPORT_URL_ALLOW": "127.0.0.1/32", "CONVERTD_SYNC_WAIT_SECON
 
 
 @pytest.fixture(scope="session")
-def v2_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(tmp_path_factory.mktemp("v2") / "data", V2_ENV).start()
+def v2_daemon(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Daemon]:
+    d = Daemon(
+        tmp_path_factory.mktemp(f"v2-{engine}") / "data",
+        V2_ENV,
+        database=database_of(engine, request),
+    ).start()
     yield d
     d.stop()
 
@@ -157,13 +215,19 @@ def pg_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Any]:
+def make_daemon(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Any]:
     started: list[Daemon] = []
+    if (database := database_of(engine, request)) is not None:
+        # Known before the daemon starts: a test may set up its data dir with the CLI first.
+        DATABASES[tmp_path / "data"] = database
 
     def make(
         env: dict[str, str] | None = None, workers: int = 2, data_dir: Path | None = None
     ) -> Daemon:
-        d = Daemon(data_dir or tmp_path / "data", env, workers)
+        data_dir = data_dir or tmp_path / "data"
+        # A daemon started again on the same data dir finds the same database.
+        database = DATABASES.get(data_dir) or database_of(engine, request)
+        d = Daemon(data_dir, env, workers, database=database)
         started.append(d)
         return d.start()
 

@@ -3,16 +3,21 @@ start convertd with (no pytest here, so bench/ can use it too)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import requests
+
+from convertd.store.postgres import numbered
 
 
 def free_port() -> int:
@@ -30,9 +35,16 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# The PostgreSQL database a data dir's daemon uses (a test on both engines): every command
+# the tests run on that data dir is given it too, as an admin would.
+DATABASES: dict[Path, str] = {}
+
+
 def cli_argv(data_dir: Path | None, *args: str) -> list[str]:
-    """`python -m convertd ARGS [--data-dir DATA_DIR]`."""
+    """`python -m convertd ARGS [--data-dir DATA_DIR [--database URL]]`."""
     where = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    if data_dir is not None and data_dir in DATABASES and args[:1] != ("--help",):
+        where += ["--database", DATABASES[data_dir]]
     return [sys.executable, "-m", "convertd", *args, *where]
 
 
@@ -78,8 +90,12 @@ class Daemon:
         env: dict[str, str] | None = None,
         workers: int = 2,
         args: tuple[str, ...] = (),
+        database: str | None = None,
     ):
         self.data_dir = data_dir
+        self.database = database  # a PostgreSQL URL; None: SQLite in the data dir
+        if database is not None:
+            DATABASES[data_dir] = database
         self.args = args  # more `serve` flags
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/v1"
@@ -103,6 +119,7 @@ class Daemon:
                     str(self.port),
                     "--workers",
                     str(self.workers),
+                    *(("--database", self.database) if self.database else ()),
                     *self.args,
                 ],
                 stdout=log,
@@ -142,6 +159,25 @@ class Daemon:
     def create_key(self, name: str = "test", *extra: str) -> str:
         out = run_cli(self.data_dir, "keys", "create", "--name", name, *extra).stdout
         return out.strip().splitlines()[-1]
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of `sql` (with `?` parameters) read straight from this daemon's database,
+        whichever engine it is: for a test that checks what was recorded."""
+        if self.database is None:
+            conn = sqlite3.connect(self.data_dir / "convertd.db")
+            try:
+                return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+            finally:
+                conn.close()
+
+        async def fetch() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(self.database)
+            try:
+                return [tuple(row) for row in await conn.fetch(numbered(sql), *params)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(fetch())
 
     def cli(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """A convertd command on this daemon's data dir."""

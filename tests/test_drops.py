@@ -462,13 +462,13 @@ def test_a_file_changed_after_it_was_taken_is_converted_again(tmp_path: Path) ->
     from convertd.files import DataDir
     from convertd.store import drops as drop_store
     from convertd.store import jobs
-    from convertd.store.db import Database
+    from convertd.store.db import SqliteDatabase
 
     async def scenario() -> tuple[str, str, list[str]]:
         data = DataDir(tmp_path / "data")
         data.ensure()
         rule = inbox_rule(data.drop_root, Config(data_dir=tmp_path).drop_originals)
-        db = await Database.open(data.database)
+        db = await SqliteDatabase.open(data.database)
         file_path, upload = data.new_upload_path("scan.txt")
         upload.write_text("page one\n")
         st = upload.stat()

@@ -206,6 +206,20 @@ FILL: dict[str, list[dict[str, Any]]] = {
             "used_by": None,
         }
     ],
+    "nodes": [
+        {
+            "id": "nas-1234-0a1b2c3d",
+            "host": "nas",
+            "pid": 1234,
+            "role": "serve",
+            "address": "http://127.0.0.1:8470",
+            "workers": 2,
+            "version": "0.1.0",
+            "started_at": NOW - 7200,
+            "seen_at": NOW - 3600,
+            "stopped_at": NOW - 3600,
+        }
+    ],
 }
 # What the daemon itself changes when the key is used (and /health's write probe).
 CHANGES_IN_USE = {

@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from convertd.store import jobs, uploads
-from convertd.store.db import Database
+from convertd.store.db import Database, SqliteDatabase
 from tests.conftest import Daemon
 
 HASH_TXT = jobs.Conversion("hash", "txt", "md5", {})
@@ -122,8 +122,8 @@ def test_sigterm_past_the_grace_period_requeues(make_daemon: Any) -> None:
 def test_two_claimers_never_take_the_same_job(tmp_path: Path) -> None:
     # Two connections stand for two processes sharing one database file.
     async def scenario() -> list[str]:
-        first = await Database.open(tmp_path / "q.db")
-        second = await Database.open(tmp_path / "q.db")
+        first = await SqliteDatabase.open(tmp_path / "q.db")
+        second = await SqliteDatabase.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(first, None, [("t/x.txt", "x.txt", 1, "txt")])
         for _ in range(200):
             await jobs.create(first, upload.id, HASH_TXT, key_id=None)
@@ -147,7 +147,7 @@ def test_two_claimers_never_take_the_same_job(tmp_path: Path) -> None:
 
 def test_late_writer_cannot_change_a_requeued_job(tmp_path: Path) -> None:
     async def scenario() -> tuple[bool, str]:
-        db = await Database.open(tmp_path / "q.db")
+        db = await SqliteDatabase.open(tmp_path / "q.db")
         (upload,) = await uploads.record_uploads(db, None, [("t/x.txt", "x.txt", 1, "txt")])
         job = await jobs.create(db, upload.id, HASH_TXT, key_id=None)
         await jobs.claim_next(db, "old")

@@ -372,12 +372,8 @@ def test_delete_kills_a_running_conversion_within_2_seconds(
     # Revoking a key cancels what its jobs still wait for.
     waiting = job_of(d, k, {"u": {"operation": "import/upload"}})
     d.cli("keys", "revoke", "1")
-    conn = __import__("sqlite3").connect(d.data_dir / "convertd.db")
-    row = conn.execute(
-        "SELECT status, code FROM tasks WHERE job_id = ?", (waiting["id"],)
-    ).fetchone()
-    conn.close()
-    assert row == ("error", "CANCELLED")
+    rows = d.query("SELECT status, code FROM tasks WHERE job_id = ?", (waiting["id"],))
+    assert rows == [("error", "CANCELLED")]
 
 
 def test_import_url_network_policy(make_daemon: Any, file_server: FileServer) -> None:

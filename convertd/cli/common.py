@@ -12,6 +12,7 @@ from pathlib import Path
 from convertd.config import Config, load_config
 from convertd.files import DataDir
 from convertd.store.db import Database
+from convertd.store.engines import open_database
 
 # A subcommand's work: the parsed arguments in, the exit status out.
 Command = Callable[[argparse.Namespace], int]
@@ -65,7 +66,7 @@ def runs_on_database(parser: argparse.ArgumentParser, action: DatabaseCommand) -
         where = DataDir.of(config_of(args)).database
 
         async def main() -> int:
-            db = await Database.open(where)
+            db = await open_database(where)
             try:
                 return await action(db, args)
             finally:

@@ -26,7 +26,7 @@ from convertd.errors import ConversionError
 from convertd.files import DataDir, extension_of, safe_filename
 from convertd.office.pool import OfficePool
 from convertd.presets import Preset, PresetError
-from convertd.store.db import Database
+from convertd.store.engines import open_database
 from convertd.tasks.presets import Presets, UnknownPreset
 
 
@@ -144,7 +144,7 @@ async def _preset(config: Config, name: str) -> Preset:
         presets = Presets(default_registry(office), config.presets)
     except PresetError as exc:
         raise ConfigError(str(exc)) from None
-    db = await Database.open(DataDir.of(config).database)
+    db = await open_database(DataDir.of(config).database)
     try:
         return await presets.get(db, name)
     finally:

@@ -18,7 +18,7 @@ from convertd.cli.common import config_of
 from convertd.config import Config
 from convertd.files import DataDir
 from convertd.office.profile import find_soffice, find_uno_python
-from convertd.store.db import Database
+from convertd.store.engines import open_database
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
 APT = "sudo apt-get install -y"
@@ -192,7 +192,7 @@ def data_checks(config: Config) -> list[Check]:
     )
 
     async def open_db() -> str:
-        db = await Database.open(data.database)
+        db = await open_database(data.database)
         try:
             return f"{db.where} (schema {SCHEMA_VERSION})"
         finally:

@@ -1,7 +1,8 @@
 """The database: what the store asks of either engine (Database), and SQLite's engine.
 
 SQLite, in the data dir, is the default: one node, no configuration. PostgreSQL
-(store/postgres.py) is the engine of several nodes; `Database.open` picks by what it is given.
+(store/postgres.py) is the engine of several nodes; store/engines.open_database picks by what
+it is given.
 
 Every write is a function run by `Database.write(fn)` on the database's own writer thread, as
 one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner of datasette's
@@ -87,6 +88,10 @@ class Dialect:
     # The receiver a delivery goes to: its URL's scheme, host and port ("http://h:1/a?b" ->
     # "http://h:1"), found after the "//" (checked to be an http or https URL when given).
     url_receiver: str
+    greatest: str  # the larger of two values: SQLite's two-argument max(), GREATEST elsewhere
+    # A table's rows in the order they were inserted (a tie-break for equal timestamps).
+    insertion_order: str
+    skip_locked: str  # a claim's select passes over rows another node is claiming
 
     def json_values(self, expr: str, alias: str) -> str:
         return self.json_items.format(expr=expr, alias=alias)
@@ -104,6 +109,9 @@ SQLITE = Dialect(
         " ELSE CASE WHEN instr(substr({0}, 9), '?') > 0"
         " THEN substr({0}, 1, 7 + instr(substr({0}, 9), '?')) ELSE {0} END END"
     ),
+    greatest="max",
+    insertion_order="rowid",
+    skip_locked="",  # one writer at a time: nothing is ever locked by another
 )
 
 
@@ -241,16 +249,6 @@ class Database:
 
     dialect: Dialect = SQLITE
 
-    @staticmethod
-    async def open(where: Path | str) -> Database:
-        """The database at `where`: a PostgreSQL URL, or the path of a SQLite file (created and
-        migrated as needed)."""
-        if is_database_url(where):
-            from convertd.store.postgres import PostgresDatabase
-
-            return await PostgresDatabase.connect(str(where))
-        return await SqliteDatabase.open_file(Path(where))
-
     @property
     def where(self) -> str:
         raise NotImplementedError
@@ -291,7 +289,7 @@ class SqliteDatabase(Database):
         self._reader = reader
 
     @classmethod
-    async def open_file(cls, path: Path) -> SqliteDatabase:
+    async def open(cls, path: Path) -> SqliteDatabase:
         """Open (creating and migrating as needed) the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         thread = _WriterThread()

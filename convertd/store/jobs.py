@@ -135,17 +135,21 @@ async def get(db: Database, job_id: str) -> Job | None:
     return Job.from_row(row) if row else None
 
 
-async def claim_next(db: Database, owner: str) -> Job | None:
-    """Take the oldest pending job for `owner`, in one statement: two claimers never share one."""
+async def claim_next(db: Database, owner: str, node: str | None = None) -> Job | None:
+    """Take the oldest pending job for `owner`, in one statement: two claimers never share one.
+    On PostgreSQL, claimers on other nodes skip the row this one has locked rather than wait
+    for it (and then find it taken): each takes the next."""
+    order = db.dialect.insertion_order
     row = await db.write(
         lambda conn: conn.execute(
-            """UPDATE jobs SET status = 'processing', owner = ?, attempts = attempts + 1,
-                              started_at = ?, progress = NULL, error = NULL
+            f"""UPDATE jobs SET status = 'processing', owner = ?, node = ?,
+                              attempts = attempts + 1, started_at = ?, progress = NULL, error = NULL
                WHERE id = (SELECT id FROM jobs WHERE status = 'pending'
-                           ORDER BY created_at, rowid LIMIT 1)
-               RETURNING *""",
-            (owner, clock.now()),
-        ).fetchone()
+                           ORDER BY created_at, {order} LIMIT 1 {db.dialect.skip_locked})
+               RETURNING *""",  # noqa: S608 (the dialect's own words)
+            (owner, node, clock.now()),
+        ).fetchone(),
+        contended=True,
     )
     if row is None:
         return None
@@ -280,15 +284,24 @@ def cancel(conn: Conn, job_ids: list[str], error: str) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in queued]
 
 
-async def no_longer_running(db: Database, job_ids: list[str]) -> list[str]:
-    """Which of these jobs (running here) the database no longer has as running: cancelled
-    from outside (a key revoked by the admin CLI)."""
-    rows = await db.fetch_all(
-        f"SELECT id FROM jobs WHERE id IN ({marks(job_ids)}) "  # noqa: S608 (placeholders only)
-        "AND status != 'processing'",
-        job_ids,
+async def held_by(db: Database, job_id: str, owner: str) -> bool:
+    row = await db.fetch_one(
+        "SELECT 1 FROM jobs WHERE id = ? AND owner = ? AND status = 'processing'", (job_id, owner)
     )
-    return [row[0] for row in rows]
+    return row is not None
+
+
+async def no_longer_running(db: Database, held: dict[str, str]) -> list[str]:
+    """Which of these jobs (id: the owner running it here) the database no longer has as run
+    by that owner: cancelled from outside (a key revoked by the admin CLI, a DELETE on another
+    node), or given to another node while this one was not seen (stopped, cut off)."""
+    rows = await db.fetch_all(
+        f"SELECT id, owner FROM jobs WHERE id IN ({marks(held)}) "  # noqa: S608 (placeholders)
+        "AND status = 'processing'",
+        list(held),
+    )
+    still = {row[0] for row in rows if row[1] == held[row[0]]}
+    return [job_id for job_id in held if job_id not in still]
 
 
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:

@@ -323,6 +323,26 @@ MIGRATIONS: list[str] = [
         used_by       TEXT
     ) WITHOUT ROWID;
     """,
+    # 7: the nodes sharing the database (issue 18, store/nodes.py). Each `convertd serve` or
+    # `convertd worker` records itself as it starts and says it is alive every few seconds; a
+    # job's node is the one whose worker holds it, and its jobs go back to the queue once it has
+    # not been seen for node_lease_seconds. (One SQLite node has a row too, for `convertd nodes`.)
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,            -- "<host>-<pid>-<random>", unique to one process
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('serve', 'worker')),
+        address TEXT,                   -- where its API listens (serve)
+        workers INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL,
+        stopped_at REAL                 -- a clean stop; NULL while it runs, or if it died
+    );
+    ALTER TABLE jobs ADD COLUMN node TEXT;  -- the node whose worker holds (or last held) it
+    CREATE INDEX jobs_processing_node ON jobs (node) WHERE status = 'processing';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

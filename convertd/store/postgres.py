@@ -70,6 +70,9 @@ POSTGRES = Dialect(
         " ELSE CASE WHEN strpos(substr({0}, 9), '?') > 0"
         " THEN substr({0}, 1, 7 + strpos(substr({0}, 9), '?')) ELSE {0} END END"
     ),
+    greatest="GREATEST",
+    insertion_order="seq",  # an identity column of jobs and tasks (schema_postgres.py)
+    skip_locked="FOR UPDATE SKIP LOCKED",
 )
 
 
@@ -270,7 +273,12 @@ class PostgresDatabase(Database):
         return await writer.call(lambda: writer.transaction(fn, isolation))
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return list(await self._readers.fetch(numbered(sql), *params))
+        args = tuple(params)
+        if any(isinstance(arg, str) and "\x00" in arg for arg in args):
+            # PostgreSQL's text cannot hold NUL, so nothing stored equals such a value; SQLite
+            # finds nothing for it either. Refused, it would be an error instead of "not found".
+            return []
+        return list(await self._readers.fetch(numbered(sql), *args))
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)

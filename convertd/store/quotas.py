@@ -6,7 +6,7 @@ import dataclasses
 import logging
 
 from convertd import clock
-from convertd.store.db import Conn, Database
+from convertd.store.db import Conn, Database, dialect_of
 from convertd.store.keys import ApiKey, get_key
 
 logger = logging.getLogger(__name__)
@@ -166,15 +166,16 @@ class CallCounter:
         self._dirty, self._calls, self._writing = set(), {}, calls
 
         def write(conn: Conn) -> None:
+            greatest = dialect_of(conn).greatest
             conn.executemany(
-                "INSERT INTO call_counts (key_id, span, span_start, count) VALUES (?, ?, ?, ?) "
+                "INSERT INTO call_counts (key_id, span, span_start, count) VALUES (?, ?, ?, ?) "  # noqa: S608
                 "ON CONFLICT (key_id, span, span_start) DO UPDATE "
-                "SET count = max(count, excluded.count)",
+                f"SET count = {greatest}(call_counts.count, excluded.count)",
                 counts,
             )
             conn.executemany(
-                "UPDATE api_keys SET usage_count = usage_count + ?, "
-                "last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+                "UPDATE api_keys SET usage_count = usage_count + ?, "  # noqa: S608
+                f"last_used_at = {greatest}(coalesce(last_used_at, 0), ?) WHERE id = ?",
                 [(n, last, key_id) for key_id, (n, last) in calls.items()],
             )
 

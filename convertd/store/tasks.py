@@ -155,7 +155,8 @@ async def get_many(db: Database, task_ids: list[str]) -> list[Task]:
 
 async def of_job(db: Database, job_id: str) -> list[Task]:
     rows = await db.fetch_all(
-        f"{_SELECT_TASK} WHERE t.job_id = ? ORDER BY t.created_at, t.rowid", (job_id,)
+        f"{_SELECT_TASK} WHERE t.job_id = ? ORDER BY t.created_at, t.{db.dialect.insertion_order}",
+        (job_id,),
     )
     return [Task.from_row(row) for row in rows]
 
@@ -182,7 +183,8 @@ async def list_tasks(
     args = (key_id, job_id, job_id, status, status, operation, operation)
     total = await count(db, f"SELECT COUNT(*) FROM tasks t {where}", args)
     rows = await db.fetch_all(
-        f"{_SELECT_TASK} {where} ORDER BY t.created_at DESC, t.rowid DESC LIMIT ? OFFSET ?",
+        f"{_SELECT_TASK} {where} ORDER BY t.created_at DESC, t.{db.dialect.insertion_order} DESC "
+        "LIMIT ? OFFSET ?",
         (*args, limit, offset),
     )
     return [Task.from_row(row) for row in rows], total
@@ -197,7 +199,7 @@ async def ready(db: Database) -> list[Task]:
                             LEFT JOIN tasks u ON u.id = d.value
                             WHERE u.id IS NULL OR (u.status != 'finished'
                             AND NOT (u.status = 'error' AND u.ignore_error = 1)))
-            ORDER BY t.created_at, t.rowid"""
+            ORDER BY t.created_at, t.{db.dialect.insertion_order}"""
     )
     return [Task.from_row(row) for row in rows]
 

@@ -56,7 +56,8 @@ async def record_uploads(
 async def get_owned(db: Database, key_id: int | None, file_path: str) -> Upload | None:
     """The live upload at `file_path` if this key made it; another key's upload is not found."""
     row = await db.fetch_one(
-        "SELECT * FROM uploads WHERE file_path = ? AND key_id IS ? AND expired = 0",
+        "SELECT * FROM uploads WHERE file_path = ? AND key_id IS NOT DISTINCT FROM ? "
+        "AND expired = 0",
         (file_path, key_id),
     )
     return Upload.from_row(row) if row else None

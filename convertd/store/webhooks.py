@@ -96,7 +96,8 @@ async def create(
 
     def insert(conn: Conn) -> Row:
         had = conn.execute(
-            "SELECT COUNT(*) FROM webhooks WHERE key_id IS ? AND rule IS NULL", (key_id,)
+            "SELECT COUNT(*) FROM webhooks WHERE key_id IS NOT DISTINCT FROM ? AND rule IS NULL",
+            (key_id,),
         ).fetchone()[0]
         if had >= MAX_PER_KEY:
             raise TooMany
@@ -112,7 +113,7 @@ async def create(
 
 async def of_key(db: Database, key_id: int | None, offset: int, limit: int) -> list[Webhook]:
     rows = await db.fetch_all(
-        "SELECT * FROM webhooks WHERE key_id IS ? AND rule IS NULL "
+        "SELECT * FROM webhooks WHERE key_id IS NOT DISTINCT FROM ? AND rule IS NULL "
         "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
         (key_id, limit, offset),
     )
@@ -121,14 +122,15 @@ async def of_key(db: Database, key_id: int | None, offset: int, limit: int) -> l
 
 async def count_of_key(db: Database, key_id: int | None) -> int:
     row = await db.fetch_one(
-        "SELECT COUNT(*) FROM webhooks WHERE key_id IS ? AND rule IS NULL", (key_id,)
+        "SELECT COUNT(*) FROM webhooks WHERE key_id IS NOT DISTINCT FROM ? AND rule IS NULL",
+        (key_id,),
     )
     return int(row[0]) if row else 0
 
 
 async def get_owned(db: Database, key_id: int | None, webhook_id: str) -> Webhook | None:
     row = await db.fetch_one(
-        "SELECT * FROM webhooks WHERE id = ? AND key_id IS ? AND rule IS NULL",
+        "SELECT * FROM webhooks WHERE id = ? AND key_id IS NOT DISTINCT FROM ? AND rule IS NULL",
         (webhook_id, key_id),
     )
     return Webhook.from_row(row) if row else None

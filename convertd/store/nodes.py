@@ -1,0 +1,135 @@
+"""The nodes sharing the database (migration 7): each records itself as it starts, says it is
+alive every few seconds, and takes back the jobs of a node that has not been seen for the lease.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from convertd import clock
+from convertd.store.db import Conn, Database, Row, from_row
+
+logger = logging.getLogger(__name__)
+
+# Nodes that stopped or died are listed for a day, then forgotten (by the retention sweep).
+FORGET_AFTER_SECONDS = 86400.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    id: str
+    host: str
+    pid: int
+    role: str  # "serve" or "worker"
+    address: str | None
+    workers: int
+    version: str
+    started_at: float
+    seen_at: float
+    stopped_at: float | None
+    running: int = 0  # jobs its workers hold now
+
+    @classmethod
+    def from_row(cls, row: Row) -> Node:
+        return from_row(cls, row)
+
+
+async def register(db: Database, node: Node) -> None:
+    await db.write(
+        lambda conn: conn.execute(
+            """INSERT INTO nodes (id, host, pid, role, address, workers, version, started_at,
+                                  seen_at, stopped_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)""",
+            (
+                node.id,
+                node.host,
+                node.pid,
+                node.role,
+                node.address,
+                node.workers,
+                node.version,
+                node.started_at,
+                node.seen_at,
+            ),
+        )
+    )
+
+
+async def beat(db: Database, node_id: str) -> None:
+    """The node is alive now."""
+    await db.write(
+        lambda conn: conn.execute(
+            "UPDATE nodes SET seen_at = ? WHERE id = ?", (clock.now(), node_id)
+        ),
+        contended=True,
+    )
+
+
+async def stopped(db: Database, node_id: str) -> None:
+    await db.write(
+        lambda conn: conn.execute(
+            "UPDATE nodes SET seen_at = ?, stopped_at = ? WHERE id = ?",
+            (clock.now(), clock.now(), node_id),
+        )
+    )
+
+
+# The nodes whose jobs are theirs to finish: running, and seen within the lease.
+_ALIVE = "SELECT id FROM nodes WHERE stopped_at IS NULL AND seen_at >= ?"
+
+
+def _take_back(conn: Conn, lease_seconds: float, max_attempts: int) -> tuple[list[str], list[str]]:
+    """Inside the caller's transaction: the running jobs of nodes no longer alive go back to
+    the queue, or fail when they have had their attempts; (requeued ids, failed ids)."""
+    now = clock.now()
+    alive_since = now - lease_seconds
+    gave_up = conn.execute(
+        f"""UPDATE jobs SET status = 'failed', finished_at = ?, owner = NULL,
+                  error = 'Gave up after ' || attempts || ' attempts: the node running it '
+                          || 'stopped answering'
+           WHERE status = 'processing' AND node IS NOT NULL AND attempts >= ?
+             AND node NOT IN ({_ALIVE}) RETURNING id""",  # noqa: S608 (a constant)
+        (now, max_attempts, alive_since),
+    ).fetchall()
+    requeued = conn.execute(
+        f"""UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL
+           WHERE status = 'processing' AND node IS NOT NULL
+             AND node NOT IN ({_ALIVE}) RETURNING id""",  # noqa: S608 (a constant)
+        (alive_since,),
+    ).fetchall()
+    return [row[0] for row in requeued], [row[0] for row in gave_up]
+
+
+async def take_back(
+    db: Database, lease_seconds: float, max_attempts: int
+) -> tuple[list[str], list[str]]:
+    requeued, failed = await db.write(lambda conn: _take_back(conn, lease_seconds, max_attempts))
+    for job_id in requeued:
+        logger.warning("job %s: its node stopped answering; queued again", job_id)
+    for job_id in failed:
+        logger.warning("job %s: its node stopped answering; gave up (attempts used)", job_id)
+    return requeued, failed
+
+
+async def listed(db: Database, lease_seconds: float, everyone: bool = False) -> list[Node]:
+    """The live nodes (seen within the lease), newest first; with `everyone`, also those that
+    stopped or died in the last day."""
+    alive = "" if everyone else "WHERE n.stopped_at IS NULL AND n.seen_at >= ?"
+    params = () if everyone else (clock.now() - lease_seconds,)
+    rows = await db.fetch_all(
+        f"""SELECT n.*, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'processing'
+                        AND j.node = n.id) AS running
+           FROM nodes n {alive} ORDER BY n.started_at DESC, n.id""",  # noqa: S608 (constants)
+        params,
+    )
+    return [Node.from_row(row) for row in rows]
+
+
+async def forget_before(db: Database, cutoff: float) -> int:
+    """Nodes not seen since `cutoff` leave the list."""
+    return int(
+        await db.write(
+            lambda conn: conn.execute("DELETE FROM nodes WHERE seen_at < ?", (cutoff,)).rowcount
+        )
+    )
