@@ -1,9 +1,10 @@
 """The application factory: state, resource lifecycle in order, routes and middlewares.
 
 Each resource is one `cleanup_ctx` entry, started in this order and stopped in reverse:
-database (migrate, recover jobs) -> systemd watchdog -> presets (the watch rules' applied) ->
-call counter -> webhook sender -> LibreOffice -> conversion runner -> worker pool -> task engine
-(/v2) -> drop folders -> retention sweep.
+database (migrate, recover jobs) -> this node (its row, the relay of changes) -> systemd
+watchdog -> presets (the watch rules' applied) -> call counter -> LibreOffice -> conversion
+runner -> worker pool -> the leader's services (leading.py: webhook sender, task engine (/v2),
+drop folders, retention sweep), started last, once this node leads.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from convertd.api.state import (
     CONFIG,
     DATA,
     DB,
-    ENGINE,
     METRICS,
     POOL,
     PRESETS,
@@ -48,31 +48,39 @@ from convertd.api.v2.routes import ROUTES as V2_ROUTES
 from convertd.api.web import ROUTES as WEB_ROUTES
 from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
+from convertd.cluster.leader import Leadership
+from convertd.cluster.node import NodeLife
+from convertd.cluster.relay import Relay
 from convertd.config import Config, ConfigError
 from convertd.converters.base import Limits
 from convertd.converters.registry import FILETYPES, Registry, default_registry
 from convertd.converters.run import Runner
-from convertd.drops.checks import Fresh, build_rules, with_presets
+from convertd.drops.checks import build_rules, with_presets
 from convertd.drops.rules import PIPELINE, preset_users
 from convertd.drops.waiting import Waiting
-from convertd.drops.watcher import DropWatcher
-from convertd.events.payloads import render as render_payload
-from convertd.events.rules import mirror_rule_webhooks
-from convertd.events.sender import WebhookSender
 from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir
+from convertd.leading import (
+    BROWSER,
+    LEADER,
+    NODE,
+    OFFICE,
+    ROLE,
+    drop_folders,
+    leadership,
+    retention_sweep,
+    task_engine,
+    webhook_sender,
+)
 from convertd.metrics import Metrics
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
 from convertd.presets import PresetError
-from convertd.retention import sweep_once
 from convertd.signing import Signer
 from convertd.store import jobs
 from convertd.store.engines import open_database
 from convertd.store.migrations import SCHEMA_VERSION
 from convertd.store.quotas import FLUSH_SECONDS, CallCounter
-from convertd.tasks import tool_versions
-from convertd.tasks.engine import TaskEngine
 from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.presets import Presets
 from convertd.watchdog import Watchdog
@@ -80,8 +88,6 @@ from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
 
-OFFICE = web.AppKey("office", OfficePool)
-BROWSER = web.AppKey("browser", Chromium)
 RUNNER = web.AppKey("runner", Runner)
 
 
@@ -91,11 +97,31 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[SIGNER] = Signer.load(app[DATA].signing_key)
     db = await open_database(app[DATA].database)
     app[DB] = db
-    requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
-    if requeued or failed:
-        logger.info("recovered %d interrupted job(s); %d gave up", requeued, failed)
+    if not app[DATA].shared:
+        # The one node of this database (the data dir's lock says so): whatever was running
+        # was its own. Shared, a node's jobs are taken back once it is not seen (cluster/node.py).
+        requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
+        if requeued or failed:
+            logger.info("recovered %d interrupted job(s); %d gave up", requeued, failed)
     yield
     await db.close()
+
+
+async def _node(app: web.Application) -> AsyncIterator[None]:
+    """This process in the nodes table, alive; what other nodes announce, heard here; and the
+    work one node does for all, led by one (cluster/)."""
+    config = app[CONFIG]
+    role = app[ROLE]
+    address = None if role == "worker" else f"http://{config.host}:{config.port}"
+    life = await NodeLife(app[DB], role=role, workers=config.workers, address=address).start(
+        config.max_attempts
+    )
+    app[NODE] = life
+    relay = await Relay(app[DB], life.id, app[CHANGES]).start()
+    app[LEADER] = Leadership(app[DB], life.id)
+    yield
+    await relay.stop()
+    await life.stop()
 
 
 async def _watchdog(app: web.Application) -> AsyncIterator[None]:
@@ -169,7 +195,14 @@ async def _runner(app: web.Application) -> AsyncIterator[None]:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     pool = WorkerPool(
-        app[CONFIG], app[DB], app[REGISTRY], app[DATA], app[RUNNER], app[BROWSER], app[METRICS]
+        app[CONFIG],
+        app[DB],
+        app[REGISTRY],
+        app[DATA],
+        app[RUNNER],
+        app[BROWSER],
+        app[METRICS],
+        node=app[NODE].id,
     )
     app[POOL] = pool
     # v1's `GET /v1/status/{id}?wait=` hears of a job's end here.
@@ -181,68 +214,17 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await pool.stop()
 
 
-async def _task_engine(app: web.Application) -> AsyncIterator[None]:
-    engine = TaskEngine(
-        app[CONFIG], app[DB], app[DATA], app[REGISTRY], app[POOL], app[CHANGES], app[BROWSER]
-    )
-    app[ENGINE] = engine
-    await tool_versions.detect(app[OFFICE].soffice)
-    await engine.start()
-    yield
-    await engine.stop()
-
-
-async def _webhooks(app: web.Application) -> AsyncIterator[None]:
-    if app[CONFIG].drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
-        await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
-    sender = WebhookSender(
-        app[CONFIG], app[DB], lambda d: render_payload(app, d), app[METRICS]
-    ).start()
-    app[CHANGES].on_change(sender.poke)
-    yield
-    await sender.stop()
-
-
 async def _answer_waits(app: web.Application) -> None:
     """on_shutdown: waiting requests answer now, with the state as it stands, rather than being
     cut off by the server's shutdown timeout."""
     app[CHANGES].close()
 
 
-async def _drop_folders(app: web.Application) -> AsyncIterator[None]:
-    if not app[CONFIG].drop_enabled:
-        yield
-        return
-    pool = app[POOL]
-    # Rules naming a preset take it as it is when each file is taken.
-    fresh = Fresh(app[CONFIG].watch_rules, app[PRESETS], app[DB], app[REGISTRY])
-    watcher = DropWatcher(
-        app[CONFIG],
-        app[DB],
-        app[DATA],
-        app[REGISTRY],
-        app[RULES],
-        pool.notify,
-        app[METRICS],
-        fresh=fresh,
-        waiting=app[WAITING],  # shown by GET /v2/drops
-    )
-    pool.on_job_end(watcher.job_ended)
-    watcher.start()
-    yield
-    await watcher.stop()
-
-
-async def _retention(app: web.Application) -> AsyncIterator[None]:
-    config, db, data = app[CONFIG], app[DB], app[DATA]
-    sweeper = Periodic(
-        "retention", lambda: sweep_once(config, db, data), config.sweep_interval_seconds
-    ).start()
-    yield
-    await sweeper.stop()
-
-
-def create_app(config: Config, registry: Registry | None = None) -> web.Application:
+def create_app(
+    config: Config, registry: Registry | None = None, role: str = "serve"
+) -> web.Application:
+    """The daemon (`serve`), or with role "worker" a node that only converts: no API, and it
+    never leads (cluster/leader.py)."""
     metrics = Metrics()
     metrics.describe_build(__version__, SCHEMA_VERSION)
     middlewares: list[Middleware] = [cors_middleware, error_middleware, auth_middleware]
@@ -252,6 +234,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app = web.Application(middlewares=middlewares)
     data = DataDir.of(config)
     app[CONFIG] = config
+    app[ROLE] = role
     app[DATA] = data
     app[METRICS] = metrics
     app[CHANGES] = Changes()
@@ -291,20 +274,27 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
         )
     except PresetError as exc:
         raise ConfigError(str(exc)) from None
+    if role == "worker":
+        app.cleanup_ctx.extend(
+            [_database, _node, _watchdog, _office, _browser, _runner, _workers, leadership]
+        )
+        return app
     app.cleanup_ctx.extend(
         [
             _database,
+            _node,  # this node's row, the relay of changes, and who leads
             _watchdog,  # stopped last, just before the database closes
             _presets,  # the database's presets checked, and the watch rules' applied
             _call_counter,
-            _webhooks,  # before anything runs: it checks the watch rules' webhooks
+            webhook_sender,  # before anything runs: it checks the watch rules' webhooks
             _office,
             _browser,
             _runner,
             _workers,
-            _task_engine,
-            _drop_folders,
-            _retention,
+            task_engine,
+            drop_folders,
+            retention_sweep,
+            leadership,  # the leader's services (task engine, webhooks, drops, retention)
         ]
     )
     app.on_response_prepare.append(add_rate_limit_headers)

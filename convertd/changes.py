@@ -1,7 +1,8 @@
 """Hearing of changes without polling: whoever records a change announces it here after it is
 committed. `changed(subject)` wakes whoever waits for that job or task to end (`/sync/v2`, v1's
 `?wait=`); `publish(key_id, item)` tells the event streams of that key (`/v1/events`,
-`/v2/events`) which job or task to show again."""
+`/v2/events`) which job or task to show again. With several nodes, a relay (cluster/relay.py)
+carries both to the other nodes, whose `heard` announces them there."""
 
 from __future__ import annotations
 
@@ -52,12 +53,19 @@ class Subscription:
         return items
 
 
+# What a relay carries to the other nodes: the subjects that changed, and what was published
+# to which key's streams.
+Published = list[tuple[int | None, list[Item]]]
+Relay = Callable[[list[str], Published], None]
+
+
 class Changes:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._listeners: list[Callable[[], None]] = []
         self._streams: dict[int | None, set[Subscription]] = {}
         self._closed = False
+        self.relay: Relay | None = None
 
     def subscribe(self, key_id: int | None) -> Subscription:
         subscription = Subscription()
@@ -77,6 +85,11 @@ class Changes:
                 del self._streams[key_id]
 
     def publish(self, key_id: int | None, *items: Item) -> None:
+        self._publish(key_id, items)
+        if self.relay is not None:
+            self.relay([], [(key_id, list(items))])
+
+    def _publish(self, key_id: int | None, items: tuple[Item, ...] | list[Item]) -> None:
         for subscription in self._streams.get(key_id, ()):
             for item in items:
                 subscription.add(item)
@@ -92,11 +105,23 @@ class Changes:
         return event
 
     def changed(self, *subjects: str | None) -> None:
+        named = [subject for subject in subjects if subject is not None]
+        self._changed(named)
+        if self.relay is not None:
+            self.relay(named, [])
+
+    def _changed(self, subjects: list[str]) -> None:
         for subject in subjects:
-            if subject is not None and (event := self._events.pop(subject, None)) is not None:
+            if (event := self._events.pop(subject, None)) is not None:
                 event.set()
         for listener in self._listeners:
             listener()
+
+    def heard(self, subjects: list[str], published: list[tuple[int | None, list[Item]]]) -> None:
+        """What another node announced, announced here (and not relayed again)."""
+        for key_id, items in published:
+            self._publish(key_id, items)
+        self._changed(subjects)
 
     def close(self) -> None:
         """The daemon is stopping: every wait answers now, with the state as it stands."""

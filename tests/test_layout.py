@@ -55,7 +55,7 @@ LAYERS = [
         ],
     ),
     ("api and events", ["convertd.api", "convertd.events"]),
-    ("app and server", ["convertd.app", "convertd.server"]),
+    ("app and server", ["convertd.app", "convertd.leading", "convertd.server"]),
     ("cli", ["convertd.cli", "convertd.__main__"]),
 ]
 MAX_LINES = 400

@@ -243,6 +243,20 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
 
 
+class LeaderLock:
+    """A lock at most one node holds (store/postgres.py has the real one). On SQLite there is
+    one node per database, which the data dir's lock makes sure of: it always leads."""
+
+    async def try_take(self) -> bool:
+        return True
+
+    async def still_held(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
 class Database:
     """What the store asks of an engine: one way to write (a function of a connection, as one
     transaction) and reads of committed data."""
@@ -271,6 +285,23 @@ class Database:
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         raise NotImplementedError
+
+    def leader_lock(self, key: int) -> LeaderLock:
+        """The lock on `key` that one node of those sharing the database holds at a time."""
+        return LeaderLock()
+
+    async def listen(self, channel: str, heard: Callable[[str], None]) -> Callable[[], Any]:
+        """Call `heard(message)` for each message another node sends on `channel`, until the
+        returned coroutine function is awaited. With one node there is no one to hear from."""
+
+        async def stop() -> None:
+            return None
+
+        return stop
+
+    async def send(self, channel: str, message: str) -> None:
+        """Tell the nodes listening on `channel` (none on SQLite)."""
+        return None
 
 
 class SqliteDatabase(Database):

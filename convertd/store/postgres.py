@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from convertd.store.db import Conn, Database, Dialect, Row
+from convertd.store.db import Conn, Database, Dialect, LeaderLock, Row
 from convertd.store.schema_postgres import migrate_postgres
 
 logger = logging.getLogger(__name__)
@@ -211,15 +211,14 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
 
 
-async def _connect(url: str) -> asyncpg.Connection:
+async def _connect(url: str, **settings: str) -> asyncpg.Connection:
     return await asyncpg.connect(
         url,
         timeout=CONNECT_TIMEOUT_SECONDS,
-        # No cached plan may outlive a migration another node ran.
-        statement_cache_size=256,
         server_settings={
             "statement_timeout": str(STATEMENT_TIMEOUT_MS),
             "application_name": "convertd",
+            **settings,
         },
     )
 
@@ -284,18 +283,65 @@ class PostgresDatabase(Database):
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
-    async def listen(self, channel: str, callback: Callable[[str], None]) -> Callable[[], Any]:
-        """Call `callback(payload)` for every NOTIFY on `channel`, until the returned function is
-        awaited. One connection of its own: a pooled one would be handed back mid-listen."""
+    def leader_lock(self, key: int) -> LeaderLock:
+        return _AdvisoryLock(self.url, key)
+
+    async def listen(self, channel: str, heard: Callable[[str], None]) -> Callable[[], Any]:
+        # A connection of its own: a pooled one would be handed back mid-listen.
         conn = await _connect(self.url)
-
-        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            callback(payload)
-
-        await conn.add_listener(channel, heard)
+        await conn.add_listener(channel, lambda _conn, _pid, _channel, message: heard(message))
 
         async def stop() -> None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
 
         return stop
+
+    async def send(self, channel: str, message: str) -> None:
+        await self._readers.execute("SELECT pg_notify($1, $2)", channel, message)
+
+
+class _AdvisoryLock(LeaderLock):
+    """A session-level advisory lock on a connection of its own, held as long as the connection
+    lives. The server ends the connection, and so frees the lock, when the node stops talking:
+    the node asks `still_held` every few seconds, so a node stopped or cut off for LOST_AFTER
+    loses the lock (idle_session_timeout, or TCP keepalives for a machine that went away), and
+    another node takes it."""
+
+    LOST_AFTER_SECONDS = 15
+
+    def __init__(self, url: str, key: int) -> None:
+        self._url = url
+        self._key = key
+        self._conn: asyncpg.Connection | None = None
+
+    async def try_take(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await _connect(
+                self._url,
+                idle_session_timeout=str(self.LOST_AFTER_SECONDS * 1000),
+                tcp_keepalives_idle="5",
+                tcp_keepalives_interval="2",
+                tcp_keepalives_count="3",
+            )
+        taken = await self._conn.fetchval(
+            "SELECT pg_try_advisory_lock($1)", self._key, timeout=CONNECT_TIMEOUT_SECONDS
+        )
+        return bool(taken)
+
+    async def still_held(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            return False
+        try:
+            # Whether the session (and so its lock) is still the server's.
+            await self._conn.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT_SECONDS)
+            return True
+        except Exception:
+            await self.release()
+            return False
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)

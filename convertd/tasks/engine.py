@@ -72,6 +72,7 @@ class TaskEngine:
         self._receiving: set[str] = set()
         # Whether a task may have ended badly since the last look for its waiters (a write).
         self._orphans_possible = True
+        self.pool.on_job_end(lambda _job: self.poke())
 
     async def start(self) -> None:
         for task in await tasks.running_here(self.db):
@@ -84,7 +85,6 @@ class TaskEngine:
             elif await self.db.write(functools.partial(tasks.restart, task_id=task.id)):
                 logger.info("task %s processing again after an unclean stop", task.id)
                 self._spawn(task)
-        self.pool.on_job_end(lambda _job: self.poke())
         self._stepper.start()
         self.poke()
 
