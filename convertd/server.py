@@ -25,6 +25,7 @@ from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
 from convertd.files import DataDir
+from convertd.store.db import shown
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, role: str = "serve") -> None:
+    """Run the daemon until SIGINT or SIGTERM; with role "worker", a node that converts for
+    the others and serves no HTTP (`convertd worker`)."""
     raise_open_files_limit()
     memory.limit_arenas()
     lock = lock_data_dir(DataDir.of(config))
@@ -151,7 +154,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    app = create_app(config)
+    app = create_app(config, role=role)
     runner = ApiRunner(
         app,
         handle_signals=False,
@@ -167,16 +170,25 @@ async def serve(config: Config) -> None:
         lock.close()
         raise
     try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
-        url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
-        logger.info(
-            "convertd listening on %s and %sv2/ (data dir %s, %d workers)",
-            url,
-            url.removesuffix("v1/"),
-            config.data_dir,
-            config.workers,
-        )
+        if role == "worker":
+            url = "no API (a worker node)"
+            logger.info(
+                "convertd worker converting for %s (data dir %s, %d workers)",
+                shown(DataDir.of(config).database),
+                config.data_dir,
+                config.workers,
+            )
+        else:
+            site = web.TCPSite(runner, config.host, config.port)
+            await site.start()
+            url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
+            logger.info(
+                "convertd listening on %s and %sv2/ (data dir %s, %d workers)",
+                url,
+                url.removesuffix("v1/"),
+                config.data_dir,
+                config.workers,
+            )
         # MAINPID: the single-file executable's bootloader is the process systemd started;
         # this one, its child, is the daemon it should watch and signal (NotifyAccess=all).
         sdnotify.notify(

@@ -21,6 +21,7 @@ from convertd.cli import (
     formats,
     jobs,
     keys,
+    nodes,
     plans,
     presets,
     serve,
@@ -55,6 +56,7 @@ COMMAND_GROUPS = (
     drops,
     jobs,
     webhooks,
+    nodes,
     backup,
 )
 

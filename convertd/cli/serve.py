@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 from pathlib import Path
@@ -39,12 +40,36 @@ def register(
         "else text)",
     )
     serve.set_defaults(run=run)
+    worker = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="convert for other nodes: no API (several nodes on one PostgreSQL database)",
+        description=(
+            "Run workers that take jobs from the shared queue of the nodes that use --database, "
+            "with the files in --storage, and serve no HTTP. Stop with SIGINT or SIGTERM."
+        ),
+        epilog=(
+            "example: convertd worker --database postgresql://convertd@nas/convertd "
+            "--storage /mnt/nas/convertd --workers 4"
+        ),
+    )
+    worker.add_argument("--workers", type=int, help="conversion workers (default: CPU count)")
+    worker.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text lines, JSON lines, or the journal"
+    )
+    worker.set_defaults(run=functools.partial(run, role="worker"))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, role: str = "serve") -> int:
     from convertd.server import AlreadyRunning, serve
 
     config = config_of(args)
+    if role == "worker" and config.database is None:
+        logger.error(
+            "cannot start: a worker converts for other nodes, which share a PostgreSQL database: "
+            "give it with --database (and the shared files with --storage)"
+        )
+        return 2
     logs.configure(
         config.log_format,
         journal_stream=config.journal_stream,
@@ -60,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             config.host,
         )
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, role))
     except AlreadyRunning as exc:
         logger.error("%s", exc)
         return 1

@@ -22,6 +22,7 @@ import contextvars
 import dataclasses
 import functools
 import queue
+import re
 import shutil
 import sqlite3
 import threading
@@ -147,6 +148,11 @@ def dialect_of(conn: Conn) -> Dialect:
     dialect = getattr(conn, "dialect", SQLITE)
     assert isinstance(dialect, Dialect)
     return dialect
+
+
+def shown(where: Path | str) -> str:
+    """Where a database is, for logs and messages: a URL's password never shows."""
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", str(where))
 
 
 def is_database_url(where: object) -> bool:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from convertd.store.db import Conn, Database, Dialect, LeaderLock, Row
+from convertd.store.db import Conn, Database, Dialect, LeaderLock, Row, shown
 from convertd.store.schema_postgres import migrate_postgres
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class PostgresDatabase(Database):
     @property
     def where(self) -> str:
         """The URL without its password, for logs and messages."""
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", self.url)
+        return shown(self.url)
 
     async def close(self) -> None:
         await self._readers.close()

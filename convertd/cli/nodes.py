@@ -1,0 +1,66 @@
+"""`convertd nodes`: the nodes sharing the database, their workers and running jobs, and when
+each was last seen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from convertd import clock
+from convertd.cli.common import print_table, runs_on_database
+from convertd.cluster.node import LEASE_SECONDS
+from convertd.store import nodes
+from convertd.store.db import Database
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    listing = sub.add_parser(
+        "nodes",
+        parents=[common],
+        help="list the nodes sharing the database",
+        description=(
+            f"The live nodes (seen in the last {LEASE_SECONDS:.0f} s): each `convertd serve` and "
+            "`convertd worker` on this database, its workers and the jobs they run now."
+        ),
+        epilog="example: convertd nodes --database postgresql://convertd@nas/convertd",
+    )
+    listing.add_argument(
+        "--all", action="store_true", help="also the nodes that stopped or died in the last day"
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    runs_on_database(listing, _list)
+
+
+def state(node: nodes.Node, now: float) -> str:
+    if node.stopped_at is not None:
+        return "stopped"
+    return "alive" if node.seen_at >= now - LEASE_SECONDS else "lost"
+
+
+async def _list(db: Database, args: argparse.Namespace) -> int:
+    now = clock.now()
+    found = await nodes.listed(db, LEASE_SECONDS, everyone=args.all)
+    if args.json:
+        print(json.dumps([{**vars(n), "state": state(n, now)} for n in found], indent=2))
+        return 0
+    if not found:
+        print("no live nodes (is `convertd serve` running on this database?)")
+        return 0
+    rows = [["NODE", "ROLE", "STATE", "WORKERS", "RUNNING", "SEEN", "STARTED", "ADDRESS"]]
+    rows += [
+        [
+            n.id,
+            n.role,
+            state(n, now),
+            str(n.workers),
+            str(n.running),
+            f"{max(now - n.seen_at, 0):.0f} s ago",
+            clock.iso(n.started_at) or "-",
+            n.address or "-",
+        ]
+        for n in found
+    ]
+    print_table(rows)
+    return 0
