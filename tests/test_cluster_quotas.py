@@ -98,3 +98,17 @@ def test_three_nodes_admit_exactly_the_limit(
     for node in nodes:
         again = requests.get(f"{node.base}/keys/me", headers={"X-API-Key": secret}, timeout=10)
         assert again.status_code == 429
+
+
+def test_a_refused_first_call_leaves_no_count(nodes: list[Daemon]) -> None:
+    # A window's first call is an insert, which no limit stops in SQL: at a limit of 0 it must
+    # be refused and rolled back all the same, on every node.
+    first = nodes[0]
+    first.cli("plans", "set", "none-today", "--api", "--calls-per-day", "0")
+    secret = first.create_key("refused-first", "--plan", "none-today")
+    for node in nodes:
+        resp = requests.get(f"{node.base}/keys/me", headers={"X-API-Key": secret}, timeout=10)
+        body = assert_error_body(resp, 429)
+        assert "all 0 calls allowed per day" in body["message"]
+        assert resp.headers["X-RateLimit-Remaining"] == "0"
+    assert _stored_counts(first, "refused-first") == {}
