@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -67,7 +66,7 @@ def _stored_counts(node: Daemon, name: str) -> dict[str, int]:
     [("minute", str(LIMIT), "unlimited"), ("day", "unlimited", str(LIMIT))],
 )
 def test_three_nodes_admit_exactly_the_limit(
-    nodes: list[Daemon], window: str, per_minute: str, per_day: str, tmp_path: Path
+    nodes: list[Daemon], window: str, per_minute: str, per_day: str
 ) -> None:
     first = nodes[0]
     plan, name = f"ten-a-{window}", f"burst-{window}"
