@@ -80,7 +80,7 @@ from convertd.signing import Signer
 from convertd.store import jobs
 from convertd.store.engines import open_database
 from convertd.store.migrations import SCHEMA_VERSION
-from convertd.store.quotas import FLUSH_SECONDS, CallCounter
+from convertd.store.quotas import FLUSH_SECONDS, call_counter
 from convertd.tasks.parameters import ENGINE_WORK
 from convertd.tasks.presets import Presets
 from convertd.watchdog import Watchdog
@@ -159,7 +159,7 @@ async def _presets(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _call_counter(app: web.Application) -> AsyncIterator[None]:
-    counter = CallCounter(app[DB])
+    counter = call_counter(app[DB])
     app[CALLS] = counter
     # final=True: the counts still in memory are written as it stops.
     flushing = Periodic("call-counter", counter.flush, FLUSH_SECONDS, final=True).start()

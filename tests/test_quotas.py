@@ -15,7 +15,7 @@ from tests.daemon import run_cli
 from tests.test_api import assert_error_body
 
 
-def _away_from_minute_edge() -> None:
+def away_from_minute_edge() -> None:
     # The minute window is the UTC minute; a burst straddling its edge would see two windows.
     second = dt.datetime.now(dt.UTC).second
     if second >= 50:
@@ -35,7 +35,7 @@ def test_concurrent_calls_at_the_edge_of_the_limit(daemon: Daemon) -> None:
         "1000",
     )
     secret = daemon.create_key("burst", "--plan", "ten")
-    _away_from_minute_edge()
+    away_from_minute_edge()
     url = f"{daemon.base}/keys/me"
     with ThreadPoolExecutor(max_workers=30) as pool:
         responses = list(
@@ -148,7 +148,7 @@ def test_unlimited_plan(daemon: Daemon, key: str) -> None:
 
 def test_basic_plan_headers_use_the_tightest_window(daemon: Daemon) -> None:
     secret = daemon.create_key("basic-user")
-    _away_from_minute_edge()
+    away_from_minute_edge()
     resp = requests.get(f"{daemon.base}/formats", headers={"X-API-Key": secret}, timeout=5)
     assert resp.headers["X-RateLimit-Limit"] == "60"
     assert resp.headers["X-RateLimit-Remaining"] == "59"

@@ -1,4 +1,5 @@
-"""Per-key call counts in the minute and day windows (see CallCounter), and their table."""
+"""Per-key call counts in the minute and day windows, and their table: in memory for one node
+(CallCounter), in the database for several (SharedCallCounter); call_counter picks."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ class CallCounter:
     FLUSH_SECONDS and at shutdown, writes the counts and each key's usage to SQLite in one
     transaction, so a restart carries on the windows where they were; a crash forgets at most
     the last second. Keeping SQLite out of each call is what lets status polling run at
-    thousands per second.
+    thousands per second. (A database several nodes share counts in the database instead:
+    SharedCallCounter.)
     """
 
     def __init__(self, db: Database) -> None:
@@ -198,6 +200,109 @@ class CallCounter:
         current = _window_starts(ts)
         for k in [k for k in self._counts if k[2] < current[k[1]] and k not in self._dirty]:
             del self._counts[k]
+
+
+# What a window with no limit is checked against in SQL (a count never gets near it).
+NO_LIMIT = 2**62
+
+
+class SharedCallCounter(CallCounter):
+    """CallCounter for a database several nodes share (PostgreSQL): the counts in the database
+    are the authority, as no node can see another's memory.
+
+    `count` is one write, one statement: an upsert of both windows' rows that adds the calls
+    only where the sum stays within the window's limit, and returns the rows it bumped. It runs
+    READ COMMITTED (`contended`): the upsert locks each row it updates, so a second node's
+    upsert of the same row waits, then checks its limit against the count the first one
+    committed; the first call of a window races on the primary key, and ON CONFLICT turns the
+    loser's insert into that same checked update. Both rows are locked in the same order
+    (minute, day), so two calls never wait on each other in a loop. If either window refuses,
+    the write raises and is rolled back: a refused call counts against nothing, in neither
+    window. A counted call costs one short write (about 1 ms on a local server, and a node's
+    writes queue behind one another), where CallCounter's costs none; a refused one reads the
+    count it was refused at.
+
+    The windows are each node's clock's: keep the nodes' clocks in step (NTP), or a call near a
+    minute's edge is counted in the window its node believes in.
+
+    The key's usage_count and last_used_at limit nothing, so they stay batched in each node and
+    are added by `flush` as CallCounter's are (each node adds only its own calls: the sum is
+    exact, up to a second behind). `_counts` stays empty here, so `flush` writes no counts.
+    """
+
+    async def count(self, key: ApiKey, calls: int = 1) -> Usage:
+        """Count `calls` calls against the key, or raise QuotaExceeded without counting any."""
+        ts = clock.now()
+        starts = _window_starts(ts)
+        limits = {w: _limit(key, w) for w in WINDOWS}
+
+        def write(conn: Conn) -> dict[str, int]:
+            rows = conn.execute(
+                "INSERT INTO call_counts (key_id, span, span_start, count) "
+                "VALUES (?, 'minute', ?, ?), (?, 'day', ?, ?) "
+                "ON CONFLICT (key_id, span, span_start) DO UPDATE "
+                "SET count = call_counts.count + excluded.count "
+                "WHERE call_counts.count + excluded.count <= CASE excluded.span "
+                "WHEN 'minute' THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END "
+                "RETURNING span, count",
+                (
+                    key.id,
+                    starts["minute"],
+                    calls,
+                    key.id,
+                    starts["day"],
+                    calls,
+                    _or_no_limit(limits["minute"]),
+                    _or_no_limit(limits["day"]),
+                ),
+            ).fetchall()
+            used = {row[0]: int(row[1]) for row in rows}
+            for window, start in starts.items():
+                limit = limits[window]
+                if window in used and (limit is None or used[window] <= limit):
+                    continue
+                # Refused: no row back (the count stays as it was: read it), or the window's
+                # first call inserted past its limit (an insert checks nothing; none before).
+                so_far = (
+                    used[window] - calls if window in used else _stored(conn, key, start, window)
+                )
+                raise QuotaExceeded(WindowUsage(window, limit, so_far, start + WINDOWS[window]), ts)
+            return used
+
+        used = await self.db.write(write, contended=True)
+        pending, _ = self._calls.get(key.id, (0, ts))
+        self._calls[key.id] = (pending + calls, ts)
+        return _usage(key, ts, used)
+
+    async def usage(self, key: ApiKey) -> Usage:
+        """The counts so far in the current windows, all nodes' calls, without counting one."""
+        ts = clock.now()
+        starts = _window_starts(ts)
+        rows = await self.db.fetch_all(
+            "SELECT span, count FROM call_counts WHERE key_id = ? AND "
+            "((span = 'minute' AND span_start = ?) OR (span = 'day' AND span_start = ?))",
+            (key.id, starts["minute"], starts["day"]),
+        )
+        stored = {row[0]: int(row[1]) for row in rows}
+        return _usage(key, ts, {w: stored.get(w, 0) for w in WINDOWS})
+
+
+def _or_no_limit(limit: int | None) -> int:
+    return NO_LIMIT if limit is None else limit
+
+
+def _stored(conn: Conn, key: ApiKey, start: int, window: str) -> int:
+    row = conn.execute(
+        "SELECT count FROM call_counts WHERE key_id = ? AND span = ? AND span_start = ?",
+        (key.id, window, start),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def call_counter(db: Database) -> CallCounter:
+    """The counter for this database: in memory for SQLite (one daemon owns the data dir), in
+    the database for PostgreSQL (several nodes may share it)."""
+    return SharedCallCounter(db) if db.dialect.name == "postgresql" else CallCounter(db)
 
 
 def _usage(key: ApiKey, ts: float, used: dict[str, int]) -> Usage:
