@@ -18,6 +18,7 @@ The store writes SQL once, in the dialect both engines read: `?` parameters (num
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -40,7 +41,13 @@ T = TypeVar("T")
 
 # A write that meets another node's is run again, this many times at most.
 MAX_ATTEMPTS = 30
-RETRIED = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+# A plan prepared before another node's migration is stale: prepared again, the write runs again.
+RETRIED = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.InvalidCachedStatementError,
+)
+PREPARED_STATEMENTS = 256
 READ_POOL_SIZE = 4
 CONNECT_TIMEOUT_SECONDS = 10.0
 # The same busy wait as SQLite's: a statement stuck behind a lock this long fails.
@@ -109,6 +116,8 @@ class Connection:
         self._loop = loop
         self._conn = conn
         self.dialect = POSTGRES
+        # Prepared once per connection: a statement then costs one round trip, not two.
+        self._prepared: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
     def _run(self, coro: Any) -> Any:
         try:
@@ -119,12 +128,25 @@ class Connection:
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> _Cursor:
         async def go() -> _Cursor:
-            statement = await self._conn.prepare(numbered(sql))
+            statement = self._prepared.get(sql)
+            if statement is None:
+                statement = self._prepared[sql] = await self._conn.prepare(numbered(sql))
+                if len(self._prepared) > PREPARED_STATEMENTS:
+                    self._prepared.popitem(last=False)
+            else:
+                self._prepared.move_to_end(sql)
             rows = await statement.fetch(*params)
             return _Cursor(rows, statement.get_statusmsg())
 
         cursor: _Cursor = self._run(go())
         return cursor
+
+    def command(self, sql: str) -> None:
+        """A statement of no parameters and no rows (BEGIN, COMMIT): one round trip."""
+        self._run(self._conn.execute(sql))
+
+    def forget_prepared(self) -> None:
+        self._prepared.clear()
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         args = [tuple(row) for row in rows]
@@ -177,13 +199,15 @@ class _WriterThread(threading.Thread):
         conn = self.conn
         assert conn is not None
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            conn.command(f"BEGIN ISOLATION LEVEL {isolation}")
             try:
                 result = fn(conn)
-                conn.execute("COMMIT")
+                conn.command("COMMIT")
                 return result
-            except RETRIED:
+            except RETRIED as exc:
                 self._rollback(conn)
+                if isinstance(exc, asyncpg.InvalidCachedStatementError):
+                    conn.forget_prepared()
                 if attempt == MAX_ATTEMPTS:
                     raise
                 logger.debug("write met another node's; running it again (%d)", attempt)
@@ -196,7 +220,7 @@ class _WriterThread(threading.Thread):
     def _rollback(conn: Connection) -> None:
         if conn.raw.is_in_transaction():
             with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
+                conn.command("ROLLBACK")
 
     def stop(self) -> None:
         self._calls.put(None)
