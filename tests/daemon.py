@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import requests
 
-from convertd.store.postgres import numbered
+from convertd.store.postgres_sql import numbered
 
 
 def free_port() -> int:

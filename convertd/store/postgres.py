@@ -24,15 +24,15 @@ import contextvars
 import functools
 import logging
 import queue
-import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import asyncpg
 
-from convertd.store.db import Conn, Database, Dialect, LeaderLock, Row, shown
+from convertd.store.db import Conn, Database, LeaderLock, Row, shown
+from convertd.store.postgres_sql import POSTGRES, Cursor, numbered
 from convertd.store.schema_postgres import migrate_postgres
 
 logger = logging.getLogger(__name__)
@@ -52,60 +52,10 @@ READ_POOL_SIZE = 4
 CONNECT_TIMEOUT_SECONDS = 10.0
 # The same busy wait as SQLite's: a statement stuck behind a lock this long fails.
 STATEMENT_TIMEOUT_MS = 10_000
-
-_PARAM = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?")
-
-
-@functools.lru_cache(maxsize=1024)
-def numbered(sql: str) -> str:
-    """SQLite's `?` parameters as PostgreSQL's `$1, $2, ...` (none inside quotes)."""
-    counter = iter(range(1, 10_000))
-
-    def number(match: re.Match[str]) -> str:
-        text = match.group(0)
-        return f"${next(counter)}" if text == "?" else text
-
-    return _PARAM.sub(number, sql)
-
-
-POSTGRES = Dialect(
-    name="postgresql",
-    json_items="json_array_elements_text(({expr})::json) AS {alias}(value)",
-    url_receiver=(
-        "CASE WHEN strpos(substr({0}, 9), '/') > 0"
-        " THEN substr({0}, 1, 7 + strpos(substr({0}, 9), '/'))"
-        " ELSE CASE WHEN strpos(substr({0}, 9), '?') > 0"
-        " THEN substr({0}, 1, 7 + strpos(substr({0}, 9), '?')) ELSE {0} END END"
-    ),
-    greatest="GREATEST",
-    insertion_order="seq",  # an identity column of jobs and tasks (schema_postgres.py)
-    skip_locked="FOR UPDATE SKIP LOCKED",
-)
-
-
-class _Cursor:
-    """What a write function gets back from `execute`: SQLite's cursor, as far as it is used."""
-
-    def __init__(self, rows: list[asyncpg.Record], status: str) -> None:
-        self._rows = rows
-        self._next = 0
-        # "UPDATE 3", "INSERT 0 1", "DELETE 0", "SELECT 2": the count is the last word.
-        last = status.rsplit(" ", 1)[-1] if status else ""
-        self.rowcount = int(last) if last.isdigit() else -1
-
-    def fetchone(self) -> asyncpg.Record | None:
-        if self._next >= len(self._rows):
-            return None
-        self._next += 1
-        return self._rows[self._next - 1]
-
-    def fetchall(self) -> list[asyncpg.Record]:
-        rest = self._rows[self._next :]
-        self._next = len(self._rows)
-        return rest
-
-    def __iter__(self) -> Iterator[asyncpg.Record]:
-        return iter(self.fetchall())
+# A node stopped in the middle of a write (SIGSTOP, a hung machine) holds its row locks; the
+# server ends its transaction after this long, so the other nodes go on.
+IDLE_IN_TRANSACTION_MS = 15_000
+LISTEN_CHECK_SECONDS = 5.0
 
 
 class Connection:
@@ -126,8 +76,8 @@ class Connection:
             # The store catches one kind of "that row breaks a constraint" on both engines.
             raise sqlite3.IntegrityError(str(exc)) from exc
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> _Cursor:
-        async def go() -> _Cursor:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Cursor:
+        async def go() -> Cursor:
             statement = self._prepared.get(sql)
             if statement is None:
                 statement = self._prepared[sql] = await self._conn.prepare(numbered(sql))
@@ -136,9 +86,9 @@ class Connection:
             else:
                 self._prepared.move_to_end(sql)
             rows = await statement.fetch(*params)
-            return _Cursor(rows, statement.get_statusmsg())
+            return Cursor(rows, statement.get_statusmsg())
 
-        cursor: _Cursor = self._run(go())
+        cursor: Cursor = self._run(go())
         return cursor
 
     def command(self, sql: str) -> None:
@@ -196,6 +146,10 @@ class _WriterThread(threading.Thread):
         self.conn = Connection(self.loop, raw)
 
     def transaction(self, fn: Callable[[Conn], T], isolation: str) -> T:
+        if self.conn is None or self.conn.raw.is_closed():
+            # The server ended the last one (restarted, or this node was stopped mid-write
+            # longer than IDLE_IN_TRANSACTION_MS): a new one, for this write and the next.
+            self.connect()
         conn = self.conn
         assert conn is not None
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -235,15 +189,16 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
 
 
+SETTINGS = {
+    "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+    "application_name": "convertd",
+}
+
+
 async def _connect(url: str, **settings: str) -> asyncpg.Connection:
     return await asyncpg.connect(
-        url,
-        timeout=CONNECT_TIMEOUT_SECONDS,
-        server_settings={
-            "statement_timeout": str(STATEMENT_TIMEOUT_MS),
-            "application_name": "convertd",
-            **settings,
-        },
+        url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings={**SETTINGS, **settings}
     )
 
 
@@ -271,7 +226,7 @@ class PostgresDatabase(Database):
                 min_size=1,
                 max_size=READ_POOL_SIZE,
                 timeout=CONNECT_TIMEOUT_SECONDS,
-                server_settings={"application_name": "convertd"},
+                server_settings=SETTINGS,
             )
         except BaseException:
             if readers is not None:
@@ -311,13 +266,37 @@ class PostgresDatabase(Database):
         return _AdvisoryLock(self.url, key)
 
     async def listen(self, channel: str, heard: Callable[[str], None]) -> Callable[[], Any]:
-        # A connection of its own: a pooled one would be handed back mid-listen.
-        conn = await _connect(self.url)
-        await conn.add_listener(channel, lambda _conn, _pid, _channel, message: heard(message))
+        def callback(_conn: Any, _pid: int, _channel: str, message: str) -> None:
+            heard(message)
+
+        async def listening() -> asyncpg.Connection:
+            # A connection of its own: a pooled one would be handed back mid-listen.
+            conn = await _connect(self.url)
+            await conn.add_listener(channel, callback)
+            return conn
+
+        held = [await listening()]
+
+        async def keep() -> None:
+            # The server may end the connection (restarted, or this node was stopped): listen
+            # again. What was said meanwhile is lost; waiters look again on their own timers.
+            while True:
+                await asyncio.sleep(LISTEN_CHECK_SECONDS)
+                if held[0].is_closed():
+                    try:
+                        held[0] = await listening()
+                        logger.info("listening for other nodes' changes again")
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                        logger.warning("cannot listen for other nodes' changes (%s)", exc)
+
+        keeper = asyncio.create_task(keep(), name=f"listen-{channel}")
 
         async def stop() -> None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             with contextlib.suppress(Exception):
-                await conn.close(timeout=5)
+                await held[0].close(timeout=5)
 
         return stop
 
