@@ -30,7 +30,7 @@ from convertd.cli import (
 from convertd.cli.common import common_options, config_of, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
-from convertd.store.db import out_of_space
+from convertd.store.db import Unreachable, out_of_space
 from convertd.store.keys import AdminError
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
 
@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except sqlite3.DatabaseError as exc:
         print(f"convertd: {database_problem(exc, args)}", file=sys.stderr)
+        return 1
+    except Unreachable as exc:
+        print(f"convertd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

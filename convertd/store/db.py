@@ -150,6 +150,10 @@ def dialect_of(conn: Conn) -> Dialect:
     return dialect
 
 
+class Unreachable(ConnectionError):
+    """The database server could not be reached or refused us; the message says which."""
+
+
 def shown(where: Path | str) -> str:
     """Where a database is, for logs and messages: a URL's password never shows."""
     return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", str(where))

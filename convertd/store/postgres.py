@@ -24,14 +24,13 @@ import contextvars
 import functools
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import asyncpg
 
-from convertd.store.db import Conn, Database, LeaderLock, Row, shown
+from convertd.store.db import Conn, Database, LeaderLock, Row, Unreachable, shown
 from convertd.store.postgres_sql import POSTGRES, Cursor, numbered
 from convertd.store.schema_postgres import migrate_postgres
 
@@ -70,11 +69,7 @@ class Connection:
         self._prepared: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
     def _run(self, coro: Any) -> Any:
-        try:
-            return self._loop.run_until_complete(coro)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            # The store catches one kind of "that row breaks a constraint" on both engines.
-            raise sqlite3.IntegrityError(str(exc)) from exc
+        return self._loop.run_until_complete(coro)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Cursor:
         async def go() -> Cursor:
@@ -217,7 +212,10 @@ class PostgresDatabase(Database):
         writer.start()
         readers: asyncpg.Pool | None = None
         try:
-            await writer.call(writer.connect)
+            try:
+                await writer.call(writer.connect)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                raise Unreachable(f"cannot use the database at {shown(url)}: {exc}") from None
             conn = writer.conn
             assert conn is not None
             await writer.call(lambda: writer.loop.run_until_complete(migrate_postgres(conn.raw)))

@@ -1,0 +1,95 @@
+"""The commands of several nodes (issue 18): `convertd worker`, `convertd nodes`, and what the
+admin commands say when the database is PostgreSQL or cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Daemon, image_bytes
+from tests.daemon import cli_env, run_cli
+from tests.postgres import Cluster
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/convertd"
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    for args in (("keys", "list"), ("nodes",), ("serve", "--port", "0")):
+        done = run_cli(tmp_path / "data", *args, "--database", UNREACHABLE, check=False)
+        assert done.returncode == 1, done
+        assert f"cannot use the database at {UNREACHABLE}" in done.stderr
+        assert "Traceback" not in done.stderr
+    # A password never shows.
+    secret = "postgresql://convertd:hunter2@127.0.0.1:1/convertd"
+    done = run_cli(tmp_path / "data", "keys", "list", "--database", secret, check=False)
+    assert "hunter2" not in done.stderr and "convertd:***@127.0.0.1" in done.stderr
+    wrong = run_cli(tmp_path / "data", "keys", "list", "--database", "mysql://x/y", check=False)
+    assert wrong.returncode == 2 and "'database' has an invalid value" in wrong.stderr
+
+
+def test_a_worker_needs_the_shared_database(tmp_path: Path) -> None:
+    done = run_cli(tmp_path / "data", "worker", check=False)
+    assert done.returncode == 2
+    assert "give it with --database" in done.stderr
+
+
+def test_backup_of_a_postgresql_database_points_to_pg_dump(tmp_path: Path) -> None:
+    for args in (("backup", str(tmp_path / "b.db")), ("restore", str(tmp_path / "b.db"))):
+        done = run_cli(tmp_path / "data", *args, "--database", UNREACHABLE, check=False)
+        assert done.returncode == 1
+        assert "pg_dump" in done.stderr
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_nodes_lists_the_daemon_on_sqlite(daemon: Daemon) -> None:
+    listed = json.loads(daemon.cli("nodes", "--json").stdout)
+    assert daemon.proc is not None
+    (me,) = [n for n in listed if n["pid"] == daemon.proc.pid]
+    assert me["role"] == "serve" and me["state"] == "alive" and me["workers"] == 2
+    assert me["address"].endswith(f":{daemon.port}")
+    table = daemon.cli("nodes").stdout
+    assert me["id"] in table and "serve" in table
+
+
+def test_a_worker_node_converts_for_a_node_without_workers(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    database = pg_cluster.new_database()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    front = Daemon(
+        tmp_path / "front" / "data", workers=0, database=database, args=("--storage", str(shared))
+    ).start()
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "convertd", "worker", "--data-dir", str(tmp_path / "w"),
+         "--database", database, "--storage", str(shared), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=cli_env(),
+    )  # fmt: skip
+    try:
+        key = front.create_key("front", "--plan", "pro")
+        status, out = front.convert_and_fetch(key, image_bytes(), "a.png", "image", "webp")
+        assert out is not None and out.content[8:12] == b"WEBP", status
+        nodes = json.loads(front.cli("nodes", "--json").stdout)
+        roles = {n["pid"]: n for n in nodes}
+        assert roles[worker.pid]["role"] == "worker" and roles[worker.pid]["address"] is None
+        assert front.proc is not None and roles[front.proc.pid]["workers"] == 0
+        (ran_on,) = front.query("SELECT node FROM jobs WHERE id = ?", (status["job_id"],))[0]
+        assert ran_on == roles[worker.pid]["id"]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        gone = json.loads(front.cli("nodes", "--all", "--json").stdout)
+        assert {n["pid"]: n["state"] for n in gone}[worker.pid] == "stopped"
+        assert worker.pid not in {n["pid"] for n in json.loads(front.cli("nodes", "--json").stdout)}
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+        front.stop()
+    text = (tmp_path / "worker.log").read_text()
+    assert "convertd worker converting for postgresql://" in text
+    assert "leads" not in text  # a worker never leads
+    assert "listening on" not in text  # and serves no HTTP
