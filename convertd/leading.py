@@ -63,6 +63,8 @@ async def task_engine(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     await tool_versions.detect(app[OFFICE].soffice)
 
+    engine.fence = app[LEADER].fence
+
     async def begin() -> Stop:
         await engine.start()
         return engine.stop

@@ -1,5 +1,5 @@
 """The retention sweep: uploads, results and /v2 jobs and tasks older than the retention period
-are deleted."""
+are deleted. With several nodes, the leading one sweeps (cluster/leader.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 from convertd import clock
 from convertd.config import Config
 from convertd.files import DataDir
-from convertd.store import jobs, quotas, task_jobs, tasks, uploads, webhooks
+from convertd.store import jobs, nodes, quotas, task_jobs, tasks, uploads, webhooks
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ async def sweep_once(config: Config, db: Database, data: DataDir) -> None:
     await webhooks.forget_before(db, cutoff)
     # Day counters are needed for one day; keep two for the sake of clock skew at midnight.
     await quotas.prune_counters(db, clock.now() - 2 * 86400)
+    await nodes.forget_before(db, clock.now() - nodes.FORGET_AFTER_SECONDS)
     if expired_jobs or expired_uploads or old_tasks:
         logger.info(
             "retention: deleted %d upload(s), %d job result(s) and %d /v2 task(s) older than %d s",

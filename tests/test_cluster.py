@@ -1,4 +1,4 @@
-"""The queue across nodes (issue 18), on real processes: three `convertd serve` nodes on one
+"""The queue and the leader's work across nodes (issue 18), on real processes: three `convertd serve` nodes on one
 PostgreSQL database and one shared storage dir take 500 mixed jobs submitted through node A.
 Node B is killed with SIGKILL while it runs jobs; node C is stopped with SIGSTOP for longer than
 its lease, then continued. Every job ends exactly once, with an intact result, and no job is
@@ -8,12 +8,14 @@ from a lost node, and each result recorded, and the test reads the history off t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
 import os
 import re
 import signal
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from PIL import Image
 
 from convertd.cluster.node import BEAT_SECONDS, LEASE_SECONDS
-from tests.conftest import Daemon, image_bytes
+from tests.conftest import Daemon, image_bytes, tool_pids
 from tests.media import make_audio
 from tests.postgres import Cluster
+from tests.test_v2_operations import scanned_page
 
 HASHES, IMAGES, SOUNDS = 300, 160, 40  # 500 jobs
 WORKERS = 2  # per node
@@ -222,3 +226,114 @@ def test_500_jobs_survive_a_killed_node_and_a_stopped_one(
     assert node_c in live
     (b_seen,) = a.query("SELECT seen_at FROM nodes WHERE id = ?", (node_b,))[0]
     assert time.time() - b_seen > LEASE_SECONDS
+
+
+# ----- the leader's work: the /v2 task engine across nodes -----
+
+
+def _ocr_job(node: Daemon, key: str, pages: int) -> dict[str, Any]:
+    """A /v2 job whose one slow step (OCR of `pages` scanned pages) runs on the leader."""
+    scans = [Image.open(io.BytesIO(scanned_page())).convert("L") for _ in range(pages)]
+    pdf = io.BytesIO()
+    scans[0].save(pdf, "PDF", resolution=300, save_all=True, append_images=scans[1:])
+    tasks = {
+        "in": {"operation": "import/base64", "file": base64.b64encode(pdf.getvalue()).decode(),
+               "filename": "scan.pdf"},
+        "ocr": {"operation": "ocr", "input": "in", "languages": ["eng"]},
+        "out": {"operation": "export/url", "input": "ocr"},
+    }  # fmt: skip
+    resp = requests.post(
+        f"{node.base.removesuffix('/v1')}/v2/jobs",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"tasks": tasks},
+        timeout=60,
+    )
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json()["data"])
+
+
+def _ocr_running(shared: Path) -> list[int]:
+    return tool_pids("tesseract", shared) + tool_pids("ocrmypdf", shared)
+
+
+@pytest.fixture
+def two_nodes(pg_cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Daemon, Daemon, Path]]:
+    """A leads (it starts first), B does not; one database, one shared storage dir."""
+    database = pg_cluster.new_database()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    a, b = (
+        Daemon(tmp_path / name / "data", database=database, args=("--storage", str(shared)))
+        for name in ("a", "b")
+    )
+    try:
+        a.start()
+        b.start()
+        assert "leads" in a.log() and "leads" not in b.log()
+        yield a, b, shared
+    finally:
+        for node in (a, b):
+            if node.proc is not None:
+                with _suppress_lookup():
+                    os.kill(node.proc.pid, signal.SIGCONT)
+                node.kill()
+
+
+def test_a_task_cancelled_on_one_node_stops_the_leaders_work_within_2_seconds(
+    two_nodes: tuple[Daemon, Daemon, Path],
+) -> None:
+    """The OCR runs on the leader A; the cancel comes to B (its files stay: only the relay and
+    A's engine can stop the tools)."""
+    _a, b, shared = two_nodes
+    key = b.create_key("cancel", "--plan", "pro")
+    job = _ocr_job(b, key, pages=6)
+    deadline = time.monotonic() + 60
+    while not _ocr_running(shared):
+        assert time.monotonic() < deadline, "OCR never started"
+        time.sleep(0.05)
+    v2 = b.base.removesuffix("/v1") + "/v2"
+    auth = {"Authorization": f"Bearer {key}"}
+    ocr = next(t for t in job["tasks"] if t["name"] == "ocr")
+    cancelled = requests.post(f"{v2}/tasks/{ocr['id']}/cancel", headers=auth, timeout=10)
+    assert cancelled.status_code == 200, cancelled.text
+    cancelled_at = time.monotonic()
+    while _ocr_running(shared):
+        assert time.monotonic() - cancelled_at < 2.0, "OCR still running 2 s after the cancel"
+        time.sleep(0.05)
+    status = requests.get(f"{v2}/tasks/{ocr['id']}", headers=auth, timeout=10).json()["data"]
+    assert status["status"] == "error" and status["code"] == "CANCELLED"
+
+
+def test_the_next_leader_finishes_what_a_dead_leader_was_running(
+    two_nodes: tuple[Daemon, Daemon, Path],
+) -> None:
+    a, b, shared = two_nodes
+    key = b.create_key("failover", "--plan", "pro")
+    job = _ocr_job(b, key, pages=2)
+    deadline = time.monotonic() + 60
+    while not _ocr_running(shared):
+        assert time.monotonic() < deadline, "OCR never started"
+        time.sleep(0.05)
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    # B's sync wait answers once B, leading now, has run the OCR again.
+    done = requests.get(
+        f"{b.base.removesuffix('/v1')}/sync/v2/jobs/{job['id']}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    ).json()["data"]
+    assert done["status"] == "finished", done
+    ocr = next(t for t in done["tasks"] if t["name"] == "ocr")
+    assert ocr["status"] == "finished"
+    (attempts,) = b.query("SELECT attempts FROM tasks WHERE id = ?", (ocr["id"],))[0]
+    assert attempts == 2  # A's attempt, cut short, and B's
+    (url,) = [f["url"] for t in done["tasks"] if t["name"] == "out" for f in t["result"]["files"]]
+    pdf = requests.get(url, timeout=30).content
+    assert pdf.startswith(b"%PDF") and b"convertd" in _text_of(pdf)
+    assert "leads" in b.log()
+
+
+def _text_of(pdf: bytes) -> bytes:
+    done = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    return done.stdout

@@ -52,6 +52,7 @@ LAYERS = [
             "convertd.drops",
             "convertd.retention",
             "convertd.watchdog",
+            "convertd.cluster",  # nodes, the leader, the relay: several nodes on one database
         ],
     ),
     ("api and events", ["convertd.api", "convertd.events"]),

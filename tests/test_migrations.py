@@ -220,6 +220,7 @@ FILL: dict[str, list[dict[str, Any]]] = {
             "stopped_at": NOW - 3600,
         }
     ],
+    "leader": [{"id": 1, "node": "nas-1234-0a1b2c3d", "since": NOW - 7200}],
 }
 # What the daemon itself changes when the key is used (and /health's write probe).
 CHANGES_IN_USE = {
@@ -227,6 +228,9 @@ CHANGES_IN_USE = {
     ("api_keys", "usage_count"),
     ("api_keys", "last_used_at"),
     ("call_counts", "count"),
+    # The daemon leads as it starts (cluster/leader.py): its node is the leader on record.
+    ("leader", "node"),
+    ("leader", "since"),
 }
 
 

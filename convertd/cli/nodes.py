@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from convertd import clock
 from convertd.cli.common import print_table, runs_on_database
@@ -33,30 +34,46 @@ def register(
     runs_on_database(listing, _list)
 
 
-def state(node: nodes.Node, now: float) -> str:
+def state(node: nodes.Node, now: float, local: bool) -> str:
     if node.stopped_at is not None:
         return "stopped"
+    if local:  # SQLite's one node says nothing while it runs: is its process there?
+        return "alive" if _running(node.pid) else "lost"
     return "alive" if node.seen_at >= now - LEASE_SECONDS else "lost"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: there all the same
+        return True
+    return True
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
     now = clock.now()
-    found = await nodes.listed(db, LEASE_SECONDS, everyone=args.all)
+    local = db.dialect.name == "sqlite"
+    found = await nodes.listed(db, LEASE_SECONDS, everyone=args.all or local)
+    if local and not args.all:
+        found = [n for n in found if state(n, now, local) == "alive"]
     if args.json:
-        print(json.dumps([{**vars(n), "state": state(n, now)} for n in found], indent=2))
+        print(json.dumps([{**vars(n), "state": state(n, now, local)} for n in found], indent=2))
         return 0
     if not found:
         print("no live nodes (is `convertd serve` running on this database?)")
         return 0
-    rows = [["NODE", "ROLE", "STATE", "WORKERS", "RUNNING", "SEEN", "STARTED", "ADDRESS"]]
+    rows = [["NODE", "ROLE", "STATE", "LEADS", "WORKERS", "RUNNING", "SEEN", "STARTED", "ADDRESS"]]
     rows += [
         [
             n.id,
             n.role,
-            state(n, now),
+            state(n, now, local),
+            "yes" if n.leads else "",
             str(n.workers),
             str(n.running),
-            f"{max(now - n.seen_at, 0):.0f} s ago",
+            "-" if local and n.stopped_at is None else f"{max(now - n.seen_at, 0):.0f} s ago",
             clock.iso(n.started_at) or "-",
             n.address or "-",
         ]

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from convertd.periodic import Periodic
-from convertd.store.db import Database
+from convertd.store import nodes
+from convertd.store.db import Conn, Database
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ Begin = Callable[[], Awaitable[Stop]]
 
 class Leadership:
     def __init__(self, db: Database, node_id: str) -> None:
+        self.db = db
         self.node_id = node_id
         self.leading = False
         self._lock = db.leader_lock(LEADER_LOCK)
@@ -36,6 +38,11 @@ class Leadership:
         self._stops: list[tuple[str, Stop]] = []
         self._checks = Periodic("leadership", self._check, CHECK_SECONDS, run_at_start=False)
         self._shared = db.dialect.name != "sqlite"
+
+    def fence(self, conn: Conn) -> bool:
+        """Inside a write: whether this node is still the leader on record. A leader cut off
+        and back finds another named there and its late writes refused."""
+        return nodes.leads(conn, self.node_id)
 
     def add(self, name: str, begin: Begin) -> None:
         """Run this service while this node leads (started in the order added)."""
@@ -60,6 +67,8 @@ class Leadership:
             await self._lead()
 
     async def _lead(self) -> None:
+        # On record before anything runs: what a leader no more records is refused (fence).
+        await self.db.write(lambda conn: nodes.lead(conn, self.node_id))
         self.leading = True
         if self._shared:
             logger.info("node %s leads: %s", self.node_id, ", ".join(n for n, _ in self._services))

@@ -1,5 +1,6 @@
 """This process as one node among several (issue 18): its row in the nodes table, kept alive,
-and the jobs of nodes that stopped answering taken back for the queue.
+and the jobs of nodes that stopped answering taken back for the queue. (On SQLite, the one node
+records only its start and stop.)
 
 A node says it is alive every LEASE_SECONDS / 4. A node not seen for LEASE_SECONDS (killed,
 powered off, cut off, or stopped with SIGSTOP) has lost its jobs: any node's next look, within
@@ -74,8 +75,11 @@ class NodeLife:
         )
         self._last_beat = time.monotonic()
         logger.info("node %s (%s, %d workers) joined", self.id, self.role, self.workers)
-        self._beats.start()
-        self._reaper.start()
+        if self.db.dialect.name != "sqlite":
+            # One SQLite node needs neither: the data dir's lock keeps others out, and an idle
+            # daemon writing every few seconds would keep a NAS's disks from ever sleeping.
+            self._beats.start()
+            self._reaper.start()
         return self
 
     async def stop(self) -> None:

@@ -342,6 +342,13 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE jobs ADD COLUMN node TEXT;  -- the node whose worker holds (or last held) it
     CREATE INDEX jobs_processing_node ON jobs (node) WHERE status = 'processing';
+    -- The node that leads (cluster/leader.py), written as it takes the lead: the task engine
+    -- records a task's end only while its node is the one named here.
+    CREATE TABLE leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        node TEXT NOT NULL,
+        since REAL NOT NULL
+    );
     """,
 ]
 

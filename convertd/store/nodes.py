@@ -29,10 +29,11 @@ class Node:
     seen_at: float
     stopped_at: float | None
     running: int = 0  # jobs its workers hold now
+    leads: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> Node:
-        return from_row(cls, row)
+        return from_row(cls, row, leads=bool(row["leads"]))
 
 
 async def register(db: Database, node: Node) -> None:
@@ -119,11 +120,26 @@ async def listed(db: Database, lease_seconds: float, everyone: bool = False) -> 
     params = () if everyone else (clock.now() - lease_seconds,)
     rows = await db.fetch_all(
         f"""SELECT n.*, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'processing'
-                        AND j.node = n.id) AS running
+                        AND j.node = n.id) AS running,
+                  EXISTS (SELECT 1 FROM leader l WHERE l.node = n.id) AS leads
            FROM nodes n {alive} ORDER BY n.started_at DESC, n.id""",  # noqa: S608 (constants)
         params,
     )
     return [Node.from_row(row) for row in rows]
+
+
+def lead(conn: Conn, node_id: str) -> None:
+    """`node_id` leads from now (it holds the leader's lock)."""
+    conn.execute(
+        "INSERT INTO leader (id, node, since) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET node = excluded.node, since = excluded.since",
+        (node_id, clock.now()),
+    )
+
+
+def leads(conn: Conn, node_id: str) -> bool:
+    """Inside the caller's transaction: whether `node_id` is the leader on record."""
+    return conn.execute("SELECT 1 FROM leader WHERE node = ?", (node_id,)).fetchone() is not None
 
 
 async def forget_before(db: Database, cutoff: float) -> int:

@@ -349,6 +349,16 @@ def fail_unfinished_of_key(conn: Conn, key_id: int, message: str) -> None:
     )
 
 
+async def not_processing(db: Database, task_ids: list[str]) -> list[str]:
+    """Which of these tasks are no longer processing (cancelled, deleted, ended)."""
+    rows = await db.fetch_all(
+        f"SELECT id FROM tasks WHERE id IN ({marks(task_ids)}) AND status = 'processing'",
+        task_ids,
+    )
+    still = {row[0] for row in rows}
+    return [task_id for task_id in task_ids if task_id not in still]
+
+
 async def existing(db: Database, task_ids: list[str]) -> set[str]:
     """Which of these ids are tasks."""
     rows = await db.fetch_all(

@@ -7,7 +7,8 @@ here, as asyncio tasks. Whatever state a task moves to is committed first and an
 
 After a crash, nothing needs replaying: queued conversions are recovered by the queue, and tasks
 this engine was running start again from scratch (their files are made in a staging directory
-and published in one rename, so a half-made result is never seen)."""
+and published in one rename, so a half-made result is never seen). With several nodes the leader
+runs it (cluster/leader.py); `fence` refuses the ends a leader no more records."""
 
 from __future__ import annotations
 
@@ -39,14 +40,13 @@ from convertd.worker import RECORD_ATTEMPTS, WorkerPool
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Cancelled = tuple[list[tasks.Task], list[tuple[str, str]]]  # and queued jobs' filetype, format
-
-# A backstop only: the engine is poked whenever something it waits for happens.
-BACKSTOP_SECONDS = 30.0
-# Downloads and archives running at once (conversions are bounded by the worker pool).
-CONCURRENT_OPERATIONS = 8
+BACKSTOP_SECONDS = 30.0  # a backstop only: it is poked whenever what it waits for happens
+CONCURRENT_OPERATIONS = 8  # downloads and archives at once (the pool bounds conversions)
 
 
 class TaskEngine:
+    fence: Callable[[Conn], bool] = staticmethod(lambda conn: True)
+
     def __init__(
         self,
         config: Config,
@@ -120,6 +120,9 @@ class TaskEngine:
     # ----- stepping: settle ended conversions, fail orphans, start what is ready -----
 
     async def _step(self) -> bool:
+        if self._running:  # cancelled or deleted through another node: stopped here too
+            for task_id in await tasks.not_processing(self.db, list(self._running)):
+                self._running[task_id].cancel()
         await self._settle_conversions()
         orphans: list[str] = []
         if self._orphans_possible:
@@ -290,7 +293,7 @@ class TaskEngine:
         task whose end could not be written runs again at the next start."""
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                return await self.db.write(end)
+                return await self.db.write(lambda conn: self.fence(conn) and end(conn))
             except UNAVAILABLE as exc:
                 logger.error("could not record a task's end (%s); attempt %d", exc, attempt + 1)
                 await asyncio.sleep(1.0 + attempt)
