@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
 sys.path.insert(0, str(ROOT))  # the daemon helpers the tests use, in tests/daemon.py
 
+from cluster import bench_cluster  # noqa: E402 (bench/cluster.py, beside this file)
+
 from tests.daemon import Daemon as DaemonProcess  # noqa: E402
 from tests.daemon import proc_status_kib  # noqa: E402
 
@@ -133,7 +135,8 @@ def timed_pair(
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
-ROWS: list[tuple[str, str, str, str, str]] = []
+Row = tuple[str, str, str, str, str]
+ROWS: list[Row] = []
 
 
 def row(case: str, ours: float, theirs: float, unit: str, goal: str, better: str = "lower") -> None:
@@ -1344,19 +1347,46 @@ def bench_recovery(work: Path, quick: bool) -> None:
     print(f"recovery: {recovered:.2f} s from restart to both jobs running", flush=True)
 
 
-def write_results(path: Path, quick: bool) -> None:
+RUN_NOTE = "- run: the date and mode of the run that measured the row"
+HEADER = [
+    "| group | case | convertd | other | ratio (convertd / other) | goal | run |",
+    "|---|---|---:|---:|---:|---|---|",
+]
+
+
+def kept_rows(path: Path, ran: set[str]) -> dict[str, list[str]]:
+    """The table lines of `path` by group, except the groups this run measured again: a run of
+    some groups (--only) replaces their rows and keeps the others'."""
+    kept: dict[str, list[str]] = {}
+    if not path.exists() or HEADER[0] not in path.read_text():
+        return kept
+    for line in path.read_text().splitlines():
+        if line.startswith("| ") and line not in HEADER:
+            group = line[2:].split(" | ", 1)[0]
+            if group not in ran:
+                kept.setdefault(group, []).append(line)
+    return kept
+
+
+def write_results(path: Path, quick: bool, grouped: dict[str, list[Row]], partial: bool) -> None:
+    run = f"{dt.datetime.now(dt.UTC):%Y-%m-%d} {'quick' if quick else 'full'}"
+    table = kept_rows(path, set(grouped)) if partial else {}
+    for group, rows in grouped.items():
+        table[group] = [f"| {group} | {' | '.join(r)} | {run} |" for r in rows]
     lines = [
         "# convertd benchmark results",
         "",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- written: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, by `bench/run"
+        f"{' --quick' if quick else ''}{' --only ...' if partial else ''}`"
+        + ("; the other groups' rows are kept from earlier runs" if partial else ""),
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}",
-        f"- mode: {'quick' if quick else 'full'}; medians of repeated runs; times include "
-        "upload, queue, polling and download for convertd",
+        "- medians of repeated runs (quick: each case once or twice, small inputs); times "
+        "include upload, queue, polling and download for convertd",
+        RUN_NOTE,
         "",
-        "| case | convertd | other | ratio (convertd / other) | goal |",
-        "|---|---:|---:|---:|---|",
-        *(f"| {' | '.join(r)} |" for r in ROWS),
+        *HEADER,
+        *(line for group in CASES for line in table.get(group, [])),
         "",
     ]
     path.write_text("\n".join(lines))
@@ -1375,7 +1405,10 @@ CASES = (
     "memory",
     "drops",
     "recovery",
+    "cluster",
 )
+# The groups measured on the one daemon main() starts for them.
+SHARED_DAEMON = {"documents", "images", "v2", "media", "operations", "control", "queue"}
 
 
 def main() -> int:
@@ -1392,37 +1425,36 @@ def main() -> int:
     args = parser.parse_args()
     runs = 2 if args.quick else 7
     only = set(args.only or CASES)
+    grouped: dict[str, list[Row]] = {}
+
+    def measure(group: str, bench: Callable[[], object]) -> None:
+        """Run one group if it was asked for, and keep its rows apart for the results file."""
+        if group in only:
+            start = len(ROWS)
+            bench()
+            grouped[group] = ROWS[start:]
+
     with tempfile.TemporaryDirectory(prefix="convertd-bench-") as tmp:
         work = Path(tmp)
-        d = Daemon(work / "data", workers=os.cpu_count() or 2)
-        try:
-            if "documents" in only:
-                bench_documents(d, work, runs)
-            if "images" in only:
-                bench_images(d, work, runs, args.quick)
-            if "v2" in only:
-                bench_v2(d, work, runs, args.quick)
-            if "media" in only:
-                bench_media(d, work, runs, args.quick)
-            if "operations" in only:
-                bench_operations(d, work, runs, args.quick)
-            if "control" in only:
-                bench_control_plane(d, work, args.quick)
-            if "queue" in only:
-                bench_queue(work, args.quick)
-        finally:
-            d.stop()
-        if "metrics" in only:
-            bench_metrics(work, args.quick)
-        if "waiters" in only:
-            bench_waiters(work, args.quick)
-        if "memory" in only:
-            bench_memory(work, args.quick)
-        if "drops" in only:
-            bench_drops(work, args.quick)
-        if "recovery" in only:
-            bench_recovery(work, args.quick)
-    write_results(args.out, args.quick)
+        if only & SHARED_DAEMON:
+            d = Daemon(work / "data", workers=os.cpu_count() or 2)
+            try:
+                measure("documents", lambda: bench_documents(d, work, runs))
+                measure("images", lambda: bench_images(d, work, runs, args.quick))
+                measure("v2", lambda: bench_v2(d, work, runs, args.quick))
+                measure("media", lambda: bench_media(d, work, runs, args.quick))
+                measure("operations", lambda: bench_operations(d, work, runs, args.quick))
+                measure("control", lambda: bench_control_plane(d, work, args.quick))
+                measure("queue", lambda: bench_queue(work, args.quick))
+            finally:
+                d.stop()
+        measure("metrics", lambda: bench_metrics(work, args.quick))
+        measure("waiters", lambda: bench_waiters(work, args.quick))
+        measure("memory", lambda: bench_memory(work, args.quick))
+        measure("drops", lambda: bench_drops(work, args.quick))
+        measure("recovery", lambda: bench_recovery(work, args.quick))
+        measure("cluster", lambda: ROWS.extend(bench_cluster(work, args.quick)))
+    write_results(args.out, args.quick, grouped, partial=only != set(CASES))
     print(f"\nwritten to {args.out}")
     return 0
 
