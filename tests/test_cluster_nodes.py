@@ -124,6 +124,31 @@ originals = "delete"
     assert sorted(name for name, _ in rows) == sorted(f"f{n:03d}.txt" for n in range(DROPS))
 
 
+def test_a_drop_converted_by_another_node_is_delivered_when_it_ends(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    """The leader watches and converts nothing: the other node's end, heard through the relay,
+    delivers the result, not the watcher's 10 s safety net (DELIVERY_SAFETY_NET_SECONDS)."""
+    inbox, out = nodes.shared / "inbox", nodes.shared / "out"
+    inbox.mkdir()
+    config = write_config(
+        tmp_path / "drops.toml",
+        f'[[watch]]\nname = "shared"\nfolder = "{inbox}"\noutput = "{out}"\n'
+        'output_format = "md5"\nfiletype = "hash"\noriginals = "delete"\n',
+    )
+    env = {**FAST, "CONVERTD_CONFIG": str(config)}
+    watching = nodes.start(env, workers=0)
+    nodes.start(env, workers=1)
+    assert leader_of(nodes.started) is watching
+    for n in range(3):  # in turn: each after the last delivery, when the safety net just ran
+        dropped = time.monotonic()
+        (inbox / f"one{n}.txt").write_text(f"one {n}\n")
+        wait_for(lambda n=n: f"one{n}.md5" in files(out), timeout=30, what="the result")
+        took = time.monotonic() - dropped
+        # ~1.5 s: settle 0.6 s, a worker's look (1 s), delivery; ~10 s without the relay's word.
+        assert took < 6, f"delivered {took:.1f} s after it was dropped"
+
+
 # --- Webhooks -------------------------------------------------------------------------------
 
 # Enough tries over ~30 s that a delivery outlives a leader's death and its successor's check.
