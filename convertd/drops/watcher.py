@@ -9,8 +9,9 @@ each in its own module and each run by a `Periodic`:
     deliver.py  ended jobs -> results in the output folder, originals to processed/ or failed/
     repair.py   at start: claims a crash interrupted, finished or undone
 
-Delivery runs when the worker pool says a drop's job ended, and otherwise only now and then as
-a safety net: an idle daemon does not query for deliveries several times a second.
+Delivery runs when the worker pool says a drop's job ended (with several nodes, also when another
+node announces a change: the job may have run there), and otherwise only now and then as a
+safety net: an idle daemon does not query for deliveries several times a second.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class DropWatcher:
         """The worker pool's word that a job ended: deliver at once if it was a drop's."""
         if job.source == "drop":
             self._delivery.poke()
+
+    def deliver_soon(self) -> None:
+        """Look for deliveries now: a job may have ended on another node (cluster/relay.py)."""
+        self._delivery.poke()
 
     async def _scan(self) -> None:
         if not self._repaired:
