@@ -337,3 +337,43 @@ def test_the_next_leader_finishes_what_a_dead_leader_was_running(
 def _text_of(pdf: bytes) -> bytes:
     done = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
     return done.stdout
+
+
+def test_a_leader_stopped_past_its_lock_hands_over_and_records_nothing_late(
+    two_nodes: tuple[Daemon, Daemon, Path],
+) -> None:
+    """A leads and runs an OCR; A is stopped (SIGSTOP) longer than its lock lasts unheard, so
+    B leads and runs the OCR again; A, continued, finds itself no longer the leader on record:
+    whatever it finishes late is refused (the fence), and B's end is the one recorded."""
+    a, b, shared = two_nodes
+    key = b.create_key("stalled", "--plan", "pro")
+    job = _ocr_job(b, key, pages=2)
+    deadline = time.monotonic() + 60
+    while not _ocr_running(shared):
+        assert time.monotonic() < deadline, "OCR never started"
+        time.sleep(0.05)
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 60
+    while "leads" not in b.log():
+        assert time.monotonic() < deadline, "B never took the lead"
+        time.sleep(0.2)
+    os.kill(a.proc.pid, signal.SIGCONT)
+    done = requests.get(
+        f"{b.base.removesuffix('/v1')}/sync/v2/jobs/{job['id']}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    ).json()["data"]
+    assert done["status"] == "finished", done
+    ocr = next(t for t in done["tasks"] if t["name"] == "ocr")
+    deadline = time.monotonic() + 30
+    while "no longer leads" not in a.log():
+        assert time.monotonic() < deadline, "A never noticed it no longer leads"
+        time.sleep(0.2)
+    # The end recorded is B's: A's log never says the OCR finished.
+    assert f"task {ocr['id']} finished (ocr)" in b.log()
+    assert f"task {ocr['id']} finished" not in a.log()
+    (attempts,) = b.query("SELECT attempts FROM tasks WHERE id = ?", (ocr["id"],))[0]
+    assert attempts == 2
+    (url,) = [f["url"] for t in done["tasks"] if t["name"] == "out" for f in t["result"]["files"]]
+    assert b"convertd" in _text_of(requests.get(url, timeout=30).content)
