@@ -845,7 +845,7 @@ def bench_queue(work: Path, quick: bool) -> None:
     import asyncio
 
     from convertd.store import jobs, uploads
-    from convertd.store.db import SqliteDatabase
+    from convertd.store.sqlite import SqliteDatabase
 
     hash_txt = jobs.Conversion("hash", "txt", "md5", {})
 

@@ -48,6 +48,7 @@ from convertd.api.v2.routes import ROUTES as V2_ROUTES
 from convertd.api.web import ROUTES as WEB_ROUTES
 from convertd.browser.chromium import CAPTURE_MAX_BYTES, Chromium
 from convertd.changes import Changes
+from convertd.cluster import storage
 from convertd.cluster.leader import Leadership
 from convertd.cluster.node import NodeLife
 from convertd.cluster.relay import Relay
@@ -112,10 +113,10 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     work one node does for all, led by one (cluster/)."""
     config = app[CONFIG]
     role = app[ROLE]
-    address = None if role == "worker" else f"http://{config.host}:{config.port}"
-    life = await NodeLife(app[DB], role=role, workers=config.workers, address=address).start(
-        config.max_attempts
-    )
+    if app[DATA].shared:
+        await storage.check(app[DB], app[DATA])
+    # Its address comes once it listens (server.py): the port may be chosen then.
+    life = await NodeLife(app[DB], role=role, workers=config.workers).start(config.max_attempts)
     app[NODE] = life
     relay = await Relay(app[DB], life.id, app[CHANGES]).start()
     app[LEADER] = Leadership(app[DB], life.id)

@@ -78,6 +78,10 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
+class StorageMissing(OSError):
+    """The storage folder is not there, or cannot be written."""
+
+
 class DataDir:
     def __init__(
         self,
@@ -87,6 +91,7 @@ class DataDir:
         database: str | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.storage_given = storage is not None
         self.storage = storage.resolve() if storage is not None else self.root
         # What Database.open is given: a PostgreSQL URL, or the SQLite file here.
         self.database: Path | str = database or self.root / "convertd.db"
@@ -98,8 +103,9 @@ class DataDir:
         self.signing_key = self.storage / "signing.key"
         self.office = self.root / "office"  # LibreOffice profiles, one per instance
         self.browser = self.root / "browser"  # the scripts that start Chromium under limits
-        self.drops_status = self.root / "drops-status.json"
-        self.drop_root = drop_root or self.root / "drop"
+        # In the storage: the leading node watches them, and the lead may move (cluster/).
+        self.drops_status = self.storage / "drops-status.json"
+        self.drop_root = drop_root or self.storage / "drop"
         self.write_probe = self.root / ".doctor-probe"  # `convertd doctor` writes and removes it
 
     @classmethod
@@ -112,8 +118,22 @@ class DataDir:
         return isinstance(self.database, str)
 
     def ensure(self) -> None:
-        for path in (self.root, self.storage, self.uploads, self.work, self.results, self.tasks):
+        """Make the folders the daemon writes in. A storage folder given but missing is refused,
+        not made: it is a share that is not mounted, and files written there would be lost."""
+        if self.storage_given and not self.storage.is_dir():
+            raise StorageMissing(
+                f"the storage folder {self.storage} does not exist: mount the shared folder "
+                "there (or create it), then start again"
+            )
+        for path in (self.root, self.work):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            for path in (self.uploads, self.results, self.tasks):
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageMissing(
+                f"cannot write in the storage folder {self.storage}: {exc.strerror}"
+            ) from None
 
     def new_upload_path(self, file_name: str) -> tuple[str, Path]:
         """A fresh `<token>/<name>` for a file being uploaded, and where to write it."""

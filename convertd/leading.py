@@ -30,12 +30,12 @@ from convertd.cluster.node import NodeLife
 from convertd.drops.checks import Fresh
 from convertd.drops.watcher import DropWatcher
 from convertd.events.payloads import render as render_payload
-from convertd.events.rules import mirror_rule_webhooks
+from convertd.events.rules import rule_webhooks
 from convertd.events.sender import WebhookSender
 from convertd.office.pool import OfficePool
 from convertd.periodic import Periodic
 from convertd.retention import sweep_once
-from convertd.store import jobs
+from convertd.store import jobs, webhooks
 from convertd.tasks import tool_versions
 from convertd.tasks.engine import TaskEngine
 
@@ -76,11 +76,14 @@ async def task_engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def webhook_sender(app: web.Application) -> AsyncIterator[None]:
-    if app[CONFIG].drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
-        await mirror_rule_webhooks(app[DB], app[CONFIG], app[RULES])
+    drop_enabled = app[CONFIG].drop_enabled
+    # Checked on every node (a bad rule stops start-up); written by the leader.
+    rules = await rule_webhooks(app[DB], app[CONFIG], app[RULES]) if drop_enabled else []
     senders: list[WebhookSender] = []
 
     async def begin() -> Stop:
+        if drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
+            await webhooks.mirror_rules(app[DB], rules)
         sender = WebhookSender(app[CONFIG], app[DB], lambda d: render_payload(app, d), app[METRICS])
         senders.append(sender.start())
 

@@ -8,10 +8,11 @@ most the interval), for work that knows when it is next due. An exception is log
 traceback the first time in a row, in one line while it keeps failing) and the work is tried
 again after the interval (at least a second; with `max_backoff`, twice as long after each
 failure in a row, up to that), so a bad moment (a full disk, a locked database) never ends the
-loop. `stop()` cancels the task and waits for it. With `final=True`, `stop()` instead lets a
-run in progress finish (cancelling it could abandon a write that still commits on the database
-thread) and then runs the work once more, so what it keeps in memory (call counts) is neither
-lost nor written twice at shutdown.
+loop; while it keeps failing, a line at the 2nd, 4th, 8th... failure in a row, so a long outage
+is a few lines, not one a second. `stop()` cancels the task and waits for it. With
+`final=True`, `stop()` instead lets a run in progress finish (cancelling it could abandon a
+write that still commits on the database thread) and then runs the work once more, so what it
+keeps in memory (call counts) is neither lost nor written twice at shutdown.
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ class Periodic:
                     delay = backoff(delay, failures, self.max_backoff)
                 if failures == 1:
                     logger.exception("%s failed; trying again in %.1f s", self.name, delay)
-                else:
+                elif failures & (failures - 1) == 0:  # 2, 4, 8...: an outage is not a flood
                     logger.error("%s failed again (%d in a row): %s", self.name, failures, exc)
                 continue
+            if failures > 1:
+                logger.info("%s works again after %d failures in a row", self.name, failures)
             failures = 0
             if again is True:
                 delay = 0.0

@@ -25,6 +25,7 @@ from convertd.api.state import API_KEY
 from convertd.app import create_app
 from convertd.config import Config
 from convertd.files import DataDir
+from convertd.leading import NODE
 from convertd.store.db import shown
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ async def serve(config: Config, role: str = "serve") -> None:
             site = web.TCPSite(runner, config.host, config.port)
             await site.start()
             url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
+            await app[NODE].listening(url.removesuffix("/v1/"))
             logger.info(
                 "convertd listening on %s and %sv2/ (data dir %s, %d workers)",
                 url,

@@ -31,14 +31,13 @@ from convertd.files import DataDir
 from convertd.metrics import Metrics
 from convertd.periodic import Periodic
 from convertd.store import jobs, uploads
-from convertd.store.db import DATABASE_ERRORS, UNAVAILABLE, Database
+from convertd.store.db import DATABASE_ERRORS, Database, patiently
 from convertd.tasks.pipeline import PIPELINE, after_steps, run_pipeline
 
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 TAKEN_OVER = "The job was given to another node"  # never recorded: the job is no longer ours
-RECORD_ATTEMPTS = 5
 
 JobEndListener = Callable[[jobs.Job], None]
 # A job still running this long after its time limit is wedged (a thread that cannot be
@@ -211,10 +210,10 @@ class WorkerPool:
         if not self._running:
             return
         held = {job_id: self._owners[job_id] for job_id in self._running if job_id in self._owners}
-        for job_id in await jobs.no_longer_running(self.db, held):
+        for job_id, why in (await jobs.no_longer_running(self.db, held)).items():
             run = self._running.get(job_id)
             if run is not None and not run.done():
-                logger.info("job %s cancelled: stopping it", job_id)
+                logger.info("job %s %s: stopping it", job_id, why)
                 self._cancelled.add(job_id)
                 run.cancel()
 
@@ -278,7 +277,9 @@ class WorkerPool:
                         after, output.path, output.name, after_dir, report, (deadline, limit), True
                     )
             size = output.path.stat().st_size
-            if not await jobs.held_by(self.db, job.id, owner):
+            still_ours = functools.partial(jobs.held_by, self.db, job.id, owner)
+            # Unknown (the database never answered): the end's own write decides (owner-checked).
+            if await patiently(still_ours, self.db.patience, "a job's ownership") is False:
                 # Given to another node while this one was not seen: its result is that one's.
                 logger.warning("job %s: taken over by another node; this result is dropped", job.id)
                 return TAKEN_OVER
@@ -341,12 +342,7 @@ class WorkerPool:
         self._changed(job)
 
     async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
-        """A job's end, written even if the database is briefly unwritable (a full disk)."""
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                await write()
-                return
-            except UNAVAILABLE as exc:
-                logger.error("could not record a job's end (%s); attempt %d", exc, attempt + 1)
-                await asyncio.sleep(1.0 + attempt)
-        logger.error("gave up recording a job's end; it runs again at the next start")
+        """A job's end, written even if the database is a while unwritable (a full disk, a
+        server restarting); if never, the job runs again (at the next start, or on another node
+        once this one is not seen)."""
+        await patiently(write, self.db.patience, "a job's end")

@@ -77,26 +77,34 @@ class Cluster:
                 "--auth", "trust", "--encoding", "UTF8", "--no-locale", "--no-sync",
             )  # fmt: skip
             self.port = free_port()
-            # The socket in the cluster's dir: no other server's /run/postgresql is touched.
-            settings = {
-                **SETTINGS,
-                "port": str(self.port),
-                "unix_socket_directories": str(self.dir),
-            }
-            options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-            log = self.dir / "server.log"
-            try:
-                self._server(
-                    "pg_ctl", "start", "--pgdata", str(self.data), "--log", str(log),
-                    "--wait", "--timeout", "60", "--options", options,
-                )  # fmt: skip
-            except RuntimeError as exc:
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(f"{exc}\nserver log:\n{tail}") from None
+            self._start_server()
         except BaseException:
             self._remove()
             raise
         return self
+
+    def _start_server(self) -> None:
+        assert self.dir is not None
+        # The socket in the cluster's dir: no other server's /run/postgresql is touched.
+        settings = {**SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.dir)}
+        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        log = self.dir / "server.log"
+        try:
+            self._server(
+                "pg_ctl", "start", "--pgdata", str(self.data), "--log", str(log),
+                "--wait", "--timeout", "60", "--options", options,
+            )  # fmt: skip
+        except RuntimeError as exc:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{exc}\nserver log:\n{tail}") from None
+
+    def pause(self) -> None:
+        """Stop the server (fast: connections are cut), keeping its files: `resume()` starts
+        it again on the same port, as a database server restarting does."""
+        self._server("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast")
+
+    def resume(self) -> None:
+        self._start_server()
 
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

@@ -462,7 +462,7 @@ def test_a_file_changed_after_it_was_taken_is_converted_again(tmp_path: Path) ->
     from convertd.files import DataDir
     from convertd.store import drops as drop_store
     from convertd.store import jobs
-    from convertd.store.db import SqliteDatabase
+    from convertd.store.sqlite import SqliteDatabase
 
     async def scenario() -> tuple[str, str, list[str]]:
         data = DataDir(tmp_path / "data")

@@ -221,6 +221,7 @@ FILL: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "leader": [{"id": 1, "node": "nas-1234-0a1b2c3d", "since": NOW - 7200}],
+    "storage": [{"id": 1, "mark": "5e1f0c2a9b7d4e6f8a1b2c3d4e5f6a7b", "created_at": NOW - 7200}],
 }
 # What the daemon itself changes when the key is used (and /health's write probe).
 CHANGES_IN_USE = {

@@ -7,7 +7,9 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Daemon, image_bytes
 from tests.daemon import cli_env, run_cli
@@ -93,3 +95,85 @@ def test_a_worker_node_converts_for_a_node_without_workers(
     assert "convertd worker converting for postgresql://" in text
     assert "leads" not in text  # a worker never leads
     assert "listening on" not in text  # and serves no HTTP
+
+
+def test_a_node_on_another_storage_folder_is_refused(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """A share that did not mount looks like an empty folder: the node says so and stays out,
+    rather than failing every job it would take."""
+    database = pg_cluster.new_database()
+    shared, empty = tmp_path / "shared", tmp_path / "not-mounted"
+    shared.mkdir()
+    empty.mkdir()
+    first = Daemon(tmp_path / "a" / "data", database=database, args=("--storage", str(shared)))
+    first.start()
+    try:
+        assert (shared / ".convertd-storage").is_file()
+        for storage, why in (
+            (empty, "is not the one the other nodes of this database use"),
+            (tmp_path / "missing", "does not exist: mount the shared folder there"),
+        ):
+            done = run_cli(
+                tmp_path / "b" / "data", "serve", "--port", "0", "--database", database,
+                "--storage", str(storage), check=False,
+            )  # fmt: skip
+            assert done.returncode in (1, 2), done
+            assert why in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (empty / ".convertd-storage").exists()  # left as it was found
+        assert not (tmp_path / "missing").exists()
+        # The same folder, by another path, is welcome.
+        other = Daemon(
+            tmp_path / "c" / "data", database=database, args=("--storage", f"{shared}/.")
+        ).start()
+        other.stop()
+    finally:
+        first.stop()
+
+
+def test_the_api_says_503_while_the_database_is_away(tmp_path: Path) -> None:
+    with Cluster() as server:
+        node = Daemon(tmp_path / "data", database=server.new_database()).start()
+        try:
+            key = node.create_key("away", "--plan", "pro")
+            assert node.session(key).get(f"{node.base}/keys/me", timeout=10).status_code == 200
+            server.pause()
+            try:
+                for url in (f"{node.base}/keys/me", node.base.removesuffix("/v1") + "/v2/jobs"):
+                    resp = node.session(key).get(url, timeout=30)
+                    assert resp.status_code == 503, resp.text
+                    assert resp.headers["Retry-After"] == "5"
+                    assert "database is unavailable" in resp.text
+            finally:
+                server.resume()
+            deadline = time.monotonic() + 30
+            while node.session(key).get(f"{node.base}/keys/me", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "the API never came back"
+                time.sleep(0.5)
+        finally:
+            node.stop()
+
+
+def test_a_node_started_without_the_watch_rules_keeps_the_leaders_webhooks(
+    pg_cluster: Cluster, tmp_path: Path, receiver: Any
+) -> None:
+    database = pg_cluster.new_database()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    first_dir = tmp_path / "a" / "data"
+    run_cli(first_dir, "keys", "create", "--name", "rules", "--database", database)
+    config = tmp_path / "convertd.toml"
+    config.write_text(
+        f'[[watch]]\nname = "scans"\nfolder = "{tmp_path / "in"}"\noutput = "{tmp_path / "out"}"\n'
+        f'output_format = "webp"\nwebhook_url = "{receiver.url}"\nwebhook_key = 1\n'
+    )
+    leader = Daemon(
+        first_dir, {"CONVERTD_CONFIG": str(config)}, database=database,
+        args=("--storage", str(shared)),
+    ).start()  # fmt: skip
+    plain = Daemon(tmp_path / "b" / "data", database=database, args=("--storage", str(shared)))
+    try:
+        plain.start()
+        listed = json.loads(leader.cli("webhooks", "list", "--json").stdout)
+        assert [w["rule"] for w in listed] == ["scans"], listed
+    finally:
+        plain.stop()
+        leader.stop()

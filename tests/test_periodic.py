@@ -72,6 +72,41 @@ def test_errors_are_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture
     assert "failed again (2 in a row): disk full" in caplog.text
 
 
+def test_a_long_outage_is_a_few_lines(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine failures in a row (a database away for a while): a traceback for the first, a line
+    at the 2nd, 4th and 8th, and one when it works again; not a line a second."""
+    import convertd.periodic
+
+    monkeypatch.setattr(convertd.periodic, "MIN_RETRY_SECONDS", 0.001)
+
+    async def scenario() -> int:
+        calls = 0
+
+        async def work() -> None:
+            nonlocal calls
+            calls += 1
+            if calls <= 9:
+                raise ConnectionRefusedError("database down")
+
+        periodic = Periodic("beat", work, interval=0.001)
+        periodic.start()
+        for _ in range(500):
+            if calls >= 10:
+                break
+            await asyncio.sleep(0.01)
+        await periodic.stop()
+        return calls
+
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(scenario()) >= 10
+    lines = [r.getMessage() for r in caplog.records if r.name == "convertd.periodic"]
+    assert lines[0].startswith("beat failed; trying again")
+    assert [line.split("(")[1].split(" ")[0] for line in lines[1:-1]] == ["2", "4", "8"]
+    assert lines[-1] == "beat works again after 9 failures in a row"
+
+
 def test_final_run_at_stop() -> None:
     async def scenario() -> list[str]:
         seen: list[str] = []

@@ -14,7 +14,8 @@ import requests
 from PIL import Image
 
 from convertd.store import jobs, uploads
-from convertd.store.db import Database, SqliteDatabase
+from convertd.store.db import Database
+from convertd.store.sqlite import SqliteDatabase
 from tests.conftest import Daemon
 
 HASH_TXT = jobs.Conversion("hash", "txt", "md5", {})

@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from convertd.api.routes import Handler
 from convertd.errors import ConvertdError, Invalid, error_body, is_disk_full
-from convertd.store.db import UNAVAILABLE_OR_OS
+from convertd.store.db import UNAVAILABLE_OR_OS, is_database_down
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Send standard HTTP with a well-formed body.",
         )
     except UNAVAILABLE_OR_OS as exc:
+        if is_database_down(exc):
+            logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+            return _error(
+                request,
+                503,
+                "Service Unavailable",
+                "The database is unavailable just now.",
+                "Try again in a few seconds; /health says what is failing.",
+                {"Retry-After": "5"},
+            )
         if is_disk_full(exc):
             logger.error("disk full on %s %s", request.method, request.path)
             return _error(

@@ -30,9 +30,10 @@ from convertd.cli import (
 from convertd.cli.common import common_options, config_of, setup_logging
 from convertd.config import DEFAULT_PORT, ConfigError
 from convertd.converters import archive
-from convertd.store.db import Unreachable, out_of_space
+from convertd.store.db import Unreachable
 from convertd.store.keys import AdminError
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew
+from convertd.store.sqlite import out_of_space
 
 EPILOG = f"""examples:
   convertd serve                                  start on 127.0.0.1:{DEFAULT_PORT}

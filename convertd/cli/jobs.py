@@ -47,6 +47,7 @@ def job_json(job: jobs.Job) -> dict[str, Any]:
         "output_format": job.output_format,
         "options": job.options,
         "attempts": job.attempts,
+        "node": job.node,
         "progress": job.progress,
         "error": job.error,
         "result_name": job.result_name,

@@ -9,7 +9,8 @@ from typing import Any
 
 from convertd.cli.common import config_of, print_table, runs_on_database
 from convertd.clock import iso
-from convertd.store import keys
+from convertd.cluster.node import LEASE_SECONDS
+from convertd.store import keys, nodes
 from convertd.store.db import Database
 
 
@@ -98,7 +99,11 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
     print(f"webhook_secret: {key.webhook_secret}")
     print("Copy the key now: it is stored only as a hash and cannot be shown again.")
     # Before the key, which stays the last line: scripts read it with `tail -n 1`.
-    print(f"Open {config_of(args).base_url}/ in a browser and paste this key there:")
+    pages = [f"{config_of(args).base_url}/"]
+    if db.dialect.name != "sqlite":  # several nodes: those serving the API, as they say
+        live = await nodes.listed(db, LEASE_SECONDS)
+        pages = [f"{n.address}/" for n in live if n.address] or pages
+    print(f"Open {' or '.join(pages)} in a browser and paste this key there:")
     print(secret)
     return 0
 

@@ -70,7 +70,7 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
             n.id,
             n.role,
             state(n, now, local),
-            "yes" if n.leads else "",
+            "yes" if n.leads and state(n, now, local) == "alive" else "",
             str(n.workers),
             str(n.running),
             "-" if local and n.stopped_at is None else f"{max(now - n.seen_at, 0):.0f} s ago",

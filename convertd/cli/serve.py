@@ -11,6 +11,7 @@ from pathlib import Path
 
 from convertd import logs
 from convertd.cli.common import config_of
+from convertd.cluster.storage import StorageMismatch
 from convertd.config import DEFAULT_PORT, LOG_FORMATS
 from convertd.drops.rules import RuleError
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace, role: str = "serve") -> int:
     except AlreadyRunning as exc:
         logger.error("%s", exc)
         return 1
-    except RuleError as exc:
+    except (RuleError, StorageMismatch) as exc:
         logger.error("cannot start: %s", exc)
         return 2
     except OSError as exc:

@@ -54,7 +54,7 @@ class Leadership:
 
     async def stop(self) -> None:
         await self._checks.stop()
-        if self.leading:
+        if self.leading:  # (on record until the next leader writes itself in)
             await self._resign()
         await self._lock.release()
 

@@ -51,6 +51,9 @@ class NodeLife:
         self.max_attempts = 1
         self.address = address
         self._last_beat = 0.0
+        # Since when this node's beats have reached the database without a break: it judges
+        # others lost only after a whole lease of its own (see _take_back).
+        self._connected_since: float | None = None
         self._beats = Periodic("node-beat", self._beat, BEAT_SECONDS)
         self._reaper = Periodic("node-reaper", self._take_back, BEAT_SECONDS, run_at_start=False)
 
@@ -82,6 +85,11 @@ class NodeLife:
             self._reaper.start()
         return self
 
+    async def listening(self, address: str) -> None:
+        """Where its API answers, once it does (the port may have been chosen then)."""
+        self.address = address
+        await nodes.set_address(self.db, self.id, address)
+
     async def stop(self) -> None:
         await self._reaper.stop()
         await self._beats.stop()
@@ -92,7 +100,13 @@ class NodeLife:
 
     async def _beat(self) -> None:
         away = time.monotonic() - self._last_beat
-        await nodes.beat(self.db, self.id)
+        try:
+            await nodes.beat(self.db, self.id)
+        except BaseException:
+            self._connected_since = None
+            raise
+        if self._connected_since is None or away > LEASE_SECONDS:
+            self._connected_since = time.monotonic()
         if away > LEASE_SECONDS:
             logger.warning(
                 "node %s was not seen for %.0f s (stopped, or cut off from the database): "
@@ -103,4 +117,10 @@ class NodeLife:
         self._last_beat = time.monotonic()
 
     async def _take_back(self) -> None:
+        # Only a node that has itself been heard for a whole lease may judge another silent:
+        # after the database was away (restarted, or this node cut off), every node's last beat
+        # is old, and each would take the others' jobs (and use up their attempts) at once.
+        since = self._connected_since
+        if since is None or time.monotonic() - since < LEASE_SECONDS:
+            return
         await nodes.take_back(self.db, LEASE_SECONDS, self.max_attempts)

@@ -1,5 +1,7 @@
-"""Watch rules' webhooks: the config names them, the database mirrors them at start-up so the
-events of drop folders fan out to them like any other subscription."""
+"""Watch rules' webhooks: the config names them, the database mirrors them so the events of drop
+folders fan out to them like any other subscription. Every node checks them at start; the node
+that leads (and watches the folders) writes them, so a node started with another config, or
+none, does not take the leader's away."""
 
 from __future__ import annotations
 
@@ -8,13 +10,16 @@ import logging
 from convertd.config import Config, ConfigError
 from convertd.drops.rules import WatchRule
 from convertd.events import targets
-from convertd.store import keys, webhooks
+from convertd.store import keys
 from convertd.store.db import Database
 
 logger = logging.getLogger(__name__)
 
 
-async def mirror_rule_webhooks(db: Database, config: Config, rules: list[WatchRule]) -> None:
+async def rule_webhooks(
+    db: Database, config: Config, rules: list[WatchRule]
+) -> list[tuple[str, str, int]]:
+    """The rules' webhooks (rule, URL, key), checked: a ConfigError names a bad one."""
     wanted: list[tuple[str, str, int]] = []
     for rule in rules:
         if rule.webhook_url is None or rule.webhook_key is None:
@@ -36,4 +41,4 @@ async def mirror_rule_webhooks(db: Database, config: Config, rules: list[WatchRu
                 key.id,
             )
         wanted.append((rule.name, rule.webhook_url, rule.webhook_key))
-    await webhooks.mirror_rules(db, wanted)
+    return wanted

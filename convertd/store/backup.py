@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from convertd.files import DataDir
-from convertd.store.db import out_of_space
 from convertd.store.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
+from convertd.store.sqlite import out_of_space
 
 # Pages per backup step (4 KiB each): a progress line per 16 MiB, and a step never holds the
 # source's lock for long (in WAL it blocks no writer anyway).

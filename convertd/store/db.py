@@ -1,55 +1,31 @@
-"""The database: what the store asks of either engine (Database), and SQLite's engine.
+"""The database, as the store asks it of either engine: one way to write (a function of a
+connection, as one transaction), reads of committed data, the few SQL fragments the engines
+spell differently (Dialect), and what their failures mean.
 
-SQLite, in the data dir, is the default: one node, no configuration. PostgreSQL
-(store/postgres.py) is the engine of several nodes; store/engines.open_database picks by what
-it is given.
-
-Every write is a function run by `Database.write(fn)` on the database's own writer thread, as
-one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner of datasette's
-`execute_write_fn`. Writes never interleave (the thread runs one at a time, in order), a
-transaction never starts as a reader and later fails to upgrade ("database is locked"), and a
-whole transaction costs one hop off the event loop: a queue and a thread of our own, as lean as
-aiosqlite's (a thread pool costs a tenth more per write, measured here). Reads use a second
-connection (aiosqlite) and see only committed data. The admin CLI opens the same file the same
-way while the daemon runs; WAL and the busy timeout let both work.
+SQLite (store/sqlite.py), in the data dir, is the default: one node, no configuration.
+PostgreSQL (store/postgres.py) is the engine of several nodes; store/engines.open_database
+picks by what it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import dataclasses
-import functools
-import queue
+import logging
 import re
-import shutil
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import aiosqlite
 import asyncpg
-
-from convertd.errors import is_disk_full
-from convertd.store.migrations import migrate
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 D = TypeVar("D", bound="DataclassInstance")
-
-BUSY_TIMEOUT_MS = 10_000
-PRAGMAS = (
-    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-    "PRAGMA journal_mode = WAL",
-    # NORMAL survives process crashes in WAL mode; only power loss can drop the last commit.
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA foreign_keys = ON",
-)
 
 
 class Row(Protocol):
@@ -131,6 +107,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.InsufficientResourcesError,
     asyncpg.QueryCanceledError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
     ConnectionError,
 )
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
@@ -139,8 +117,49 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     ConnectionError,
 )
+# The database server is not there (down, restarting, unreachable, or SQLite busy past its
+# timeout): a moment's trouble, not a fault of the request.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+)
+
+
+def is_database_down(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    return isinstance(exc, DATABASE_DOWN)
+
+
 UNAVAILABLE_OR_OS: tuple[type[BaseException], ...] = (*UNAVAILABLE, OSError)
 DATABASE_OR_OS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, OSError)
+
+
+async def patiently(attempt: Callable[[], Awaitable[T]], patience: float, what: str) -> T | None:
+    """`attempt()`, tried again while the database cannot take it (UNAVAILABLE: a full disk, a
+    server restarting), waiting longer each time, for up to `patience` seconds; None if it never
+    could. How a job's or a task's end is recorded: the work is done, and must not be lost to a
+    moment's outage."""
+    loop = asyncio.get_running_loop()
+    given_up_at = loop.time() + patience
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except UNAVAILABLE as exc:
+            failures += 1
+            wait = min(2.0 ** (failures - 1), 30.0)
+            if loop.time() + wait > given_up_at:
+                logger.error("gave up on %s after %d attempts (%s)", what, failures, exc)
+                return None
+            logger.error("the database could not take %s (%s); attempt %d", what, exc, failures)
+            await asyncio.sleep(wait)
 
 
 def dialect_of(conn: Conn) -> Dialect:
@@ -163,94 +182,11 @@ def is_database_url(where: object) -> bool:
     return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
 
 
-# Less free than this where SQLite failed to grow its -shm or -wal: the disk is full. (On a
-# disk with no room at all SQLite says "disk I/O error", not "database or disk is full".)
-NEARLY_FULL_BYTES = 256 * 1024
-
-
-def out_of_space(exc: sqlite3.Error, directory: Path) -> bool:
-    """Whether SQLite failed for want of space in `directory`, where its files are: what
-    errors.is_disk_full recognises, and SQLite's other way of saying it (an I/O error where
-    nothing is free)."""
-    code = getattr(exc, "sqlite_errorcode", 0)
-    if code == sqlite3.SQLITE_FULL or is_disk_full(exc):
-        return True
-    if code & 0xFF != sqlite3.SQLITE_IOERR:
-        return False
-    try:
-        return shutil.disk_usage(directory).free < NEARLY_FULL_BYTES
-    except OSError:
-        return False
-
-
 def from_row(cls: type[D], row: Row, **converted: Any) -> D:
     """A record made from the row's columns of its fields' names; `converted` gives the fields
     whose column needs more than a copy (JSON, enums, booleans)."""
     values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name not in converted}
     return cls(**values, **converted)
-
-
-def _connect_writer(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    return conn
-
-
-def _transaction(conn: sqlite3.Connection, fn: Callable[[Any], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        # Also when COMMIT itself failed (a full disk): a transaction left open would make
-        # every later write fail. The original error is the one worth raising.
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-class _WriterThread(threading.Thread):
-    """Runs calls one at a time, in order, and hands each result back to its event loop."""
-
-    def __init__(self) -> None:
-        super().__init__(name="db-writer", daemon=True)
-        self._calls: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
-
-    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # In the caller's context: a line logged by the write names the request and job.
-        self._calls.put((loop, future, functools.partial(contextvars.copy_context().run, fn)))
-        return future
-
-    def run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            loop, future, fn = item
-            try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
-            except BaseException as exc:
-                outcome = (None, exc)
-            # A loop that has closed meanwhile (a CLI command ending) has no one left to tell.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; the call ran anyway
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 class LeaderLock:
@@ -272,6 +208,9 @@ class Database:
     transaction) and reads of committed data."""
 
     dialect: Dialect = SQLITE
+    # How long a job's end waits for the database to take it (patiently()): a full disk is
+    # worth a few tries; a database server restarting, minutes.
+    patience: float = 15.0
 
     @property
     def where(self) -> str:
@@ -312,73 +251,3 @@ class Database:
     async def send(self, channel: str, message: str) -> None:
         """Tell the nodes listening on `channel` (none on SQLite)."""
         return None
-
-
-class SqliteDatabase(Database):
-    """One writer thread with its own connection; one reader connection."""
-
-    def __init__(
-        self,
-        path: Path,
-        writer: sqlite3.Connection,
-        writer_thread: _WriterThread,
-        reader: aiosqlite.Connection,
-    ) -> None:
-        self.path = path
-        self._writer = writer
-        self._writer_thread = writer_thread
-        self._reader = reader
-
-    @classmethod
-    async def open(cls, path: Path) -> SqliteDatabase:
-        """Open (creating and migrating as needed) the database at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        thread = _WriterThread()
-        thread.start()
-        writer: sqlite3.Connection | None = None
-        reader: aiosqlite.Connection | None = None
-        try:
-            writer = await thread.call(lambda: _connect_writer(path))
-            await thread.call(lambda: migrate(writer))
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            reader.row_factory = sqlite3.Row
-            for pragma in PRAGMAS:
-                await reader.execute(pragma)
-        except BaseException:
-            if reader is not None:
-                await reader.close()
-            if writer is not None:
-                await thread.call(writer.close)
-            thread.stop()
-            raise
-        return cls(path, writer, thread, reader)
-
-    async def close(self) -> None:
-        await self._reader.close()
-        await self._writer_thread.call(self._writer.close)
-        self._writer_thread.stop()
-        await asyncio.to_thread(self._writer_thread.join)
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
-
-    async def write(self, fn: Callable[[Conn], T], *, contended: bool = False) -> T:
-        """Run `fn(conn)` as one write transaction on the writer thread and return its result.
-
-        `fn` runs `BEGIN IMMEDIATE` ... `COMMIT`; if it raises, the transaction is rolled back
-        and the exception comes out here. It must only use `conn`, never await, and be short:
-        every other write waits for it. Cancelling the caller does not stop a write already
-        handed over: it commits (or not) as if the caller were still waiting.
-        """
-        writer = self._writer
-        return await self._writer_thread.call(lambda: _transaction(writer, fn))
-
-    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        # The first row, for queries that select one (by key): one hop to the reader thread.
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
-    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        # execute_fetchall runs, fetches and closes in one hop (a cursor costs three).
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convertd.store.db import Database, SqliteDatabase, is_database_url
+from convertd.store.db import Database, is_database_url
 from convertd.store.postgres import PostgresDatabase
+from convertd.store.sqlite import SqliteDatabase
 
 
 async def open_database(where: Path | str) -> Database:

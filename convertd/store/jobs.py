@@ -49,6 +49,7 @@ class Job:
     expired: bool
     source: str  # 'api', 'drop' or 'v2' (a /v2 convert task)
     timeout_seconds: float | None  # a /v2 task's own timeout, when tighter than the limit
+    node: str | None = None  # the node whose worker runs it (or last ran it)
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -291,17 +292,21 @@ async def held_by(db: Database, job_id: str, owner: str) -> bool:
     return row is not None
 
 
-async def no_longer_running(db: Database, held: dict[str, str]) -> list[str]:
+async def no_longer_running(db: Database, held: dict[str, str]) -> dict[str, str]:
     """Which of these jobs (id: the owner running it here) the database no longer has as run
-    by that owner: cancelled from outside (a key revoked by the admin CLI, a DELETE on another
-    node), or given to another node while this one was not seen (stopped, cut off)."""
+    by that owner, and why: cancelled from outside (a key revoked by the admin CLI, a DELETE on
+    another node), or given to another node while this one was not seen (stopped, cut off)."""
     rows = await db.fetch_all(
         f"SELECT id, owner FROM jobs WHERE id IN ({marks(held)}) "  # noqa: S608 (placeholders)
         "AND status = 'processing'",
         list(held),
     )
-    still = {row[0] for row in rows if row[1] == held[row[0]]}
-    return [job_id for job_id in held if job_id not in still]
+    running = {row[0]: row[1] for row in rows}
+    return {
+        job_id: "cancelled" if job_id not in running else "given to another node"
+        for job_id, owner in held.items()
+        if running.get(job_id) != owner
+    }
 
 
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:

@@ -349,6 +349,14 @@ MIGRATIONS: list[str] = [
         node TEXT NOT NULL,
         since REAL NOT NULL
     );
+    -- The mark in the shared storage folder (its .convertd-storage file), recorded by the first
+    -- node: a node whose storage holds another mark, or none, is not on the others' folder
+    -- (a share not mounted) and is refused before it takes a job (cluster/storage.py).
+    CREATE TABLE storage (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        mark TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
     """,
 ]
 

@@ -67,6 +67,12 @@ async def beat(db: Database, node_id: str) -> None:
     )
 
 
+async def set_address(db: Database, node_id: str, address: str) -> None:
+    await db.write(
+        lambda conn: conn.execute("UPDATE nodes SET address = ? WHERE id = ?", (address, node_id))
+    )
+
+
 async def stopped(db: Database, node_id: str) -> None:
     await db.write(
         lambda conn: conn.execute(
@@ -134,6 +140,19 @@ def lead(conn: Conn, node_id: str) -> None:
         "INSERT INTO leader (id, node, since) VALUES (1, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET node = excluded.node, since = excluded.since",
         (node_id, clock.now()),
+    )
+
+
+async def storage_mark(db: Database, proposed: str) -> str:
+    """The shared storage's mark on record: `proposed`, if there was none yet."""
+    return str(
+        await db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO storage (id, mark, created_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET mark = storage.mark RETURNING mark",
+                (proposed, clock.now()),
+            ).fetchone()[0]
+        )
     )
 
 

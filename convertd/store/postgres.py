@@ -55,6 +55,8 @@ STATEMENT_TIMEOUT_MS = 10_000
 # server ends its transaction after this long, so the other nodes go on.
 IDLE_IN_TRANSACTION_MS = 15_000
 LISTEN_CHECK_SECONDS = 5.0
+# A job's end waits this long for a server that is restarting or cut off (db.patiently).
+RECORD_PATIENCE_SECONDS = 600.0
 
 
 class Connection:
@@ -203,6 +205,7 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, writer: _WriterThread, readers: asyncpg.Pool) -> None:
         self.url = url
         self.dialect = POSTGRES
+        self.patience = RECORD_PATIENCE_SECONDS
         self._writer = writer
         self._readers = readers
 
@@ -317,18 +320,28 @@ class _AdvisoryLock(LeaderLock):
         self._conn: asyncpg.Connection | None = None
 
     async def try_take(self) -> bool:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await _connect(
-                self._url,
-                idle_session_timeout=str(self.LOST_AFTER_SECONDS * 1000),
-                tcp_keepalives_idle="5",
-                tcp_keepalives_interval="2",
-                tcp_keepalives_count="3",
-            )
-        taken = await self._conn.fetchval(
-            "SELECT pg_try_advisory_lock($1)", self._key, timeout=CONNECT_TIMEOUT_SECONDS
-        )
-        return bool(taken)
+        for fresh in (False, True):
+            if fresh or self._conn is None or self._conn.is_closed():
+                await self.release()
+                self._conn = await _connect(
+                    self._url,
+                    idle_session_timeout=str(self.LOST_AFTER_SECONDS * 1000),
+                    tcp_keepalives_idle="5",
+                    tcp_keepalives_interval="2",
+                    tcp_keepalives_count="3",
+                )
+            try:
+                taken = await self._conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", self._key, timeout=CONNECT_TIMEOUT_SECONDS
+                )
+                return bool(taken)
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.IdleSessionTimeoutError, ConnectionError):  # fmt: skip
+                if fresh:
+                    raise
+                # The server ended the session (this node was stopped, or it restarted): again,
+                # on a new one.
+        return False
 
     async def still_held(self) -> bool:
         if self._conn is None or self._conn.is_closed():

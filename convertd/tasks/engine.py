@@ -29,13 +29,13 @@ from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir, extension_of
 from convertd.periodic import Periodic
 from convertd.store import jobs, tasks, uploads
-from convertd.store.db import UNAVAILABLE, Conn, Database
+from convertd.store.db import Conn, Database, patiently
 from convertd.tasks import work
 from convertd.tasks.conversion import conversion_of, office_pdf, take_conversion_result
 from convertd.tasks.operations import TaskFailed
 from convertd.tasks.outputs import describe, link_or_copy
 from convertd.tasks.tools import result_beyond_files
-from convertd.worker import RECORD_ATTEMPTS, WorkerPool
+from convertd.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -291,14 +291,8 @@ class TaskEngine:
     async def _record(self, end: Callable[[Conn], bool]) -> bool:
         """A task's end, written even if the database is briefly unwritable (a full disk); a
         task whose end could not be written runs again at the next start."""
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                return await self.db.write(lambda conn: self.fence(conn) and end(conn))
-            except UNAVAILABLE as exc:
-                logger.error("could not record a task's end (%s); attempt %d", exc, attempt + 1)
-                await asyncio.sleep(1.0 + attempt)
-        logger.error("gave up recording a task's end")
-        return False
+        fenced = functools.partial(self.db.write, lambda conn: self.fence(conn) and end(conn))
+        return bool(await patiently(fenced, self.db.patience, "a task's end"))
 
     async def _drop_files_if_deleted(self, task: tasks.Task) -> None:
         """Files made for a task deleted meanwhile go too (the retention sweep catches what a
