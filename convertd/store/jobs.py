@@ -297,16 +297,19 @@ async def no_longer_running(db: Database, held: dict[str, str]) -> dict[str, str
     by that owner, and why: cancelled from outside (a key revoked by the admin CLI, a DELETE on
     another node), or given to another node while this one was not seen (stopped, cut off)."""
     rows = await db.fetch_all(
-        f"SELECT id, owner FROM jobs WHERE id IN ({marks(held)}) "  # noqa: S608 (placeholders)
-        "AND status = 'processing'",
+        f"SELECT id, status, owner FROM jobs WHERE id IN ({marks(held)})",  # noqa: S608
         list(held),
     )
-    running = {row[0]: row[1] for row in rows}
-    return {
-        job_id: "cancelled" if job_id not in running else "given to another node"
-        for job_id, owner in held.items()
-        if running.get(job_id) != owner
-    }
+    found = {row[0]: (row[1], row[2]) for row in rows}
+    gone = {}
+    for job_id, owner in held.items():
+        status, holder = found.get(job_id, ("failed", None))  # deleted: as cancelled
+        if status == "processing" and holder == owner:
+            continue
+        # Failed (or gone) while here: cancelled. Queued again, run or ended elsewhere: this
+        # node was not seen for a while, and the job was given to another.
+        gone[job_id] = "cancelled" if status == "failed" else "given to another node"
+    return gone
 
 
 async def expire_older_than(db: Database, cutoff: float) -> list[str]:

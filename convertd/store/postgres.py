@@ -20,11 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
-import functools
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -33,6 +29,7 @@ import asyncpg
 from convertd.store.db import Conn, Database, LeaderLock, Row, Unreachable, shown
 from convertd.store.postgres_sql import POSTGRES, Cursor, numbered
 from convertd.store.schema_postgres import migrate_postgres
+from convertd.store.writer import WriterThread
 
 logger = logging.getLogger(__name__)
 
@@ -105,34 +102,19 @@ class Connection:
         return self._conn
 
 
-class _WriterThread(threading.Thread):
+class _WriterThread(WriterThread):
     """One connection, one transaction at a time, on a loop of its own."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(name="db-writer", daemon=True)
+        super().__init__()
         self._url = url
-        self._calls: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
         self.loop = asyncio.new_event_loop()
         self.conn: Connection | None = None
 
-    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, functools.partial(contextvars.copy_context().run, fn)))
-        return future
-
-    def run(self) -> None:
+    def started(self) -> None:
         asyncio.set_event_loop(self.loop)
-        while (item := self._calls.get()) is not None:
-            loop, future, fn = item
-            try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
-            except BaseException as exc:
-                outcome = (None, exc)
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    def finished(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):
                 self.loop.run_until_complete(self.conn.raw.close(timeout=5))
@@ -172,18 +154,6 @@ class _WriterThread(threading.Thread):
         if conn.raw.is_in_transaction():
             with contextlib.suppress(Exception):
                 conn.command("ROLLBACK")
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 SETTINGS = {

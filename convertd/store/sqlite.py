@@ -1,11 +1,9 @@
 """SQLite's engine: the default, one node, the file in the data dir.
 
-Every write is a function run by `Database.write(fn)` on the database's own writer thread, as
-one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner of datasette's
-`execute_write_fn`. Writes never interleave (the thread runs one at a time, in order), a
-transaction never starts as a reader and later fails to upgrade ("database is locked"), and a
-whole transaction costs one hop off the event loop: a queue and a thread of our own, as lean as
-aiosqlite's (a thread pool costs a tenth more per write, measured here). Reads use a second
+Every write is a function run by `Database.write(fn)` on the database's own writer thread
+(store/writer.py), as one `BEGIN IMMEDIATE ... COMMIT` (rolled back if it raises), in the manner
+of datasette's `execute_write_fn`: writes never interleave, and a transaction never starts as a
+reader and later fails to upgrade ("database is locked"). Reads use a second
 connection (aiosqlite) and see only committed data. The admin CLI opens the same file the same
 way while the daemon runs; WAL and the busy timeout let both work.
 """
@@ -14,12 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
-import queue
 import shutil
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +23,7 @@ import aiosqlite
 from convertd.errors import is_disk_full
 from convertd.store.db import Conn, Database, Row
 from convertd.store.migrations import migrate
+from convertd.store.writer import WriterThread
 
 T = TypeVar("T")
 
@@ -84,46 +79,6 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[Any], T]) -> T:
     return result
 
 
-class _WriterThread(threading.Thread):
-    """Runs calls one at a time, in order, and hands each result back to its event loop."""
-
-    def __init__(self) -> None:
-        super().__init__(name="db-writer", daemon=True)
-        self._calls: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
-
-    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # In the caller's context: a line logged by the write names the request and job.
-        self._calls.put((loop, future, functools.partial(contextvars.copy_context().run, fn)))
-        return future
-
-    def run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            loop, future, fn = item
-            try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
-            except BaseException as exc:
-                outcome = (None, exc)
-            # A loop that has closed meanwhile (a CLI command ending) has no one left to tell.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; the call ran anyway
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
 class SqliteDatabase(Database):
     """One writer thread with its own connection; one reader connection."""
 
@@ -131,7 +86,7 @@ class SqliteDatabase(Database):
         self,
         path: Path,
         writer: sqlite3.Connection,
-        writer_thread: _WriterThread,
+        writer_thread: WriterThread,
         reader: aiosqlite.Connection,
     ) -> None:
         self.path = path
@@ -143,7 +98,7 @@ class SqliteDatabase(Database):
     async def open(cls, path: Path) -> SqliteDatabase:
         """Open (creating and migrating as needed) the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        thread = _WriterThread()
+        thread = WriterThread()
         thread.start()
         writer: sqlite3.Connection | None = None
         reader: aiosqlite.Connection | None = None
