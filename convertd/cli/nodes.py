@@ -34,12 +34,12 @@ def register(
     runs_on_database(listing, _list)
 
 
-def state(node: nodes.Node, now: float, local: bool) -> str:
+def state(node: nodes.Node, local: bool) -> str:
     if node.stopped_at is not None:
         return "stopped"
     if local:  # SQLite's one node says nothing while it runs: is its process there?
         return "alive" if _running(node.pid) else "lost"
-    return "alive" if node.seen_at >= now - LEASE_SECONDS else "lost"
+    return "alive" if node.seen_ago <= LEASE_SECONDS else "lost"
 
 
 def _running(pid: int) -> bool:
@@ -53,13 +53,12 @@ def _running(pid: int) -> bool:
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
-    now = clock.now()
     local = db.dialect.name == "sqlite"
     found = await nodes.listed(db, LEASE_SECONDS, everyone=args.all or local)
     if local and not args.all:
-        found = [n for n in found if state(n, now, local) == "alive"]
+        found = [n for n in found if state(n, local) == "alive"]
     if args.json:
-        print(json.dumps([{**vars(n), "state": state(n, now, local)} for n in found], indent=2))
+        print(json.dumps([{**vars(n), "state": state(n, local)} for n in found], indent=2))
         return 0
     if not found:
         print("no live nodes (is `convertd serve` running on this database?)")
@@ -69,11 +68,11 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
         [
             n.id,
             n.role,
-            state(n, now, local),
-            "yes" if n.leads and state(n, now, local) == "alive" else "",
+            state(n, local),
+            "yes" if n.leads and state(n, local) == "alive" else "",
             str(n.workers),
             str(n.running),
-            "-" if local and n.stopped_at is None else f"{max(now - n.seen_at, 0):.0f} s ago",
+            "-" if local and n.stopped_at is None else f"{max(n.seen_ago, 0):.0f} s ago",
             clock.iso(n.started_at) or "-",
             n.address or "-",
         ]

@@ -69,6 +69,9 @@ class Dialect:
     # A table's rows in the order they were inserted (a tie-break for equal timestamps).
     insertion_order: str
     skip_locked: str  # a claim's select passes over rows another node is claiming
+    # The time now in unix seconds, by the database's clock: what nodes' leases are measured
+    # on, so that two nodes' clocks disagreeing cannot make a live one look lost.
+    now: str
 
     def json_values(self, expr: str, alias: str) -> str:
         return self.json_items.format(expr=expr, alias=alias)
@@ -89,6 +92,7 @@ SQLITE = Dialect(
     greatest="max",
     insertion_order="rowid",
     skip_locked="",  # one writer at a time: nothing is ever locked by another
+    now="((julianday('now') - 2440587.5) * 86400.0)",
 )
 
 

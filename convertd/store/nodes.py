@@ -8,7 +8,7 @@ import dataclasses
 import logging
 
 from convertd import clock
-from convertd.store.db import Conn, Database, Row, from_row
+from convertd.store.db import Conn, Database, Row, dialect_of, from_row
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Node:
     stopped_at: float | None
     running: int = 0  # jobs its workers hold now
     leads: bool = False
+    seen_ago: float = 0.0  # seconds since it was last seen, by the database's clock
 
     @classmethod
     def from_row(cls, row: Row) -> Node:
@@ -39,9 +40,9 @@ class Node:
 async def register(db: Database, node: Node) -> None:
     await db.write(
         lambda conn: conn.execute(
-            """INSERT INTO nodes (id, host, pid, role, address, workers, version, started_at,
+            f"""INSERT INTO nodes (id, host, pid, role, address, workers, version, started_at,
                                   seen_at, stopped_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, {dialect_of(conn).now}, NULL)""",  # noqa: S608
             (
                 node.id,
                 node.host,
@@ -51,7 +52,6 @@ async def register(db: Database, node: Node) -> None:
                 node.workers,
                 node.version,
                 node.started_at,
-                node.seen_at,
             ),
         )
     )
@@ -61,7 +61,8 @@ async def beat(db: Database, node_id: str) -> None:
     """The node is alive now."""
     await db.write(
         lambda conn: conn.execute(
-            "UPDATE nodes SET seen_at = ? WHERE id = ?", (clock.now(), node_id)
+            f"UPDATE nodes SET seen_at = {dialect_of(conn).now} WHERE id = ?",  # noqa: S608
+            (node_id,),
         ),
         contended=True,
     )
@@ -76,34 +77,35 @@ async def set_address(db: Database, node_id: str, address: str) -> None:
 async def stopped(db: Database, node_id: str) -> None:
     await db.write(
         lambda conn: conn.execute(
-            "UPDATE nodes SET seen_at = ?, stopped_at = ? WHERE id = ?",
-            (clock.now(), clock.now(), node_id),
+            f"UPDATE nodes SET seen_at = {dialect_of(conn).now}, stopped_at = ? WHERE id = ?",  # noqa: S608
+            (clock.now(), node_id),
         )
     )
 
 
-# The nodes whose jobs are theirs to finish: running, and seen within the lease.
-_ALIVE = "SELECT id FROM nodes WHERE stopped_at IS NULL AND seen_at >= ?"
+# The nodes whose jobs are theirs to finish: running, and seen within the lease (by the
+# database's clock: the one all nodes' beats were written with).
+_ALIVE = "SELECT id FROM nodes WHERE stopped_at IS NULL AND seen_at >= {now} - ?"
 
 
 def _take_back(conn: Conn, lease_seconds: float, max_attempts: int) -> tuple[list[str], list[str]]:
     """Inside the caller's transaction: the running jobs of nodes no longer alive go back to
     the queue, or fail when they have had their attempts; (requeued ids, failed ids)."""
     now = clock.now()
-    alive_since = now - lease_seconds
+    alive = _ALIVE.format(now=dialect_of(conn).now)
     gave_up = conn.execute(
         f"""UPDATE jobs SET status = 'failed', finished_at = ?, owner = NULL,
                   error = 'Gave up after ' || attempts || ' attempts: the node running it '
                           || 'stopped answering'
            WHERE status = 'processing' AND node IS NOT NULL AND attempts >= ?
-             AND node NOT IN ({_ALIVE}) RETURNING id""",  # noqa: S608 (a constant)
-        (now, max_attempts, alive_since),
+             AND node NOT IN ({alive}) RETURNING id""",  # noqa: S608 (a constant)
+        (now, max_attempts, lease_seconds),
     ).fetchall()
     requeued = conn.execute(
         f"""UPDATE jobs SET status = 'pending', owner = NULL, progress = NULL
            WHERE status = 'processing' AND node IS NOT NULL
-             AND node NOT IN ({_ALIVE}) RETURNING id""",  # noqa: S608 (a constant)
-        (alive_since,),
+             AND node NOT IN ({alive}) RETURNING id""",  # noqa: S608 (a constant)
+        (lease_seconds,),
     ).fetchall()
     return [row[0] for row in requeued], [row[0] for row in gave_up]
 
@@ -122,12 +124,13 @@ async def take_back(
 async def listed(db: Database, lease_seconds: float, everyone: bool = False) -> list[Node]:
     """The live nodes (seen within the lease), newest first; with `everyone`, also those that
     stopped or died in the last day."""
-    alive = "" if everyone else "WHERE n.stopped_at IS NULL AND n.seen_at >= ?"
-    params = () if everyone else (clock.now() - lease_seconds,)
+    alive = "" if everyone else f"WHERE n.stopped_at IS NULL AND n.seen_at >= {db.dialect.now} - ?"
+    params = () if everyone else (lease_seconds,)
     rows = await db.fetch_all(
         f"""SELECT n.*, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'processing'
                         AND j.node = n.id) AS running,
-                  EXISTS (SELECT 1 FROM leader l WHERE l.node = n.id) AS leads
+                  EXISTS (SELECT 1 FROM leader l WHERE l.node = n.id) AS leads,
+                  {db.dialect.now} - n.seen_at AS seen_ago
            FROM nodes n {alive} ORDER BY n.started_at DESC, n.id""",  # noqa: S608 (constants)
         params,
     )

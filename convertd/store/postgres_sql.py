@@ -38,6 +38,7 @@ POSTGRES = Dialect(
     greatest="GREATEST",
     insertion_order="seq",  # an identity column of jobs and tasks (schema_postgres.py)
     skip_locked="FOR UPDATE SKIP LOCKED",
+    now="CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)",
 )
 
 
