@@ -93,12 +93,19 @@ RUNNER = web.AppKey("runner", Runner)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    app[DATA].ensure()
-    app[SIGNER] = Signer.load(app[DATA].signing_key)
-    db = await open_database(app[DATA].database)
+    config, data = app[CONFIG], app[DATA]
+    data.ensure_local()
+    db = await open_database(data.database)
     app[DB] = db
-    if not app[DATA].shared:
+    try:
+        if data.shared:  # before anything is written there: is it the others' folder?
+            await storage.check(db, data)
+        data.ensure_storage()
+        app[SIGNER] = Signer.load(data.signing_key)
+    except BaseException:
+        await db.close()
+        raise
+    if not data.shared:
         # The one node of this database (the data dir's lock says so): whatever was running
         # was its own. Shared, a node's jobs are taken back once it is not seen (cluster/node.py).
         requeued, failed = await jobs.recover_orphans(db, config.max_attempts)
@@ -113,8 +120,6 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     work one node does for all, led by one (cluster/)."""
     config = app[CONFIG]
     role = app[ROLE]
-    if app[DATA].shared:
-        await storage.check(app[DB], app[DATA])
     # Its address comes once it listens (server.py): the port may be chosen then.
     life = await NodeLife(app[DB], role=role, workers=config.workers).start(config.max_attempts)
     app[NODE] = life

@@ -78,7 +78,7 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
-class StorageMissing(OSError):
+class StorageMissing(Exception):
     """The storage folder is not there, or cannot be written."""
 
 
@@ -118,8 +118,12 @@ class DataDir:
         return isinstance(self.database, str)
 
     def ensure(self) -> None:
-        """Make the folders the daemon writes in. A storage folder given but missing is refused,
-        not made: it is a share that is not mounted, and files written there would be lost."""
+        self.ensure_local()
+        self.ensure_storage()
+
+    def ensure_local(self) -> None:
+        """The node's own folders; and the storage folder, if given, must be there already: a
+        missing one is a share that is not mounted, and files written there would be lost."""
         if self.storage_given and not self.storage.is_dir():
             raise StorageMissing(
                 f"the storage folder {self.storage} does not exist: mount the shared folder "
@@ -127,8 +131,11 @@ class DataDir:
             )
         for path in (self.root, self.work):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def ensure_storage(self) -> None:
+        """The folders in the storage, once it is known to be the right one (cluster/storage)."""
         try:
-            for path in (self.uploads, self.results, self.tasks):
+            for path in (self.storage, self.uploads, self.results, self.tasks):
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StorageMissing(

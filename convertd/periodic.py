@@ -25,6 +25,14 @@ from collections.abc import Awaitable, Callable
 logger = logging.getLogger(__name__)
 
 MIN_RETRY_SECONDS = 1.0
+# Failures that say all there is in one line (a database away): no traceback. Named by the
+# layer that knows them (store/db.py).
+_quiet: tuple[type[BaseException], ...] = ()
+
+
+def quiet_failures(*kinds: type[BaseException]) -> None:
+    global _quiet
+    _quiet = (*_quiet, *kinds)
 
 
 def backoff(first: float, failures: int, longest: float) -> float:
@@ -107,7 +115,12 @@ class Periodic:
                 if self.max_backoff is not None:
                     delay = backoff(delay, failures, self.max_backoff)
                 if failures == 1:
-                    logger.exception("%s failed; trying again in %.1f s", self.name, delay)
+                    logger.error(
+                        "%s failed; trying again in %.1f s",
+                        self.name,
+                        delay,
+                        exc_info=None if isinstance(exc, _quiet) else exc,
+                    )
                 elif failures & (failures - 1) == 0:  # 2, 4, 8...: an outage is not a flood
                     logger.error("%s failed again (%d in a row): %s", self.name, failures, exc)
                 continue

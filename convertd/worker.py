@@ -237,12 +237,16 @@ class WorkerPool:
             return "The input file no longer exists"
         work = await asyncio.to_thread(self.data.fresh_work_dir, job.id)
 
+        unrecorded: list[BaseException] = []  # said once, however long it lasts
+
         async def report(percent: int) -> None:
             # Progress is a courtesy: a write that fails (a full disk) never ends the job.
             try:
                 await jobs.set_progress(self.db, job.id, owner, percent)
             except DATABASE_ERRORS as exc:
-                logger.warning("job %s: progress not recorded (%s)", job.id, exc)
+                if not unrecorded:
+                    logger.warning("job %s: progress not recorded (%s)", job.id, exc)
+                    unrecorded.append(exc)
             else:
                 self._changed(job)
 

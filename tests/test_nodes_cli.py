@@ -4,6 +4,8 @@ admin commands say when the database is PostgreSQL or cannot be reached."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,13 +120,41 @@ def test_a_node_on_another_storage_folder_is_refused(pg_cluster: Cluster, tmp_pa
             )  # fmt: skip
             assert done.returncode in (1, 2), done
             assert why in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert not (empty / ".convertd-storage").exists()  # left as it was found
+        assert not any(empty.iterdir())  # left as it was found: nothing written there
         assert not (tmp_path / "missing").exists()
-        # The same folder, by another path, is welcome.
+        # A copy of the share (an old rsync of it) holds an old mark: each start marks anew.
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        shutil.copy(shared / ".convertd-storage", copy / ".convertd-storage")
+        # The same folder, by another path, is welcome (and marks it anew).
         other = Daemon(
             tmp_path / "c" / "data", database=database, args=("--storage", f"{shared}/.")
         ).start()
         other.stop()
+        done = run_cli(
+            tmp_path / "d" / "data", "serve", "--port", "0", "--database", database,
+            "--storage", str(copy), check=False,
+        )  # fmt: skip
+        assert done.returncode == 2 and "a copy of the share" in done.stderr, done.stderr
+        # A read-only mount of the right folder: refused, and the mark on record unchanged.
+        if os.geteuid() == 0:
+            readonly = tmp_path / "readonly"
+            readonly.mkdir()
+            subprocess.run(["mount", "--bind", str(shared), str(readonly)], check=True)
+            try:
+                subprocess.run(["mount", "-o", "remount,ro,bind", str(readonly)], check=True)
+                done = run_cli(
+                    tmp_path / "e" / "data", "serve", "--port", "0", "--database", database,
+                    "--storage", str(readonly), check=False,
+                )  # fmt: skip
+                assert done.returncode == 2, done
+                assert "cannot write in the storage folder" in done.stderr, done.stderr
+            finally:
+                subprocess.run(["umount", "-l", str(readonly)], check=False)
+            again = Daemon(
+                tmp_path / "f" / "data", database=database, args=("--storage", str(shared))
+            ).start()
+            again.stop()
     finally:
         first.stop()
 
@@ -174,6 +204,16 @@ def test_a_node_started_without_the_watch_rules_keeps_the_leaders_webhooks(
         plain.start()
         listed = json.loads(leader.cli("webhooks", "list", "--json").stdout)
         assert [w["rule"] for w in listed] == ["scans"], listed
+        # ... nor when it leads, once the node with the rules is gone.
+        leader.kill()
+        deadline = time.monotonic() + 30
+        while "leads" not in plain.log():
+            assert time.monotonic() < deadline, "the plain node never took the lead"
+            time.sleep(0.2)
+        time.sleep(1)  # (its webhook sender has started: the rules were written by then)
+        listed = json.loads(plain.cli("webhooks", "list", "--json").stdout)
+        assert [w["rule"] for w in listed] == ["scans"], listed
     finally:
         plain.stop()
-        leader.stop()
+        if leader.proc is not None:
+            leader.stop()

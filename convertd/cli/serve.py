@@ -14,6 +14,7 @@ from convertd.cli.common import config_of
 from convertd.cluster.storage import StorageMismatch
 from convertd.config import DEFAULT_PORT, LOG_FORMATS
 from convertd.drops.rules import RuleError
+from convertd.files import StorageMissing
 
 logger = logging.getLogger("convertd")
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace, role: str = "serve") -> int:
     except AlreadyRunning as exc:
         logger.error("%s", exc)
         return 1
-    except (RuleError, StorageMismatch) as exc:
+    except (RuleError, StorageMismatch, StorageMissing) as exc:
         logger.error("cannot start: %s", exc)
         return 2
     except OSError as exc:

@@ -100,20 +100,24 @@ class NodeLife:
 
     async def _beat(self) -> None:
         away = time.monotonic() - self._last_beat
+        heard = self._connected_since is not None  # its beats went through until now
         try:
             await nodes.beat(self.db, self.id)
         except BaseException:
             self._connected_since = None
             raise
-        if self._connected_since is None or away > LEASE_SECONDS:
+        if not heard or away > LEASE_SECONDS:
             self._connected_since = time.monotonic()
-        if away > LEASE_SECONDS:
+        if away > LEASE_SECONDS and heard:
+            # Not a beat failed: this process itself did not run (stopped, suspended).
             logger.warning(
-                "node %s was not seen for %.0f s (stopped, or cut off from the database): "
-                "other nodes have taken its running jobs",
+                "node %s did not run for %.0f s (stopped?): other nodes may have taken its "
+                "running jobs, which it gives up",
                 self.id,
                 away,
             )
+        elif away > LEASE_SECONDS:
+            logger.info("node %s: the database answers again after %.0f s", self.id, away)
         self._last_beat = time.monotonic()
 
     async def _take_back(self) -> None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
 
+from convertd.periodic import quiet_failures
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -162,7 +164,7 @@ async def patiently(attempt: Callable[[], Awaitable[T]], patience: float, what: 
             if loop.time() + wait > given_up_at:
                 logger.error("gave up on %s after %d attempts (%s)", what, failures, exc)
                 return None
-            logger.error("the database could not take %s (%s); attempt %d", what, exc, failures)
+            logger.warning("the database could not take %s (%s); attempt %d", what, exc, failures)
             await asyncio.sleep(wait)
 
 
@@ -175,6 +177,10 @@ def dialect_of(conn: Conn) -> Dialect:
 
 class Unreachable(ConnectionError):
     """The database server could not be reached or refused us; the message says which."""
+
+
+# A background loop that meets these says so in one line, without a traceback.
+quiet_failures(*DATABASE_DOWN, Unreachable)
 
 
 def shown(where: Path | str) -> str:

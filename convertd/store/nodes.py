@@ -146,17 +146,23 @@ def lead(conn: Conn, node_id: str) -> None:
     )
 
 
-async def storage_mark(db: Database, proposed: str) -> str:
-    """The shared storage's mark on record: `proposed`, if there was none yet."""
-    return str(
-        await db.write(
-            lambda conn: conn.execute(
-                "INSERT INTO storage (id, mark, created_at) VALUES (1, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET mark = storage.mark RETURNING mark",
-                (proposed, clock.now()),
-            ).fetchone()[0]
-        )
-    )
+async def storage_mark_moved(db: Database, seen: str | None, fresh: str) -> bool:
+    """If the storage's mark on record is `seen` (or none is, the first node's start), make it
+    `fresh` and say True; else False: the folder this node sees is not the one on record."""
+
+    def move(conn: Conn) -> bool:
+        row = conn.execute("SELECT mark FROM storage WHERE id = 1").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO storage (id, mark, created_at) VALUES (1, ?, ?)", (fresh, clock.now())
+            )
+            return True
+        if row[0] != seen:
+            return False
+        conn.execute("UPDATE storage SET mark = ? WHERE id = 1", (fresh,))
+        return True
+
+    return bool(await db.write(move))
 
 
 def leads(conn: Conn, node_id: str) -> bool:

@@ -44,6 +44,14 @@ RETRIED = (
     asyncpg.InvalidCachedStatementError,
 )
 PREPARED_STATEMENTS = 256
+# A connection that failed with these is in no state to be used again.
+BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
 READ_POOL_SIZE = 4
 CONNECT_TIMEOUT_SECONDS = 10.0
 # The same busy wait as SQLite's: a statement stuck behind a lock this long fails.
@@ -144,8 +152,11 @@ class _WriterThread(WriterThread):
                 if attempt == MAX_ATTEMPTS:
                     raise
                 logger.debug("write met another node's; running it again (%d)", attempt)
-            except BaseException:
+            except BaseException as exc:
                 self._rollback(conn)
+                if isinstance(exc, BROKEN):
+                    # Mid-operation when it broke: never used again (the next write connects).
+                    conn.raw.terminate()
                 raise
         raise AssertionError("unreachable")
 

@@ -151,8 +151,12 @@ async def delete(db: Database, webhook_id: str) -> None:
     await db.write(lambda conn: _drop(conn, [webhook_id], "not sent: the webhook was deleted"))
 
 
-async def mirror_rules(db: Database, rules: list[tuple[str, str, int]]) -> None:
-    """The watch rules' webhooks, (rule, url, key id), as the config has them now."""
+async def mirror_rules(
+    db: Database, rules: list[tuple[str, str, int]], *, keep_others: bool = False
+) -> None:
+    """The watch rules' webhooks, (rule, url, key id), as the config has them now. With
+    `keep_others` (several nodes, where a node started with another config may lead for a
+    while) a rule this config does not name keeps its webhook and its pending deliveries."""
 
     def write(conn: Conn) -> None:
         wanted = {name: (url, key_id) for name, url, key_id in rules}
@@ -160,6 +164,7 @@ async def mirror_rules(db: Database, rules: list[tuple[str, str, int]]) -> None:
             row["id"]
             for row in conn.execute("SELECT id, rule, url, key_id FROM webhooks WHERE rule NOTNULL")
             if wanted.get(row["rule"]) != (row["url"], row["key_id"])
+            and not (keep_others and row["rule"] not in wanted)
         ]
         _drop(conn, stale, "not sent: the watch rule's webhook_url changed")
         for name, (url, key_id) in wanted.items():
