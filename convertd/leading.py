@@ -140,7 +140,7 @@ async def drop_folders(app: web.Application) -> AsyncIterator[None]:
             watcher.job_ended(job)
 
     pool.on_job_end(job_ended)
-    if app[DB].dialect.name != "sqlite":
+    if app[DB].shared:
         # A drop's job another node ran ends there: the relay's word is the only one this node
         # hears (else its result waited for the watcher's safety net, up to 10 s).
         def changed_elsewhere() -> None:

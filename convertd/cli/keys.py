@@ -100,7 +100,7 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
     print("Copy the key now: it is stored only as a hash and cannot be shown again.")
     # Before the key, which stays the last line: scripts read it with `tail -n 1`.
     pages = [f"{config_of(args).base_url}/"]
-    if db.dialect.name != "sqlite":  # several nodes: those serving the API, as they say
+    if db.shared:  # several nodes: those serving the API, as they say
         live = await nodes.listed(db, LEASE_SECONDS)
         pages = [f"{n.address}/" for n in live if n.address] or pages
     print(f"Open {' or '.join(pages)} in a browser and paste this key there:")

@@ -53,7 +53,7 @@ def _running(pid: int) -> bool:
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
-    local = db.dialect.name == "sqlite"
+    local = not db.shared
     found = await nodes.listed(db, LEASE_SECONDS, everyone=args.all or local)
     if local and not args.all:
         found = [n for n in found if state(n, local) == "alive"]

@@ -37,7 +37,7 @@ class Leadership:
         self._services: list[tuple[str, Begin]] = []
         self._stops: list[tuple[str, Stop]] = []
         self._checks = Periodic("leadership", self._check, CHECK_SECONDS, run_at_start=False)
-        self._shared = db.dialect.name != "sqlite"
+        self._shared = db.shared
 
     def fence(self, conn: Conn) -> bool:
         """Inside a write: whether this node is still the leader on record. A leader cut off

@@ -78,7 +78,7 @@ class NodeLife:
         )
         self._last_beat = time.monotonic()
         logger.info("node %s (%s, %d workers) joined", self.id, self.role, self.workers)
-        if self.db.dialect.name != "sqlite":
+        if self.db.shared:
             # One SQLite node needs neither: the data dir's lock keeps others out, and an idle
             # daemon writing every few seconds would keep a NAS's disks from ever sleeping.
             self._beats.start()

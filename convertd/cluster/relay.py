@@ -36,7 +36,7 @@ class Relay:
         self._stop_listening: Callable[[], Awaitable[Any]] | None = None
 
     async def start(self) -> Relay:
-        if self.db.dialect.name == "sqlite":
+        if not self.db.shared:
             return self  # one node: nobody to tell
         self._stop_listening = await self.db.listen(CHANNEL, self._heard)
         self.changes.relay = self._announce

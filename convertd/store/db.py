@@ -218,6 +218,8 @@ class Database:
     transaction) and reads of committed data."""
 
     dialect: Dialect = SQLITE
+    # Whether several nodes may share it (PostgreSQL): the one question the cluster's parts ask.
+    shared: bool = False
     # How long a job's end waits for the database to take it (patiently()): a full disk is
     # worth a few tries; a database server restarting, minutes.
     patience: float = 15.0
@@ -240,7 +242,9 @@ class Database:
         raise NotImplementedError
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        raise NotImplementedError
+        """The first row, for queries that select one (by key)."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         raise NotImplementedError

@@ -186,6 +186,7 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, writer: _WriterThread, readers: asyncpg.Pool) -> None:
         self.url = url
         self.dialect = POSTGRES
+        self.shared = True
         self.patience = RECORD_PATIENCE_SECONDS
         self._writer = writer
         self._readers = readers
@@ -239,10 +240,6 @@ class PostgresDatabase(Database):
             # finds nothing for it either. Refused, it would be an error instead of "not found".
             return []
         return list(await self._readers.fetch(numbered(sql), *args))
-
-    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
 
     def leader_lock(self, key: int) -> LeaderLock:
         return _AdvisoryLock(self.url, key)

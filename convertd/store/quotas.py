@@ -302,7 +302,7 @@ def _stored(conn: Conn, key: ApiKey, start: int, window: str) -> int:
 def call_counter(db: Database) -> CallCounter:
     """The counter for this database: in memory for SQLite (one daemon owns the data dir), in
     the database for PostgreSQL (several nodes may share it)."""
-    return SharedCallCounter(db) if db.dialect.name == "postgresql" else CallCounter(db)
+    return SharedCallCounter(db) if db.shared else CallCounter(db)
 
 
 def _usage(key: ApiKey, ts: float, used: dict[str, int]) -> Usage:

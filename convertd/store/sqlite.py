@@ -139,11 +139,6 @@ class SqliteDatabase(Database):
         writer = self._writer
         return await self._writer_thread.call(lambda: _transaction(writer, fn))
 
-    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        # The first row, for queries that select one (by key): one hop to the reader thread.
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         # execute_fetchall runs, fetches and closes in one hop (a cursor costs three).
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
