@@ -98,14 +98,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = await open_database(data.database)
     app[DB] = db
     try:
-        if data.shared:  # before anything is written there: is it the others' folder?
+        if db.shared:  # before anything is written there: is it the others' folder?
             await storage.check(db, data)
         data.ensure_storage()
         app[SIGNER] = Signer.load(data.signing_key)
     except BaseException:
         await db.close()
         raise
-    if not data.shared:
+    if not db.shared:
         # The one node of this database (the data dir's lock says so): whatever was running
         # was its own. Shared, a node's jobs are taken back once it is not seen (cluster/node.py).
         requeued, failed = await jobs.recover_orphans(db, config.max_attempts)

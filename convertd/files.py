@@ -112,11 +112,6 @@ class DataDir:
     def of(cls, config: Config) -> DataDir:
         return cls(config.data_dir, config.drop_root, config.storage, config.database)
 
-    @property
-    def shared(self) -> bool:
-        """Whether the database is a server several nodes may share."""
-        return isinstance(self.database, str)
-
     def ensure(self) -> None:
         self.ensure_local()
         self.ensure_storage()

@@ -83,7 +83,7 @@ async def webhook_sender(app: web.Application) -> AsyncIterator[None]:
 
     async def begin() -> Stop:
         if drop_enabled:  # else the rules' webhooks (and their deliveries) stay as they are
-            await webhooks.mirror_rules(app[DB], rules, keep_others=app[DATA].shared)
+            await webhooks.mirror_rules(app[DB], rules, keep_others=app[DB].shared)
         sender = WebhookSender(app[CONFIG], app[DB], lambda d: render_payload(app, d), app[METRICS])
         senders.append(sender.start())
 
