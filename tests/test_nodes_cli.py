@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from tests.conftest import Daemon, image_bytes
 from tests.daemon import cli_env, run_cli
 from tests.postgres import Cluster
@@ -172,6 +174,9 @@ def test_the_api_says_503_while_the_database_is_away(tmp_path: Path) -> None:
                     assert resp.status_code == 503, resp.text
                     assert resp.headers["Retry-After"] == "5"
                     assert "database is unavailable" in resp.text
+                health = requests.get(node.base.removesuffix("/v1") + "/health", timeout=30)
+                assert health.status_code == 503 and health.json()["failing"] == ["database"]
+                assert health.headers["Retry-After"] == "5"
             finally:
                 server.resume()
             deadline = time.monotonic() + 30

@@ -159,9 +159,10 @@ async def health_status(request: web.Request) -> web.Response:
     app[TRANSITIONS].note(checks)
     failing = [name for name, check in checks.items() if not check["ok"]]
     body = {"status": "failing" if failing else "ok", "failing": failing, "checks": checks}
-    return web.json_response(
-        body, status=503 if failing else 200, headers={"Cache-Control": "no-store"}
-    )
+    headers = {"Cache-Control": "no-store"}
+    if "database" in failing:  # an outage that passes, as the API's own 503 says
+        headers["Retry-After"] = "5"
+    return web.json_response(body, status=503 if failing else 200, headers=headers)
 
 
 async def live(request: web.Request) -> web.Response:
