@@ -170,7 +170,7 @@ class Case:
         if self.spread is None:
             return f"{self.runs} run{'s' * (self.runs > 1)}, stability unknown"
         state = "stable" if self.spread < STABLE_SPREAD else "unstable"
-        return f"{self.runs} runs, {state}: spread {self.spread * 100:.0f} %"
+        return f"{self.runs} runs, {state}: spread {self.spread * 100:.1f} %"
 
 
 CASE = Case()
