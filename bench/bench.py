@@ -189,18 +189,21 @@ def _spread(samples: list[float]) -> float | None:
 
 
 def timed_sides(fns: list[Callable[[], object]], runs: int, settle: float = 0.0) -> list[float]:
-    """Medians of each of `fns`, run in turn, each round in the same order: on a shared machine
-    whose speed drifts, every side sees the same drift. Repeats past `runs` until every side's
+    """Medians of each of `fns`, run in turn: on a shared machine whose speed drifts, every side
+    sees the same drift. Each round starts one side later than the one before, so no side is
+    always the one after a pause, or after another's leftovers (the daemon gives memory back
+    after 2 idle seconds: its next job maps it afresh). Repeats past `runs` until every side's
     median is stable (see STABLE_SPREAD), and notes the load and spread for the row."""
     samples: list[list[float]] = [[] for _ in fns]
     began = time.monotonic()
     cap = runs * STABLE_CAP if Case.extend else runs
     CASE.sample_load()
     while True:
-        for side, fn in enumerate(fns):
+        first = len(samples[0]) % len(fns)
+        for side in [*range(first, len(fns)), *range(first)]:
             time.sleep(settle)
             start = time.perf_counter()
-            fn()
+            fns[side]()
             samples[side].append(time.perf_counter() - start)
         done = len(samples[0])
         spreads = [_spread(s) for s in samples]
