@@ -1544,9 +1544,10 @@ HOW_TO_READ = [
     "over the other side's (below 1: convertd is faster)",
     "- load: the 1-minute load average sampled while the case ran (lowest-highest), on this "
     "shared 2-core machine: above ~1 another program was busy too, and the figures are noisier",
-    f"- repeats: how many runs each side had, alternating the sides; a full run repeats a case "
-    f"until the medians after each of its last {STABLE_LAST} runs differ by under "
-    f"{STABLE_SPREAD * 100:.0f} % (at most {STABLE_CAP}x its runs, {STABLE_SECONDS:.0f} s), "
+    "- repeats: how many runs each side had (the sides in turn, each round starting one side "
+    f"later); a full run repeats a case until the medians after each of its last {STABLE_LAST} "
+    f"runs differ by under {STABLE_SPREAD * 100:.0f} % (at most {STABLE_CAP}x its runs, "
+    f"{STABLE_SECONDS:.0f} s), "
     f"else says 'unstable' and the spread; 'one measurement': a burst or throughput case",
     "- run: the date and mode of the run that measured the row; command: what to run to "
     "measure it again",
