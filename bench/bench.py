@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,24 +60,44 @@ class Daemon(DaemonProcess):
         return self
 
     def convert(
-        self, data: bytes, name: str, filetype: str, fmt: str, options: dict[str, Any] | None = None
+        self,
+        data: bytes,
+        name: str,
+        filetype: str,
+        fmt: str,
+        options: dict[str, Any] | None = None,
+        *,
+        poll: bool = False,
     ) -> bytes:
-        """Upload, convert, poll and download: what a client of the API really waits for."""
+        """Upload, convert, wait and download: what a client of the API really waits for. It
+        waits as the README says to (`?wait=` on the status: the answer comes when the job
+        ends), or, with `poll`, polls the status as a client without `?wait=` would."""
         fields: dict[str, str] = {"filetype": filetype, "output_format": fmt}
         if options:
             fields["options"] = json.dumps(options)
         job = self.http.post(
             f"{self.base}/convert", files={"file": (name, data)}, data=fields, timeout=600
         ).json()
-        # Poll quickly at first, then back off: a tight loop would steal CPU from the very
-        # conversion it waits for (the seed API suggests 2 s; short jobs deserve better).
+        status = self.poll(job["status_url"]) if poll else self.wait(job["status_url"])
+        if status["status"] == "failed":
+            raise RuntimeError(status["error"])
+        return bytes(self.http.get(status["download_url"], timeout=600).content)
+
+    def wait(self, status_url: str) -> dict[str, Any]:
+        """The job's status once it has ended, by `?wait=` (asked again if it outlasts it)."""
+        while True:
+            status = dict(self.http.get(status_url, params={"wait": "60"}, timeout=90).json())
+            if status["status"] in {"finished", "failed"}:
+                return status
+
+    def poll(self, status_url: str) -> dict[str, Any]:
+        """The job's status once it has ended, by polling: quickly at first, then backing off
+        (a tight loop would steal CPU from the very conversion it waits for)."""
         started = time.perf_counter()
         while True:
-            status = self.http.get(job["status_url"], timeout=30).json()
-            if status["status"] == "finished":
-                return bytes(self.http.get(job["download_url"], timeout=600).content)
-            if status["status"] == "failed":
-                raise RuntimeError(status["error"])
+            status = dict(self.http.get(status_url, timeout=30).json())
+            if status["status"] in {"finished", "failed"}:
+                return status
             waited = time.perf_counter() - started
             time.sleep(0.01 if waited < 1 else 0.05 if waited < 5 else 0.2)
 
@@ -110,33 +130,146 @@ class Daemon(DaemonProcess):
         return dict(self.http.get(f"{self.base}/status/{job_id}", timeout=30).json())
 
 
+# How a case repeats: past its asked runs, until the medians after each of its last STABLE_LAST
+# runs differ by under STABLE_SPREAD, at most STABLE_CAP times the asked runs and for at most
+# STABLE_SECONDS. Quick mode (CI) keeps its asked runs and only says whether they were stable.
+STABLE_LAST = 3
+STABLE_SPREAD = 0.05
+STABLE_CAP = 3
+STABLE_SECONDS = 60.0
+
+
+class Case:
+    """What the bench saw while the current case ran (from the previous row to the next): the
+    1-minute load averages sampled, and how settled the medians of its timed runs were."""
+
+    extend = True  # main() turns this off in quick mode
+
+    def __init__(self) -> None:
+        self.loads: list[float] = []
+        self.runs = 0
+        self.spread: float | None = None  # the worst of the case's timed calls
+        self.same: tuple[str, str] | None = None  # (load, repeats) of the row it shares runs with
+
+    def sample_load(self) -> None:
+        self.loads.append(os.getloadavg()[0])
+
+    def timed(self, spread: float | None, runs: int) -> None:
+        self.runs = max(self.runs, runs)
+        if spread is not None:
+            self.spread = max(spread, self.spread or 0.0)
+
+    def load_text(self) -> str:
+        self.sample_load()
+        low, high = min(self.loads), max(self.loads)
+        return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
+
+    def repeats_text(self) -> str:
+        if not self.runs:
+            return "one measurement"
+        if self.spread is None:
+            return f"{self.runs} run{'s' * (self.runs > 1)}, stability unknown"
+        state = "stable" if self.spread < STABLE_SPREAD else "unstable"
+        return f"{self.runs} runs, {state}: spread {self.spread * 100:.1f} %"
+
+
+CASE = Case()
+
+
+def _spread(samples: list[float]) -> float | None:
+    """How far apart the medians after each of the last STABLE_LAST runs are, relative to the
+    latest; None with fewer than two runs (nothing to compare)."""
+    if len(samples) < 2:
+        return None
+    medians = [
+        statistics.median(samples[:n])
+        for n in range(max(1, len(samples) - STABLE_LAST + 1), len(samples) + 1)
+    ]
+    return (max(medians) - min(medians)) / medians[-1]
+
+
+def timed_sides(fns: list[Callable[[], object]], runs: int, settle: float = 0.0) -> list[float]:
+    """Medians of each of `fns`, run in turn: on a shared machine whose speed drifts, every side
+    sees the same drift. Each round starts one side later than the one before, so no side is
+    always the one after a pause, or after another's leftovers (the daemon gives memory back
+    after 2 idle seconds: its next job maps it afresh). Repeats past `runs` until every side's
+    median is stable (see STABLE_SPREAD), and notes the load and spread for the row."""
+    samples: list[list[float]] = [[] for _ in fns]
+    began = time.monotonic()
+    cap = runs * STABLE_CAP if Case.extend else runs
+    CASE.sample_load()
+    while True:
+        first = len(samples[0]) % len(fns)
+        for side in [*range(first, len(fns)), *range(first)]:
+            time.sleep(settle)
+            start = time.perf_counter()
+            fns[side]()
+            samples[side].append(time.perf_counter() - start)
+        done = len(samples[0])
+        spreads = [_spread(s) for s in samples]
+        spread = None if None in spreads else max(s for s in spreads if s is not None)
+        settled = spread is not None and spread < STABLE_SPREAD and done >= STABLE_LAST
+        if done >= runs and (settled or done >= cap or time.monotonic() - began > STABLE_SECONDS):
+            break
+    CASE.sample_load()
+    CASE.timed(spread, done)
+    return [statistics.median(s) for s in samples]
+
+
 def timed(fn: Callable[[], object], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return timed_sides([fn], runs)[0]
 
 
 def timed_pair(
     ours: Callable[[], object], theirs: Callable[[], object], runs: int, settle: float = 0.0
 ) -> tuple[float, float]:
-    """Medians of both, run alternately: on a shared machine whose speed drifts, both sides
-    see the same drift. With `settle`, each run starts after that many idle seconds, so work
-    one side leaves behind (convertd readying its next browser page) never slows the other."""
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for side, fn in enumerate((ours, theirs)):
-            time.sleep(settle)
-            start = time.perf_counter()
-            fn()
-            samples[side].append(time.perf_counter() - start)
-    return statistics.median(samples[0]), statistics.median(samples[1])
+    """Medians of both, run alternately (see timed_sides). With `settle`, each run starts after
+    that many idle seconds, so work one side leaves behind (convertd readying its next browser
+    page) never slows the other."""
+    mine, other = timed_sides([ours, theirs], runs, settle)
+    return mine, other
 
 
+# A table row as the groups make it: case, convertd, other, ratio, goal.
 Row = tuple[str, str, str, str, str]
-ROWS: list[Row] = []
+# ...and as it is kept: with the load average during the case and how its runs settled.
+Measured = tuple[str, str, str, str, str, str, str]
+
+
+class Rows(list[Measured]):
+    """The rows measured so far. Each row appended is printed and annotated with what CASE saw
+    since the previous one (the groups append plain Rows, or use row())."""
+
+    def append(self, plain: tuple[str, ...]) -> None:
+        case, ours, theirs, ratio, goal = plain[:5]
+        load, repeats = CASE.same or (CASE.load_text(), CASE.repeats_text())
+        super().append((case, ours, theirs, ratio, goal, load, repeats))
+        print(
+            f"{case:60} convertd {ours:>12}  other {theirs:>12}  ratio {ratio:>18}  "
+            f"load {load:>7}  {repeats}  (goal {goal})",
+            flush=True,
+        )
+        new_case()
+
+    def extend(self, rows: Iterable[tuple[str, ...]]) -> None:
+        for plain in rows:
+            self.append(plain)
+
+
+def same_case() -> None:
+    """The next row comes of the same runs as the previous one: it says the same load and
+    repeats."""
+    CASE.same = ROWS[-1][5], ROWS[-1][6]
+
+
+def new_case() -> None:
+    """From here on, samples belong to the next row."""
+    global CASE
+    CASE = Case()
+    CASE.sample_load()
+
+
+ROWS = Rows()
 
 
 def row(case: str, ours: float, theirs: float, unit: str, goal: str, better: str = "lower") -> None:
@@ -151,11 +284,6 @@ def row(case: str, ours: float, theirs: float, unit: str, goal: str, better: str
             f"{ratio:.2f}x ({speed:.1f}x faster)" if speed >= 1.1 else f"{ratio:.2f}x",
             goal,
         )
-    )
-    print(
-        f"{case:55} convertd {fmt(ours):>10}  other {fmt(theirs):>10}  ratio {ratio:5.2f}  "
-        f"goal {goal}",
-        flush=True,
     )
 
 
@@ -269,38 +397,95 @@ def bench_documents(d: Daemon, work: Path, runs: int) -> None:
 
 
 def bench_images(d: Daemon, work: Path, runs: int, quick: bool) -> None:
+    """A large JPEG to WebP through the API (waiting with `?wait=`, and polling), against what a
+    user would run instead: a Pillow script in-process (draft + thumbnail + save) and
+    `vipsthumbnail` (libvips, the fastest tool there is for this)."""
     size = (1600, 1200) if quick else (4000, 3000)
     buf = io.BytesIO()
     Image.effect_noise(size, 30).convert("RGB").resize(size).save(buf, "JPEG", quality=90)
     jpeg = buf.getvalue()
     src = work / "photo.jpg"
     src.write_bytes(jpeg)
+    photo = f"JPEG {size[0]}x{size[1]}"
 
-    def bare(width: int | None) -> None:
+    def pillow(width: int | None, resample: Image.Resampling = Image.Resampling.LANCZOS) -> None:
         with Image.open(src) as im:
             if width:
                 im.draft("RGB", (width, width))
-                im = im.resize(
-                    (width, round(im.height * width / im.width)), Image.Resampling.LANCZOS
-                )
+                im.thumbnail((width, width), resample)
             im.save(work / "bare.webp", "WEBP", quality=80, method=4)
 
-    for label, width in (("full size", None), ("resized to 1024 px", 1024)):
+    def vips(width: int) -> None:
+        # As a user types it; Q=80 as convertd's and the script's WebP (vips' default is 75).
+        out = work / "vips.webp"
+        subprocess.run(
+            ["vipsthumbnail", str(src), "-s", str(width), "-o", f"{out}[Q=80]"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def api(width: int | None, poll: bool = False) -> None:
         options = {"width": width} if width else None
-        d.convert(jpeg, "photo.jpg", "image", "webp", options)
-        bare(width)
-        ours, theirs = timed_pair(
-            lambda o=options: d.convert(jpeg, "photo.jpg", "image", "webp", o),
-            lambda w=width: bare(w),
-            runs if width is None else runs * 3,  # short: more runs to see through the noise
-        )
-        row(
-            f"image: JPEG {size[0]}x{size[1]} -> WebP {label} (API vs Pillow)",
-            ours,
-            theirs,
-            "s",
-            "ratio <= 1.2",
-        )
+        out = d.convert(jpeg, "photo.jpg", "image", "webp", options, poll=poll)
+        with Image.open(io.BytesIO(out)) as im:  # a picture of the asked size, not an error
+            if im.format != "WEBP" or (width and im.width != width):
+                raise RuntimeError(f"convertd made a {im.format} {im.size}")
+
+    api(None)
+    pillow(None)
+    ours, theirs = timed_pair(lambda: api(None), lambda: pillow(None), runs)
+    row(f"image: {photo} -> WebP full size (API ?wait= vs Pillow)", ours, theirs, "s", "<= 1.2")
+
+    # CPU time says what wall time on a busy machine cannot: the daemon's and this client's
+    # for convertd, this process's for the script (averaged over every run, as the daemon's
+    # clock ticks are 10 ms).
+    assert d.proc is not None
+    daemon = d.proc.pid
+    cpu: dict[str, list[float]] = {"wait": [], "pillow": []}
+
+    def cpu_of(side: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            before = time.process_time() + (cpu_seconds(daemon) if side == "wait" else 0)
+            fn()
+            after = time.process_time() + (cpu_seconds(daemon) if side == "wait" else 0)
+            cpu[side].append(after - before)
+
+        return run
+
+    # One round runs every side in turn: each sees the same drift of this shared machine.
+    # Pillow's thumbnail() resamples with BICUBIC unless told; convertd uses LANCZOS (as vips
+    # does), so the script is timed both ways: the same picture, and the script's default.
+    sides = {
+        "wait": cpu_of("wait", lambda: api(1024)),
+        "poll": lambda: api(1024, poll=True),
+        "pillow": cpu_of("pillow", lambda: pillow(1024)),
+        "bicubic": lambda: pillow(1024, Image.Resampling.BICUBIC),
+        "vips": lambda: vips(1024),
+    }
+    for side in sides.values():
+        side()
+    for warm_up in cpu.values():
+        warm_up.clear()
+    # Short: more runs to see through the noise.
+    took = dict(zip(sides, timed_sides(list(sides.values()), runs * 3), strict=True))
+    resized = f"image: {photo} -> WebP 1024 px"
+    wait = took["wait"]
+    row(f"{resized} (API ?wait= vs Pillow, LANCZOS)", wait, took["pillow"], "s", "<= 1.15")
+    same_case()
+    row(f"{resized} (API ?wait= vs Pillow, BICUBIC)", wait, took["bicubic"], "s", "<= 1.15")
+    same_case()
+    row(f"{resized} (API ?wait= vs vipsthumbnail)", wait, took["vips"], "s", "- (fastest tool)")
+    same_case()
+    row(
+        f"{resized}, CPU per conversion (API ?wait=: daemon + client, vs Pillow, LANCZOS)",
+        statistics.fmean(cpu["wait"]),
+        statistics.fmean(cpu["pillow"]),
+        "s",
+        "<= 1.15",
+    )
+    same_case()
+    row(f"{resized} (API polling vs ?wait=)", took["poll"], wait, "s", "- (polling's cost)")
 
 
 def pooled(headers: dict[str, str], size: int = 16) -> requests.Session:
@@ -434,13 +619,12 @@ def bench_v2(d: Daemon, work: Path, runs: int, quick: bool) -> None:
         with ThreadPoolExecutor(16) as pool:
             start = time.perf_counter()
             jobs = list(pool.map(v1_submit, range(count)))
-        # One poller, in submission order (the queue's order): by the time one job is done,
+        # One waiter, in submission order (the queue's order): by the time one job is done,
         # most of those after it are too, so this costs the daemon about one GET a job.
         for job in jobs:
-            while (status := v1.get(job["status_url"], timeout=30).json())["status"] != "finished":
-                if status["status"] == "failed":
-                    raise RuntimeError(f"v1 job {job['job_id']}: {status['error']}")
-                time.sleep(0.01)
+            status = v1.get(job["status_url"], params={"wait": "60"}, timeout=90).json()
+            if status["status"] != "finished":
+                raise RuntimeError(f"v1 job {job['job_id']}: {status.get('error', status)}")
         return count / (time.perf_counter() - start)
 
     rates: tuple[list[float], list[float]] = ([], [])
@@ -1186,8 +1370,7 @@ def bench_memory(work: Path, quick: bool) -> None:
             },
             timeout=60,
         ).json()
-        while (status := d.job(job["job_id"]))["status"] not in {"finished", "failed"}:
-            time.sleep(0.5)
+        status = d.wait(job["status_url"])
         if status["status"] != "finished":
             raise RuntimeError(status["error"])
         received = 0
@@ -1347,32 +1530,69 @@ def bench_recovery(work: Path, quick: bool) -> None:
     print(f"recovery: {recovered:.2f} s from restart to both jobs running", flush=True)
 
 
-RUN_NOTE = "- run: the date and mode of the run that measured the row"
 HEADER = [
-    "| group | case | convertd | other | ratio (convertd / other) | goal | run |",
-    "|---|---|---:|---:|---:|---|---|",
+    "| group | case | convertd | other | ratio (convertd / other) | goal | load | repeats | run "
+    "| command |",
+    "|---|---|---:|---:|---:|---|---:|---|---|---|",
 ]
+# The table before the load and repeats were recorded: its rows are kept, marked so.
+OLD_HEADER = "| group | case | convertd | other | ratio (convertd / other) | goal | run |"
+NOT_RECORDED = "not recorded"
+HOW_TO_READ = [
+    "- convertd, other: medians of the case's runs; times include upload, queue, waiting "
+    "(`?wait=`, or polling where the case says so) and download for convertd; ratio: convertd's "
+    "over the other side's (below 1: convertd is faster)",
+    "- load: the 1-minute load average sampled while the case ran (lowest-highest), on this "
+    "shared 2-core machine: above ~1 another program was busy too, and the figures are noisier",
+    "- repeats: how many runs each side had (the sides in turn, each round starting one side "
+    f"later); a full run repeats a case until the medians after each of its last {STABLE_LAST} "
+    f"runs differ by under {STABLE_SPREAD * 100:.0f} % (at most {STABLE_CAP}x its runs, "
+    f"{STABLE_SECONDS:.0f} s), "
+    f"else says 'unstable' and the spread; 'one measurement': a burst or throughput case",
+    "- run: the date and mode of the run that measured the row; command: what to run to "
+    "measure it again",
+]
+
+
+def command(group: str, quick: bool, partial: bool) -> str:
+    return f"`bench/run{' --quick' if quick else ''}{f' --only {group}' if partial else ''}`"
 
 
 def kept_rows(path: Path, ran: set[str]) -> dict[str, list[str]]:
     """The table lines of `path` by group, except the groups this run measured again: a run of
-    some groups (--only) replaces their rows and keeps the others'."""
+    some groups (--only) replaces their rows and keeps the others'. Rows of the table before
+    the load and repeats columns get them as 'not recorded', and the command that measures
+    that group alone."""
     kept: dict[str, list[str]] = {}
-    if not path.exists() or HEADER[0] not in path.read_text():
+    if not path.exists():
         return kept
-    for line in path.read_text().splitlines():
-        if line.startswith("| ") and line not in HEADER:
-            group = line[2:].split(" | ", 1)[0]
-            if group not in ran:
-                kept.setdefault(group, []).append(line)
+    text = path.read_text()
+    old = OLD_HEADER in text
+    if not old and HEADER[0] not in text:
+        return kept
+    for line in text.splitlines():
+        if not line.startswith("| ") or line in HEADER or line.startswith(("| group", "|---")):
+            continue
+        group = line[2:].split(" | ", 1)[0]
+        if group in ran:
+            continue
+        if old:
+            cells = line[2:-2].split(" | ")
+            *measured, run = cells
+            again = command(group, run.endswith("quick"), partial=True)
+            line = f"| {' | '.join([*measured, NOT_RECORDED, NOT_RECORDED, run, again])} |"
+        kept.setdefault(group, []).append(line)
     return kept
 
 
-def write_results(path: Path, quick: bool, grouped: dict[str, list[Row]], partial: bool) -> None:
+def write_results(
+    path: Path, quick: bool, grouped: dict[str, list[Measured]], partial: bool
+) -> None:
     run = f"{dt.datetime.now(dt.UTC):%Y-%m-%d} {'quick' if quick else 'full'}"
     table = kept_rows(path, set(grouped)) if partial else {}
     for group, rows in grouped.items():
-        table[group] = [f"| {group} | {' | '.join(r)} | {run} |" for r in rows]
+        again = command(group, quick, partial)
+        table[group] = [f"| {group} | {' | '.join(r)} | {run} | {again} |" for r in rows]
     lines = [
         "# convertd benchmark results",
         "",
@@ -1381,9 +1601,7 @@ def write_results(path: Path, quick: bool, grouped: dict[str, list[Row]], partia
         + ("; the other groups' rows are kept from earlier runs" if partial else ""),
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}",
-        "- medians of repeated runs (quick: each case once or twice, small inputs); times "
-        "include upload, queue, polling and download for convertd",
-        RUN_NOTE,
+        *HOW_TO_READ,
         "",
         *HEADER,
         *(line for group in CASES for line in table.get(group, [])),
@@ -1425,12 +1643,14 @@ def main() -> int:
     args = parser.parse_args()
     runs = 2 if args.quick else 7
     only = set(args.only or CASES)
-    grouped: dict[str, list[Row]] = {}
+    grouped: dict[str, list[Measured]] = {}
+    Case.extend = not args.quick
 
     def measure(group: str, bench: Callable[[], object]) -> None:
         """Run one group if it was asked for, and keep its rows apart for the results file."""
         if group in only:
             start = len(ROWS)
+            new_case()
             bench()
             grouped[group] = ROWS[start:]
 

@@ -39,3 +39,47 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
         "cluster queue: claim + finish",
     ):
         assert case in table
+
+
+# A row of the table before it had the load, repeats and command columns (another branch's, or
+# an older run's): a run of other groups keeps it, with those columns filled in.
+OLD_TABLE = """# convertd benchmark results
+
+| group | case | convertd | other | ratio (convertd / other) | goal | run |
+|---|---|---:|---:|---:|---|---|
+| documents | document: 1-page DOCX -> PDF per file (API vs cold soffice) | 46 ms | 759 ms \
+| 0.06x (16.6x faster) | ratio <= 0.1 (>= 10x faster) | 2026-11-29 full |
+"""
+
+
+@pytest.mark.timeout(300)
+def test_bench_rows_say_load_repeats_and_command(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    out.write_text(OLD_TABLE)
+    bench = [sys.executable, str(ROOT / "bench" / "bench.py")]
+    proc = subprocess.run(
+        [*bench, "--quick", "--only", "images", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = out.read_text().splitlines()
+    assert any(line.endswith("| load | repeats | run | command |") for line in lines)
+    table = [line[2:-2].split(" | ") for line in lines if line.startswith("| ")]
+    rows = {cells[1]: cells for cells in table if cells[0] in {"documents", "images"}}
+    kept = rows["document: 1-page DOCX -> PDF per file (API vs cold soffice)"]
+    assert kept[6:] == [
+        "not recorded",
+        "not recorded",
+        "2026-11-29 full",
+        "`bench/run --only documents`",
+    ]
+    images = [cells for case, cells in rows.items() if case.startswith("image: ")]
+    assert len(images) >= 5
+    for cells in images:
+        load, repeats, command = cells[6], cells[7], cells[9]
+        assert all(float(x) >= 0 for x in load.split("-")), load  # sampled: numbers, not '-'
+        assert "run" in repeats and ("stable" in repeats or "unknown" in repeats), repeats
+        assert command == "`bench/run --quick --only images`"
