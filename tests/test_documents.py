@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -286,7 +287,7 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
     seen = events()
     assert seen.count("end") >= 3, d.log()[-3000:]
     # One hand-over at a time: each begins only after the one before has ended.
-    assert seen[0] == "begin" and all(a != b for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert seen[0] == "begin" and all(a != b for a, b in itertools.pairwise(seen)), seen
     assert "waits for it to start" not in d.log(), d.log()[-3000:]
     # The replaced instances are stopped: two run, none of them the first two.
     deadline = time.monotonic() + 30
