@@ -397,11 +397,36 @@ def bench_unoserver(d: Daemon, work: Path, quick: bool) -> None:
             server.stop()
 
 
+def recycle_spans(log: str) -> list[tuple[float, float]]:
+    """(begin, end) wall-clock times of each recycle in a daemon's log: from the instance's
+    "recycled after" to the next "ready" (its replacement's soffice up: before the old one
+    leaves with a hand-over, after it with a restart)."""
+    spans: list[tuple[float, float]] = []
+    begun: float | None = None
+    for line in log.splitlines():
+        if " convertd.office." not in line[:80]:
+            continue
+        try:
+            when = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:  # not a log record's first line
+            continue
+        if "recycled after" in line and begun is None:
+            begun = when
+        elif "ready (soffice pid" in line and begun is not None:
+            spans.append((begun, when))
+            begun = None
+    if begun is not None:  # still under way when the log was read
+        spans.append((begun, float("inf")))
+    return spans
+
+
 def bench_recycling(work: Path, quick: bool) -> None:
     """A long run of 1-page documents with the instances recycled inside it: documents
-    finished per one-second window, the slowest window against the median one. A hand-over
-    to a warm replacement should not show; a restart in the path of documents does."""
-    count, recycle_after = (60, 12) if quick else (600, 200)
+    finished per one-second window, the slowest window against the median one, and the
+    slowest of the windows a recycle overlaps (on a shared machine, other load makes dips of
+    its own). A hand-over to a warm replacement should not show; a restart in the path of
+    documents does."""
+    count, recycle_after = (120, 10) if quick else (600, 200)
     d = Daemon(
         work / "recycling" / "data",
         workers=os.cpu_count() or 2,
@@ -412,35 +437,40 @@ def bench_recycling(work: Path, quick: bool) -> None:
         waiting = waiting_client(d)
         for n in range(4):
             waiting(docx, f"warm{n}.docx")
-        recycles_before = d.log().count("recycled after")
         done: list[float] = []
-        start = time.perf_counter()
+        start = time.time()  # wall clock, as in the daemon's log
 
         def timed_doc(c: int, n: int) -> bytes:
             pdf = waiting(docx, f"r{n}.docx")
-            done.append(time.perf_counter())
+            done.append(time.time())
             return pdf
 
         clients_rate(timed_doc, count, 4)
-        recycles = d.log().count("recycled after") - recycles_before
+        spans = [(b, e) for b, e in recycle_spans(d.log()) if b >= start]
     finally:
         d.stop()
     seconds = int(max(done) - start)  # whole windows only: the last, partial one is left out
     windows = [sum(1 for t in done if k <= t - start < k + 1) for k in range(seconds)]
+    during = [
+        w
+        for k, w in enumerate(windows)
+        if any(b < start + k + 1 and e > start + k for b, e in spans)
+    ]
     slowest, median = min(windows), statistics.median(windows)
     ROWS.append(
         (
             f"document: {count} x 1-page DOCX, 4 waiting clients, recycled every {recycle_after}"
-            f" ({recycles} hand-overs inside): slowest 1-s window vs median",
-            f"{slowest}/s",
+            f" ({len(spans)} inside): slowest 1-s window vs median (slowest during a recycle)",
+            f"{slowest}/s ({min(during, default=0)}/s)",
             f"{median:.0f}/s",
-            f"{slowest / median:.2f}x",
+            f"{slowest / median:.2f}x ({min(during, default=0) / median:.2f}x)",
             ">= 0.8x",
         )
     )
     print(
-        f"document recycling: windows {windows}; slowest {slowest}/s vs median {median}/s, "
-        f"{recycles} hand-overs ({load_avg()})",
+        f"document recycling: windows {windows}; slowest {slowest}/s vs median {median}/s; "
+        f"{len(spans)} recycles taking {', '.join(f'{e - b:.1f} s' for b, e in spans)} "
+        f"windows during them {during} ({load_avg()})",
         flush=True,
     )
 
