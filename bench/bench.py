@@ -1554,7 +1554,7 @@ def bench_recovery(work: Path, quick: bool) -> None:
     print(f"recovery: {recovered:.2f} s from restart to both jobs running", flush=True)
 
 
-RUN_NOTE = "- run: the date and mode of the run that measured the row"
+RUN_NOTE = "- run: the date, mode and command of the run that measured the row"
 HEADER = [
     "| group | case | convertd | other | ratio (convertd / other) | goal | run |",
     "|---|---|---:|---:|---:|---|---|",
@@ -1576,7 +1576,11 @@ def kept_rows(path: Path, ran: set[str]) -> dict[str, list[str]]:
 
 
 def write_results(path: Path, quick: bool, grouped: dict[str, list[Row]], partial: bool) -> None:
-    run = f"{dt.datetime.now(dt.UTC):%Y-%m-%d} {'quick' if quick else 'full'}"
+    # Each row says the command that measured it: the groups of a partial run by name.
+    command = "bench/run" + (" --quick" if quick else "")
+    if partial:
+        command += "".join(f" --only {group}" for group in grouped)
+    run = f"{dt.datetime.now(dt.UTC):%Y-%m-%d} {'quick' if quick else 'full'}: `{command}`"
     table = kept_rows(path, set(grouped)) if partial else {}
     for group, rows in grouped.items():
         table[group] = [f"| {group} | {' | '.join(r)} | {run} |" for r in rows]
