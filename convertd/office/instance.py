@@ -181,7 +181,7 @@ class Instance:
             ) from None
         try:
             if not self.alive:
-                # After a crash (or before warm-up has finished): the one case where a
+                # After a crash, or on first use with office_prewarm off: the one case where a
                 # document waits for LibreOffice to start. Logged, so tests can see it is rare.
                 logger.info("office instance %d: a document waits for it to start", self.number)
                 await self.start()
