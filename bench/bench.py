@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,7 @@ CORPUS = ROOT / "tests" / "corpus"
 sys.path.insert(0, str(ROOT))  # the daemon helpers the tests use, in tests/daemon.py
 
 from cluster import bench_cluster  # noqa: E402 (bench/cluster.py, beside this file)
+from unoserver import UnoServer, unoserver_venv  # noqa: E402 (bench/unoserver.py)
 
 from tests.daemon import Daemon as DaemonProcess  # noqa: E402
 from tests.daemon import proc_status_kib  # noqa: E402
@@ -322,7 +324,7 @@ def long_docx(pages: int) -> bytes:
     return buf.getvalue()
 
 
-def bench_documents(d: Daemon, work: Path, runs: int) -> None:
+def bench_documents(d: Daemon, work: Path, runs: int, quick: bool) -> None:
     profile = work / "cold-profile"
     docs = {
         "1-page DOCX": "résumé-ünïcode.docx",
@@ -393,6 +395,211 @@ def bench_documents(d: Daemon, work: Path, runs: int) -> None:
     )
     print(
         f"document throughput: {parallel:.1f}/s with 2 clients vs {serial:.1f}/s serial", flush=True
+    )
+    bench_unoserver(d, work, quick)
+    bench_recycling(work, quick)
+
+
+def load_avg() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def rate_row(case: str, ours: float, theirs: float, goal: str) -> None:
+    """A throughput row: docs/s of both sides, and convertd's as a multiple of the other's."""
+    ROWS.append((case, f"{ours:.1f}/s", f"{theirs:.1f}/s", f"{ours / theirs:.2f}x", goal))
+    print(
+        f"{case:55} convertd {ours:6.1f}/s  other {theirs:6.1f}/s  x{ours / theirs:.2f}  "
+        f"goal {goal}  ({load_avg()})",
+        flush=True,
+    )
+
+
+def waiting_client(d: Daemon) -> Callable[[bytes, str], bytes]:
+    """A client that waits for its document with ?wait= (one long request, no polling), with
+    an HTTP session per thread."""
+    local = threading.local()
+
+    def convert(data: bytes, name: str) -> bytes:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+            local.http.headers["X-API-Key"] = d.key
+        http = local.http
+        job = http.post(
+            f"{d.base}/convert",
+            files={"file": (name, data)},
+            data={"filetype": "document", "output_format": "pdf"},
+            timeout=600,
+        ).json()
+        while (status := http.get(f"{job['status_url']}?wait=60", timeout=90).json())[
+            "status"
+        ] not in {"finished", "failed"}:
+            pass  # the wait ran out: ask again
+        if status["status"] == "failed":
+            raise RuntimeError(status["error"])
+        return bytes(http.get(status["download_url"], timeout=600).content)
+
+    return convert
+
+
+def clients_rate(convert: Callable[[int, int], bytes], count: int, clients: int) -> float:
+    """Documents per second for `count` documents shared by `clients` clients, each converting
+    its share one after the other: convert(client, n) returns the PDF, which is checked."""
+
+    def client(c: int) -> None:
+        for n in range(c, count, clients):
+            if not convert(c, n).startswith(b"%PDF-"):
+                raise RuntimeError("not a PDF")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return count / (time.perf_counter() - start)
+
+
+def bench_unoserver(d: Daemon, work: Path, quick: bool) -> None:
+    """convertd against unoserver on the same LibreOffice. convertd runs its default for
+    this machine: a worker and a warm instance per core (2 here), against two unoservers (two
+    soffice processes), so both sides keep two LibreOffice processes busy."""
+    venv = unoserver_venv()
+    if venv is None:
+        return
+    servers = [UnoServer(venv, work).start() for _ in range(2)]
+    try:
+        one_page = (CORPUS / "document" / "résumé-ünïcode.docx").read_bytes()
+        eleven = long_docx(11)
+        waiting, polling = waiting_client(d), d.convert
+        count, rounds, clients = (8, 1, 4) if quick else (60, 3, 4)
+        cases = [
+            ("11-page DOCX", eleven, "waiting", ">= 1.3x"),
+            ("11-page DOCX", eleven, "polling", "visible cost of polling"),
+            ("1-page DOCX", one_page, "waiting", ">= 1.5x"),
+        ]
+        for label, data, how, goal in cases:
+            src = work / f"uno-{label[:2].strip('-')}.docx"
+            src.write_bytes(data)
+
+            def ours(c: int, n: int, data: bytes = data, how: str = how) -> bytes:
+                if how == "waiting":
+                    return waiting(data, f"c{c}-{n}.docx")
+                return polling(data, f"c{c}-{n}.docx", "document", "pdf")
+
+            def theirs(c: int, n: int, src: Path = src) -> bytes:
+                out = work / f"uno-out-{c}.pdf"
+                servers[c % 2].convert(src, out)  # clients spread over both servers
+                return out.read_bytes()
+
+            # Warm each side on this document, and check both make the same pages of it.
+            if pdf_pages(ours(0, 0)) != pdf_pages(theirs(0, 0)):
+                raise RuntimeError(f"{label}: the two sides made different page counts")
+            samples: tuple[list[float], list[float]] = ([], [])
+            for _ in range(rounds):
+                samples[0].append(clients_rate(ours, count, clients))
+                samples[1].append(clients_rate(theirs, count, clients))
+            rate_row(
+                f"document: {label} -> PDF, {count} docs, {clients} {how} clients "
+                "(convertd vs two unoservers)",
+                statistics.median(samples[0]),
+                statistics.median(samples[1]),
+                goal,
+            )
+        src = work / "uno-latency.docx"
+        src.write_bytes(one_page)
+        runs = 2 if quick else 9
+        for name, theirs_one in (
+            ("unoconvert", lambda: servers[0].unoconvert(src, work / "uno-cli.pdf")),
+            ("unoserver's client API", lambda: servers[0].convert(src, work / "uno-api.pdf")),
+        ):
+            ours_one, theirs_time = timed_pair(
+                lambda: waiting(one_page, "one.docx"), theirs_one, runs, settle=0.2
+            )
+            row(
+                f"document: one 1-page DOCX -> PDF, waiting client vs {name}",
+                ours_one,
+                theirs_time,
+                "s",
+                "ratio <= 0.6" if name == "unoconvert" else "-",
+            )
+            print(f"  ({load_avg()})", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def recycle_spans(log: str) -> list[tuple[float, float]]:
+    """(begin, end) wall-clock times of each recycle in a daemon's log: from the instance's
+    "recycled after" to the next "ready" (its replacement's soffice up: before the old one
+    leaves with a hand-over, after it with a restart)."""
+    spans: list[tuple[float, float]] = []
+    begun: float | None = None
+    for line in log.splitlines():
+        if " convertd.office." not in line[:80]:
+            continue
+        try:
+            when = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:  # not a log record's first line
+            continue
+        if "recycled after" in line and begun is None:
+            begun = when
+        elif "ready (soffice pid" in line and begun is not None:
+            spans.append((begun, when))
+            begun = None
+    if begun is not None:  # still under way when the log was read
+        spans.append((begun, float("inf")))
+    return spans
+
+
+def bench_recycling(work: Path, quick: bool) -> None:
+    """A long run of 1-page documents with the instances recycled inside it: documents
+    finished per one-second window, the slowest window against the median one, and the
+    slowest of the windows a recycle overlaps (on a shared machine, other load makes dips of
+    its own). A hand-over to a warm replacement should not show; a restart in the path of
+    documents does."""
+    count, recycle_after = (120, 10) if quick else (600, 200)
+    d = Daemon(
+        work / "recycling" / "data",
+        workers=os.cpu_count() or 2,
+        env={"CONVERTD_OFFICE_RECYCLE_AFTER": str(recycle_after)},
+    )
+    try:
+        docx = (CORPUS / "document" / "résumé-ünïcode.docx").read_bytes()
+        waiting = waiting_client(d)
+        for n in range(4):
+            waiting(docx, f"warm{n}.docx")
+        done: list[float] = []
+        start = time.time()  # wall clock, as in the daemon's log
+
+        def timed_doc(c: int, n: int) -> bytes:
+            pdf = waiting(docx, f"r{n}.docx")
+            done.append(time.time())
+            return pdf
+
+        clients_rate(timed_doc, count, 4)
+        spans = [(b, e) for b, e in recycle_spans(d.log()) if b >= start]
+    finally:
+        d.stop()
+    seconds = int(max(done) - start)  # whole windows only: the last, partial one is left out
+    windows = [sum(1 for t in done if k <= t - start < k + 1) for k in range(seconds)]
+    during = [
+        w
+        for k, w in enumerate(windows)
+        if any(b < start + k + 1 and e > start + k for b, e in spans)
+    ]
+    slowest, median = min(windows), max(statistics.median(windows), 1)
+    ROWS.append(
+        (
+            f"document: {count} x 1-page DOCX, 4 waiting clients, recycled every {recycle_after}"
+            f" ({len(spans)} inside): slowest 1-s window vs median (slowest during a recycle)",
+            f"{slowest}/s ({min(during, default=0)}/s)",
+            f"{median:.0f}/s",
+            f"{slowest / median:.2f}x ({min(during, default=0) / median:.2f}x)",
+            ">= 0.8x",
+        )
+    )
+    print(
+        f"document recycling: windows {windows}; slowest {slowest}/s vs median {median}/s; "
+        f"{len(spans)} recycles taking {', '.join(f'{e - b:.1f} s' for b, e in spans)} "
+        f"windows during them {during} ({load_avg()})",
+        flush=True,
     )
 
 
@@ -1659,7 +1866,7 @@ def main() -> int:
         if only & SHARED_DAEMON:
             d = Daemon(work / "data", workers=os.cpu_count() or 2)
             try:
-                measure("documents", lambda: bench_documents(d, work, runs))
+                measure("documents", lambda: bench_documents(d, work, runs, args.quick))
                 measure("images", lambda: bench_images(d, work, runs, args.quick))
                 measure("v2", lambda: bench_v2(d, work, runs, args.quick))
                 measure("media", lambda: bench_media(d, work, runs, args.quick))

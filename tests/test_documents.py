@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -244,3 +245,53 @@ def test_password_protected_documents_open_with_their_password(
         key, locked, "locked.docx", "document", fmt, {"password": "wrong"}
     )
     assert out is None and "password-protected" in status["error"]
+
+
+def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: Any) -> None:
+    """Instances recycled every few documents while four clients convert: each replacement
+    is started beside the instance it replaces, one hand-over at a time, and no document ever
+    waits for LibreOffice to start (the pool logs it when one does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = make_daemon(
+        env={"CONVERTD_OFFICE_INSTANCES": "2", "CONVERTD_OFFICE_RECYCLE_AFTER": "4"}, workers=2
+    )
+    key = d.create_key("office", "--plan", "pro")
+    first = wait_for_pids(d.data_dir, 2)  # warmed up at start
+
+    def convert(n: int) -> str:
+        text = f"{MARKER} document {n}\n".encode()
+        status, out = d.convert_and_fetch(key, text, f"doc{n}.txt", "document", "pdf")
+        assert out is not None, (status, d.log()[-3000:])
+        pages, words = pdf_text(out.content)
+        assert pages == 1 and f"document {n}" in words, words
+        return words
+
+    def events() -> list[str]:
+        return [
+            "begin" if "recycled after" in line else "end"
+            for line in d.log().splitlines()
+            if "recycled after" in line or "took over from" in line
+        ]
+
+    # Batches of 20 until three hand-overs have ended (each takes a few seconds, while
+    # documents take tens of milliseconds), and the last one begun has ended too.
+    done = 0
+    with ThreadPoolExecutor(4) as pool:
+        while events().count("end") < 3 and done < 1000:
+            list(pool.map(convert, range(done, done + 20)))
+            done += 20
+    deadline = time.monotonic() + 60
+    while events()[-1] == "begin" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = events()
+    assert seen.count("end") >= 3, d.log()[-3000:]
+    # One hand-over at a time: each begins only after the one before has ended.
+    assert seen[0] == "begin" and all(a != b for a, b in itertools.pairwise(seen)), seen
+    assert "waits for it to start" not in d.log(), d.log()[-3000:]
+    # The replaced instances are stopped: two run, none of them the first two.
+    deadline = time.monotonic() + 30
+    while len(office_pids(d.data_dir)) > 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    now = office_pids(d.data_dir)
+    assert len(now) == 2 and not set(now) & set(first), (first, now)

@@ -233,9 +233,13 @@ def main() -> int:
             opened: list[Any] = []
             try:
                 reply(convert(desktop, office, request, opened))
+                # Closed after the reply, off the client's path; the next request is read
+                # only once it is closed. A failure is told to the daemon's log via stderr.
                 for document in opened:
-                    with contextlib.suppress(Exception):
+                    try:
                         document.close(True)
+                    except Exception as exc:
+                        print(f"closing a document failed: {exc!r}", file=sys.stderr, flush=True)
                 if office.poll() is not None:
                     return 2
             except Exception as exc:

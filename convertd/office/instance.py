@@ -38,7 +38,6 @@ class Instance:
         root: Path,
         python: str,
         soffice: str,
-        recycle_after: int,
         metrics: Metrics | None = None,
     ):
         self.number = number
@@ -46,12 +45,17 @@ class Instance:
         self.profile = root / f"profile-{number}"
         self.python = python
         self.soffice = soffice
-        self.recycle_after = recycle_after
         self.proc: asyncio.subprocess.Process | None = None
         self.office_pid: int | None = None
         self.served = 0
+        # The pool's bookkeeping: the documents after which it is replaced, whether a document
+        # holds it, and whether it has been replaced (it stops once its document is done).
+        self.recycle_at = 0
+        self.busy = False
+        self.retiring = False
         # One conversation with the helper at a time: warm-up and a first job may race for it.
         self._lock = asyncio.Lock()
+        self._stderr: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -83,9 +87,11 @@ class Instance:
             *procs.tied_to_parent(procs.niced(argv)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        assert self.proc.stderr is not None
+        self._stderr = asyncio.create_task(self._log_stderr(self.proc.stderr))
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 hello = Hello.from_json(await self._read())
@@ -121,6 +127,19 @@ class Instance:
         if proc is not None:
             procs.kill_group(proc.pid, signal.SIGKILL)
             await procs.terminate(proc)
+
+    async def _log_stderr(self, stream: asyncio.StreamReader) -> None:
+        """The helper's own complaints (a document that would not close, a traceback), logged:
+        soffice's output never reaches it. Ends when the helper does."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line past the reader's 64 KiB limit: dropped, not parsed
+                continue
+            if not line:
+                return
+            text = line[:500].decode(errors="replace").rstrip()
+            logger.warning("office instance %d helper: %s", self.number, text)
 
     async def _read(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
@@ -162,6 +181,9 @@ class Instance:
             ) from None
         try:
             if not self.alive:
+                # After a crash, or on first use with office_prewarm off: the one case where a
+                # document waits for LibreOffice to start. Logged, so tests can see it is rare.
+                logger.info("office instance %d: a document waits for it to start", self.number)
                 await self.start()
             return await self._convert(request, timeout)
         finally:
@@ -199,8 +221,4 @@ class Instance:
             await self.kill()
             raise OfficeCrashed("LibreOffice stopped unexpectedly while converting this document")
         self.served += 1
-        if self.served >= self.recycle_after:
-            logger.info("office instance %d recycled after %d documents", self.number, self.served)
-            self.metrics.office_recycled()
-            await self.stop()
         return reply

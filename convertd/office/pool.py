@@ -1,6 +1,13 @@
 """The pool of warm LibreOffice instances: found, started, handed out one document at a time,
 restarted when they crash, recycled, stopped. Several documents convert in parallel, one per
 instance.
+
+Recycling never makes a document wait for LibreOffice to start: when an instance has served
+its share, a replacement is started beside it (profile written, soffice listening, Writer
+primed) while it keeps converting; only then does the replacement take its place, and the old
+one is stopped once it has finished its document. One hand-over at a time, and the first
+instances' shares are staggered, so the pool never loses two instances' worth of work at once
+and holds at most one spare.
 """
 
 from __future__ import annotations
@@ -8,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # Recycle an instance after this many documents: LibreOffice's memory only grows.
 DEFAULT_RECYCLE_AFTER = 200
+# After a replacement failed to start, the old instance serves on; try again after this long.
+RETRY_HANDOVER_AFTER = 30.0
 
 
 class OfficePool:
@@ -33,17 +43,22 @@ class OfficePool:
     ) -> None:
         self.root = root
         self.size = max(1, size)
-        self.recycle_after = recycle_after
+        self.recycle_after = max(1, recycle_after)
         self.uno_python = uno_python  # the configured interpreter with `uno`, tried first
         self.python: str | None = None
         self.soffice: str | None = None
         self._detected = False
+        # Idle instances; one that retired while queued is skipped when taken.
         self._idle: asyncio.Queue[Instance] = asyncio.Queue()
         self._instances: list[Instance] = []
+        self._numbers = 0  # instances made so far: each has its own number, profile and pipe
+        self._handover: asyncio.Task[None] | None = None  # the one recycle in flight
+        self._retry_at = 0.0
+        self._retiring: set[asyncio.Task[None]] = set()
         self.metrics = metrics or Metrics()
         # Read when scraped: how many run, and how many are handed out.
         self.metrics.office_instances.set_function(lambda: sum(i.running for i in self._instances))
-        self.metrics.office_busy.set_function(lambda: len(self._instances) - self._idle.qsize())
+        self.metrics.office_busy.set_function(lambda: sum(i.busy for i in self._instances))
 
     def detect(self) -> None:
         """Find soffice and a Python with uno (blocking: call it from a thread)."""
@@ -62,15 +77,22 @@ class OfficePool:
         self.detect()
         return [] if self.soffice else ["soffice (LibreOffice)"]
 
+    def _new_instance(self) -> Instance:
+        assert self.python is not None and self.soffice is not None
+        instance = Instance(self._numbers, self.root, self.python, self.soffice, self.metrics)
+        self._numbers += 1
+        instance.recycle_at = self.recycle_after
+        return instance
+
     def start(self) -> None:
         if not self.uno_ready or self._instances:
             return
-        assert self.python is not None and self.soffice is not None
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for n in range(self.size):
-            instance = Instance(
-                n, self.root, self.python, self.soffice, self.recycle_after, self.metrics
-            )
+            instance = self._new_instance()
+            # Staggered shares (200, 300 for two): started together, the instances would
+            # otherwise all want their hand-over at the same moment.
+            instance.recycle_at += n * self.recycle_after // self.size
             self._instances.append(instance)
             self._idle.put_nowait(instance)
 
@@ -84,15 +106,27 @@ class OfficePool:
                 logger.warning("office warm-up: %s", outcome)
 
     async def stop(self) -> None:
+        if self._handover is not None:
+            self._handover.cancel()
+            await asyncio.gather(self._handover, return_exceptions=True)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(i.stop() for i in self._instances), return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def instance(self) -> AsyncIterator[Instance]:
         instance = await self._idle.get()
+        while instance.retiring:  # replaced while it waited in the queue, and stopped
+            instance = await self._idle.get()
+        instance.busy = True
         try:
             yield instance
         finally:
-            self._idle.put_nowait(instance)
+            instance.busy = False
+            if instance.retiring:
+                self._retire(instance)
+            else:
+                self._idle.put_nowait(instance)
+                self._maybe_recycle(instance)
 
     async def run(self, request: Request, timeout: float) -> Reply:
         """Convert on an idle instance; a crash is retried once on a fresh one."""
@@ -104,6 +138,59 @@ class OfficePool:
                     if attempt == 2:
                         raise
         raise AssertionError("unreachable")
+
+    def _maybe_recycle(self, instance: Instance) -> None:
+        """Start `instance`'s replacement if it has served its share and no other hand-over
+        runs (an instance past its share keeps serving until its turn comes)."""
+        loop = asyncio.get_running_loop()
+        if (
+            instance.served < instance.recycle_at
+            or not instance.alive
+            or self._handover is not None
+            or loop.time() < self._retry_at
+        ):
+            return
+        self.metrics.office_recycled()  # counted when decided: the hand-over takes a while
+        self._handover = asyncio.create_task(
+            self._hand_over(instance), name=f"office-handover-{instance.number}"
+        )
+
+    async def _hand_over(self, old: Instance) -> None:
+        spare = self._new_instance()
+        logger.info(
+            "office instance %d recycled after %d documents: starting instance %d to take over",
+            old.number,
+            old.served,
+            spare.number,
+        )
+        try:
+            await spare.ensure_started()
+        except asyncio.CancelledError:
+            await spare.kill()
+            raise
+        except Exception as exc:
+            logger.warning("office instance %d: its replacement did not start: %s", old.number, exc)
+            await spare.kill()
+            self._retry_at = asyncio.get_running_loop().time() + RETRY_HANDOVER_AFTER
+            return
+        finally:
+            self._handover = None
+        logger.info("office instance %d took over from instance %d", spare.number, old.number)
+        self._instances[self._instances.index(old)] = spare
+        old.retiring = True
+        self._idle.put_nowait(spare)
+        if not old.busy:  # idle in the queue: stop it now (the queue skips it)
+            self._retire(old)
+
+    def _retire(self, old: Instance) -> None:
+        task = asyncio.create_task(self._stop_retired(old), name=f"office-retire-{old.number}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _stop_retired(self, old: Instance) -> None:
+        await old.stop()
+        await asyncio.to_thread(shutil.rmtree, old.profile, True)
+        logger.info("office instance %d stopped", old.number)
 
     def office_pids(self) -> list[int]:
         return [i.office_pid for i in self._instances if i.office_pid]
