@@ -899,9 +899,10 @@ class WrkRun:
 
 
 def wrk(url: str, seconds: float, key: str | None = None, connections: int = 32) -> WrkRun:
-    """`wrk -t2 -cN -dS --latency` on `url` (with the key as X-API-Key): every answer a 200."""
+    """`wrk -t2 -cN -dS --latency` on `url` (with the key as X-API-Key): every answer a 200.
+    wrk takes whole seconds only."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+        ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
         + (["-H", f"X-API-Key: {key}"] if key else [])
         + [url],
         capture_output=True,
@@ -999,7 +1000,7 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
         }
         for _, url, key in sides.values():
             wrk(url, 1, key)  # warm up
-        seconds, rounds = (1.5, 2) if quick else (5, 4)
+        seconds, rounds = (1, 2) if quick else (5, 4)
         idle = side_by_side(sides, seconds, rounds)
 
         clip = make_clip(work / "busy.mp4", 10 if quick else 60).read_bytes()
