@@ -38,6 +38,7 @@ from convertd.api.state import (
     METRICS,
     POOL,
     PRESETS,
+    READS,
     REGISTRY,
     RULES,
     SIGNER,
@@ -79,6 +80,7 @@ from convertd.periodic import Periodic
 from convertd.presets import PresetError
 from convertd.signing import Signer
 from convertd.store import jobs
+from convertd.store.cache import ReadCache
 from convertd.store.engines import open_database
 from convertd.store.migrations import SCHEMA_VERSION
 from convertd.store.quotas import FLUSH_SECONDS, call_counter
@@ -97,6 +99,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     data.ensure_local()
     db = await open_database(data.database)
     app[DB] = db
+    app[READS] = ReadCache(db)
     try:
         if db.shared:  # before anything is written there: is it the others' folder?
             await storage.check(db, data)

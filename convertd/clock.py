@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 
 
@@ -10,6 +11,9 @@ def now() -> float:
     return time.time()
 
 
+# Memoised: a status poll shows the same two or three instants of a job thousands of times, and
+# formatting one costs more than the rest of its fields together.
+@functools.lru_cache(maxsize=4096)
 def iso(ts: float | None) -> str | None:
     """UTC time as the seed API shows it: `2026-03-27T10:14:55` (no offset; always UTC)."""
     if ts is None:

@@ -127,6 +127,7 @@ BOTH_ENGINES = {
     "test_auth",
     "test_events",
     "test_quotas",
+    "test_read_cache",
     "test_seed_example",
     "test_uploads",
     "test_v2_api",

@@ -8,7 +8,7 @@ from aiohttp import web
 from convertd import logs, restrictions
 from convertd.api.limits import count_call
 from convertd.api.routes import Handler, is_counted, is_public, scope_of
-from convertd.api.state import API_KEY, CONFIG, DB
+from convertd.api.state import API_KEY, CONFIG, READS
 from convertd.errors import Forbidden, Unauthorized
 from convertd.store import keys
 
@@ -41,7 +41,7 @@ async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.Ap
             "No API key was sent with this request.",
             "Send your key as an X-API-Key header, an Authorization: Bearer header, or ?api_key=.",
         )
-    key = await keys.find_by_secret(request.app[DB], secret)
+    key = await request.app[READS].key(secret)
     if key is None:
         raise Unauthorized(
             "The API key is not valid, or it has been revoked.",

@@ -5,8 +5,8 @@ log's and the error renderer's included."""
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 
 from aiohttp import web
 
@@ -24,7 +24,10 @@ JOB_ID = web.RequestKey("job_id", str)
 
 
 def fresh() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, as a UUID's: unique enough to find a request's lines, and no secret
+    (the client sees it), so the plain generator's 128 random bits do, at a sixth of uuid4's
+    cost."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def request_id_of(request: web.BaseRequest) -> str:

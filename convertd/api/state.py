@@ -12,6 +12,7 @@ from convertd.drops.waiting import Waiting
 from convertd.files import DataDir
 from convertd.metrics import Metrics
 from convertd.signing import Signer
+from convertd.store.cache import ReadCache
 from convertd.store.db import Database
 from convertd.store.keys import ApiKey
 from convertd.store.quotas import CallCounter, Usage
@@ -21,6 +22,7 @@ from convertd.worker import WorkerPool
 
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", Database)
+READS = web.AppKey("reads", ReadCache)  # keys and jobs as status reads ask, from memory
 DATA = web.AppKey("data", DataDir)
 REGISTRY = web.AppKey("registry", Registry)
 CALLS = web.AppKey("calls", CallCounter)

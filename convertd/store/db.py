@@ -249,6 +249,12 @@ class Database:
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         raise NotImplementedError
 
+    def committed(self) -> int | None:
+        """A number that changes whenever anything is committed to the database, by this
+        process or any other, read without waiting; None where the engine cannot tell so
+        cheaply (PostgreSQL), so that nothing read from it is kept (store/cache.py)."""
+        return None
+
     def leader_lock(self, key: int) -> LeaderLock:
         """The lock on `key` that one node of those sharing the database holds at a time."""
         return LeaderLock()

@@ -130,7 +130,7 @@ def new_webhook_secret() -> str:
     return "whsec_" + secrets.token_hex(24)
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -193,7 +193,7 @@ async def create_key(
                 (
                     name,
                     secret[:LOOKUP_CHARS],
-                    _hash(secret),
+                    secret_hash(secret),
                     plan,
                     restriction_type,
                     json.dumps(ips),
@@ -229,7 +229,7 @@ async def find_by_secret(db: Database, secret: str) -> ApiKey | None:
         _SELECT_KEY + " WHERE k.prefix = ? AND k.revoked_at IS NULL",
         (secret[:LOOKUP_CHARS],),
     )
-    if row is None or not hmac.compare_digest(row["key_hash"], _hash(secret)):
+    if row is None or not hmac.compare_digest(row["key_hash"], secret_hash(secret)):
         return None
     return _key_from_row(row)
 

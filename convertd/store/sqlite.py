@@ -93,6 +93,11 @@ class SqliteDatabase(Database):
         self._writer = writer
         self._writer_thread = writer_thread
         self._reader = reader
+        # Asked on the event loop, for `PRAGMA data_version` only (committed()); timeout=0: it
+        # never waits for a lock (busy, it says it cannot tell).
+        self._watch = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=0
+        )
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
@@ -119,6 +124,7 @@ class SqliteDatabase(Database):
         return cls(path, writer, thread, reader)
 
     async def close(self) -> None:
+        self._watch.close()
         await self._reader.close()
         await self._writer_thread.call(self._writer.close)
         self._writer_thread.stop()
@@ -142,3 +148,14 @@ class SqliteDatabase(Database):
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         # execute_fetchall runs, fetches and closes in one hop (a cursor costs three).
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+    def committed(self) -> int | None:
+        """SQLite's `PRAGMA data_version`: it changes when any other connection, in this process
+        (the writer) or another (the CLI, a `sqlite3` shell), has committed. A few microseconds
+        of CPU and no wait: WAL's readers take no lock a writer holds, so it is asked on the
+        event loop, where a thread hop would cost ten times more. fetchall() ends the statement,
+        so no read transaction stays open to hold back checkpoints."""
+        try:
+            return int(self._watch.execute("PRAGMA data_version").fetchall()[0][0])
+        except sqlite3.Error:
+            return None  # cannot tell: read from the database, as if it had changed

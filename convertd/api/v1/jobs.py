@@ -12,7 +12,18 @@ from convertd.api.auth import authorize
 from convertd.api.downloads import check_signed, file_response
 from convertd.api.receive import Body, json_field, read_body
 from convertd.api.request_ids import about_job
-from convertd.api.state import API_KEY, CHANGES, CONFIG, DATA, DB, POOL, PRESETS, REGISTRY, SIGNER
+from convertd.api.state import (
+    API_KEY,
+    CHANGES,
+    CONFIG,
+    DATA,
+    DB,
+    POOL,
+    PRESETS,
+    READS,
+    REGISTRY,
+    SIGNER,
+)
 from convertd.api.urls import Reached, base_url
 from convertd.api.v1.uploads import record
 from convertd.clock import iso
@@ -157,7 +168,7 @@ async def _input_upload(request: web.Request, body: Body) -> uploads.Upload:
 
 async def _owned_job(request: web.Request) -> jobs.Job:
     job_id = request.match_info["job_id"]
-    job = await jobs.get(request.app[DB], job_id) if is_job_id(job_id) else None
+    job = await request.app[READS].job(job_id) if is_job_id(job_id) else None
     if job is None or job.key_id != request[API_KEY].id:
         raise NotFound(f"No job with id {job_id!r}.", "Use the job_id that POST /v1/convert gave.")
     about_job(request, job.id)
