@@ -128,6 +128,7 @@ BOTH_ENGINES = {
     "test_events",
     "test_quotas",
     "test_seed_example",
+    "test_small_jobs",
     "test_uploads",
     "test_v2_api",
     "test_v2_edges",
