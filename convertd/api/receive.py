@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from convertd import memory
 from convertd.api.state import CONFIG, DATA, METRICS
@@ -102,12 +103,18 @@ def _write_whole(dest: Path, content: bytes) -> None:
 
 
 async def _receive_file(
-    part: BodyPartReader, data: DataDir, body: Body, budget: int, limit: int, idle: float
+    part: BodyPartReader,
+    filename: str,
+    data: DataDir,
+    body: Body,
+    budget_limit: tuple[int, int],
+    idle: float,
 ) -> int:
     """Stream a file part into a new upload (listed in `body` at once, so a failure removes
     it); its size. A part that ends within its first CHUNK bytes (most API files, every small
     job) is written in one trip off the event loop instead of four (folder, open, write,
     close): at hundreds of small jobs a second those trips were a tenth of the daemon's CPU."""
+    budget, limit = budget_limit
     first = bytes(await _within(idle, part.read_chunk(CHUNK)))
     size = len(first)
     if size > budget:
@@ -120,11 +127,11 @@ async def _receive_file(
             raise _too_large(limit)
     if size < CHUNK:  # the whole part
         # Listed before it is written: whatever becomes of the write, a failure removes it.
-        file_path, dest = data.upload_path_for(part.filename or "")
+        file_path, dest = data.upload_path_for(filename)
         body.files.append(ReceivedFile(file_path, dest.name, size, extension_of(dest.name)))
         await asyncio.to_thread(_write_whole, dest, b"".join(head))
         return size
-    file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename or "")
+    file_path, dest = await asyncio.to_thread(data.new_upload_path, filename)
     body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
     fh = await asyncio.to_thread(dest.open, "wb")
     try:
@@ -238,8 +245,11 @@ async def _read_multipart(
                 break
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("Nested multipart bodies are not supported.")
-            name = part.name or ""
-            if part.filename is not None and name == "file":
+            # Parsed once: part.name and part.filename would each parse the header again.
+            _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+            name = content_disposition_filename(params, "name") or ""
+            filename = content_disposition_filename(params, "filename")
+            if filename is not None and name == "file":
                 if not allow_files:
                     raise BadRequest("This endpoint does not take files.")
                 if len(body.files) >= MAX_FILES:
@@ -247,10 +257,10 @@ async def _read_multipart(
                         f"The request has more than {MAX_FILES} files.",
                         f"Send at most {MAX_FILES} files per request.",
                     )
-                size = await _receive_file(part, data, body, remaining, limit, idle)
+                size = await _receive_file(part, filename, data, body, (remaining, limit), idle)
                 request.app[METRICS].uploaded(size)
                 remaining -= size
-            elif part.filename is not None:
+            elif filename is not None:
                 await part.release()  # a file under some other field name: not ours to keep
             else:
                 if parts - len(body.files) > MAX_FIELDS:

@@ -82,13 +82,14 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
 
     webhook_url = _webhook_url(request, body)
     source = await _input_upload(request, body)
-    path = request.app[DATA].upload_file(source.file_path)
     try:
         # Most files' extension tells; only a file it does not is read (its first bytes).
-        input_format = registry.named_format(converter, path.name, output_format)
+        name = source.file_path.rpartition("/")[2]
+        input_format = registry.named_format(converter, name, output_format)
         if input_format is None:
+            path = request.app[DATA].upload_file
             input_format = await asyncio.to_thread(
-                registry.input_format, converter, path, output_format
+                lambda: registry.input_format(converter, path(source.file_path), output_format)
             )
     except Unreadable as exc:
         raise BadRequest(
