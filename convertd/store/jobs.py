@@ -155,6 +155,17 @@ async def get(db: Database, job_id: str) -> Job | None:
     return Job.from_row(row) if row else None
 
 
+async def get_with_live_key(db: Database, job_id: str) -> Job | None:
+    """The job, if its key is live (not revoked): what a signed download link opens. One read
+    for both (a download was two)."""
+    row = await db.fetch_one(
+        """SELECT j.* FROM jobs j JOIN api_keys k ON k.id = j.key_id
+           WHERE j.id = ? AND k.revoked_at IS NULL""",
+        (job_id,),
+    )
+    return Job.from_row(row) if row else None
+
+
 def _claim(conn: Conn, db: Database, owner: str, node: str | None) -> Row | None:
     order = db.dialect.insertion_order
     row: Row | None = conn.execute(

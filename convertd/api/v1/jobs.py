@@ -20,7 +20,7 @@ from convertd.converters.registry import Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound
 from convertd.events import targets
 from convertd.files import is_job_id
-from convertd.store import jobs, keys, uploads
+from convertd.store import jobs, uploads
 from convertd.tasks.presets import UnknownPreset, check_conversion, merged
 
 DOWNLOAD = "v1-download"
@@ -249,9 +249,8 @@ async def _signed_job(request: web.Request) -> jobs.Job:
         job_id,
         "Ask GET /v1/status/{job_id} (with the key) for the job's current link.",
     )
-    job = await jobs.get(request.app[DB], job_id)
-    owner = await keys.get_key(request.app[DB], job.key_id) if job and job.key_id else None
-    if job is None or owner is None or owner.revoked_at is not None:
+    job = await jobs.get_with_live_key(request.app[DB], job_id)
+    if job is None:
         raise NotFound(f"No job with id {job_id!r}.", "Its key was revoked, or it was deleted.")
     about_job(request, job.id)
     if job.expired:
