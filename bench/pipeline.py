@@ -133,7 +133,8 @@ def bench_pipeline(work: Path, quick: bool) -> list[Row]:
         rows.append(
             (
                 f"small jobs end to end: 1-byte file -> sha256, {CLIENTS} clients, submit + "
-                f"{label} + download ({jobs} jobs x {rounds})",
+                f"{label} + download ({jobs} jobs x {rounds}; `bench/run --only pipeline"
+                f"{' --quick' if quick else ''}`)",
                 f"{m['rate']:.0f} jobs/s",
                 f"daemon CPU {m['daemon_ms']:.2f} ms/job",
                 f"client CPU {m['client_ms']:.2f} ms/job ({share:.0%} of both); {load}",
