@@ -6,6 +6,7 @@ small result is sent from memory exactly as aiohttp sends a file (headers, valid
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ def convert_body(data: bytes, piece: int) -> Iterator[bytes]:
     )
     yield head.encode()
     for start in range(0, len(data), piece):
+        time.sleep(0.02)  # each piece on its own, so the daemon reads what has come so far
         yield data[start : start + piece]
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
