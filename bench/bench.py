@@ -41,6 +41,7 @@ CORPUS = ROOT / "tests" / "corpus"
 sys.path.insert(0, str(ROOT))  # the daemon helpers the tests use, in tests/daemon.py
 
 from cluster import bench_cluster  # noqa: E402 (bench/cluster.py, beside this file)
+from pipeline import bench_pipeline  # noqa: E402 (bench/pipeline.py, beside this file)
 from unoserver import UnoServer, unoserver_venv  # noqa: E402 (bench/unoserver.py)
 
 from tests.daemon import Daemon as DaemonProcess  # noqa: E402
@@ -1931,6 +1932,7 @@ CASES = (
     "drops",
     "recovery",
     "cluster",
+    "pipeline",
 )
 # The groups measured on the one daemon main() starts for them.
 SHARED_DAEMON = {"documents", "images", "v2", "media", "operations", "control", "queue"}
@@ -1981,6 +1983,7 @@ def main() -> int:
         measure("drops", lambda: bench_drops(work, args.quick))
         measure("recovery", lambda: bench_recovery(work, args.quick))
         measure("cluster", lambda: ROWS.extend(bench_cluster(work, args.quick)))
+        measure("pipeline", lambda: ROWS.extend(bench_pipeline(work, args.quick)))
     write_results(args.out, args.quick, grouped, partial=only != set(CASES))
     print(f"\nwritten to {args.out}")
     return 0

@@ -62,7 +62,9 @@ Relay = Callable[[list[str], Published], None]
 class Changes:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}  # subject -> how many until() wait on it now
         self._listeners: list[Callable[[], None]] = []
+        self._heard_listeners: list[Callable[[], None]] = []
         self._streams: dict[int | None, set[Subscription]] = {}
         self._closed = False
         self.relay: Relay | None = None
@@ -98,6 +100,11 @@ class Changes:
         """Call `listener` after every announced change (the webhook sender looks for work)."""
         self._listeners.append(listener)
 
+    def on_heard(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each change another node announced (what this node did, its
+        listener hears of in its own way)."""
+        self._heard_listeners.append(listener)
+
     def _event(self, subject: str) -> asyncio.Event:
         event = self._events.get(subject)
         if event is None or event.is_set():
@@ -122,6 +129,8 @@ class Changes:
         for key_id, items in published:
             self._publish(key_id, items)
         self._changed(subjects)
+        for listener in self._heard_listeners:
+            listener()
 
     def close(self) -> None:
         """The daemon is stopping: every wait answers now, with the state as it stands."""
@@ -141,18 +150,28 @@ class Changes:
         timeout: float,
     ) -> T:
         """`load()` once `ended` says so, or as it stands after `timeout` seconds; woken by
-        `changed(subject)`, never by polling."""
+        `changed(subject)`, never by polling. The first `load()` is the caller's read too (a
+        subject that does not exist raises there), so a wait costs no extra read; whatever
+        happens, the subject's event goes when its last waiter does (an ended job's is never
+        set again, and would stay forever)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            # Taken before the state is read, so a change in between is not missed.
-            event = self._event(subject)
-            current = await load()
-            remaining = deadline - loop.time()
-            if ended(current) or remaining <= 0 or self._closed:
-                return current
-            try:
-                async with asyncio.timeout(remaining):
-                    await event.wait()
-            except TimeoutError:
-                pass
+        self._waiting[subject] = self._waiting.get(subject, 0) + 1
+        try:
+            while True:
+                # Taken before the state is read, so a change in between is not missed.
+                event = self._event(subject)
+                current = await load()
+                remaining = deadline - loop.time()
+                if ended(current) or remaining <= 0 or self._closed:
+                    return current
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if (left := self._waiting.pop(subject) - 1) > 0:
+                self._waiting[subject] = left
+            else:
+                self._events.pop(subject, None)

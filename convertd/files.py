@@ -139,11 +139,15 @@ class DataDir:
 
     def new_upload_path(self, file_name: str) -> tuple[str, Path]:
         """A fresh `<token>/<name>` for a file being uploaded, and where to write it."""
+        file_path, dest = self.upload_path_for(file_name)
+        dest.parent.mkdir(mode=0o700)
+        return file_path, dest
+
+    def upload_path_for(self, file_name: str) -> tuple[str, Path]:
+        """new_upload_path's names, its folder not made yet (nothing touches the disk)."""
         token = secrets.token_hex(8)
-        directory = self.uploads / token
-        directory.mkdir(mode=0o700)
         name = safe_filename(file_name)
-        return f"{token}/{name}", directory / name
+        return f"{token}/{name}", self.uploads / token / name
 
     def upload_file(self, file_path: str) -> Path:
         """The file for a `file_path` that the database says exists; never leaves uploads/."""
@@ -232,13 +236,23 @@ def _staging_of(final: Path) -> Path:
     return final.with_name(f".{final.name}{STAGING_SUFFIX}")
 
 
+# Both try the common case first (nothing there yet): a removal of what is not there costs
+# a dozen calls, at every job.
 def _fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(mode=0o700)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
     return path
 
 
 def _swap_in(staging: Path, final: Path) -> None:
     """`staging` becomes `final` (replacing what was there) in one rename."""
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
+    try:
+        os.rename(staging, final)  # a directory onto a directory that is there fails
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)

@@ -70,8 +70,10 @@ async def task_engine(app: web.Application) -> AsyncIterator[None]:
         return engine.stop
 
     app[LEADER].add("task engine", begin)
-    # The leader hears of what other nodes did (a conversion ended, a job was made) here.
-    app[CHANGES].on_change(engine.poke)
+    # The leader hears of what other nodes did (a conversion ended, a job was made) here; of
+    # its own node's doings it hears from the pool (a /v2 task's job ended) and from itself.
+    # Not of every change: each v1 job's end cost a step (three reads) for nothing.
+    app[CHANGES].on_heard(engine.poke)
     yield
 
 

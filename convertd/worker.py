@@ -133,22 +133,23 @@ class WorkerPool:
         """Claim one job and run it to its end; False when there was none to claim."""
         if self._stopping:
             return False
-        claim = asyncio.ensure_future(jobs.claim_next(self.db, owner, self.node))
+        claim = asyncio.ensure_future(jobs.claim_with_input(self.db, owner, self.node))
         try:
-            job = await asyncio.shield(claim)
+            claimed = await asyncio.shield(claim)
         except asyncio.CancelledError:
             # Stopped mid-claim: the claim still commits on the database thread. Whatever it
             # took goes back to the queue now, rather than waiting for the next start.
             taken = await claim
             if taken is not None:
-                await jobs.requeue(self.db, taken.id, owner)
+                await jobs.requeue(self.db, taken[0].id, owner)
             raise
-        if job is None:
+        if claimed is None:
             return False
+        job, upload = claimed
         self._changed(job)
         started = time.monotonic()
         # The job runs in its own task so that stop() can wait for it while cancelling workers.
-        run = asyncio.create_task(self._run(job, owner), name=f"job-{job.id}")
+        run = asyncio.create_task(self._run(job, upload, owner), name=f"job-{job.id}")
         self._running[job.id] = run
         self._owners[job.id] = owner
         limit = min(job.timeout_seconds or math.inf, self.config.job_timeout_seconds)
@@ -217,25 +218,27 @@ class WorkerPool:
                 self._cancelled.add(job_id)
                 run.cancel()
 
-    async def _run(self, job: jobs.Job, owner: str) -> str:
-        """Run the job and record its end; its final state."""
+    async def _run(self, job: jobs.Job, upload: uploads.Upload | None, owner: str) -> str:
+        """Run the job (on its input, `upload`) and record its end; its final state."""
         logs.job_id.set(job.id)  # this task's own context: its log lines name the job
-        error = await self._convert(job, owner)
+        error = await self._convert(job, upload, owner)
         if error is None:
             return "finished"
         await self._record(lambda: jobs.fail(self.db, job.id, owner, error))
         self._ended(job)
         return "failed"
 
-    async def _convert(self, job: jobs.Job, owner: str) -> str | None:
+    async def _convert(
+        self, job: jobs.Job, upload: uploads.Upload | None, owner: str
+    ) -> str | None:
         """Run the job's conversion and record its success; the error if it failed."""
         converter = self.registry.get(job.filetype)
         if converter is None and job.filetype != PIPELINE:
             return f"The {job.filetype} converter is not available here"
-        upload = await uploads.get(self.db, job.upload_id)
         if upload is None:
             return "The input file no longer exists"
         work = await asyncio.to_thread(self.data.fresh_work_dir, job.id)
+        cleared = False
 
         unrecorded: list[BaseException] = []  # said once, however long it lasts
 
@@ -287,9 +290,8 @@ class WorkerPool:
                 # Given to another node while this one was not seen: its result is that one's.
                 logger.warning("job %s: taken over by another node; this result is dropped", job.id)
                 return TAKEN_OVER
-            final = await asyncio.to_thread(
-                self.data.publish_result, job.id, output.path, output.name
-            )
+            final = await asyncio.to_thread(self._publish, job.id, output, work)
+            cleared = True  # with the result's move: one trip off the loop, not two
         except ConversionError as exc:
             # A tool that failed because the disk filled up says so in its own words.
             return DISK_FULL if disk_full_under(work, exc) else str(exc)
@@ -302,12 +304,20 @@ class WorkerPool:
             return "Internal error while converting this file"
         finally:
             # Scratch space goes first: on a full disk it is what lets the result be recorded.
-            await asyncio.to_thread(shutil.rmtree, work, True)
+            if not cleared:
+                await asyncio.to_thread(shutil.rmtree, work, True)
         await self._record(
             lambda: jobs.finish(self.db, job.id, owner, final.name, output.count, size)
         )
         self._ended(job)
         return None
+
+    def _publish(self, job_id: str, output: Output, work: Path) -> Path:
+        """The result moved into place, then the job's scratch space removed (blocking)."""
+        try:
+            return self.data.publish_result(job_id, output.path, output.name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     async def _pipeline(
         self,

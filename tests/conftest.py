@@ -129,6 +129,7 @@ BOTH_ENGINES = {
     "test_quotas",
     "test_read_cache",
     "test_seed_example",
+    "test_small_jobs",
     "test_uploads",
     "test_v2_api",
     "test_v2_edges",

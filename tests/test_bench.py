@@ -37,6 +37,7 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
         "?wait= requests",
         "cluster: ",  # PostgreSQL is there: packaging/setup installs it, as for the tests
         "cluster queue: claim + finish",
+        "small jobs end to end:",
     ):
         assert case in table
 

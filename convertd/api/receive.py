@@ -15,8 +15,9 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from convertd import memory
 from convertd.api.state import CONFIG, DATA, METRICS
@@ -94,13 +95,45 @@ async def _within(idle: float, pending: Awaitable[T]) -> T:
         raise _stalled(idle) from None
 
 
-async def _stream_part(
-    part: BodyPartReader, dest: Path, budget: int, limit: int, idle: float
+def _write_whole(dest: Path, content: bytes) -> None:
+    """A new upload's folder, and its file holding `content`, in one go."""
+    dest.parent.mkdir(mode=0o700)
+    dest.write_bytes(content)
+
+
+async def _receive_file(
+    part: BodyPartReader,
+    filename: str,
+    data: DataDir,
+    body: Body,
+    budget_limit: tuple[int, int],
+    idle: float,
 ) -> int:
-    size = 0
-    batch: list[bytes] = []
-    batched = 0
+    """Stream a file part into a new upload (listed in `body` at once, so a failure removes
+    it); its size. A part that ends within its first CHUNK bytes (most API files, every small
+    job) is written in one trip off the event loop instead of four (folder, open, write,
+    close): at hundreds of small jobs a second those trips were a tenth of the daemon's CPU."""
+    budget, limit = budget_limit
+    first = bytes(await _within(idle, part.read_chunk(CHUNK)))
+    size = len(first)
+    if size > budget:
+        raise _too_large(limit)
+    head = [first] if first else []
+    while size < CHUNK and (chunk := bytes(await _within(idle, part.read_chunk(CHUNK)))):
+        head.append(chunk)  # a part may come in pieces; up to CHUNK bytes are kept in memory
+        size += len(chunk)
+        if size > budget:
+            raise _too_large(limit)
+    if size < CHUNK:  # the whole part
+        # Listed before it is written: whatever becomes of the write, a failure removes it.
+        file_path, dest = data.upload_path_for(filename)
+        body.files.append(ReceivedFile(file_path, dest.name, size, extension_of(dest.name)))
+        await asyncio.to_thread(_write_whole, dest, b"".join(head))
+        return size
+    file_path, dest = await asyncio.to_thread(data.new_upload_path, filename)
+    body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
     fh = await asyncio.to_thread(dest.open, "wb")
+    batch, batched = head, size
     try:
         while chunk := bytes(await _within(idle, part.read_chunk(CHUNK))):
             size += len(chunk)
@@ -114,7 +147,18 @@ async def _stream_part(
         await asyncio.to_thread(fh.writelines, batch)
     finally:
         await asyncio.to_thread(fh.close)
+    body.files[-1].size = size
     return size
+
+
+def content_type_of(request: web.Request) -> str:
+    """What aiohttp's `request.content_type` says (the media type, lowercased; octet-stream if
+    none or malformed), without its cost: aiohttp hands the header to the email package, and
+    caches the answer by the whole header, which a multipart body's boundary makes new each
+    time: ~80 us of the event loop per upload, measured here."""
+    raw = request.headers.get(hdrs.CONTENT_TYPE)
+    media_type = (raw or "").partition(";")[0].strip().lower()
+    return media_type if media_type.count("/") == 1 else "application/octet-stream"
 
 
 async def read_body(request: web.Request, *, allow_files: bool) -> Body:
@@ -125,11 +169,12 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
     if request.content_length is not None and request.content_length > limit + ENVELOPE_SLACK:
         raise _too_large(limit)
 
-    if request.content_type == "multipart/form-data":
+    media_type = content_type_of(request)
+    if media_type == "multipart/form-data":
         return await _read_multipart(
             request, data, limit, allow_files, config.upload_idle_timeout_seconds
         )
-    if request.content_type == "application/json":
+    if media_type == "application/json":
         payload = await read_json(request)
         try:
             fields = {
@@ -140,7 +185,7 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
         except RecursionError:
             raise _too_deep("The request body") from None
         return Body(fields=fields, files=[])
-    if request.content_type == "application/x-www-form-urlencoded" or not request.body_exists:
+    if media_type == "application/x-www-form-urlencoded" or not request.body_exists:
         form = await _within(config.upload_idle_timeout_seconds, request.post())
         if len(form) > MAX_FIELDS:
             raise BadRequest(
@@ -149,7 +194,7 @@ async def read_body(request: web.Request, *, allow_files: bool) -> Body:
             )
         return Body(fields={k: str(v) for k, v in form.items()}, files=[])
     raise BadRequest(
-        f"Unsupported Content-Type {request.content_type!r}.",
+        f"Unsupported Content-Type {media_type!r}.",
         "Send multipart/form-data (as curl -F does).",
     )
 
@@ -204,8 +249,11 @@ async def _read_multipart(
                 break
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("Nested multipart bodies are not supported.")
-            name = part.name or ""
-            if part.filename is not None and name == "file":
+            # Parsed once: part.name and part.filename would each parse the header again.
+            _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+            name = content_disposition_filename(params, "name") or ""
+            filename = content_disposition_filename(params, "filename")
+            if filename is not None and name == "file":
                 if not allow_files:
                     raise BadRequest("This endpoint does not take files.")
                 if len(body.files) >= MAX_FILES:
@@ -213,13 +261,10 @@ async def _read_multipart(
                         f"The request has more than {MAX_FILES} files.",
                         f"Send at most {MAX_FILES} files per request.",
                     )
-                file_path, dest = await asyncio.to_thread(data.new_upload_path, part.filename)
-                body.files.append(ReceivedFile(file_path, dest.name, 0, extension_of(dest.name)))
-                size = await _stream_part(part, dest, remaining, limit, idle)
+                size = await _receive_file(part, filename, data, body, (remaining, limit), idle)
                 request.app[METRICS].uploaded(size)
-                body.files[-1].size = size
                 remaining -= size
-            elif part.filename is not None:
+            elif filename is not None:
                 await part.release()  # a file under some other field name: not ours to keep
             else:
                 if parts - len(body.files) > MAX_FIELDS:

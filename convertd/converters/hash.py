@@ -50,7 +50,10 @@ class HashConverter(Converter):
     accepts_empty = True
 
     async def convert(self, task: Task) -> list[Path]:
-        digest = await task.off_loop(hex_digest, task.input_path, task.output_format)
         out = task.output_path()
-        out.write_text(digest + "\n", encoding="ascii")
+        await task.off_loop(_write_digest, task.input_path, task.output_format, out)
         return [out]
+
+
+def _write_digest(path: Path, algorithm: str, out: Path) -> None:
+    out.write_text(hex_digest(path, algorithm) + "\n", encoding="ascii")

@@ -109,6 +109,12 @@ class Registry:
         spreadsheet as docx). Blocking: it may read the file's first bytes."""
         return self._input_format(converter, _Guesses(path), fmt)
 
+    def named_format(self, converter: Converter, name: str, fmt: str) -> str | None:
+        """What input_format says when a file's extension alone decides it (nothing read,
+        so no trip off the event loop); None when only input_format can tell."""
+        extension = canonical_format(extension_of(name))
+        return extension if _turns(converter, extension, fmt) else None
+
     def infer(self, path: Path, fmt: str, filetype: str | None = None) -> tuple[str, str]:
         """(filetype, input format) that turns this file into `fmt`, trying the filetypes in
         INFERENCE_ORDER (or only `filetype`) for its extension, then for its first bytes, then

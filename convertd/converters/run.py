@@ -123,4 +123,6 @@ class Runner:
             ) from None
         if not outputs:
             raise ConversionError("The conversion produced no output")
+        if len(outputs) == 1:  # named, not moved: nothing to wait for
+            return package(outputs, input_name, output_format, work_dir)
         return await task.off_loop(package, outputs, input_name, output_format, work_dir)

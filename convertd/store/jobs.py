@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from convertd import clock, logs
+from convertd.store import uploads
 from convertd.store.db import Conn, Database, Row, from_row, marks
 
 logger = logging.getLogger(__name__)
@@ -131,34 +132,89 @@ async def create(
     return Job.from_row(row)
 
 
+async def create_with_upload(
+    db: Database,
+    received: tuple[str, str, int, str],
+    conversion: Conversion,
+    *,
+    key_id: int | None,
+    webhook_url: str | None = None,
+) -> Job:
+    """Record a file a request sent (file_path, file_name, size, extension) as the key's
+    upload and queue its job, in one transaction: one commit per small job instead of two."""
+
+    def both(conn: Conn) -> Row:
+        upload_id = uploads.insert(conn, key_id, *received, clock.now())
+        return insert(conn, upload_id, conversion, key_id=key_id, webhook_url=webhook_url)
+
+    return Job.from_row(await db.write(both))
+
+
 async def get(db: Database, job_id: str) -> Job | None:
     row = await db.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
     return Job.from_row(row) if row else None
+
+
+async def get_with_live_key(db: Database, job_id: str) -> Job | None:
+    """The job, if its key is live (not revoked): what a signed download link opens. One read
+    for both (a download was two)."""
+    row = await db.fetch_one(
+        """SELECT j.* FROM jobs j JOIN api_keys k ON k.id = j.key_id
+           WHERE j.id = ? AND k.revoked_at IS NULL""",
+        (job_id,),
+    )
+    return Job.from_row(row) if row else None
+
+
+def _claim(conn: Conn, db: Database, owner: str, node: str | None) -> Row | None:
+    order = db.dialect.insertion_order
+    row: Row | None = conn.execute(
+        f"""UPDATE jobs SET status = 'processing', owner = ?, node = ?,
+                          attempts = attempts + 1, started_at = ?, progress = NULL, error = NULL
+           WHERE id = (SELECT id FROM jobs WHERE status = 'pending'
+                       ORDER BY created_at, {order} LIMIT 1 {db.dialect.skip_locked})
+           RETURNING *""",  # noqa: S608 (the dialect's own words)
+        (owner, node, clock.now()),
+    ).fetchone()
+    return row
+
+
+def _claimed(row: Row, owner: str) -> Job:
+    job = Job.from_row(row)
+    logger.info(
+        "job %s processing (attempt %d, %s)", job.id, job.attempts, owner, extra=logs.job(job.id)
+    )
+    return job
 
 
 async def claim_next(db: Database, owner: str, node: str | None = None) -> Job | None:
     """Take the oldest pending job for `owner`, in one statement: two claimers never share one.
     On PostgreSQL, claimers on other nodes skip the row this one has locked rather than wait
     for it (and then find it taken): each takes the next."""
-    order = db.dialect.insertion_order
-    row = await db.write(
-        lambda conn: conn.execute(
-            f"""UPDATE jobs SET status = 'processing', owner = ?, node = ?,
-                              attempts = attempts + 1, started_at = ?, progress = NULL, error = NULL
-               WHERE id = (SELECT id FROM jobs WHERE status = 'pending'
-                           ORDER BY created_at, {order} LIMIT 1 {db.dialect.skip_locked})
-               RETURNING *""",  # noqa: S608 (the dialect's own words)
-            (owner, node, clock.now()),
-        ).fetchone(),
-        contended=True,
-    )
-    if row is None:
+    row = await db.write(lambda conn: _claim(conn, db, owner, node), contended=True)
+    return None if row is None else _claimed(row, owner)
+
+
+async def claim_with_input(
+    db: Database, owner: str, node: str | None = None
+) -> tuple[Job, uploads.Upload | None] | None:
+    """claim_next, with the record of the job's input file read in the same transaction: what
+    a worker needs to start, in one trip to the database instead of two."""
+
+    def claim(conn: Conn) -> tuple[Row, Row | None] | None:
+        row = _claim(conn, db, owner, node)
+        if row is None:
+            return None
+        found: Row | None = conn.execute(
+            "SELECT * FROM uploads WHERE id = ?", (row["upload_id"],)
+        ).fetchone()
+        return row, found
+
+    claimed = await db.write(claim, contended=True)
+    if claimed is None:
         return None
-    job = Job.from_row(row)
-    logger.info(
-        "job %s processing (attempt %d, %s)", job.id, job.attempts, owner, extra=logs.job(job.id)
-    )
-    return job
+    row, found = claimed
+    return _claimed(row, owner), uploads.Upload.from_row(found) if found else None
 
 
 async def set_progress(db: Database, job_id: str, owner: str, percent: int) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from convertd.api.auth import authorize
-from convertd.api.downloads import check_signed, file_response
-from convertd.api.receive import Body, json_field, read_body
+from convertd.api.downloads import check_signed, send_file
+from convertd.api.receive import Body, ReceivedFile, json_field, read_body
 from convertd.api.request_ids import about_job
 from convertd.api.state import (
     API_KEY,
@@ -25,14 +25,13 @@ from convertd.api.state import (
     SIGNER,
 )
 from convertd.api.urls import Reached, base_url
-from convertd.api.v1.uploads import record
 from convertd.clock import iso
 from convertd.converters.options import OptionError
 from convertd.converters.registry import Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound
 from convertd.events import targets
 from convertd.files import is_job_id
-from convertd.store import jobs, keys, uploads
+from convertd.store import jobs, uploads
 from convertd.tasks.presets import UnknownPreset, check_conversion, merged
 
 DOWNLOAD = "v1-download"
@@ -94,11 +93,15 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
 
     webhook_url = _webhook_url(request, body)
     source = await _input_upload(request, body)
-    path = request.app[DATA].upload_file(source.file_path)
     try:
-        input_format = await asyncio.to_thread(
-            registry.input_format, converter, path, output_format
-        )
+        # Most files' extension tells; only a file it does not is read (its first bytes).
+        name = source.file_path.rpartition("/")[2]
+        input_format = registry.named_format(converter, name, output_format)
+        if input_format is None:
+            path = request.app[DATA].upload_file
+            input_format = await asyncio.to_thread(
+                lambda: registry.input_format(converter, path(source.file_path), output_format)
+            )
     except Unreadable as exc:
         raise BadRequest(
             f"The {converter.filetype} converter cannot read {exc.extension or 'this'} files.",
@@ -116,8 +119,14 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
         raise BadRequest(f"The field 'options' does not fit this input: {exc}.") from None
 
     conversion = jobs.Conversion(converter.filetype, input_format or "bin", output_format, options)
-    return await jobs.create(
-        request.app[DB], source.id, conversion, key_id=request[API_KEY].id, webhook_url=webhook_url
+    key_id = request[API_KEY].id
+    if isinstance(source, uploads.Upload):
+        return await jobs.create(
+            request.app[DB], source.id, conversion, key_id=key_id, webhook_url=webhook_url
+        )
+    sent = (source.file_path, source.file_name, source.size, source.extension)
+    return await jobs.create_with_upload(
+        request.app[DB], sent, conversion, key_id=key_id, webhook_url=webhook_url
     )
 
 
@@ -143,14 +152,16 @@ def _webhook_url(request: web.Request, body: Body) -> str | None:
     return None
 
 
-async def _input_upload(request: web.Request, body: Body) -> uploads.Upload:
+async def _input_upload(request: web.Request, body: Body) -> uploads.Upload | ReceivedFile:
+    """The file to convert: one sent with the request (recorded with its job, in one
+    transaction) or one uploaded before."""
     file_path = body.fields.get("file_path", "").strip()
     if body.files and file_path:
         raise BadRequest("Send either 'file' or 'file_path', not both.")
     if len(body.files) > 1:
         raise BadRequest("Send one 'file' per conversion.", "Upload several, then convert each.")
     if body.files:
-        return (await record(request, body))[0]
+        return body.files[0]
     if not file_path:
         raise BadRequest(
             "Either 'file' or 'file_path' is required.",
@@ -228,10 +239,11 @@ def status_json(request: Reached, job: jobs.Job) -> dict[str, Any]:
 
 async def status(request: web.Request) -> web.Response:
     wait = _wait_seconds(request)
-    job = await _owned_job(request)
-    if wait and job.status in (jobs.Status.PENDING, jobs.Status.PROCESSING):
+    if not wait:
+        job = await _owned_job(request)
+    else:  # until() reads the job first: one read, whether it has ended or not
         job = await request.app[CHANGES].until(
-            job.id,
+            request.match_info["job_id"],
             lambda: _owned_job(request),
             lambda j: j.status in (jobs.Status.FINISHED, jobs.Status.FAILED),
             wait,
@@ -248,9 +260,8 @@ async def _signed_job(request: web.Request) -> jobs.Job:
         job_id,
         "Ask GET /v1/status/{job_id} (with the key) for the job's current link.",
     )
-    job = await jobs.get(request.app[DB], job_id)
-    owner = await keys.get_key(request.app[DB], job.key_id) if job and job.key_id else None
-    if job is None or owner is None or owner.revoked_at is not None:
+    job = await jobs.get_with_live_key(request.app[DB], job_id)
+    if job is None:
         raise NotFound(f"No job with id {job_id!r}.", "Its key was revoked, or it was deleted.")
     about_job(request, job.id)
     if job.expired:
@@ -279,9 +290,10 @@ async def download(request: web.Request) -> web.StreamResponse:
             "Poll GET /v1/status/{job_id} until its status is 'finished'.",
         )
     path = request.app[DATA].result_file(job.id, job.result_name)
-    if not await asyncio.to_thread(path.is_file):
+    inline = request.query.get("inline") in ("1", "true")
+    response = await send_file(request, path, job.result_name, inline=inline)
+    if response is None:
         raise NotFound(
             f"Job {job.id} has expired: its files were deleted.", "Convert the file again."
         )
-    inline = request.query.get("inline") in ("1", "true")
-    return file_response(path, job.result_name, inline=inline)
+    return response

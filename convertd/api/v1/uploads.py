@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from convertd.api.receive import Body, read_body
+from convertd.api.receive import Body, content_type_of, read_body
 from convertd.api.state import API_KEY, DATA, DB
 from convertd.errors import BadRequest
 from convertd.store import uploads
@@ -24,7 +24,7 @@ def upload_json(upload: uploads.Upload) -> dict[str, Any]:
 
 
 async def upload(request: web.Request) -> web.Response:
-    if request.content_type != "multipart/form-data":
+    if content_type_of(request) != "multipart/form-data":
         raise BadRequest(
             "Uploads must be sent as multipart/form-data.", "e.g. curl -F file=@photo.png ..."
         )

@@ -1,0 +1,132 @@
+"""Small jobs end to end (issue 19): a file sent with its conversion is recorded with its job
+in one transaction, a file part of any size around the one-trip limit arrives whole, and a
+small result is sent from memory exactly as aiohttp sends a file (headers, validators, ranges).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.daemon import Daemon
+from tests.test_api import assert_error_body
+
+BOUNDARY = "convertdsmalljobs"
+CHUNK = 256 * 1024  # api/receive.py's: a part shorter than this is written in one trip
+
+
+def convert_body(data: bytes, piece: int) -> Iterator[bytes]:
+    """A multipart /v1/convert body (sha256 of `data`), sent chunked in `piece`-byte pieces,
+    so the daemon reads the file part in several bits."""
+    head = "".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in (("filetype", "hash"), ("output_format", "sha256"))
+    )
+    head += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="in.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    yield head.encode()
+    for start in range(0, len(data), piece):
+        time.sleep(0.02)  # each piece on its own, so the daemon reads what has come so far
+        yield data[start : start + piece]
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def finished(d: Daemon, key: str, job: dict[str, Any]) -> dict[str, Any]:
+    status = requests.get(
+        f"{job['status_url']}?wait=60", headers={"X-API-Key": key}, timeout=90
+    ).json()
+    assert status["status"] == "finished", status
+    return dict(status)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7])
+def test_file_parts_of_every_size_arrive_whole(daemon: Daemon, key: str, size: int) -> None:
+    data = bytes(range(251)) * (size // 251) + bytes(range(size % 251))
+    assert len(data) == size
+    # Sent in pieces smaller than the daemon's chunk: a part comes in several reads.
+    resp = requests.post(
+        f"{daemon.base}/convert",
+        headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        data=convert_body(data, 100_000),
+        timeout=60,
+    )
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    finished(daemon, key, job)
+    result = requests.get(job["download_url"], timeout=30)
+    assert result.status_code == 200
+    assert result.text == hashlib.sha256(data).hexdigest() + "\n"
+    (row,) = daemon.query(
+        "SELECT file_size FROM uploads u JOIN jobs j ON j.upload_id = u.id WHERE j.id = ?",
+        (job["job_id"],),
+    )
+    assert row == (size,)
+
+
+def test_refused_conversion_records_no_upload(make_daemon: Any) -> None:
+    """The file and its job are recorded together: a conversion refused once the file is in
+    (a text file for the image converter) leaves neither a file nor an upload on record."""
+    d = make_daemon()
+    key = d.create_key("t", "--plan", "pro")
+    resp = requests.post(
+        f"{d.base}/convert",
+        headers={"X-API-Key": key},
+        files={"file": ("notes.txt", b"just text")},
+        data={"filetype": "image", "output_format": "png"},
+        timeout=30,
+    )
+    assert_error_body(resp, 400)
+    assert d.query("SELECT COUNT(*) FROM uploads") == [(0,)]
+    assert d.query("SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert not [p for p in (d.data_dir / "uploads").rglob("*") if p.is_file()]
+
+
+def test_small_result_is_sent_as_aiohttp_sends_a_file(daemon: Daemon, key: str) -> None:
+    """A small result comes from memory (a plain GET); a conditional request takes aiohttp's
+    FileResponse: both say the same, so validators from one work with the other."""
+    job = requests.post(
+        f"{daemon.base}/convert",
+        headers={"X-API-Key": key},
+        files={"file": ("note.txt", b"x")},
+        data={"filetype": "hash", "output_format": "md5"},
+        timeout=30,
+    ).json()
+    finished(daemon, key, job)
+    url = job["download_url"]
+    plain = requests.get(url, timeout=30)
+    assert plain.status_code == 200
+    assert plain.text == hashlib.md5(b"x").hexdigest() + "\n"
+    # A condition that holds: FileResponse answers with the whole file.
+    as_file = requests.get(
+        url, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}, timeout=30
+    )
+    assert as_file.status_code == 200
+    assert as_file.content == plain.content
+    for name in (
+        "Content-Type",
+        "Content-Length",
+        "Content-Disposition",
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "ETag",
+        "Last-Modified",
+        "Accept-Ranges",
+    ):
+        assert plain.headers.get(name) == as_file.headers.get(name), name
+        assert plain.headers.get(name), name
+    # The validators the plain answer gave are the file's own.
+    unchanged = requests.get(url, headers={"If-None-Match": plain.headers["ETag"]}, timeout=30)
+    assert unchanged.status_code == 304
+    part = requests.get(url, headers={"Range": "bytes=0-3"}, timeout=30)
+    assert part.status_code == 206
+    assert part.content == plain.content[:4]
+    head = requests.head(url, timeout=30)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == plain.headers["Content-Length"]
