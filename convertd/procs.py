@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 2.0
 STDERR_KEEP_BYTES = 64 * 1024
+MAX_LINE_BYTES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,15 +84,31 @@ async def terminate(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def _drain(stream: asyncio.StreamReader | None, keep: int) -> bytes:
-    """Read a pipe to its end, keeping only the last `keep` bytes (a chatty tool can't eat RAM)."""
+async def _drain(
+    stream: asyncio.StreamReader | None,
+    keep: int,
+    on_line: Callable[[str], Awaitable[None]] | None = None,
+) -> bytes:
+    """Read a pipe to its end, keeping only the last `keep` bytes (a chatty tool can't eat RAM);
+    with `on_line`, each line (split at newlines only, cut at MAX_LINE_BYTES) is handed over."""
     if stream is None:
         return b""
     kept = bytearray()
+    line = bytearray()
     while chunk := await stream.read(65536):
         kept += chunk
         if len(kept) > keep:
             del kept[: len(kept) - keep]
+        if on_line is None:
+            continue
+        *ends, rest = chunk.split(b"\n")
+        for part in ends:
+            line += part[: MAX_LINE_BYTES - len(line)]
+            await on_line(line.decode("utf-8", "replace").rstrip("\r"))
+            line.clear()
+        line += rest[: MAX_LINE_BYTES - len(line)]
+    if line and on_line is not None:
+        await on_line(line.decode("utf-8", "replace").rstrip("\r"))
     return bytes(kept)
 
 
@@ -114,6 +131,7 @@ async def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     on_line: Callable[[str], Awaitable[None]] | None = None,
+    on_stderr_line: Callable[[str], Awaitable[None]] | None = None,
     capture_stdout: bool = False,
     name: str | None = None,
     stdin: bytes | None = None,
@@ -121,8 +139,9 @@ async def run(
     """Run argv to completion under `timeout` seconds.
 
     With `on_line`, stdout is read line by line and each line handed over (progress reports);
-    with `capture_stdout`, it is returned; otherwise it is discarded. `stdin`, if given, is
-    written to the child's standard input, which is then closed.
+    with `capture_stdout`, it is returned; otherwise it is discarded. With `on_stderr_line`,
+    stderr is handed over line by line too (what a tool says of its input); its end is kept.
+    `stdin`, if given, is written to the child's standard input, which is then closed.
     """
     args = [str(a) for a in argv]
     label = name or Path(args[0]).name
@@ -151,7 +170,9 @@ async def run(
         async with asyncio.timeout(timeout):
             if stdin is not None:
                 await _feed(proc, stdin)
-            readers = [asyncio.ensure_future(_drain(proc.stderr, STDERR_KEEP_BYTES))]
+            readers = [
+                asyncio.ensure_future(_drain(proc.stderr, STDERR_KEEP_BYTES, on_stderr_line))
+            ]
             if on_line or capture_stdout:
                 readers.append(asyncio.ensure_future(read_stdout()))
             try:

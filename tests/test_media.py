@@ -584,10 +584,13 @@ def test_ffmpeg_text_is_never_the_users_error(
                 report_progress=report,
                 threads=threads,
             )
-            info = await ffmpeg.probe(task.input_path, ffmpeg.AUDIO_DEMUXERS, "audio", 60)
             try:
                 await ffmpeg.transcode(
-                    task, ffmpeg.AUDIO_DEMUXERS, info, ["-c:a", "no_such_encoder"], "audio"
+                    task,
+                    ffmpeg.AUDIO_DEMUXERS,
+                    "audio",
+                    lambda _info: ["-c:a", "no_such_encoder"],
+                    "audio",
                 )
             except ConversionError as exc:
                 return str(exc)

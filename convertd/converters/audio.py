@@ -7,6 +7,7 @@ from typing import Any
 
 from convertd.converters import ffmpeg
 from convertd.converters.base import Converter, Task
+from convertd.converters.media_info import Probe
 from convertd.converters.options import (
     TRIM_OPTIONS,
     Option,
@@ -62,11 +63,28 @@ def output_rate(fmt: str, source_rate: int | None) -> int | None:
     return min((r for r in allowed if r >= source_rate), default=max(allowed))
 
 
+def ffmpeg_rate(fmt: str, source_rate: int) -> int | None:
+    """The rate FFmpeg writes by itself, asked for none: the source's if the encoder writes
+    it, else the one nearest to it (None on a tie, where its pick is its list's order)."""
+    allowed = SAMPLE_RATES.get(fmt)
+    if allowed is None or source_rate in allowed:
+        return source_rate
+    nearest = sorted(allowed, key=lambda r: abs(r - source_rate))
+    tie = abs(nearest[0] - source_rate) == abs(nearest[1] - source_rate)
+    return None if tie else nearest[0]
+
+
 def audio_output_args(
     fmt: str, options: dict[str, Any], source_rate: int | None = None
 ) -> list[str]:
     """The first audio track, with its tags, as an audio output of `fmt`: encoder, bitrate,
-    rate, channels, filters and muxer (also what video makes of its sound track)."""
+    rate, channels, filters and muxer (also what video makes of its sound track). The rate is
+    said only where FFmpeg would not write that rate by itself (loudnorm resamples to 192 kHz;
+    an encoder that cannot write the source's picks the nearest, not the next above): so the
+    args need no rate known in advance in the usual case, and FFmpeg starts without one."""
+    keeps = source_rate is not None and not options.get("normalize")
+    if keeps and output_rate(fmt, source_rate) == ffmpeg_rate(fmt, source_rate or 0):
+        source_rate = None
     return ["-map", "0:a:0", "-vn", "-map_metadata", "0", *encoding_args(fmt, options, source_rate)]
 
 
@@ -120,12 +138,13 @@ class AudioConverter(Converter):
         return options
 
     async def convert(self, task: Task) -> list[Path]:
-        timeout = task.limits.job_timeout_seconds
-        info = await ffmpeg.probe(task.input_path, ffmpeg.AUDIO_DEMUXERS, "audio", timeout)
-        if not info.has("audio"):
-            raise ConversionError("Input has no audio to convert")
-        if not info.duration:
-            raise ConversionError("Input has no audio samples (its length is zero)")
-        info = await ffmpeg.check_duration(task, ffmpeg.AUDIO_DEMUXERS, info)
-        args = audio_output_args(task.output_format, task.options, info.sample_rate())
-        return [await ffmpeg.transcode(task, ffmpeg.AUDIO_DEMUXERS, info, args, "audio")]
+        fmt, options = task.output_format, task.options
+
+        def output_args(info: Probe | None) -> list[str]:
+            if info is not None and not info.has("audio"):
+                raise ConversionError("Input has no audio to convert")
+            if info is not None and not info.duration:
+                raise ConversionError("Input has no audio samples (its length is zero)")
+            return audio_output_args(fmt, options, info.sample_rate() if info else None)
+
+        return [await ffmpeg.transcode(task, ffmpeg.AUDIO_DEMUXERS, "audio", output_args, "audio")]

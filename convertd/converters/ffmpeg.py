@@ -9,8 +9,6 @@ FFmpeg open other files; `-format_whitelist` refuses such demuxers before they r
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -18,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from convertd import procs
+from convertd.converters import media_info
 from convertd.converters.base import Task
+from convertd.converters.media_info import Probe
 from convertd.errors import ConversionError
 
 logger = logging.getLogger(__name__)
@@ -53,31 +53,6 @@ def input_args(
     ]
 
 
-@dataclasses.dataclass(frozen=True)
-class Probe:
-    duration: float | None
-    format_name: str
-    streams: list[dict[str, Any]]
-
-    def has(self, codec_type: str) -> bool:
-        return any(s.get("codec_type") == codec_type for s in self.streams)
-
-    def codec(self, codec_type: str) -> str | None:
-        """The first `codec_type` stream's codec, as ffprobe names it (h264, aac, ...)."""
-        for stream in self.streams:
-            if stream.get("codec_type") == codec_type:
-                return str(stream.get("codec_name") or "") or None
-        return None
-
-    def sample_rate(self) -> int | None:
-        """The first audio stream's sample rate, if ffprobe says."""
-        for stream in self.streams:
-            if stream.get("codec_type") == "audio":
-                rate = _float(stream.get("sample_rate"))
-                return int(rate) if rate else None
-        return None
-
-
 def _ffprobe_argv(path: Path, demuxers: tuple[str, ...]) -> list[str]:
     return [
         *("ffprobe", "-v", "error"),
@@ -87,19 +62,6 @@ def _ffprobe_argv(path: Path, demuxers: tuple[str, ...]) -> list[str]:
         "sample_rate,channels,duration,disposition",
         *("-of", "json"),
     ]
-
-
-def _parse_probe(stdout: bytes) -> Probe:
-    """ffprobe's JSON as a Probe (ValueError if it is not that JSON)."""
-    data = json.loads(stdout or b"{}")
-    if not isinstance(data, dict):
-        raise ValueError("not ffprobe's JSON")
-    fmt = data.get("format") or {}
-    streams = data.get("streams") or []
-    # Cover art arrives as a one-frame "video" stream: it is not video.
-    streams = [s for s in streams if not (s.get("disposition") or {}).get("attached_pic")]
-    duration = _float(fmt.get("duration"))
-    return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
 
 
 def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
@@ -114,22 +76,9 @@ def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
             start_new_session=True,
             check=False,
         )
-        return result.returncode == 0 and _parse_probe(result.stdout).has(kind)
+        return result.returncode == 0 and media_info.from_ffprobe(result.stdout).has(kind)
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return False
-
-
-async def probe(path: Path, demuxers: tuple[str, ...], kind: str, timeout: float) -> Probe:
-    """What ffprobe sees in the file, or a ConversionError saying it is not valid `kind` media."""
-    result = await procs.run(
-        _ffprobe_argv(path, demuxers), timeout=min(timeout, 60), capture_stdout=True
-    )
-    if result.returncode != 0:
-        raise ConversionError(f"Input is not a valid {kind} file")
-    try:
-        return _parse_probe(result.stdout)
-    except ValueError:
-        raise ConversionError(f"Input is not a valid {kind} file") from None
 
 
 def _too_long(seconds: float, limit: float) -> ConversionError:
@@ -139,14 +88,12 @@ def _too_long(seconds: float, limit: float) -> ConversionError:
     )
 
 
-async def check_duration(task: Task, demuxers: tuple[str, ...], info: Probe) -> Probe:
-    """Refuse media longer than the limit, by what it really holds. A header may lie either way
-    (a fragmented MP4 claiming 40 h for 1 s): when it claims too much, the packets are read
-    through, without decoding, and their length is what counts; when it claims too little,
-    transcode() stops at the limit."""
+async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> float:
+    """How long media whose header claims more than the limit really lasts, or its refusal. A
+    header may lie either way (a fragmented MP4 claiming 40 h for 1 s): when it claims too
+    much, the packets are read through, without decoding, and their length is what counts;
+    when it claims too little, transcode() stops at the limit."""
     limit = task.limits.max_media_seconds
-    if info.duration is None or info.duration <= limit:
-        return info
     _, real = await _ffmpeg(
         [
             *input_args(task.input_path, demuxers),
@@ -158,15 +105,7 @@ async def check_duration(task: Task, demuxers: tuple[str, ...], info: Probe) -> 
     if real > limit:
         raise _too_long(real, limit)
     logger.info("input claims %.0f s but holds %.1f s: converting it", info.duration, real)
-    return dataclasses.replace(info, duration=real)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and number >= 0 else None  # NaN-safe
+    return real
 
 
 def trim_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -186,58 +125,96 @@ def expected_duration(source: float | None, options: dict[str, Any]) -> float | 
     return max(end - start, 0.0)
 
 
+# What a converter makes of the input: its output arguments (maps, codecs, filters, muxer),
+# given what the input holds, or its best guess before that is known (None). It raises a
+# ConversionError for an input it cannot convert (no audio track, a codec a copy cannot hold).
+OutputArgs = Callable[[Probe | None], list[str]]
+
+
+class _Restart(Exception):
+    """What FFmpeg said of its input changes the run (other arguments, or a length to check
+    first): stop it and start again knowing the input."""
+
+    def __init__(self, info: Probe, *, length_claimed: bool = False) -> None:
+        super().__init__("restart")
+        self.info = info
+        self.length_claimed = length_claimed
+
+
 async def transcode(
-    task: Task, demuxers: tuple[str, ...], info: Probe, output_args: list[str], what: str
+    task: Task, demuxers: tuple[str, ...], kind: str, output_args: OutputArgs, what: str
 ) -> Path:
-    """Run FFmpeg on the task's input (trimmed as its options say) with `output_args` (maps,
-    codecs, filters, muxer: what the converter assembled for its output) and write the task's
-    output, reporting progress; returns the output. A trim that starts past the end, or a run
-    that writes no media time at all, is an error: never a finished job with an empty file."""
-    start = task.options.get("trim_start") or 0.0
-    if info.duration is not None and start >= info.duration:
-        raise ConversionError(
-            f"trim_start ({start:g} s) is past the end of the input ({info.duration:.3g} s)"
-        )
+    """Run FFmpeg on the task's input (trimmed as its options say) and write the task's output,
+    reporting progress; returns the output.
+
+    No ffprobe first: FFmpeg starts with the converter's guess of its arguments, and what it
+    prints of its input (before it converts anything) is checked as it arrives: the length
+    limit, a trim past the end, the converter's own checks, and whether the arguments still
+    hold. Only when they do not (a sample rate to keep through loudnorm, a header claiming more
+    than the limit) is FFmpeg stopped and started again; an input FFmpeg cannot open is not
+    valid `kind` media. A run that writes no media time at all is an error: never a finished
+    job with an empty file."""
+    known: Probe | None = None
+    real: float | None = None  # the length read through, when the header claimed too much
+    while True:
+        try:
+            return await _transcode(task, demuxers, kind, output_args, what, known, real)
+        except _Restart as restart:
+            if real is not None or (known is not None and not restart.length_claimed):
+                # Started knowing the input, yet it asks again: a second guess would not help.
+                raise ConversionError(f"Could not convert this {what}") from None
+            if restart.length_claimed:
+                real = await _real_length(task, demuxers, restart.info)
+            known = restart.info
+
+
+async def _transcode(
+    task: Task,
+    demuxers: tuple[str, ...],
+    kind: str,
+    output_args: OutputArgs,
+    what: str,
+    known: Probe | None,
+    real: float | None,
+) -> Path:
     output = task.output_path()
     limit = task.limits.max_media_seconds
+    args = output_args(known)
+    dump = media_info.InputDump()
+    expected: float | None = None
+
+    def on_input(info: Probe) -> None:
+        nonlocal expected
+        length = real if real is not None else info.duration
+        if real is None and length is not None and length > limit:
+            raise _Restart(info, length_claimed=True)
+        start = task.options.get("trim_start") or 0.0
+        if length is not None and start >= length:
+            raise ConversionError(
+                f"trim_start ({start:g} s) is past the end of the input ({length:.3g} s)"
+            )
+        if output_args(info) != args:
+            raise _Restart(info)
+        expected = expected_duration(length, task.options)
+
+    async def on_stderr_line(line: str) -> None:
+        if (info := dump.feed(line)) is not None:
+            on_input(info)
+
     # A backstop for a header that claims too little: never decode past the limit.
     cap = [] if task.options.get("trim_end") is not None else ["-t", f"{limit + 1:.0f}"]
-    written = await _run(
-        [*input_args(task.input_path, demuxers, task.options), *cap, *output_args],
+    result, written = await _run(
+        [*input_args(task.input_path, demuxers, task.options), *cap, *args],
         output,
-        duration=expected_duration(info.duration, task.options),
+        duration=lambda: expected,
         timeout=task.limits.job_timeout_seconds,
         report=task.report_progress,
-        what=what,
+        on_stderr_line=on_stderr_line,
     )
-    if written > limit:
-        raise _too_long(written, limit)
-    return output
-
-
-async def _run(
-    args: list[str],
-    output: Path,
-    *,
-    duration: float | None,
-    timeout: float,
-    report: Callable[[int], Awaitable[None]],
-    what: str,
-) -> float:
-    """Run FFmpeg writing `output`, reporting progress; returns how much media the output
-    really holds."""
-    last = -1
-
-    async def on_time(seconds: float) -> None:
-        nonlocal last
-        if not duration:
-            return
-        percent = min(99, int(seconds * 100 / duration))
-        if percent >= last + 5:  # one database write per 5 %, not per progress line
-            last = percent
-            await report(percent)
-
-    result, written = await _ffmpeg(args, f"file:{output}", timeout=timeout, on_time=on_time)
+    if (info := dump.end()) is not None:  # FFmpeg ended before its dump did
+        on_input(info)
+    if not dump.done:
+        raise ConversionError(f"Input is not a valid {kind} file")
     if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
         # FFmpeg's own words are for the admin; the user hears what they can act on.
         detail = procs.last_error_line(result.stderr, "no message")
@@ -247,7 +224,36 @@ async def _run(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
-    return written
+    if written > limit:
+        raise _too_long(written, limit)
+    return output
+
+
+async def _run(
+    args: list[str],
+    output: Path,
+    *,
+    duration: Callable[[], float | None],
+    timeout: float,
+    report: Callable[[int], Awaitable[None]],
+    on_stderr_line: Callable[[str], Awaitable[None]],
+) -> tuple[procs.Result, float]:
+    """Run FFmpeg writing `output`, reporting progress against `duration()` (known once FFmpeg
+    has said what its input holds): the run, and how much media the output really holds."""
+    last = -1
+
+    async def on_time(seconds: float) -> None:
+        nonlocal last
+        if not (total := duration()):
+            return
+        percent = min(99, int(seconds * 100 / total))
+        if percent >= last + 5:  # one database write per 5 %, not per progress line
+            last = percent
+            await report(percent)
+
+    return await _ffmpeg(
+        args, f"file:{output}", timeout=timeout, on_time=on_time, on_stderr_line=on_stderr_line
+    )
 
 
 async def _ffmpeg(
@@ -256,9 +262,12 @@ async def _ffmpeg(
     *,
     timeout: float,
     on_time: Callable[[float], Awaitable[None]] | None = None,
+    on_stderr_line: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[procs.Result, float]:
     """Run FFmpeg writing `target`, following its `-progress` stream: (the run, the most media
-    time it reported, i.e. how much the output holds). `on_time` hears each report."""
+    time it reported, i.e. how much the output holds). `on_time` hears each report; with
+    `on_stderr_line`, FFmpeg prints at info level what it reads (its input dump) and each line
+    is handed over."""
     written = 0.0
 
     async def on_line(line: str) -> None:
@@ -266,18 +275,20 @@ async def _ffmpeg(
         key, _, value = line.partition("=")
         if key != "out_time_us":
             return
-        seconds = (_float(value) or 0) / 1_000_000
+        seconds = (media_info.number(value) or 0) / 1_000_000
         written = max(written, seconds)
         if on_time is not None:
             await on_time(seconds)
 
+    level = "info" if on_stderr_line else "error"
     result = await procs.run(
         [
-            *("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+            *("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", level, "-y"),
             *args,
             *("-progress", "pipe:1", "-nostats", target),
         ],
         timeout=timeout,
         on_line=on_line,
+        on_stderr_line=on_stderr_line,
     )
     return result, written

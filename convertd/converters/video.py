@@ -8,6 +8,7 @@ from typing import Any
 from convertd.converters import ffmpeg
 from convertd.converters.audio import audio_output_args
 from convertd.converters.base import Converter, Task
+from convertd.converters.media_info import Probe
 from convertd.converters.options import (
     TRIM_OPTIONS,
     Option,
@@ -92,7 +93,9 @@ def scale_filter(options: dict[str, Any], default_width: int | None = None) -> s
 
 def video_output_args(fmt: str, options: dict[str, Any]) -> list[str]:
     """Maps, codecs, filters and muxer for a video output in the container `fmt`."""
-    maps = ["-map", "0:v:0"] if options.get("mute") else ["-map", "0:v:0", "-map", "0:a:0?"]
+    # 0:V is video that is not cover art (an attached picture): an input with only cover art
+    # has no video, and FFmpeg stops at once rather than make a one-frame film of it.
+    maps = ["-map", "0:V:0"] if options.get("mute") else ["-map", "0:V:0", "-map", "0:a:0?"]
     return [*maps, *encoding_args(fmt, options)]
 
 
@@ -141,7 +144,7 @@ def gif_output_args(options: dict[str, Any]) -> list[str]:
     scale = scale_filter(options, default_width=480)
     # One palette made for this clip, then applied: far better than the default web palette.
     graph = f"fps={fps:g},{scale},split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse"
-    return ["-map", "0:v:0", "-vf", graph, "-an", "-loop", "0", "-f", "gif"]
+    return ["-map", "0:V:0", "-vf", graph, "-an", "-loop", "0", "-f", "gif"]
 
 
 # What each container can take as it is (video_codec / audio_codec "copy"), by ffprobe's names.
@@ -162,9 +165,9 @@ COPYABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
-def check_copies(fmt: str, options: dict[str, Any], info: ffmpeg.Probe) -> None:
-    """A stream copied as it is must be one the container can hold: say so before FFmpeg
-    fails on it (only now is the input's codec known)."""
+def check_copies(fmt: str, options: dict[str, Any], info: Probe) -> None:
+    """A stream copied as it is must be one the container can hold: say so rather than let
+    FFmpeg fail on it, or write what players refuse (known once FFmpeg has read the input)."""
     if fmt not in COPYABLE:
         return  # mkv holds anything
     for kind, option, allowed in (
@@ -210,19 +213,19 @@ class VideoConverter(Converter):
         return options
 
     async def convert(self, task: Task) -> list[Path]:
-        timeout = task.limits.job_timeout_seconds
-        info = await ffmpeg.probe(task.input_path, ffmpeg.VIDEO_DEMUXERS, "video", timeout)
-        info = await ffmpeg.check_duration(task, ffmpeg.VIDEO_DEMUXERS, info)
-        fmt = task.output_format
-        if fmt in AUDIO_OUTPUTS:
-            if not info.has("audio"):
-                raise ConversionError("Input has no audio track to extract")
-            args = audio_output_args(fmt, task.options, info.sample_rate())
-        elif not info.has("video"):
-            raise ConversionError("Input has no video stream")
-        elif fmt == "gif":
-            args = gif_output_args(task.options)
-        else:
-            check_copies(fmt, task.options, info)
-            args = video_output_args(fmt, task.options)
-        return [await ffmpeg.transcode(task, ffmpeg.VIDEO_DEMUXERS, info, args, "video")]
+        fmt, options = task.output_format, task.options
+
+        def output_args(info: Probe | None) -> list[str]:
+            if fmt in AUDIO_OUTPUTS:
+                if info is not None and not info.has("audio"):
+                    raise ConversionError("Input has no audio track to extract")
+                return audio_output_args(fmt, options, info.sample_rate() if info else None)
+            if info is not None and not info.has("video"):
+                raise ConversionError("Input has no video stream")
+            if fmt == "gif":
+                return gif_output_args(options)
+            if info is not None:
+                check_copies(fmt, options, info)
+            return video_output_args(fmt, options)
+
+        return [await ffmpeg.transcode(task, ffmpeg.VIDEO_DEMUXERS, "video", output_args, "video")]

@@ -90,3 +90,27 @@ def test_avi_with_an_embedded_playlist_reads_nothing(
         assert status["status"] in {"failed", "finished"}
         assert out is None or SECRET.encode() not in out.content
     assert canary.hits == []
+
+
+def test_a_flood_of_tags_in_what_ffmpeg_prints_is_read_within_bounds(
+    daemon: Daemon, key: str, tmp_path: Path
+) -> None:
+    # FFmpeg prints the input's tags as it opens it, and convertd reads those lines to learn
+    # what the file holds: a 100 KB title on one line, and 2,000 more lines of tags before the
+    # streams, are cut and counted, and the song still converts, by its real stream and length.
+    from tests.media import duration, ffprobe, make_audio, streams
+
+    many = [f"-metadata tag{n}=" + "\n".join(["v"] * 20) for n in range(100)]
+    song = make_audio(
+        tmp_path / "tags.mka",
+        1.0,
+        "-c:a",
+        "flac",
+        "-metadata",
+        "title=" + "T" * 100_000,
+        *" ".join(many).split(" "),
+    )
+    status, out = daemon.convert_and_fetch(key, song.read_bytes(), "tags.mka", "audio", "mp3")
+    assert out is not None, status
+    info = ffprobe(out.content, tmp_path, "o.mp3")
+    assert streams(info, "audio") and abs(duration(info) - 1.0) < 0.1

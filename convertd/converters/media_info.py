@@ -1,0 +1,116 @@
+"""What a media file holds (its length, its streams and their codecs), as ffprobe's JSON says
+it or as FFmpeg itself prints it on opening the file.
+
+A conversion reads it from FFmpeg's own run: FFmpeg prints its input (`Input #0 ...`,
+`Duration: ...`, one `Stream #0:n: Video: h264 ...` line each) before it converts anything, so
+a second process (ffprobe, 70-110 ms a job) only to learn the same is not needed. Both sources
+give the same figures: FFmpeg's dump and ffprobe read the same fields of the same demuxer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    duration: float | None
+    format_name: str
+    streams: list[dict[str, Any]]
+
+    def has(self, codec_type: str) -> bool:
+        return any(s.get("codec_type") == codec_type for s in self.streams)
+
+    def codec(self, codec_type: str) -> str | None:
+        """The first `codec_type` stream's codec, as FFmpeg names it (h264, aac, ...)."""
+        for stream in self.streams:
+            if stream.get("codec_type") == codec_type:
+                return str(stream.get("codec_name") or "") or None
+        return None
+
+    def sample_rate(self) -> int | None:
+        """The first audio stream's sample rate, if known."""
+        for stream in self.streams:
+            if stream.get("codec_type") == "audio":
+                rate = number(stream.get("sample_rate"))
+                return int(rate) if rate else None
+        return None
+
+
+def number(value: Any) -> float | None:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if result == result and result >= 0 else None  # NaN-safe
+
+
+def from_ffprobe(stdout: bytes) -> Probe:
+    """ffprobe's JSON as a Probe (ValueError if it is not that JSON)."""
+    data = json.loads(stdout or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("not ffprobe's JSON")
+    fmt = data.get("format") or {}
+    streams = data.get("streams") or []
+    # Cover art arrives as a one-frame "video" stream: it is not video.
+    streams = [s for s in streams if not (s.get("disposition") or {}).get("attached_pic")]
+    duration = number(fmt.get("duration"))
+    return Probe(duration=duration, format_name=str(fmt.get("format_name", "")), streams=streams)
+
+
+# The dump's own lines sit two spaces in; a tag's value (which the file chooses) is printed at
+# least four spaces in, so it can never pass for one of these.
+_DURATION = re.compile(r"  Duration: (?:(\d+):(\d\d):(\d\d(?:\.\d+)?)|N/A)")
+_STREAM = re.compile(r"  Stream #0:\d+\S*: ([A-Za-z]+): ([^\s,]+)(.*)")
+_RATE = re.compile(r", (\d{1,7}) Hz")
+# A hostile file can make the dump long (1,000 streams, each with tags): read this much of it.
+MAX_DUMP_LINES = 20_000
+MAX_STREAMS = 1_000
+
+
+class InputDump:
+    """Reads FFmpeg's stderr line by line (at -loglevel info) and knows the first input once
+    its dump has ended: `feed` returns the Probe on that line, once, and None otherwise."""
+
+    def __init__(self) -> None:
+        self._format: str | None = None
+        self._duration: float | None = None
+        self._streams: list[dict[str, Any]] = []
+        self._lines = 0
+        self.done = False
+
+    def feed(self, line: str) -> Probe | None:
+        if self.done:
+            return None
+        if self._format is None:
+            if line.startswith("Input #0, "):
+                self._format = line[len("Input #0, ") :].split(", from ", 1)[0]
+            return None
+        self._lines += 1
+        if not line.startswith(" ") or self._lines > MAX_DUMP_LINES:
+            return self.end()
+        if match := _DURATION.match(line):
+            hours, minutes, seconds = match.groups()
+            if hours is not None:
+                self._duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        elif (match := _STREAM.match(line)) and len(self._streams) < MAX_STREAMS:
+            kind, codec, rest = match.groups()
+            if "(attached pic)" in rest:  # cover art: a one-frame "video" that is not video
+                return None
+            stream: dict[str, Any] = {"codec_type": kind.lower()}
+            if codec != "none":
+                stream["codec_name"] = codec
+            if rate := _RATE.search(rest):
+                stream["sample_rate"] = rate.group(1)
+            self._streams.append(stream)
+        return None
+
+    def end(self) -> Probe | None:
+        """The input, if FFmpeg got as far as printing it (at the end of its output, too)."""
+        if self.done or self._format is None:
+            return None
+        self.done = True
+        return Probe(self._duration, self._format, self._streams)

@@ -1,0 +1,182 @@
+"""How many tool processes a media job starts: one FFmpeg run, no ffprobe, and every decision
+a probe used to make (length limit, which streams exist, what a stream copy can hold) still
+made, from what FFmpeg itself says of its input.
+
+The daemon runs with a PATH whose `ffmpeg` and `ffprobe` are scripts that write one line per
+call to a log and then exec the real tool: they count calls, they never stand in for the tool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Daemon
+from tests.media import ffmpeg, ffprobe, make_audio, make_video, streams
+
+LIMIT_SECONDS = 4
+
+
+@pytest.fixture
+def counted(make_daemon: Any, tmp_path: Path) -> tuple[Daemon, str, Path]:
+    """A daemon whose FFmpeg and ffprobe calls are logged: (daemon, key, log)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    for tool in ("ffmpeg", "ffprobe"):
+        real = shutil.which(tool)
+        assert real is not None
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\necho {tool} >> "{log}"\nexec "{real}" "$@"\n')
+        script.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "CONVERTD_MAX_MEDIA_SECONDS": str(LIMIT_SECONDS),
+    }
+    d = make_daemon(env=env, workers=1)
+    return d, d.create_key("counted", "--plan", "pro"), log
+
+
+def run(
+    counted: tuple[Daemon, str, Path],
+    source: Path | bytes,
+    name: str,
+    filetype: str,
+    fmt: str,
+    options: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bytes | None, list[str]]:
+    """One job: (status, output or None, the tools it started, in order)."""
+    d, key, log = counted
+    log.unlink(missing_ok=True)
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    status, out = d.convert_and_fetch(key, data, name, filetype, fmt, options)
+    calls = log.read_text().split() if log.exists() else []
+    return status, (out.content if out is not None else None), calls
+
+
+def test_a_conversion_is_one_ffmpeg_run(counted: tuple[Daemon, str, Path], tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", 2.0, "160x120", "-c:v", "libx264", "-ac", "2")
+    for fmt, options, vcodec, acodec in (
+        ("mp3", None, None, "mp3"),
+        ("mp4", None, "h264", "aac"),
+        ("mkv", {"video_codec": "copy", "audio_codec": "copy"}, "h264", "aac"),
+    ):
+        status, out, calls = run(counted, clip, "clip.mp4", "video", fmt, options)
+        assert out is not None, status
+        assert calls == ["ffmpeg"], (fmt, calls)
+        info = ffprobe(out, tmp_path, f"out.{fmt}")
+        assert abs(float(info["format"]["duration"]) - 2.0) < 0.2
+        assert [s["codec_name"] for s in streams(info, "audio")] == [acodec]
+        assert [s["codec_name"] for s in streams(info, "video")] == ([vcodec] if vcodec else [])
+
+    # A rate the encoder cannot write (MP3 has no 96 kHz): FFmpeg's own pick, 48 kHz, is the
+    # one convertd wants, so nothing needs saying before FFmpeg starts.
+    wav = make_audio(tmp_path / "tone.wav", 2.0, "-ar", "96000")
+    status, out, calls = run(counted, wav, "tone.wav", "audio", "mp3")
+    assert out is not None and calls == ["ffmpeg"], (status, calls)
+    assert streams(ffprobe(out, tmp_path, "out.mp3"), "audio")[0]["sample_rate"] == "48000"
+
+    # One it would pick differently (46.5 kHz: FFmpeg's nearest is 48 kHz, as convertd's
+    # "next above"; 45 kHz: 44.1 kHz nearest, 48 kHz above): the rate is then heard from FFmpeg
+    # and the run started again with it.
+    for rate, runs in (("46500", ["ffmpeg"]), ("45000", ["ffmpeg", "ffmpeg"])):
+        wav = make_audio(tmp_path / "odd.wav", 1.0, "-ar", rate)
+        status, out, calls = run(counted, wav, "odd.wav", "audio", "mp3")
+        assert out is not None and calls == runs, (rate, status, calls)
+        assert streams(ffprobe(out, tmp_path, "odd.mp3"), "audio")[0]["sample_rate"] == "48000"
+
+
+def test_what_the_input_lacks_is_said_without_ffprobe(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    silent = make_video(tmp_path / "silent.mp4", 1.0, "160x120", "-an")
+    status, out, calls = run(counted, silent, "silent.mp4", "video", "mp3")
+    assert out is None and status["error"] == "Input has no audio track to extract", status
+    assert calls == ["ffmpeg"]
+
+    # Sound with cover art (a one-frame picture stream) is not a video.
+    tone = make_audio(tmp_path / "tone.wav", 1.0)
+    cover = tmp_path / "cover.png"
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=64x64", "-frames:v", "1", str(cover))
+    song = tmp_path / "song.mp4"
+    ffmpeg(
+        *("-i", str(tone), "-i", str(cover), "-map", "0:a", "-map", "1:v"),
+        *("-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(song)),
+    )
+    status, out, calls = run(counted, song, "song.mp4", "video", "mp4")
+    assert out is None and status["error"] == "Input has no video stream", status
+    assert calls == ["ffmpeg"]
+
+    status, out, calls = run(counted, b"not a film\n" * 50, "film.mp4", "video", "mp4")
+    assert out is None and status["error"] == "Input is not a valid video file", status
+    assert calls == ["ffmpeg"]
+
+    status, out, calls = run(counted, b"not a song\n" * 50, "song.mp3", "audio", "wav")
+    assert out is None and status["error"] == "Input is not a valid audio file", status
+    assert calls == ["ffmpeg"]
+
+
+def test_a_copy_the_container_cannot_hold_is_refused_without_ffprobe(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # VP8 in WebM, copied into MP4: the MP4 muxer would take it, but players would not.
+    clip = make_video(tmp_path / "clip.webm", 1.0, "160x120", "-c:v", "libvpx", "-an")
+    status, out, calls = run(counted, clip, "clip.webm", "video", "mp4", {"video_codec": "copy"})
+    assert out is None and status["error"] == (
+        "The input's video is vp8, which mp4 cannot hold as it is; "
+        "leave out video_codec: copy to re-encode it, or convert to mkv"
+    ), status
+    assert calls == ["ffmpeg"]
+
+
+def test_the_length_limit_holds_without_ffprobe(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # Over the limit: FFmpeg's first run hears the header's length and is stopped; the packets
+    # are read through (a header may lie) and the job refused.
+    long_clip = make_video(tmp_path / "long.mp4", 2.0 * LIMIT_SECONDS, "64x64")
+    status, out, calls = run(counted, long_clip, "long.mp4", "video", "webm")
+    assert out is None and "longer than this server's limit" in status["error"], status
+    assert calls == ["ffmpeg", "ffmpeg"]
+
+    long_song = make_audio(tmp_path / "long.wav", 2.0 * LIMIT_SECONDS)
+    status, out, calls = run(counted, long_song, "long.wav", "audio", "mp3")
+    assert out is None and "longer than this server's limit" in status["error"], status
+    assert calls == ["ffmpeg", "ffmpeg"]
+
+    # Within it: converted whole, by one run.
+    short = make_audio(tmp_path / "short.wav", LIMIT_SECONDS - 1.0)
+    status, out, calls = run(counted, short, "short.wav", "audio", "mp3")
+    assert out is not None and calls == ["ffmpeg"], (status, calls)
+    assert abs(float(ffprobe(out, tmp_path, "o.mp3")["format"]["duration"]) - 3.0) < 0.2
+
+
+def test_loudness_normalising_keeps_the_rate_with_one_restart(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # loudnorm resamples to 192 kHz: the input's rate is put back, which takes the rate FFmpeg
+    # reports, so that run starts again once; the output keeps 22.05 kHz.
+    wav = make_audio(tmp_path / "tone.wav", 2.0, "-ar", "22050")
+    status, out, calls = run(counted, wav, "tone.wav", "audio", "flac", {"normalize": True})
+    assert out is not None, status
+    assert calls == ["ffmpeg", "ffmpeg"]
+    assert streams(ffprobe(out, tmp_path, "o.flac"), "audio")[0]["sample_rate"] == "22050"
+
+
+def test_tags_cannot_pass_for_what_ffmpeg_says_of_the_input(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # A title whose lines read like FFmpeg's own (a 99 h length, a video stream): FFmpeg prints
+    # a tag's lines further in than its own, so the song is neither too long nor a film.
+    fake = "x\n  Duration: 99:00:00.00, start: 0\n  Stream #0:7: Video: h264, 1x1\nInput #0, y"
+    song = make_audio(tmp_path / "tagged.mp3", 1.0, "-metadata", f"title={fake}")
+    status, out, calls = run(counted, song, "tagged.mp3", "audio", "wav")
+    assert out is not None and calls == ["ffmpeg"], (status, calls)
+    assert abs(float(ffprobe(out, tmp_path, "o.wav")["format"]["duration"]) - 1.0) < 0.1
+    sound = make_audio(tmp_path / "tagged.mkv", 1.0, "-metadata", f"title={fake}")
+    status, out, calls = run(counted, sound, "tagged.mkv", "video", "mp4")
+    assert out is None and status["error"] == "Input has no video stream", status
