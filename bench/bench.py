@@ -978,7 +978,7 @@ def bench_media(d: Daemon, work: Path, runs: int, quick: bool) -> None:
         ours_s, theirs_s = timed_pair(ours, theirs, n)
         case = f"video: {seconds} s 720p H.264 {what} (API vs ffmpeg)"
         if fmt == "mkv":
-            ratio = f"+{(ours_s - theirs_s) * 1000:.0f} ms"
+            ratio = f"{(ours_s - theirs_s) * 1000:+.0f} ms"
         else:
             ratio = f"{ours_s / theirs_s:.2f}x"
         # CPU per job beside wall time: on a shared machine the load moves wall time far more.
