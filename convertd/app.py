@@ -229,6 +229,14 @@ async def _answer_waits(app: web.Application) -> None:
     app[CHANGES].close()
 
 
+async def _answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer's quota, CORS and request id headers, in one hook
+    (one coroutine a request rather than three)."""
+    add_rate_limit_headers(request, response)
+    add_cors_headers(request, response)
+    add_request_id_header(request, response)
+
+
 def create_app(
     config: Config, registry: Registry | None = None, role: str = "serve"
 ) -> web.Application:
@@ -306,9 +314,7 @@ def create_app(
             leadership,  # the leader's services (task engine, webhooks, drops, retention)
         ]
     )
-    app.on_response_prepare.append(add_rate_limit_headers)
-    app.on_response_prepare.append(add_cors_headers)
-    app.on_response_prepare.append(add_request_id_header)
+    app.on_response_prepare.append(_answer_headers)
     app.on_shutdown.append(_answer_waits)
     add_routes(app, V1_ROUTES)
     add_routes(app, V2_ROUTES)

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Any, TextIO
 
 from logging_journald import JournaldTransport
@@ -92,6 +93,20 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        # The time to the second, formatted once a second rather than for every line (a
+        # localtime and a strftime, ~1 us): (epoch second, its text), swapped whole, so a
+        # thread never sees one's second with the other's text.
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if second != int(record.created):
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return f"{text},{int(record.msecs):03d}"  # as logging's default_msec_format has it
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape(super().formatMessage(record))
@@ -189,6 +204,10 @@ def configure(log_format: str, *, journal_stream: str | None, journal_socket: st
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    # No format shows a line's thread or process: not looked up for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -9,6 +9,7 @@ import logging
 import os
 import resource
 import signal
+import sys
 from http import HTTPStatus
 from typing import IO
 
@@ -84,6 +85,9 @@ class ApiRunner(web.AppRunner):
         return server
 
 
+ACCESS_LINE = "%s %s %s %d %dB %.1fms key=%s"
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per request: never the query string, which may carry ?api_key=. It names the
     request's id and the key's id and name (never the key)."""
@@ -95,8 +99,11 @@ class AccessLogger(AbstractAccessLogger):
             context |= {"key_name": key.name, "key_id": key.id}
         if (job_id := request.get(JOB_ID)) is not None:
             context["job_id"] = job_id
-        self.logger.info(
-            "%s %s %s %d %dB %.1fms key=%s",
+        # The record made as logger.info() would make it, minus the stack walk that finds its
+        # caller (always this line): a tenth of the line's cost, on every request.
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        args = (
             request.remote,
             request.method,
             request.path,
@@ -104,8 +111,12 @@ class AccessLogger(AbstractAccessLogger):
             body_bytes(request, response),
             time * 1000,
             key.id if key is not None else "-",
-            extra=context,
         )
+        line = sys._getframe().f_lineno
+        record = self.logger.makeRecord(
+            self.logger.name, logging.INFO, __file__, line, ACCESS_LINE, args, None, "log", context
+        )
+        self.logger.handle(record)
 
 
 def body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:

@@ -197,6 +197,14 @@ def test_under_systemd_lines_go_to_the_journal_with_job_id(
     posted = [e for e in entries if e.get("REQUEST_ID") == "req-journal-1"]
     assert any("POST /v1/convert 202" in e["MESSAGE"] for e in posted), posted
     assert all(e["KEY_NAME"] == "journal-reader" for e in posted if "access" in e["LOGGER"])
+    # The access line's record is made by hand (no stack walk): it still names its source.
+    access = [e for e in posted if e["LOGGER"] == "convertd.access"]
+    assert access and all(
+        e["CODE_FILE"].endswith("convertd/server.py")
+        and e["CODE_FUNC"] == "log"
+        and int(e["CODE_LINE"]) > 1
+        for e in access
+    ), access
     # They went to the journal, not to stderr.
     assert "finished" not in d.log() and "listening on" not in d.log()
 
@@ -350,6 +358,20 @@ def test_a_text_line_stays_one_line_whatever_it_quotes() -> None:
     assert "\r" not in text and "\x1b" not in text
     # Nothing but the first line starts with a time.
     assert sum(line.startswith("20") for line in text.split("\n")) == 1
+
+
+def test_a_text_lines_time_is_loggings_own_across_seconds() -> None:
+    """The text formatter formats the time to the second once a second: each line's time is
+    still exactly what logging's own formatter writes, a new second's included."""
+    import logging
+
+    ours, theirs = logs.TextFormatter(), logging.Formatter(logs.TEXT_FORMAT)
+    start = 1_780_000_000.0
+    for offset in (0.0, 0.001, 0.999, 1.0, 1.5, 1.9995, 2.0004, 61.25, 3600.5, 3600.5):
+        record = logging.LogRecord("convertd.x", logging.INFO, __file__, 1, "m", None, None)
+        record.created = start + offset
+        record.msecs = int((record.created - int(record.created)) * 1000) + 0.0
+        assert ours.formatTime(record) == theirs.formatTime(record), offset
 
 
 def test_the_tools_convertd_runs_do_not_inherit_systemds_sockets(

@@ -47,8 +47,9 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer (errors and files included) a browser may read."""
+def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer (app.py's on_response_prepare), errors and files included: what a
+    browser may read."""
     if (origin := _allowed_origin(request)) is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS

@@ -47,8 +47,9 @@ async def count_call(request: web.Request, key: ApiKey, calls: int = 1) -> Usage
     return usage
 
 
-async def add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every counted call says where its tightest window stands."""
+def add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer (app.py's on_response_prepare): a counted call's says where its
+    tightest window stands."""
     usage = request.get(USAGE)
     if usage is not None and (window := usage.tightest()) is not None:
         response.headers.update(rate_headers(window))

@@ -60,6 +60,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         logs.request_id.reset(token)
 
 
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer, streamed ones and errors included, names its id."""
+def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer (app.py's on_response_prepare), streamed ones and errors included: its
+    id."""
     response.headers[HEADER] = request_id_of(request)
