@@ -60,6 +60,7 @@ from convertd.converters.run import Runner
 from convertd.drops.checks import build_rules, with_presets
 from convertd.drops.rules import PIPELINE, preset_users
 from convertd.drops.waiting import Waiting
+from convertd.events.outside import SWEEP_SECONDS, OutsideEnds
 from convertd.fetch import Policy, parse_networks
 from convertd.files import DataDir
 from convertd.leading import (
@@ -223,6 +224,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await pool.stop()
 
 
+async def _outside_ends(app: web.Application) -> AsyncIterator[None]:
+    """Waits on jobs that another process ended (events/outside.py)."""
+    outside = OutsideEnds(app[DB], app[CHANGES])
+    sweeping = Periodic("outside-ends", outside.sweep, SWEEP_SECONDS).start()
+    yield
+    await sweeping.stop()
+
+
 async def _answer_waits(app: web.Application) -> None:
     """on_shutdown: waiting requests answer now, with the state as it stands, rather than being
     cut off by the server's shutdown timeout."""
@@ -308,6 +317,7 @@ def create_app(
             _browser,
             _runner,
             _workers,
+            _outside_ends,
             task_engine,
             drop_folders,
             retention_sweep,

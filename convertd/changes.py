@@ -142,6 +142,10 @@ class Changes:
             for subscription in streams:
                 subscription.close()
 
+    def waited(self) -> list[str]:
+        """The subjects some `until()` waits on now (events/outside.py looks at them)."""
+        return list(self._waiting)
+
     async def until(
         self,
         subject: str,

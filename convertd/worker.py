@@ -159,8 +159,11 @@ class WorkerPool:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if job.id in self._cancelled and not (current and current.cancelling()):
-                # The job was cancelled (_stop_cancelled), not this worker.
+                # The job was cancelled (_stop_cancelled), not this worker: by whoever
+                # cancelled it in the database, perhaps another process (a key revoked by the
+                # CLI), so its end is announced here too (waits, streams, the task engine).
                 self._count(job, "cancelled", started)
+                self._ended(job)
                 return True
             if not run.done():
                 run.cancel()

@@ -126,6 +126,7 @@ BOTH_ENGINES = {
     "test_admin_api",
     "test_auth",
     "test_events",
+    "test_outside_ends",
     "test_quotas",
     "test_read_cache",
     "test_seed_example",

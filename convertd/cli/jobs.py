@@ -8,7 +8,7 @@ from typing import Any
 
 from convertd.cli.common import fail, print_table, runs_on_database
 from convertd.clock import iso
-from convertd.store import jobs
+from convertd.store import job_lists, jobs
 from convertd.store.db import Database
 
 
@@ -60,7 +60,7 @@ def job_json(job: jobs.Job) -> dict[str, Any]:
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
-    found = await jobs.list_recent(db, args.status, args.limit)
+    found = await job_lists.recent(db, args.status, args.limit)
     if args.json:
         print(json.dumps([job_json(j) for j in found], indent=2))
         return 0

@@ -20,7 +20,7 @@ from convertd.api.state import API_KEY, CHANGES, DB
 from convertd.api.v1.jobs import status_json
 from convertd.api.v2.render import job_json, task_json
 from convertd.changes import Item
-from convertd.store import jobs, task_jobs, tasks
+from convertd.store import jobs, keys, task_jobs, tasks
 
 HEARTBEAT_SECONDS = 15
 # Streams one key may hold open at once (each is a socket and a subscription).
@@ -76,6 +76,11 @@ async def _v2_message(request: web.Request, item: Item) -> dict[str, Any] | None
     return {"event": _name("task", task.status.value), "task": task_json(request, task)}
 
 
+async def _still_live(request: web.Request, key_id: int) -> bool:
+    key = await keys.get_key(request.app[DB], key_id)
+    return key is not None and key.revoked_at is None
+
+
 async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
@@ -93,6 +98,8 @@ async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
         while not subscription.closed:
             items = await subscription.next(HEARTBEAT_SECONDS)
             if not items:
+                if not await _still_live(request, key_id):
+                    break  # revoked (by the CLI, the admin API, another node): the stream ends
                 await response.write(b": ping\n\n")
                 continue
             for item in items:
@@ -104,6 +111,8 @@ async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
                 await response.write(
                     f"id: {sent}\nevent: {message['event']}\ndata: {data}\n\n".encode()
                 )
+            if not await _still_live(request, key_id):
+                break  # its last messages sent (a revoke fails the key's jobs), it ends
     except (ConnectionResetError, RuntimeError):
         pass  # the client went away
     finally:

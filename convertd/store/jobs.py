@@ -386,13 +386,3 @@ async def expire_older_than(db: Database, cutoff: float) -> list[str]:
             extra=logs.job(job_id),
         )
     return expired
-
-
-async def list_recent(db: Database, status: str | None = None, limit: int = 50) -> list[Job]:
-    if status:
-        rows = await db.fetch_all(
-            "SELECT * FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
-        )
-    else:
-        rows = await db.fetch_all("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
-    return [Job.from_row(r) for r in rows]

@@ -1,0 +1,107 @@
+"""A job ended by another process (a key revoked with the CLI on the same data dir or database)
+is heard of by the daemon's waits and streams: a `?wait=` answers with the end, not after its
+whole timeout, whether the job was queued (events/outside.py's sweep) or running (the worker
+that stops it announces it); the revoked key's event stream ends (at its next message or
+heartbeat), so that a reconnecting client hears 401."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.daemon import run_cli
+from tests.media import make_video
+
+# Long enough that an answer within CLIENT_TIMEOUT can only be a wake-up, never the wait's end.
+WAIT = 120
+CLIENT_TIMEOUT = 30
+
+
+def key_id(daemon: Any, key: str) -> int:
+    me = requests.get(f"{daemon.base}/keys/me", headers={"X-API-Key": key}, timeout=10)
+    return int(me.json()["key_id"])
+
+
+def waiting(url: str, key: str) -> tuple[threading.Thread, dict[str, Any]]:
+    """A `?wait=WAIT` on `url` in a thread; its answer (or the client's timeout) lands in the
+    dict."""
+    answer: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            resp = requests.get(
+                url, params={"wait": WAIT}, headers={"X-API-Key": key}, timeout=CLIENT_TIMEOUT
+            )
+            answer["body"] = resp.json()
+        except requests.Timeout:
+            answer["body"] = "never woken"
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread, answer
+
+
+def test_a_wait_on_a_queued_job_hears_of_a_revoke_by_the_cli(make_daemon: Any) -> None:
+    d = make_daemon(workers=0)  # no worker: the job stays queued
+    key = d.create_key("revoked-queued", "--plan", "pro")
+    job = d.convert(key, b"a", "a.txt", "hash", "md5").json()
+    thread, answer = waiting(job["status_url"], key)
+    d.session(key).get(job["status_url"], timeout=10)  # the wait is open by now, or soon
+    run_cli(d.data_dir, "keys", "revoke", str(key_id(d, key)))
+    thread.join(CLIENT_TIMEOUT + 5)
+    assert answer["body"] != "never woken", answer
+    assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
+
+
+def test_a_wait_on_a_running_job_hears_of_a_revoke_by_the_cli(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    d = make_daemon(workers=1)
+    key = d.create_key("revoked-running", "--plan", "pro")
+    clip = make_video(tmp_path / "long.mp4", 60, "1280x720")
+    job = d.convert(key, clip.read_bytes(), "long.mp4", "video", "webm").json()
+    session = d.session(key)
+    while session.get(job["status_url"], timeout=10).json()["status"] == "pending":
+        pass  # until the worker has it
+    thread, answer = waiting(job["status_url"], key)
+    run_cli(d.data_dir, "keys", "revoke", str(key_id(d, key)))
+    thread.join(CLIENT_TIMEOUT + 5)
+    assert answer["body"] != "never woken", answer
+    assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
+
+
+def test_a_revoked_keys_event_stream_ends(make_daemon: Any) -> None:
+    d = make_daemon(workers=0)
+    key = d.create_key("revoked-stream", "--plan", "pro")
+    job = d.convert(key, b"a", "a.txt", "hash", "md5").json()
+    lines: list[str] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        try:
+            with requests.get(
+                f"{d.base}/events", headers={"X-API-Key": key}, stream=True, timeout=CLIENT_TIMEOUT
+            ) as resp:
+                for line in resp.iter_lines(decode_unicode=True):
+                    lines.append(line)
+            ended.set()
+        except requests.RequestException:
+            pass  # the client's timeout: the stream never ended
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while not lines:
+        reader.join(0.05)  # until the stream has begun
+    run_cli(d.data_dir, "keys", "revoke", str(key_id(d, key)))
+    reader.join(CLIENT_TIMEOUT + 5)
+    assert ended.is_set(), lines
+    # Ended by the daemon, not cut off: a reconnecting EventSource then hears 401.
+    again = requests.get(f"{d.base}/events", headers={"X-API-Key": key}, timeout=10)
+    assert again.status_code == 401
+    status = requests.get(
+        f"{d.base}/status/{job['job_id']}", headers={"X-API-Key": key}, timeout=10
+    )
+    assert status.status_code == 401
