@@ -50,12 +50,16 @@ def about_job(request: web.BaseRequest, job_id: str) -> None:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The outermost middleware: everything the request logs, errors included, carries its id
-    (and the job's, once about_job names one; never past the request)."""
+    (and the job's and the key's, once named; never past the request: requests on one
+    keep-alive connection run in one task, and share its context)."""
     token = logs.request_id.set(request_id_of(request))
     job_token = logs.job_id.set(None)
+    key_tokens = logs.key_name.set(None), logs.key_id.set(None)
     try:
         return await handler(request)
     finally:
+        logs.key_id.reset(key_tokens[1])
+        logs.key_name.reset(key_tokens[0])
         logs.job_id.reset(job_token)
         logs.request_id.reset(token)
 
