@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.daemon import run_cli
@@ -56,12 +57,13 @@ def test_a_wait_on_a_queued_job_hears_of_a_revoke_by_the_cli(make_daemon: Any) -
     assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
 
 
+@pytest.mark.sqlite_only  # the worker's own announcement: the same on either engine
 def test_a_wait_on_a_running_job_hears_of_a_revoke_by_the_cli(
     make_daemon: Any, tmp_path: Path
 ) -> None:
     d = make_daemon(workers=1)
     key = d.create_key("revoked-running", "--plan", "pro")
-    clip = make_video(tmp_path / "long.mp4", 60, "1280x720")
+    clip = make_video(tmp_path / "long.mp4", 30, "640x360")
     job = d.convert(key, clip.read_bytes(), "long.mp4", "video", "webm").json()
     session = d.session(key)
     while session.get(job["status_url"], timeout=10).json()["status"] == "pending":
@@ -73,6 +75,7 @@ def test_a_wait_on_a_running_job_hears_of_a_revoke_by_the_cli(
     assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
 
 
+@pytest.mark.sqlite_only  # the stream's own check: the same on either engine
 def test_a_revoked_keys_event_stream_ends(make_daemon: Any) -> None:
     d = make_daemon(workers=0)
     key = d.create_key("revoked-stream", "--plan", "pro")
