@@ -1,8 +1,11 @@
 """Side-by-side benchmarks: convertd against the tools people would otherwise run, in one run
-on one machine. Prints a table of medians and ratios and writes it to bench/results.md.
+on one machine. Prints a table of medians and ratios and writes it to bench/results.md (a
+quick run to bench/results-quick.md, not tracked by git, so it never replaces the full run's
+rows; --out chooses another file).
 
-    bench/run            the full suite
-    bench/run --quick    each case once or twice, small inputs (what CI runs)
+    bench/run                 the full suite
+    bench/run --quick         each case once or twice, small inputs (what CI runs)
+    bench/run --only GROUP    some groups; the file keeps the other groups' rows
 """
 
 from __future__ import annotations
@@ -300,8 +303,11 @@ class Rows(list[Measured]):
         )
         new_case()
 
-    def extend(self, rows: Iterable[tuple[str, ...]]) -> None:
-        for plain in rows:
+    def extend(self, rows: Iterable[tuple[str, ...]], one_case: bool = False) -> None:
+        """With `one_case`, the rows come of the same runs: all say the first one's load."""
+        for n, plain in enumerate(rows):
+            if one_case and n:
+                same_case()
             self.append(plain)
 
 
@@ -1957,6 +1963,7 @@ def write_results(
     path: Path, quick: bool, grouped: dict[str, list[Measured]], partial: bool
 ) -> None:
     run = f"{dt.datetime.now(dt.UTC):%Y-%m-%d} {'quick' if quick else 'full'}"
+    ran = "".join(f" --only {group}" for group in CASES if group in grouped) if partial else ""
     table = kept_rows(path, set(grouped)) if partial else {}
     for group, rows in grouped.items():
         again = command(group, quick, partial)
@@ -1965,7 +1972,7 @@ def write_results(
         "# convertd benchmark results",
         "",
         f"- written: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, by `bench/run"
-        f"{' --quick' if quick else ''}{' --only ...' if partial else ''}`"
+        f"{' --quick' if quick else ''}{ran}`"
         + ("; the other groups' rows are kept from earlier runs" if partial else ""),
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}",
@@ -2003,13 +2010,20 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small inputs, few runs (CI)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the results file (default: bench/results.md, or bench/results-quick.md with "
+        "--quick, so a quick run never replaces the full run's rows)",
+    )
     parser.add_argument(
         "--only",
         choices=CASES,
         action="append",
     )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / "bench" / ("results-quick.md" if args.quick else "results.md")
     runs = 2 if args.quick else 7
     only = set(args.only or CASES)
     grouped: dict[str, list[Measured]] = {}
@@ -2043,7 +2057,7 @@ def main() -> int:
         measure("drops", lambda: bench_drops(work, args.quick))
         measure("recovery", lambda: bench_recovery(work, args.quick))
         measure("cluster", lambda: ROWS.extend(bench_cluster(work, args.quick)))
-        measure("pipeline", lambda: ROWS.extend(bench_pipeline(work, args.quick)))
+        measure("pipeline", lambda: ROWS.extend(bench_pipeline(work, args.quick), True))
     write_results(args.out, args.quick, grouped, partial=only != set(CASES))
     print(f"\nwritten to {args.out}")
     return 0

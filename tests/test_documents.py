@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -247,10 +248,38 @@ def test_password_protected_documents_open_with_their_password(
     assert out is None and "password-protected" in status["error"]
 
 
+# The pool's two recycling lines; each lists every instance's documents served and share.
+HANDOVER_BEGIN = re.compile(
+    r"office instance (\d+) recycled after (\d+) documents \(its share (\d+)\).*"
+    r"served/share (.*)$"
+)
+HANDOVER_END = re.compile(r"office instance \d+ took over from instance \d+ .*served/share (.*)$")
+
+
+def handovers(log: str) -> list[tuple[str, int, int, int, dict[int, tuple[int, int]]]]:
+    """("begin", instance, served, share, counts) and ("end", -1, 0, 0, counts) in log order,
+    counts being {instance: (served, share)} when the line was written."""
+    seen: list[tuple[str, int, int, int, dict[int, tuple[int, int]]]] = []
+    for line in log.splitlines():
+        if (m := HANDOVER_BEGIN.search(line)) or (m := HANDOVER_END.search(line)):
+            counts = {
+                int(n): (int(served), int(share))
+                for n, served, share in re.findall(r"#(\d+) (\d+)/(\d+)", m[m.lastindex or 0])
+            }
+            if m.re is HANDOVER_BEGIN:
+                seen.append(("begin", int(m[1]), int(m[2]), int(m[3]), counts))
+            else:
+                seen.append(("end", -1, 0, 0, counts))
+    return seen
+
+
 def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: Any) -> None:
-    """Instances recycled every few documents while four clients convert: each replacement
+    """Instances recycled every few documents while four clients send bursts: each replacement
     is started beside the instance it replaces, one hand-over at a time, and no document ever
-    waits for LibreOffice to start (the pool logs it when one does)."""
+    waits for LibreOffice to start (the pool logs it when one does). An instance that passes
+    its share while another hand-over runs begins its own the moment that one ends, even when
+    the burst is over, so it never serves more than its share plus what it converted while the
+    previous hand-over ran."""
     from concurrent.futures import ThreadPoolExecutor
 
     d = make_daemon(
@@ -267,27 +296,55 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         assert pages == 1 and f"document {n}" in words, words
         return words
 
-    def events() -> list[str]:
-        return [
-            "begin" if "recycled after" in line else "end"
-            for line in d.log().splitlines()
-            if "recycled after" in line or "took over from" in line
-        ]
+    def quiet() -> bool:
+        """No hand-over runs, and none began just after the last one ended."""
+        seen = handovers(d.log())
+        if seen and seen[-1][0] == "begin":
+            time.sleep(0.1)
+            return False
+        time.sleep(0.5)  # a begin chained to that end is written in the same loop step
+        return handovers(d.log()) == seen
 
-    # Batches of 20 until three hand-overs have ended (each takes a few seconds, while
-    # documents take tens of milliseconds), and the last one begun has ended too.
+    def chained(seen: list[Any]) -> int:
+        """Hand-overs that ended with an instance past its share."""
+        return sum(e[0] == "end" and any(a >= b for a, b in e[4].values()) for e in seen)
+
+    # Bursts of 20 (hand-overs take seconds, documents tens of milliseconds), each followed by
+    # a pause until the pool is quiet: an instance past its share when a hand-over ends gets
+    # no release in the pause to remind the pool of it.
     done = 0
     with ThreadPoolExecutor(4) as pool:
-        while events().count("end") < 3 and done < 1000:
+        while done < 400:
             list(pool.map(convert, range(done, done + 20)))
             done += 20
-    deadline = time.monotonic() + 60
-    while events()[-1] == "begin" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    seen = events()
-    assert seen.count("end") >= 3, d.log()[-3000:]
+            deadline = time.monotonic() + 60
+            while not quiet() and time.monotonic() < deadline:
+                pass
+            seen = handovers(d.log())
+            if [e[0] for e in seen].count("end") >= 3 and chained(seen):
+                break
+    kinds = [e[0] for e in seen]
+    assert kinds.count("end") >= 3 and chained(seen), (kinds, d.log()[-3000:])
     # One hand-over at a time: each begins only after the one before has ended.
-    assert seen[0] == "begin" and all(a != b for a, b in itertools.pairwise(seen)), seen
+    assert kinds[0] == "begin" and all(a != b for a, b in itertools.pairwise(kinds)), kinds
+    assert kinds[-1] == "end", kinds
+    for k, (kind, number, served, share, _) in enumerate(seen):
+        if kind != "begin":
+            continue
+        ended = seen[k - 1][4] if k else {}
+        past = {n: s - sh for n, (s, sh) in ended.items() if s >= sh}
+        if not past:  # begun by the release that reached its share
+            assert served == share, seen[: k + 1]
+            continue
+        # Begun when the previous hand-over ended, by the instance furthest past its share,
+        # with no document converted in between...
+        assert number in past and past[number] == max(past.values()), seen[: k + 1]
+        assert served == ended[number][0], seen[: k + 1]
+        # ...so its documents past its share were converted while that hand-over ran.
+        before = seen[k - 2][4][number][0]
+        assert served - share <= served - before, seen[k - 2 : k + 1]
+    # An instance past its share never waits for a release: after the last hand-over, none is.
+    assert all(s < sh for s, sh in seen[-1][4].values()), seen[-1]
     assert "waits for it to start" not in d.log(), d.log()[-3000:]
     # The replaced instances are stopped: two run, none of them the first two.
     deadline = time.monotonic() + 30

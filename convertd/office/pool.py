@@ -7,13 +7,16 @@ its share, a replacement is started beside it (profile written, soffice listenin
 primed) while it keeps converting; only then does the replacement take its place, and the old
 one is stopped once it has finished its document. One hand-over at a time, and the first
 instances' shares are staggered, so the pool never loses two instances' worth of work at once
-and holds at most one spare.
+and holds at most one spare. An instance that passes its share while another hand-over runs
+has its own begin the moment that one ends (the one furthest past first), so none serves much
+more than its share plus what it converted during one hand-over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -55,6 +58,7 @@ class OfficePool:
         self._handover: asyncio.Task[None] | None = None  # the one recycle in flight
         self._retry_at = 0.0
         self._retiring: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.metrics = metrics or Metrics()
         # Read when scraped: how many run, and how many are handed out.
         self.metrics.office_instances.set_function(lambda: sum(i.running for i in self._instances))
@@ -106,6 +110,7 @@ class OfficePool:
                 logger.warning("office warm-up: %s", outcome)
 
     async def stop(self) -> None:
+        self._stopping = True  # no hand-over begins from here on
         if self._handover is not None:
             self._handover.cancel()
             await asyncio.gather(self._handover, return_exceptions=True)
@@ -126,7 +131,8 @@ class OfficePool:
                 self._retire(instance)
             else:
                 self._idle.put_nowait(instance)
-                self._maybe_recycle(instance)
+                if instance.served >= instance.recycle_at:
+                    self._next_handover()
 
     async def run(self, request: Request, timeout: float) -> Reply:
         """Convert on an idle instance; a crash is retried once on a fresh one."""
@@ -139,30 +145,47 @@ class OfficePool:
                         raise
         raise AssertionError("unreachable")
 
-    def _maybe_recycle(self, instance: Instance) -> None:
-        """Start `instance`'s replacement if it has served its share and no other hand-over
-        runs (an instance past its share keeps serving until its turn comes)."""
-        loop = asyncio.get_running_loop()
+    def _next_handover(self) -> None:
+        """Begin the hand-over of the instance furthest past its share, unless one runs already.
+        Called when an instance that reached its share is released, and when a hand-over ends
+        (an instance that passed its share meanwhile must not wait for its next release: after
+        a burst there may be none for a long while)."""
         if (
-            instance.served < instance.recycle_at
-            or not instance.alive
-            or self._handover is not None
-            or loop.time() < self._retry_at
+            self._handover is not None
+            or self._stopping
+            or asyncio.get_running_loop().time() < self._retry_at
         ):
             return
-        self.metrics.office_recycled()  # counted when decided: the hand-over takes a while
-        self._handover = asyncio.create_task(
-            self._hand_over(instance), name=f"office-handover-{instance.number}"
-        )
-
-    async def _hand_over(self, old: Instance) -> None:
+        due = [
+            i for i in self._instances if i.alive and not i.retiring and i.served >= i.recycle_at
+        ]
+        if not due:
+            return
+        old = max(due, key=lambda i: i.served - i.recycle_at)
         spare = self._new_instance()
+        # Logged when decided, with every instance's count (tests check the overshoot from it).
         logger.info(
-            "office instance %d recycled after %d documents: starting instance %d to take over",
+            "office instance %d recycled after %d documents (its share %d): starting instance"
+            " %d to take over; served/share %s",
             old.number,
             old.served,
+            old.recycle_at,
             spare.number,
+            self._shares(),
         )
+        self.metrics.office_recycled()  # counted when decided: the hand-over takes a while
+        # In a context of its own: its lines belong to no job (the one released here is done).
+        self._handover = asyncio.create_task(
+            self._hand_over(old, spare),
+            name=f"office-handover-{old.number}",
+            context=contextvars.Context(),
+        )
+
+    def _shares(self) -> str:
+        return ", ".join(f"#{i.number} {i.served}/{i.recycle_at}" for i in self._instances)
+
+    async def _hand_over(self, old: Instance, spare: Instance) -> None:
+        began = asyncio.get_running_loop().time()
         try:
             await spare.ensure_started()
         except asyncio.CancelledError:
@@ -175,12 +198,19 @@ class OfficePool:
             return
         finally:
             self._handover = None
-        logger.info("office instance %d took over from instance %d", spare.number, old.number)
         self._instances[self._instances.index(old)] = spare
         old.retiring = True
         self._idle.put_nowait(spare)
         if not old.busy:  # idle in the queue: stop it now (the queue skips it)
             self._retire(old)
+        logger.info(
+            "office instance %d took over from instance %d after %.1f s; served/share %s",
+            spare.number,
+            old.number,
+            asyncio.get_running_loop().time() - began,
+            self._shares(),
+        )
+        self._next_handover()
 
     def _retire(self, old: Instance) -> None:
         task = asyncio.create_task(self._stop_retired(old), name=f"office-retire-{old.number}")
