@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from convertd.clock import duration as said
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.media import duration, ffprobe, make_audio, make_video, streams
 
@@ -650,3 +651,35 @@ def test_media_is_accepted_by_what_it_holds(
 def test_what_ffmpeg_cannot_read_is_a_400_naming_it(daemon: Daemon, key: str) -> None:
     resp = daemon.convert(key, b"just some text\n" * 100, "notes.xyz", "audio", "mp3")
     assert resp.status_code == 400 and "xyz" in resp.json()["message"], resp.text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "0.5 s"),
+        (30.02, "30 s"),
+        (59.96, "1 min"),
+        (365, "6 min 5 s"),
+        (3599.6, "1 h"),
+        (6 * 3600 + 120, "6 h 2 min"),
+        (6 * 3600 + 20, "6 h 20 s"),  # just over a 6 h limit: never "6 h" like the limit
+    ],
+)
+def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
+    assert said(seconds) == text
+
+
+def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Path) -> None:
+    """A 30 s clip against max_media_seconds = 20: both lengths as people read them (it said
+    "The input lasts 0.0 h, longer than this server's limit of 0.0 h")."""
+    d = make_daemon(
+        env={"CONVERTD_MAX_MEDIA_SECONDS": "20", "CONVERTD_OFFICE_PREWARM": "false"}, workers=1
+    )
+    key = d.create_key("limited", "--plan", "pro")
+    refusal = "The input lasts 30 s, longer than this server's limit of 20 s"
+    clip = make_video(tmp_path / "clip.mp4", 30.0, "64x64")
+    status, out = d.convert_and_fetch(key, clip.read_bytes(), "clip.mp4", "video", "webm")
+    assert out is None and status["error"] == refusal, status
+    song = make_audio(tmp_path / "song.wav", 30.0)
+    status, out = d.convert_and_fetch(key, song.read_bytes(), "song.wav", "audio", "mp3")
+    assert out is None and status["error"] == refusal, status
