@@ -683,3 +683,26 @@ def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Pa
     song = make_audio(tmp_path / "song.wav", 30.0)
     status, out = d.convert_and_fetch(key, song.read_bytes(), "song.wav", "audio", "mp3")
     assert out is None and status["error"] == refusal, status
+
+
+def test_mpeg2_video_is_copied_into_mp4(daemon: Daemon, key: str, tmp_path: Path) -> None:
+    """MP4 holds MPEG-2 video as it is (bare `ffmpeg -i clip.mkv -c:v copy -c:a aac x.mp4`
+    does it); it was refused as a codec mp4 cannot hold."""
+    clip = make_video(tmp_path / "clip.mkv", 1.0, "160x120", "-c:v", "mpeg2video", "-c:a", "mp2")
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "clip.mkv", "video", "mp4", {"video_codec": "copy"}
+    )
+    assert [s["codec_name"] for s in streams(info, "video")] == ["mpeg2video"], status
+    assert [s["codec_name"] for s in streams(info, "audio")] == ["aac"]
+    assert "mp4" in info["format"]["format_name"]
+    # What FFmpeg 5.1 will not write is still said plainly, not left to fail as a damaged file:
+    # H.264 from MP4 (avcC) into AVI, FLAC into MP4.
+    for name, fmt, options, refusal in [
+        ("c.mp4", "avi", {"video_codec": "copy"}, "The input's video is h264, which avi"),
+        ("c.mkv", "mp4", {"audio_codec": "copy"}, "The input's audio is flac, which mp4"),
+    ]:
+        source = make_video(tmp_path / name, 1.0, "64x64", *(["-c:a", "flac"] * (fmt == "mp4")))
+        status, out = daemon.convert_and_fetch(
+            key, source.read_bytes(), name, "video", fmt, options
+        )
+        assert out is None and status["error"].startswith(refusal), status
