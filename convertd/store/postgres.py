@@ -180,10 +180,14 @@ def _reaching() -> Iterator[None]:
     that only what comes from the database is taken for the database being down (db.py)."""
     try:
         yield
+    except Unreachable:
+        raise
     except OSError as exc:
-        if isinstance(exc, Unreachable):
-            raise
-        raise Unreachable(str(exc) or type(exc).__name__) from exc
+        raise _unreachable(exc) from exc
+
+
+def _unreachable(exc: OSError) -> Unreachable:
+    return Unreachable(str(exc) or type(exc).__name__)
 
 
 async def _connect(url: str, **settings: str) -> asyncpg.Connection:
@@ -252,8 +256,10 @@ class PostgresDatabase(Database):
             # PostgreSQL's text cannot hold NUL, so nothing stored equals such a value; SQLite
             # finds nothing for it either. Refused, it would be an error instead of "not found".
             return []
-        with _reaching():  # the pool connects anew after the server restarted
+        try:  # not _reaching(): a try costs nothing on the read path, a context manager ~1 us
             return list(await self._readers.fetch(numbered(sql), *args))
+        except OSError as exc:  # the pool connects anew after the server restarted
+            raise _unreachable(exc) from exc
 
     def leader_lock(self, key: int) -> LeaderLock:
         return _AdvisoryLock(self.url, key)
