@@ -27,3 +27,15 @@ def minute_start(ts: float) -> int:
 
 def day_start(ts: float) -> int:
     return int(ts) - int(ts) % 86400
+
+
+def duration(seconds: float) -> str:
+    """A length of time as people say it, for messages: "30 s", "20.4 s", "6 min 5 s", "6 h 2
+    min". Tenths only under a minute; above it, every unit down to the second, so that a length
+    just over a limit never reads the same as the limit ("6 h 20 s" against "6 h")."""
+    if round(seconds, 1) < 60:
+        return f"{round(seconds, 1):g} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = ((hours, "h"), (minutes, "min"), (secs, "s"))
+    return " ".join(f"{n} {unit}" for n, unit in parts if n)

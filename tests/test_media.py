@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from convertd.clock import duration as said
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.media import duration, ffprobe, make_audio, make_video, streams
 
@@ -650,3 +651,58 @@ def test_media_is_accepted_by_what_it_holds(
 def test_what_ffmpeg_cannot_read_is_a_400_naming_it(daemon: Daemon, key: str) -> None:
     resp = daemon.convert(key, b"just some text\n" * 100, "notes.xyz", "audio", "mp3")
     assert resp.status_code == 400 and "xyz" in resp.json()["message"], resp.text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "0.5 s"),
+        (30.02, "30 s"),
+        (59.96, "1 min"),
+        (365, "6 min 5 s"),
+        (3599.6, "1 h"),
+        (6 * 3600 + 120, "6 h 2 min"),
+        (6 * 3600 + 20, "6 h 20 s"),  # just over a 6 h limit: never "6 h" like the limit
+    ],
+)
+def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
+    assert said(seconds) == text
+
+
+def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Path) -> None:
+    """A 30 s clip against max_media_seconds = 20: both lengths as people read them (it said
+    "The input lasts 0.0 h, longer than this server's limit of 0.0 h")."""
+    d = make_daemon(
+        env={"CONVERTD_MAX_MEDIA_SECONDS": "20", "CONVERTD_OFFICE_PREWARM": "false"}, workers=1
+    )
+    key = d.create_key("limited", "--plan", "pro")
+    refusal = "The input lasts 30 s, longer than this server's limit of 20 s"
+    clip = make_video(tmp_path / "clip.mp4", 30.0, "64x64")
+    status, out = d.convert_and_fetch(key, clip.read_bytes(), "clip.mp4", "video", "webm")
+    assert out is None and status["error"] == refusal, status
+    song = make_audio(tmp_path / "song.wav", 30.0)
+    status, out = d.convert_and_fetch(key, song.read_bytes(), "song.wav", "audio", "mp3")
+    assert out is None and status["error"] == refusal, status
+
+
+def test_mpeg2_video_is_copied_into_mp4(daemon: Daemon, key: str, tmp_path: Path) -> None:
+    """MP4 holds MPEG-2 video as it is (bare `ffmpeg -i clip.mkv -c:v copy -c:a aac x.mp4`
+    does it); it was refused as a codec mp4 cannot hold."""
+    clip = make_video(tmp_path / "clip.mkv", 1.0, "160x120", "-c:v", "mpeg2video", "-c:a", "mp2")
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "clip.mkv", "video", "mp4", {"video_codec": "copy"}
+    )
+    assert [s["codec_name"] for s in streams(info, "video")] == ["mpeg2video"], status
+    assert [s["codec_name"] for s in streams(info, "audio")] == ["aac"]
+    assert "mp4" in info["format"]["format_name"]
+    # What FFmpeg 5.1 will not write is still said plainly, not left to fail as a damaged file:
+    # H.264 from MP4 (avcC) into AVI, FLAC into MP4.
+    for name, fmt, options, refusal in [
+        ("c.mp4", "avi", {"video_codec": "copy"}, "The input's video is h264, which avi"),
+        ("c.mkv", "mp4", {"audio_codec": "copy"}, "The input's audio is flac, which mp4"),
+    ]:
+        source = make_video(tmp_path / name, 1.0, "64x64", *(["-c:a", "flac"] * (fmt == "mp4")))
+        status, out = daemon.convert_and_fetch(
+            key, source.read_bytes(), name, "video", fmt, options
+        )
+        assert out is None and status["error"].startswith(refusal), status

@@ -123,7 +123,7 @@ def test_what_the_input_lacks_is_said_without_ffprobe(
 def test_a_copy_the_container_cannot_hold_is_refused_without_ffprobe(
     counted: tuple[Daemon, str, Path], tmp_path: Path
 ) -> None:
-    # VP8 in WebM, copied into MP4: the MP4 muxer would take it, but players would not.
+    # VP8 in WebM, copied into MP4: FFmpeg 5.1's MP4 muxer refuses it.
     clip = make_video(tmp_path / "clip.webm", 1.0, "160x120", "-c:v", "libvpx", "-an")
     status, out, calls = run(counted, clip, "clip.webm", "video", "mp4", {"video_codec": "copy"})
     assert out is None and status["error"] == (

@@ -188,5 +188,7 @@ def test_merged_media_is_bounded_by_max_media_seconds(make_daemon: Any, tmp_path
     k = d.create_key("strict", "--plan", "pro")
     parts = [tone(tmp_path / f"{n}.wav", 440, 2) for n in range(2)]
     m = failed(merged(d, k, parts))
-    assert "longer than this server's limit" in m["message"], m
+    assert m["message"].startswith(
+        "The inputs last 4 s together, longer than this server's limit of 3 s for media"
+    ), m
     assert named(merged(d, k, parts[:1]), "m")["status"] == "finished"

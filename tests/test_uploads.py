@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,8 @@ import requests
 from tests.conftest import image_bytes
 from tests.daemon import proc_status_kib
 from tests.test_api import assert_error_body
+from tests.test_metrics import scrape, value, wait_for
+from tests.test_v2_api import job_of
 
 BOUNDARY = "convertdtestboundary"
 
@@ -164,3 +168,68 @@ def test_results_and_uploads_expire(make_daemon: Any) -> None:
         timeout=5,
     )
     assert_error_body(resp, 404)
+
+
+def drop_mid_upload(d: Any, target: str, headers: str, fields: dict[str, str], reset: bool) -> None:
+    """Send half of a 4 MiB multipart upload on a raw socket, wait until the daemon has written
+    part of it to disk, then go away as a killed curl does: a FIN, or with `reset` an RST."""
+    head = "".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'
+        for name, text in fields.items()
+    )
+    head += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    size = 4 << 20
+    request = (
+        f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(head) + size + len(BOUNDARY) + 8}\r\n\r\n{head}"
+    )
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    try:
+        sock.sendall(request.encode() + bytes(size // 2))
+        wait_for(lambda: upload_files(d.data_dir), f"part of the upload to {target} on disk")
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        sock.close()
+    wait_for(lambda: not upload_files(d.data_dir), f"the partial upload to {target} removed")
+    path = target.partition("?")[0]
+    wait_for(lambda: f"POST {path} " in d.log(), f"the access line of {path}")
+
+
+def test_a_client_that_drops_its_upload_is_no_server_error(make_daemon: Any) -> None:
+    """A client gone mid-upload (curl killed, a laptop closed) is logged as going away and
+    counted 499 as nginx does: not 503 "database unavailable", not any 5xx, no ERROR line; what
+    it had sent is removed."""
+    d = make_daemon(env={"CONVERTD_OFFICE_PREWARM": "false"})
+    key = d.create_key("dropper", "--plan", "pro")
+    prom = d.create_key("prometheus", "--scope", "metrics")
+    form = job_of(d, key, {"up": {"operation": "import/upload"}})["tasks"][0]["result"]["form"]
+    v2_target = form["url"].removeprefix(f"http://127.0.0.1:{d.port}")
+    hashing = {"filetype": "hash", "output_format": "md5"}
+    dropped = [
+        ("/v1/upload", f"X-API-Key: {key}\r\n", {}, False),
+        ("/v1/convert", f"X-API-Key: {key}\r\n", hashing, True),
+        (v2_target, "", {}, False),
+    ]
+    for target, headers, fields, reset in dropped:
+        drop_mid_upload(d, target, headers, fields, reset)
+    samples = scrape(d, prom)
+    for route in ("/v1/upload", "/v1/convert", "/v2/upload/{task_id}"):
+        assert (
+            value(samples, "convertd_http_requests_total", method="POST", route=route, status="499")
+            == 1
+        ), route
+    answered = [
+        labels
+        for (name, labels), _count in samples.items()
+        if name == "convertd_http_requests_total" and dict(labels)["status"].startswith("5")
+    ]
+    assert answered == [], answered
+    log = d.log()
+    assert "database unavailable" not in log and " ERROR " not in log, log
+    assert log.count("the client went away during POST") == 3, log
+    assert log.count(" 499 ") == 3, log  # the access lines

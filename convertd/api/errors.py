@@ -85,6 +85,20 @@ _HTTP_HINTS = {
 }
 
 
+# nginx's status for a request whose client closed the connection before it was answered:
+# what the access line and /metrics count it as, so that dropped uploads (a proxy's timeout, a
+# killed curl) show as the client's doing, in the same words as nginx's log. Nothing is sent.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_went_away(request: web.Request, exc: BaseException) -> bool:
+    """Whether `exc` is the client's connection ending: aiohttp fails the body's read with a
+    ConnectionResetError ("Connection lost" on a close, the peer's reset on an RST), and a
+    write with ClientConnectionResetError (one of them), once it has dropped the transport."""
+    transport = request.transport
+    return isinstance(exc, ConnectionResetError) and (transport is None or transport.is_closing())
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as `{"error","message","hint"}`; nothing leaves as HTML or a traceback."""
@@ -117,6 +131,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Send standard HTTP with a well-formed body.",
         )
     except UNAVAILABLE_OR_OS as exc:
+        if client_went_away(request, exc):
+            logger.info(
+                "the client went away during %s %s (%s); nothing answered",
+                request.method,
+                request.path,
+                exc,
+            )
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if is_database_down(exc):
             logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
             return _error(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from convertd import procs
+from convertd import clock, procs
 from convertd.converters import media_info
 from convertd.converters.base import Task
 from convertd.converters.media_info import Probe
@@ -81,10 +81,16 @@ def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
         return False
 
 
-def _too_long(seconds: float, limit: float) -> ConversionError:
+def _too_long(seconds: float | None, limit: float) -> ConversionError:
+    """The refusal of media longer than the limit; `seconds` None when its length is known only
+    to pass the limit (reads stop just past it)."""
+    if seconds is None:
+        return ConversionError(
+            f"The input lasts longer than this server's limit of {clock.duration(limit)}"
+        )
     return ConversionError(
-        f"The input lasts {seconds / 3600:.1f} h, longer than this server's limit of "
-        f"{limit / 3600:.1f} h"
+        f"The input lasts {clock.duration(seconds)}, longer than this server's limit of "
+        f"{clock.duration(limit)}"
     )
 
 
@@ -103,7 +109,9 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
         timeout=task.limits.job_timeout_seconds,
     )
     if real > limit:
-        raise _too_long(real, limit)
+        # The read stopped just past the limit: the header's length, which it confirmed to be
+        # over the limit, says how far (for a file that does not lie, exactly).
+        raise _too_long(max(real, info.duration or real), limit)
     logger.info("input claims %.0f s but holds %.1f s: converting it", info.duration, real)
     return real
 
@@ -191,7 +199,7 @@ async def _transcode(
         start = task.options.get("trim_start") or 0.0
         if length is not None and start >= length:
             raise ConversionError(
-                f"trim_start ({start:g} s) is past the end of the input ({length:.3g} s)"
+                f"trim_start ({start:g} s) is past the end of the input ({clock.duration(length)})"
             )
         if output_args(info) != args:
             raise _Restart(info)
@@ -224,8 +232,8 @@ async def _transcode(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
-    if written > limit:
-        raise _too_long(written, limit)
+    if written > limit:  # a header that claimed too little: stopped by the cap past the limit
+        raise _too_long(None, limit)
     return output
 
 

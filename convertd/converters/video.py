@@ -147,20 +147,34 @@ def gif_output_args(options: dict[str, Any]) -> list[str]:
     return ["-map", "0:V:0", "-vf", graph, "-an", "-loop", "0", "-f", "gif"]
 
 
-# What each container can take as it is (video_codec / audio_codec "copy"), by ffprobe's names.
+# What each container can take as it is (video_codec / audio_codec "copy"), by FFmpeg's names:
+# each pair tried with Debian 12's FFmpeg 5.1 (`-c copy` from Matroska), kept when the muxer took
+# it, ffprobe read the same codec back and FFmpeg decoded it cleanly. Left out on that test: vp8,
+# prores, dnxhd, theora and pcm in mp4, flac anywhere but mkv (5.1 calls flac in MP4
+# experimental), opus in mov and avi, vp8/vp9/av1 in mov; h264 in avi (refused in the avcC form
+# MP4 and MKV carry it in), hevc in avi (read back as rawvideo), mpeg1video in avi (read back
+# with timestamps going backwards); mp2 in mp4 (read back as mp3).
 COPYABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "mp4": (
-        frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"}),
-        frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}),
+        frozenset({"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg1video", "mpeg2video", "mjpeg"}),
+        frozenset({"aac", "mp3", "opus", "vorbis", "ac3", "eac3", "alac"}),
     ),
     "mov": (
-        frozenset({"h264", "hevc", "mpeg4", "prores", "mjpeg"}),
-        frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s16be", "pcm_s24le"}),
+        frozenset(
+            {"h264", "hevc", "mpeg4", "mpeg1video", "mpeg2video", "mjpeg", "prores", "dnxhd"}
+            | {"h263", "theora", "msmpeg4v3", "flv1", "wmv2"}
+        ),
+        frozenset(
+            {"aac", "mp3", "mp2", "alac", "ac3", "eac3", "vorbis"}
+            | {"pcm_s16le", "pcm_s16be", "pcm_s24le"}
+        ),
     ),
     "webm": (frozenset({"vp8", "vp9", "av1"}), frozenset({"vorbis", "opus"})),
     "avi": (
-        frozenset({"mpeg4", "h264", "mjpeg", "msmpeg4v3", "mpeg2video"}),
-        frozenset({"mp3", "mp2", "ac3", "pcm_s16le"}),
+        frozenset({"mpeg4", "mpeg2video", "mjpeg", "msmpeg4v3", "h263", "flv1", "wmv2"})
+        | frozenset({"vp8", "vp9", "av1", "prores", "dnxhd", "theora"}),
+        frozenset({"mp3", "mp2", "aac", "ac3", "eac3", "vorbis", "pcm_s16le", "pcm_s24le"})
+        | frozenset({"wmav2"}),
     ),
 }
 

@@ -123,8 +123,16 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     ConnectionError,
 )
+
+
+class Unreachable(ConnectionError):
+    """The database server could not be reached or refused us; the message says which. The
+    engine raises it for the socket's own errors (a refused or reset connection), which are not
+    otherwise the database's: a client that drops its upload raises ConnectionResetError too."""
+
+
 # The database server is not there (down, restarting, unreachable, or SQLite busy past its
-# timeout): a moment's trouble, not a fault of the request.
+# timeout): a moment's trouble, not a fault of the request. Only what the engines raise.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -132,8 +140,7 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
-    ConnectionRefusedError,
-    ConnectionResetError,
+    Unreachable,
 )
 
 
@@ -175,12 +182,8 @@ def dialect_of(conn: Conn) -> Dialect:
     return dialect
 
 
-class Unreachable(ConnectionError):
-    """The database server could not be reached or refused us; the message says which."""
-
-
 # A background loop that meets these says so in one line, without a traceback.
-quiet_failures(*DATABASE_DOWN, Unreachable)
+quiet_failures(*DATABASE_DOWN)
 
 
 def shown(where: Path | str) -> str:

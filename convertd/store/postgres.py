@@ -21,7 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -174,10 +174,27 @@ SETTINGS = {
 }
 
 
+@contextlib.contextmanager
+def _reaching() -> Iterator[None]:
+    """A new connection's socket failing (refused, reset, timed out) raises Unreachable, so
+    that only what comes from the database is taken for the database being down (db.py)."""
+    try:
+        yield
+    except Unreachable:
+        raise
+    except OSError as exc:
+        raise _unreachable(exc) from exc
+
+
+def _unreachable(exc: OSError) -> Unreachable:
+    return Unreachable(str(exc) or type(exc).__name__)
+
+
 async def _connect(url: str, **settings: str) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings={**SETTINGS, **settings}
-    )
+    with _reaching():
+        return await asyncpg.connect(
+            url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings={**SETTINGS, **settings}
+        )
 
 
 class PostgresDatabase(Database):
@@ -239,7 +256,10 @@ class PostgresDatabase(Database):
             # PostgreSQL's text cannot hold NUL, so nothing stored equals such a value; SQLite
             # finds nothing for it either. Refused, it would be an error instead of "not found".
             return []
-        return list(await self._readers.fetch(numbered(sql), *args))
+        try:  # not _reaching(): a try costs nothing on the read path, a context manager ~1 us
+            return list(await self._readers.fetch(numbered(sql), *args))
+        except OSError as exc:  # the pool connects anew after the server restarted
+            raise _unreachable(exc) from exc
 
     def leader_lock(self, key: int) -> LeaderLock:
         return _AdvisoryLock(self.url, key)
@@ -280,7 +300,8 @@ class PostgresDatabase(Database):
         return stop
 
     async def send(self, channel: str, message: str) -> None:
-        await self._readers.execute("SELECT pg_notify($1, $2)", channel, message)
+        with _reaching():
+            await self._readers.execute("SELECT pg_notify($1, $2)", channel, message)
 
 
 class _AdvisoryLock(LeaderLock):

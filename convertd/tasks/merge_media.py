@@ -22,6 +22,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from convertd import clock
 from convertd.converters import audio, video
 from convertd.converters.base import canonical_format
 from convertd.converters.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS, input_args
@@ -205,8 +206,8 @@ def _filter_args(kind: str, fmt: str, clips: list[Clip]) -> tuple[list[str], str
 def _too_long(seconds: float, limit: float) -> TaskFailed:
     return TaskFailed(
         "INVALID_INPUT",
-        f"The inputs last {seconds / 3600:.2f} h together, longer than this server's limit of "
-        f"{limit / 3600:.2f} h for media",
+        f"The inputs last {clock.duration(seconds)} together, longer than this server's limit "
+        f"of {clock.duration(limit)} for media",
     )
 
 
