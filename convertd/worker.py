@@ -87,6 +87,9 @@ class WorkerPool:
         self._watchers: list[JobEndListener] = []
         self._reclaimer = memory.reclaimer()
         self._cancelled: set[str] = set()
+        # Jobs whose end is being recorded here: nothing is left to stop, and the database may
+        # show that end before this worker hears its write was done (_stop_cancelled).
+        self._ending: set[str] = set()
         self._cancellations = Periodic("job-cancellations", self._stop_cancelled, 1.0)
 
     def start(self) -> None:
@@ -176,6 +179,7 @@ class WorkerPool:
             self._owners.pop(job.id, None)
             self._wedged_at.pop(job.id, None)
             self._cancelled.discard(job.id)
+            self._ending.discard(job.id)
         self._count(job, state, started)
         return True
 
@@ -216,7 +220,10 @@ class WorkerPool:
         held = {job_id: self._owners[job_id] for job_id in self._running if job_id in self._owners}
         for job_id, why in (await jobs.no_longer_running(self.db, held)).items():
             run = self._running.get(job_id)
-            if run is not None and not run.done():
+            # A job whose end is being recorded is not stopped: the read may have seen that very
+            # end, committed before its worker heard back, and stopping the worker then lost
+            # the end's announcement (a `?wait=` ran its full time) and counted it cancelled.
+            if run is not None and not run.done() and job_id not in self._ending:
                 logger.info("job %s %s: stopping it", job_id, why)
                 self._cancelled.add(job_id)
                 run.cancel()
@@ -227,7 +234,7 @@ class WorkerPool:
         error = await self._convert(job, upload, owner)
         if error is None:
             return "finished"
-        await self._record(lambda: jobs.fail(self.db, job.id, owner, error))
+        await self._record(job, lambda: jobs.fail(self.db, job.id, owner, error))
         self._ended(job)
         return "failed"
 
@@ -310,7 +317,7 @@ class WorkerPool:
             if not cleared:
                 await asyncio.to_thread(shutil.rmtree, work, True)
         await self._record(
-            lambda: jobs.finish(self.db, job.id, owner, final.name, output.count, size)
+            job, lambda: jobs.finish(self.db, job.id, owner, final.name, output.count, size)
         )
         self._ended(job)
         return None
@@ -358,8 +365,9 @@ class WorkerPool:
             listener(job)
         self._changed(job)
 
-    async def _record(self, write: Callable[[], Awaitable[bool]]) -> None:
+    async def _record(self, job: jobs.Job, write: Callable[[], Awaitable[bool]]) -> None:
         """A job's end, written even if the database is a while unwritable (a full disk, a
         server restarting); if never, the job runs again (at the next start, or on another node
         once this one is not seen)."""
+        self._ending.add(job.id)
         await patiently(write, self.db.patience, "a job's end")
