@@ -1,5 +1,5 @@
-"""A `?wait=` hears of every end of its job (issue 19): a job's end is announced however the
-job stopped, and a job whose end its worker is recording is never taken for one cancelled.
+"""A `?wait=` hears of every end of its job (issue 19): a job whose end its worker is recording
+is never taken for one cancelled (a job stopped by a revoke: tests/test_outside_ends.py).
 
 The lost wake-up these guard against: the worker pool's check for jobs cancelled from outside
 (`_stop_cancelled`, once a second) read a job's row just after its worker had committed the
@@ -12,16 +12,12 @@ run); with the check every 2 ms, 41 of 4,000 waits ran their full 5 s, and none 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-import requests
 
 from convertd.config import Config
 from convertd.converters.base import Limits
@@ -34,9 +30,6 @@ from convertd.store import jobs, uploads
 from convertd.store.db import Conn
 from convertd.store.sqlite import SqliteDatabase
 from convertd.worker import WorkerPool
-from tests.conftest import Daemon
-from tests.media import make_video
-from tests.test_media import ffmpeg_pids
 
 T = TypeVar("T")
 HASH = jobs.Conversion("hash", "txt", "sha256", {})
@@ -100,36 +93,3 @@ def test_a_job_ending_is_not_taken_for_a_cancelled_one(
     # Each end announced once: none lost to a stop, none said twice.
     assert sorted(ended) == sorted(queued)
     assert [r.getMessage() for r in caplog.records if "stopping it" in r.getMessage()] == []
-
-
-def test_a_wait_hears_of_a_job_stopped_by_a_revoke(make_daemon: Any, tmp_path: Path) -> None:
-    """A key revoked by the CLI (another process, which cannot tell the daemon's waiters) stops
-    its running job: the worker that stops it announces that end, so a `?wait=` asked before the
-    revoke answers with the failure at once rather than after its time."""
-    d: Daemon = make_daemon(workers=1)
-    key = d.create_key("leaver", "--plan", "pro")
-    clip = make_video(
-        tmp_path / "long.mp4", 60.0, "1280x720", "-c:v", "libx264", "-preset", "ultrafast"
-    )
-    job = d.convert(
-        key, clip.read_bytes(), "long.mp4", "video", "webm", {"video_codec": "vp9", "crf": 4}
-    ).json()
-    deadline = time.monotonic() + 60
-    while not ffmpeg_pids(d.data_dir):
-        assert time.monotonic() < deadline, "FFmpeg never started"
-        time.sleep(0.1)
-    answer: dict[str, Any] = {}
-
-    def wait() -> None:
-        # Far longer than the client waits: only an announcement answers it in time.
-        url = f"{job['status_url']}?wait=300"
-        answer.update(requests.get(url, headers={"X-API-Key": key}, timeout=60).json())
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(2)  # the wait is under way (its key checked) before the revoke
-    listing = json.loads(d.cli("keys", "list", "--json").stdout)
-    d.cli("keys", "revoke", str(next(k["key_id"] for k in listing if k["name"] == "leaver")))
-    waiter.join(90)
-    assert answer.get("status") == "failed", answer
-    assert "revoked" in answer["error"]
