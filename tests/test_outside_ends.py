@@ -1,8 +1,9 @@
 """A job ended by another process (a key revoked with the CLI on the same data dir or database)
-is heard of by the daemon's waits and streams: a `?wait=` answers with the end, not after its
-whole timeout, whether the job was queued (events/outside.py's sweep) or running (the worker
-that stops it announces it); the revoked key's event stream ends (at its next message or
-heartbeat), so that a reconnecting client hears 401."""
+is heard of by the daemon's waits and streams: a `?wait=` (or a `/sync/v2` wait on a /v2 job)
+answers with the end, not after its whole timeout, whether the job was queued
+(events/outside.py's sweep) or running (the worker that stops it announces it); the revoked
+key's event stream ends (at its next message or heartbeat), so that a reconnecting client hears
+401."""
 
 from __future__ import annotations
 
@@ -55,6 +56,39 @@ def test_a_wait_on_a_queued_job_hears_of_a_revoke_by_the_cli(make_daemon: Any) -
     thread.join(CLIENT_TIMEOUT + 5)
     assert answer["body"] != "never woken", answer
     assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
+
+
+def test_a_sync_wait_on_a_queued_v2_job_hears_of_a_revoke_by_the_cli(make_daemon: Any) -> None:
+    d = make_daemon(workers=0)
+    key = d.create_key("revoked-v2", "--plan", "pro")
+    tasks = {
+        "in": {"operation": "import/raw", "file": "a", "filename": "a.txt"},
+        "h": {"operation": "convert", "input": "in", "output_format": "md5"},
+    }
+    root = d.base.removesuffix("/v1")
+    made = requests.post(
+        f"{root}/v2/jobs", json={"tasks": tasks}, headers={"X-API-Key": key}, timeout=30
+    )
+    assert made.status_code == 201, made.text
+    job_id = made.json()["data"]["id"]
+    answer: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            resp = requests.get(
+                f"{root}/sync/v2/jobs/{job_id}", headers={"X-API-Key": key}, timeout=CLIENT_TIMEOUT
+            )
+            answer["body"] = resp.json()
+        except requests.Timeout:
+            answer["body"] = "never woken"
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    thread.join(1)  # the wait under way
+    run_cli(d.data_dir, "keys", "revoke", str(key_id(d, key)))
+    thread.join(CLIENT_TIMEOUT + 5)
+    assert answer["body"] != "never woken", answer
+    assert answer["body"]["data"]["status"] == "error", answer
 
 
 @pytest.mark.sqlite_only  # the worker's own announcement: the same on either engine

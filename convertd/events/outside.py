@@ -1,9 +1,10 @@
-"""Ends that no one in this daemon announces: a job cancelled by another process (`convertd
-keys revoke` on the same data dir, raw SQL) ends without a word to this daemon's waits, so a
-`?wait=` on it would last its whole timeout. Once a second, while any wait is open and (on
-SQLite) anything was committed since the last look, the waited jobs that have ended are
-announced. Whatever ends in this daemon, or on another node, is announced at once by whoever
-ends it; this is only the net under the rest, and costs nothing while no one waits."""
+"""Ends that no one in this daemon announces: a job or /v2 task cancelled by another process
+(`convertd keys revoke` on the same data dir, raw SQL) ends without a word to this daemon's
+waits, so a `?wait=` or `/sync/v2` wait on it would last its whole timeout. Once a second,
+while any wait is open and (on SQLite) anything was committed since the last look, the waited
+jobs and tasks that have ended are announced. Whatever ends in this daemon, or on another
+node, is announced at once by whoever ends it; this is only the net under the rest, and costs
+nothing while no one waits."""
 
 from __future__ import annotations
 
