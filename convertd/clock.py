@@ -39,3 +39,12 @@ def duration(seconds: float) -> str:
     hours, minutes = divmod(minutes, 60)
     parts = ((hours, "h"), (minutes, "min"), (secs, "s"))
     return " ".join(f"{n} {unit}" for n, unit in parts if n)
+
+
+def over_limit(seconds: float, limit: float) -> tuple[str, str]:
+    """A length refused for passing a limit, and the limit, as `duration` says them; one just
+    over it (20.04 s against 20 s) to the hundredth, never "20 s, longer than 20 s"."""
+    said, allowed = duration(seconds), duration(limit)
+    if said == allowed:
+        said = f"just over {allowed} ({seconds:.2f} s)"
+    return said, allowed

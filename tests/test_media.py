@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from convertd.clock import duration as said
+from convertd.converters.ffmpeg import too_long
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.media import duration, ffprobe, make_audio, make_video, streams
 
@@ -667,6 +668,25 @@ def test_what_ffmpeg_cannot_read_is_a_400_naming_it(daemon: Daemon, key: str) ->
 )
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert said(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "limit", "text"),
+    [
+        (30.0, 20.0, "The input lasts 30 s, longer than this server's limit of 20 s"),
+        # Just over: not "20 s, longer than ... 20 s" (the second stranger's 20.04 s clip).
+        (
+            20.04,
+            20.0,
+            "The input lasts just over 20 s (20.04 s), longer than this server's limit of 20 s",
+        ),
+        (3700.0, 3600.0, "The input lasts 1 h 1 min 40 s, longer than this server's limit of 1 h"),
+    ],
+)
+def test_a_refusal_never_says_the_length_equals_the_limit(
+    seconds: float, limit: float, text: str
+) -> None:
+    assert str(too_long(seconds, limit)) == text
 
 
 def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Path) -> None:

@@ -81,17 +81,15 @@ def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
         return False
 
 
-def _too_long(seconds: float | None, limit: float) -> ConversionError:
+def too_long(seconds: float | None, limit: float) -> ConversionError:
     """The refusal of media longer than the limit; `seconds` None when its length is known only
     to pass the limit (reads stop just past it)."""
     if seconds is None:
         return ConversionError(
             f"The input lasts longer than this server's limit of {clock.duration(limit)}"
         )
-    return ConversionError(
-        f"The input lasts {clock.duration(seconds)}, longer than this server's limit of "
-        f"{clock.duration(limit)}"
-    )
+    said, allowed = clock.over_limit(seconds, limit)
+    return ConversionError(f"The input lasts {said}, longer than this server's limit of {allowed}")
 
 
 async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> float:
@@ -111,7 +109,7 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
     if real > limit:
         # The read stopped just past the limit: the header's length, which it confirmed to be
         # over the limit, says how far (for a file that does not lie, exactly).
-        raise _too_long(max(real, info.duration or real), limit)
+        raise too_long(max(real, info.duration or real), limit)
     logger.info("input claims %.0f s but holds %.1f s: converting it", info.duration, real)
     return real
 
@@ -233,7 +231,7 @@ async def _transcode(
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
     if written > limit:  # a header that claimed too little: stopped by the cap past the limit
-        raise _too_long(None, limit)
+        raise too_long(None, limit)
     return output
 
 

@@ -204,10 +204,10 @@ def _filter_args(kind: str, fmt: str, clips: list[Clip]) -> tuple[list[str], str
 
 
 def _too_long(seconds: float, limit: float) -> TaskFailed:
+    said, allowed = clock.over_limit(seconds, limit)
     return TaskFailed(
         "INVALID_INPUT",
-        f"The inputs last {clock.duration(seconds)} together, longer than this server's limit "
-        f"of {clock.duration(limit)} for media",
+        f"The inputs last {said} together, longer than this server's limit of {allowed} for media",
     )
 
 
