@@ -1461,7 +1461,8 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
         seconds, rounds = (1, 2) if quick else (5, 4)
         idle = side_by_side(sides, seconds, rounds)
 
-        clip = make_clip(work / "busy.mp4", 10 if quick else 60).read_bytes()
+        # Long enough that both transcodes outlast the busy phase (4 rounds x 2 sides x 5 s).
+        clip = make_clip(work / "busy.mp4", 10 if quick else 180).read_bytes()
         busy_jobs = d.submit_transcodes(clip, 2)
         while [d.job(j)["status"] for j in busy_jobs] != ["processing", "processing"]:
             time.sleep(0.05)
