@@ -49,13 +49,7 @@ def raw_sql(daemon: Daemon, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 
 def tiny_job(daemon: Daemon, key: str) -> str:
-    resp = requests.post(
-        f"{daemon.base}/convert",
-        headers={"X-API-Key": key},
-        files={"file": ("a.txt", b"a")},
-        data={"filetype": "hash", "output_format": "md5"},
-        timeout=30,
-    )
+    resp = daemon.convert(key, b"a", "a.txt", "hash", "md5")
     assert resp.status_code == 202, resp.text
     return str(resp.json()["status_url"])
 

@@ -75,14 +75,7 @@ def test_refused_conversion_records_no_upload(make_daemon: Any) -> None:
     (a text file for the image converter) leaves neither a file nor an upload on record."""
     d = make_daemon()
     key = d.create_key("t", "--plan", "pro")
-    resp = requests.post(
-        f"{d.base}/convert",
-        headers={"X-API-Key": key},
-        files={"file": ("notes.txt", b"just text")},
-        data={"filetype": "image", "output_format": "png"},
-        timeout=30,
-    )
-    assert_error_body(resp, 400)
+    assert_error_body(d.convert(key, b"just text", "notes.txt", "image", "png"), 400)
     assert d.query("SELECT COUNT(*) FROM uploads") == [(0,)]
     assert d.query("SELECT COUNT(*) FROM jobs") == [(0,)]
     assert not [p for p in (d.data_dir / "uploads").rglob("*") if p.is_file()]
@@ -91,13 +84,7 @@ def test_refused_conversion_records_no_upload(make_daemon: Any) -> None:
 def test_small_result_is_sent_as_aiohttp_sends_a_file(daemon: Daemon, key: str) -> None:
     """A small result comes from memory (a plain GET); a conditional request takes aiohttp's
     FileResponse: both say the same, so validators from one work with the other."""
-    job = requests.post(
-        f"{daemon.base}/convert",
-        headers={"X-API-Key": key},
-        files={"file": ("note.txt", b"x")},
-        data={"filetype": "hash", "output_format": "md5"},
-        timeout=30,
-    ).json()
+    job = daemon.convert(key, b"x", "note.txt", "hash", "md5").json()
     finished(daemon, key, job)
     url = job["download_url"]
     plain = requests.get(url, timeout=30)
