@@ -25,7 +25,7 @@ from convertd.metrics import MAX_KEY_NAMES, OTHER, Metrics, Readings
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import ROOT, Daemon, image_bytes
 from tests.media import make_video
-from tests.test_v2_api import call, job_of, named, wait_job
+from tests.test_v2_api import call, job_of, named, wait_job, wait_task
 from tests.test_v2_operations import b64, blank_pdf
 from tests.webhook_receiver import Receiver
 
@@ -421,8 +421,11 @@ def test_v2_operations_count_as_tasks_and_series_start_at_zero(make_daemon: Any)
             "t": {"operation": "thumbnail", "input": "junk", "output_format": "png"},
         },
     )
-    done = wait_job(d, user, job["id"])
-    assert named(done, "m")["status"] == "finished" and named(done, "t")["status"] == "error"
+    # The job is in error as soon as the thumbnail fails, maybe before the merge has finished.
+    assert wait_job(d, user, job["id"])["status"] == "error"
+    merge = wait_task(d, user, named(job, "m")["id"])
+    thumbnail = wait_task(d, user, named(job, "t")["id"])
+    assert merge["status"] == "finished" and thumbnail["status"] == "error"
     after = scrape(d, prom)
     tasks = "convertd_tasks_total"
     assert moved(before, after, tasks, operation="merge", state="finished") == 1

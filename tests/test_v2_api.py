@@ -35,6 +35,12 @@ def wait_job(d: Daemon, key: str, job_id: str) -> dict[str, Any]:
     return resp.json()["data"]  # type: ignore[no-any-return]
 
 
+def wait_task(d: Daemon, key: str, task_id: str) -> dict[str, Any]:
+    resp = call(d, key, "GET", f"/sync/v2/tasks/{task_id}")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["data"]  # type: ignore[no-any-return]
+
+
 def named(job: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in job["tasks"] if t["name"] == name)
 
@@ -396,7 +402,7 @@ def test_import_url_network_policy(make_daemon: Any, file_server: FileServer) ->
         "http://0.0.0.0/x",
     ):
         task = call(d, k, "POST", "/v2/import/url", json={"url": url}).json()["data"]
-        done = call(d, k, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+        done = wait_task(d, k, task["id"])
         assert done["status"] == "error", (url, done)
         assert "import_url_allow" in done["message"], (url, done["message"])
     assert all("pixel7" not in h for h in file_server.hits[earlier:])
@@ -407,7 +413,7 @@ def test_import_url_redirects_are_checked_again(
 ) -> None:
     good = file_server.url("redirect?to=" + file_server.url("document/word97.doc"))
     task = call(v2_daemon, v2_key, "POST", "/v2/import/url", json={"url": good}).json()["data"]
-    done = call(v2_daemon, v2_key, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+    done = wait_task(v2_daemon, v2_key, task["id"])
     assert done["status"] == "finished" and done["result"]["files"][0]["filename"] == "word97.doc"
     size = (CORPUS / "document" / "word97.doc").stat().st_size
     assert done["result"]["files"][0]["size"] == size
@@ -419,7 +425,7 @@ def test_import_url_redirects_are_checked_again(
     ):
         url = file_server.url("redirect?to=" + target)
         task = call(v2_daemon, v2_key, "POST", "/v2/import/url", json={"url": url}).json()["data"]
-        done = call(v2_daemon, v2_key, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+        done = wait_task(v2_daemon, v2_key, task["id"])
         assert done["status"] == "error", target
         assert "import_url_allow" in done["message"] or "http and https" in done["message"], done
 
@@ -437,9 +443,9 @@ def test_import_url_size_and_time_limits(make_daemon: Any, file_server: FileServ
     slow = call(d, k, "POST", "/v2/import/url", json={"url": file_server.url("slow")}).json()[
         "data"
     ]
-    big_done = call(d, k, "GET", f"/sync/v2/tasks/{big['id']}").json()["data"]
+    big_done = wait_task(d, k, big["id"])
     assert big_done["status"] == "error" and "1,000,000 bytes" in big_done["message"]
-    slow_done = call(d, k, "GET", f"/sync/v2/tasks/{slow['id']}").json()["data"]
+    slow_done = wait_task(d, k, slow["id"])
     assert slow_done["status"] == "error" and "3 s" in slow_done["message"]
     assert not any(p.name != ".download" and p.is_file() for p in (d.data_dir / "tasks").rglob("*"))
 

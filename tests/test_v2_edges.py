@@ -10,7 +10,7 @@ import requests
 from convertd.fetch import Policy, parse_networks
 from tests.conftest import CORPUS, Daemon
 from tests.file_server import FileServer
-from tests.test_v2_api import call, job_of, named, root, wait_job
+from tests.test_v2_api import call, job_of, named, root, wait_job, wait_task
 
 
 def test_an_export_of_files_sharing_a_name_keeps_both_and_changes_neither(
@@ -46,7 +46,7 @@ def test_a_compressed_transfer_is_stored_as_the_file(
         "/v2/import/url",
         json={"url": file_server.url(f"gzipped?path={source}"), "filename": "w.doc"},
     ).json()["data"]
-    done = call(v2_daemon, v2_key, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+    done = wait_task(v2_daemon, v2_key, task["id"])
     assert done["status"] == "finished", done
     stored = (v2_daemon.data_dir / "tasks" / task["id"] / "w.doc").read_bytes()
     assert stored == (CORPUS / source).read_bytes()

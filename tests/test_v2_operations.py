@@ -17,7 +17,7 @@ from pypdf.generic import DecodedStreamObject, NameObject
 
 from tests.conftest import CORPUS, Daemon, image_bytes
 from tests.media import make_audio, make_video
-from tests.test_v2_api import call, job_of, named, wait_job
+from tests.test_v2_api import call, job_of, named, wait_job, wait_task
 
 
 def blank_pdf(*sizes: tuple[int, int]) -> bytes:
@@ -175,7 +175,7 @@ def test_merge_as_a_task_of_its_own(v2_daemon: Daemon, v2_key: str) -> None:
     ids = [first.json()["data"]["id"], second.json()["data"]["id"]]
     merge = call(d, k, "POST", "/v2/merge", json={"input": ids, "output_format": "pdf"})
     assert merge.status_code == 201, merge.text
-    done = call(d, k, "GET", f"/sync/v2/tasks/{merge.json()['data']['id']}").json()["data"]
+    done = wait_task(d, k, merge.json()["data"]["id"])
     assert done["status"] == "finished", done
     assert done["result"]["files"][0]["filename"] == "x.pdf"
 

@@ -16,7 +16,7 @@ from PIL import Image
 from tests.conftest import Daemon
 from tests.file_server import FileServer
 from tests.media import make_video
-from tests.test_v2_api import call, job_of, named, wait_job
+from tests.test_v2_api import call, job_of, named, wait_job, wait_task
 
 
 def test_a_failed_task_with_ignore_error_lets_the_job_go_on(
@@ -299,7 +299,7 @@ def test_credentials_do_not_follow_a_redirect_to_another_origin(
         "/v2/import/url",
         json={"url": hops, "headers": {"Authorization": "Bearer SECRET", "X-Trace": "1"}},
     ).json()["data"]
-    done = call(v2_daemon, v2_key, "GET", f"/sync/v2/tasks/{task['id']}").json()["data"]
+    done = wait_task(v2_daemon, v2_key, task["id"])
     assert done["status"] == "finished", done
     first, second = file_server.headers[before : before + 2]
     assert first["Authorization"] == "Bearer SECRET" and first["X-Trace"] == "1"

@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from tests.conftest import Daemon
-from tests.test_v2_api import call, job_of, named, wait_job
+from tests.test_v2_api import call, job_of, named, wait_job, wait_task
 from tests.test_v2_operations import b64, blank_pdf, exported, page_sizes, refused_fields
 
 RED = (255, 0, 0)
@@ -168,7 +168,7 @@ def test_an_image_watermark_from_tasks_created_alone(v2_daemon: Daemon, v2_key: 
     task = call(d, k, "POST", "/v2/watermark", json={"input": ids[0], "image": ids[1]})
     assert task.status_code == 201, task.text
     assert task.json()["data"]["depends_on_task_ids"] == ids
-    done = call(d, k, "GET", f"/sync/v2/tasks/{task.json()['data']['id']}").json()["data"]
+    done = wait_task(d, k, task.json()["data"]["id"])
     assert done["status"] == "finished", done
     assert [f["filename"] for f in done["result"]["files"]] == ["p.png"]
     stranger = call(d, k, "POST", "/v2/watermark", json={"input": ids[0], "image": "x" * 36})
