@@ -4,7 +4,8 @@ A `?wait`, a sync wait or an event stream on node A is woken when node B ends th
 leading node's task engine and webhook sender hear of work another node did. Announcements made
 in one turn of the event loop go as one message (at most MAX_MESSAGE_BYTES, PostgreSQL's limit
 being 8000); each node ignores its own. A message lost (a node's listening connection dropping)
-costs only latency: everyone who waits also looks again on a timer.
+costs a `?wait` or sync wait up to a second: the outside-ends sweep (events/outside.py) looks at
+what is waited on once a second. An event stream misses it, as streams replay nothing.
 """
 
 from __future__ import annotations
