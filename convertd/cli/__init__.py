@@ -75,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--version", action="version", version=f"convertd {__version__} (schema {SCHEMA_VERSION})"
     )
+    common_options(top)  # before the command too: `convertd --data-dir X serve`
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     for group in COMMAND_GROUPS:
