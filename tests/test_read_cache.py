@@ -128,6 +128,33 @@ def test_a_plan_change_takes_effect_at_once(daemon: Daemon, engine: str) -> None
     reads(session, url, 1)
 
 
+def test_a_key_moved_by_keys_set_is_seen_at_the_next_request(daemon: Daemon, engine: str) -> None:
+    """`convertd keys set`, which the 403 and 429 hints name: a key moved to a plan without API
+    access, locked to an IP it is not used from, lifted again, each at the very next request."""
+    plan = f"no-api-{engine}"
+    run_cli(daemon.data_dir, "plans", "set", plan, "--no-api")
+    key = daemon.create_key("moved-by-the-cli", "--plan", "pro")
+    session = keyed(key)
+    me = f"{daemon.base}/keys/me"
+    reads(session, me)
+    key_id = str(session.get(me, timeout=10).json()["key_id"])
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--plan", plan)
+    refused = session.get(me, timeout=10)
+    assert_error_body(refused, 403)
+    assert f"convertd keys set {key_id} --plan" in refused.json()["hint"]
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--plan", "pro")
+    reads(session, me, 2)
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--restrict", "ip", "--allow", "192.0.2.0/24")
+    assert_error_body(session.get(me, timeout=10), 403)
+    out = run_cli(daemon.data_dir, "keys", "set", key_id, "--restrict", "all", "--name", "back")
+    assert "restriction all" in out.stdout
+    assert session.get(me, timeout=10).json()["name"] == "back"
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--scope", "user.read")
+    assert session.get(me, timeout=10).json()["scopes"] == ["user.read"]
+    v2_jobs = daemon.base.removesuffix("/v1") + "/v2/jobs"
+    assert session.get(v2_jobs, timeout=10).status_code == 403  # task.read is gone
+
+
 def test_a_key_changed_or_deleted_by_sql_is_seen_at_once(daemon: Daemon) -> None:
     key = daemon.create_key("changed-by-sql", "--plan", "pro")
     session = keyed(key)
