@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 
 from convertd.api.state import SIGNER
 from convertd.errors import Forbidden
@@ -63,9 +64,25 @@ def _headers(name: str, inline: bool) -> dict[str, str]:
     }
 
 
+class _FileResponse(web.FileResponse):
+    """aiohttp's, answering a Range it cannot serve with the whole file. It serves one range of
+    bytes and answers 416 to anything else, several ranges (`bytes=0-1,5-6`) or another unit
+    included, though those may well be satisfiable. RFC 9110 (14.2) lets a server ignore a Range
+    and send 200 with the whole body, which every client takes; a multipart/byteranges answer
+    would be a second body format to keep right for what no client of ours asks."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        rng = request.headers.get(hdrs.RANGE)
+        if rng is not None and ("," in rng or not rng.lower().startswith("bytes=")):
+            headers = request.headers.copy()
+            del headers[hdrs.RANGE]
+            request = request.clone(headers=headers)
+        return await super().prepare(request)
+
+
 def file_response(path: Path, name: str, *, inline: bool = False) -> web.FileResponse:
     """The file, to save as `name` (or to show, `inline`)."""
-    return web.FileResponse(path, headers=_headers(name, inline))
+    return _FileResponse(path, headers=_headers(name, inline))
 
 
 # A file up to this size, asked for plainly (GET, no range or condition), is read whole in one
