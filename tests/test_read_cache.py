@@ -155,6 +155,35 @@ def test_a_key_moved_by_keys_set_is_seen_at_the_next_request(daemon: Daemon, eng
     assert session.get(v2_jobs, timeout=10).status_code == 403  # task.read is gone
 
 
+def test_a_job_the_retention_sweep_expires_is_gone_from_status_and_download_at_once(
+    make_daemon: Any,
+) -> None:
+    """The sweep marks a job expired, then deletes its files (retention.py). The first stranger
+    read `finished` and then a 404 from the download and took it for a second of stale status;
+    the log showed that status read had come 87 ms before the sweep. Here the status is read
+    from memory until the sweep's own log line says the job expired; every read after that
+    line, status and both downloads alike, is a 404, never a cached `finished`."""
+    d = make_daemon(env={"CONVERTD_RETENTION_SECONDS": "2", "CONVERTD_SWEEP_INTERVAL_SECONDS": "1"})
+    key = d.create_key("swept", "--plan", "pro")
+    job = d.convert(key, b"swept", "s.txt", "hash", "md5").json()
+    session = keyed(key)
+    status_url, signed = job["status_url"], job["download_url"]
+    assert session.get(f"{status_url}?wait=30", timeout=40).json()["status"] == "finished"
+    expired_line = f"job {job['job_id']} expired"
+    deadline = time.monotonic() + 30
+    while expired_line not in d.log():
+        assert time.monotonic() < deadline, d.log()
+        status = session.get(status_url, timeout=10)  # kept in memory between commits
+        assert status.status_code == 404 or status.json()["status"] == "finished", status.text
+    by_key = f"{d.base}/download/{job['job_id']}"
+    for url, who in ((status_url, session), (by_key, session), (signed, requests)):
+        body = assert_error_body(who.get(url, timeout=10), 404)
+        assert "expired" in body["message"], (url, body)
+    while (d.data_dir / "results" / job["job_id"]).exists():  # deleted just after the mark
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_a_key_changed_or_deleted_by_sql_is_seen_at_once(daemon: Daemon) -> None:
     key = daemon.create_key("changed-by-sql", "--plan", "pro")
     session = keyed(key)
