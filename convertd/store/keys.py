@@ -297,29 +297,32 @@ async def change_key(
 ) -> ApiKey:
     """Change what a live key may do; what is not given stays. `allowed` alone replaces the
     values of the key's restriction; `restriction_type` "all" lifts it; `scopes` is the whole
-    new list. One commit, so the daemon reads the key afresh at its next request
-    (store/cache.py)."""
-    if (current := await get_key(db, key_id)) is None:
-        raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
-    if current.revoked_at is not None:
-        raise AdminError(f"key {key_id} is revoked; make a new one with `convertd keys create`")
+    new list. Read and written in one transaction (two admins at once: one waits), and one
+    commit, so the daemon reads the key afresh at its next request (store/cache.py)."""
     if (name, plan, restriction_type, allowed, scopes, admin) == (None,) * 6:
         raise AdminError("nothing to change: give --plan, --restrict/--allow, --scope or --admin")
-    restriction = restriction_type or current.restriction_type
-    if allowed is None and restriction == current.restriction_type:
-        allowed = current.allowed_ips or current.allowed_domains
-    ips, domains = checked_restriction(restriction, allowed or [])
-    granted = checked_scopes(list(current.scopes) if scopes is None else scopes, admin)
-    new_name = current.name if name is None else checked_name(name)
+    new_name = None if name is None else checked_name(name)
 
     def change(conn: Conn) -> None:
+        row = conn.execute(_SELECT_KEY + " WHERE k.id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
+        current = _key_from_row(row)
+        if current.revoked_at is not None:
+            raise AdminError(f"key {key_id} is revoked; make a new one with `convertd keys create`")
+        restriction = restriction_type or current.restriction_type
+        values = allowed
+        if values is None and restriction == current.restriction_type:
+            values = current.allowed_ips or current.allowed_domains
+        ips, domains = checked_restriction(restriction, values or [])
+        granted = checked_scopes(list(current.scopes) if scopes is None else scopes, admin)
         if plan is not None:
             _check_plan(conn, plan)
         conn.execute(
             """UPDATE api_keys SET name = ?, plan = ?, restriction_type = ?, allowed_ips = ?,
                    allowed_domains = ?, scopes = ? WHERE id = ?""",
             (
-                new_name,
+                new_name or current.name,
                 plan or current.plan.name,
                 restriction,
                 json.dumps(ips),
