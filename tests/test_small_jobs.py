@@ -159,6 +159,14 @@ def test_a_range_the_server_does_not_serve_gets_the_whole_file(
     one = requests.get(url, headers={"Range": "bytes=5-6"}, timeout=30)
     assert one.status_code == 206 and one.content == whole.content[5:7]
     assert one.headers["Content-Range"] == f"bytes 5-6/{len(whole.content)}"
+    # If-Range: the range only while the tag is the file's own (strong); else all of it, never
+    # a piece of another version (aiohttp alone reads dates only, and served any tag's range).
+    for if_range, status in ((etag, 206), ('"0-1"', 200), (f"W/{etag}", 200)):
+        resumed = requests.get(
+            url, headers={"Range": "bytes=5-6", "If-Range": if_range}, timeout=30
+        )
+        assert resumed.status_code == status, (if_range, resumed.status_code)
+        assert resumed.content == (whole.content[5:7] if status == 206 else whole.content)
     beyond = requests.get(url, headers={"Range": f"bytes={len(whole.content)}-"}, timeout=30)
     assert beyond.status_code == 416
     assert beyond.headers["Content-Range"] == f"bytes */{len(whole.content)}"
