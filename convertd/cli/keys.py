@@ -17,7 +17,7 @@ from convertd.store.db import Database
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("keys", help="create, list and revoke API keys")
+    group = sub.add_parser("keys", help="create, list, change and revoke API keys")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create",
