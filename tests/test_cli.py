@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import requests
 from convertd import __version__
 from convertd.store.migrations import SCHEMA_VERSION
 from tests.conftest import Daemon
-from tests.daemon import run_cli
+from tests.daemon import cli_env, free_port, run_cli
 
 
 def test_version() -> None:
@@ -80,6 +83,77 @@ def test_revoke_unknown_key_is_an_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no key with id 99" in proc.stderr
 
 
+def test_keys_set_says_what_it_cannot_do(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli(data, "keys", "create", "--name", "first", "--restrict", "ip", "--allow", "10.0.0.1")
+    for args, said in (
+        (["99", "--plan", "pro"], "no key with id 99"),
+        (["1", "--plan", "gold"], "no plan named 'gold'"),
+        (["1"], "nothing to change"),
+        (["1", "--restrict", "all", "--allow", "10.0.0.2"], "--allow needs --restrict ip"),
+        (["1", "--restrict", "domain"], "needs at least one --allow"),
+        (["1", "--allow", "not an address"], "not an address"),
+    ):
+        proc = run_cli(data, "keys", "set", *args, check=False)
+        assert proc.returncode == 2 and said in proc.stderr, (args, proc.stderr)
+    # --allow alone replaces the list of the restriction the key has; --admin adds a scope.
+    run_cli(data, "keys", "set", "1", "--allow", "10.0.0.2", "--allow", "10.1.0.0/16", "--admin")
+    (entry,) = json.loads(run_cli(data, "keys", "list", "--json").stdout)
+    assert entry["restriction_type"] == "ip"
+    assert entry["allowed_ips"] == ["10.0.0.2", "10.1.0.0/16"]
+    assert entry["admin"] is True and entry["plan"] == "basic"
+    run_cli(data, "keys", "revoke", "1")
+    revoked = run_cli(data, "keys", "set", "1", "--plan", "pro", check=False)
+    assert revoked.returncode == 2 and "key 1 is revoked" in revoked.stderr
+
+
+def test_shared_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    """`convertd --data-dir X keys list` as well as `convertd keys list --data-dir X`, for an
+    admin command and for serve; after the command wins when both are given."""
+    data = tmp_path / "data"
+    python = [sys.executable, "-m", "convertd"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*python, *args], capture_output=True, text=True, timeout=60, env=cli_env()
+        )
+
+    made = run("--data-dir", str(data), "keys", "create", "--name", "before")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    after = run("keys", "list", "--json", "--data-dir", str(data))
+    assert [k["name"] for k in json.loads(after.stdout)] == ["before"]
+    both = run(
+        "--data-dir", str(tmp_path / "elsewhere"), "keys", "list", "--json", "--data-dir", str(data)
+    )
+    assert [k["name"] for k in json.loads(both.stdout)] == ["before"]
+    assert not (tmp_path / "elsewhere").exists()
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*python, "--data-dir", str(data), "serve", "--port", str(port), "--workers", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=cli_env(),
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                resp = requests.get(
+                    f"http://127.0.0.1:{port}/v1/keys/me", headers={"X-API-Key": secret}, timeout=5
+                )
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        assert resp.status_code == 200 and resp.json()["name"] == "before"  # the same data dir
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def test_jobs_list_and_show(daemon: Daemon, key: str) -> None:
     status, _ = daemon.convert_and_fetch(key, b"data", "d.txt", "hash", "sha1")
     listing = json.loads(run_cli(daemon.data_dir, "jobs", "list", "--json").stdout)
@@ -138,6 +212,7 @@ def test_serve_logs_requests_without_secrets(daemon: Daemon, key: Any) -> None:
         "keys create",
         "keys list",
         "keys revoke",
+        "keys set",
         "plans list",
         "plans set",
         "jobs list",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
 import signal
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,24 @@ def test_broken_and_locked_documents_fail_cleanly(daemon: Daemon, key: str) -> N
     assert out is None and status["status"] == "failed" and "Traceback" not in status["error"]
     status, out = daemon.convert_and_fetch(key, good, "fine.docx", "document", "pdf")
     assert out is not None
+
+
+def test_an_empty_text_is_a_blank_document_but_an_empty_docx_is_refused(
+    daemon: Daemon, key: str
+) -> None:
+    """An empty .txt is a document with nothing in it, as any editor opens it (the first
+    stranger's was refused as a broken upload): one blank page as PDF, an empty DOCX. An empty
+    .docx cannot be opened by anything, and is still said to be empty."""
+    status, out = daemon.convert_and_fetch(key, b"", "empty.txt", "document", "pdf")
+    assert out is not None, status
+    assert pdf_text(out.content) == (1, "")
+    status, out = daemon.convert_and_fetch(key, b"", "empty.txt", "document", "docx")
+    assert out is not None
+    check_output("docx", out.content)
+    with zipfile.ZipFile(io.BytesIO(out.content)) as docx:
+        assert not re.findall(r"<w:t\b[^>]*>[^<]", docx.read("word/document.xml").decode())
+    status, out = daemon.convert_and_fetch(key, b"", "empty.docx", "document", "pdf")
+    assert out is None and "is empty (0 bytes)" in status["error"]
 
 
 def office_pids(data_dir: Path) -> list[int]:

@@ -128,6 +128,62 @@ def test_a_plan_change_takes_effect_at_once(daemon: Daemon, engine: str) -> None
     reads(session, url, 1)
 
 
+def test_a_key_moved_by_keys_set_is_seen_at_the_next_request(daemon: Daemon, engine: str) -> None:
+    """`convertd keys set`, which the 403 and 429 hints name: a key moved to a plan without API
+    access, locked to an IP it is not used from, lifted again, each at the very next request."""
+    plan = f"no-api-{engine}"
+    run_cli(daemon.data_dir, "plans", "set", plan, "--no-api")
+    key = daemon.create_key("moved-by-the-cli", "--plan", "pro")
+    session = keyed(key)
+    me = f"{daemon.base}/keys/me"
+    reads(session, me)
+    key_id = str(session.get(me, timeout=10).json()["key_id"])
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--plan", plan)
+    refused = session.get(me, timeout=10)
+    assert_error_body(refused, 403)
+    assert f"convertd keys set {key_id} --plan" in refused.json()["hint"]
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--plan", "pro")
+    reads(session, me, 2)
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--restrict", "ip", "--allow", "192.0.2.0/24")
+    assert_error_body(session.get(me, timeout=10), 403)
+    out = run_cli(daemon.data_dir, "keys", "set", key_id, "--restrict", "all", "--name", "back")
+    assert "restriction all" in out.stdout
+    assert session.get(me, timeout=10).json()["name"] == "back"
+    run_cli(daemon.data_dir, "keys", "set", key_id, "--scope", "user.read")
+    assert session.get(me, timeout=10).json()["scopes"] == ["user.read"]
+    v2_jobs = daemon.base.removesuffix("/v1") + "/v2/jobs"
+    assert session.get(v2_jobs, timeout=10).status_code == 403  # task.read is gone
+
+
+def test_a_job_the_retention_sweep_expires_is_gone_from_status_and_download_at_once(
+    make_daemon: Any,
+) -> None:
+    """The sweep marks a job expired, then deletes its files (retention.py). The first stranger
+    read `finished` and then a 404 from the download and took it for a second of stale status;
+    the log showed that status read had come 87 ms before the sweep. Here the status is read
+    from memory until the sweep's own log line says the job expired; every read after that
+    line, status and both downloads alike, is a 404, never a cached `finished`."""
+    d = make_daemon(env={"CONVERTD_RETENTION_SECONDS": "2", "CONVERTD_SWEEP_INTERVAL_SECONDS": "1"})
+    key = d.create_key("swept", "--plan", "pro")
+    job = d.convert(key, b"swept", "s.txt", "hash", "md5").json()
+    session = keyed(key)
+    status_url, signed = job["status_url"], job["download_url"]
+    assert session.get(f"{status_url}?wait=30", timeout=40).json()["status"] == "finished"
+    expired_line = f"job {job['job_id']} expired"
+    deadline = time.monotonic() + 30
+    while expired_line not in d.log():
+        assert time.monotonic() < deadline, d.log()
+        status = session.get(status_url, timeout=10)  # kept in memory between commits
+        assert status.status_code == 404 or status.json()["status"] == "finished", status.text
+    by_key = f"{d.base}/download/{job['job_id']}"
+    for url, who in ((status_url, session), (by_key, session), (signed, requests)):
+        body = assert_error_body(who.get(url, timeout=10), 404)
+        assert "expired" in body["message"], (url, body)
+    while (d.data_dir / "results" / job["job_id"]).exists():  # deleted just after the mark
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_a_key_changed_or_deleted_by_sql_is_seen_at_once(daemon: Daemon) -> None:
     key = daemon.create_key("changed-by-sql", "--plan", "pro")
     session = keyed(key)

@@ -6,12 +6,14 @@ small result is sent from memory exactly as aiohttp sends a file (headers, valid
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from PIL import Image
 
 from tests.daemon import Daemon
 from tests.test_api import assert_error_body
@@ -117,3 +119,58 @@ def test_small_result_is_sent_as_aiohttp_sends_a_file(daemon: Daemon, key: str) 
     head = requests.head(url, timeout=30)
     assert head.status_code == 200
     assert head.headers["Content-Length"] == plain.headers["Content-Length"]
+
+
+def result_of_size(daemon: Daemon, key: str, small: bool) -> str:
+    """A finished job's signed download URL: a 33-byte result (sent from memory when asked
+    plainly) or a 120 KB BMP (past SMALL_FILE_BYTES: always aiohttp's FileResponse)."""
+    if small:
+        job = daemon.convert(key, b"ranges", "r.txt", "hash", "md5").json()
+    else:
+        png = io.BytesIO()
+        Image.new("RGB", (200, 200), (200, 30, 90)).save(png, "PNG")
+        job = daemon.convert(key, png.getvalue(), "r.png", "image", "bmp").json()
+    finished(daemon, key, job)
+    return str(job["download_url"])
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["from-memory", "file"])
+def test_a_range_the_server_does_not_serve_gets_the_whole_file(
+    daemon: Daemon, key: str, small: bool
+) -> None:
+    """Several ranges, or a unit other than bytes: satisfiable, so never a 416 (the first
+    stranger's `bytes=0-1,5-6`); RFC 9110 lets the server send 200 and the whole body. One
+    range, HEAD and the validators stay as they were."""
+    url = result_of_size(daemon, key, small)
+    whole = requests.get(url, timeout=30)
+    assert whole.status_code == 200 and (len(whole.content) < 100) is small
+    if not small:
+        assert Image.open(io.BytesIO(whole.content)).size == (200, 200)
+    etag = whole.headers["ETag"]
+    for rng in ("bytes=0-1,5-6", "bytes=0-1, 0-3", "bytes=-2,0-0", "items=0-1"):
+        for extra in ({}, {"If-Range": etag}):
+            resp = requests.get(url, headers={"Range": rng, **extra}, timeout=30)
+            assert resp.status_code == 200, (rng, extra, resp.status_code)
+            assert resp.content == whole.content
+            assert resp.headers["ETag"] == etag and "Content-Range" not in resp.headers
+        head = requests.head(url, headers={"Range": rng}, timeout=30)
+        assert head.status_code == 200
+        assert head.headers["Content-Length"] == str(len(whole.content))
+    one = requests.get(url, headers={"Range": "bytes=5-6"}, timeout=30)
+    assert one.status_code == 206 and one.content == whole.content[5:7]
+    assert one.headers["Content-Range"] == f"bytes 5-6/{len(whole.content)}"
+    # If-Range: the range only while the tag is the file's own (strong); else all of it, never
+    # a piece of another version (aiohttp alone reads dates only, and served any tag's range).
+    for if_range, status in ((etag, 206), ('"0-1"', 200), (f"W/{etag}", 200)):
+        resumed = requests.get(
+            url, headers={"Range": "bytes=5-6", "If-Range": if_range}, timeout=30
+        )
+        assert resumed.status_code == status, (if_range, resumed.status_code)
+        assert resumed.content == (whole.content[5:7] if status == 206 else whole.content)
+    beyond = requests.get(url, headers={"Range": f"bytes={len(whole.content)}-"}, timeout=30)
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(whole.content)}"
+    stale = requests.get(url, headers={"Range": "bytes=0-1,5-6", "If-Match": '"nope"'}, timeout=30)
+    assert stale.status_code == 412
+    fresh = requests.get(url, headers={"Range": "bytes=0-1,5-6", "If-None-Match": etag}, timeout=30)
+    assert fresh.status_code == 304

@@ -50,8 +50,9 @@ async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.Ap
     if not key.plan.api_access and not (scrape and keys.METRICS_SCOPE in key.scopes):
         raise Forbidden(
             f"The {key.plan.name!r} plan does not include API access.",
-            "Upgrade: ask the admin to move this key to a plan with API access, or to enable it "
-            f"with `convertd plans set {key.plan.name} --api`.",
+            "Upgrade: ask the admin to move this key to a plan with API access (`convertd keys "
+            f"set {key.id} --plan PLAN`), or to enable it with `convertd plans set "
+            f"{key.plan.name} --api`.",
         )
     if key.restriction_type == "ip":
         address = client_address(request)

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 
 from convertd.api.state import SIGNER
 from convertd.errors import Forbidden
@@ -63,9 +64,44 @@ def _headers(name: str, inline: bool) -> dict[str, str]:
     }
 
 
+class _FileResponse(web.FileResponse):
+    """aiohttp's, answering with the whole file a Range it would get wrong:
+    - several ranges (`bytes=0-1,5-6`) or another unit, which it answers 416 though they may
+      well be satisfiable. RFC 9110 (14.2) lets a server ignore a Range and send 200 with the
+      whole body, which every client takes; a multipart/byteranges answer would be a second
+      body format to keep right for what no client of ours asks;
+    - an If-Range holding an entity tag, which it does not read (dates only) and so serves the
+      range whatever the tag: a resumed download would splice two versions. Only a strong tag
+      equal to the file's own keeps the range (RFC 9110 13.1.5)."""
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self.path = path
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if (rng := request.headers.get(hdrs.RANGE)) is not None and not await self._serves(
+            rng, request.headers.get(hdrs.IF_RANGE, "")
+        ):
+            headers = request.headers.copy()
+            del headers[hdrs.RANGE]
+            request = request.clone(headers=headers)
+        return await super().prepare(request)
+
+    async def _serves(self, rng: str, if_range: str) -> bool:
+        if "," in rng or not rng.lower().startswith("bytes="):
+            return False
+        if not if_range.startswith(('"', "W/")):  # none, or a date: aiohttp's own check
+            return True
+        try:
+            st = await asyncio.to_thread(os.stat, self.path)
+        except OSError:
+            return True  # FileResponse answers what it finds
+        return if_range == f'"{st.st_mtime_ns:x}-{st.st_size:x}"'  # FileResponse's ETag
+
+
 def file_response(path: Path, name: str, *, inline: bool = False) -> web.FileResponse:
     """The file, to save as `name` (or to show, `inline`)."""
-    return web.FileResponse(path, headers=_headers(name, inline))
+    return _FileResponse(path, headers=_headers(name, inline))
 
 
 # A file up to this size, asked for plainly (GET, no range or condition), is read whole in one

@@ -39,8 +39,8 @@ async def count_call(request: web.Request, key: ApiKey, calls: int = 1) -> Usage
         raise RateLimited(
             message,
             retry_after=max(1, math.ceil(full.reset_at - exc.at)),
-            hint="Wait the number of seconds in Retry-After, or move the key to a plan with a "
-            "higher limit.",
+            hint="Wait the number of seconds in Retry-After, or ask the admin to move the key to "
+            "a plan with a higher limit (`convertd keys set KEY_ID --plan PLAN`).",
             rate_headers=rate_headers(full),
         ) from None
     request[USAGE] = usage

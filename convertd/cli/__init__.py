@@ -39,6 +39,7 @@ EPILOG = f"""examples:
   convertd serve                                  start on 127.0.0.1:{DEFAULT_PORT}
   convertd keys create --name laptop              make an API key (shown once)
   convertd keys create --name web --restrict domain --allow example.com
+  convertd keys set 3 --plan pro                  move key 3 to another plan
   convertd plans set basic --calls-per-minute 120
   convertd presets add web-small --filetype image --to webp --options '{{"width": 1024}}'
   curl -H "X-API-Key: $KEY" -F file=@photo.png -F filetype=image \\
@@ -75,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--version", action="version", version=f"convertd {__version__} (schema {SCHEMA_VERSION})"
     )
+    common_options(top)  # before the command too: `convertd --data-dir X serve`
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     for group in COMMAND_GROUPS:

@@ -18,20 +18,33 @@ from convertd.store.engines import open_database
 Command = Callable[[argparse.Namespace], int]
 
 
-def common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def common_options(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The options every command takes, on `parser` (the top level: `convertd --data-dir X
+    keys list`) or, with none given, on a parent for each subcommand (`convertd keys list
+    --data-dir X`). A subcommand's copies default to SUPPRESS: argparse writes a subparser's
+    defaults over the top level's values, so a None there would erase `--data-dir` given before
+    the subcommand. The top level's defaults (None) are what is left when neither place has it."""
+    common = parser or argparse.ArgumentParser(add_help=False)
+    unset = None if parser else argparse.SUPPRESS
     common.add_argument(
-        "--data-dir", type=Path, help="where the database and files live (env CONVERTD_DATA_DIR)"
+        "--data-dir",
+        type=Path,
+        default=unset,
+        help="where the database and files live (env CONVERTD_DATA_DIR)",
     )
-    common.add_argument("--config", type=Path, help="TOML config file (env CONVERTD_CONFIG)")
+    common.add_argument(
+        "--config", type=Path, default=unset, help="TOML config file (env CONVERTD_CONFIG)"
+    )
     common.add_argument(
         "--database",
+        default=unset,
         help="a PostgreSQL URL shared by several nodes (env CONVERTD_DATABASE; default: SQLite "
         "in the data dir)",
     )
     common.add_argument(
         "--storage",
         type=Path,
+        default=unset,
         help="the folder every node mounts for uploads and results (env CONVERTD_STORAGE; "
         "default: the data dir)",
     )

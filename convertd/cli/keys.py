@@ -1,4 +1,4 @@
-"""`convertd keys create|list|revoke|rotate-webhook-secret`: API keys, made and revoked on the
+"""`convertd keys create|list|set|revoke|rotate-webhook-secret`: API keys, made and revoked on the
 live database."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from convertd.store.db import Database
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("keys", help="create, list and revoke API keys")
+    group = sub.add_parser("keys", help="create, list, change and revoke API keys")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create",
@@ -58,6 +58,43 @@ def register(
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     runs_on_database(listing, _list)
+    change = actions.add_parser(
+        "set",
+        parents=[common],
+        help="move a key to another plan, or change its restriction, scopes or name",
+        epilog="examples: convertd keys set 3 --plan pro\n"
+        "          convertd keys set 3 --restrict domain --allow example.com\n"
+        "          convertd keys set 3 --restrict all   (lift the restriction)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    change.add_argument("key_id", type=int, help="the key's id (in `convertd keys list`)")
+    change.add_argument("--plan", help="the plan it moves to (`convertd plans list`)")
+    change.add_argument("--name", help="a new label")
+    change.add_argument(
+        "--restrict",
+        choices=("all", "ip", "domain"),
+        help="lock the key to IPs or domains, or `all` to lift the lock",
+    )
+    change.add_argument(
+        "--allow",
+        action="append",
+        metavar="VALUE",
+        help="an allowed IP/CIDR or domain (repeatable; replaces the key's list)",
+    )
+    change.add_argument(
+        "--scope",
+        action="append",
+        choices=keys.GRANTABLE,
+        metavar="SCOPE",
+        help="the scopes it has from now on (repeatable; replaces the key's list)",
+    )
+    change.add_argument(
+        "--admin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"grant (--admin) or take away (--no-admin) the {keys.ADMIN_SCOPE} scope",
+    )
+    runs_on_database(change, _set)
     revoke = actions.add_parser(
         "revoke",
         parents=[common],
@@ -89,12 +126,7 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
     key, secret = await keys.create_key(
         db, args.name, args.plan, args.restrict or "all", args.allow, args.scope, admin=args.admin
     )
-    allowed = key.allowed_ips or key.allowed_domains
-    print(
-        f"Created key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
-        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}, "
-        f"scopes {' '.join(key.scopes)})."
-    )
+    print(f"Created {_summary(key)}.")
     print("Its per-job webhooks (webhook_url, callback) and watch rules' are signed with:")
     print(f"webhook_secret: {key.webhook_secret}")
     print("Copy the key now: it is stored only as a hash and cannot be shown again.")
@@ -105,6 +137,30 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
         pages = [f"{n.address}/" for n in live if n.address] or pages
     print(f"Open {' or '.join(pages)} in a browser and paste this key there:")
     print(secret)
+    return 0
+
+
+def _summary(key: keys.ApiKey) -> str:
+    allowed = key.allowed_ips or key.allowed_domains
+    return (
+        f"key {key.id} ({key.name!r}, plan {key.plan.name}, restriction "
+        f"{key.restriction_type}{': ' + ', '.join(allowed) if allowed else ''}, "
+        f"scopes {' '.join(key.scopes)})"
+    )
+
+
+async def _set(db: Database, args: argparse.Namespace) -> int:
+    key = await keys.change_key(
+        db,
+        args.key_id,
+        name=args.name,
+        plan=args.plan,
+        restriction_type=args.restrict,
+        allowed=args.allow,
+        scopes=args.scope,
+        admin=args.admin,
+    )
+    print(f"Changed {_summary(key)}; the daemon applies it at the key's next request.")
     return 0
 
 

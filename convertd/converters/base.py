@@ -128,9 +128,10 @@ class Converter(abc.ABC):
     options: dict[str, Option] = {}
     # External programs this converter runs; it is offered only when all are on PATH.
     tools: ClassVar[tuple[str, ...]] = ()
-    # An empty file is a broken upload or download for every converter but the hashes (an empty
-    # file has a checksum); refused before any tool sees it, rather than "converted" to a blank.
-    accepts_empty: ClassVar[bool] = False
+    # Input formats of which an empty file is a real one (ANY_FORMAT: all): a hash's input (an
+    # empty file has a checksum), an empty text. For any other, an empty file is a broken upload
+    # or download, refused before any tool sees it rather than "converted" to a blank.
+    empty_inputs: ClassVar[tuple[str, ...]] = ()
     # What does the work, as CloudConvert names engines (the /v2 API reports it).
     engine_name: ClassVar[str] = "convertd"
 
@@ -143,6 +144,9 @@ class Converter(abc.ABC):
 
     def accepts_input(self, fmt: str) -> bool:
         return ANY_FORMAT in self.input_formats or fmt in self.input_formats
+
+    def takes_empty(self, fmt: str) -> bool:
+        return ANY_FORMAT in self.empty_inputs or fmt in self.empty_inputs
 
     def reads(self, path: Path) -> bool:
         """Whether this converter can read the file by its content, whatever its name says:

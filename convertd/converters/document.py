@@ -56,6 +56,8 @@ class DocumentConverter(Converter):
         "pptx",
         "odp",
     )
+    # An empty .txt is an empty document (a blank page as PDF), as any editor opens it.
+    empty_inputs = ("txt",)
     options = {
         **PDF_EXPORT_OPTIONS,
         "password": Option(str, "Password of an encrypted (password-protected) document"),

@@ -47,7 +47,7 @@ class HashConverter(Converter):
     engine_name = "hashlib"
     input_formats = (ANY_FORMAT,)
     output_formats = ("md5", "sha1", "sha256", "sha512", "crc32", "blake2b")
-    accepts_empty = True
+    empty_inputs = (ANY_FORMAT,)
 
     async def convert(self, task: Task) -> list[Path]:
         out = task.output_path()

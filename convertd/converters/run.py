@@ -109,7 +109,7 @@ class Runner:
             report_progress=report_progress,
             threads=self._executor,
         )
-        if not converter.accepts_empty and input_path.stat().st_size == 0:
+        if not converter.takes_empty(input_format) and input_path.stat().st_size == 0:
             raise ConversionError(
                 f"The input file is empty (0 bytes): there is no {input_format.upper()} to convert"
             )

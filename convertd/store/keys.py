@@ -147,6 +147,41 @@ def checked_name(name: str) -> str:
     return name
 
 
+def checked_scopes(scopes: list[str], admin: bool | None) -> list[str]:
+    """The scopes a key is given, once each; `admin` True adds the admin scope, False takes it
+    away, None leaves the list as it is."""
+    granted = [s for s in dict.fromkeys(scopes) if not (admin is False and s == ADMIN_SCOPE)]
+    if admin and ADMIN_SCOPE not in granted:
+        granted.append(ADMIN_SCOPE)
+    if unknown := [s for s in granted if s not in GRANTABLE]:
+        raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(GRANTABLE)}")
+    if not granted:
+        raise AdminError("a key needs at least one scope")
+    return granted
+
+
+def checked_restriction(restriction_type: str, allowed: list[str]) -> tuple[list[str], list[str]]:
+    """(allowed IPs, allowed domains) of a key restricted so, each value normalised."""
+    if restriction_type not in RESTRICTIONS:
+        raise AdminError(f"unknown restriction {restriction_type!r}; use one of {RESTRICTIONS}")
+    if restriction_type == "all" and allowed:
+        raise AdminError("--allow needs --restrict ip or --restrict domain")
+    if restriction_type != "all" and not allowed:
+        raise AdminError(f"--restrict {restriction_type} needs at least one --allow VALUE")
+    try:
+        allowed = normalise_allowed(restriction_type, allowed)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+    return (allowed if restriction_type == "ip" else []), (
+        allowed if restriction_type == "domain" else []
+    )
+
+
+def _check_plan(conn: Conn, plan: str) -> None:
+    if conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)).fetchone() is None:
+        raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
+
+
 async def create_key(
     db: Database,
     name: str,
@@ -160,28 +195,11 @@ async def create_key(
     """Make a key; returns it with the secret, which exists nowhere else from then on. An
     `admin` key has the admin scope on top of the ones it was given (all, by default)."""
     name = checked_name(name)
-    granted = list(dict.fromkeys(scopes)) if scopes else list(SCOPES)
-    if admin and ADMIN_SCOPE not in granted:
-        granted.append(ADMIN_SCOPE)
-    if unknown := [s for s in granted if s not in GRANTABLE]:
-        raise AdminError(f"unknown scope {unknown[0]!r}; use any of {', '.join(GRANTABLE)}")
-    if restriction_type not in RESTRICTIONS:
-        raise AdminError(f"unknown restriction {restriction_type!r}; use one of {RESTRICTIONS}")
-    allowed = allowed or []
-    if restriction_type == "all" and allowed:
-        raise AdminError("--allow needs --restrict ip or --restrict domain")
-    if restriction_type != "all" and not allowed:
-        raise AdminError(f"--restrict {restriction_type} needs at least one --allow VALUE")
-    try:
-        allowed = normalise_allowed(restriction_type, allowed)
-    except ValueError as exc:
-        raise AdminError(str(exc)) from exc
-    ips = allowed if restriction_type == "ip" else []
-    domains = allowed if restriction_type == "domain" else []
+    granted = checked_scopes(list(scopes or SCOPES), admin or None)  # --scope admin grants too
+    ips, domains = checked_restriction(restriction_type, allowed or [])
 
     def insert(conn: Conn) -> tuple[int, str]:
-        if conn.execute("SELECT 1 FROM plans WHERE name = ?", (plan,)).fetchone() is None:
-            raise AdminError(f"no plan named {plan!r}; see `convertd plans list`")
+        _check_plan(conn, plan)
         for _ in range(5):
             secret = KEY_PREFIX + secrets.token_urlsafe(32)
             row = conn.execute(
@@ -263,6 +281,60 @@ async def revoke_key(db: Database, key_id: int) -> ApiKey:
         raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
     if not changed:
         raise AdminError(f"key {key_id} was already revoked")
+    return key
+
+
+async def change_key(
+    db: Database,
+    key_id: int,
+    *,
+    name: str | None = None,
+    plan: str | None = None,
+    restriction_type: str | None = None,
+    allowed: list[str] | None = None,
+    scopes: list[str] | None = None,
+    admin: bool | None = None,
+) -> ApiKey:
+    """Change what a live key may do; what is not given stays. `allowed` alone replaces the
+    values of the key's restriction; `restriction_type` "all" lifts it; `scopes` is the whole
+    new list. Read and written in one transaction (two admins at once: one waits), and one
+    commit, so the daemon reads the key afresh at its next request (store/cache.py)."""
+    if (name, plan, restriction_type, allowed, scopes, admin) == (None,) * 6:
+        raise AdminError("nothing to change: give --plan, --restrict/--allow, --scope or --admin")
+    new_name = None if name is None else checked_name(name)
+
+    def change(conn: Conn) -> None:
+        row = conn.execute(_SELECT_KEY + " WHERE k.id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
+        current = _key_from_row(row)
+        if current.revoked_at is not None:
+            raise AdminError(f"key {key_id} is revoked; make a new one with `convertd keys create`")
+        restriction = restriction_type or current.restriction_type
+        values = allowed
+        if values is None and restriction == current.restriction_type:
+            values = current.allowed_ips or current.allowed_domains
+        ips, domains = checked_restriction(restriction, values or [])
+        granted = checked_scopes(list(current.scopes) if scopes is None else scopes, admin)
+        if plan is not None:
+            _check_plan(conn, plan)
+        conn.execute(
+            """UPDATE api_keys SET name = ?, plan = ?, restriction_type = ?, allowed_ips = ?,
+                   allowed_domains = ?, scopes = ? WHERE id = ?""",
+            (
+                new_name or current.name,
+                plan or current.plan.name,
+                restriction,
+                json.dumps(ips),
+                json.dumps(domains),
+                json.dumps(granted),
+                key_id,
+            ),
+        )
+
+    await db.write(change)
+    key = await get_key(db, key_id)
+    assert key is not None
     return key
 
 
