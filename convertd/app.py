@@ -182,8 +182,12 @@ async def _office(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(office.detect)
     office.start()
     warm_up = None
-    if app[CONFIG].office_prewarm and office.uno_ready:
+    if not office.uno_ready:
+        pass  # documents go through a cold soffice, if there is one
+    elif app[CONFIG].office_warm_at_start:
         warm_up = asyncio.create_task(office.warm_up(), name="office-warm-up")
+    else:
+        logger.info("office: LibreOffice is not started with the daemon, only on first use")
     yield
     if warm_up is not None:
         warm_up.cancel()

@@ -126,6 +126,19 @@ def wait_for_pids(data_dir: Path, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"expected {count} soffice processes, found {office_pids(data_dir)}")
 
 
+def test_a_daemon_without_workers_starts_no_libreoffice(make_daemon: Any) -> None:
+    """`--workers 0` is a node that only serves the API, or a queue held paused: it started a
+    LibreOffice instance all the same (the second stranger). It says at start that none is
+    started, and its queued document waits without one."""
+    d = make_daemon(workers=0)
+    assert "office: LibreOffice is not started with the daemon" in d.log(), d.log()
+    key = d.create_key("queue-only", "--plan", "pro")
+    job = d.convert(key, b"text", "a.txt", "document", "pdf").json()
+    assert job["status"] == "pending", job
+    assert office_pids(d.data_dir) == [], d.log()
+    assert "office instance 0 ready" not in d.log(), d.log()
+
+
 def one_warm_office(make_daemon: Any, **env: str) -> tuple[Any, str, bytes, int]:
     """A daemon with one LibreOffice instance, warmed by a conversion: (daemon, key, a
     document, soffice's pid)."""

@@ -181,8 +181,9 @@ class Instance:
             ) from None
         try:
             if not self.alive:
-                # After a crash, or on first use with office_prewarm off: the one case where a
-                # document waits for LibreOffice to start. Logged, so tests can see it is rare.
+                # After a crash, or on first use without a warm-up (office_prewarm off, or no
+                # workers: config.office_warm_at_start): the one case where a document waits
+                # for LibreOffice to start. Logged, so tests can see it is rare.
                 logger.info("office instance %d: a document waits for it to start", self.number)
                 await self.start()
             return await self._convert(request, timeout)
