@@ -159,13 +159,6 @@ class Config:
     def office_pool_size(self) -> int:
         return self.office_instances or max(1, self.workers)
 
-    @property
-    def office_warm_at_start(self) -> bool:
-        """LibreOffice started with the daemon: asked for, and there are workers to convert.
-        A node with `--workers 0` only serves the API (or holds the queue paused): it starts
-        none, and an operation it runs itself (a /v2 merge of a .docx) starts one on first use."""
-        return self.office_prewarm and self.workers > 0
-
 
 # Setting name -> converter from its text form (for env vars and TOML strings).
 def _to_bool(value: Any) -> bool:
