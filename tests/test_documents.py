@@ -365,3 +365,21 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         time.sleep(0.1)
     now = office_pids(d.data_dir)
     assert len(now) == 2 and not set(now) & set(first), (first, now)
+    # Each replaced instance's final count is logged when it stops, with what it converted
+    # during its own hand-over (no other line lists it once replaced): its count when the
+    # hand-over began, plus those.
+    begun = {number: served for kind, number, served, _, _ in seen if kind == "begin"}
+
+    def stops() -> dict[int, tuple[int, int]]:
+        found = re.findall(
+            r"office instance (\d+) stopped after (\d+) documents, (\d+) of them during its "
+            r"hand-over",
+            d.log(),
+        )
+        return {int(n): (int(total), int(during)) for n, total, during in found}
+
+    deadline = time.monotonic() + 10  # written just after its processes are gone
+    while set(stopped := stops()) != set(begun) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(stopped) == set(begun), (begun, stopped)
+    assert all(total == begun[n] + during for n, (total, during) in stopped.items()), stopped
