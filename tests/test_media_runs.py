@@ -173,6 +173,14 @@ def test_a_clip_of_exactly_the_limit_is_within_it(
         assert out is not None and calls == ["ffmpeg"], (fmt, status, calls)
         length = float(ffprobe(out, tmp_path, f"o.{fmt}")["format"]["duration"])
         assert abs(length - LIMIT_SECONDS) < 0.1, (fmt, length)
+    # Just over it, by its header and its packets, is over it, said to the hundredth.
+    over = make_video(tmp_path / "over.mp4", LIMIT_SECONDS + 0.04, "64x64")
+    for fmt, options in (("webm", None), ("mkv", {"video_codec": "copy"})):
+        status, out, calls = run(counted, over, "over.mp4", "video", fmt, options)
+        assert out is None and status["error"] == (
+            f"The input lasts just over {LIMIT_SECONDS} s ({LIMIT_SECONDS + 0.04:.2f} s), "
+            f"longer than this server's limit of {LIMIT_SECONDS} s"
+        ), status
 
 
 def test_a_header_that_claims_too_little_is_refused_with_its_length(

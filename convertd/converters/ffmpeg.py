@@ -104,7 +104,10 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
         "-",
         timeout=task.limits.job_timeout_seconds,
     )
-    if clock.measured_past(real, limit):
+    # Strict, unlike the output's measure (clock.measured_past): this read runs only when the
+    # header already claims more than the limit, and asks whether it lies by much (a fragmented
+    # MP4 claiming 40 h for 1 s), not whether a frame's rounding crosses the line.
+    if real > limit:
         # The read stopped just past the limit: the header's length, which it confirmed to be
         # over the limit, says how far (for a file that does not lie, exactly).
         raise too_long(max(real, info.duration or real), limit)
