@@ -229,7 +229,8 @@ NEEDS_ENCODING = {
 
 
 def check_copy_conflicts(fmt: str, options: dict[str, Any]) -> None:
-    """A copy with options that need re-encoding cannot be honoured: refused, naming them all."""
+    """A copy that cannot be honoured as asked is refused, naming the options: with options
+    that need re-encoding, or trimmed into avi, whose sound would play out of step."""
     trimmed_copy = options.get("video_codec") == "copy" and options.get("trim_start")
     if fmt == "avi" and trimmed_copy and not options.get("mute"):
         raise OptionError(
