@@ -6,6 +6,11 @@ rows; --out chooses another file).
     bench/run                 the full suite
     bench/run --quick         each case once or twice, small inputs (what CI runs)
     bench/run --only GROUP    some groups; the file keeps the other groups' rows
+
+This file is a module, not a command: it has no `#!` line and no exec bit, because it needs
+the venv's packages (requests, Pillow) that a `#!/usr/bin/env python3` would not find.
+bench/run sets the venv up and runs it; `.venv/bin/python bench/bench.py ...` does the same
+without the setup.
 """
 
 from __future__ import annotations

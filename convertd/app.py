@@ -182,8 +182,15 @@ async def _office(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(office.detect)
     office.start()
     warm_up = None
-    if app[CONFIG].office_prewarm and office.uno_ready:
+    config = app[CONFIG]
+    if not office.uno_ready:
+        pass  # documents go through a cold soffice, if there is one
+    elif config.office_prewarm and config.workers > 0:
         warm_up = asyncio.create_task(office.warm_up(), name="office-warm-up")
+    else:
+        # A node with --workers 0 only serves the API (or holds the queue paused): it starts
+        # none, and an operation it runs itself (a /v2 merge of a .docx) starts one on first use.
+        logger.info("office: LibreOffice is not started with the daemon, only on first use")
     yield
     if warm_up is not None:
         warm_up.cancel()

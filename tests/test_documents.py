@@ -146,6 +146,19 @@ def wait_for_pids(data_dir: Path, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"expected {count} soffice processes, found {office_pids(data_dir)}")
 
 
+def test_a_daemon_without_workers_starts_no_libreoffice(make_daemon: Any) -> None:
+    """`--workers 0` is a node that only serves the API, or a queue held paused: it started a
+    LibreOffice instance all the same (the second stranger). It says at start that none is
+    started, and its queued document waits without one."""
+    d = make_daemon(workers=0)
+    assert "office: LibreOffice is not started with the daemon" in d.log(), d.log()
+    key = d.create_key("queue-only", "--plan", "pro")
+    job = d.convert(key, b"text", "a.txt", "document", "pdf").json()
+    assert job["status"] == "pending", job
+    assert office_pids(d.data_dir) == [], d.log()
+    assert "office instance 0 ready" not in d.log(), d.log()
+
+
 def one_warm_office(make_daemon: Any, **env: str) -> tuple[Any, str, bytes, int]:
     """A daemon with one LibreOffice instance, warmed by a conversion: (daemon, key, a
     document, soffice's pid)."""
@@ -372,3 +385,21 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         time.sleep(0.1)
     now = office_pids(d.data_dir)
     assert len(now) == 2 and not set(now) & set(first), (first, now)
+    # Each replaced instance's final count is logged when it stops, with what it converted
+    # during its own hand-over (no other line lists it once replaced): its count when the
+    # hand-over began, plus those.
+    begun = {number: served for kind, number, served, _, _ in seen if kind == "begin"}
+
+    def stops() -> dict[int, tuple[int, int]]:
+        found = re.findall(
+            r"office instance (\d+) stopped after (\d+) documents, (\d+) of them during its "
+            r"hand-over",
+            d.log(),
+        )
+        return {int(n): (int(total), int(during)) for n, total, during in found}
+
+    deadline = time.monotonic() + 10  # written just after its processes are gone
+    while set(stopped := stops()) != set(begun) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(stopped) == set(begun), (begun, stopped)
+    assert all(total == begun[n] + during for n, (total, during) in stopped.items()), stopped

@@ -726,3 +726,78 @@ def test_mpeg2_video_is_copied_into_mp4(daemon: Daemon, key: str, tmp_path: Path
             key, source.read_bytes(), name, "video", fmt, options
         )
         assert out is None and status["error"].startswith(refusal), status
+
+
+@pytest.mark.parametrize(
+    ("options", "fields"),
+    [
+        ({"video_codec": "copy", "width": 160}, ["width"]),
+        ({"video_codec": "copy", "height": 90, "fps": 10, "crf": 20}, ["height", "fps", "crf"]),
+        ({"video_codec": "copy", "quality": "low"}, ["quality"]),
+        ({"audio_codec": "copy", "bitrate": "64k"}, ["bitrate"]),
+    ],
+)
+def test_a_copy_with_options_that_need_re_encoding_is_refused_naming_them(
+    daemon: Daemon, key: str, tmp_path: Path, options: dict[str, Any], fields: list[str]
+) -> None:
+    """video_codec: copy silently ignored width (the second stranger): a stream copied as it
+    is cannot be resized, re-timed or re-compressed, so the request is refused, naming every
+    option it cannot honour, on v1 (400, its shape for any bad option) and /v2 (422, each
+    field in `errors`)."""
+    clip = make_video(tmp_path / "c.mp4", 1.0, "320x240")
+    codec = next(name for name in options if name.endswith("_codec"))
+    resp = daemon.convert(key, clip.read_bytes(), "c.mp4", "video", "mkv", options)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["message"]
+    assert f"option '{codec}' copy keeps the" in message, message
+    assert all(f"'{name}'" in message for name in fields), message
+    task = {"operation": "convert", "input": "in", "output_format": "mkv", **options}
+    body = {"tasks": {"in": {"operation": "import/upload"}, "c": task}}
+    resp = requests.post(
+        f"http://127.0.0.1:{daemon.port}/v2/jobs",
+        headers={"Authorization": f"Bearer {key}"},
+        json=body,
+        timeout=30,
+    )
+    assert resp.status_code == 422, resp.text
+    assert set(resp.json()["errors"]) == {f"tasks.c.{name}" for name in (codec, *fields)}
+    # Without the copy, the same options re-encode as asked.
+    del options[codec]
+    status, out = daemon.convert_and_fetch(key, clip.read_bytes(), "c.mp4", "video", "mkv", options)
+    assert out is not None, status
+    if "width" in options:
+        assert streams(ffprobe(out.content, tmp_path, "o.mkv"), "video")[0]["width"] == 160
+
+
+def test_a_trimmed_copy_starts_at_a_keyframe_as_the_formats_say(
+    daemon: Daemon, key: str, tmp_path: Path
+) -> None:
+    """FFmpeg cannot cut a stream copy between keyframes (the second stranger: a trim on a copy
+    starts at the keyframe): convertd does not re-encode behind the user's back, and says so
+    where the options are listed. A clip with keyframes at 0, 4 and 8 s, trimmed to 3-6 s."""
+    clip = make_video(tmp_path / "gop.mp4", 10.0, "160x120", "-g", "100")
+    options = {"video_codec": "copy", "trim_start": 3, "trim_end": 6}
+    # mp4: an edit list hides the frames from the keyframe at 0 s to 3 s; 3 s are played.
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "gop.mp4", "video", "mp4", options
+    )
+    assert abs(duration(info) - 3.0) < 0.2, status
+    # mkv: no edit list, so the video starts at that keyframe, 3 s before the sound.
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "gop.mp4", "video", "mkv", options
+    )
+    sound = streams(info, "audio")[0]
+    assert abs(float(sound["start_time"]) - 3.0) < 0.1 and duration(info) > 5.5, info
+    # avi has no start times: its sound would play from the keyframe, 3 s ahead of the picture.
+    resp = daemon.convert(key, clip.read_bytes(), "gop.mp4", "video", "avi", options)
+    assert resp.status_code == 400 and "out of step" in resp.json()["message"], resp.text
+    # Re-encoded, the cut is exact.
+    del options["video_codec"]
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "gop.mp4", "video", "mkv", options
+    )
+    assert abs(duration(info) - 3.0) < 0.1, info["format"]
+    listed = requests.get(f"{daemon.base}/formats", headers={"X-API-Key": key}, timeout=10).json()
+    said = json.dumps(listed)
+    assert "with video_codec copy the video starts at the keyframe at or before trim_start" in said
+    assert "copy keeps the video as it is (no width, height, fps, crf or quality" in said

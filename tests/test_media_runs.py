@@ -155,6 +155,57 @@ def test_the_length_limit_holds_without_ffprobe(
     assert abs(float(ffprobe(out, tmp_path, "o.mp3")["format"]["duration"]) - 3.0) < 0.2
 
 
+def test_a_clip_of_exactly_the_limit_is_within_it(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # max_media_seconds reads "at most": a clip of exactly 4.000 s is converted, by one run.
+    # FFmpeg's output passes it by the encoder's last frame (4.015-4.034 s), which was refused
+    # as "The input lasts longer than this server's limit", without the length.
+    clip = make_video(tmp_path / "exact.mp4", float(LIMIT_SECONDS), "64x64")
+    song = make_audio(tmp_path / "exact.wav", float(LIMIT_SECONDS))
+    for source, name, filetype, fmt, options in (
+        (clip, "exact.mp4", "video", "webm", None),
+        (clip, "exact.mp4", "video", "mp4", None),
+        (clip, "exact.mp4", "video", "mkv", {"video_codec": "copy", "audio_codec": "copy"}),
+        (song, "exact.wav", "audio", "mp3", None),
+    ):
+        status, out, calls = run(counted, source, name, filetype, fmt, options)
+        assert out is not None and calls == ["ffmpeg"], (fmt, status, calls)
+        length = float(ffprobe(out, tmp_path, f"o.{fmt}")["format"]["duration"])
+        assert abs(length - LIMIT_SECONDS) < 0.1, (fmt, length)
+    # Just over it, by its header and its packets, is over it, said to the hundredth.
+    over = make_video(tmp_path / "over.mp4", LIMIT_SECONDS + 0.04, "64x64")
+    for fmt, options in (("webm", None), ("mkv", {"video_codec": "copy"})):
+        status, out, calls = run(counted, over, "over.mp4", "video", fmt, options)
+        assert out is None and status["error"] == (
+            f"The input lasts just over {LIMIT_SECONDS} s ({LIMIT_SECONDS + 0.04:.2f} s), "
+            f"longer than this server's limit of {LIMIT_SECONDS} s"
+        ), status
+
+
+def test_a_header_that_claims_too_little_is_refused_with_its_length(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # An MP3 without a Xing header whose first second is loud noise (320 kb/s frames) and the
+    # rest silence: FFmpeg estimates its length from the first frame's rate, 3.3 s, under the
+    # limit; it holds 7 s. The run stops at its cap (limit + 1 s) and says how far it read.
+    liar = tmp_path / "liar.mp3"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "anoisesrc=d=1:a=0.9", "-f", "lavfi", "-i"),
+        "anullsrc=d=6:r=44100:cl=mono",
+        "-filter_complex",
+        "[0:a]aformat=channel_layouts=mono:sample_rates=44100[n];[n][1:a]concat=n=2:v=0:a=1",
+        *("-c:a", "libmp3lame", "-q:a", "0", "-write_xing", "0", str(liar)),
+    )
+    assert float(ffprobe(liar.read_bytes(), tmp_path)["format"]["duration"]) < LIMIT_SECONDS
+    status, out, calls = run(counted, liar, "liar.mp3", "audio", "wav")
+    assert out is None and calls == ["ffmpeg"], (status, calls)
+    assert status["error"] == (
+        f"The input lasts at least {LIMIT_SECONDS + 1} s, "
+        f"longer than this server's limit of {LIMIT_SECONDS} s"
+    ), status
+
+
 def test_loudness_normalising_keeps_the_rate_with_one_restart(
     counted: tuple[Daemon, str, Path], tmp_path: Path
 ) -> None:

@@ -192,3 +192,8 @@ def test_merged_media_is_bounded_by_max_media_seconds(make_daemon: Any, tmp_path
         "The inputs last 4 s together, longer than this server's limit of 3 s for media"
     ), m
     assert named(merged(d, k, parts[:1]), "m")["status"] == "finished"
+    # Exactly the limit is within it: three 1 s tones as one MP3 of 3 s (the encoder writes a
+    # few ms more, which was refused as "3 s together, longer than ... 3 s").
+    thirds = [tone(tmp_path / f"third{n}.wav", 440, 1) for n in range(3)]
+    _, info = result(merged(d, k, thirds, output_format="mp3"), tmp_path)
+    assert abs(float(info["format"]["duration"]) - 3) < 0.1, info["format"]

@@ -2,11 +2,12 @@
 is heard of by the daemon's waits and streams: a `?wait=` (or a `/sync/v2` wait on a /v2 job)
 answers with the end, not after its whole timeout, whether the job was queued
 (events/outside.py's sweep) or running (the worker that stops it announces it); the revoked
-key's event stream ends (at its next message or heartbeat), so that a reconnecting client hears
-401."""
+key's event streams end (at their next message or heartbeat), so that a reconnecting client
+hears 401, once they have told the ends of the jobs the revoke failed while queued."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -109,18 +110,15 @@ def test_a_wait_on_a_running_job_hears_of_a_revoke_by_the_cli(
     assert answer["body"]["status"] == "failed" and "revoked" in answer["body"]["error"]
 
 
-@pytest.mark.sqlite_only  # the stream's own check: the same on either engine
-def test_a_revoked_keys_event_stream_ends(make_daemon: Any) -> None:
-    d = make_daemon(workers=0)
-    key = d.create_key("revoked-stream", "--plan", "pro")
-    job = d.convert(key, b"a", "a.txt", "hash", "md5").json()
+def streaming(url: str, key: str) -> tuple[threading.Thread, list[str], threading.Event]:
+    """An event stream read in a thread: (the thread, its lines so far, set once it ended)."""
     lines: list[str] = []
     ended = threading.Event()
 
     def read() -> None:
         try:
             with requests.get(
-                f"{d.base}/events", headers={"X-API-Key": key}, stream=True, timeout=CLIENT_TIMEOUT
+                url, headers={"X-API-Key": key}, stream=True, timeout=CLIENT_TIMEOUT
             ) as resp:
                 for line in resp.iter_lines(decode_unicode=True):
                     lines.append(line)
@@ -132,9 +130,45 @@ def test_a_revoked_keys_event_stream_ends(make_daemon: Any) -> None:
     reader.start()
     while not lines:
         reader.join(0.05)  # until the stream has begun
+    return reader, lines, ended
+
+
+def events(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+
+
+def test_a_revoked_keys_event_streams_end_with_their_queued_jobs_failures(
+    make_daemon: Any,
+) -> None:
+    """The streams end (at their next message or heartbeat), and first say job.failed (and on
+    /v2 task.failed) for what the revoke failed while queued: no worker ran it, so no one else
+    announces it (the second stranger: the stream ended without a word of the queued job)."""
+    d = make_daemon(workers=0)  # no worker: the jobs stay queued
+    key = d.create_key("revoked-stream", "--plan", "pro")
+    root = d.base.removesuffix("/v1")
+    job = d.convert(key, b"a", "a.txt", "hash", "md5").json()
+    tasks = {
+        "in": {"operation": "import/raw", "file": "a", "filename": "a.txt"},
+        "h": {"operation": "convert", "input": "in", "output_format": "md5"},
+    }
+    made = requests.post(
+        f"{root}/v2/jobs", json={"tasks": tasks}, headers={"X-API-Key": key}, timeout=30
+    )
+    assert made.status_code == 201, made.text
+    v2_job = made.json()["data"]
+    v1_reader, v1_lines, v1_ended = streaming(f"{d.base}/events", key)
+    v2_reader, v2_lines, v2_ended = streaming(f"{root}/v2/events", key)
     run_cli(d.data_dir, "keys", "revoke", str(key_id(d, key)))
-    reader.join(CLIENT_TIMEOUT + 5)
-    assert ended.is_set(), lines
+    v1_reader.join(CLIENT_TIMEOUT + 5)
+    v2_reader.join(CLIENT_TIMEOUT + 5)
+    assert v1_ended.is_set() and v2_ended.is_set(), (v1_lines, v2_lines)
+    said = events(v1_lines)
+    assert [(e["event"], e["job"]["job_id"]) for e in said] == [("job.failed", job["job_id"])]
+    assert "revoked" in said[0]["job"]["error"], said
+    said = events(v2_lines)
+    convert = next(t["id"] for t in v2_job["tasks"] if t["name"] == "h")
+    assert ("task.failed", convert) in [(e["event"], e.get("task", {}).get("id")) for e in said]
+    assert [e["job"]["status"] for e in said if e["event"] == "job.failed"] == ["error"], said
     # Ended by the daemon, not cut off: a reconnecting EventSource then hears 401.
     again = requests.get(f"{d.base}/events", headers={"X-API-Key": key}, timeout=10)
     assert again.status_code == 401

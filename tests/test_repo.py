@@ -99,3 +99,34 @@ def test_the_binary_check_sees_a_stray_file(tmp_path: Path) -> None:
 
 def test_no_binaries_outside_the_corpus() -> None:
     assert stray_binaries(ROOT) == []
+
+
+def mode_mismatches(root: Path) -> list[str]:
+    """Tracked files whose exec bit and first line disagree: a `#!` script that cannot be run
+    as a command, or an executable with no interpreter line."""
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-s", "-z"], capture_output=True, check=True
+    ).stdout.decode()
+    found = []
+    for entry in filter(None, listed.split("\0")):
+        mode, _, rest = entry.partition(" ")
+        name = rest.partition("\t")[2]
+        with (root / name).open("rb") as fh:
+            script = fh.read(2) == b"#!"
+        if script != (mode == "100755"):
+            found.append(f"{name} ({mode}, {'a' if script else 'no'} #! line)")
+    return found
+
+
+def test_the_mode_check_sees_a_script_without_its_exec_bit(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "run").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "run", "mod.py"], check=True)
+    assert mode_mismatches(tmp_path) == ["run (100644, a #! line)"]
+
+
+def test_every_script_can_be_run_and_every_executable_is_a_script() -> None:
+    """bench/bench.py is a module (no #! line: it runs on the venv's Python, by bench/run),
+    and every command (bench/run, packaging/*, .ci/run) keeps its exec bit."""
+    assert mode_mismatches(ROOT) == []

@@ -81,14 +81,12 @@ def holds(path: Path, demuxers: tuple[str, ...], kind: str) -> bool:
         return False
 
 
-def too_long(seconds: float | None, limit: float) -> ConversionError:
-    """The refusal of media longer than the limit; `seconds` None when its length is known only
-    to pass the limit (reads stop just past it)."""
-    if seconds is None:
-        return ConversionError(
-            f"The input lasts longer than this server's limit of {clock.duration(limit)}"
-        )
+def too_long(seconds: float, limit: float, *, at_least: bool = False) -> ConversionError:
+    """The refusal of media longer than the limit, always with its length; `at_least` when the
+    length is what a read got to before it stopped (just past the limit), not the whole."""
     said, allowed = clock.over_limit(seconds, limit)
+    if at_least and not said.startswith("just over"):  # "just over" already says as much
+        said = f"at least {said}"
     return ConversionError(f"The input lasts {said}, longer than this server's limit of {allowed}")
 
 
@@ -106,6 +104,9 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
         "-",
         timeout=task.limits.job_timeout_seconds,
     )
+    # Strict, unlike the output's measure (clock.measured_past): this read runs only when the
+    # header already claims more than the limit, and asks whether it lies by much (a fragmented
+    # MP4 claiming 40 h for 1 s), not whether a frame's rounding crosses the line.
     if real > limit:
         # The read stopped just past the limit: the header's length, which it confirmed to be
         # over the limit, says how far (for a file that does not lie, exactly).
@@ -230,8 +231,9 @@ async def _transcode(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
-    if written > limit:  # a header that claimed too little: stopped by the cap past the limit
-        raise too_long(None, limit)
+    if clock.measured_past(written, limit):
+        # A header that claimed too little: the output says how much was read, up to the cap.
+        raise too_long(written, limit, at_least=True)
     return output
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,29 @@ QUALITY_CRF = {"low": 32, "medium": 26, "high": 20}
 # libvpx's CRF scale sits higher than x264's for similar quality.
 VPX_CRF_OFFSET = 8
 
+# FFmpeg cannot cut a stream copy between keyframes: a copy trimmed with -ss before -i starts
+# at the keyframe at or before trim_start. MP4 and MOV get an edit list that hides the frames
+# before it (players honour it); Matroska and WebM show them, the sound starting at
+# trim_start. AVI has no start times: its sound would play from the keyframe, out of step, so
+# that one is refused (check_copy_conflicts). Exact would mean re-encoding, which copy is asked
+# not to do: said where the options are listed.
+COPY_TRIM = (
+    "; with video_codec copy the video starts at the keyframe at or before trim_start "
+    "(mp4 and mov hide the frames before it, mkv and webm show them; refused for avi)"
+)
+
 VIDEO_OPTIONS = {
-    "video_codec": Option(str, "Video codec", choices=(*VIDEO_ENCODERS, "copy")),
-    "audio_codec": Option(str, "Audio codec", choices=(*AUDIO_ENCODERS, "copy")),
+    "video_codec": Option(
+        str,
+        "Video codec; copy keeps the video as it is (no width, height, fps, crf or quality "
+        "with it)",
+        choices=(*VIDEO_ENCODERS, "copy"),
+    ),
+    "audio_codec": Option(
+        str,
+        "Audio codec; copy keeps the audio as it is (no bitrate with it)",
+        choices=(*AUDIO_ENCODERS, "copy"),
+    ),
     "crf": Option(int, "Constant rate factor: lower is better quality (0-51)", 0, 51),
     "quality": Option(
         str, "Preset quality instead of crf", choices=tuple(QUALITY_CRF), default="medium"
@@ -65,7 +86,10 @@ VIDEO_OPTIONS = {
     "width": Option(int, "Output width; height follows unless given", 16, 7680),
     "height": Option(int, "Output height; width follows unless given", 16, 4320),
     "fps": Option(float, "Frames per second", 1, 120),
-    **TRIM_OPTIONS,
+    "trim_start": dataclasses.replace(
+        TRIM_OPTIONS["trim_start"], help=TRIM_OPTIONS["trim_start"].help + COPY_TRIM
+    ),
+    "trim_end": TRIM_OPTIONS["trim_end"],
     "mute": Option(bool, "Drop the audio track", default=False),
     "bitrate": Option(
         str,
@@ -196,6 +220,35 @@ def check_copies(fmt: str, options: dict[str, Any], info: Probe) -> None:
             )
 
 
+# What only re-encoding can do: a stream copied as it is (`copy`) keeps its size, frame rate,
+# quality and bitrate, so these would be ignored without a word.
+NEEDS_ENCODING = {
+    "video_codec": ("width", "height", "fps", "crf", "quality"),
+    "audio_codec": ("bitrate",),
+}
+
+
+def check_copy_conflicts(fmt: str, options: dict[str, Any]) -> None:
+    """A copy that cannot be honoured as asked is refused, naming the options: with options
+    that need re-encoding, or trimmed into avi, whose sound would play out of step."""
+    trimmed_copy = options.get("video_codec") == "copy" and options.get("trim_start")
+    if fmt == "avi" and trimmed_copy and not options.get("mute"):
+        raise OptionError(
+            "option 'video_codec' copy with 'trim_start' in avi would start the picture at the "
+            "keyframe before trim_start and the sound at it, out of step (avi has no start "
+            "times): leave out video_codec: copy, or convert to mkv or mp4"
+        )
+    for codec, needs in NEEDS_ENCODING.items():
+        given = [name for name in needs if name in options]
+        if options.get(codec) == "copy" and given:
+            named = ", ".join(f"'{name}'" for name in given)
+            raise OptionError(
+                f"option '{codec}' copy keeps the {codec.split('_')[0]} as it is, so {named} "
+                f"cannot apply: leave out {codec}: copy to re-encode, or leave out "
+                f"{', '.join(given)}"
+            )
+
+
 class VideoConverter(Converter):
     filetype = "video"
     engine_name = "ffmpeg"
@@ -224,6 +277,8 @@ class VideoConverter(Converter):
                 )
         if "crf" in options and "quality" in options:
             raise OptionError("give either 'crf' or 'quality', not both")
+        if output_format in CONTAINERS:  # gif, mp3 and wav always encode
+            check_copy_conflicts(output_format, options)
         return options
 
     async def convert(self, task: Task) -> list[Path]:

@@ -12,6 +12,7 @@ the status of what it watches, then goes on with the stream.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from convertd.api.state import API_KEY, CHANGES, DB
 from convertd.api.v1.jobs import status_json
 from convertd.api.v2.render import job_json, task_json
 from convertd.changes import Item
-from convertd.store import jobs, keys, task_jobs, tasks
+from convertd.store import job_lists, jobs, keys, task_jobs, tasks
 
 HEARTBEAT_SECONDS = 15
 # Streams one key may hold open at once (each is a socket and a subscription).
@@ -76,12 +77,36 @@ async def _v2_message(request: web.Request, item: Item) -> dict[str, Any] | None
     return {"event": _name("task", task.status.value), "task": task_json(request, task)}
 
 
-async def _still_live(request: web.Request, key_id: int) -> bool:
-    key = await keys.get_key(request.app[DB], key_id)
-    return key is not None and key.revoked_at is None
+# What a stream says last when its key is revoked: the ends of what the revoke failed while it
+# was queued, which nothing else announces (the worker stopping a running job announces that
+# one; a queued job's row is only failed by whoever revoked, perhaps the CLI).
+LastWords = Callable[[job_lists.RevokedBeforeStart], list[Item]]
 
 
-async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
+def _v1_revoked(ended: job_lists.RevokedBeforeStart) -> list[Item]:
+    return [("job", job_id) for job_id in ended.jobs]
+
+
+def _v2_revoked(ended: job_lists.RevokedBeforeStart) -> list[Item]:
+    # A convert task whose conversion was queued is told as that conversion (its job); the
+    # tasks still waiting for their inputs, as themselves; then the /v2 jobs they made up.
+    items: list[Item] = [("job", job_id) for job_id in ended.jobs]
+    items += [("task", task_id) for task_id in ended.tasks]
+    return items + [("task_job", job_id) for job_id in ended.task_jobs]
+
+
+async def _ended(request: web.Request, key_id: int, last_words: LastWords) -> list[Item] | None:
+    """None while the key is live; once it is revoked or deleted, the stream's last items."""
+    db = request.app[DB]
+    key = await keys.get_key(db, key_id)
+    if key is None:
+        return []  # deleted, and its jobs with it
+    if key.revoked_at is None:
+        return None
+    return last_words(await job_lists.revoked_before_start(db, key_id, key.revoked_at))
+
+
+async def _stream(request: web.Request, render: Any, last_words: LastWords) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -94,25 +119,31 @@ async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
     changes, key_id = request.app[CHANGES], request[API_KEY].id
     subscription = changes.subscribe(key_id)
     sent = 0
+
+    async def send(items: list[Item]) -> None:
+        nonlocal sent
+        for item in items:
+            message = await render(request, item)
+            if message is None:
+                continue
+            sent += 1
+            data = json.dumps(message, separators=(",", ":"))
+            await response.write(
+                f"id: {sent}\nevent: {message['event']}\ndata: {data}\n\n".encode()
+            )
+
     try:
         while not subscription.closed:
             items = await subscription.next(HEARTBEAT_SECONDS)
+            if items:
+                await send(items)
+            if (last := await _ended(request, key_id, last_words)) is not None:
+                # Revoked (by the CLI, the admin API, another node): the stream ends, once it
+                # has told the ends of the jobs the revoke failed before they started.
+                await send(last)
+                break
             if not items:
-                if not await _still_live(request, key_id):
-                    break  # revoked (by the CLI, the admin API, another node): the stream ends
                 await response.write(b": ping\n\n")
-                continue
-            for item in items:
-                message = await render(request, item)
-                if message is None:
-                    continue
-                sent += 1
-                data = json.dumps(message, separators=(",", ":"))
-                await response.write(
-                    f"id: {sent}\nevent: {message['event']}\ndata: {data}\n\n".encode()
-                )
-            if not await _still_live(request, key_id):
-                break  # its last messages sent (a revoke fails the key's jobs), it ends
     except (ConnectionResetError, RuntimeError):
         pass  # the client went away
     finally:
@@ -121,8 +152,8 @@ async def _stream(request: web.Request, render: Any) -> web.StreamResponse:
 
 
 async def v1_events(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, _v1_message)
+    return await _stream(request, _v1_message, _v1_revoked)
 
 
 async def v2_events(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, _v2_message)
+    return await _stream(request, _v2_message, _v2_revoked)

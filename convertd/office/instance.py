@@ -53,6 +53,7 @@ class Instance:
         self.recycle_at = 0
         self.busy = False
         self.retiring = False
+        self.served_when_recycled = 0  # its count when its hand-over began: logged at its stop
         # One conversation with the helper at a time: warm-up and a first job may race for it.
         self._lock = asyncio.Lock()
         self._stderr: asyncio.Task[None] | None = None
@@ -181,8 +182,9 @@ class Instance:
             ) from None
         try:
             if not self.alive:
-                # After a crash, or on first use with office_prewarm off: the one case where a
-                # document waits for LibreOffice to start. Logged, so tests can see it is rare.
+                # After a crash, or on first use without a warm-up (office_prewarm off, or no
+                # workers: app._office): the one case where a document waits for LibreOffice
+                # to start. Logged, so tests can see it is rare.
                 logger.info("office instance %d: a document waits for it to start", self.number)
                 await self.start()
             return await self._convert(request, timeout)

@@ -162,6 +162,7 @@ class OfficePool:
         if not due:
             return
         old = max(due, key=lambda i: i.served - i.recycle_at)
+        old.served_when_recycled = old.served
         spare = self._new_instance()
         # Logged when decided, with every instance's count (tests check the overshoot from it).
         logger.info(
@@ -220,7 +221,14 @@ class OfficePool:
     async def _stop_retired(self, old: Instance) -> None:
         await old.stop()
         await asyncio.to_thread(shutil.rmtree, old.profile, True)
-        logger.info("office instance %d stopped", old.number)
+        # Its final count: the lines before list only the instances in the pool, and it kept
+        # converting after its hand-over began (the took-over line no longer lists it).
+        logger.info(
+            "office instance %d stopped after %d documents, %d of them during its hand-over",
+            old.number,
+            old.served,
+            old.served - old.served_when_recycled,
+        )
 
     def office_pids(self) -> list[int]:
         return [i.office_pid for i in self._instances if i.office_pid]

@@ -262,7 +262,7 @@ async def merge_media(
         for hidden in (script, listing):
             await asyncio.to_thread(hidden.unlink, missing_ok=True)
     written = (await probe(out, timeout)).duration
-    if written > max_seconds:
+    if clock.measured_past(written, max_seconds):
         await asyncio.to_thread(out.unlink, missing_ok=True)
         raise _too_long(written, max_seconds)
     return out

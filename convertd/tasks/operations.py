@@ -270,17 +270,17 @@ def _options(
             return converter.validate_options(dict(options), output_format)
         except OptionError as exc:
             problem = problem or str(exc)
-    check.bad(_named_in(problem, raw), problem or "these options do not go together here")
+    for name in _named_in(problem, raw):
+        check.bad(name, problem or "these options do not go together here")
     return {}
 
 
-def _named_in(problem: str, raw: dict[str, Any]) -> str:
-    """The option (as the client named it) that a converter's complaint is about."""
-    for named in re.findall(r"'(\w+)'", problem):
-        for sent in raw:
-            if named in (sent, OPTION_ALIASES.get(sent)):
-                return sent
-    return next(iter(raw), "options")
+def _named_in(problem: str, raw: dict[str, Any]) -> list[str]:
+    """The options (as the client named them) that a converter's complaint is about: each one
+    it quotes that was sent (a conflict names them all), else the first sent."""
+    quoted = re.findall(r"'(\w+)'", problem)
+    named = [sent for sent in raw if {sent, OPTION_ALIASES.get(sent)} & set(quoted)]
+    return named or [next(iter(raw), "options")]
 
 
 def name_brought(operation: Any, payload: dict[str, Any]) -> str | None:

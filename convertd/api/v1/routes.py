@@ -22,7 +22,11 @@ CONVERT_FIELDS = {
         "file_path": {"type": "string"},
         "filetype": {"type": "string", "enum": list(FILETYPES)},
         "output_format": {"type": "string"},
-        "options": {"type": "string", "description": "A JSON object of converter options"},
+        "options": {
+            "type": "string",
+            "description": "A JSON object of converter options; GET /v1/formats describes each "
+            "(what video_codec copy keeps, where a trimmed copy starts)",
+        },
         "preset": {
             "type": "string",
             "description": "A preset's name: its filetype, output_format and options fill in "
