@@ -1448,26 +1448,37 @@ def side_by_side(
     }
 
 
+def started_loop(d: Daemon) -> str:
+    """The event loop a daemon runs on, as its start-up line names it (uvloop or asyncio)."""
+    line = next(x for x in d.log().splitlines() if "convertd listening on" in x)
+    return line.rpartition(" loop)")[0].rpartition(" ")[2]
+
+
 def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
     """Authenticated status reads (key check, quota count, job row) by wrk against a bare
     aiohttp handler, alternating: idle, then while two video transcodes keep both cores busy
     (the event loop must not wait on conversions). Besides req/s and p99, each server's CPU
-    time per request, which other load on the shared machine moves far less than req/s."""
+    time per request, which other load on the shared machine moves far less than req/s. A third
+    side is the same daemon on asyncio's own loop (`event_loop = "asyncio"`): what the default
+    loop (uvloop where installed) saves, measured in the same rounds."""
     status_url = d.tiny_job()
     assert d.proc is not None
     bare = BareAiohttp()
+    std = Daemon(work / "control-asyncio" / "data", 1, {"CONVERTD_EVENT_LOOP": "asyncio"})
     try:
+        assert std.proc is not None
         sides = {
             "convertd": (d.proc.pid, status_url, d.key),
             "aiohttp": (bare.proc.pid, bare.url, None),
+            "asyncio": (std.proc.pid, std.tiny_job(), std.key),
         }
         for _, url, key in sides.values():
             wrk(url, 1, key)  # warm up
         seconds, rounds = (1, 2) if quick else (5, 4)
         idle = side_by_side(sides, seconds, rounds)
 
-        # Long enough that both transcodes outlast the busy phase (4 rounds x 2 sides x 5 s).
-        clip = make_clip(work / "busy.mp4", 10 if quick else 180).read_bytes()
+        # Long enough that both transcodes outlast the busy phase (4 rounds x 3 sides x 5 s).
+        clip = make_clip(work / "busy.mp4", 10 if quick else 270).read_bytes()
         busy_jobs = d.submit_transcodes(clip, 2)
         while [d.job(j)["status"] for j in busy_jobs] != ["processing", "processing"]:
             time.sleep(0.05)
@@ -1477,7 +1488,11 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
             time.sleep(0.5)
     finally:
         bare.stop()
-    c, a = idle["convertd"], idle["aiohttp"]
+        std.stop()
+    loop = started_loop(d)
+    ended_early = "" if still_busy else " (a transcode ended early)"
+    c, a, s = idle["convertd"], idle["aiohttp"], idle["asyncio"]
+    bc, ba, bs = busy["convertd"], busy["aiohttp"], busy["asyncio"]
     ROWS.append(
         (
             "control plane: GET /v1/status (key, quota, job) by wrk -t2 -c32, idle, vs a bare "
@@ -1497,15 +1512,34 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
             "<= 100 us",
         )
     )
-    bc, ba = busy["convertd"], busy["aiohttp"]
     ROWS.append(
         (
             "control plane: GET /v1/status p99 by wrk -t2 -c32 while 2 transcodes run, vs a "
-            "bare aiohttp handler" + ("" if still_busy else " (a transcode ended early)"),
+            "bare aiohttp handler" + ended_early,
             f"p99 {bc['p99']:.1f} ms, {bc['rate']:.0f} req/s",
             f"p99 {ba['p99']:.1f} ms, {ba['rate']:.0f} req/s",
             f"{bc['p99'] / ba['p99']:.2f}x",
             "p99 <= 20 ms",
+        )
+    )
+    ROWS.append(
+        (
+            f"control plane: server CPU per GET /v1/status, idle, on {loop} (the default) vs "
+            "asyncio's loop",
+            f"{c['cpu_us']:.0f} us, {c['rate']:.0f} req/s",
+            f"{s['cpu_us']:.0f} us, {s['rate']:.0f} req/s",
+            f"{c['cpu_us'] / s['cpu_us']:.2f}x",
+            "- (the loop's share)",
+        )
+    )
+    ROWS.append(
+        (
+            f"control plane: GET /v1/status p99 while 2 transcodes run, on {loop} (the default) "
+            "vs asyncio's loop" + ended_early,
+            f"p99 {bc['p99']:.1f} ms, {bc['cpu_us']:.0f} us",
+            f"p99 {bs['p99']:.1f} ms, {bs['cpu_us']:.0f} us",
+            f"{bc['p99'] / bs['p99']:.2f}x",
+            "- (the loop's share)",
         )
     )
     print(
@@ -1513,7 +1547,9 @@ def bench_control_plane(d: Daemon, work: Path, quick: bool) -> None:
         f"bare aiohttp ({c['rate'] / a['rate']:.2f}x), p99 {c['p99']:.1f} vs {a['p99']:.1f} ms, "
         f"CPU {c['cpu_us']:.0f} vs {a['cpu_us']:.0f} us a request; busy (load {bc['load']:.2f}): "
         f"{bc['rate']:.0f} vs {ba['rate']:.0f} req/s, p99 {bc['p99']:.1f} vs {ba['p99']:.1f} ms, "
-        f"CPU {bc['cpu_us']:.0f} vs {ba['cpu_us']:.0f} us",
+        f"CPU {bc['cpu_us']:.0f} vs {ba['cpu_us']:.0f} us; on asyncio's loop instead of {loop}: "
+        f"idle {s['rate']:.0f} req/s, CPU {s['cpu_us']:.0f} us; busy p99 {bs['p99']:.1f} ms, "
+        f"CPU {bs['cpu_us']:.0f} us",
         flush=True,
     )
 
@@ -1627,42 +1663,44 @@ asyncio.run(main())
 
 def bench_waiters(work: Path, quick: bool) -> None:
     """Status reads (p99) with 1,000 `?wait=` requests held open by another process, against
-    none, alternating; and what the waiters cost the daemon in memory (VmRSS)."""
+    none, alternating; and what the waiters cost the daemon in memory (VmRSS). The full run
+    measures the same on a second daemon on asyncio's own loop, in the same rounds: what the
+    default loop (uvloop where installed) changes."""
     count = 200 if quick else 1000
-    d = Daemon(work / "waiters" / "data", workers=0)  # nothing runs: every job stays pending
+    loops = {"default": {}} | ({} if quick else {"asyncio": {"CONVERTD_EVENT_LOOP": "asyncio"}})
+    # workers=0: nothing runs, every job stays pending
+    ds = {name: Daemon(work / "waiters" / name / "data", 0, env) for name, env in loops.items()}
+    sides = {name: {"none": [], "waiters": []} for name in loops}
+    rss: dict[str, list[int]] = {"none": [], "waiters": []}
     try:
-        ids = [
-            d.http.post(
-                f"{d.base}/convert",
-                files={"file": ("a.txt", b"%d" % n)},
-                data={"filetype": "hash", "output_format": "md5"},
-                timeout=30,
-            ).json()["job_id"]
-            for n in range(count + 1)
-        ]
-        url = f"{d.base}/status/{ids[-1]}"
-        assert d.proc is not None
+        targets = {name: (waiter_jobs(d, count), f"{d.base}/status/") for name, d in ds.items()}
         seconds = 2 if quick else 8
-        load(d, url, 1)  # warm up
-        sides: dict[str, list[float]] = {"none": [], "waiters": []}
-        rss: dict[str, list[int]] = {"none": [], "waiters": []}
-        for _ in range(2):
-            rss["none"].append(proc_status_kib(d.proc.pid, "VmRSS"))
-            sides["none"].append(load(d, url, seconds)[1])
-            waiters = subprocess.Popen(
-                [sys.executable, "-c", WAITERS_CLIENT, d.base, d.key, ",".join(ids[:count])],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert waiters.stdout is not None and waiters.stdout.readline().strip() == "open"
-            rss["waiters"].append(proc_status_kib(d.proc.pid, "VmRSS"))
-            sides["waiters"].append(load(d, url, seconds)[1])
-            waiters.kill()
-            waiters.wait()
-            time.sleep(1)
+        for n in range(2):
+            for name in list(ds) if n % 2 == 0 else reversed(ds):
+                d, (ids, status) = ds[name], targets[name]
+                assert d.proc is not None
+                load(d, status + ids[-1], 1)  # warm up
+                if name == "default":
+                    rss["none"].append(proc_status_kib(d.proc.pid, "VmRSS"))
+                sides[name]["none"].append(load(d, status + ids[-1], seconds)[1])
+                waiters = subprocess.Popen(
+                    [sys.executable, "-c", WAITERS_CLIENT, d.base, d.key, ",".join(ids[:count])],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert waiters.stdout is not None and waiters.stdout.readline().strip() == "open"
+                if name == "default":
+                    rss["waiters"].append(proc_status_kib(d.proc.pid, "VmRSS"))
+                sides[name]["waiters"].append(load(d, status + ids[-1], seconds)[1])
+                waiters.kill()
+                waiters.wait()
+                time.sleep(1)
+        loop = started_loop(ds["default"])
     finally:
-        d.stop()
-    none, held = statistics.median(sides["none"]), statistics.median(sides["waiters"])
+        for d in ds.values():
+            d.stop()
+    p99 = {name: {k: statistics.median(v) for k, v in side.items()} for name, side in sides.items()}
+    none, held = p99["default"]["none"], p99["default"]["waiters"]
     per_waiter = (statistics.median(rss["waiters"]) - statistics.median(rss["none"])) / count
     ROWS.append(
         (
@@ -1682,7 +1720,35 @@ def bench_waiters(work: Path, quick: bool) -> None:
             "<= 64 KiB",
         )
     )
-    print(f"waiters: p99 {held:.1f} ms vs {none:.1f} ms; {per_waiter:.1f} KiB each", flush=True)
+    print(f"waiters ({loop}): p99 {held:.1f} ms vs {none:.1f} ms; {per_waiter:.1f} KiB each")
+    if "asyncio" in p99:
+        std = p99["asyncio"]
+        std_held, std_none = std["waiters"], std["none"]
+        ROWS.append(
+            (
+                f"GET /v1/status p99 with {count:,} ?wait= open, on {loop} (the default) vs "
+                "asyncio's loop (p99 with them vs none)",
+                f"{held / none:.2f}x ({held:.1f} vs {none:.1f} ms)",
+                f"{std_held / std_none:.2f}x ({std_held:.1f} vs {std_none:.1f} ms)",
+                f"{held / none / (std_held / std_none):.2f}x",
+                "- (the loop's share)",
+            )
+        )
+        print(f"waiters (asyncio): p99 {std_held:.1f} ms vs {std_none:.1f} ms")
+    sys.stdout.flush()
+
+
+def waiter_jobs(d: Daemon, count: int) -> list[str]:
+    """count + 1 pending jobs: the first count to wait on, the last to read the status of."""
+    return [
+        d.http.post(
+            f"{d.base}/convert",
+            files={"file": ("a.txt", b"%d" % n)},
+            data={"filetype": "hash", "output_format": "md5"},
+            timeout=30,
+        ).json()["job_id"]
+        for n in range(count + 1)
+    ]
 
 
 BOUNDARY = "convertdbenchboundary"

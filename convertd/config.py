@@ -39,6 +39,7 @@ WEBHOOK_RETRY_SECONDS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 3600.0,
 # soffice or libreoffice). The optional ones (chromium, qpdf, ocrmypdf) are only reported.
 HEALTH_TOOLS = ("ffmpeg", "ffprobe", "pdftoppm", "soffice")
 LOG_FORMATS = ("auto", "text", "json", "journal")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # the choice's one home is loops.py
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
@@ -121,6 +122,8 @@ class Config:
     # GET /metrics for Prometheus (api/metrics.py), behind a key with the `metrics` scope;
     # false: no endpoint, and requests are not counted.
     metrics_enabled: bool = True
+    # The event loop (loops.py): auto is uvloop where it is installed, else asyncio's own.
+    event_loop: str = "auto"
     # systemd's readiness socket ($NOTIFY_SOCKET), set by Type=notify units.
     notify_socket: str | None = None
     # systemd's watchdog ($WATCHDOG_USEC, for the process $WATCHDOG_PID names if set) and
@@ -215,13 +218,6 @@ def _tools(value: Any) -> tuple[str, ...]:
     return tools
 
 
-def _log_format(value: Any) -> str:
-    text = str(value).strip().lower()
-    if text not in LOG_FORMATS:
-        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
-    return text
-
-
 def _database_url(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith(("postgresql://", "postgres://")):
@@ -276,10 +272,13 @@ _PARSERS: dict[str, Any] = {
     "chromium": str,
     "health_min_free_bytes": int,
     "health_tools": _tools,
-    "log_format": _log_format,
+    "log_format": lambda v: str(v).strip().lower(),
     "journal_socket": str,
     "metrics_enabled": _to_bool,
+    "event_loop": lambda v: str(v).strip().lower(),
 }
+# Settings that take one of a few words.
+_CHOICES = {"drop_originals": ORIGINALS, "log_format": LOG_FORMATS, "event_loop": EVENT_LOOPS}
 
 _POSITIVE = {
     "workers": 0,
@@ -320,8 +319,8 @@ def _parse(name: str, value: Any, source: str) -> Any:
     minimum = _POSITIVE.get(name)
     if minimum is not None and parsed < minimum:
         raise ConfigError(f"{source}: setting {name!r} must be at least {minimum}")
-    if name == "drop_originals" and parsed not in ORIGINALS:
-        raise ConfigError(f"{source}: setting 'drop_originals' must be one of {ORIGINALS}")
+    if name in _CHOICES and parsed not in _CHOICES[name]:
+        raise ConfigError(f"{source}: setting {name!r} must be one of {', '.join(_CHOICES[name])}")
     if name == "port" and not 0 <= parsed <= 65535:
         raise ConfigError(f"{source}: setting 'port' must be between 0 and 65535")
     return parsed

@@ -31,6 +31,7 @@ LAYERS = [
             "convertd.periodic",
             "convertd.memory",
             "convertd.sdnotify",
+            "convertd.loops",  # the event loop the daemon runs on (uvloop or asyncio's)
             "convertd.logs",  # where log lines go, and the request and job they are about
             "convertd.restrictions",
             "convertd.signing",

@@ -160,6 +160,8 @@ def test_single_file_executable_runs_without_the_venv(tmp_path: Path, single_fil
         serve.terminate()
         _, stderr = serve.communicate(timeout=60)
     assert serve.returncode == 0, stderr[-2000:]
+    # uvloop, a compiled extension, is inside the executable and is the loop it runs on.
+    assert "workers, uvloop loop)" in stderr, stderr[-2000:]
 
 
 def _notification(sock: socket.socket) -> tuple[dict[str, str], int]:

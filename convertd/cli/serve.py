@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import ipaddress
 import logging
 from pathlib import Path
 
-from convertd import logs
+from convertd import logs, loops
 from convertd.cli.common import config_of
 from convertd.cluster.storage import StorageMismatch
 from convertd.config import DEFAULT_PORT, LOG_FORMATS
@@ -87,11 +86,11 @@ def run(args: argparse.Namespace, role: str = "serve") -> int:
             config.host,
         )
     try:
-        asyncio.run(serve(config, role))
+        loops.run(serve(config, role), config.event_loop)
     except AlreadyRunning as exc:
         logger.error("%s", exc)
         return 1
-    except (RuleError, StorageMismatch, StorageMissing) as exc:
+    except (RuleError, StorageMismatch, StorageMissing, loops.LoopMissing) as exc:
         logger.error("cannot start: %s", exc)
         return 2
     except OSError as exc:

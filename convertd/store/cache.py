@@ -14,6 +14,8 @@ case, thousands of polls between two commits, reads nothing. Where the engine ca
 
 from __future__ import annotations
 
+import asyncio
+
 from convertd.store import jobs, keys
 from convertd.store.db import Database
 
@@ -27,10 +29,27 @@ class ReadCache:
         self._committed: int | None = None
         self._keys: dict[str, keys.ApiKey] = {}  # by the secret's hash (never the secret)
         self._jobs: dict[str, jobs.Job] = {}
+        self._turn_mark: int | None = None
+        self._asked = False  # this turn of the event loop
+
+    def _mark(self) -> int | None:
+        """`committed()`, asked at most once per turn of the event loop (the PRAGMA and its two
+        fcntl locks are ~4 us; a status read asked twice, for its key and its job, and a busy
+        turn runs several reads). Sound because the loop runs its callbacks first in, first
+        out: the callback that forgets the mark is queued when the mark is taken, so only
+        callbacks queued before then see it, and what queued them (a request's bytes, a read's
+        end, a timer) happened before the mark was taken."""
+        if not self._asked:
+            self._turn_mark, self._asked = self.db.committed(), True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return self._turn_mark
+
+    def _end_turn(self) -> None:
+        self._asked = False
 
     def _now(self) -> int | None:
         """The database's commit mark now, forgetting everything read before it changed."""
-        committed = self.db.committed()
+        committed = self._mark()
         if committed is None or committed != self._committed:
             self._keys.clear()
             self._jobs.clear()
@@ -40,7 +59,7 @@ class ReadCache:
     def _keep(self, seen: int, table: dict[str, keys.ApiKey] | dict[str, jobs.Job]) -> bool:
         """Whether what was read from the mark `seen` on may be kept: nothing was committed
         while it was read (a commit then may or may not be in it)."""
-        if self.db.committed() != seen or self._committed != seen:
+        if self._mark() != seen or self._committed != seen:
             return False
         if len(table) >= MAX_ENTRIES:
             table.clear()
