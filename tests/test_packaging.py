@@ -92,6 +92,12 @@ def single_file() -> Path:
     return ROOT / "dist" / "convertd"
 
 
+# The first test to ask for it pays the build (packaging/build: 40 s on a quiet machine, over
+# 120 s at load 10), which pytest-timeout counts against that test's own time.
+BUILDS = pytest.mark.timeout(900)
+
+
+@BUILDS
 def test_single_file_executable_runs_without_the_venv(tmp_path: Path, single_file: Path) -> None:
     binary = single_file
     # A clean environment: system PATH only, no venv, no PYTHONPATH, a fresh HOME.
@@ -178,6 +184,7 @@ def _notification(sock: socket.socket) -> tuple[dict[str, str], int]:
     return fields, pid
 
 
+@BUILDS
 def test_single_file_executable_under_a_notify_unit(tmp_path: Path, single_file: Path) -> None:
     """The executable runs as PyInstaller's bootloader and the daemon, its child; systemd
     starts (and names in $WATCHDOG_PID) the bootloader. The child must say READY=1 with
