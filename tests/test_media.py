@@ -674,11 +674,12 @@ def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     ("seconds", "limit", "text"),
     [
         (30.0, 20.0, "The input lasts 30 s, longer than this server's limit of 20 s"),
-        # Just over: not "20 s, longer than ... 20 s" (the second stranger's 20.04 s clip).
+        # Just over: not "1 min, longer than ... 1 min" (the second stranger's 20.04 s clip;
+        # under a minute, a length refused, 0.2 s past the limit, reads apart from it).
         (
-            20.04,
-            20.0,
-            "The input lasts just over 20 s (20.04 s), longer than this server's limit of 20 s",
+            60.3,
+            60.0,
+            "The input lasts just over 1 min (60.30 s), longer than this server's limit of 1 min",
         ),
         (3700.0, 3600.0, "The input lasts 1 h 1 min 40 s, longer than this server's limit of 1 h"),
     ],
