@@ -12,7 +12,7 @@ import requests
 from convertd.clock import duration as said
 from convertd.converters.ffmpeg import too_long
 from tests.conftest import CORPUS, Daemon, tool_pids
-from tests.media import duration, ffprobe, make_audio, make_video, streams
+from tests.media import duration, ffmpeg, ffprobe, make_audio, make_video, streams
 
 
 def convert_and_probe(
@@ -688,6 +688,24 @@ def test_a_refusal_never_says_the_length_equals_the_limit(
     seconds: float, limit: float, text: str
 ) -> None:
     assert str(too_long(seconds, limit)) == text
+
+
+def test_a_six_hour_mp3_is_within_the_default_six_hour_limit(
+    daemon: Daemon, key: str, tmp_path: Path
+) -> None:
+    """An MP3 of 6 h made with -t 21600 claims 21600.05 s (its last frame's padding) and was
+    refused as "just over 6 h (21600.05 s)" against the default limit (the third stranger's
+    rule). Made by copying one minute's frames over and over (0.7 s, 21.6 MB); the trim keeps
+    the conversion short, and the limit is still held to the whole input."""
+    minute = tmp_path / "minute.mp3"
+    ffmpeg(*("-f", "lavfi", "-i", "sine=sample_rate=22050", "-t", "60", "-b:a", "8k", str(minute)))
+    six = tmp_path / "six.mp3"
+    ffmpeg("-stream_loop", "-1", "-i", str(minute), "-c", "copy", "-t", "21600", str(six))
+    assert float(ffprobe(six.read_bytes(), tmp_path)["format"]["duration"]) > 21600
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, six, "six.mp3", "audio", "mp3", {"trim_end": 2}
+    )
+    assert abs(duration(info) - 2.0) < 0.1, status
 
 
 def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Path) -> None:
