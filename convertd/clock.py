@@ -50,14 +50,16 @@ def over_limit(seconds: float, limit: float) -> tuple[str, str]:
     return said, allowed
 
 
-# A length measured from FFmpeg's output (the last timestamp it wrote) passes the input's own
-# by the encoder's last frame and priming: 0-96 ms on Debian's FFmpeg 5.1 for inputs of exactly
-# 20.000 s (AAC at 8 kHz the most; Opus in WebM 34 ms, MP3 11 ms). Up to this much past the
-# limit, such a measure is the limit itself: a clip of exactly the limit was refused by it.
-MEASURE_SLACK = 0.25
+# Encoders pad a clip's end to a whole frame and more, and a header's length (or FFmpeg's measure
+# of what it wrote) counts the padding: inputs made with `-t 5` claim 5.008 s (VP8/Opus WebM),
+# 5.04 s (MP3 at 32-48 kHz, alone or in AVI), up to 5.14 s at 11-22 kHz, on Debian's FFmpeg 5.1
+# (MP3 at 8 kHz pads 0.14-0.2 s, past what this allows). Up to this much past the limit, a
+# length is the limit itself; from 0.2 s past it, it is over. One allowance for every length
+# convertd holds to max_media_seconds: a header's, a read-through's, a measured output's.
+LENGTH_GRACE = 0.19
 
 
-def measured_past(seconds: float, limit: float) -> bool:
-    """Whether a length measured from FFmpeg's output (not a header's) passes a limit that
-    reads "at most": equal is within it, and so is the encoder's overshoot."""
-    return seconds > limit + MEASURE_SLACK
+def past_limit(seconds: float, limit: float) -> bool:
+    """Whether a length (a header's, a read-through's or a measure of FFmpeg's output) passes a
+    limit that reads "at most": equal is within it, and so is an encoder's padding."""
+    return seconds > limit + LENGTH_GRACE

@@ -12,7 +12,7 @@ import requests
 from convertd.clock import duration as said
 from convertd.converters.ffmpeg import too_long
 from tests.conftest import CORPUS, Daemon, tool_pids
-from tests.media import duration, ffprobe, make_audio, make_video, streams
+from tests.media import duration, ffmpeg, ffprobe, make_audio, make_video, streams
 
 
 def convert_and_probe(
@@ -674,11 +674,12 @@ def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     ("seconds", "limit", "text"),
     [
         (30.0, 20.0, "The input lasts 30 s, longer than this server's limit of 20 s"),
-        # Just over: not "20 s, longer than ... 20 s" (the second stranger's 20.04 s clip).
+        # Just over: not "1 min, longer than ... 1 min" (the second stranger's 20.04 s clip;
+        # under a minute, a length refused, 0.2 s past the limit, reads apart from it).
         (
-            20.04,
-            20.0,
-            "The input lasts just over 20 s (20.04 s), longer than this server's limit of 20 s",
+            60.3,
+            60.0,
+            "The input lasts just over 1 min (60.30 s), longer than this server's limit of 1 min",
         ),
         (3700.0, 3600.0, "The input lasts 1 h 1 min 40 s, longer than this server's limit of 1 h"),
     ],
@@ -687,6 +688,24 @@ def test_a_refusal_never_says_the_length_equals_the_limit(
     seconds: float, limit: float, text: str
 ) -> None:
     assert str(too_long(seconds, limit)) == text
+
+
+def test_a_six_hour_mp3_is_within_the_default_six_hour_limit(
+    daemon: Daemon, key: str, tmp_path: Path
+) -> None:
+    """An MP3 of 6 h made with -t 21600 claims 21600.05 s (its last frame's padding) and was
+    refused as "just over 6 h (21600.05 s)" against the default limit (the third stranger's
+    rule). Made by copying one minute's frames over and over (0.7 s, 21.6 MB); the trim keeps
+    the conversion short, and the limit is still held to the whole input."""
+    minute = tmp_path / "minute.mp3"
+    ffmpeg(*("-f", "lavfi", "-i", "sine=sample_rate=22050", "-t", "60", "-b:a", "8k", str(minute)))
+    six = tmp_path / "six.mp3"
+    ffmpeg("-stream_loop", "-1", "-i", str(minute), "-c", "copy", "-t", "21600", str(six))
+    assert float(ffprobe(six.read_bytes(), tmp_path)["format"]["duration"]) > 21600
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, six, "six.mp3", "audio", "mp3", {"trim_end": 2}
+    )
+    assert abs(duration(info) - 2.0) < 0.1, status
 
 
 def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Path) -> None:
@@ -735,6 +754,11 @@ def test_mpeg2_video_is_copied_into_mp4(daemon: Daemon, key: str, tmp_path: Path
         ({"video_codec": "copy", "height": 90, "fps": 10, "crf": 20}, ["height", "fps", "crf"]),
         ({"video_codec": "copy", "quality": "low"}, ["quality"]),
         ({"audio_codec": "copy", "bitrate": "64k"}, ["bitrate"]),
+        # Both copies: every option of both is named (the third stranger: only fps was).
+        (
+            {"video_codec": "copy", "audio_codec": "copy", "fps": 10, "bitrate": "64k"},
+            ["fps", "bitrate"],
+        ),
     ],
 )
 def test_a_copy_with_options_that_need_re_encoding_is_refused_naming_them(
@@ -745,13 +769,18 @@ def test_a_copy_with_options_that_need_re_encoding_is_refused_naming_them(
     option it cannot honour, on v1 (400, its shape for any bad option) and /v2 (422, each
     field in `errors`)."""
     clip = make_video(tmp_path / "c.mp4", 1.0, "320x240")
-    codec = next(name for name in options if name.endswith("_codec"))
+    codecs = [name for name in options if name.endswith("_codec")]
     resp = daemon.convert(key, clip.read_bytes(), "c.mp4", "video", "mkv", options)
     assert resp.status_code == 400, resp.text
     message = resp.json()["message"]
-    assert f"option '{codec}' copy keeps the" in message, message
+    assert all(f"option '{codec}' copy keeps the" in message for codec in codecs), message
     assert all(f"'{name}'" in message for name in fields), message
-    task = {"operation": "convert", "input": "in", "output_format": "mkv", **options}
+    # /v2 names each field as the client sent it: CloudConvert's audio_bitrate (whole kbps)
+    # where one was sent, in `errors` and in the message alike.
+    sent = dict(options)
+    if "bitrate" in sent:
+        sent["audio_bitrate"] = int(sent.pop("bitrate").rstrip("k"))
+    task = {"operation": "convert", "input": "in", "output_format": "mkv", **sent}
     body = {"tasks": {"in": {"operation": "import/upload"}, "c": task}}
     resp = requests.post(
         f"http://127.0.0.1:{daemon.port}/v2/jobs",
@@ -760,13 +789,40 @@ def test_a_copy_with_options_that_need_re_encoding_is_refused_naming_them(
         timeout=30,
     )
     assert resp.status_code == 422, resp.text
-    assert set(resp.json()["errors"]) == {f"tasks.c.{name}" for name in (codec, *fields)}
+    named = [name for name in sent if name not in ("video_codec", "audio_codec")]
+    assert set(resp.json()["errors"]) == {f"tasks.c.{name}" for name in (*codecs, *named)}
+    if "audio_bitrate" in sent:
+        assert "'audio_bitrate'" in resp.text and "'bitrate'" not in resp.text, resp.text
     # Without the copy, the same options re-encode as asked.
-    del options[codec]
+    for codec in codecs:
+        del options[codec]
     status, out = daemon.convert_and_fetch(key, clip.read_bytes(), "c.mp4", "video", "mkv", options)
     assert out is not None, status
     if "width" in options:
         assert streams(ffprobe(out.content, tmp_path, "o.mkv"), "video")[0]["width"] == 160
+
+
+def test_a_copy_into_an_output_that_is_always_encoded_is_refused(
+    daemon: Daemon, key: str, tmp_path: Path
+) -> None:
+    """gif, mp3 and wav are always encoded: a copy asked of them was ignored without a word
+    (the third stranger: mp3 with audio_codec copy and bitrate finished). It is refused."""
+    clip = make_video(tmp_path / "c.mp4", 1.0, "160x120")
+    for fmt, options, named in (
+        ("mp3", {"audio_codec": "copy", "bitrate": "64k"}, "'audio_codec'"),
+        ("wav", {"audio_codec": "copy"}, "'audio_codec'"),
+        ("gif", {"video_codec": "copy", "audio_codec": "copy"}, "'video_codec' and 'audio_codec'"),
+    ):
+        resp = daemon.convert(key, clip.read_bytes(), "c.mp4", "video", fmt, options)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["message"] == (
+            f"The field 'options' is invalid: option {named} copy cannot apply to {fmt}, "
+            "which is always encoded: leave it out."
+        )
+    _, info = convert_and_probe(
+        daemon, key, tmp_path, clip, "c.mp4", "video", "mp3", {"bitrate": "64k"}
+    )
+    assert streams(info, "audio")[0]["bit_rate"] == "64000", info
 
 
 def test_a_trimmed_copy_starts_at_a_keyframe_as_the_formats_say(
@@ -791,6 +847,14 @@ def test_a_trimmed_copy_starts_at_a_keyframe_as_the_formats_say(
     # avi has no start times: its sound would play from the keyframe, 3 s ahead of the picture.
     resp = daemon.convert(key, clip.read_bytes(), "gop.mp4", "video", "avi", options)
     assert resp.status_code == 400 and "out of step" in resp.json()["message"], resp.text
+    # The way out the README gives, named in the refusal (the third stranger): muted, it copies.
+    assert "set 'mute' to drop the sound" in resp.json()["message"], resp.text
+    # (An MPEG-4 Part 2 clip: avi cannot hold this H.264 as it is.)
+    part2 = make_video(tmp_path / "gop.mkv", 10.0, "160x120", "-g", "100", "-c:v", "mpeg4")
+    status, info = convert_and_probe(
+        daemon, key, tmp_path, part2, "gop.mkv", "video", "avi", {**options, "mute": True}
+    )
+    assert not streams(info, "audio") and streams(info, "video")[0]["codec_name"] == "mpeg4"
     # Re-encoded, the cut is exact.
     del options["video_codec"]
     status, info = convert_and_probe(

@@ -173,14 +173,85 @@ def test_a_clip_of_exactly_the_limit_is_within_it(
         assert out is not None and calls == ["ffmpeg"], (fmt, status, calls)
         length = float(ffprobe(out, tmp_path, f"o.{fmt}")["format"]["duration"])
         assert abs(length - LIMIT_SECONDS) < 0.1, (fmt, length)
-    # Just over it, by its header and its packets, is over it, said to the hundredth.
-    over = make_video(tmp_path / "over.mp4", LIMIT_SECONDS + 0.04, "64x64")
+    # Clearly over it (0.32 s, past the padding allowance), by its header and its packets.
+    over = make_video(tmp_path / "over.mp4", LIMIT_SECONDS + 0.32, "64x64")
     for fmt, options in (("webm", None), ("mkv", {"video_codec": "copy"})):
         status, out, calls = run(counted, over, "over.mp4", "video", fmt, options)
         assert out is None and status["error"] == (
-            f"The input lasts just over {LIMIT_SECONDS} s ({LIMIT_SECONDS + 0.04:.2f} s), "
+            f"The input lasts {LIMIT_SECONDS + 0.3:g} s, "
             f"longer than this server's limit of {LIMIT_SECONDS} s"
         ), status
+
+
+def test_a_clip_of_exactly_the_limit_is_within_it_though_its_header_counts_padding(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # The third stranger: clips made with `-t 4` whose header counts the encoder's padding
+    # (MP3 4.04 s at 48 kHz, 4.18 s at 8 kHz; VP8/Opus WebM 4.008 s; mpeg4/MP3 AVI 4.04 s)
+    # were refused as "just over 4 s (4.04 s)". They are converted, and last the limit.
+    lavfi = ("-f", "lavfi", "-i")
+    cases = []
+    for rate in ("48000", "8000"):
+        mp3 = tmp_path / f"x{rate}.mp3"
+        ffmpeg(*lavfi, f"sine=sample_rate={rate}", "-t", str(LIMIT_SECONDS), str(mp3))
+        cases.append((mp3, "audio", "wav"))
+    for name, codecs in (("w.webm", ("libvpx", "libopus")), ("m.avi", ("mpeg4", "libmp3lame"))):
+        clip = tmp_path / name
+        ffmpeg(
+            *lavfi, "testsrc=size=64x64:rate=25", *lavfi, "sine=sample_rate=48000",
+            *("-t", str(LIMIT_SECONDS), "-c:v", codecs[0], "-c:a", codecs[1], str(clip)),
+        )  # fmt: skip
+        cases.append((clip, "video", "mp4"))
+    for source, filetype, fmt in cases:
+        claimed = float(ffprobe(source.read_bytes(), tmp_path)["format"]["duration"])
+        assert claimed > LIMIT_SECONDS, (source.name, claimed)  # the padding is there
+        status, out, calls = run(counted, source, source.name, filetype, fmt)
+        assert out is not None and calls == ["ffmpeg"], (source.name, status, calls)
+        length = float(ffprobe(out, tmp_path, f"o.{fmt}")["format"]["duration"])
+        assert abs(length - LIMIT_SECONDS) < 0.2, (source.name, length)
+
+
+def test_video_alone_is_held_to_the_limit_as_sound_is(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # The third stranger: a video-only clip over the limit was converted whole. FFmpeg's
+    # progress reports where the last video packet is decoded, not where it ends: 5 frames at
+    # 1 fps with B-frames read 2 s, and 4.32 s at 25 fps read 4.2 s, both within the limit.
+    slow = tmp_path / "slow.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-t", str(LIMIT_SECONDS + 1)),
+        *("-c:v", "libx264", "-pix_fmt", "yuv420p", str(slow)),
+    )
+    fast = make_video(tmp_path / "fast.mp4", LIMIT_SECONDS + 0.32, "64x64", "-an")
+    for source, said in ((slow, LIMIT_SECONDS + 1), (fast, LIMIT_SECONDS + 0.3)):
+        assert not streams(ffprobe(source.read_bytes(), tmp_path), "audio")
+        for fmt, options in (("mp4", None), ("webm", None), ("mkv", {"video_codec": "copy"})):
+            status, out, _ = run(counted, source, source.name, "video", fmt, options)
+            assert out is None and status["error"] == (
+                f"The input lasts {said:g} s, longer than this server's limit of {LIMIT_SECONDS} s"
+            ), (source.name, fmt, status)
+    # Within it, video alone is converted whole.
+    short = make_video(tmp_path / "short.mp4", float(LIMIT_SECONDS), "64x64", "-an")
+    status, out, calls = run(counted, short, "short.mp4", "video", "webm")
+    assert out is not None and calls == ["ffmpeg"], (status, calls)
+    assert abs(float(ffprobe(out, tmp_path, "o.webm")["format"]["duration"]) - LIMIT_SECONDS) < 0.1
+
+
+def test_the_same_length_is_always_said_the_same(
+    counted: tuple[Daemon, str, Path], tmp_path: Path
+) -> None:
+    # The third stranger: two clips of 5.04 s by their header were refused as "lasts 5.1 s"
+    # and "just over 5 s (5.04 s)": the message took the packets' measure (the sound's end,
+    # 5.056 s in one) over the header's. Made with -t 4.42 and -t 4.44 (AAC at 48 kHz), both
+    # hold 111 frames (4.44 s), the sound of one ending at 4.437 s, of the other at 4.459 s:
+    # each is said as its header says, 4.4 s.
+    for seconds in (4.42, 4.44):
+        clip = make_video(tmp_path / f"v{seconds}.mp4", seconds, "64x64", "-ar", "48000")
+        assert float(ffprobe(clip.read_bytes(), tmp_path)["format"]["duration"]) == 4.44
+        status, out, _ = run(counted, clip, clip.name, "video", "mkv", {"video_codec": "copy"})
+        assert out is None and status["error"] == (
+            f"The input lasts 4.4 s, longer than this server's limit of {LIMIT_SECONDS} s"
+        ), (seconds, status)
 
 
 def test_a_header_that_claims_too_little_is_refused_with_its_length(

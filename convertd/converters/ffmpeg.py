@@ -96,6 +96,7 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
     much, the packets are read through, without decoding, and their length is what counts;
     when it claims too little, transcode() stops at the limit."""
     limit = task.limits.max_media_seconds
+    claimed = info.duration or 0.0
     _, real = await _ffmpeg(
         [
             *input_args(task.input_path, demuxers),
@@ -103,14 +104,14 @@ async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> fl
         ],
         "-",
         timeout=task.limits.job_timeout_seconds,
+        rate=info.frame_rate,
     )
-    # Strict, unlike the output's measure (clock.measured_past): this read runs only when the
-    # header already claims more than the limit, and asks whether it lies by much (a fragmented
-    # MP4 claiming 40 h for 1 s), not whether a frame's rounding crosses the line.
-    if real > limit:
-        # The read stopped just past the limit: the header's length, which it confirmed to be
-        # over the limit, says how far (for a file that does not lie, exactly).
-        raise too_long(max(real, info.duration or real), limit)
+    if clock.past_limit(real, limit):
+        # Where the read got as far as the header says (or to its own cap), the header's length
+        # is the one said: the read measures the same length a frame's rounding apart, and the
+        # same file must always read the same ("5.04 s", never "5.1 s" one time).
+        said = claimed if real >= min(claimed, limit + 1) - clock.LENGTH_GRACE else real
+        raise too_long(said, limit)
     logger.info("input claims %.0f s but holds %.1f s: converting it", info.duration, real)
     return real
 
@@ -193,7 +194,7 @@ async def _transcode(
     def on_input(info: Probe) -> None:
         nonlocal expected
         length = real if real is not None else info.duration
-        if real is None and length is not None and length > limit:
+        if real is None and length is not None and clock.past_limit(length, limit):
             raise _Restart(info, length_claimed=True)
         start = task.options.get("trim_start") or 0.0
         if length is not None and start >= length:
@@ -204,8 +205,13 @@ async def _transcode(
             raise _Restart(info)
         expected = expected_duration(length, task.options)
 
+    output_rate: float | None = None  # the output's frame rate, from FFmpeg's dump of it
+
     async def on_stderr_line(line: str) -> None:
-        if (info := dump.feed(line)) is not None:
+        nonlocal output_rate
+        if dump.done:  # what follows the input's dump is the output's (its streams' rates)
+            output_rate = output_rate or media_info.video_rate(line)
+        elif (info := dump.feed(line)) is not None:
             on_input(info)
 
     # A backstop for a header that claims too little: never decode past the limit.
@@ -217,6 +223,7 @@ async def _transcode(
         timeout=task.limits.job_timeout_seconds,
         report=task.report_progress,
         on_stderr_line=on_stderr_line,
+        rate=lambda: output_rate,
     )
     if (info := dump.end()) is not None:  # FFmpeg ended before its dump did
         on_input(info)
@@ -231,7 +238,7 @@ async def _transcode(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
-    if clock.measured_past(written, limit):
+    if clock.past_limit(written, limit):
         # A header that claimed too little: the output says how much was read, up to the cap.
         raise too_long(written, limit, at_least=True)
     return output
@@ -245,6 +252,7 @@ async def _run(
     timeout: float,
     report: Callable[[int], Awaitable[None]],
     on_stderr_line: Callable[[str], Awaitable[None]],
+    rate: Callable[[], float | None],
 ) -> tuple[procs.Result, float]:
     """Run FFmpeg writing `output`, reporting progress against `duration()` (known once FFmpeg
     has said what its input holds): the run, and how much media the output really holds."""
@@ -260,7 +268,12 @@ async def _run(
             await report(percent)
 
     return await _ffmpeg(
-        args, f"file:{output}", timeout=timeout, on_time=on_time, on_stderr_line=on_stderr_line
+        args,
+        f"file:{output}",
+        timeout=timeout,
+        rate=rate,
+        on_time=on_time,
+        on_stderr_line=on_stderr_line,
     )
 
 
@@ -269,18 +282,23 @@ async def _ffmpeg(
     target: str,
     *,
     timeout: float,
+    rate: Callable[[], float | None],
     on_time: Callable[[float], Awaitable[None]] | None = None,
     on_stderr_line: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[procs.Result, float]:
     """Run FFmpeg writing `target`, following its `-progress` stream: (the run, the most media
-    time it reported, i.e. how much the output holds). `on_time` hears each report; with
+    time it reported and its video frames at `rate()`, i.e. how much the output holds, as
+    media_info.measured_length says). `on_time` hears each report; with
     `on_stderr_line`, FFmpeg prints at info level what it reads (its input dump) and each line
     is handed over."""
     written = 0.0
+    frames = 0
 
     async def on_line(line: str) -> None:
-        nonlocal written
+        nonlocal written, frames
         key, _, value = line.partition("=")
+        if key == "frame":
+            frames = max(frames, int(media_info.number(value) or 0))
         if key != "out_time_us":
             return
         seconds = (media_info.number(value) or 0) / 1_000_000
@@ -299,4 +317,4 @@ async def _ffmpeg(
         on_line=on_line,
         on_stderr_line=on_stderr_line,
     )
-    return result, written
+    return result, media_info.measured_length(written, frames, rate())

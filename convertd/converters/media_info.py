@@ -39,6 +39,13 @@ class Probe:
                 return int(rate) if rate else None
         return None
 
+    def frame_rate(self) -> float | None:
+        """The first video stream's frames per second, if FFmpeg's dump said it."""
+        for stream in self.streams:
+            if stream.get("codec_type") == "video":
+                return number(stream.get("fps")) or None
+        return None
+
 
 def number(value: Any) -> float | None:
     try:
@@ -66,6 +73,7 @@ def from_ffprobe(stdout: bytes) -> Probe:
 _DURATION = re.compile(r"  Duration: (?:(\d+):(\d\d):(\d\d(?:\.\d+)?)|N/A)")
 _STREAM = re.compile(r"  Stream #0:\d+\S*: ([A-Za-z]+): ([^\s,]+)(.*)")
 _RATE = re.compile(r", (\d{1,7}) Hz")
+_FPS = re.compile(r", (\d{1,6}(?:\.\d{1,3})?)(k?) fps\b")
 # A hostile file can make the dump long (1,000 streams, each with tags): read this much of it.
 MAX_DUMP_LINES = 20_000
 MAX_STREAMS = 1_000
@@ -105,6 +113,8 @@ class InputDump:
                 stream["codec_name"] = codec
             if rate := _RATE.search(rest):
                 stream["sample_rate"] = rate.group(1)
+            if fps := video_rate(line):
+                stream["fps"] = fps
             self._streams.append(stream)
         return None
 
@@ -114,3 +124,19 @@ class InputDump:
             return None
         self.done = True
         return Probe(self._duration, self._format, self._streams)
+
+
+def video_rate(line: str) -> float | None:
+    """The frame rate a `Stream ... Video: ..., 25 fps, ...` line of FFmpeg's dump says."""
+    if not (match := _FPS.search(line)) or ": Video: " not in line:
+        return None
+    return float(match.group(1)) * (1000 if match.group(2) else 1)
+
+
+def measured_length(out_time: float, frames: int, rate: float | None) -> float:
+    """How long what FFmpeg wrote (or read through) lasts, from its progress report. Its
+    `out_time` is where each stream's last packet ends for sound, but where the last video
+    packet is decoded (its dts, before its own duration): a 6-frame video at 1 fps with B-frames
+    read 3.0 s, and 126 frames at 25 fps 4.92 s. So the video counts as its frames at its rate
+    (6.0 s, 5.04 s), and the longer of the two is the length."""
+    return max(out_time, frames / rate if rate else 0.0)

@@ -64,19 +64,21 @@ VPX_CRF_OFFSET = 8
 # not to do: said where the options are listed.
 COPY_TRIM = (
     "; with video_codec copy the video starts at the keyframe at or before trim_start "
-    "(mp4 and mov hide the frames before it, mkv and webm show them; refused for avi)"
+    "(mp4 and mov hide the frames before it, mkv and webm show them; refused for avi unless "
+    "mute)"
 )
 
 VIDEO_OPTIONS = {
     "video_codec": Option(
         str,
         "Video codec; copy keeps the video as it is (no width, height, fps, crf or quality "
-        "with it)",
+        "with it; not for gif, mp3 or wav, which are always encoded)",
         choices=(*VIDEO_ENCODERS, "copy"),
     ),
     "audio_codec": Option(
         str,
-        "Audio codec; copy keeps the audio as it is (no bitrate with it)",
+        "Audio codec; copy keeps the audio as it is (no bitrate with it; not for gif, mp3 or "
+        "wav, which are always encoded)",
         choices=(*AUDIO_ENCODERS, "copy"),
     ),
     "crf": Option(int, "Constant rate factor: lower is better quality (0-51)", 0, 51),
@@ -229,24 +231,37 @@ NEEDS_ENCODING = {
 
 
 def check_copy_conflicts(fmt: str, options: dict[str, Any]) -> None:
-    """A copy that cannot be honoured as asked is refused, naming the options: with options
-    that need re-encoding, or trimmed into avi, whose sound would play out of step."""
-    trimmed_copy = options.get("video_codec") == "copy" and options.get("trim_start")
-    if fmt == "avi" and trimmed_copy and not options.get("mute"):
+    """A copy that cannot be honoured as asked is refused, naming every option in the way: a
+    copy into gif, mp3 or wav (always encoded), options that need re-encoding, or a trimmed copy
+    into avi, whose sound would play out of step. Options are quoted as convertd names them;
+    /v2 says them back in the client's names (tasks/operations)."""
+    copies = [codec for codec in NEEDS_ENCODING if options.get(codec) == "copy"]
+    if copies and fmt not in CONTAINERS:
+        named = " and ".join(f"'{codec}'" for codec in copies)
+        raise OptionError(
+            f"option {named} copy cannot apply to {fmt}, which is always encoded: leave it out"
+        )
+    trimmed = "video_codec" in copies and options.get("trim_start")
+    if fmt == "avi" and trimmed and not options.get("mute"):
         raise OptionError(
             "option 'video_codec' copy with 'trim_start' in avi would start the picture at the "
             "keyframe before trim_start and the sound at it, out of step (avi has no start "
-            "times): leave out video_codec: copy, or convert to mkv or mp4"
+            "times): leave out video_codec: copy, set 'mute' to drop the sound, or convert to "
+            "mkv or mp4"
         )
-    for codec, needs in NEEDS_ENCODING.items():
-        given = [name for name in needs if name in options]
-        if options.get(codec) == "copy" and given:
-            named = ", ".join(f"'{name}'" for name in given)
-            raise OptionError(
-                f"option '{codec}' copy keeps the {codec.split('_')[0]} as it is, so {named} "
-                f"cannot apply: leave out {codec}: copy to re-encode, or leave out "
-                f"{', '.join(given)}"
+    clauses, given = [], []
+    for codec in copies:
+        if needs := [f"'{name}'" for name in NEEDS_ENCODING[codec] if name in options]:
+            clauses.append(
+                f"option '{codec}' copy keeps the {codec.split('_')[0]} as it is, so "
+                f"{', '.join(needs)} cannot apply"
             )
+            given += needs
+    if clauses:
+        raise OptionError(
+            f"{'; '.join(clauses)}: leave out the copy to re-encode, or leave out "
+            f"{', '.join(given)}"
+        )
 
 
 class VideoConverter(Converter):
@@ -277,8 +292,7 @@ class VideoConverter(Converter):
                 )
         if "crf" in options and "quality" in options:
             raise OptionError("give either 'crf' or 'quality', not both")
-        if output_format in CONTAINERS:  # gif, mp3 and wav always encode
-            check_copy_conflicts(output_format, options)
+        check_copy_conflicts(output_format, options)
         return options
 
     async def convert(self, task: Task) -> list[Path]:

@@ -219,7 +219,7 @@ async def merge_media(
     clips = [await probe(path, timeout) for path in paths]
     kind, fmt = _kind_and_format(clips, fmt)
     total = sum(c.duration for c in clips)
-    if total > max_seconds:
+    if clock.past_limit(total, max_seconds):
         raise _too_long(total, max_seconds)
     copy = _copyable(kind, fmt, clips)
     if not copy and len(clips) > MAX_REENCODED:
@@ -262,7 +262,7 @@ async def merge_media(
         for hidden in (script, listing):
             await asyncio.to_thread(hidden.unlink, missing_ok=True)
     written = (await probe(out, timeout)).duration
-    if clock.measured_past(written, max_seconds):
+    if clock.past_limit(written, max_seconds):
         await asyncio.to_thread(out.unlink, missing_ok=True)
         raise _too_long(written, max_seconds)
     return out

@@ -270,6 +270,9 @@ def _options(
             return converter.validate_options(dict(options), output_format)
         except OptionError as exc:
             problem = problem or str(exc)
+    for theirs, ours_name in OPTION_ALIASES.items():  # said back in the client's own names
+        if theirs in raw:
+            problem = problem.replace(f"'{ours_name}'", f"'{theirs}'")
     for name in _named_in(problem, raw):
         check.bad(name, problem or "these options do not go together here")
     return {}

@@ -25,7 +25,8 @@ CONVERT_FIELDS = {
         "options": {
             "type": "string",
             "description": "A JSON object of converter options; GET /v1/formats describes each "
-            "(what video_codec copy keeps, where a trimmed copy starts)",
+            "(what video_codec copy keeps and which outputs take it, where a trimmed copy "
+            "starts)",
         },
         "preset": {
             "type": "string",
