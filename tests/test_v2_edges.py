@@ -1,5 +1,6 @@
-"""Edges a review of /v2 found: files of the same name, compressed transfers, what a cancel
-reaches, addresses hidden inside IPv6 ones, malformed signatures and pages, what a job costs."""
+"""Edges a review of /v2 found: files of the same name (and their links' ranges), compressed
+transfers, what a cancel reaches, addresses hidden inside IPv6 ones, malformed signatures and
+pages, what a job costs."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def test_an_export_of_files_sharing_a_name_keeps_both_and_changes_neither(
     assert sorted(f["filename"] for f in files) == ["same-2.txt", "same.txt"]
     got = {f["filename"]: requests.get(f["url"], timeout=10).content for f in files}
     assert got == {"same.txt": b"first", "same-2.txt": b"second"}
+    # A file link takes ranges as a v1 download does; a range past its end is /v2's JSON error.
+    url = next(f["url"] for f in files if f["filename"] == "same.txt")
+    part = requests.get(url, headers={"Range": "bytes=1-2,"}, timeout=10)
+    assert (part.status_code, part.content) == (206, b"ir")
+    refused = requests.get(url, headers={"Range": "bytes=-0"}, timeout=10)
+    assert refused.status_code == 416 and refused.headers["Content-Range"] == "bytes */5"
+    assert refused.json()["code"] == "RANGE_NOT_SATISFIABLE"
     tasks_dir = v2_daemon.data_dir / "tasks"
     assert (tasks_dir / named(done, "a")["id"] / "same.txt").read_bytes() == b"first"
     assert (tasks_dir / named(done, "b")["id"] / "same.txt").read_bytes() == b"second"
