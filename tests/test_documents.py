@@ -17,6 +17,7 @@ import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.inspect_files import check_output, pdf_text
+from tests.test_api import assert_error_body
 
 TEXT_OUT = ["pdf", "docx", "odt", "rtf", "txt", "html"]
 SHEET_OUT = ["xlsx", "ods", "csv", "pdf"]
@@ -403,3 +404,18 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         time.sleep(0.1)
     assert set(stopped) == set(begun), (begun, stopped)
     assert all(total == begun[n] + during for n, (total, during) in stopped.items()), stopped
+
+
+def test_a_document_without_an_extension_is_told_what_is_needed(daemon: Daemon, key: str) -> None:
+    """Plain text named `notes` cannot be told by its bytes: the refusal says the name needs its
+    extension (a stranger got 'The document converter cannot read this files.')."""
+    body = assert_error_body(daemon.convert(key, b"plain words", "notes", "document", "pdf"), 400)
+    assert body["message"] == (
+        "The document converter cannot tell what this file is: its name has no extension, "
+        "and its content is not of a format it recognises."
+    )
+    assert "with its extension in its name" in body["hint"] and "txt" in body["hint"]
+    body = assert_error_body(
+        daemon.convert(key, b"plain words", "notes.xyz", "document", "pdf"), 400
+    )
+    assert body["message"] == "The document converter cannot read xyz files."
