@@ -4,7 +4,9 @@ pages, what a job costs."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import zipfile
 
 import requests
 
@@ -148,3 +150,28 @@ def test_inline_files_cannot_run_script(v2_daemon: Daemon, v2_key: str) -> None:
     assert resp.headers["Content-Disposition"].startswith("inline")
     assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_empty_text_converts_to_epub(v2_daemon: Daemon, v2_key: str) -> None:
+    """/v2 takes an empty .txt as v1's ebook converter does (a stranger's failed 'The input file
+    is empty'): an EPUB whose one chapter has no text."""
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "up": {"operation": "import/upload"},
+            "c": {"operation": "convert", "input": "up", "output_format": "epub"},
+            "out": {"operation": "export/url", "input": "c"},
+        },
+    )
+    form = named(job, "up")["result"]["form"]
+    sent = requests.post(
+        form["url"], data=form["parameters"], files={"file": ("empty.txt", b"")}, timeout=10
+    )
+    assert sent.status_code == 201, sent.text
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert named(done, "c")["status"] == "finished", named(done, "c")
+    (file,) = named(done, "out")["result"]["files"]
+    with zipfile.ZipFile(io.BytesIO(requests.get(file["url"], timeout=10).content)) as book:
+        chapters = [n for n in book.namelist() if n.startswith("OEBPS/chapter-")]
+        assert len(chapters) == 1 and b"<p>" not in book.read(chapters[0])
