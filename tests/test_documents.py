@@ -132,6 +132,21 @@ def test_an_empty_text_is_a_blank_document_but_an_empty_docx_is_refused(
     assert out is None and "is empty (0 bytes)" in status["error"]
 
 
+def test_a_document_without_an_extension_is_told_what_is_needed(daemon: Daemon, key: str) -> None:
+    """Plain text named `notes` cannot be told by its bytes: the refusal says the name needs its
+    extension (a stranger got 'The document converter cannot read this files.')."""
+    body = assert_error_body(daemon.convert(key, b"plain words", "notes", "document", "pdf"), 400)
+    assert body["message"] == (
+        "The document converter cannot tell what this file is: its name has no extension, "
+        "and its content is not of a format it recognises."
+    )
+    assert "with its extension in its name" in body["hint"] and "txt" in body["hint"]
+    body = assert_error_body(
+        daemon.convert(key, b"plain words", "notes.xyz", "document", "pdf"), 400
+    )
+    assert body["message"] == "The document converter cannot read xyz files."
+
+
 def office_pids(data_dir: Path) -> list[int]:
     """soffice.bin processes whose profile lives in this daemon's data dir."""
     return tool_pids("soffice.bin", data_dir / "office")
@@ -404,18 +419,3 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         time.sleep(0.1)
     assert set(stopped) == set(begun), (begun, stopped)
     assert all(total == begun[n] + during for n, (total, during) in stopped.items()), stopped
-
-
-def test_a_document_without_an_extension_is_told_what_is_needed(daemon: Daemon, key: str) -> None:
-    """Plain text named `notes` cannot be told by its bytes: the refusal says the name needs its
-    extension (a stranger got 'The document converter cannot read this files.')."""
-    body = assert_error_body(daemon.convert(key, b"plain words", "notes", "document", "pdf"), 400)
-    assert body["message"] == (
-        "The document converter cannot tell what this file is: its name has no extension, "
-        "and its content is not of a format it recognises."
-    )
-    assert "with its extension in its name" in body["hint"] and "txt" in body["hint"]
-    body = assert_error_body(
-        daemon.convert(key, b"plain words", "notes.xyz", "document", "pdf"), 400
-    )
-    assert body["message"] == "The document converter cannot read xyz files."
