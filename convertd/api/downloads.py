@@ -74,7 +74,10 @@ class _FileResponse(web.FileResponse):
         self.byte_range = byte_range
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if hdrs.RANGE in request.headers or hdrs.IF_RANGE in request.headers:
+        rng = request.headers.get(hdrs.RANGE)
+        wanted = None if self.byte_range is None else f"bytes={self.byte_range}"
+        # A clone costs about 0.1 ms: only when aiohttp would read something else than chosen.
+        if rng != wanted or hdrs.IF_RANGE in request.headers:
             headers = request.headers.copy()
             headers.popall(hdrs.RANGE, None)
             headers.popall(hdrs.IF_RANGE, None)  # decided already
