@@ -91,6 +91,23 @@ class RateLimited(ConvertdError):
         return {"Retry-After": str(self.retry_after), **self.rate_headers}
 
 
+class RangeNotSatisfiable(ConvertdError):
+    """A download's one byte range holds none of the file's bytes (RFC 9110 15.5.17)."""
+
+    status = 416
+    error = "Range Not Satisfiable"
+
+    def __init__(self, asked: str, size: int) -> None:
+        super().__init__(
+            f"The range {asked} holds none of this file's {size} bytes.",
+            f"Ask for bytes within 0-{size - 1}, or leave out Range for the whole file.",
+        )
+        self.size = size
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.size}"}
+
+
 class InsufficientStorage(ConvertdError):
     status = 507
     error = "Insufficient Storage"

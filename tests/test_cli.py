@@ -102,6 +102,41 @@ def test_keys_set_says_what_it_cannot_do(tmp_path: Path) -> None:
     assert entry["restriction_type"] == "ip"
     assert entry["allowed_ips"] == ["10.0.0.2", "10.1.0.0/16"]
     assert entry["admin"] is True and entry["plan"] == "basic"
+    # Several values after one flag, as the README's synopsis has them (a stranger's
+    # `--allow 1.2.3.4 5.6.7.8` was "unrecognized arguments"), in create and set alike.
+    run_cli(data, "keys", "set", "1", "--allow", "10.0.0.3", "10.0.0.4", "--scope", "task.read")
+    (entry,) = json.loads(run_cli(data, "keys", "list", "--json").stdout)
+    assert entry["allowed_ips"] == ["10.0.0.3", "10.0.0.4"] and entry["scopes"] == ["task.read"]
+    run_cli(
+        data,
+        "keys",
+        "create",
+        "--name",
+        "two",
+        "--restrict",
+        "ip",
+        "--allow",
+        "10.0.0.5",
+        "10.0.0.6",
+        "--allow",
+        "10.0.0.7",
+        "--scope",
+        "task.read",
+        "task.write",
+    )
+    second = json.loads(run_cli(data, "keys", "list", "--json").stdout)[1]
+    assert second["allowed_ips"] == ["10.0.0.5", "10.0.0.6", "10.0.0.7"]
+    assert second["scopes"] == ["task.read", "task.write"]
+    # A change to what the key already is: said so, and nothing written (the stranger's
+    # `keys set 1 --plan free`, already on free, printed "Changed").
+    before = run_cli(data, "keys", "list", "--json").stdout
+    same = run_cli(data, "keys", "set", "1", "--plan", "basic")
+    assert same.stdout == "Nothing changed: key 1 is already on plan basic.\n"
+    same = run_cli(data, "keys", "set", "1", "--allow", "10.0.0.3", "10.0.0.4", "--name", "first")
+    assert same.stdout.startswith("Nothing changed: key 1 is already named 'first', restricted")
+    assert run_cli(data, "keys", "list", "--json").stdout == before
+    nothing = run_cli(data, "keys", "set", "1", check=False)
+    assert "--name" in nothing.stderr
     run_cli(data, "keys", "revoke", "1")
     revoked = run_cli(data, "keys", "set", "1", "--plan", "pro", check=False)
     assert revoked.returncode == 2 and "key 1 is revoked" in revoked.stderr
@@ -128,6 +163,12 @@ def test_shared_options_go_before_or_after_the_command(tmp_path: Path) -> None:
     )
     assert [k["name"] for k in json.loads(both.stdout)] == ["before"]
     assert not (tmp_path / "elsewhere").exists()
+    # At the group's level too (a stranger's `convertd keys --data-dir D list`: invalid choice).
+    for group, action in (("keys", "list"), ("plans", "list"), ("jobs", "list")):
+        between = run(group, "--data-dir", str(data), action, "--json")
+        assert between.returncode == 0, (group, between.stderr)
+    between = run("keys", "--data-dir", str(data), "list", "--json")
+    assert [k["name"] for k in json.loads(between.stdout)] == ["before"]
     port = free_port()
     with (tmp_path / "serve.log").open("wb") as log:
         proc = subprocess.Popen(

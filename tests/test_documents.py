@@ -17,6 +17,7 @@ import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
 from tests.inspect_files import check_output, pdf_text
+from tests.test_api import assert_error_body
 
 TEXT_OUT = ["pdf", "docx", "odt", "rtf", "txt", "html"]
 SHEET_OUT = ["xlsx", "ods", "csv", "pdf"]
@@ -129,6 +130,21 @@ def test_an_empty_text_is_a_blank_document_but_an_empty_docx_is_refused(
         assert not re.findall(r"<w:t\b[^>]*>[^<]", docx.read("word/document.xml").decode())
     status, out = daemon.convert_and_fetch(key, b"", "empty.docx", "document", "pdf")
     assert out is None and "is empty (0 bytes)" in status["error"]
+
+
+def test_a_document_without_an_extension_is_told_what_is_needed(daemon: Daemon, key: str) -> None:
+    """Plain text named `notes` cannot be told by its bytes: the refusal says the name needs its
+    extension (a stranger got 'The document converter cannot read this files.')."""
+    body = assert_error_body(daemon.convert(key, b"plain words", "notes", "document", "pdf"), 400)
+    assert body["message"] == (
+        "The document converter cannot tell what this file is: its name has no extension, "
+        "and its content is not of a format it recognises."
+    )
+    assert "with its extension in its name" in body["hint"] and "txt" in body["hint"]
+    body = assert_error_body(
+        daemon.convert(key, b"plain words", "notes.xyz", "document", "pdf"), 400
+    )
+    assert body["message"] == "The document converter cannot read xyz files."
 
 
 def office_pids(data_dir: Path) -> list[int]:

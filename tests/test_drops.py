@@ -143,6 +143,8 @@ def test_corrupt_file_goes_to_failed_and_comes_back(drop: Any) -> None:
     report = (failed / "broken.png.error.txt").read_text()
     details = json.loads((failed / "broken.png.error.json").read_text())
     assert "PNG" in report and details["job_id"] in report and details["error"] in report
+    # Back where it came from: the inbox's root is skipped (a stranger was told to move it there).
+    assert f"move broken.png back into {bad.parent}.\n" in report
     assert files(root / "outbox") == []
     # Fixed and moved back, it converts.
     (failed / "broken.png").write_bytes(image_bytes("PNG", (100, 100)))

@@ -132,3 +132,20 @@ def test_document_html_is_cleaned_before_libreoffice(
     assert out is not None
     text = pdf_text(out.content)[1]
     assert "visible text" in text and "injected" not in text and "root:" not in text
+
+
+@pytest.mark.parametrize("dst", ["epub", "pdf", "txt", "html"])
+def test_an_empty_text_is_a_blank_book(daemon: Daemon, key: str, dst: str) -> None:
+    """An empty .txt sent as an ebook converts as it does as a document (a stranger's was refused
+    as 'The input file is empty' while filetype=document made a blank page): one chapter with
+    no text, one page as PDF, with only the book's title (the file's name, as for any book)."""
+    status, out = daemon.convert_and_fetch(key, b"", "empty.txt", "ebook", dst)
+    assert out is not None, status
+    if dst == "epub":
+        assert "<p>" not in epub_check(out.content)
+    elif dst == "pdf":
+        assert pdf_text(out.content) == (1, "empty")
+    elif dst == "txt":
+        assert out.content == b"empty\n"
+    else:
+        assert "<html" in out.text and "<p>" not in out.text

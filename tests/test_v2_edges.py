@@ -1,9 +1,12 @@
-"""Edges a review of /v2 found: files of the same name, compressed transfers, what a cancel
-reaches, addresses hidden inside IPv6 ones, malformed signatures and pages, what a job costs."""
+"""Edges a review of /v2 found: files of the same name (and their links' ranges), compressed
+transfers, what a cancel reaches, addresses hidden inside IPv6 ones, malformed signatures and
+pages, what a job costs."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import zipfile
 
 import requests
 
@@ -30,6 +33,13 @@ def test_an_export_of_files_sharing_a_name_keeps_both_and_changes_neither(
     assert sorted(f["filename"] for f in files) == ["same-2.txt", "same.txt"]
     got = {f["filename"]: requests.get(f["url"], timeout=10).content for f in files}
     assert got == {"same.txt": b"first", "same-2.txt": b"second"}
+    # A file link takes ranges as a v1 download does; a range past its end is /v2's JSON error.
+    url = next(f["url"] for f in files if f["filename"] == "same.txt")
+    part = requests.get(url, headers={"Range": "bytes=1-2,"}, timeout=10)
+    assert (part.status_code, part.content) == (206, b"ir")
+    refused = requests.get(url, headers={"Range": "bytes=-0"}, timeout=10)
+    assert refused.status_code == 416 and refused.headers["Content-Range"] == "bytes */5"
+    assert refused.json()["code"] == "RANGE_NOT_SATISFIABLE"
     tasks_dir = v2_daemon.data_dir / "tasks"
     assert (tasks_dir / named(done, "a")["id"] / "same.txt").read_bytes() == b"first"
     assert (tasks_dir / named(done, "b")["id"] / "same.txt").read_bytes() == b"second"
@@ -140,3 +150,28 @@ def test_inline_files_cannot_run_script(v2_daemon: Daemon, v2_key: str) -> None:
     assert resp.headers["Content-Disposition"].startswith("inline")
     assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_empty_text_converts_to_epub(v2_daemon: Daemon, v2_key: str) -> None:
+    """/v2 takes an empty .txt as v1's ebook converter does (a stranger's failed 'The input file
+    is empty'): an EPUB whose one chapter has no text."""
+    job = job_of(
+        v2_daemon,
+        v2_key,
+        {
+            "up": {"operation": "import/upload"},
+            "c": {"operation": "convert", "input": "up", "output_format": "epub"},
+            "out": {"operation": "export/url", "input": "c"},
+        },
+    )
+    form = named(job, "up")["result"]["form"]
+    sent = requests.post(
+        form["url"], data=form["parameters"], files={"file": ("empty.txt", b"")}, timeout=10
+    )
+    assert sent.status_code == 201, sent.text
+    done = wait_job(v2_daemon, v2_key, job["id"])
+    assert named(done, "c")["status"] == "finished", named(done, "c")
+    (file,) = named(done, "out")["result"]["files"]
+    with zipfile.ZipFile(io.BytesIO(requests.get(file["url"], timeout=10).content)) as book:
+        chapters = [n for n in book.namelist() if n.startswith("OEBPS/chapter-")]
+        assert len(chapters) == 1 and b"<p>" not in book.read(chapters[0])

@@ -10,11 +10,15 @@ from convertd.api.routes import Handler
 from convertd.api.state import CONFIG
 
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type, X-Request-Id"
-# What a page may read of an answer beyond the basics: quotas, waits and file names.
+# Range and its conditions let a page resume a download (api/downloads.py).
+ALLOWED_HEADERS = (
+    "X-API-Key, Authorization, Content-Type, X-Request-Id, Range, If-Range, If-None-Match"
+)
+# What a page may read of an answer beyond the basics: quotas, waits, file names, and what a
+# resumed download needs (the piece it got, the validator to resume against).
 EXPOSED_HEADERS = (
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, "
-    "Content-Disposition, X-Request-Id"
+    "Content-Disposition, X-Request-Id, Content-Range, Accept-Ranges, ETag"
 )
 PREFLIGHT_MAX_AGE = "600"
 

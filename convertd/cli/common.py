@@ -21,9 +21,10 @@ Command = Callable[[argparse.Namespace], int]
 def common_options(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The options every command takes, on `parser` (the top level: `convertd --data-dir X
     keys list`) or, with none given, on a parent for each subcommand (`convertd keys list
-    --data-dir X`). A subcommand's copies default to SUPPRESS: argparse writes a subparser's
-    defaults over the top level's values, so a None there would erase `--data-dir` given before
-    the subcommand. The top level's defaults (None) are what is left when neither place has it."""
+    --data-dir X`) and each command group (`convertd keys --data-dir X list`). The copies
+    default to SUPPRESS: argparse writes a subparser's defaults over the top level's values, so
+    a None there would erase `--data-dir` given before the subcommand. The top level's defaults
+    (None) are what is left when no place has it."""
     common = parser or argparse.ArgumentParser(add_help=False)
     unset = None if parser else argparse.SUPPRESS
     common.add_argument(

@@ -15,7 +15,7 @@ from convertd.store.db import Database
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("jobs", help="inspect the job queue")
+    group = sub.add_parser("jobs", parents=[common], help="inspect the job queue")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",

@@ -17,7 +17,9 @@ from convertd.store.db import Database
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("keys", help="create, list, change and revoke API keys")
+    group = sub.add_parser(
+        "keys", parents=[common], help="create, list, change and revoke API keys"
+    )
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser(
         "create",
@@ -30,16 +32,24 @@ def register(
     create.add_argument(
         "--restrict", choices=("ip", "domain"), help="lock the key to IPs or domains"
     )
+    # Several values after one flag (`--allow 10.0.0.1 10.0.0.2`, as the README's synopsis has
+    # it) or the flag repeated: "extend" adds each flag's values to the list.
     create.add_argument(
-        "--allow", action="append", default=[], metavar="VALUE", help="an allowed IP/CIDR or domain"
+        "--allow",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="VALUE",
+        help="allowed IPs/CIDRs or domains",
     )
     create.add_argument(
         "--scope",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         choices=keys.GRANTABLE,
         metavar="SCOPE",
-        help=f"grant only this scope (repeatable; default: all of {', '.join(keys.SCOPES)}; "
+        help=f"grant only these scopes (default: all of {', '.join(keys.SCOPES)}; "
         f"{keys.METRICS_SCOPE} for GET /metrics and {keys.ADMIN_SCOPE} are only ever granted "
         "by name)",
     )
@@ -77,16 +87,18 @@ def register(
     )
     change.add_argument(
         "--allow",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="VALUE",
-        help="an allowed IP/CIDR or domain (repeatable; replaces the key's list)",
+        help="allowed IPs/CIDRs or domains (replaces the key's list)",
     )
     change.add_argument(
         "--scope",
-        action="append",
+        action="extend",
+        nargs="+",
         choices=keys.GRANTABLE,
         metavar="SCOPE",
-        help="the scopes it has from now on (repeatable; replaces the key's list)",
+        help="the scopes it has from now on (replaces the key's list)",
     )
     change.add_argument(
         "--admin",
@@ -150,7 +162,7 @@ def _summary(key: keys.ApiKey) -> str:
 
 
 async def _set(db: Database, args: argparse.Namespace) -> int:
-    key = await keys.change_key(
+    key, changed = await keys.change_key(
         db,
         args.key_id,
         name=args.name,
@@ -160,8 +172,28 @@ async def _set(db: Database, args: argparse.Namespace) -> int:
         scopes=args.scope,
         admin=args.admin,
     )
+    if not changed:
+        print(f"Nothing changed: key {key.id} is already {_as_asked(key, args)}.")
+        return 0
     print(f"Changed {_summary(key)}; the daemon applies it at the key's next request.")
     return 0
+
+
+def _as_asked(key: keys.ApiKey, args: argparse.Namespace) -> str:
+    """What `keys set` asked of a key that was already so, in those terms."""
+    said = [f"on plan {key.plan.name}"] if args.plan is not None else []
+    if args.name is not None:
+        said.append(f"named {key.name!r}")
+    if args.restrict is not None or args.allow is not None:
+        allowed = key.allowed_ips or key.allowed_domains
+        said.append(
+            f"restricted to {key.restriction_type}: {', '.join(allowed)}"
+            if allowed
+            else "unrestricted"
+        )
+    if args.scope is not None or args.admin is not None:
+        said.append(f"with the scopes {' '.join(key.scopes)}")
+    return ", ".join(said)
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def _shown(value: int | None) -> str:
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("plans", help="list and change plans")
+    group = sub.add_parser("plans", parents=[common], help="list and change plans")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list", parents=[common], help="list plans", epilog="example: convertd plans list"

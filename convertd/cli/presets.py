@@ -22,7 +22,9 @@ from convertd.tasks.presets import Presets, UnknownPreset
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("presets", help="named option sets: list, show, add and remove")
+    group = sub.add_parser(
+        "presets", parents=[common], help="named option sets: list, show, add and remove"
+    )
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",

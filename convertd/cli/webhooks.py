@@ -15,7 +15,9 @@ from convertd.store.db import Database
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    group = sub.add_parser("webhooks", help="webhook subscriptions and their deliveries")
+    group = sub.add_parser(
+        "webhooks", parents=[common], help="webhook subscriptions and their deliveries"
+    )
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",

@@ -50,9 +50,9 @@ def book_from_html(markup: str, fallback_title: str) -> Book:
 
 
 def book_from_text(text: str, title: str) -> Book:
+    # A text with nothing in it (an empty .txt, which the converter takes: empty_inputs) is a
+    # book of one blank chapter, as the document converter makes it one blank page.
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    if not paragraphs:
-        raise ConversionError("The input has no text to make a book of")
     body = "\n".join(
         "<p>" + "<br/>".join(html.escape(line) for line in p.splitlines()) + "</p>"
         for p in paragraphs
@@ -110,6 +110,8 @@ class EbookConverter(Converter):
         return "convertd"
 
     options = PDF_EXPORT_OPTIONS
+    # An empty .txt is an empty book (a blank page as PDF), as for the document converter.
+    empty_inputs = ("txt",)
 
     def __init__(self, office: OfficePool) -> None:
         self.office = office

@@ -160,6 +160,7 @@ class Deliverer:
                     drop.original_name,
                     reason,
                     drop.job_id,
+                    Path(os.fsdecode(drop.source_path)).parent,
                 )
             await drops.close(self.db, drop.id, "failed", reason)
             self.metrics.drop_ended("failed")

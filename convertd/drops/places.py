@@ -91,11 +91,19 @@ def publish_copy(result: Path, target: Path) -> None:
 
 
 def fail_file(
-    rule: WatchRule, src: Path, fmt: str, name: str, reason: str, job_id: str | None
+    rule: WatchRule,
+    src: Path,
+    fmt: str,
+    name: str,
+    reason: str,
+    job_id: str | None,
+    came_from: Path,
 ) -> Path:
     """Move an original that cannot be converted to the rule's failed folder (a copy, for a
     `keep` rule, whose originals never leave their place), with a report for people
-    (NAME.error.txt) and one for scripts (NAME.error.json)."""
+    (NAME.error.txt) and one for scripts (NAME.error.json). `came_from` is the folder it was
+    dropped in, where the report says to move it back: not the rule's folder, whose root the
+    inbox skips (a file goes in inbox/<format>/), nor where `src` is now (the upload area)."""
     keep = rule.originals == "keep" and src.parent.is_relative_to(rule.folder)
     if src.is_dir():  # a batch: its files, together, as they came
         target = place_folder(src, rule.failed_dir(fmt), name)
@@ -115,7 +123,7 @@ def fail_file(
     (target.parent / f"{target.name}.error.txt").write_text(
         f"{shown} could not {what} the rule {rule.name}.\n\nReason: {reason}\n"
         f"Job: {job_id or '-'}\nTime: {when} UTC\n\n"
-        f"To try again, move {shown} back into {display(rule.folder)}.\n",
+        f"To try again, move {shown} back into {display(came_from)}.\n",
         encoding="utf-8",
     )
     (target.parent / f"{target.name}.error.json").write_text(

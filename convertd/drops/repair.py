@@ -78,7 +78,14 @@ async def _repair_batch(
         reason = f"the rule {rule.name} no longer merges batches"
         await asyncio.to_thread(batch_moves.settled_in, folder)
         await asyncio.to_thread(
-            fail_file, rule, folder, drop.output_format, drop.original_name, reason, None
+            fail_file,
+            rule,
+            folder,
+            drop.output_format,
+            drop.original_name,
+            reason,
+            None,
+            Path(os.fsdecode(drop.source_path)).parent,
         )
         await drops.close(db, drop.id, "failed", reason)
         return 0

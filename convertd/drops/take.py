@@ -179,7 +179,14 @@ class Taker:
         fmt = found.output_format
         try:
             await asyncio.to_thread(
-                fail_file, cand.rule, cand.path, fmt, cand.path.name, reason, None
+                fail_file,
+                cand.rule,
+                cand.path,
+                fmt,
+                cand.path.name,
+                reason,
+                None,
+                cand.path.parent,
             )
         except OSError as exc:
             self.waiting.skip(

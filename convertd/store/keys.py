@@ -294,16 +294,19 @@ async def change_key(
     allowed: list[str] | None = None,
     scopes: list[str] | None = None,
     admin: bool | None = None,
-) -> ApiKey:
+) -> tuple[ApiKey, bool]:
     """Change what a live key may do; what is not given stays. `allowed` alone replaces the
     values of the key's restriction; `restriction_type` "all" lifts it; `scopes` is the whole
     new list. Read and written in one transaction (two admins at once: one waits), and one
-    commit, so the daemon reads the key afresh at its next request (store/cache.py)."""
+    commit, so the daemon reads the key afresh at its next request (store/cache.py). The key,
+    and whether it changed (if it was already so, nothing is written)."""
     if (name, plan, restriction_type, allowed, scopes, admin) == (None,) * 6:
-        raise AdminError("nothing to change: give --plan, --restrict/--allow, --scope or --admin")
+        raise AdminError(
+            "nothing to change: give --plan, --name, --restrict/--allow, --scope or --admin"
+        )
     new_name = None if name is None else checked_name(name)
 
-    def change(conn: Conn) -> None:
+    def change(conn: Conn) -> bool:
         row = conn.execute(_SELECT_KEY + " WHERE k.id = ?", (key_id,)).fetchone()
         if row is None:
             raise AdminError(f"no key with id {key_id}; see `convertd keys list`")
@@ -318,24 +321,21 @@ async def change_key(
         granted = checked_scopes(list(current.scopes) if scopes is None else scopes, admin)
         if plan is not None:
             _check_plan(conn, plan)
+        new = (new_name or current.name, plan or current.plan.name, restriction, ips, domains)
+        old = (current.name, current.plan.name, current.restriction_type, current.allowed_ips)
+        if new == (*old, current.allowed_domains) and granted == list(current.scopes):
+            return False  # already so: no write, no commit
         conn.execute(
             """UPDATE api_keys SET name = ?, plan = ?, restriction_type = ?, allowed_ips = ?,
                    allowed_domains = ?, scopes = ? WHERE id = ?""",
-            (
-                new_name or current.name,
-                plan or current.plan.name,
-                restriction,
-                json.dumps(ips),
-                json.dumps(domains),
-                json.dumps(granted),
-                key_id,
-            ),
+            (*new[:3], json.dumps(ips), json.dumps(domains), json.dumps(granted), key_id),
         )
+        return True
 
-    await db.write(change)
+    changed = await db.write(change)
     key = await get_key(db, key_id)
     assert key is not None
-    return key
+    return key, changed
 
 
 async def rotate_webhook_secret(db: Database, key_id: int) -> str:

@@ -103,9 +103,17 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
                 lambda: registry.input_format(converter, path(source.file_path), output_format)
             )
     except Unreadable as exc:
+        reads = ", ".join(converter.input_formats)
+        if exc.extension:
+            raise BadRequest(
+                f"The {converter.filetype} converter cannot read {exc.extension} files.",
+                f"It reads: {reads}.",
+            ) from None
+        # No extension, and first bytes it does not know (a text format has no magic bytes).
         raise BadRequest(
-            f"The {converter.filetype} converter cannot read {exc.extension or 'this'} files.",
-            f"It reads: {', '.join(converter.input_formats)}.",
+            f"The {converter.filetype} converter cannot tell what this file is: its name has "
+            "no extension, and its content is not of a format it recognises.",
+            f"Send it with its extension in its name (as in report.docx); it reads: {reads}.",
         ) from None
     except OptionError as exc:
         raise BadRequest(

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from convertd.api.downloads import check_signed, file_response
+from convertd.api.downloads import check_signed, send_file
 from convertd.api.receive import read_body
 from convertd.api.state import DATA, DB, ENGINE
 from convertd.api.v2.render import DOWNLOAD, UPLOAD, data, task_json
@@ -87,6 +87,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise NotFound("This file no longer exists: its task was deleted or has expired.")
     await _owner_is_live(request, task)
     path = request.app[DATA].task_file(task_id, name)
-    if not await asyncio.to_thread(path.is_file):
+    response = await send_file(request, path, name, inline=bool(task.payload.get("inline")))
+    if response is None:
         raise NotFound("This file no longer exists: its task was deleted or has expired.")
-    return file_response(path, name, inline=bool(task.payload.get("inline")))
+    return response
