@@ -444,6 +444,7 @@ def test_an_instance_that_dies_during_its_hand_over_is_replaced_by_its_spare(
         time.sleep(0.1)
     assert m is not None, d.log()[-3000:]
     assert "waits for it to start" not in d.log(), d.log()[-3000:]
+    assert f"office instance {old} died during its hand-over;" in d.log(), d.log()[-3000:]
     assert re.search(rf"took over from instance {old} ", d.log()), d.log()[-3000:]
     total, during = int(m[1]), int(m[2])
     assert during >= 0 and total == served + during, (served, m[0])

@@ -146,6 +146,11 @@ class OfficePool:
         queue (it is being stopped), nor one that died while its spare starts: it leaves the
         queue, and _hand_over decides what becomes of it."""
         if instance is self._replacing and not instance.alive:
+            if not self._withheld:  # said once: the tests and an operator see it happened
+                logger.info(
+                    "office instance %d died during its hand-over; its replacement takes over",
+                    instance.number,
+                )
             self._withheld = True
             return False
         return not instance.retiring
