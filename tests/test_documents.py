@@ -408,7 +408,7 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
 
     def stops() -> dict[int, tuple[int, int]]:
         found = re.findall(
-            r"office instance (\d+) stopped after (\d+) documents, (\d+) of them during its "
+            r"office instance (\d+) stopped after (\d+) documents?, (\d+) of them during its "
             r"hand-over",
             d.log(),
         )
@@ -419,3 +419,50 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
         time.sleep(0.1)
     assert set(stopped) == set(begun), (begun, stopped)
     assert all(total == begun[n] + during for n, (total, during) in stopped.items()), stopped
+
+
+def test_an_instance_that_dies_during_its_hand_over_is_replaced_by_its_spare(
+    make_daemon: Any,
+) -> None:
+    """The stranger's kill -9 of the retiring soffice as its hand-over began: it was started
+    again beside its spare (a document waited 3 s for that cold start), and its stop line read
+    'stopped after 1 documents, -1 of them during its hand-over' (the restart reset its count).
+    The spare replaces it; its documents still add up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = make_daemon(
+        env={"CONVERTD_OFFICE_INSTANCES": "2", "CONVERTD_OFFICE_RECYCLE_AFTER": "2"}, workers=2
+    )
+    key = d.create_key("office", "--plan", "pro")
+    wait_for_pids(d.data_dir, 2)
+
+    def convert(n: int) -> None:
+        text = f"{MARKER} document {n}\n".encode()
+        status, out = d.convert_and_fetch(key, text, f"doc{n}.txt", "document", "pdf")
+        assert out is not None, (status, d.log()[-3000:])
+        pages, words = pdf_text(out.content)
+        assert pages == 1 and f"document {n}" in words, words
+
+    n = 0
+    while not (seen := handovers(d.log())) and n < 10:  # one at a time, as curl sent them
+        convert(n)
+        n += 1
+    assert seen, d.log()[-3000:]
+    _, old, served, _, _ = seen[0]
+    (pid,) = re.findall(rf"office instance {old} ready \(soffice pid (\d+)\)", d.log())
+    os.kill(int(pid), signal.SIGKILL)
+    # Both instances taken at once, while the spare starts: one document finds the dead one.
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(convert, range(n, n + 4)))
+    deadline = time.monotonic() + 30
+    stop = re.compile(rf"office instance {old} stopped after (\d+) documents?, (-?\d+) of them")
+    while not (m := stop.search(d.log())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert m is not None, d.log()[-3000:]
+    assert "waits for it to start" not in d.log(), d.log()[-3000:]
+    assert f"office instance {old} died during its hand-over;" in d.log(), d.log()[-3000:]
+    assert re.search(rf"took over from instance {old} ", d.log()), d.log()[-3000:]
+    total, during = int(m[1]), int(m[2])
+    assert during >= 0 and total == served + during, (served, m[0])
+    plural = "" if total == 1 else "s"
+    assert f"stopped after {total} document{plural}, " in m[0], m[0]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.conftest import CORPUS, image_bytes
+from tests.conftest import CORPUS, image_bytes, tool_pids
 from tests.daemon import run_cli
 from tests.inspect_files import pdf_text
 
@@ -95,3 +97,31 @@ def test_an_output_name_that_contradicts_to_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "--to is png" in proc.stderr
     assert not (tmp_path / "out.webp").exists()
+
+
+def test_beside_a_running_daemon_its_libreoffice_is_left_alone(make_daemon: Any) -> None:
+    """`convertd convert --data-dir D` used D/office/profile-0, the profile of the daemon's
+    instance 0, and once the daemon's warm soffice died after it. The CLI's instance has a
+    profile of its own, removed after; the daemon's soffice runs on, the same process."""
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1"}, workers=1)
+    deadline = time.monotonic() + 60
+    while not (before := tool_pids("soffice.bin", d.data_dir / "office")):
+        assert time.monotonic() < deadline, d.log()
+        time.sleep(0.1)
+    doc = d.data_dir.parent / "letter.odt"
+    doc.write_bytes((CORPUS / "document" / "libreoffice-writer-odf13.odt").read_bytes())
+    for _ in range(2):
+        done = run_cli(d.data_dir, "convert", str(doc), "--to", "pdf", check=False, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert pdf_text((d.data_dir.parent / "letter.pdf").read_bytes())[0] >= 1
+        (d.data_dir.parent / "letter.pdf").unlink()
+    time.sleep(1)  # a soffice told to quit by the CLI's takes a moment to go
+    (pid,) = before
+    assert tool_pids("soffice.bin", d.data_dir / "office") == [pid], d.log()[-2000:]
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        assert fh.read().rpartition(")")[2].split()[0] not in {"Z", "X"}
+    assert sorted(p.name for p in (d.data_dir / "office").iterdir()) == ["profile-0"]
+    key = d.create_key("office", "--plan", "pro")
+    status, out = d.convert_and_fetch(key, doc.read_bytes(), "a.odt", "document", "pdf")
+    assert out is not None, status
+    assert "waits for it to start" not in d.log(), d.log()[-2000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,45 @@ def test_a_revoked_keys_event_streams_end_with_their_queued_jobs_failures(
         f"{d.base}/status/{job['job_id']}", headers={"X-API-Key": key}, timeout=10
     )
     assert status.status_code == 401
+
+
+def test_a_keys_event_streams_end_when_keys_set_takes_away_what_they_need(
+    make_daemon: Any,
+) -> None:
+    """`convertd keys set` applies to open streams too, as the revoke does (the third stranger:
+    after `--restrict ip --allow 10.9.9.9` and then `--scope task.write`, an open stream went on
+    and delivered job.created). Moved to a plan without API access, restricted to elsewhere, or
+    without task.read: each key's v1 and v2 streams end at their next message or heartbeat,
+    sending nothing more, and a reconnect hears the 403 a new stream gets."""
+    d = make_daemon(workers=0)  # no worker: jobs stay queued
+    root = d.base.removesuffix("/v1")
+    changes = {
+        "plan": ("--plan", "free"),
+        "ip": ("--restrict", "ip", "--allow", "10.9.9.9"),
+        "scope": ("--restrict", "all", "--scope", "task.write"),
+    }
+    keys = {name: d.create_key(f"set-{name}", "--plan", "pro") for name in changes}
+    streams = {
+        (name, url): streaming(url, key)
+        for name, key in keys.items()
+        for url in (f"{d.base}/events", f"{root}/v2/events")
+    }
+    before = d.convert(keys["scope"], b"a", "a.txt", "hash", "md5").json()["job_id"]
+    deadline = time.monotonic() + 10
+    v1_scope = streams["scope", f"{d.base}/events"][1]
+    while not any(e["job"]["job_id"] == before for e in events(v1_scope)):
+        assert time.monotonic() < deadline, v1_scope  # the stream works before the change
+        time.sleep(0.05)
+    for name, args in changes.items():
+        run_cli(d.data_dir, "keys", "set", str(key_id(d, keys[name])), *args)
+    # Still allowed to submit, no longer to read: its job.created must not reach the stream.
+    after = d.convert(keys["scope"], b"b", "b.txt", "hash", "md5")
+    assert after.status_code == 202, after.text
+    for (name, url), (reader, lines, ended) in streams.items():
+        reader.join(CLIENT_TIMEOUT + 5)  # a heartbeat comes within 15 s
+        assert ended.is_set(), (name, url, lines)
+        said = [e.get("job", {}).get("job_id") for e in events(lines)]
+        assert after.json()["job_id"] not in said, (name, url, lines)
+        assert any(line.startswith(": ended: ") for line in lines), (name, url, lines)
+        again = requests.get(url, headers={"X-API-Key": keys[name]}, timeout=10)
+        assert again.status_code == 403, (name, url, again.text)

@@ -35,6 +35,12 @@ def client_address(request: web.Request) -> str | None:
 async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.ApiKey:
     """The key of this request, checked against its plan's API access (which a `scrape` of
     /metrics with a metrics key does not need) and its IP or domain restriction."""
+    key = await _live_key(request)
+    admit(request, key, None, scrape=scrape)
+    return key
+
+
+async def _live_key(request: web.Request) -> keys.ApiKey:
     secret = _presented_key(request)
     if not secret:
         raise Unauthorized(
@@ -47,6 +53,17 @@ async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.Ap
             "The API key is not valid, or it has been revoked.",
             "Check the key, or create a new one with `convertd keys create`.",
         )
+    return key
+
+
+def admit(
+    request: web.Request, key: keys.ApiKey, scope: str | None, *, scrape: bool = False
+) -> None:
+    """Whether this live key may make this request from this client: its plan's API access,
+    its IP or domain restriction, the route's scope; Forbidden says why not. The one home of
+    that decision: every call asks it, and an open event stream asks it again at each message
+    and heartbeat (events/stream.py), so a `convertd keys set` that would refuse the stream
+    now ends it."""
     if not key.plan.api_access and not (scrape and keys.METRICS_SCOPE in key.scopes):
         raise Forbidden(
             f"The {key.plan.name!r} plan does not include API access.",
@@ -71,13 +88,6 @@ async def authenticate(request: web.Request, *, scrape: bool = False) -> keys.Ap
                 f"This key may not be used from {where}.",
                 "Call the API from a page on one of the key's allowed domains.",
             )
-    return key
-
-
-async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
-    """The key of this request, with the scope it needs, counted against its plan (unless its
-    route says it is not counted)."""
-    key = await authenticate(request)
     if scope is not None and scope not in key.scopes:
         if scope == keys.ADMIN_SCOPE:
             raise Forbidden(
@@ -89,6 +99,13 @@ async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
             f"This key lacks the {scope} scope, which {request.method} {request.path} needs.",
             f"Use a key with that scope: `convertd keys create --scope {scope} ...`.",
         )
+
+
+async def authorize(request: web.Request, scope: str | None) -> keys.ApiKey:
+    """The key of this request, with the scope it needs, counted against its plan (unless its
+    route says it is not counted)."""
+    key = await _live_key(request)
+    admit(request, key, scope)
     # Log lines name the key (never its secret) from here on, a 429 among them.
     logs.key_name.set(key.name)
     logs.key_id.set(key.id)

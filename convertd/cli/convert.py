@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -162,9 +163,11 @@ async def convert_files(
     done: Callable[[Outcome, int, int], None],
 ) -> list[Outcome]:
     fmt = canonical_format(to)
-    office = OfficePool(
-        DataDir.of(config).office, 1, config.office_recycle_after, config.uno_python
-    )
+    # Profiles of its own, removed after: a daemon on this data dir has its instance 0 in
+    # office/profile-0, and an instance's start rewrites its profile from scratch, so sharing
+    # it killed the daemon's warm LibreOffice (two soffices must never share a profile).
+    root = await asyncio.to_thread(_own_office_root, DataDir.of(config).office)
+    office = OfficePool(root, 1, config.office_recycle_after, config.uno_python)
     registry = default_registry(office)
     runner = Runner(Limits.from_config(config)).start()
     outcomes: list[Outcome] = []
@@ -180,7 +183,15 @@ async def convert_files(
     finally:
         await office.stop()
         runner.stop()
+        await asyncio.to_thread(shutil.rmtree, root, True)
     return outcomes
+
+
+def _own_office_root(office: Path) -> Path:
+    """A fresh folder for this run's LibreOffice profile, beside the daemon's (same disk and
+    owner), never one of theirs."""
+    office.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Path(tempfile.mkdtemp(prefix=f"cli-{os.getpid()}-", dir=office))
 
 
 async def _convert_one(

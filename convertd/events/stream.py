@@ -17,10 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from convertd.api.auth import admit
+from convertd.api.routes import scope_of
 from convertd.api.state import API_KEY, CHANGES, DB
 from convertd.api.v1.jobs import status_json
 from convertd.api.v2.render import job_json, task_json
 from convertd.changes import Item
+from convertd.errors import Forbidden
 from convertd.store import job_lists, jobs, keys, task_jobs, tasks
 
 HEARTBEAT_SECONDS = 15
@@ -95,15 +98,24 @@ def _v2_revoked(ended: job_lists.RevokedBeforeStart) -> list[Item]:
     return items + [("task_job", job_id) for job_id in ended.task_jobs]
 
 
-async def _ended(request: web.Request, key_id: int, last_words: LastWords) -> list[Item] | None:
-    """None while the key is live; once it is revoked or deleted, the stream's last items."""
-    db = request.app[DB]
-    key = await keys.get_key(db, key_id)
-    if key is None:
+async def _last_words(
+    request: web.Request, key: keys.ApiKey | None, last_words: LastWords
+) -> list[Item]:
+    """What a stream whose key was revoked or deleted says before it ends."""
+    if key is None or key.revoked_at is None:
         return []  # deleted, and its jobs with it
-    if key.revoked_at is None:
-        return None
-    return last_words(await job_lists.revoked_before_start(db, key_id, key.revoked_at))
+    return last_words(await job_lists.revoked_before_start(request.app[DB], key.id, key.revoked_at))
+
+
+def _refusal(request: web.Request, key: keys.ApiKey) -> str | None:
+    """Why this live key may no longer read this stream, as a new one would be refused (auth's
+    one rule: `convertd keys set` moved it to a plan without API access, took the scope away,
+    or restricted it to elsewhere), or None."""
+    try:
+        admit(request, key, scope_of(request))
+    except Forbidden as refused:
+        return refused.message
+    return None
 
 
 async def _stream(request: web.Request, render: Any, last_words: LastWords) -> web.StreamResponse:
@@ -135,12 +147,19 @@ async def _stream(request: web.Request, render: Any, last_words: LastWords) -> w
     try:
         while not subscription.closed:
             items = await subscription.next(HEARTBEAT_SECONDS)
+            # The key as it is now, whoever changed it (the CLI, the admin API, another node).
+            key = await keys.get_key(request.app[DB], key_id)
+            live = key is not None and key.revoked_at is None
+            if key is not None and live and (why := _refusal(request, key)):
+                # No longer allowed: not one more message, and a reconnect hears the 403.
+                await response.write(f": ended: {why}\n\n".encode())
+                break
             if items:
                 await send(items)
-            if (last := await _ended(request, key_id, last_words)) is not None:
-                # Revoked (by the CLI, the admin API, another node): the stream ends, once it
-                # has told the ends of the jobs the revoke failed before they started.
-                await send(last)
+            if not live:
+                # Revoked or deleted: the stream ends, once it has told the ends of the jobs
+                # the revoke failed before they started.
+                await send(await _last_words(request, key, last_words))
                 break
             if not items:
                 await response.write(b": ping\n\n")

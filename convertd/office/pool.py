@@ -10,6 +10,11 @@ instances' shares are staggered, so the pool never loses two instances' worth of
 and holds at most one spare. An instance that passes its share while another hand-over runs
 has its own begin the moment that one ends (the one furthest past first), so none serves much
 more than its share plus what it converted during one hand-over.
+
+An instance that dies while its spare starts is not started again beside it (two cold starts
+at once, and a document waiting for the second): it leaves the queue, its document is retried
+on another instance or on the spare, and the spare replaces it as planned. Only if the spare
+fails to start does it come back, to start on its next document.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class OfficePool:
         self._instances: list[Instance] = []
         self._numbers = 0  # instances made so far: each has its own number, profile and pipe
         self._handover: asyncio.Task[None] | None = None  # the one recycle in flight
+        self._replacing: Instance | None = None  # the instance that hand-over replaces
+        self._withheld = False  # it died meanwhile and left the queue to wait for its spare
         self._retry_at = 0.0
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -120,7 +127,7 @@ class OfficePool:
     @contextlib.asynccontextmanager
     async def instance(self) -> AsyncIterator[Instance]:
         instance = await self._idle.get()
-        while instance.retiring:  # replaced while it waited in the queue, and stopped
+        while not self._usable(instance):
             instance = await self._idle.get()
         instance.busy = True
         try:
@@ -129,10 +136,24 @@ class OfficePool:
             instance.busy = False
             if instance.retiring:
                 self._retire(instance)
-            else:
+            elif self._usable(instance):
                 self._idle.put_nowait(instance)
                 if instance.served >= instance.recycle_at:
                     self._next_handover()
+
+    def _usable(self, instance: Instance) -> bool:
+        """Whether an instance goes (back) to work. Not one replaced while it waited in the
+        queue (it is being stopped), nor one that died while its spare starts: it leaves the
+        queue, and _hand_over decides what becomes of it."""
+        if instance is self._replacing and not instance.alive:
+            if not self._withheld:  # said once: the tests and an operator see it happened
+                logger.info(
+                    "office instance %d died during its hand-over; its replacement takes over",
+                    instance.number,
+                )
+            self._withheld = True
+            return False
+        return not instance.retiring
 
     async def run(self, request: Request, timeout: float) -> Reply:
         """Convert on an idle instance; a crash is retried once on a fresh one."""
@@ -163,13 +184,14 @@ class OfficePool:
             return
         old = max(due, key=lambda i: i.served - i.recycle_at)
         old.served_when_recycled = old.served
+        self._replacing = old
         spare = self._new_instance()
         # Logged when decided, with every instance's count (tests check the overshoot from it).
         logger.info(
-            "office instance %d recycled after %d documents (its share %d): starting instance"
+            "office instance %d recycled after %s (its share %d): starting instance"
             " %d to take over; served/share %s",
             old.number,
-            old.served,
+            documents(old.served),
             old.recycle_at,
             spare.number,
             self._shares(),
@@ -196,9 +218,13 @@ class OfficePool:
             logger.warning("office instance %d: its replacement did not start: %s", old.number, exc)
             await spare.kill()
             self._retry_at = asyncio.get_running_loop().time() + RETRY_HANDOVER_AFTER
+            if self._withheld:  # it died meanwhile: back to the queue, to start on next use
+                self._idle.put_nowait(old)
             return
         finally:
             self._handover = None
+            self._replacing = None
+            self._withheld = False
         self._instances[self._instances.index(old)] = spare
         old.retiring = True
         self._idle.put_nowait(spare)
@@ -224,11 +250,15 @@ class OfficePool:
         # Its final count: the lines before list only the instances in the pool, and it kept
         # converting after its hand-over began (the took-over line no longer lists it).
         logger.info(
-            "office instance %d stopped after %d documents, %d of them during its hand-over",
+            "office instance %d stopped after %s, %d of them during its hand-over",
             old.number,
-            old.served,
+            documents(old.served),
             old.served - old.served_when_recycled,
         )
 
     def office_pids(self) -> list[int]:
         return [i.office_pid for i in self._instances if i.office_pid]
+
+
+def documents(n: int) -> str:
+    return f"{n} document" if n == 1 else f"{n} documents"
