@@ -305,6 +305,16 @@ HANDOVER_BEGIN = re.compile(
 HANDOVER_END = re.compile(r"office instance \d+ took over from instance \d+ .*served/share (.*)$")
 
 
+def numbered_document(d: Daemon, key: str, n: int) -> str:
+    """Document `n` (a line of text with MARKER) converted to PDF: its one page's words."""
+    text = f"{MARKER} document {n}\n".encode()
+    status, out = d.convert_and_fetch(key, text, f"doc{n}.txt", "document", "pdf")
+    assert out is not None, (status, d.log()[-3000:])
+    pages, words = pdf_text(out.content)
+    assert pages == 1 and f"document {n}" in words, words
+    return words
+
+
 def handovers(log: str) -> list[tuple[str, int, int, int, dict[int, tuple[int, int]]]]:
     """("begin", instance, served, share, counts) and ("end", -1, 0, 0, counts) in log order,
     counts being {instance: (served, share)} when the line was written."""
@@ -338,12 +348,7 @@ def test_recycling_hands_over_to_a_warm_replacement_one_at_a_time(make_daemon: A
     first = wait_for_pids(d.data_dir, 2)  # warmed up at start
 
     def convert(n: int) -> str:
-        text = f"{MARKER} document {n}\n".encode()
-        status, out = d.convert_and_fetch(key, text, f"doc{n}.txt", "document", "pdf")
-        assert out is not None, (status, d.log()[-3000:])
-        pages, words = pdf_text(out.content)
-        assert pages == 1 and f"document {n}" in words, words
-        return words
+        return numbered_document(d, key, n)
 
     def quiet() -> bool:
         """No hand-over runs, and none began just after the last one ended."""
@@ -437,11 +442,7 @@ def test_an_instance_that_dies_during_its_hand_over_is_replaced_by_its_spare(
     wait_for_pids(d.data_dir, 2)
 
     def convert(n: int) -> None:
-        text = f"{MARKER} document {n}\n".encode()
-        status, out = d.convert_and_fetch(key, text, f"doc{n}.txt", "document", "pdf")
-        assert out is not None, (status, d.log()[-3000:])
-        pages, words = pdf_text(out.content)
-        assert pages == 1 and f"document {n}" in words, words
+        numbered_document(d, key, n)
 
     n = 0
     while not (seen := handovers(d.log())) and n < 10:  # one at a time, as curl sent them
