@@ -206,11 +206,13 @@ async def _transcode(
         expected = expected_duration(length, task.options)
 
     output_rate: float | None = None  # the output's frame rate, from FFmpeg's dump of it
+    padding = 0.0  # how far the output's encoders may run past the input
 
     async def on_stderr_line(line: str) -> None:
-        nonlocal output_rate
+        nonlocal output_rate, padding
         if dump.done:  # what follows the input's dump is the output's (its streams' rates)
             output_rate = output_rate or media_info.video_rate(line)
+            padding = max(padding, media_info.encoder_padding(line))
         elif (info := dump.feed(line)) is not None:
             on_input(info)
 
@@ -238,9 +240,10 @@ async def _transcode(
         )
     if written <= 0:
         raise ConversionError(f"The {what} output would hold nothing: no media was converted")
-    if clock.past_limit(written, limit):
-        # A header that claimed too little: the output says how much was read, up to the cap.
-        raise too_long(written, limit, at_least=True)
+    if clock.past_limit(read := written - padding, limit):
+        # A header that claimed too little: the output, less its encoders' padding, says how
+        # much of the input was read, up to the cap.
+        raise too_long(read, limit, at_least=True)
     return output
 
 
