@@ -60,12 +60,12 @@ VPX_CRF_OFFSET = 8
 # at the keyframe at or before trim_start. MP4 and MOV get an edit list that hides the frames
 # before it (players honour it); Matroska and WebM show them, the sound starting at
 # trim_start. AVI has no start times: its sound would play from the keyframe, out of step, so
-# that one is refused (check_copy_conflicts). Exact would mean re-encoding, which copy is asked
-# not to do: said where the options are listed.
+# that one is refused where there is sound (check_copies). Exact would mean re-encoding, which
+# copy is asked not to do: said where the options are listed.
 COPY_TRIM = (
     "; with video_codec copy the video starts at the keyframe at or before trim_start "
-    "(mp4 and mov hide the frames before it, mkv and webm show them; refused for avi unless "
-    "mute)"
+    "(mp4 and mov hide the frames before it, mkv and webm show them; refused for avi with "
+    "sound unless mute)"
 )
 
 VIDEO_OPTIONS = {
@@ -207,7 +207,17 @@ COPYABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 
 def check_copies(fmt: str, options: dict[str, Any], info: Probe) -> None:
     """A stream copied as it is must be one the container can hold: say so rather than let
-    FFmpeg fail on it, or write what players refuse (known once FFmpeg has read the input)."""
+    FFmpeg fail on it, or write what players refuse (known once FFmpeg has read the input).
+    A trimmed copy into avi is refused where the input has sound, which would play out of step
+    (the fourth stranger's video alone was refused for it)."""
+    copied = options.get("video_codec") == "copy" and options.get("trim_start")
+    if fmt == "avi" and copied and not options.get("mute") and info.has("audio"):
+        raise ConversionError(
+            "option 'video_codec' copy with 'trim_start' in avi would start the picture at the "
+            "keyframe before trim_start and the sound at it, out of step (avi has no start "
+            "times): leave out video_codec: copy, set 'mute' to drop the sound, or convert to "
+            "mkv or mp4"
+        )
     if fmt not in COPYABLE:
         return  # mkv holds anything
     for kind, option, allowed in (
@@ -232,22 +242,13 @@ NEEDS_ENCODING = {
 
 def check_copy_conflicts(fmt: str, options: dict[str, Any]) -> None:
     """A copy that cannot be honoured as asked is refused, naming every option in the way: a
-    copy into gif, mp3 or wav (always encoded), options that need re-encoding, or a trimmed copy
-    into avi, whose sound would play out of step. Options are quoted as convertd names them;
-    /v2 says them back in the client's names (tasks/operations)."""
+    copy into gif, mp3 or wav (always encoded), or options that need re-encoding. Options are
+    quoted as convertd names them; /v2 says them back in the client's names (tasks/operations)."""
     copies = [codec for codec in NEEDS_ENCODING if options.get(codec) == "copy"]
     if copies and fmt not in CONTAINERS:
         named = " and ".join(f"'{codec}'" for codec in copies)
         raise OptionError(
             f"option {named} copy cannot apply to {fmt}, which is always encoded: leave it out"
-        )
-    trimmed = "video_codec" in copies and options.get("trim_start")
-    if fmt == "avi" and trimmed and not options.get("mute"):
-        raise OptionError(
-            "option 'video_codec' copy with 'trim_start' in avi would start the picture at the "
-            "keyframe before trim_start and the sound at it, out of step (avi has no start "
-            "times): leave out video_codec: copy, set 'mute' to drop the sound, or convert to "
-            "mkv or mp4"
         )
     clauses, given = [], []
     for codec in copies:
