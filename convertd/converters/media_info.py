@@ -146,10 +146,16 @@ def encoder_padding(line: str) -> float:
     if not (match := _STREAM.match(line)):
         return 0.0
     kind, codec, rest = match.groups()
-    if kind == "Video":
-        fps = video_rate(line)
+    rate = _RATE.search(rest)
+    return padding(kind.lower(), codec, int(rate.group(1)) if rate else None, video_rate(line))
+
+
+def padding(kind: str, codec: str, hz: int | None, fps: float | None) -> float:
+    """How far past its input a `kind` stream that an encoder of `codec` writes may run, in
+    seconds, at its sample rate or frame rate."""
+    if kind == "video":
         return 1 / fps if fps else 0.0
-    if kind != "Audio" or not (rate := _RATE.search(rest)) or not (hz := int(rate.group(1))):
+    if kind != "audio" or not hz:
         return 0.0
     if codec == "mp3":  # its delay and its last frame: two frames of 1152 (576 under 32 kHz)
         return 2 * (1152 if hz >= 32000 else 576) / hz
