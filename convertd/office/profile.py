@@ -41,6 +41,10 @@ PROFILE_SETTINGS = [
     ("/org.openoffice.Inet/Settings", "ooInetFTPProxyPort", "int", "9"),
     ("/org.openoffice.Inet/Settings", "ooInetNoProxy", "string", ""),
     ("/org.openoffice.Office.Common/Misc", "UseOpenCL", "boolean", "false"),
+    # No .~lock.NAME# beside a document: every job has a folder of its own, so a lock guards
+    # nothing, and one left by a killed soffice made the retry's store of the same output fail
+    # at once ("could not write this document", I/O abort 27: no one to ask about the lock).
+    ("/org.openoffice.Office.Common/Misc", "UseLocking", "boolean", "false"),
     ("/org.openoffice.Office.Common/Misc", "FirstRun", "boolean", "false"),
     ("/org.openoffice.Office.Common/Save/Document", "WarnAlienFormat", "boolean", "false"),
     ("/org.openoffice.Office.Common/Save/Document", "CreateBackup", "boolean", "false"),
