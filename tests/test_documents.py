@@ -507,3 +507,28 @@ def test_with_one_instance_a_document_whose_soffice_dies_while_writing_is_retrie
     assert pages > 50 and "line 5999" in words, pages
     assert f"office instance {old} died during its hand-over;" in d.log(), d.log()[-3000:]
     assert not list(d.data_dir.glob("work/*/.~lock.*")), "LibreOffice still locks documents"
+
+
+def test_profiles_live_as_long_as_their_instance(make_daemon: Any, tmp_path: Path) -> None:
+    """The fourth stranger: a stopped daemon left office/profile-8, -9 and -11 (560 KiB each),
+    and every restart left more. A retired or stopped instance's profile is removed, and the
+    start sweeps those nobody holds: a crashed daemon's profile-N and a dead CLI's cli-PID-*,
+    never a live CLI's."""
+    office = tmp_path / "data" / "office"
+    stale = [office / "profile-99", office / "cli-999999999-dead"]  # no pid is that high
+    live = office / f"cli-{os.getpid()}-live"
+    for folder in (*stale, live):
+        (folder / "user").mkdir(parents=True)
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1", "CONVERTD_OFFICE_RECYCLE_AFTER": "2"})
+    key = d.create_key("office", "--plan", "pro")
+    wait_for_pids(d.data_dir, 1)
+    assert not any(f.exists() for f in stale), sorted(p.name for p in office.iterdir())
+    deadline = time.monotonic() + 120
+    n = 0
+    while len(re.findall(r"stopped after", d.log())) < 2:  # two instances retired
+        assert time.monotonic() < deadline, d.log()[-3000:]
+        numbered_document(d, key, n)
+        n += 1
+        time.sleep(0.3)
+    assert d.stop() == 0
+    assert sorted(p.name for p in office.iterdir()) == [live.name]

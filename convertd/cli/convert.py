@@ -173,7 +173,7 @@ async def convert_files(
     outcomes: list[Outcome] = []
     try:
         await asyncio.to_thread(office.detect)
-        office.start()  # instances start lazily, only if a document needs one
+        await office.start()  # instances start lazily, only if a document needs one
         for n, source in enumerate(sources, 1):
             outcome = await _convert_one(
                 registry, runner, source, fmt, options, filetype, destination, progress

@@ -15,6 +15,9 @@ An instance that dies while its spare starts is not started again beside it (two
 at once, and a document waiting for the second): it leaves the queue, its document is retried
 on another instance or on the spare, and the spare replaces it as planned. Only if the spare
 fails to start does it come back, to start on its next document.
+
+Profiles live as long as their instance: a retired or stopped one's folder is removed, and the
+pool's start sweeps what a daemon that did not stop cleanly left (profile.sweep_profiles).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from convertd.metrics import Metrics
 from convertd.office.instance import Instance, OfficeCrashed
-from convertd.office.profile import find_soffice, find_uno_python
+from convertd.office.profile import find_soffice, find_uno_python, sweep_profiles
 from convertd.office.protocol import Reply, Request
 
 logger = logging.getLogger(__name__)
@@ -95,10 +98,10 @@ class OfficePool:
         instance.recycle_at = self.recycle_after
         return instance
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if not self.uno_ready or self._instances:
             return
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(sweep_profiles, self.root)
         for n in range(self.size):
             instance = self._new_instance()
             # Staggered shares (200, 300 for two): started together, the instances would
@@ -123,6 +126,8 @@ class OfficePool:
             await asyncio.gather(self._handover, return_exceptions=True)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(i.stop() for i in self._instances), return_exceptions=True)
+        for instance in self._instances:
+            await asyncio.to_thread(shutil.rmtree, instance.profile, True)
 
     @contextlib.asynccontextmanager
     async def instance(self) -> AsyncIterator[Instance]:
