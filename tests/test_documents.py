@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
+from tests.daemon import run_cli
 from tests.inspect_files import check_output, pdf_text
 from tests.test_api import assert_error_body
 
@@ -532,3 +533,22 @@ def test_profiles_live_as_long_as_their_instance(make_daemon: Any, tmp_path: Pat
         time.sleep(0.3)
     assert d.stop() == 0
     assert sorted(p.name for p in office.iterdir()) == [live.name]
+
+
+def test_a_one_off_conversion_never_recycles(tmp_path: Path) -> None:
+    """The fourth stranger: `convertd convert` past office_recycle_after started a replacement
+    soffice just before it exited; a one-off run never recycles."""
+    sources = []
+    for n in range(3):
+        sources.append(tmp_path / f"doc{n}.txt")
+        sources[-1].write_text(f"{MARKER} document {n}\n", encoding="utf-8")
+    env = {"CONVERTD_OFFICE_RECYCLE_AFTER": "1"}
+    run = run_cli(
+        tmp_path / "d", "convert", *map(str, sources), "--to", "pdf", env=env, timeout=300
+    )
+    assert "3 converted, 0 failed" in run.stderr, run.stderr
+    assert "recycled after" not in run.stderr, run.stderr
+    assert len(re.findall(r"ready \(soffice pid", run.stderr)) == 1, run.stderr
+    for n in range(3):
+        pages, words = pdf_text((tmp_path / f"doc{n}.pdf").read_bytes())
+        assert pages == 1 and f"document {n}" in words, words

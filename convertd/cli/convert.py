@@ -167,7 +167,7 @@ async def convert_files(
     # office/profile-0, and an instance's start rewrites its profile from scratch, so sharing
     # it killed the daemon's warm LibreOffice (two soffices must never share a profile).
     root = await asyncio.to_thread(_own_office_root, DataDir.of(config).office)
-    office = OfficePool(root, 1, config.office_recycle_after, config.uno_python)
+    office = OfficePool(root, 1, None, config.uno_python)  # a one-off never recycles
     registry = default_registry(office)
     runner = Runner(Limits.from_config(config)).start()
     outcomes: list[Outcome] = []
