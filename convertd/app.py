@@ -180,7 +180,7 @@ async def _call_counter(app: web.Application) -> AsyncIterator[None]:
 async def _office(app: web.Application) -> AsyncIterator[None]:
     office = app[OFFICE]
     await asyncio.to_thread(office.detect)
-    office.start()
+    await office.start()
     warm_up = None
     config = app[CONFIG]
     if not office.uno_ready:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import CORPUS, Daemon, tool_pids
+from tests.daemon import run_cli
 from tests.inspect_files import check_output, pdf_text
 from tests.test_api import assert_error_body
 
@@ -467,3 +468,87 @@ def test_an_instance_that_dies_during_its_hand_over_is_replaced_by_its_spare(
     assert during >= 0 and total == served + during, (served, m[0])
     plural = "" if total == 1 else "s"
     assert f"stopped after {total} document{plural}, " in m[0], m[0]
+
+
+def test_with_one_instance_a_document_whose_soffice_dies_while_writing_is_retried_on_the_spare(
+    make_daemon: Any,
+) -> None:
+    """The fourth stranger, workers=1: soffice killed during its hand-over, while it wrote a
+    document's PDF, left '.~lock.NAME.pdf#' in the job's folder; the retry on the spare found
+    it and failed at once ('could not write this document in the asked format'), and that
+    failure counted towards the spare's share. The profile turns LibreOffice's locking off."""
+    d = make_daemon(
+        env={"CONVERTD_OFFICE_INSTANCES": "1", "CONVERTD_OFFICE_RECYCLE_AFTER": "2"}, workers=1
+    )
+    key = d.create_key("office", "--plan", "pro")
+    wait_for_pids(d.data_dir, 1)
+    n = 0
+    while not handovers(d.log()) and n < 10:
+        numbered_document(d, key, n)
+        n += 1
+    _, old, _, _, _ = handovers(d.log())[0]
+    (pid,) = re.findall(rf"office instance {old} ready \(soffice pid (\d+)\)", d.log())
+    # Long enough that its PDF takes a while to write; killed once the write has begun (a
+    # file beside the input in its job's folder: the output, a temporary or the lock).
+    text = "".join(f"{MARKER} line {i}\n" for i in range(6000)).encode()
+    resp = d.convert(key, text, "long.txt", "document", "pdf")
+    assert resp.status_code == 202, resp.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(not p.name.startswith("input") for p in d.data_dir.glob("work/*/*")):
+            os.kill(int(pid), signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    else:
+        raise AssertionError("the long document's output never appeared")
+    status = d.wait(key, resp.json()["job_id"])
+    assert status["status"] == "finished", (status, d.log()[-3000:])
+    out = requests.get(status["download_url"], headers={"X-API-Key": key}, timeout=30)
+    pages, words = pdf_text(out.content)
+    assert pages > 50 and "line 5999" in words, pages
+    assert f"office instance {old} died during its hand-over;" in d.log(), d.log()[-3000:]
+    assert not list(d.data_dir.glob("work/*/.~lock.*")), "LibreOffice still locks documents"
+
+
+def test_profiles_live_as_long_as_their_instance(make_daemon: Any, tmp_path: Path) -> None:
+    """The fourth stranger: a stopped daemon left office/profile-8, -9 and -11 (560 KiB each),
+    and every restart left more. A retired or stopped instance's profile is removed, and the
+    start sweeps those nobody holds: a crashed daemon's profile-N and a dead CLI's cli-PID-*,
+    never a live CLI's."""
+    office = tmp_path / "data" / "office"
+    stale = [office / "profile-99", office / "cli-999999999-dead"]  # no pid is that high
+    live = office / f"cli-{os.getpid()}-live"
+    for folder in (*stale, live):
+        (folder / "user").mkdir(parents=True)
+    d = make_daemon(env={"CONVERTD_OFFICE_INSTANCES": "1", "CONVERTD_OFFICE_RECYCLE_AFTER": "2"})
+    key = d.create_key("office", "--plan", "pro")
+    wait_for_pids(d.data_dir, 1)
+    assert not any(f.exists() for f in stale), sorted(p.name for p in office.iterdir())
+    deadline = time.monotonic() + 120
+    n = 0
+    while len(re.findall(r"stopped after", d.log())) < 2:  # two instances retired
+        assert time.monotonic() < deadline, d.log()[-3000:]
+        numbered_document(d, key, n)
+        n += 1
+        time.sleep(0.3)
+    assert d.stop() == 0
+    assert sorted(p.name for p in office.iterdir()) == [live.name]
+
+
+def test_a_one_off_conversion_never_recycles(tmp_path: Path) -> None:
+    """The fourth stranger: `convertd convert` past office_recycle_after started a replacement
+    soffice just before it exited; a one-off run never recycles."""
+    sources = []
+    for n in range(3):
+        sources.append(tmp_path / f"doc{n}.txt")
+        sources[-1].write_text(f"{MARKER} document {n}\n", encoding="utf-8")
+    env = {"CONVERTD_OFFICE_RECYCLE_AFTER": "1"}
+    run = run_cli(
+        tmp_path / "d", "convert", *map(str, sources), "--to", "pdf", env=env, timeout=300
+    )
+    assert "3 converted, 0 failed" in run.stderr, run.stderr
+    assert "recycled after" not in run.stderr, run.stderr
+    assert len(re.findall(r"ready \(soffice pid", run.stderr)) == 1, run.stderr
+    for n in range(3):
+        pages, words = pdf_text((tmp_path / f"doc{n}.pdf").read_bytes())
+        assert pages == 1 and f"document {n}" in words, words

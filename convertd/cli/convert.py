@@ -167,13 +167,13 @@ async def convert_files(
     # office/profile-0, and an instance's start rewrites its profile from scratch, so sharing
     # it killed the daemon's warm LibreOffice (two soffices must never share a profile).
     root = await asyncio.to_thread(_own_office_root, DataDir.of(config).office)
-    office = OfficePool(root, 1, config.office_recycle_after, config.uno_python)
+    office = OfficePool(root, 1, None, config.uno_python)  # a one-off never recycles
     registry = default_registry(office)
     runner = Runner(Limits.from_config(config)).start()
     outcomes: list[Outcome] = []
     try:
         await asyncio.to_thread(office.detect)
-        office.start()  # instances start lazily, only if a document needs one
+        await office.start()  # instances start lazily, only if a document needs one
         for n, source in enumerate(sources, 1):
             outcome = await _convert_one(
                 registry, runner, source, fmt, options, filetype, destination, progress

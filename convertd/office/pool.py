@@ -15,6 +15,11 @@ An instance that dies while its spare starts is not started again beside it (two
 at once, and a document waiting for the second): it leaves the queue, its document is retried
 on another instance or on the spare, and the spare replaces it as planned. Only if the spare
 fails to start does it come back, to start on its next document.
+
+Profiles live as long as their instance: a retired or stopped one's folder is removed, and the
+pool's start sweeps what a daemon that did not stop cleanly left (profile.sweep_profiles).
+A one-off run (`convertd convert`, recycle_after None) never recycles: a replacement started
+just before it exits would be a whole LibreOffice start for nothing.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from pathlib import Path
 
 from convertd.metrics import Metrics
 from convertd.office.instance import Instance, OfficeCrashed
-from convertd.office.profile import find_soffice, find_uno_python
+from convertd.office.profile import find_soffice, find_uno_python, sweep_profiles
 from convertd.office.protocol import Reply, Request
 
 logger = logging.getLogger(__name__)
 
 # Recycle an instance after this many documents: LibreOffice's memory only grows.
 DEFAULT_RECYCLE_AFTER = 200
+NEVER = 2**62  # the share of an instance that is never recycled
 # After a replacement failed to start, the old instance serves on; try again after this long.
 RETRY_HANDOVER_AFTER = 30.0
 
@@ -45,13 +51,14 @@ class OfficePool:
         self,
         root: Path,
         size: int,
-        recycle_after: int = DEFAULT_RECYCLE_AFTER,
+        recycle_after: int | None = DEFAULT_RECYCLE_AFTER,
         uno_python: str | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.root = root
         self.size = max(1, size)
-        self.recycle_after = max(1, recycle_after)
+        # None: never recycled (a one-off run); an instance's share is then out of reach.
+        self.recycle_after = max(1, recycle_after) if recycle_after is not None else None
         self.uno_python = uno_python  # the configured interpreter with `uno`, tried first
         self.python: str | None = None
         self.soffice: str | None = None
@@ -92,18 +99,19 @@ class OfficePool:
         assert self.python is not None and self.soffice is not None
         instance = Instance(self._numbers, self.root, self.python, self.soffice, self.metrics)
         self._numbers += 1
-        instance.recycle_at = self.recycle_after
+        instance.recycle_at = self.recycle_after or NEVER
         return instance
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if not self.uno_ready or self._instances:
             return
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(sweep_profiles, self.root)
         for n in range(self.size):
             instance = self._new_instance()
             # Staggered shares (200, 300 for two): started together, the instances would
             # otherwise all want their hand-over at the same moment.
-            instance.recycle_at += n * self.recycle_after // self.size
+            if self.recycle_after is not None:
+                instance.recycle_at += n * self.recycle_after // self.size
             self._instances.append(instance)
             self._idle.put_nowait(instance)
 
@@ -123,6 +131,8 @@ class OfficePool:
             await asyncio.gather(self._handover, return_exceptions=True)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(i.stop() for i in self._instances), return_exceptions=True)
+        for instance in self._instances:
+            await asyncio.to_thread(shutil.rmtree, instance.profile, True)
 
     @contextlib.asynccontextmanager
     async def instance(self) -> AsyncIterator[Instance]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,6 +42,10 @@ PROFILE_SETTINGS = [
     ("/org.openoffice.Inet/Settings", "ooInetFTPProxyPort", "int", "9"),
     ("/org.openoffice.Inet/Settings", "ooInetNoProxy", "string", ""),
     ("/org.openoffice.Office.Common/Misc", "UseOpenCL", "boolean", "false"),
+    # No .~lock.NAME# beside a document: every job has a folder of its own, so a lock guards
+    # nothing, and one left by a killed soffice made the retry's store of the same output fail
+    # at once ("could not write this document", I/O abort 27: no one to ask about the lock).
+    ("/org.openoffice.Office.Common/Misc", "UseLocking", "boolean", "false"),
     ("/org.openoffice.Office.Common/Misc", "FirstRun", "boolean", "false"),
     ("/org.openoffice.Office.Common/Save/Document", "WarnAlienFormat", "boolean", "false"),
     ("/org.openoffice.Office.Common/Save/Document", "CreateBackup", "boolean", "false"),
@@ -70,6 +75,32 @@ def write_profile(directory: Path) -> None:
     user = directory / "user"
     user.mkdir(parents=True, mode=0o700)
     (user / "registrymodifications.xcu").write_text(profile_xml(), encoding="utf-8")
+
+
+def sweep_profiles(root: Path) -> None:
+    """Remove the profiles under `root` (a data dir's office/) that no running process holds,
+    before a daemon's instances start: `profile-N` of a daemon that did not stop cleanly (this
+    one owns them now; its soffices died with it), and `cli-PID-*` of a `convertd convert`
+    whose process is gone. A live CLI's folder is left alone."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for entry in root.iterdir():
+        if entry.name.startswith("cli-"):
+            pid = entry.name.split("-")[1]
+            if not pid.isdigit() or _running(int(pid)):
+                continue
+        elif not entry.name.startswith("profile-"):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def find_uno_python(configured: str | None = None) -> str | None:
