@@ -73,6 +73,8 @@ def test_a_job_in_error_has_no_task_left_waiting_on_the_failed_one(
         assert left == {"in": "finished"}, now
         for name in ("out", "pack", "out2"):
             assert named(now, name)["code"] == "INPUT_TASK_FAILED", now
+        # The convert's refusal says what to do, as v1's does (the fourth stranger).
+        assert "name it with its extension (as in report.docx)" in named(now, "c")["message"]
         # Its failure is recorded once, and each task's end once (the webhooks' events).
         said = v2_daemon.query("SELECT name FROM events WHERE job_id = ?", (job["id"],))
         assert sorted(n for (n,) in said if n.startswith("job.")) == ["job.created", "job.failed"]
