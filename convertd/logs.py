@@ -56,6 +56,11 @@ PRIORITIES = {
 }
 
 
+def counted(n: int, noun: str) -> str:
+    """ "1 worker", "2 workers": a count in a log line, in the singular when it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def job(job_id: str) -> dict[str, str]:
     """`extra=` for a line about a job, logged where no job context is set."""
     return {"job_id": job_id}

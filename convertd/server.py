@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from convertd import loops, memory, sdnotify
+from convertd import logs, loops, memory, sdnotify
 from convertd.api.errors import json_error
 from convertd.api.request_ids import HEADER as REQUEST_ID_HEADER
 from convertd.api.request_ids import JOB_ID, request_id_of
@@ -185,10 +185,10 @@ async def serve(config: Config, role: str = "serve") -> None:
         if role == "worker":
             url = "no API (a worker node)"
             logger.info(
-                "convertd worker converting for %s (data dir %s, %d workers, %s loop)",
+                "convertd worker converting for %s (data dir %s, %s, %s loop)",
                 shown(DataDir.of(config).database),
                 config.data_dir,
-                config.workers,
+                logs.counted(config.workers, "worker"),
                 loops.name(loop),
             )
         else:
@@ -197,11 +197,11 @@ async def serve(config: Config, role: str = "serve") -> None:
             url = f"http://{_display_host(config.host)}:{_bound_port(runner, config.port)}/v1/"
             await app[NODE].listening(url.removesuffix("/v1/"))
             logger.info(
-                "convertd listening on %s and %sv2/ (data dir %s, %d workers, %s loop)",
+                "convertd listening on %s and %sv2/ (data dir %s, %s, %s loop)",
                 url,
                 url.removesuffix("v1/"),
                 config.data_dir,
-                config.workers,
+                logs.counted(config.workers, "worker"),
                 loops.name(loop),
             )
         # MAINPID: the single-file executable's bootloader is the process systemd started;

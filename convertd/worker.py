@@ -98,7 +98,7 @@ class WorkerPool:
             work = functools.partial(self._one, owner)
             self._workers.append(Periodic(owner, work, IDLE_POLL_SECONDS).start())
         self._cancellations.start()
-        logger.info("worker pool started with %d workers", self.config.workers)
+        logger.info("worker pool started with %s", logs.counted(self.config.workers, "worker"))
 
     def notify(self) -> None:
         """A job was queued: wake the idle workers now instead of at their next poll."""

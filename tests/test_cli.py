@@ -135,6 +135,16 @@ def test_keys_set_says_what_it_cannot_do(tmp_path: Path) -> None:
     same = run_cli(data, "keys", "set", "1", "--allow", "10.0.0.3", "10.0.0.4", "--name", "first")
     assert same.stdout.startswith("Nothing changed: key 1 is already named 'first', restricted")
     assert run_cli(data, "keys", "list", "--json").stdout == before
+    # The same values or scopes in another order are the same set (the fourth stranger's
+    # reordered --allow printed "Changed"); a value given twice is kept once.
+    same = run_cli(data, "keys", "set", "1", "--allow", "10.0.0.4", "10.0.0.3")
+    assert same.stdout.startswith("Nothing changed: key 1 is already restricted"), same.stdout
+    same = run_cli(data, "keys", "set", "2", "--scope", "task.write", "task.read")
+    assert same.stdout == "Nothing changed: key 2 already has the scopes task.read task.write.\n"
+    assert run_cli(data, "keys", "list", "--json").stdout == before
+    run_cli(data, "keys", "set", "2", "--allow", "10.0.0.9", "10.0.0.9", "10.0.0.5", "10.0.0.9")
+    second = json.loads(run_cli(data, "keys", "list", "--json").stdout)[1]
+    assert second["allowed_ips"] == ["10.0.0.9", "10.0.0.5"]
     nothing = run_cli(data, "keys", "set", "1", check=False)
     assert "--name" in nothing.stderr
     run_cli(data, "keys", "revoke", "1")

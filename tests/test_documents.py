@@ -141,7 +141,8 @@ def test_a_document_without_an_extension_is_told_what_is_needed(daemon: Daemon, 
         "The document converter cannot tell what this file is: its name has no extension, "
         "and its content is not of a format it recognises."
     )
-    assert "with its extension in its name" in body["hint"] and "txt" in body["hint"]
+    assert "Name it with its extension (as in report.docx)" in body["hint"], body
+    assert "txt" in body["hint"]
     body = assert_error_body(
         daemon.convert(key, b"plain words", "notes.xyz", "document", "pdf"), 400
     )

@@ -540,6 +540,26 @@ def test_names_that_are_not_utf8_round_trip(drop: Any, fmt: str, name: bytes, go
     assert "unhandled errors" not in d.log() and "Traceback" not in d.log()
 
 
+def test_a_file_without_an_extension_is_read_by_its_bytes_or_told_to_be_named(
+    drop: Any,
+) -> None:
+    """The fourth stranger: a PNG dropped without an extension converts (its bytes tell), and
+    text without one is refused with the hint v1 gives (the refusal said only "cannot make pdf
+    from a file without an extension", which the PNG beside it belied)."""
+    _d, root = drop()
+    inbox = root / "inbox" / "webp"
+    inbox.mkdir(parents=True)
+    (inbox / "noextpng").write_bytes(image_bytes("PNG", (10, 10)))
+    (inbox / "notes").write_text("plain words\n")
+    wait_for(lambda: files(root / "outbox") == ["noextpng.webp"], what="the PNG's output")
+    assert webp_size(root / "outbox" / "noextpng.webp") == (10, 10)
+    failed = root / "failed" / "webp"
+    wait_for(lambda: "notes.error.txt" in files(failed), what="the text's refusal")
+    report = (failed / "notes.error.txt").read_text()
+    assert "its name has no extension" in report, report
+    assert "name it with its extension (as in report.docx)" in report, report
+
+
 def test_drops_status_is_current_and_lists_refused_files(drop: Any) -> None:
     # With scans a minute apart, what `convertd drops` shows still follows the files: one taken
     # is no longer "waiting", and one refused at pickup is listed with its reason.

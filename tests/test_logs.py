@@ -395,3 +395,11 @@ def test_the_tools_convertd_runs_do_not_inherit_systemds_sockets(
         line.startswith(("NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="))
         for line in inherited.splitlines()
     ), inherited
+
+
+def test_the_start_up_lines_count_one_worker_in_the_singular(make_daemon: Any) -> None:
+    """The fourth stranger read "1 workers" in the start-up lines."""
+    lines = make_daemon(workers=1).log()
+    assert "worker pool started with 1 worker\n" in lines, lines
+    assert ", 1 worker, " in next(x for x in lines.splitlines() if "listening on" in x)
+    assert "1 workers" not in lines

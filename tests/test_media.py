@@ -673,15 +673,19 @@ def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "limit", "text"),
     [
-        (30.0, 20.0, "The input lasts 30 s, longer than this server's limit of 20 s"),
+        (30.0, 20.0, "The input lasts 30 s, longer than the limit of 20 s (max_media_seconds)"),
         # Just over: not "1 min, longer than ... 1 min" (the second stranger's 20.04 s clip;
         # under a minute, a length refused, 0.2 s past the limit, reads apart from it).
         (
             60.3,
             60.0,
-            "The input lasts just over 1 min (60.30 s), longer than this server's limit of 1 min",
+            "The input lasts just over 1 min (60.30 s), longer than the limit of 1 min (max_media_seconds)",
         ),
-        (3700.0, 3600.0, "The input lasts 1 h 1 min 40 s, longer than this server's limit of 1 h"),
+        (
+            3700.0,
+            3600.0,
+            "The input lasts 1 h 1 min 40 s, longer than the limit of 1 h (max_media_seconds)",
+        ),
     ],
 )
 def test_a_refusal_never_says_the_length_equals_the_limit(
@@ -715,7 +719,7 @@ def test_a_length_over_the_limit_is_said_readably(make_daemon: Any, tmp_path: Pa
         env={"CONVERTD_MAX_MEDIA_SECONDS": "20", "CONVERTD_OFFICE_PREWARM": "false"}, workers=1
     )
     key = d.create_key("limited", "--plan", "pro")
-    refusal = "The input lasts 30 s, longer than this server's limit of 20 s"
+    refusal = "The input lasts 30 s, longer than the limit of 20 s (max_media_seconds)"
     clip = make_video(tmp_path / "clip.mp4", 30.0, "64x64")
     status, out = d.convert_and_fetch(key, clip.read_bytes(), "clip.mp4", "video", "webm")
     assert out is None and status["error"] == refusal, status
@@ -815,9 +819,10 @@ def test_a_copy_into_an_output_that_is_always_encoded_is_refused(
     ):
         resp = daemon.convert(key, clip.read_bytes(), "c.mp4", "video", fmt, options)
         assert resp.status_code == 400, resp.text
+        them = "them" if " and " in named else "it"  # the fourth stranger: "it" for two
         assert resp.json()["message"] == (
             f"The field 'options' is invalid: option {named} copy cannot apply to {fmt}, "
-            "which is always encoded: leave it out."
+            f"which is always encoded: leave {them} out."
         )
     _, info = convert_and_probe(
         daemon, key, tmp_path, clip, "c.mp4", "video", "mp3", {"bitrate": "64k"}

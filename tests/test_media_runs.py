@@ -140,12 +140,12 @@ def test_the_length_limit_holds_without_ffprobe(
     # are read through (a header may lie) and the job refused.
     long_clip = make_video(tmp_path / "long.mp4", 2.0 * LIMIT_SECONDS, "64x64")
     status, out, calls = run(counted, long_clip, "long.mp4", "video", "webm")
-    assert out is None and "longer than this server's limit" in status["error"], status
+    assert out is None and "longer than the limit of" in status["error"], status
     assert calls == ["ffmpeg", "ffmpeg"]
 
     long_song = make_audio(tmp_path / "long.wav", 2.0 * LIMIT_SECONDS)
     status, out, calls = run(counted, long_song, "long.wav", "audio", "mp3")
-    assert out is None and "longer than this server's limit" in status["error"], status
+    assert out is None and "longer than the limit of" in status["error"], status
     assert calls == ["ffmpeg", "ffmpeg"]
 
     # Within it: converted whole, by one run.
@@ -179,7 +179,7 @@ def test_a_clip_of_exactly_the_limit_is_within_it(
         status, out, calls = run(counted, over, "over.mp4", "video", fmt, options)
         assert out is None and status["error"] == (
             f"The input lasts {LIMIT_SECONDS + 0.3:g} s, "
-            f"longer than this server's limit of {LIMIT_SECONDS} s"
+            f"longer than the limit of {LIMIT_SECONDS} s (max_media_seconds)"
         ), status
 
 
@@ -249,7 +249,7 @@ def test_video_alone_is_held_to_the_limit_as_sound_is(
         for fmt, options in (("mp4", None), ("webm", None), ("mkv", {"video_codec": "copy"})):
             status, out, _ = run(counted, source, source.name, "video", fmt, options)
             assert out is None and status["error"] == (
-                f"The input lasts {said:g} s, longer than this server's limit of {LIMIT_SECONDS} s"
+                f"The input lasts {said:g} s, longer than the limit of {LIMIT_SECONDS} s (max_media_seconds)"
             ), (source.name, fmt, status)
     # Within it, video alone is converted whole.
     short = make_video(tmp_path / "short.mp4", float(LIMIT_SECONDS), "64x64", "-an")
@@ -271,7 +271,7 @@ def test_the_same_length_is_always_said_the_same(
         assert float(ffprobe(clip.read_bytes(), tmp_path)["format"]["duration"]) == 4.44
         status, out, _ = run(counted, clip, clip.name, "video", "mkv", {"video_codec": "copy"})
         assert out is None and status["error"] == (
-            f"The input lasts 4.4 s, longer than this server's limit of {LIMIT_SECONDS} s"
+            f"The input lasts 4.4 s, longer than the limit of {LIMIT_SECONDS} s (max_media_seconds)"
         ), (seconds, status)
 
 
@@ -296,7 +296,7 @@ def test_a_header_that_claims_too_little_is_refused_with_its_length(
         assert out is None and calls == ["ffmpeg"], (fmt, status, calls)
         assert status["error"] == (
             f"The input lasts at least {LIMIT_SECONDS + 1} s, "
-            f"longer than this server's limit of {LIMIT_SECONDS} s"
+            f"longer than the limit of {LIMIT_SECONDS} s (max_media_seconds)"
         ), (fmt, status)
 
 

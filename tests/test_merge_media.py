@@ -189,7 +189,7 @@ def test_merged_media_is_bounded_by_max_media_seconds(make_daemon: Any, tmp_path
     parts = [tone(tmp_path / f"{n}.wav", 440, 2) for n in range(2)]
     m = failed(merged(d, k, parts))
     assert m["message"].startswith(
-        "The inputs last 4 s together, longer than this server's limit of 3 s for media"
+        "The inputs last 4 s together, longer than the limit of 3 s for media (max_media_seconds)"
     ), m
     assert named(merged(d, k, parts[:1]), "m")["status"] == "finished"
     # Exactly the limit is within it: three 1 s tones as one MP3 of 3 s (the encoder writes a

@@ -9,6 +9,8 @@ import hashlib
 import io
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -183,7 +185,9 @@ def test_range_edges(daemon: Daemon, key: str, small: bool) -> None:
     url = result_of_size(daemon, key, small)
     whole = requests.get(url, timeout=30).content
     size = len(whole)
-    for rng in ("bytes=-0", f"bytes={size}-", f"bytes={size}-{size + 5}", "bytes=-0,"):
+    # The fourth stranger: 20 digits was a 200 of the whole file where 19 were a 416.
+    huge = (f"bytes={'9' * 19}-", f"bytes={'9' * 20}-", f"bytes={'0' * 30}{size}-")
+    for rng in ("bytes=-0", f"bytes={size}-", f"bytes={size}-{size + 5}", "bytes=-0,", *huge):
         refused = requests.get(url, headers={"Range": rng}, timeout=30)
         body = assert_error_body(refused, 416)
         assert body["error"] == "Range Not Satisfiable" and str(size) in body["message"], rng
@@ -192,6 +196,8 @@ def test_range_edges(daemon: Daemon, key: str, small: bool) -> None:
         ("bytes=0-1,", 0, 1),
         ("bytes=, 5-6", 5, 6),
         ("bytes=-3", size - 3, size - 1),
+        (f"bytes=1-{'9' * 25}", 1, size - 1),
+        (f"bytes=-{'9' * 25}", 0, size - 1),
     ):
         part = requests.get(url, headers={"Range": rng}, timeout=30)
         assert part.status_code == 206, (rng, part.status_code)
@@ -203,6 +209,13 @@ def test_range_edges(daemon: Daemon, key: str, small: bool) -> None:
     etag = requests.head(url, timeout=30).headers["ETag"]
     fresh = requests.get(url, headers={"Range": "bytes=-0", "If-None-Match": etag}, timeout=30)
     assert fresh.status_code == 304
+    # If-Range with a date keeps the range for Last-Modified's own date, not a second earlier
+    # (Last-Modified rounds the file's time up; the check truncated it).
+    said = parsedate_to_datetime(requests.head(url, timeout=30).headers["Last-Modified"])
+    for when, status in ((said, 206), (said - timedelta(seconds=1), 200)):
+        if_range = format_datetime(when, usegmt=True)
+        got = requests.get(url, headers={"Range": "bytes=0-1", "If-Range": if_range}, timeout=30)
+        assert got.status_code == status, (if_range, got.status_code)
     # A page resuming a download: its preflight allows Range and the conditions, and the
     # answer lets it read the piece's place and the validator.
     origin = {"Origin": "https://app.example"}

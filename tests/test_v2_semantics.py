@@ -44,6 +44,45 @@ def test_a_failed_task_with_ignore_error_lets_the_job_go_on(
         assert zf.namelist() == ["kept.txt"]
 
 
+def test_a_job_in_error_has_no_task_left_waiting_on_the_failed_one(
+    v2_daemon: Daemon, v2_key: str
+) -> None:
+    """The fourth stranger: a job read as error while its export still waited on the failed
+    convert (failed a moment later as INPUT_TASK_FAILED). A file with no extension fails fast;
+    each job is read in a tight loop until it ends, and no answer may show it in error beside a
+    task that waits on the failed one, directly or through another (pack)."""
+    for _ in range(8):
+        job = job_of(
+            v2_daemon,
+            v2_key,
+            {
+                "in": {"operation": "import/raw", "file": "not a pdf", "filename": "noext"},
+                "c": {"operation": "convert", "input": "in", "output_format": "pdf"},
+                "out": {"operation": "export/url", "input": "c"},
+                "pack": {"operation": "archive", "input": "c"},
+                "out2": {"operation": "export/url", "input": "pack"},
+            },
+        )
+        while True:
+            resp = call(v2_daemon, v2_key, "GET", f"/v2/jobs/{job['id']}")
+            now = resp.json()["data"]
+            if now["status"] in ("error", "finished"):
+                break
+        assert now["status"] == "error", now
+        left = {t["name"]: t["status"] for t in now["tasks"] if t["status"] != "error"}
+        assert left == {"in": "finished"}, now
+        for name in ("out", "pack", "out2"):
+            assert named(now, name)["code"] == "INPUT_TASK_FAILED", now
+        # The convert's refusal says what to do, as v1's does (the fourth stranger).
+        assert "name it with its extension (as in report.docx)" in named(now, "c")["message"]
+        # Its failure is recorded once, and each task's end once (the webhooks' events).
+        said = v2_daemon.query("SELECT name FROM events WHERE job_id = ?", (job["id"],))
+        assert sorted(n for (n,) in said if n.startswith("job.")) == ["job.created", "job.failed"]
+        assert sorted(n for (n,) in said if n.startswith("task.")) == ["task.failed"] * 4 + [
+            "task.finished"
+        ]
+
+
 def test_the_engine_reported_is_the_one_that_ran_and_the_payload_comes_back_flat(
     v2_daemon: Daemon, v2_key: str, file_server: FileServer
 ) -> None:

@@ -4,6 +4,7 @@ key (v1 downloads, v2 exported files and upload forms alike)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import mimetypes
 import os
 import re
@@ -91,8 +92,10 @@ def _etag(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"  # as aiohttp's FileResponse makes it
 
 
-# One byte-range-spec (RFC 9110 14.1.1): first-last, first- or -suffix. 19 digits hold any size.
-_SPEC = re.compile(r"(\d{0,19})-(\d{0,19})")
+# One byte-range-spec (RFC 9110 14.1.1): first-last, first- or -suffix, of any length (the
+# header's is bounded by aiohttp's limit on a header line).
+_SPEC = re.compile(r"(\d*)-(\d*)")
+_DIGITS = 19  # enough for any file's size; a longer number is past any end, and never parsed
 # Conditions aiohttp reads before any range (RFC 9110 13.2.2's order).
 _PRECONDITIONS = (
     hdrs.IF_MATCH,
@@ -125,18 +128,34 @@ def _range_to_send(request: web.Request, st: os.stat_result) -> str | None:
         if if_range.startswith(('"', "W/")):
             if if_range != f'"{_etag(st)}"':
                 return None
-        elif (since := request.if_range) is None or int(st.st_mtime) > since.timestamp():
+        # Last-Modified is the file's time rounded up to the second (aiohttp's last_modified).
+        elif (since := request.if_range) is None or math.ceil(st.st_mtime) > since.timestamp():
             return None
-    first, last = match.groups()
-    if (not first and not last) or (first and last and int(last) < int(first)):
+    first, last = (_offset(digits) for digits in match.groups())
+    if first is None and last is None:
         return None  # malformed (RFC 9110 14.1.1): ignored
-    if int(first) >= st.st_size if first else int(last) == 0:
+    if first is not None and last is not None and last < first:
+        return None  # malformed too
+    if first >= st.st_size if first is not None else last == 0:
         if any(h in request.headers for h in _PRECONDITIONS):
             # aiohttp answers them (412, 304) and RFC 9110 reads them first: the range is
             # ignored instead of judged here.
             return None
         raise RangeNotSatisfiable(f"bytes={ranges[0]}", st.st_size)
-    return ranges[0]
+    if max(map(len, match.groups())) <= _DIGITS:
+        return ranges[0]  # as asked: aiohttp reads it as it came, with no clone of the request
+    if first is None:  # a suffix longer than the file is the whole file
+        return f"-{min(last or 0, st.st_size)}"
+    return f"{first}-" if last is None else f"{first}-{min(last, st.st_size - 1)}"
+
+
+def _offset(digits: str) -> int | None:
+    """A range's number (None if absent); one of more than _DIGITS digits (leading zeros
+    aside) is taken as 2**64, past any file, rather than parsed."""
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _DIGITS else 2**64
 
 
 # A file up to this size, asked for plainly (GET, no range or condition), is read whole in one

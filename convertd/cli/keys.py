@@ -173,7 +173,7 @@ async def _set(db: Database, args: argparse.Namespace) -> int:
         admin=args.admin,
     )
     if not changed:
-        print(f"Nothing changed: key {key.id} is already {_as_asked(key, args)}.")
+        print(f"Nothing changed: key {key.id} {_as_asked(key, args)}.")
         return 0
     print(f"Changed {_summary(key)}; the daemon applies it at the key's next request.")
     return 0
@@ -191,9 +191,10 @@ def _as_asked(key: keys.ApiKey, args: argparse.Namespace) -> str:
             if allowed
             else "unrestricted"
         )
+    parts = [f"is already {', '.join(said)}"] if said else []
     if args.scope is not None or args.admin is not None:
-        said.append(f"with the scopes {' '.join(key.scopes)}")
-    return ", ".join(said)
+        parts.append(f"already has the scopes {' '.join(key.scopes)}")
+    return " and ".join(parts)
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import secrets
 import socket
 import time
 
-from convertd import __version__, clock
+from convertd import __version__, clock, logs
 from convertd.periodic import Periodic
 from convertd.store import nodes
 from convertd.store.db import Database
@@ -77,7 +77,9 @@ class NodeLife:
             ),
         )
         self._last_beat = time.monotonic()
-        logger.info("node %s (%s, %d workers) joined", self.id, self.role, self.workers)
+        logger.info(
+            "node %s (%s, %s) joined", self.id, self.role, logs.counted(self.workers, "worker")
+        )
         if self.db.shared:
             # One SQLite node needs neither: the data dir's lock keeps others out, and an idle
             # daemon writing every few seconds would keep a NAS's disks from ever sleeping.

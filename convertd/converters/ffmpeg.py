@@ -87,7 +87,10 @@ def too_long(seconds: float, limit: float, *, at_least: bool = False) -> Convers
     said, allowed = clock.over_limit(seconds, limit)
     if at_least and not said.startswith("just over"):  # "just over" already says as much
         said = f"at least {said}"
-    return ConversionError(f"The input lasts {said}, longer than this server's limit of {allowed}")
+    # Not "this server's": `convertd convert` runs no server (its limit is the same setting).
+    return ConversionError(
+        f"The input lasts {said}, longer than the limit of {allowed} (max_media_seconds)"
+    )
 
 
 async def _real_length(task: Task, demuxers: tuple[str, ...], info: Probe) -> float:

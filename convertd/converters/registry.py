@@ -31,6 +31,11 @@ class CannotInfer(Exception):
     """No converter turns this file into the wanted format; the message says so."""
 
 
+# What to do with a file whose name has no extension and whose first bytes say nothing known
+# (a text format has no magic bytes): said by v1, /v2, drops and `convertd convert` alike.
+NO_EXTENSION_HINT = "name it with its extension (as in report.docx)"
+
+
 class _Guesses:
     """A file's possible formats, best first: its extension's, then (read only if needed) the
     one its first bytes show."""
@@ -38,15 +43,16 @@ class _Guesses:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.extension = canonical_format(extension_of(path.name))
+        self.sniffed: str | None = None  # what its first bytes showed, once read
 
     def __iter__(self) -> Iterator[str]:
         yield self.extension
         try:
-            sniffed = sniff_file(self.path)
+            self.sniffed = sniff_file(self.path)
         except OSError:
-            sniffed = None
-        if sniffed and sniffed != self.extension:
-            yield sniffed
+            self.sniffed = None
+        if self.sniffed and self.sniffed != self.extension:
+            yield self.sniffed
 
 
 def _turns(converter: Converter, input_format: str, output_format: str) -> bool:
@@ -133,10 +139,17 @@ class Registry:
         for converter in candidates:
             if converter.reads(path):  # named oddly, but its content is what it reads
                 return converter.filetype, guesses.extension or "bin"
-        what = (
-            f"a .{guesses.extension} file" if guesses.extension else "a file without an extension"
-        )
-        raise CannotInfer(f"convertd cannot make {fmt} from {what}")
+        if not guesses.extension:  # and its content is no format it makes `fmt` from
+            content = (
+                f"its content ({guesses.sniffed}) is not of a format it makes {fmt} from"
+                if guesses.sniffed
+                else "its content is not of a format it recognises"
+            )
+            raise CannotInfer(
+                f"convertd cannot make {fmt} from this file: its name has no extension, and "
+                f"{content}; {NO_EXTENSION_HINT}"
+            )
+        raise CannotInfer(f"convertd cannot make {fmt} from a .{guesses.extension} file")
 
     @staticmethod
     def _input_format(converter: Converter, guesses: _Guesses, fmt: str) -> str:

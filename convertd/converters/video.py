@@ -248,7 +248,8 @@ def check_copy_conflicts(fmt: str, options: dict[str, Any]) -> None:
     if copies and fmt not in CONTAINERS:
         named = " and ".join(f"'{codec}'" for codec in copies)
         raise OptionError(
-            f"option {named} copy cannot apply to {fmt}, which is always encoded: leave it out"
+            f"option {named} copy cannot apply to {fmt}, which is always encoded: "
+            f"leave {'them' if len(copies) > 1 else 'it'} out"
         )
     clauses, given = [], []
     for codec in copies:

@@ -169,7 +169,7 @@ def checked_restriction(restriction_type: str, allowed: list[str]) -> tuple[list
     if restriction_type != "all" and not allowed:
         raise AdminError(f"--restrict {restriction_type} needs at least one --allow VALUE")
     try:
-        allowed = normalise_allowed(restriction_type, allowed)
+        allowed = list(dict.fromkeys(normalise_allowed(restriction_type, allowed)))  # once each
     except ValueError as exc:
         raise AdminError(str(exc)) from exc
     return (allowed if restriction_type == "ip" else []), (
@@ -321,14 +321,17 @@ async def change_key(
         granted = checked_scopes(list(current.scopes) if scopes is None else scopes, admin)
         if plan is not None:
             _check_plan(conn, plan)
-        new = (new_name or current.name, plan or current.plan.name, restriction, ips, domains)
-        old = (current.name, current.plan.name, current.restriction_type, current.allowed_ips)
-        if new == (*old, current.allowed_domains) and granted == list(current.scopes):
+        new = (new_name or current.name, plan or current.plan.name, restriction)
+        old = (current.name, current.plan.name, current.restriction_type)
+        # Values and scopes are sets: the same ones in another order change nothing.
+        lists = (ips, domains, granted)
+        now = (current.allowed_ips, current.allowed_domains, current.scopes)
+        if new == old and all(set(a) == set(b) for a, b in zip(lists, now, strict=True)):
             return False  # already so: no write, no commit
         conn.execute(
             """UPDATE api_keys SET name = ?, plan = ?, restriction_type = ?, allowed_ips = ?,
                    allowed_domains = ?, scopes = ? WHERE id = ?""",
-            (*new[:3], json.dumps(ips), json.dumps(domains), json.dumps(granted), key_id),
+            (*new, json.dumps(ips), json.dumps(domains), json.dumps(granted), key_id),
         )
         return True
 

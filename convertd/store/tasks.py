@@ -204,21 +204,21 @@ async def ready(db: Database) -> list[Task]:
     return [Task.from_row(row) for row in rows]
 
 
-def fail_orphans(conn: Conn) -> list[str]:
-    """Inside the caller's transaction: waiting tasks an input of which failed (without
-    `ignore_error`), was cancelled or deleted, fail too (and theirs after them); returns their
-    ids."""
+def fail_orphans(conn: Conn, job_id: str | None = None) -> list[str]:
+    """Inside the caller's transaction: waiting tasks (of this job, or of any) an input of which
+    failed (without `ignore_error`), was cancelled or deleted, fail too (and theirs after them);
+    returns their ids."""
     failed: list[str] = []
     inputs = dialect_of(conn).json_values("tasks.depends_on", "d")
     while True:
         rows = conn.execute(
             f"""UPDATE tasks SET status = 'error', code = 'INPUT_TASK_FAILED', ended_at = ?,
                       message = 'An input task failed, was cancelled or was deleted'
-               WHERE status = 'waiting' AND EXISTS (
+               WHERE status = 'waiting' AND (CAST(? AS TEXT) IS NULL OR job_id = ?) AND EXISTS (
                    SELECT 1 FROM {inputs} LEFT JOIN tasks u ON u.id = d.value
                    WHERE u.id IS NULL OR (u.status = 'error' AND u.ignore_error = 0))
                RETURNING id""",
-            (clock.now(),),
+            (clock.now(), job_id, job_id),
         ).fetchall()
         if not rows:
             return failed
@@ -272,16 +272,24 @@ def finish(
     )
 
 
-def fail(conn: Conn, task_id: str, code: str, message: str) -> bool:
-    """waiting or processing -> error; False if it had already ended."""
-    return (
-        conn.execute(
-            """UPDATE tasks SET status = 'error', code = ?, message = ?, ended_at = ?
-               WHERE id = ? AND status IN ('waiting', 'processing')""",
-            (code, message, clock.now(), task_id),
-        ).rowcount
-        == 1
-    )
+def fail(conn: Conn, task_id: str, code: str, message: str) -> list[str]:
+    """waiting or processing -> error, inside the caller's transaction, and with it the waiting
+    tasks of its job that depend on it (transitively, unless it may fail): no reader ever sees
+    the job in error beside a task still waiting on the failed one (the job's status is read off
+    its tasks, task_job_status). Returns the ids of the tasks that ended, this one first; [] if
+    it had already ended."""
+    job_id = _end_in_error(conn, task_id, code, message)
+    return [] if job_id is None else [task_id, *fail_orphans(conn, job_id)]
+
+
+def _end_in_error(conn: Conn, task_id: str, code: str, message: str) -> str | None:
+    """waiting or processing -> error; the task's job id, or None if it had already ended."""
+    rows = conn.execute(
+        """UPDATE tasks SET status = 'error', code = ?, message = ?, ended_at = ?
+           WHERE id = ? AND status IN ('waiting', 'processing') RETURNING job_id""",
+        (code, message, clock.now(), task_id),
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def cancel(conn: Conn, task_ids: list[str]) -> list[Task]:
@@ -302,8 +310,8 @@ def cancel(conn: Conn, task_ids: list[str]) -> list[Task]:
         (json.dumps(task_ids),),
     ).fetchall()
     doomed = [Task.from_row(row) for row in rows]
-    for task in doomed:
-        fail(conn, task.id, "CANCELLED", "The task was cancelled")
+    for task in doomed:  # each one is CANCELLED, not failed for its input
+        _end_in_error(conn, task.id, "CANCELLED", "The task was cancelled")
     return doomed
 
 

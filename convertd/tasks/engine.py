@@ -290,11 +290,11 @@ class TaskEngine:
         self.changed(task)
         self.poke()
 
-    async def _record(self, end: Callable[[Conn], bool]) -> bool:
-        """A task's end, written even if the database is briefly unwritable (a full disk); a
-        task whose end could not be written runs again at the next start."""
-        fenced = functools.partial(self.db.write, lambda conn: self.fence(conn) and end(conn))
-        return bool(await patiently(fenced, self.db.patience, "a task's end"))
+    async def _record(self, end: Callable[[Conn], T]) -> T | None:
+        """A task's end (what `end` returns; None if fenced off), written even if the database is
+        briefly unwritable (a full disk); one that could not be written runs again at the start."""
+        fenced = functools.partial(self.db.write, lambda c: end(c) if self.fence(c) else None)
+        return await patiently(fenced, self.db.patience, "a task's end")
 
     async def _drop_files_if_deleted(self, task: tasks.Task) -> None:
         """Files made for a task deleted meanwhile go too (the retention sweep catches what a
@@ -303,9 +303,12 @@ class TaskEngine:
             await asyncio.to_thread(self.data.remove_task_files, task.id)
 
     async def _fail(self, task: tasks.Task, code: str, message: str) -> None:
-        self._orphans_possible = True
-        if await self._record(lambda conn: tasks.fail(conn, task.id, code, message)):
+        self._orphans_possible = True  # the step's backstop, for inputs deleted meanwhile
+        ended = await self._record(lambda conn: tasks.fail(conn, task.id, code, message))
+        if ended:  # this task, and those of its job that waited on it, in one transaction
             logger.info("task %s error (%s): %s", task.id, code, message)
+            for dependent in await tasks.get_many(self.db, ended[1:]) if ended[1:] else []:
+                self.changed(dependent)
         self.changed(task)
         self.poke()
 

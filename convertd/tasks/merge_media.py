@@ -219,7 +219,8 @@ def _too_long(seconds: float, limit: float) -> TaskFailed:
     said, allowed = clock.over_limit(seconds, limit)
     return TaskFailed(
         "INVALID_INPUT",
-        f"The inputs last {said} together, longer than this server's limit of {allowed} for media",
+        f"The inputs last {said} together, longer than the limit of {allowed} for media "
+        "(max_media_seconds)",
     )
 
 

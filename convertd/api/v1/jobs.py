@@ -27,7 +27,7 @@ from convertd.api.state import (
 from convertd.api.urls import Reached, base_url
 from convertd.clock import iso
 from convertd.converters.options import OptionError
-from convertd.converters.registry import Unreadable
+from convertd.converters.registry import NO_EXTENSION_HINT, Unreadable
 from convertd.errors import BadRequest, Conflict, NotFound
 from convertd.events import targets
 from convertd.files import is_job_id
@@ -113,7 +113,7 @@ async def _start_job(request: web.Request, body: Body) -> jobs.Job:
         raise BadRequest(
             f"The {converter.filetype} converter cannot tell what this file is: its name has "
             "no extension, and its content is not of a format it recognises.",
-            f"Send it with its extension in its name (as in report.docx); it reads: {reads}.",
+            f"{NO_EXTENSION_HINT.capitalize()}; it reads: {reads}.",
         ) from None
     except OptionError as exc:
         raise BadRequest(
