@@ -105,6 +105,11 @@ class WorkerPool:
         for worker in self._workers:
             worker.poke()
 
+    def stop_cancelled_soon(self) -> None:
+        """Running jobs were just cancelled in this process (a /v2 task or job cancelled or
+        deleted): stop them now, not at the next once-a-second look."""
+        self._cancellations.poke()
+
     def on_job_change(self, watcher: JobEndListener) -> None:
         """Call `watcher(job)` when a job starts, reports progress, and ends (event streams)."""
         self._watchers.append(watcher)

@@ -40,6 +40,16 @@ NAMES = {
 }
 
 
+# Events that end their subject, and how many of them a stream remembers having sent.
+ENDS = (".finished", ".failed", ".deleted")
+MAX_TOLD = 10_000
+
+
+def _subject_id(message: dict[str, Any]) -> str:
+    subject = message.get("job") or message.get("task") or {}
+    return str(subject.get("id") or subject.get("job_id"))
+
+
 def _name(kind: str, status: str) -> str:
     return f"{kind}.{NAMES[status]}"
 
@@ -131,6 +141,9 @@ async def _stream(request: web.Request, render: Any, last_words: LastWords) -> w
     changes, key_id = request.app[CHANGES], request[API_KEY].id
     subscription = changes.subscribe(key_id)
     sent = 0
+    # The ends already told, each once: an item is rendered as its subject stands when it is
+    # read, so a progress item read after the end would tell that end a second time.
+    told: dict[str, str] = {}  # subject id -> the end told
 
     async def send(items: list[Item]) -> None:
         nonlocal sent
@@ -138,6 +151,15 @@ async def _stream(request: web.Request, render: Any, last_words: LastWords) -> w
             message = await render(request, item)
             if message is None:
                 continue
+            subject = _subject_id(message)
+            if not message["event"].endswith(ENDS):
+                told.pop(subject, None)  # going again (a retried /v2 job): its next end is new
+            elif told.get(subject) == message["event"]:
+                continue
+            else:
+                told[subject] = message["event"]
+                if len(told) > MAX_TOLD:
+                    del told[next(iter(told))]
             sent += 1
             data = json.dumps(message, separators=(",", ":"))
             await response.write(

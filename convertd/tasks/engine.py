@@ -338,7 +338,7 @@ class TaskEngine:
 
     async def cancel(self, task_id: str) -> list[tasks.Task]:
         """Cancel a task and those depending on it; running work stops (a conversion's tools
-        are killed by the worker pool within its cancellation check)."""
+        are killed by the worker pool's cancellation check, run at once)."""
         doomed, queued = await self.db.write(functools.partial(_cancel, task_ids=[task_id]))
         await self._stop(doomed, queued)
         return doomed
@@ -348,9 +348,7 @@ class TaskEngine:
         whoever waits on them or watches them hears of it."""
         task_ids = [t.id for t in deleted]
 
-        def cancel_and_delete(
-            conn: Conn,
-        ) -> tuple[Cancelled, list[tuple[str, str]]]:
+        def cancel_and_delete(conn: Conn) -> tuple[Cancelled, list[tuple[str, str]]]:
             cancelled = _cancel(conn, task_ids)
             forgotten = tasks.forget_conversions(conn, task_ids)
             delete(conn)
@@ -369,6 +367,8 @@ class TaskEngine:
     async def _stop(self, doomed: list[tasks.Task], queued: list[tuple[str, str]]) -> None:
         self._orphans_possible = True
         self.pool.count_cancelled(queued)
+        if any(task.conversion_id for task in doomed):
+            self.pool.stop_cancelled_soon()
         for task in doomed:
             run = self._running.get(task.id)
             if run is not None:
