@@ -230,3 +230,48 @@ def test_v2_events_stream_tasks_with_percent(make_daemon: Any, tmp_path: Path) -
         assert stream.wait_for("job.deleted")["job"]["id"] == job_id
     finally:
         stream.close()
+
+
+def test_v2_a_jobs_end_comes_after_each_of_its_tasks_ends(make_daemon: Any) -> None:
+    """A failed conversion fails its export in the same transaction; the stream tells both
+    tasks' ends, each once, before the job's (a job's item queued earlier was told as
+    `job.failed` ahead of its failing task, the fourth stranger's 26 jobs in 30)."""
+    d = make_daemon(workers=1)
+    key = d.create_key("v2-order", "--plan", "pro")
+    root = d.base.removesuffix("/v1")
+    stream = EventReader(f"{root}/v2/events", key)
+    junk = base64.b64encode(b"not a picture at all").decode()
+    body = {
+        "tasks": {
+            "in": {"operation": "import/base64", "file": junk, "filename": "junk.png"},
+            "c": {"operation": "convert", "input": "in", "output_format": "jpg"},
+            "out": {"operation": "export/url", "input": "c"},
+        }
+    }
+    try:
+        made = []
+        for _ in range(12):
+            resp = requests.post(
+                f"{root}/v2/jobs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
+            assert resp.status_code == 201, resp.text
+            made.append(resp.json()["data"])
+        deadline = time.monotonic() + 120
+        while sum(m[0] == "job.failed" for m in stream.messages) < len(made):
+            assert time.monotonic() < deadline, [m[0] for m in stream.messages]
+            time.sleep(0.05)
+        time.sleep(1)  # anything told late, twice or out of order would come now
+        for job in made:
+            task_ids = {t["id"]: t["name"] for t in job["tasks"]}
+            told = [
+                (name, data.get("task", {}).get("name") or "job")
+                for name, data in stream.messages
+                if data.get("job", {}).get("id") == job["id"]
+                or data.get("task", {}).get("id") in task_ids
+            ]
+            ends = [t for t in told if t[0].endswith((".finished", ".failed"))]
+            assert len(ends) == len(set(ends)), told  # each end once
+            assert {("task.failed", "c"), ("task.failed", "out")} <= set(ends), told
+            assert ends[-1] == ("job.failed", "job"), told
+    finally:
+        stream.close()

@@ -54,40 +54,49 @@ def _name(kind: str, status: str) -> str:
     return f"{kind}.{NAMES[status]}"
 
 
-async def _v1_message(request: web.Request, item: Item) -> dict[str, Any] | None:
+async def _v1_messages(request: web.Request, item: Item) -> list[dict[str, Any]]:
     kind, subject = item
     if kind not in ("job", "new_job"):
-        return None
+        return []
     job = await jobs.get(request.app[DB], subject)
     if job is None:
-        return {"event": "job.deleted", "job": {"job_id": subject}}
+        return [{"event": "job.deleted", "job": {"job_id": subject}}]
     if job.source != "api":
-        return None
+        return []
     name = "job.created" if kind == "new_job" else _name("job", job.status.value)
-    return {"event": name, "job": status_json(request, job)}
+    return [{"event": name, "job": status_json(request, job)}]
 
 
-async def _v2_message(request: web.Request, item: Item) -> dict[str, Any] | None:
+async def _v2_messages(request: web.Request, item: Item) -> list[dict[str, Any]]:
     kind, subject = item
     db = request.app[DB]
     if kind in ("task_job", "new_task_job"):
         job = await task_jobs.get_job(db, subject)
         if job is None:
-            return {"event": "job.deleted", "job": {"id": subject}}
+            return [{"event": "job.deleted", "job": {"id": subject}}]
         name = "job.created" if kind == "new_task_job" else _name("job", job.status)
-        return {"event": name, "job": job_json(request, job, with_tasks=False)}
+        message = {"event": name, "job": job_json(request, job, with_tasks=False)}
+        if not name.endswith(ENDS):
+            return [message]
+        # A job's end comes after its tasks' ends, which may still be on their way to this
+        # stream (its item was queued first): they are told here, and skipped when they come.
+        ended = [t for t in job.tasks if _name("task", t.status.value).endswith(ENDS)]
+        told = [
+            {"event": _name("task", t.status.value), "task": task_json(request, t)} for t in ended
+        ]
+        return [*told, message]
     if kind == "task":
         task = await tasks.get(db, subject)
         if task is None:
-            return {"event": "task.deleted", "task": {"id": subject}}
+            return [{"event": "task.deleted", "task": {"id": subject}}]
     elif kind == "job":  # a queued job: shown as the convert task it runs for, with its percent
         found = await tasks.of_conversion(db, subject)
         if found is None:
-            return None
+            return []
         task = found
     else:
-        return None
-    return {"event": _name("task", task.status.value), "task": task_json(request, task)}
+        return []
+    return [{"event": _name("task", task.status.value), "task": task_json(request, task)}]
 
 
 # What a stream says last when its key is revoked: the ends of what the revoke failed while it
@@ -147,10 +156,8 @@ async def _stream(request: web.Request, render: Any, last_words: LastWords) -> w
 
     async def send(items: list[Item]) -> None:
         nonlocal sent
-        for item in items:
-            message = await render(request, item)
-            if message is None:
-                continue
+        messages = [m for item in items for m in await render(request, item)]
+        for message in messages:
             subject = _subject_id(message)
             if not message["event"].endswith(ENDS):
                 told.pop(subject, None)  # going again (a retried /v2 job): its next end is new
@@ -193,8 +200,8 @@ async def _stream(request: web.Request, render: Any, last_words: LastWords) -> w
 
 
 async def v1_events(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, _v1_message, _v1_revoked)
+    return await _stream(request, _v1_messages, _v1_revoked)
 
 
 async def v2_events(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, _v2_message, _v2_revoked)
+    return await _stream(request, _v2_messages, _v2_revoked)
