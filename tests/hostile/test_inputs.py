@@ -494,7 +494,9 @@ def test_media_length_is_judged_by_what_it_holds(
     strict_key = strict.create_key("strict", "--plan", "pro")
     long_clip = make_video(tmp_path / "long.mp4", 5.0, "64x64").read_bytes()
     status, out = strict.convert_and_fetch(strict_key, long_clip, "long.mp4", "video", "webm")
-    assert out is None and "longer than this server's limit" in status["error"], status
+    assert out is None and "longer than the limit of 2 s (max_media_seconds)" in status["error"], (
+        status
+    )
 
 
 def soffice_rss_kib(data_dir: Path) -> int:
