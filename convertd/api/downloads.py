@@ -77,7 +77,7 @@ class _FileResponse(web.FileResponse):
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         rng = request.headers.get(hdrs.RANGE)
         wanted = None if self.byte_range is None else f"bytes={self.byte_range}"
-        # A clone costs about 0.1 ms: only when aiohttp would read something else than chosen.
+        # A clone costs about 19 us: only when aiohttp would read something else than chosen.
         if rng != wanted or hdrs.IF_RANGE in request.headers:
             headers = request.headers.copy()
             headers.popall(hdrs.RANGE, None)

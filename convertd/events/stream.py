@@ -80,11 +80,12 @@ async def _v2_messages(request: web.Request, item: Item) -> list[dict[str, Any]]
             return [message]
         # A job's end comes after its tasks' ends, which may still be on their way to this
         # stream (its item was queued first): they are told here, and skipped when they come.
-        ended = [t for t in job.tasks if _name("task", t.status.value).endswith(ENDS)]
-        told = [
-            {"event": _name("task", t.status.value), "task": task_json(request, t)} for t in ended
+        ends = [
+            {"event": name, "task": task_json(request, t)}
+            for t in job.tasks
+            if (name := _name("task", t.status.value)).endswith(ENDS)
         ]
-        return [*told, message]
+        return [*ends, message]
     if kind == "task":
         task = await tasks.get(db, subject)
         if task is None:

@@ -65,17 +65,22 @@ class Clip:
         keys = ("codec_name", "width", "height", "pix_fmt", "avg_frame_rate")
         return None if v is None else tuple(v.get(k) for k in keys)
 
+    def frame_rate(self) -> float | None:
+        """Its video's frames per second, if ffprobe knows them ("25/1"; "0/0" if not)."""
+        frames, _, per = str((self.video or {}).get("avg_frame_rate")).partition("/")
+        n, d = media_info.number(frames), media_info.number(per)
+        return n / d if n and d else None
+
+    def sample_rate(self) -> int | None:
+        return int(media_info.number((self.audio or {}).get("sample_rate")) or 0) or None
+
     def padding(self) -> float:
         """How far its encoders may have written past their input (media_info.padding)."""
-        v, a = self.video or {}, self.audio or {}
-        frames, _, per = str(v.get("avg_frame_rate")).partition("/")  # "25/1"
-        n, d = media_info.number(frames), media_info.number(per)
-        fps = n / d if n and d else None
-        hz = int(media_info.number(a.get("sample_rate")) or 0)
-        return max(
-            media_info.padding("video", str(v.get("codec_name")), None, fps) if v else 0.0,
-            media_info.padding("audio", str(a.get("codec_name")), hz, None) if a else 0.0,
-        )
+        v, a = self.video, self.audio
+        fps, hz = self.frame_rate(), self.sample_rate()
+        picture = media_info.padding("video", str(v.get("codec_name")), None, fps) if v else 0.0
+        sound = media_info.padding("audio", str(a.get("codec_name")), hz, None) if a else 0.0
+        return max(picture, sound)
 
     def sound(self) -> tuple[Any, ...] | None:
         a = self.audio
@@ -188,16 +193,14 @@ def _filter_args(kind: str, fmt: str, clips: list[Clip]) -> tuple[list[str], str
     n = len(clips)
     if kind == "audio":
         graph = "".join(f"[{i}:a:0]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]"
-        sample_rate = int(float((clips[0].audio or {}).get("sample_rate") or 0)) or None
+        sample_rate = clips[0].sample_rate()
         return [*inputs, "-map", "[a]", *audio.encoding_args(fmt, {}, sample_rate)], graph
     first = clips[0].video or {}
     # Even sides, as yuv420p needs; the first clip's frame rate, if ffprobe knows it.
     width, height = (int(first.get(side) or 0) // 2 * 2 for side in ("width", "height"))
     if not width or not height:
         raise TaskFailed("INVALID_INPUT", f"{clips[0].path.name} has a picture of no size")
-    rate = str(first.get("avg_frame_rate") or "0/0")
-    known = rate.partition("/")[0] not in ("0", "") and not rate.endswith("/0")
-    fps = f",fps={rate}" if known else ""
+    fps = f",fps={first['avg_frame_rate']}" if clips[0].frame_rate() else ""
     sound = any(c.audio for c in clips)
     parts, pads = [], []
     for i, clip in enumerate(clips):
