@@ -278,18 +278,21 @@ def fail(conn: Conn, task_id: str, code: str, message: str) -> list[str]:
     the job in error beside a task still waiting on the failed one (the job's status is read off
     its tasks, task_job_status). Returns the ids of the tasks that ended, this one first; [] if
     it had already ended."""
-    job_id = _end_in_error(conn, task_id, code, message)
-    return [] if job_id is None else [task_id, *fail_orphans(conn, job_id)]
+    ended = _end_in_error(conn, task_id, code, message)
+    if not ended:
+        return []
+    # A task made on its own (no job) leaves its dependents to the engine's step.
+    job_id = ended[0][0]
+    return [task_id, *(fail_orphans(conn, str(job_id)) if job_id is not None else [])]
 
 
-def _end_in_error(conn: Conn, task_id: str, code: str, message: str) -> str | None:
-    """waiting or processing -> error; the task's job id, or None if it had already ended."""
-    rows = conn.execute(
+def _end_in_error(conn: Conn, task_id: str, code: str, message: str) -> list[Any]:
+    """waiting or processing -> error; the task's row (its job id), none if it had ended."""
+    return conn.execute(
         """UPDATE tasks SET status = 'error', code = ?, message = ?, ended_at = ?
            WHERE id = ? AND status IN ('waiting', 'processing') RETURNING job_id""",
         (code, message, clock.now(), task_id),
     ).fetchall()
-    return str(rows[0][0]) if rows else None
 
 
 def cancel(conn: Conn, task_ids: list[str]) -> list[Task]:
